@@ -1,0 +1,1 @@
+"""Connectors to the directories: one module per directory, one contract in base.py."""

@@ -1,0 +1,160 @@
+"""The connector contract: snapshot a directory's managed scope and apply Changes to it.
+
+Every connector subclasses `Connector`, implements `snapshot` and `apply_one`, and overrides
+`apply` with its API's own batching. Library exceptions never leave a connector: they become
+`ConnectorError` (or a subclass) or a FAILED `Result`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from idlifecycle.errors import ConfigError, UserError
+from idlifecycle.model import Change, Outcome, Result, RoleHolder, Snapshot
+
+
+class ConnectorError(Exception):
+    """A directory refused or failed an operation. `retryable` says whether trying later may work."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class Throttled(ConnectorError):
+    """The service asked us to slow down."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, retryable=True)
+
+
+class Conflict(ConnectorError):
+    """The object already exists and is not ours (e.g. a duplicate name with another anchor)."""
+
+
+class AuthError(ConnectorError, UserError):
+    """Could not sign in to the directory; the message names the fix (tenant, secret, consent)."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a directory can do, declared rather than discovered by trial and error."""
+
+    containers: bool = True
+    """Has OUs / org units; Entra has none, so MOVE is never planned there."""
+    max_username_length: int | None = None
+    revoke_sessions: bool = True
+    licence_groups: bool = False
+    """Licences are assigned by membership of licence groups (Entra group-based licensing)."""
+    hybrid: bool = False
+    """Some accounts may be owned by on-prem AD (Entra Connect): their synced attributes are read-only."""
+    password_rules: str = ""
+    """Which directory's password rules apply: "ad", "entra" or "google"."""
+
+
+class CursorStore(Protocol):
+    """Where a connector keeps incremental-read state (Graph delta links, AD uSN marks)."""
+
+    def get_cursor(self, directory: str, name: str) -> str | None: ...
+
+    def set_cursor(self, directory: str, name: str, value: str | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """Everything a connector is built from."""
+
+    name: str
+    """The directory's name in plans and the store (the TOML file's `name`, e.g. "entra")."""
+    type: str
+    options: Mapping[str, Any]
+    """The connector's TOML table, minus name and type."""
+    source: str
+    """The TOML file the options came from, for error messages."""
+    cursors: CursorStore
+    state_dir: Path
+    """Where sandbox emulators keep their data between runs of the demo."""
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    """Secrets resolved from the environment or secret files (never from the TOML)."""
+
+    def option(self, key: str, default: Any = None, *, required: bool = False) -> Any:
+        if key not in self.options:
+            if required:
+                raise ConfigError(self.source, key, "is required")
+            return default
+        return self.options[key]
+
+
+class Connector(ABC):
+    """One directory. Subclasses set `capabilities` and implement the two abstract methods."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, context: ConnectorContext) -> Connector:
+        """Build from configuration; raise ConfigError naming the file and key on bad input."""
+
+    @abstractmethod
+    def snapshot(self) -> Snapshot:
+        """Every managed account and group, with the attributes the planner compares."""
+
+    @abstractmethod
+    def apply_one(self, change: Change) -> Result:
+        """Apply one change; return ALREADY when the directory is already in the wanted state."""
+
+    def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+        """Apply changes in order, yielding one Result each. Overridden with real batching."""
+        for change in changes:
+            try:
+                yield self.apply_one(change)
+            except ConnectorError as error:
+                yield Result(change.change_id, Outcome.FAILED, str(error), retryable=error.retryable)
+
+    def privileged_roles(self) -> Sequence[RoleHolder]:
+        """Holders of administrative roles, for the access review; empty where not supported."""
+        return ()
+
+    def close(self) -> None:
+        """Release connections (and stop an embedded sandbox)."""
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+CONNECTOR_TYPES: dict[str, str] = {
+    "entra": "idlifecycle.connectors.entra:EntraConnector",
+    "google": "idlifecycle.connectors.google:GoogleConnector",
+    "ad": "idlifecycle.connectors.ad:ADConnector",
+}
+"""type name in connectors/*.toml -> "module:Class"."""
+
+
+def build_connector(context: ConnectorContext) -> Connector:
+    target = CONNECTOR_TYPES.get(context.type)
+    if target is None:
+        raise ConfigError(
+            context.source, "type",
+            f"unknown connector type {context.type!r}; expected one of {', '.join(sorted(CONNECTOR_TYPES))}",
+        )
+    module_name, class_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name == module_name:
+            raise UserError(f"{context.source}: type: connector {context.type!r} is not installed") from None
+        raise
+    cls: type[Connector] = getattr(module, class_name)
+    return cls.from_config(context)

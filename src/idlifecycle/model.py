@@ -1,0 +1,294 @@
+"""Immutable values shared by feeds, planner, executor and connectors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    STAFF = "staff"
+    PUPIL = "pupil"
+
+
+@dataclass(frozen=True)
+class Person:
+    """One human from the feed, as the school's MIS knows them."""
+
+    person_id: str
+    """Stable MIS identifier (admission number, staff code, sourcedId): always text."""
+    kind: Kind
+    legal_first_name: str
+    last_name: str
+    preferred_first_name: str | None = None
+    year_group: str | None = None
+    """Normalised year group: "N1", "N2", "R", "1" … "14"; None for staff."""
+    registration_group: str | None = None
+    roles: tuple[str, ...] = ()
+    start_date: date | None = None
+    leave_date: date | None = None
+    upn: str | None = None
+    """Unique Pupil Number, when the feed has one."""
+    email: str | None = None
+    username: str | None = None
+    """A username the feed asks for (SDS exports carry one); the mapping may honour it."""
+    source: str = ""
+    """Where the person was read from, as `file:line`, for messages."""
+
+    @property
+    def first_name(self) -> str:
+        return self.preferred_first_name or self.legal_first_name
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One problem in a feed, reported as `file:line: field: message`."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Account:
+    """One directory object for one person, as a connector's snapshot sees it."""
+
+    directory: str
+    """The connector's configured name (e.g. "entra", "ad", "google")."""
+    key: str
+    """The directory's own immutable id (AD objectGUID, Entra object id, Google user id)."""
+    username: str
+    """The short login name (AD sAMAccountName, local part of the UPN / primary email)."""
+    login: str
+    """The full sign-in name (userPrincipalName / primaryEmail)."""
+    given_name: str
+    surname: str
+    display_name: str
+    anchor: str | None
+    """The person_id written on the object (employeeID / employeeId / externalIds)."""
+    enabled: bool
+    container: str = ""
+    """Directory-neutral OU path such as "Pupils/Year 7"; "" where the directory has none."""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    """Further attributes the planner compares (department, jobTitle, employeeType …)."""
+    password_never_expires: bool = False
+    must_change_password: bool = False
+    synced_from_on_premises: bool = False
+    """Entra only: owned by AD through Entra Connect, so synced attributes are read-only."""
+    created: datetime | None = None
+    last_sign_in: datetime | None = None
+    password_last_set: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Group:
+    """A group in a directory with its members (account key -> display name)."""
+
+    directory: str
+    key: str
+    name: str
+    members: Mapping[str, str] = field(default_factory=dict)
+    managed: bool = True
+    """False for groups the tool only reads (e.g. privileged role groups)."""
+
+
+@dataclass(frozen=True)
+class RoleHolder:
+    """Someone holding an administrative role, for the access review."""
+
+    directory: str
+    role: str
+    username: str
+    display_name: str
+    anchor: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a directory holds in the managed scope, plus the names it holds outside it."""
+
+    directory: str
+    accounts: tuple[Account, ...]
+    groups: tuple[Group, ...]
+    names_outside_scope: frozenset[str] = frozenset()
+    """Usernames held by accounts outside the managed scope: never issued to anyone."""
+
+    def fingerprint(self) -> str:
+        """A digest of everything the planner reads, so a stale plan can be refused."""
+        digest = hashlib.sha256()
+        for account in sorted(self.accounts, key=lambda a: a.key):
+            digest.update(
+                json.dumps(
+                    [
+                        account.key, account.username, account.login, account.given_name,
+                        account.surname, account.display_name, account.anchor, account.enabled,
+                        account.container, sorted(account.attributes.items()),
+                        account.password_never_expires, account.synced_from_on_premises,
+                    ],
+                    default=str,
+                ).encode()
+            )
+        for group in sorted(self.groups, key=lambda g: g.key):
+            digest.update(json.dumps([group.key, group.name, sorted(group.members)]).encode())
+        digest.update(json.dumps(sorted(self.names_outside_scope)).encode())
+        return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class DesiredAccount:
+    """What one person's account in one directory should look like (mapping output)."""
+
+    directory: str
+    person_id: str
+    kind: Kind
+    username: str
+    login: str
+    given_name: str
+    surname: str
+    display_name: str
+    container: str
+    groups: frozenset[str]
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    enabled: bool = True
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    ADOPT = "adopt"
+    UPDATE = "update"
+    RENAME = "rename"
+    MOVE = "move"
+    ENABLE = "enable"
+    DISABLE = "disable"
+    DELETE = "delete"
+    CREATE_GROUP = "create-group"
+    ADD_MEMBER = "add-member"
+    REMOVE_MEMBER = "remove-member"
+    SET_PASSWORD = "set-password"
+    REQUIRE_PASSWORD_CHANGE = "require-password-change"
+    REVOKE_SESSIONS = "revoke-sessions"
+
+
+DESTRUCTIVE_ACTIONS = frozenset({Action.DISABLE, Action.DELETE})
+"""Always counted by the guard; REMOVE_MEMBER counts when the group is restricted."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One planned operation on one directory object, with the reason a person would give.
+
+    `before` / `after` hold only the attributes that change. For CREATE, `after` holds the
+    whole new account (username, login, given_name, surname, display_name, container,
+    attributes, enabled). For RENAME, `after` has username and login. For MOVE, container.
+    For ADD_MEMBER / REMOVE_MEMBER and CREATE_GROUP, `group` names the group.
+    """
+
+    directory: str
+    action: Action
+    person_id: str | None
+    username: str
+    reason: str
+    target: str | None = None
+    """The account key the change applies to; None for CREATE and CREATE_GROUP."""
+    before: Mapping[str, Any] = field(default_factory=dict)
+    after: Mapping[str, Any] = field(default_factory=dict)
+    group: str | None = None
+    restricted: bool = False
+    """True for a REMOVE_MEMBER from a restricted share's group (counted as destructive)."""
+    password: str | None = field(default=None, repr=False, compare=False)
+    """Set by the executor just before apply for CREATE / SET_PASSWORD; never serialised."""
+
+    @property
+    def change_id(self) -> str:
+        """Deterministic id: the same change planned twice has the same id (journal key)."""
+        payload = json.dumps(
+            [self.directory, self.action, self.person_id, self.target, self.group,
+             sorted(self.after.items())],
+            default=str, sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+    @property
+    def destructive(self) -> bool:
+        return self.action in DESTRUCTIVE_ACTIONS or (
+            self.action is Action.REMOVE_MEMBER and self.restricted
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "change_id": self.change_id,
+            "directory": self.directory,
+            "action": str(self.action),
+            "person_id": self.person_id,
+            "username": self.username,
+            "target": self.target,
+            "group": self.group,
+            "restricted": self.restricted,
+            "before": dict(self.before),
+            "after": dict(self.after),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Change:
+        return cls(
+            directory=str(data["directory"]),
+            action=Action(data["action"]),
+            person_id=data.get("person_id"),
+            username=str(data["username"]),
+            reason=str(data["reason"]),
+            target=data.get("target"),
+            before=dict(data.get("before") or {}),
+            after=dict(data.get("after") or {}),
+            group=data.get("group"),
+            restricted=bool(data.get("restricted", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ordered Changes plus the fingerprints of the snapshots they were computed from."""
+
+    changes: tuple[Change, ...]
+    fingerprints: Mapping[str, str]
+    """directory -> Snapshot.fingerprint() at planning time."""
+    managed_counts: Mapping[str, int] = field(default_factory=dict)
+    """directory -> number of managed accounts, for the percentage guard."""
+    people_count: int = 0
+    created_at: str = ""
+    notes: tuple[str, ...] = ()
+    """Things a person should know that are not changes (unmanaged accounts, hybrid users)."""
+
+    def for_directory(self, directory: str) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.directory == directory)
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    ALREADY = "already-so"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one Change."""
+
+    change_id: str
+    outcome: Outcome
+    detail: str = ""
+    retryable: bool = False
+    key: str | None = None
+    """The directory key of an object the change created or adopted."""

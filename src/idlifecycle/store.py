@@ -1,0 +1,242 @@
+"""The state store (SQLite): usernames ever issued, accounts, runs, the change journal, the audit log.
+
+Feature modules (passwords, access) keep their own tables in the same file through
+`Store.ensure_schema`, so one backup holds everything the SIRO may ask about.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cursors (
+    directory TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (directory, name)
+);
+CREATE TABLE IF NOT EXISTS usernames (
+    username TEXT PRIMARY KEY COLLATE NOCASE,
+    person_id TEXT NOT NULL,
+    issued_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usernames_person ON usernames (person_id);
+CREATE TABLE IF NOT EXISTS accounts (
+    directory TEXT NOT NULL, person_id TEXT NOT NULL,
+    key TEXT NOT NULL, username TEXT NOT NULL,
+    disabled_on TEXT,
+    PRIMARY KEY (directory, person_id)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
+    status TEXT NOT NULL, people_count INTEGER, summary TEXT
+);
+CREATE TABLE IF NOT EXISTS journal (
+    change_id TEXT NOT NULL, plan_id TEXT NOT NULL,
+    directory TEXT NOT NULL, action TEXT NOT NULL, person_id TEXT, username TEXT,
+    state TEXT NOT NULL, detail TEXT, key TEXT, at TEXT NOT NULL,
+    PRIMARY KEY (plan_id, change_id)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL, event TEXT NOT NULL, actor TEXT NOT NULL, data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+);
+"""
+
+GENESIS = "0" * 64
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at: str
+    event: str
+    actor: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    change_id: str
+    state: str
+    detail: str
+    key: str | None
+
+
+class Store:
+    """One SQLite file. Not shared between threads: open one per thread."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a journal row written just before a kill -9 must still be there afterwards.
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def ensure_schema(self, ddl: str) -> None:
+        self.db.executescript(ddl)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # cursors (connectors' incremental-read state)
+    def get_cursor(self, directory: str, name: str) -> str | None:
+        row = self.db.execute(
+            "SELECT value FROM cursors WHERE directory=? AND name=?", (directory, name)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_cursor(self, directory: str, name: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM cursors WHERE directory=? AND name=?", (directory, name))
+        else:
+            self.db.execute(
+                "INSERT INTO cursors VALUES (?,?,?) ON CONFLICT DO UPDATE SET value=excluded.value",
+                (directory, name, value),
+            )
+
+    # usernames: every name ever issued, never reissued to someone else
+    def issued_usernames(self) -> dict[str, str]:
+        """lower-cased username -> person_id, for every name ever issued."""
+        return {
+            str(r["username"]).lower(): str(r["person_id"])
+            for r in self.db.execute("SELECT username, person_id FROM usernames")
+        }
+
+    def record_username(self, username: str, person_id: str) -> None:
+        self.db.execute(
+            "INSERT INTO usernames VALUES (?,?,?) ON CONFLICT DO NOTHING",
+            (username, person_id, utcnow().isoformat()),
+        )
+
+    # accounts this tool manages: the anchor link and when a leaver was disabled
+    def record_account(self, directory: str, person_id: str, key: str, username: str) -> None:
+        self.db.execute(
+            "INSERT INTO accounts (directory, person_id, key, username) VALUES (?,?,?,?) "
+            "ON CONFLICT DO UPDATE SET key=excluded.key, username=excluded.username",
+            (directory, person_id, key, username),
+        )
+
+    def mark_disabled(self, directory: str, person_id: str, on: date | None) -> None:
+        self.db.execute(
+            "UPDATE accounts SET disabled_on=? WHERE directory=? AND person_id=?",
+            (None if on is None else on.isoformat(), directory, person_id),
+        )
+
+    def forget_account(self, directory: str, person_id: str) -> None:
+        self.db.execute("DELETE FROM accounts WHERE directory=? AND person_id=?", (directory, person_id))
+
+    def disabled_on(self) -> dict[tuple[str, str], date]:
+        """(directory, person_id) -> the day the tool disabled that account."""
+        return {
+            (str(r["directory"]), str(r["person_id"])): date.fromisoformat(r["disabled_on"])
+            for r in self.db.execute("SELECT * FROM accounts WHERE disabled_on IS NOT NULL")
+        }
+
+    # runs
+    def start_run(self, job: str) -> int:
+        cur = self.db.execute(
+            "INSERT INTO runs (job, started_at, status) VALUES (?,?,?)", (job, utcnow().isoformat(), "running")
+        )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, status: str, people_count: int | None, summary: Mapping[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE runs SET finished_at=?, status=?, people_count=?, summary=? WHERE run_id=?",
+            (utcnow().isoformat(), status, people_count, json.dumps(summary, default=str), run_id),
+        )
+
+    def last_good_people_count(self, job: str) -> int | None:
+        row = self.db.execute(
+            "SELECT people_count FROM runs WHERE job=? AND status='ok' AND people_count IS NOT NULL "
+            "ORDER BY run_id DESC LIMIT 1",
+            (job,),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    # journal: exactly-once application across crashes
+    def journal_states(self, plan_id: str) -> dict[str, JournalEntry]:
+        return {
+            str(r["change_id"]): JournalEntry(str(r["change_id"]), str(r["state"]), r["detail"] or "", r["key"])
+            for r in self.db.execute("SELECT * FROM journal WHERE plan_id=?", (plan_id,))
+        }
+
+    def journal(self, plan_id: str, change_id: str, directory: str, action: str, person_id: str | None,
+                username: str, state: str, detail: str = "", key: str | None = None) -> None:
+        self.db.execute(
+            "INSERT INTO journal VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+            "state=excluded.state, detail=excluded.detail, key=excluded.key, at=excluded.at",
+            (change_id, plan_id, directory, action, person_id, username, state, detail, key, utcnow().isoformat()),
+        )
+
+    # audit: append-only, each row chained to the one before by hash
+    def audit(self, event: str, data: Mapping[str, Any], actor: str = "idlifecycle") -> None:
+        with self.transaction() as db:
+            row = db.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            prev = GENESIS if row is None else str(row[0])
+            at = utcnow().isoformat()
+            body = json.dumps(data, sort_keys=True, default=str)
+            digest = _chain_hash(prev, at, event, actor, body)
+            db.execute(
+                "INSERT INTO audit (at, event, actor, data, prev_hash, hash) VALUES (?,?,?,?,?,?)",
+                (at, event, actor, body, prev, digest),
+            )
+
+    def audit_entries(self, since: str | None = None) -> list[AuditEntry]:
+        query = "SELECT * FROM audit" + (" WHERE at >= ?" if since else "") + " ORDER BY seq"
+        rows = self.db.execute(query, (since,) if since else ())
+        return [AuditEntry(int(r["seq"]), str(r["at"]), str(r["event"]), str(r["actor"]), json.loads(r["data"]))
+                for r in rows]
+
+    def verify_audit(self) -> list[str]:
+        """Problems found in the chain: an edited, inserted or deleted row breaks it."""
+        problems: list[str] = []
+        prev = GENESIS
+        expected_seq = None
+        for r in self.db.execute("SELECT * FROM audit ORDER BY seq"):
+            seq = int(r["seq"])
+            if expected_seq is not None and seq != expected_seq:
+                problems.append(f"audit row {expected_seq}" + (f"–{seq - 1}" if seq - 1 > expected_seq else "")
+                                + " is missing (deleted)")
+            if r["prev_hash"] != prev:
+                problems.append(f"audit row {seq}: does not follow the row before it (a row was removed or edited)")
+            digest = _chain_hash(str(r["prev_hash"]), str(r["at"]), str(r["event"]), str(r["actor"]), str(r["data"]))
+            if digest != r["hash"]:
+                problems.append(f"audit row {seq}: its content was changed after it was written")
+            prev = str(r["hash"])
+            expected_seq = seq + 1
+        last = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'").fetchone()
+        if last is not None and expected_seq is not None and int(last[0]) >= expected_seq:
+            problems.append(f"audit rows {expected_seq}–{int(last[0])} at the end are missing (deleted)")
+        elif last is not None and expected_seq is None and int(last[0]) > 0:
+            problems.append("every audit row was deleted")
+        return problems
+
+
+def _chain_hash(prev: str, at: str, event: str, actor: str, body: str) -> str:
+    return hashlib.sha256("\x1f".join((prev, at, event, actor, body)).encode()).hexdigest()
