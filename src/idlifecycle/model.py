@@ -177,8 +177,8 @@ class Action(StrEnum):
     CREATE_GROUP = "create-group"
     ADD_MEMBER = "add-member"
     REMOVE_MEMBER = "remove-member"
-    SET_PASSWORD = "set-password"
-    REQUIRE_PASSWORD_CHANGE = "require-password-change"
+    SET_PASSWORD = "set-password"  # noqa: S105 - an action name, not a secret
+    REQUIRE_PASSWORD_CHANGE = "require-password-change"  # noqa: S105 - an action name
     REVOKE_SESSIONS = "revoke-sessions"
 
 

@@ -208,8 +208,7 @@ class Store:
             )
 
     def audit_entries(self, since: str | None = None) -> list[AuditEntry]:
-        query = "SELECT * FROM audit" + (" WHERE at >= ?" if since else "") + " ORDER BY seq"
-        rows = self.db.execute(query, (since,) if since else ())
+        rows = self.db.execute("SELECT * FROM audit WHERE at >= ? ORDER BY seq", (since or "",))
         return [AuditEntry(int(r["seq"]), str(r["at"]), str(r["event"]), str(r["actor"]), json.loads(r["data"]))
                 for r in rows]
 

@@ -124,6 +124,11 @@ class Connector(ABC):
         """Holders of administrative roles, for the access review; empty where not supported."""
         return ()
 
+    def password_constraints(self) -> Mapping[str, Any]:
+        """The directory's own password rules as it reports them (AD reads them from the domain):
+        keys `min_length`, `max_length`, `complexity` (bool), `history`; empty where fixed by the service."""
+        return {}
+
     def close(self) -> None:
         """Release connections (and stop an embedded sandbox)."""
 
