@@ -1,1 +1,117 @@
-"""Feed readers: one module per MIS export format, all yielding Person values and row errors."""
+"""Feed readers: one module per MIS export format, all yielding Person values and row errors.
+
+`read_feed(FeedSpec)` reads one feed ("mis-csv", "sds-v2", "sds-v1", "oneroster"); a feed that
+cannot be trusted as a whole (missing file, empty, wrong header, broken CSV) raises FeedError,
+never "nobody is on roll". Bad rows become RowErrors and are skipped; `check_bad_rows` stops
+the run when too many are bad.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from idlifecycle.errors import ConfigError, FeedError
+from idlifecycle.feeds import mis_csv as mis_csv
+from idlifecycle.feeds import oneroster as oneroster
+from idlifecycle.feeds import sds_v1 as sds_v1
+from idlifecycle.feeds import sds_v2 as sds_v2
+from idlifecycle.feeds._spec import FeedResult, FeedSpec
+from idlifecycle.model import Kind, Person, RowError
+
+READERS: dict[str, Callable[[FeedSpec], FeedResult]] = {
+    "mis-csv": mis_csv.read,
+    "sds-v2": sds_v2.read,
+    "sds-v1": sds_v1.read,
+    "oneroster": oneroster.read,
+}
+
+DEFAULT_MAX_BAD_PERCENT = 2.0
+
+
+def read_feed(spec: FeedSpec) -> FeedResult:
+    """Read one feed; FeedError if it cannot be trusted, ConfigError if its options are wrong."""
+    reader = READERS.get(spec.format)
+    if reader is None:
+        raise ConfigError(
+            spec.source or str(spec.path), "format",
+            f"unknown feed format {spec.format!r}; expected one of {', '.join(READERS)}",
+        )
+    result = reader(spec)
+    people, errors = _without_shared_ids(result.people)
+    return FeedResult(people, result.errors + errors, result.rows)
+
+
+def read_feeds(specs: Sequence[FeedSpec]) -> FeedResult:
+    """Read several feeds (pupils.csv and staff.csv) as one; an id in two feeds is a row error."""
+    if not specs:
+        raise FeedError("no feed is configured; add a [[feeds]] entry to the job file")
+    results = [read_feed(spec) for spec in specs]
+    people, errors = _without_shared_ids(person for result in results for person in result.people)
+    return FeedResult(
+        people,
+        tuple(error for result in results for error in result.errors) + errors,
+        sum(result.rows for result in results),
+    )
+
+
+def check_bad_rows(result: FeedResult, max_bad_percent: float = DEFAULT_MAX_BAD_PERCENT) -> None:
+    """Stop the run when more than `max_bad_percent` of the rows were refused.
+
+    A few bad rows are normal (a typo in a UPN); many mean the export itself is wrong (a shifted
+    column, the wrong report), and acting on the rest would be acting on a broken picture.
+    """
+    bad = _bad_rows(result)
+    share = 100.0 * bad / result.rows if result.rows else 100.0
+    if share > max_bad_percent:
+        raise FeedError(
+            f"{bad} of {result.rows} feed rows ({share:.1f} %) have errors, more than the "
+            f"{max_bad_percent:g} % allowed (max_bad_percent); first: {result.errors[0]}; "
+            "see `idlifecycle feed check` for the full list and fix the export"
+        )
+
+
+def format_report(result: FeedResult) -> str:
+    """What `idlifecycle feed check` prints: every row error, then one summary line."""
+    lines = [str(error) for error in result.errors]
+    pupils = sum(1 for person in result.people if person.kind is Kind.PUPIL)
+    staff = len(result.people) - pupils
+    bad = _bad_rows(result)
+    share = 100.0 * bad / result.rows if result.rows else 0.0
+    lines.append(
+        f"{result.rows} rows read: {pupils} pupils, {staff} staff; "
+        f"{len(result.errors)} errors in {bad} rows ({share:.1f} %)"
+    )
+    return "\n".join(lines)
+
+
+def _bad_rows(result: FeedResult) -> int:
+    return min(len({(error.file, error.line) for error in result.errors}), result.rows)
+
+
+def _without_shared_ids(people: Iterable[Person]) -> tuple[tuple[Person, ...], tuple[RowError, ...]]:
+    """Drop every person whose id another row also uses: the id is the account's anchor."""
+    by_id: dict[str, list[Person]] = {}
+    for person in people:
+        by_id.setdefault(person.person_id, []).append(person)
+    kept: list[Person] = []
+    errors: list[RowError] = []
+    for person_id, holders in by_id.items():
+        if len(holders) == 1:
+            kept.append(holders[0])
+            continue
+        for holder in holders:
+            file, _, line = holder.source.rpartition(":")
+            others = ", ".join(other.source for other in holders if other is not holder)
+            errors.append(RowError(file, int(line), "person_id", f"duplicate id '{person_id}', also at {others}"))
+    return tuple(kept), tuple(errors)
+
+
+__all__ = [
+    "DEFAULT_MAX_BAD_PERCENT",
+    "FeedResult",
+    "FeedSpec",
+    "check_bad_rows",
+    "format_report",
+    "read_feed",
+    "read_feeds",
+]

@@ -1,0 +1,159 @@
+"""Reading MIS and roster CSV files: encoding detection, RFC 4180 parsing, header checks.
+
+Every value comes back as text (admission numbers keep their leading zeros), trimmed, with
+the physical line each row starts on, so every later message can say `file:line`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from idlifecycle.errors import FeedError
+from idlifecycle.model import RowError
+
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One data row: the line it starts on and its values keyed by the file's own header."""
+
+    line: int
+    values: Mapping[str, str]
+
+    def get(self, column: str | None) -> str:
+        return self.values.get(column, "") if column else ""
+
+
+@dataclass
+class Table:
+    """A whole CSV file: its header as written, its data rows, and rows that did not fit."""
+
+    file: str
+    header: tuple[str, ...]
+    rows: list[Row]
+    errors: list[RowError] = field(default_factory=list)
+    encoding: str = "utf-8"
+
+
+def decode(path: Path, display: str, encoding: str | None = None) -> tuple[str, str]:
+    """The file's text and the encoding used: a BOM wins, then UTF-8, then Windows-1252.
+
+    SIMS and Excel write Windows-1252 unless told otherwise; bytes that are valid UTF-8 are
+    almost never meant as Windows-1252, so trying UTF-8 first is safe.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FeedError(f"{display}: file not found; check the feed path in the job file") from None
+    except IsADirectoryError:
+        raise FeedError(f"{display}: is a folder, but this feed format reads one CSV file") from None
+    except OSError as error:
+        raise FeedError(f"{display}: cannot read the file ({error.strerror})") from None
+    candidates: list[str]
+    if encoding:
+        candidates = [encoding]
+    else:
+        candidates = [name for bom, name in _BOMS if data.startswith(bom)][:1] or ["utf-8", "cp1252"]
+    for name in candidates:
+        try:
+            text = data.decode(name)
+        except LookupError:
+            raise FeedError(f"{display}: unknown encoding {encoding!r}; use utf-8 or cp1252") from None
+        except UnicodeDecodeError as error:
+            if name != candidates[-1]:
+                continue
+            line = data[: error.start].count(b"\n") + 1
+            raise FeedError(
+                f"{display}:{line}: the file is not valid {name} (byte 0x{data[error.start]:02x}); "
+                "save it again as UTF-8 (CSV UTF-8 in Excel)"
+            ) from None
+        return text.removeprefix("\ufeff"), name
+    raise AssertionError("unreachable: the last candidate either decodes or raises")
+
+
+def read_table(path: Path, display: str | None = None, encoding: str | None = None) -> Table:
+    """Parse one CSV file; a broken file, an empty one or one without data rows is a FeedError."""
+    file = display or str(path)
+    text, used = decode(path, file, encoding)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    rows: list[Row] = []
+    errors: list[RowError] = []
+    start = 1
+    try:
+        for record in reader:
+            line, start = start, reader.line_num + 1
+            if not any(value.strip() for value in record):
+                continue
+            values = [value.strip() for value in record]
+            if header is None:
+                header = values
+                continue
+            extra = [value for value in values[len(header) :] if value]
+            if extra:
+                errors.append(
+                    RowError(
+                        file, line, "row",
+                        f"has {len(values)} fields but the header has {len(header)} "
+                        "(an unquoted comma in a value?)",
+                    )
+                )
+                continue
+            named: dict[str, str] = {}
+            for column, value in zip(header, values, strict=False):
+                # A repeated header name reads its first column, as find_column does.
+                named.setdefault(column, value)
+            rows.append(Row(line, named))
+    except csv.Error as error:
+        raise FeedError(f"{file}:{start}: the CSV is broken ({error}); is a quote left open?") from None
+    if header is None:
+        raise FeedError(f"{file}: the file is empty; expected a header line and data rows")
+    if not rows and not errors:
+        raise FeedError(f"{file}: has a header but no data rows; refusing to treat that as nobody")
+    return Table(file, tuple(header), rows, errors, used)
+
+
+def require_columns(table: Table, columns: Iterable[str]) -> None:
+    """Check case-sensitive headers (SDS, OneRoster) and name what is missing and what is there."""
+    missing = [column for column in columns if column not in table.header]
+    if not missing:
+        return
+    hints = []
+    for column in missing:
+        near = [found for found in table.header if found.lower() == column.lower()]
+        if near:
+            hints.append(f"'{near[0]}' should be '{column}' (headers are case-sensitive)")
+    raise FeedError(
+        f"{table.file}: missing column{'s' if len(missing) > 1 else ''} "
+        + ", ".join(f"'{column}'" for column in missing)
+        + (f"; {'; '.join(hints)}" if hints else "")
+        + f"; found: {', '.join(repr(found) for found in table.header if found)}"
+    )
+
+
+def header_key(name: str) -> str:
+    """A header as compared case-insensitively: "Reg. Group", "reg_group", "RegGroup" agree."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def find_column(table: Table, names: Sequence[str]) -> str | None:
+    """The first of `names` (in order of preference) that the header has, case-insensitively."""
+    by_key: dict[str, str] = {}
+    for column in table.header:
+        by_key.setdefault(header_key(column), column)
+    for name in names:
+        found = by_key.get(header_key(name))
+        if found is not None:
+            return found
+    return None

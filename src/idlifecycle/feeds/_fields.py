@@ -1,0 +1,186 @@
+"""Field checks shared by every feed format: names, dates, year groups, UPNs and duplicate ids.
+
+A check that fails records a RowError (`file:line: field: message`) and the row is skipped;
+the messages say what was found and what is expected, because a school office reads them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable
+
+from idlifecycle.model import RowError
+
+MAX_NAME_LENGTH = 60
+"""The DfE common basic data set allows 35; MIS exports allow up to 60 (FACTS §4)."""
+
+UPN_CHECK_LETTERS = "ABCDEFGHJKLMNPQRTUVWXYZ"
+"""The DfE check-letter alphabet: 23 letters, without I, O and S."""
+
+_MONTHS = {name: number for number, name in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
+
+_YEAR_WORDS = {
+    "r": "R", "rec": "R", "reception": "R", "yr": "R", "yearr": "R", "fs2": "R", "f2": "R", "kg": "R",
+    "n": "N2", "nur": "N2", "nursery": "N2", "fs1": "N2", "f1": "N2", "pk": "N2",
+    "n1": "N1", "nursery1": "N1", "pr": "N1", "n2": "N2", "nursery2": "N2",
+    "l6": "12", "lowersixth": "12", "u6": "13", "uppersixth": "13",
+}
+"""Spellings MIS exports use; a lone "Nursery" is the pre-school year (N2, age 3 to 4)."""
+
+YEAR_PREFIX = re.compile(r"^(?:nationalcurriculumyear|ncyear|yeargroup|year|yr|y)(?=\d)")
+
+GRADE_SCHEMES = ("uk", "us")
+"""How numeric grades in SDS and OneRoster files count: UK years, or US grades (year = grade + 1)."""
+
+
+def upn_check_letter(upn: str) -> str:
+    """The check letter the DfE algorithm gives for characters 2 to 13 of a UPN."""
+    total = 0
+    for position, char in enumerate(upn[1:13], start=2):
+        value = int(char) if char.isdigit() else UPN_CHECK_LETTERS.index(char)
+        total += value * position
+    return UPN_CHECK_LETTERS[total % 23]
+
+
+def parse_date(text: str, date_order: str = "dmy") -> dt.date:
+    """A date as UK exports write it: dd/mm/yyyy (or mm/dd/yyyy), ISO date or datetime."""
+    value = text.strip()
+    numeric = re.fullmatch(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?", value)
+    if numeric:
+        first, second, year = (int(part) for part in numeric.groups())
+        day, month = (second, first) if date_order == "mdy" else (first, second)
+        return dt.date(year, month, day)
+    if re.fullmatch(r"\d{8}", value):
+        return dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+    named = re.fullmatch(r"(\d{1,2})[ -]([A-Za-z]{3})[A-Za-z]*[ -](\d{4})", value)
+    if named and named.group(2).lower() in _MONTHS:
+        return dt.date(int(named.group(3)), _MONTHS[named.group(2).lower()], int(named.group(1)))
+    if re.match(r"\d{4}-\d{2}-\d{2}", value):
+        return dt.datetime.fromisoformat(value).date()
+    raise ValueError(value)
+
+
+def normalise_year_group(text: str, grades: str = "uk") -> str:
+    """ "Year 7", "Y7", "07", "NC Year 7" -> "7"; "Reception", "YR" -> "R"; "Nursery" -> "N2".
+
+    Raises ValueError for anything else, so an unknown year group is a row error, not a guess.
+    """
+    key = re.sub(r"[^0-9a-z]", "", text.lower())
+    if key in _YEAR_WORDS:
+        return _YEAR_WORDS[key]
+    key = YEAR_PREFIX.sub("", key)
+    if key.isdigit():
+        year = int(key) + (1 if grades == "us" else 0)
+        if 1 <= year <= 14:
+            return str(year)
+    raise ValueError(text)
+
+
+class RowCheck:
+    """Collects the problems of one row; the row becomes a Person only if there are none."""
+
+    def __init__(self, file: str, line: int, date_order: str = "dmy", grades: str = "uk") -> None:
+        self.file = file
+        self.line = line
+        self.date_order = date_order
+        self.grades = grades
+        self.errors: list[RowError] = []
+
+    @property
+    def source(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def error(self, field: str, message: str) -> None:
+        self.errors.append(RowError(self.file, self.line, field, message))
+
+    def required(self, field: str, value: str) -> str:
+        if not value:
+            self.error(field, "is required but empty")
+        return value
+
+    def name(self, field: str, value: str, required: bool = True) -> str | None:
+        """A name keeps its Unicode; length and invisible characters are what break accounts."""
+        if not value:
+            if required:
+                self.error(field, "is required but empty")
+            return None
+        if len(value) > MAX_NAME_LENGTH:
+            self.error(field, f"is {len(value)} characters long; a name may have at most {MAX_NAME_LENGTH}")
+        elif "\ufffd" in value:
+            self.error(field, f"'{value}' has a character lost in an earlier export (U+FFFD); correct it in the MIS")
+        else:
+            control = next((char for char in value if unicodedata.category(char) == "Cc"), None)
+            if control is not None:
+                self.error(field, f"contains a control character (U+{ord(control):04X})")
+        return value
+
+    def date(self, field: str, value: str) -> dt.date | None:
+        if not value:
+            return None
+        try:
+            return parse_date(value, self.date_order)
+        except ValueError:
+            shape = "mm/dd/yyyy" if self.date_order == "mdy" else "dd/mm/yyyy"
+            self.error(field, f"'{value}' is not a date; expected {shape} or yyyy-mm-dd")
+            return None
+
+    def year_group(self, field: str, value: str, required: bool) -> str | None:
+        if not value:
+            if required:
+                self.error(field, "is required but empty")
+            return None
+        try:
+            return normalise_year_group(value, self.grades)
+        except ValueError:
+            self.error(field, f"unknown year group '{value}'; expected N1, N2, R or 1 to 14 (e.g. 'Year 7', 'Y7', 'R')")
+            return None
+
+    def upn(self, field: str, value: str) -> str | None:
+        """A permanent UPN ends in a digit, a temporary one in a letter; both carry a check letter."""
+        if not value:
+            return None
+        upn = value.upper()
+        letters = UPN_CHECK_LETTERS
+        if not re.fullmatch(rf"[{letters}]\d{{11}}[\d{letters}]", upn):
+            self.error(field, f"'{value}' is not a UPN (13 characters: a check letter, 11 digits, a digit or letter)")
+            return None
+        expected = upn_check_letter(upn)
+        if upn[0] != expected:
+            self.error(
+                field, f"'{value}' has check letter {upn[0]} but its digits give {expected}; the UPN is mistyped"
+            )
+            return None
+        return upn
+
+    def period(self, start_field: str, start: dt.date | None, leave_field: str, leave: dt.date | None) -> None:
+        if start and leave and leave < start:
+            self.error(
+                leave_field,
+                f"leaving date {leave:%d/%m/%Y} is before the start date {start:%d/%m/%Y} ({start_field})",
+            )
+
+
+def duplicates(file: str, field: str, entries: Iterable[tuple[int, str]]) -> tuple[list[RowError], set[int]]:
+    """Row errors for every line whose id also appears on another line, and those lines.
+
+    Neither line is trusted: which of two rows with one admission number is the real pupil is a
+    question for the office, not a guess for the tool.
+    """
+    lines_by_id: dict[str, list[int]] = defaultdict(list)
+    for line, value in entries:
+        if value:
+            lines_by_id[value].append(line)
+    errors: list[RowError] = []
+    bad: set[int] = set()
+    for value, lines in lines_by_id.items():
+        if len(lines) < 2:
+            continue
+        for line in lines:
+            others = ", ".join(str(other) for other in lines if other != line)
+            errors.append(RowError(file, line, field, f"duplicate '{value}', also on line {others}"))
+            bad.add(line)
+    return errors, bad

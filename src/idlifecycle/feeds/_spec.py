@@ -1,0 +1,107 @@
+"""The values every feed reader takes and returns, and the checking of a feed's job options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from idlifecycle.errors import ConfigError, FeedError
+from idlifecycle.feeds._fields import GRADE_SCHEMES
+from idlifecycle.model import Person, RowError
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """One feed as the job file describes it."""
+
+    format: str
+    """"mis-csv", "sds-v2", "sds-v1" or "oneroster"."""
+    path: Path
+    """A CSV file (mis-csv) or the folder holding the files of a multi-file format."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Format options from the job file (kind, columns, encoding, date_order, grades, school)."""
+    source: str = ""
+    """The job file, named in ConfigError messages about the options."""
+
+
+@dataclass(frozen=True)
+class FeedResult:
+    """The people a feed yields, the rows it refused, and how many data rows it read."""
+
+    people: tuple[Person, ...]
+    errors: tuple[RowError, ...]
+    rows: int
+    """Data rows of the files that describe people (not orgs.csv or roles.csv)."""
+
+
+class Options:
+    """A feed's options, checked against what its format accepts, so a typo is a clear error."""
+
+    COMMON = frozenset({"encoding", "date_order"})
+
+    def __init__(self, spec: FeedSpec, accepted: frozenset[str]) -> None:
+        self.spec = spec
+        allowed = accepted | self.COMMON
+        for name in spec.options:
+            if name not in allowed:
+                raise ConfigError(
+                    spec.source or str(spec.path), name,
+                    f"is not an option of the {spec.format} feed; known: {', '.join(sorted(allowed))}",
+                )
+        self.encoding = self.text("encoding")
+        self.date_order = self.choice("date_order", ("dmy", "mdy"), "dmy")
+
+    def fail(self, name: str, message: str) -> ConfigError:
+        return ConfigError(self.spec.source or str(self.spec.path), name, message)
+
+    def text(self, name: str) -> str | None:
+        value = self.spec.options.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(name, f"must be a non-empty string, not {value!r}")
+        return value.strip()
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str | None) -> str:
+        value = self.text(name)
+        if value is None:
+            if default is None:
+                raise self.fail(name, f"is required; one of {', '.join(choices)}")
+            return default
+        if value.lower() not in choices:
+            raise self.fail(name, f"is {value!r}; expected one of {', '.join(choices)}")
+        return value.lower()
+
+    def grades(self) -> str:
+        return self.choice("grades", GRADE_SCHEMES, "uk")
+
+    def table(self, name: str) -> dict[str, str]:
+        value = self.spec.options.get(name, {})
+        if not isinstance(value, Mapping) or not all(
+            isinstance(key, str) and isinstance(item, str) for key, item in value.items()
+        ):
+            raise self.fail(name, 'must be a table of strings, e.g. { person_id = "Adno" }')
+        return dict(value)
+
+
+def folder_files(spec: FeedSpec, names: tuple[str, ...]) -> dict[str, Path]:
+    """The files of a multi-file format; a missing one is a FeedError, never "nobody is there".
+
+    SDS reads a missing file as "every record in it is inactive", which has disabled whole
+    schools; here the run stops instead. Names match case-insensitively (Windows exports).
+    """
+    folder = spec.path
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise FeedError(f"{folder}: {what}; a {spec.format} feed is the folder holding {', '.join(names)}")
+    present = {child.name.lower(): child for child in folder.iterdir() if child.is_file()}
+    missing = [name for name in names if name.lower() not in present]
+    if missing:
+        found = ", ".join(sorted(child.name for child in present.values())) or "no files"
+        raise FeedError(
+            f"{folder}: missing {', '.join(missing)} (found {found}); refusing to read a partial "
+            f"{spec.format} export as if those records had gone"
+        )
+    return {name: present[name.lower()] for name in names}

@@ -1,0 +1,210 @@
+"""Generic MIS CSV: a SIMS, Arbor or Bromcom report of pupils or staff, one person per row.
+
+Headers match case-insensitively and ignoring spaces and punctuation, and each field accepts
+the names those systems use ("Adno", "Admission No", "Legal Forename", "NC Year", "Reg" …).
+Options (job file):
+
+- `kind = "pupil" | "staff"`: what the file lists. Without it, a kind column ("Kind", "Type",
+  "Person Type") decides per row, else the id column's name does ("Adno" → pupils,
+  "Staff Code" → staff).
+- `columns = { field = "Header", … }`: override the header for any field: person_id, kind,
+  upn, legal_first_name, preferred_first_name, last_name, year_group, registration_group,
+  roles, start_date, leave_date, email, username.
+- `encoding` (default: detected), `date_order = "dmy" | "mdy"` (default dmy).
+"""
+
+from __future__ import annotations
+
+import re
+
+from idlifecycle.errors import ConfigError, FeedError
+from idlifecycle.feeds._csv import Table, find_column, read_table
+from idlifecycle.feeds._fields import RowCheck, duplicates
+from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options
+from idlifecycle.model import Kind, Person
+
+PUPIL_IDS = ("Admission Number", "Adno", "Admission No", "Adm No", "Pupil ID", "Student ID", "Pupil Number")
+STAFF_IDS = ("Staff Code", "Staff ID", "Staff Number", "Employee Number", "Employee ID", "Payroll Number")
+GENERIC_IDS = ("MIS ID", "Person ID", "ID")
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    "kind": ("Kind", "Person Type", "Type"),
+    "upn": ("UPN", "Unique Pupil Number"),
+    "legal_first_name": (
+        "Legal Forename", "Legal First Name", "Forename", "Forenames", "First Name", "Firstname", "Given Name",
+    ),
+    "preferred_first_name": ("Preferred Forename", "Preferred First Name", "Preferred Name", "Known As"),
+    "last_name": ("Legal Surname", "Legal Last Name", "Surname", "Last Name", "Lastname", "Family Name"),
+    "year_group": (
+        "Year", "Year Group", "NC Year", "NC Year Actual", "National Curriculum Year", "Curriculum Year",
+        "Year Taught In", "Yr", "Yr Group",
+    ),
+    "registration_group": (
+        "Reg Group", "Reg", "Registration Group", "Reg Grp", "Reg Form", "Form", "Form Group", "Tutor Group", "Class",
+    ),
+    "start_date": (
+        "Admission Date", "Date of Admission", "Adm Date", "Start Date", "Entry Date", "Employment Start Date",
+        "Contract Start Date", "Date of Arrival", "Arrival Date",
+    ),
+    "leave_date": (
+        "Leaving Date", "Date of Leaving", "Leave Date", "End Date", "Employment End Date", "Contract End Date",
+        "Date of Departure", "Departure Date",
+    ),
+    "roles": ("Role", "Roles", "Staff Role", "Job Title", "Post"),
+    "email": ("School Email", "School Email Address", "Work Email", "Work Email Address"),
+    "username": ("Username", "User Name", "Login", "Network Username"),
+}
+"""Header names per field, most specific first. A bare "Email" is left out on purpose: in a
+pupil report it is usually a parent's address."""
+
+FIELDS = ("person_id", *ALIASES)
+
+KIND_WORDS = {
+    "pupil": Kind.PUPIL, "pupils": Kind.PUPIL, "student": Kind.PUPIL, "students": Kind.PUPIL,
+    "learner": Kind.PUPIL, "staff": Kind.STAFF, "teacher": Kind.STAFF, "employee": Kind.STAFF,
+    "support staff": Kind.STAFF, "teaching staff": Kind.STAFF,
+}
+
+OPTIONS = frozenset({"kind", "columns"})
+
+
+def read(spec: FeedSpec) -> FeedResult:
+    options = Options(spec, OPTIONS)
+    fixed_kind = _kind_option(options)
+    overrides = options.table("columns")
+    for name in overrides:
+        if name not in FIELDS:
+            raise options.fail(f"columns.{name}", f"is not a field; known: {', '.join(FIELDS)}")
+    table = read_table(spec.path, str(spec.path), options.encoding)
+    columns = _resolve(table, options, overrides, fixed_kind)
+    if fixed_kind is None and columns["kind"] is None:
+        fixed_kind = _kind_from_ids(table, options, overrides)
+    _require(table, columns, fixed_kind)
+
+    errors = list(table.errors)
+    id_column = columns["person_id"] or ""
+    duplicate_errors, bad_lines = duplicates(
+        table.file, id_column, ((row.line, row.get(id_column)) for row in table.rows),
+    )
+    errors += duplicate_errors
+    upn_column = columns["upn"]
+    if upn_column:
+        upn_errors, upn_lines = duplicates(
+            table.file, upn_column, ((row.line, row.get(upn_column).upper()) for row in table.rows)
+        )
+        errors += upn_errors
+        bad_lines |= upn_lines
+
+    people: list[Person] = []
+    for row in table.rows:
+        check = RowCheck(table.file, row.line, options.date_order)
+        kind = fixed_kind or _row_kind(check, columns["kind"] or "", row.get(columns["kind"]))
+        person_id = check.required(id_column, row.get(id_column))
+        legal = check.name(columns["legal_first_name"] or "", row.get(columns["legal_first_name"]))
+        preferred = check.name(
+            columns["preferred_first_name"] or "", row.get(columns["preferred_first_name"]), required=False
+        )
+        last = check.name(columns["last_name"] or "", row.get(columns["last_name"]))
+        pupil = kind is Kind.PUPIL
+        year = (
+            check.year_group(columns["year_group"] or "year_group", row.get(columns["year_group"]), required=True)
+            if pupil else None
+        )
+        upn = check.upn(upn_column, row.get(upn_column)) if pupil and upn_column else None
+        start = check.date(columns["start_date"] or "", row.get(columns["start_date"]))
+        leave = check.date(columns["leave_date"] or "", row.get(columns["leave_date"]))
+        check.period(columns["start_date"] or "", start, columns["leave_date"] or "", leave)
+        errors += check.errors
+        if check.errors or kind is None or row.line in bad_lines or not legal or not last:
+            continue
+        roles = () if pupil else tuple(part for part in re.split(r"\s*[;|,]\s*", row.get(columns["roles"])) if part)
+        people.append(
+            Person(
+                person_id=person_id,
+                kind=kind,
+                legal_first_name=legal,
+                last_name=last,
+                preferred_first_name=preferred if preferred and preferred != legal else None,
+                year_group=year,
+                registration_group=(row.get(columns["registration_group"]) or None) if pupil else None,
+                roles=roles,
+                start_date=start,
+                leave_date=leave,
+                upn=upn,
+                email=row.get(columns["email"]) or None,
+                username=row.get(columns["username"]) or None,
+                source=check.source,
+            )
+        )
+    return FeedResult(tuple(people), tuple(sorted(errors, key=lambda e: e.line)), len(table.rows) + len(table.errors))
+
+
+def _kind_option(options: Options) -> Kind | None:
+    value = options.text("kind")
+    if value is None:
+        return None
+    kind = KIND_WORDS.get(value.lower())
+    if kind is None:
+        raise options.fail("kind", f'is {value!r}; expected "pupil" or "staff"')
+    return kind
+
+
+def _ids(kind: Kind | None) -> tuple[str, ...]:
+    return {Kind.PUPIL: PUPIL_IDS, Kind.STAFF: STAFF_IDS, None: PUPIL_IDS + STAFF_IDS}[kind] + GENERIC_IDS
+
+
+def _resolve(table: Table, options: Options, overrides: dict[str, str], kind: Kind | None) -> dict[str, str | None]:
+    """The file's column for each field (None where the file has none)."""
+    ids = _ids(kind)
+    columns: dict[str, str | None] = {}
+    for name in FIELDS:
+        if name in overrides:
+            found = find_column(table, (overrides[name],))
+            if found is None:
+                raise FeedError(
+                    f"{table.file}: no column '{overrides[name]}' (set as columns.{name} in "
+                    f"{options.spec.source or 'the job file'}); found: {_listing(table)}"
+                )
+        else:
+            found = find_column(table, ids if name == "person_id" else ALIASES[name])
+        columns[name] = found
+    return columns
+
+
+def _require(table: Table, columns: dict[str, str | None], kind: Kind | None) -> None:
+    """A column every row needs and the file lacks is a FeedError, before any row is read."""
+    must = ["person_id", "legal_first_name", "last_name"] + (["year_group"] if kind is Kind.PUPIL else [])
+    for name in must:
+        if columns[name] is None:
+            tried = _ids(kind) if name == "person_id" else ALIASES[name]
+            raise FeedError(
+                f"{table.file}: no column for {name} (looked for {', '.join(repr(t) for t in tried)}); "
+                f"found: {_listing(table)}; name it with columns.{name} in the job file"
+            )
+
+
+def _kind_from_ids(table: Table, options: Options, overrides: dict[str, str]) -> Kind:
+    """Without a kind option or column, the id column's name says whose file this is."""
+    if "person_id" not in overrides:
+        pupil = find_column(table, PUPIL_IDS)
+        staff = find_column(table, STAFF_IDS)
+        if pupil and not staff:
+            return Kind.PUPIL
+        if staff and not pupil:
+            return Kind.STAFF
+    raise ConfigError(
+        options.spec.source or str(options.spec.path), "kind",
+        f'cannot tell whether {table.file} lists pupils or staff; set kind = "pupil" or kind = "staff"',
+    )
+
+
+def _row_kind(check: RowCheck, column: str, value: str) -> Kind | None:
+    kind = KIND_WORDS.get(value.lower())
+    if kind is None:
+        check.error(column, f"'{value}' is neither pupil nor staff" if value else "is required but empty")
+    return kind
+
+
+def _listing(table: Table) -> str:
+    return ", ".join(repr(column) for column in table.header if column)
+

@@ -1,0 +1,101 @@
+"""OneRoster 1.1 CSV bulk export: users.csv and orgs.csv in one folder (other files ignored).
+
+Roles: `student` makes a pupil; `teacher`, `administrator`, `aide`, `proctor` (and 1.2's
+administrator roles) make staff; `guardian`, `parent`, `relative` are not provisioned.
+`grades` (the first of the list) is the year group; a `{UPN:…}` entry in `userIds` is the UPN.
+
+Leavers: a user with `status = tobedeleted` or `enabledUser = false` is a leaver whose leaving
+date is the date of `dateLastModified` (when the SIS marked them). Without that date there is
+nothing to date the leaving by, so the user is left out of the feed, which the planner also
+reads as "no longer on roll" (subject to the grace period and guards).
+
+Options: `school` (an org sourcedId: read only users of that org), `grades = "uk" | "us"`,
+`encoding`, `date_order`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from idlifecycle.feeds._csv import read_table, require_columns
+from idlifecycle.feeds._fields import RowCheck, duplicates
+from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options, folder_files
+from idlifecycle.model import Kind, Person
+
+FILES = ("users.csv", "orgs.csv")
+
+PUPIL_ROLES = frozenset({"student"})
+STAFF_ROLES = frozenset({
+    "teacher", "administrator", "aide", "proctor", "districtadministrator", "siteadministrator",
+    "systemadministrator", "principal", "counselor",
+})
+OTHER_ROLES = frozenset({"guardian", "parent", "relative"})
+
+USER_ID = re.compile(r"\{\s*([^:{}]+?)\s*:\s*([^{}]*?)\s*\}")
+
+
+def read(spec: FeedSpec) -> FeedResult:
+    options = Options(spec, frozenset({"school", "grades"}))
+    school = options.text("school")
+    files = folder_files(spec, FILES)
+    orgs = read_table(files["orgs.csv"], str(files["orgs.csv"]), options.encoding)
+    users = read_table(files["users.csv"], str(files["users.csv"]), options.encoding)
+    require_columns(orgs, ("sourcedId", "name", "type"))
+    require_columns(users, ("sourcedId", "orgSourcedIds", "role", "givenName", "familyName"))
+    org_ids = {row.get("sourcedId") for row in orgs.rows}
+    if school is not None and school not in org_ids:
+        raise options.fail("school", f"{school!r} is not a sourcedId in {orgs.file}")
+
+    errors = orgs.errors + users.errors
+    dup_errors, dup_lines = duplicates(
+        users.file, "sourcedId", ((row.line, row.get("sourcedId")) for row in users.rows),
+    )
+    errors += dup_errors
+    people: list[Person] = []
+    rows = len(users.errors)
+    for row in users.rows:
+        user_orgs = [org.strip() for org in row.get("orgSourcedIds").split(",") if org.strip()]
+        if school is not None and school not in user_orgs:
+            continue
+        rows += 1
+        check = RowCheck(users.file, row.line, options.date_order, options.grades())
+        person_id = check.required("sourcedId", row.get("sourcedId"))
+        role = check.required("role", row.get("role"))
+        kind = Kind.PUPIL if role.lower() in PUPIL_ROLES else Kind.STAFF if role.lower() in STAFF_ROLES else None
+        if role and kind is None and role.lower() not in OTHER_ROLES:
+            check.error("role", f"unknown role '{role}'; expected student, teacher, administrator, aide or proctor")
+        check.required("orgSourcedIds", row.get("orgSourcedIds"))
+        unknown = [org for org in user_orgs if org not in org_ids]
+        if unknown:
+            check.error("orgSourcedIds", f"{', '.join(repr(org) for org in unknown)} not in orgs.csv")
+        given = check.name("givenName", row.get("givenName"))
+        family = check.name("familyName", row.get("familyName"))
+        preferred = check.name("preferredFirstName", row.get("preferredFirstName"), required=False)
+        first_grade = next((grade.strip() for grade in row.get("grades").split(",") if grade.strip()), "")
+        year = check.year_group("grades", first_grade, required=False) if kind is Kind.PUPIL else None
+        upns = [value for label, value in USER_ID.findall(row.get("userIds")) if label.lower() == "upn"]
+        upn = check.upn("userIds", upns[0]) if upns and kind is Kind.PUPIL else None
+        leaving = row.get("status").lower() == "tobedeleted" or row.get("enabledUser").lower() == "false"
+        marked = check.date("dateLastModified", row.get("dateLastModified")) if leaving else None
+        errors += check.errors
+        if check.errors or kind is None or not given or not family or row.line in dup_lines:
+            continue
+        if leaving and marked is None:
+            continue
+        people.append(
+            Person(
+                person_id=person_id,
+                kind=kind,
+                legal_first_name=given,
+                last_name=family,
+                preferred_first_name=preferred if preferred and preferred != given else None,
+                year_group=year,
+                roles=() if kind is Kind.PUPIL else (role,),
+                leave_date=marked,
+                upn=upn,
+                email=row.get("email") or None,
+                username=row.get("username") or None,
+                source=check.source,
+            )
+        )
+    return FeedResult(tuple(people), tuple(errors), rows)

@@ -1,0 +1,169 @@
+"""Microsoft School Data Sync v2.1 CSV: orgs.csv, users.csv and roles.csv in one folder.
+
+A user's kind, year group and dates come from their rows in roles.csv: role `student` makes a
+pupil, the staff roles of SDS's list (teacher, administrator, staff, aide, principal …) make
+staff, other roles (guardian, relative …) are not people this tool provisions. `grade` is the
+year group, `roleStartDate` / `roleEndDate` the start and leaving dates (a person with several
+roles leaves when the last one ends). Headers are case-sensitive, as SDS requires.
+
+Options: `school` (an orgSourcedId: read only roles in that org), `grades = "uk" | "us"`
+(numeric grades are UK years, or US grades one below the UK year), `encoding`,
+`date_order = "dmy" | "mdy"`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from idlifecycle.feeds._csv import Table, read_table, require_columns
+from idlifecycle.feeds._fields import RowCheck, duplicates
+from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options, folder_files
+from idlifecycle.model import Kind, Person, RowError
+
+FILES = ("orgs.csv", "users.csv", "roles.csv")
+
+STAFF_ROLES = frozenset({
+    "principal", "chair", "professor", "researcher", "adjunct", "affiliate", "occupationaltherapist",
+    "physicaltherapist", "speechtherapist", "visiontherapist", "paraprofessional", "specialservices",
+    "advisor", "proctor", "nurse", "officestaff", "lecturer", "itadmin", "administrator", "teacher",
+    "faculty", "staff", "teacherassistant", "aide", "instructor", "substitute", "coach", "counselor",
+})
+"""SDS's default staff role group (enum values match case-insensitively)."""
+
+PUPIL_ROLES = frozenset({"student"})
+
+
+@dataclass(frozen=True)
+class RoleLine:
+    """One usable row of roles.csv (or of a v1 Student/Teacher file) for one person."""
+
+    line: int
+    kind: Kind
+    role: str
+    grade: str | None
+    primary: bool
+    start: date | None
+    end: date | None
+
+
+def read(spec: FeedSpec) -> FeedResult:
+    options = Options(spec, frozenset({"school", "grades"}))
+    school = options.text("school")
+    grades = options.grades()
+    files = folder_files(spec, FILES)
+    orgs = read_table(files["orgs.csv"], str(files["orgs.csv"]), options.encoding)
+    users = read_table(files["users.csv"], str(files["users.csv"]), options.encoding)
+    roles = read_table(files["roles.csv"], str(files["roles.csv"]), options.encoding)
+    require_columns(orgs, ("sourcedId", "name", "type"))
+    require_columns(users, ("sourcedId", "username", "givenName", "familyName"))
+    require_columns(roles, ("userSourcedId", "orgSourcedId", "role"))
+
+    errors = orgs.errors + users.errors + roles.errors
+    org_errors, _ = duplicates(orgs.file, "sourcedId", ((row.line, row.get("sourcedId")) for row in orgs.rows))
+    errors += org_errors
+    org_ids = {row.get("sourcedId") for row in orgs.rows}
+    if school is not None and school not in org_ids:
+        raise options.fail("school", f"{school!r} is not a sourcedId in {orgs.file}")
+
+    user_ids = {row.get("sourcedId") for row in users.rows}
+    role_lines, role_errors, bad_users = _roles(roles, org_ids, user_ids, school, options.date_order, grades)
+    errors += role_errors
+    dup_errors, dup_lines = duplicates(
+        users.file, "sourcedId", ((row.line, row.get("sourcedId")) for row in users.rows),
+    )
+    errors += dup_errors
+
+    people: list[Person] = []
+    in_scope = len(users.errors)
+    for row in users.rows:
+        user_id = row.get("sourcedId")
+        if school is not None and user_id not in role_lines and user_id not in bad_users:
+            continue  # a user of another school in a trust-wide export
+        in_scope += 1
+        check = RowCheck(users.file, row.line, options.date_order, grades)
+        check.required("sourcedId", user_id)
+        given = check.name("givenName", row.get("givenName"))
+        family = check.name("familyName", row.get("familyName"))
+        preferred = check.name("preferredGivenName", row.get("preferredGivenName"), required=False)
+        if user_id and user_id not in role_lines and user_id not in bad_users:
+            check.error("sourcedId", f"'{user_id}' has no row in {roles.file}")
+        mine = role_lines.get(user_id, [])
+        person = None
+        if user_id not in bad_users and row.line not in dup_lines:
+            person = build_person(
+                check, user_id, given, family, preferred, mine,
+                row.get("email") or None, row.get("username") or None, roles.file,
+            )
+        errors += check.errors
+        if person is not None and not check.errors:
+            people.append(person)
+    return FeedResult(tuple(people), tuple(errors), in_scope)
+
+
+def _roles(
+    roles: Table, org_ids: set[str], user_ids: set[str], school: str | None, date_order: str, grades: str,
+) -> tuple[dict[str, list[RoleLine]], list[RowError], set[str]]:
+    """Each user's usable roles, the errors in roles.csv, and the users a bad role row spoils."""
+    by_user: dict[str, list[RoleLine]] = {}
+    errors: list[RowError] = []
+    spoiled: set[str] = set()
+    for row in roles.rows:
+        check = RowCheck(roles.file, row.line, date_order, grades)
+        user_id = check.required("userSourcedId", row.get("userSourcedId"))
+        org_id = check.required("orgSourcedId", row.get("orgSourcedId"))
+        role = check.required("role", row.get("role"))
+        if user_id and user_id not in user_ids:
+            check.error("userSourcedId", f"'{user_id}' is not a sourcedId in users.csv")
+        if org_id and org_id not in org_ids:
+            check.error("orgSourcedId", f"'{org_id}' is not a sourcedId in orgs.csv")
+        if school is not None and org_id != school:
+            continue
+        kind = Kind.PUPIL if role.lower() in PUPIL_ROLES else Kind.STAFF if role.lower() in STAFF_ROLES else None
+        start = check.date("roleStartDate", row.get("roleStartDate"))
+        end = check.date("roleEndDate", row.get("roleEndDate"))
+        check.period("roleStartDate", start, "roleEndDate", end)
+        grade = check.year_group("grade", row.get("grade"), required=False) if kind is Kind.PUPIL else None
+        errors += check.errors
+        if check.errors:
+            spoiled.add(user_id)
+            continue
+        if kind is not None:
+            primary = row.get("isPrimary").lower() in {"true", "1", "yes", "y"}
+            by_user.setdefault(user_id, []).append(RoleLine(row.line, kind, role, grade, primary, start, end))
+        else:
+            by_user.setdefault(user_id, [])
+    return by_user, errors, spoiled
+
+
+def build_person(
+    check: RowCheck, person_id: str, given: str | None, family: str | None, preferred: str | None,
+    roles: list[RoleLine], email: str | None, username: str | None, roles_file: str,
+) -> Person | None:
+    """One Person from a user row and that user's roles; None when the roles disagree."""
+    if not roles or not given or not family:
+        return None
+    kinds = {role.kind for role in roles}
+    if len(kinds) > 1:
+        lines = ", ".join(str(role.line) for role in roles)
+        check.error("sourcedId", f"'{person_id}' is both a student and staff in {roles_file} (lines {lines})")
+        return None
+    kind = kinds.pop()
+    main = next((role for role in roles if role.primary), roles[0])
+    starts = [role.start for role in roles if role.start]
+    ends = [role.end for role in roles]
+    return Person(
+        person_id=person_id,
+        kind=kind,
+        legal_first_name=given,
+        last_name=family,
+        preferred_first_name=preferred if preferred and preferred != given else None,
+        year_group=(main.grade or next((role.grade for role in roles if role.grade), None)) if kind is Kind.PUPIL
+        else None,
+        roles=() if kind is Kind.PUPIL else tuple(dict.fromkeys(role.role for role in roles)),
+        start_date=min(starts) if starts else None,
+        leave_date=max(end for end in ends if end) if ends and all(ends) else None,
+        email=email,
+        username=username,
+        source=check.source,
+    )
