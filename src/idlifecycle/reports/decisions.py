@@ -1,0 +1,166 @@
+"""The SIRO's Remove decisions, read back from the access-review workbook and turned into Changes.
+
+The workbook is a file someone may have edited by hand, so nothing in it is trusted: each Remove
+row must name a share, a directory, that share's access group in that directory and an account
+that exists there. Every problem is reported with its sheet row number, all at once, and nothing
+is planned until the sheet is clean.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from openpyxl import load_workbook
+from openpyxl.utils.exceptions import InvalidFileException
+
+from idlifecycle.errors import UserError
+from idlifecycle.model import Action, Change, Snapshot
+from idlifecycle.reports.access_review import KEEP, REMOVE, RESTRICTED, RestrictedAccessRow
+
+REQUIRED_HEADERS = ("Share", "Directory", "Group", "Person ID", "Username", "Account key", "Decision")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One row of the Restricted access sheet marked Remove."""
+
+    row: int
+    """The row number as the SIRO sees it in the sheet."""
+    share: str
+    directory: str
+    group: str
+    person_id: str | None
+    username: str
+    member_key: str
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        # A spreadsheet that re-saved the file may have turned an id such as 1234 into a number.
+        return str(int(value))
+    return str(value).strip()
+
+
+def read_decisions(path: Path) -> list[Decision]:
+    """The Remove rows of the workbook's Restricted access sheet; UserError on a sheet that is not clean."""
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file; name the access-review workbook the SIRO returned") from None
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as error:
+        raise UserError(f"{path}: not an Excel workbook (.xlsx) ({error}); save it as .xlsx and try again") from None
+    try:
+        if RESTRICTED not in book.sheetnames:
+            raise UserError(f"{path}: no sheet named {RESTRICTED!r}; was this workbook made by "
+                            "`idlifecycle report access-review`?")
+        rows = book[RESTRICTED].iter_rows(values_only=True)
+        header = next(rows, None) or ()
+        columns = {_text(v): i for i, v in enumerate(header) if v is not None}
+        missing = [h for h in REQUIRED_HEADERS if h not in columns]
+        if missing:
+            raise UserError(f"{path}: sheet {RESTRICTED!r} row 1: the column(s) {', '.join(missing)} are missing; "
+                            "put the header row back as it was")
+        decisions: list[Decision] = []
+        problems: list[str] = []
+        for number, values in enumerate(rows, start=2):
+            def cell(name: str, values: Sequence[Any] = values) -> str:
+                index = columns[name]
+                return _text(values[index]) if index < len(values) else ""
+
+            choice = cell("Decision")
+            if choice.lower() == REMOVE.lower():
+                decisions.append(Decision(number, cell("Share"), cell("Directory"), cell("Group"),
+                                          cell("Person ID") or None, cell("Username"), cell("Account key")))
+            elif choice and choice.lower() != KEEP.lower():
+                problems.append(f"row {number}: Decision {choice!r} is neither {KEEP} nor {REMOVE}")
+    finally:
+        book.close()
+    _raise(path, problems)
+    return decisions
+
+
+def _raise(path: Path, problems: Sequence[str]) -> None:
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise UserError(f"{path}: sheet {RESTRICTED!r} has {len(problems)} problem(s); fix them and run again:\n"
+                        f"{lines}")
+
+
+def share_groups(rows: Sequence[RestrictedAccessRow]) -> dict[str, dict[str, str]]:
+    """share -> directory -> access group name, from the current restricted-access memberships."""
+    groups: dict[str, dict[str, str]] = {}
+    for row in rows:
+        groups.setdefault(row.share, {})[row.directory] = row.group
+    return groups
+
+
+@dataclass(frozen=True)
+class Removals:
+    changes: list[Change]
+    notes: list[str]
+    """Rows that need no change (the person already left the group), said in words."""
+
+
+def plan_removals(
+    path: Path, decisions: Sequence[Decision], *, snapshots: Mapping[str, Snapshot],
+    shares: Mapping[str, Mapping[str, str]], siro: str, on: date,
+) -> Removals:
+    """REMOVE_MEMBER changes (restricted, so the guards count them) for each valid Remove decision.
+
+    `shares` maps share -> directory -> access group name as the job defines them now; a row
+    naming anything else is an error, so an edited sheet can never remove other memberships.
+    """
+    problems: list[str] = []
+    changes: list[Change] = []
+    notes: list[str] = []
+    seen: set[tuple[str, str, str]] = set()
+    reason = f"removed at the access review by {siro} on {on.isoformat()}"
+    accounts = {name: {a.key: a for a in s.accounts} for name, s in snapshots.items()}
+    members = {name: {g.name: g.members for g in s.groups} for name, s in snapshots.items()}
+    for d in decisions:
+        where = f"row {d.row}"
+        snapshot = snapshots.get(d.directory)
+        if d.share not in shares:
+            problems.append(f"{where}: share {d.share!r} is not a restricted share of this job "
+                            f"(known: {', '.join(sorted(shares)) or 'none'})")
+            continue
+        if snapshot is None:
+            problems.append(f"{where}: directory {d.directory!r} is not one of this job's directories "
+                            f"({', '.join(sorted(snapshots))})")
+            continue
+        expected = shares[d.share].get(d.directory)
+        if expected is None or expected != d.group:
+            problems.append(f"{where}: group {d.group!r} is not the access group of share {d.share!r} in "
+                            f"{d.directory} (expected {expected!r})")
+            continue
+        account = accounts[d.directory].get(d.member_key)
+        if account is None:
+            problems.append(f"{where}: {d.directory} has no account with key {d.member_key!r} "
+                            f"(username {d.username!r})")
+            continue
+        if d.person_id is not None and account.anchor != d.person_id:
+            problems.append(f"{where}: person ID {d.person_id!r} does not match account {account.username!r} "
+                            f"in {d.directory} (its person ID is {account.anchor!r})")
+            continue
+        if account.key not in members[d.directory].get(d.group, {}):
+            notes.append(f"{where}: {account.display_name} ({account.username}) is no longer in "
+                         f"{d.group} in {d.directory}: nothing to remove")
+            continue
+        if (d.directory, d.group, account.key) in seen:
+            continue
+        seen.add((d.directory, d.group, account.key))
+        changes.append(Change(
+            directory=d.directory, action=Action.REMOVE_MEMBER, person_id=account.anchor,
+            username=account.username, reason=f"{reason} ({d.share})", target=account.key,
+            group=d.group, restricted=True,
+        ))
+    _raise(path, problems)
+    return Removals(changes, notes)
+
