@@ -1,0 +1,199 @@
+"""The shares registry (`mappings/shares.toml`) and the job's `[access]` and `[web]` settings.
+
+A share is a protected resource with a classification, an Information Asset Owner, one access
+group per directory and a baseline rule for who is in that group without a grant.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from idlifecycle.access._job import AccessJob
+from idlifecycle.errors import ConfigError
+from idlifecycle.model import Kind, Person
+from idlifecycle.notify import valid_email
+
+Classification = Literal["restricted", "protected", "public"]
+Baseline = Literal["nobody", "all-staff", "all-pupils", "everyone"]
+M = TypeVar("M", bound=BaseModel)
+
+
+class Share(BaseModel):
+    """One entry of the registry, `[shares.<name>]`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = ""
+    """Filled from the table's key."""
+    title: str
+    """What a person calls it ("SEN records"), shown in emails and the approval page."""
+    classification: Classification
+    owner: str
+    """The Information Asset Owner (name or role), shown to the SIRO with each request."""
+    groups: dict[str, str]
+    """Directory (the connector's configured name) -> the access group's name there."""
+    baseline: Baseline = "nobody"
+    baseline_roles: tuple[str, ...] = ()
+    """People holding any of these MIS roles are members without a grant."""
+    max_grant_days: int = Field(30, ge=1, le=366)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("name at least one directory's access group, e.g. {entra = \"SG-SEN-Restricted\"}")
+        for directory, group in value.items():
+            if not group.strip():
+                raise ValueError(f"the group name for {directory!r} is empty")
+        return value
+
+    @property
+    def restricted(self) -> bool:
+        return self.classification == "restricted"
+
+    def in_baseline(self, person: Person) -> bool:
+        if self.baseline == "everyone":
+            return True
+        if (self.baseline == "all-staff" and person.kind is Kind.STAFF) or (
+            self.baseline == "all-pupils" and person.kind is Kind.PUPIL
+        ):
+            return True
+        return any(role in self.baseline_roles for role in person.roles)
+
+
+@dataclass(frozen=True)
+class Registry:
+    path: Path
+    shares: Mapping[str, Share]
+
+    def get(self, name: str) -> Share | None:
+        return self.shares.get(name)
+
+    def share_of_group(self, directory: str, group: str) -> Share | None:
+        for share in self.shares.values():
+            if share.groups.get(directory, "").lower() == group.lower():
+                return share
+        return None
+
+
+def load_registry(path: Path) -> Registry:
+    """Read and check the registry; any problem is a ConfigError naming the file and the key."""
+    source = str(path)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(source, "access.shares", "the shares registry file does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(source, "(syntax)", str(error)) from None
+    tables = data.get("shares")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(source, "shares", "define at least one share as a [shares.<name>] table")
+    shares: dict[str, Share] = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(source, f"shares.{name}", "must be a table")
+        try:
+            share = Share.model_validate({**table, "name": name})
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = ".".join(str(part) for part in (f"shares.{name}", *first["loc"]))
+            raise ConfigError(source, key, first["msg"]) from None
+        if share.restricted and share.baseline != "nobody":
+            raise ConfigError(source, f"shares.{name}.baseline",
+                              "a restricted share's baseline must be \"nobody\" (name roles in baseline_roles, "
+                              "or let the SIRO approve individuals)")
+        shares[name] = share
+    seen: dict[tuple[str, str], str] = {}
+    for share in shares.values():
+        for directory, group in share.groups.items():
+            other = seen.setdefault((directory, group.lower()), share.name)
+            if other != share.name:
+                raise ConfigError(source, f"shares.{share.name}.groups.{directory}",
+                                  f"group {group!r} is already the access group of share {other!r}")
+    return Registry(path, shares)
+
+
+class AccessSettings(BaseModel):
+    """The job's `[access]` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shares: str
+    """The registry file, relative to the job file."""
+    siro_email: str
+    siro_name: str
+    link_hours: int = Field(72, ge=1, le=24 * 14)
+    """How long an approval link works."""
+    requester_domains: tuple[str, ...] = ()
+    """Email domains whose staff may use the web request form; empty turns the form off."""
+
+
+class WebSettings(BaseModel):
+    """The job's `[web]` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    public_base_url: str
+    """The address people's browsers use (the reverse proxy's), e.g. https://idl.school.example.org."""
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    forwarded_allow_ips: str = "127.0.0.1"
+    """The reverse proxy's address, trusted for X-Forwarded-For / -Proto."""
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("must be an address such as https://idl.school.example.org")
+        if parts.scheme == "http" and not _loopback(parts.hostname):
+            raise ValueError("must use https (approval links carry a secret); plain http only for 127.0.0.1")
+        return value.rstrip("/")
+
+    @property
+    def secure(self) -> bool:
+        return self.public_base_url.startswith("https://")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _section(job: AccessJob, name: str, model: type[M]) -> M:
+    data = job.section(name)
+    if not data:
+        raise job.config_error(name, f"add a [{name}] table to the job file")
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise job.config_error(".".join(str(p) for p in (name, *first["loc"])), first["msg"]) from None
+
+
+def access_settings(job: AccessJob) -> AccessSettings:
+    settings = _section(job, "access", AccessSettings)
+    if not valid_email(settings.siro_email):
+        raise job.config_error("access.siro_email", f"{settings.siro_email!r} is not an email address")
+    return settings
+
+
+def web_settings(job: AccessJob) -> WebSettings:
+    return _section(job, "web", WebSettings)
+
+
+def registry_for(job: AccessJob, settings: AccessSettings | None = None) -> Registry:
+    return load_registry(job.resolve_path((settings or access_settings(job)).shares))
