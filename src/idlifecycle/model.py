@@ -292,3 +292,32 @@ class Result:
     retryable: bool = False
     key: str | None = None
     """The directory key of an object the change created or adopted."""
+
+
+PLAN_SCHEMA = "idlifecycle-plan/1"
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    """The saved-plan document (README "Plan file"); it never holds a password."""
+    return {
+        "schema": PLAN_SCHEMA,
+        "created_at": plan.created_at,
+        "people_count": plan.people_count,
+        "fingerprints": dict(plan.fingerprints),
+        "managed_counts": dict(plan.managed_counts),
+        "notes": list(plan.notes),
+        "changes": [c.to_json() for c in plan.changes],
+    }
+
+
+def plan_from_json(data: Mapping[str, Any]) -> Plan:
+    if data.get("schema") != PLAN_SCHEMA:
+        raise ValueError(f"not an idlifecycle plan (schema {data.get('schema')!r}, expected {PLAN_SCHEMA!r})")
+    return Plan(
+        changes=tuple(Change.from_json(c) for c in data["changes"]),
+        fingerprints=dict(data["fingerprints"]),
+        managed_counts={k: int(v) for k, v in data.get("managed_counts", {}).items()},
+        people_count=int(data.get("people_count", 0)),
+        created_at=str(data.get("created_at", "")),
+        notes=tuple(data.get("notes", ())),
+    )

@@ -173,7 +173,8 @@ class Store:
 
     def last_good_people_count(self, job: str) -> int | None:
         row = self.db.execute(
-            "SELECT people_count FROM runs WHERE job=? AND status='ok' AND people_count IS NOT NULL "
+            "SELECT people_count FROM runs WHERE job=? AND status IN ('ok','nothing-to-do','partial') "
+            "AND people_count IS NOT NULL "
             "ORDER BY run_id DESC LIMIT 1",
             (job,),
         ).fetchone()

@@ -148,11 +148,13 @@ CONNECTOR_TYPES: dict[str, str] = {
 
 
 def build_connector(context: ConnectorContext) -> Connector:
-    target = CONNECTOR_TYPES.get(context.type)
+    # A type written as "package.module:Class" names a school's own connector.
+    target = CONNECTOR_TYPES.get(context.type) or (context.type if ":" in context.type else None)
     if target is None:
         raise ConfigError(
             context.source, "type",
-            f"unknown connector type {context.type!r}; expected one of {', '.join(sorted(CONNECTOR_TYPES))}",
+            f"unknown connector type {context.type!r}; expected one of {', '.join(sorted(CONNECTOR_TYPES))} "
+            "or package.module:Class",
         )
     module_name, class_name = target.split(":")
     try:
@@ -161,5 +163,7 @@ def build_connector(context: ConnectorContext) -> Connector:
         if error.name == module_name:
             raise UserError(f"{context.source}: type: connector {context.type!r} is not installed") from None
         raise
-    cls: type[Connector] = getattr(module, class_name)
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Connector)):
+        raise ConfigError(context.source, "type", f"{target} is not a Connector class")
     return cls.from_config(context)

@@ -1,0 +1,102 @@
+"""The command line: parses arguments, prints, and turns errors into one line and an exit code.
+
+Exit codes: 0 done or nothing to do, 1 error (bad input, a directory refused, some changes failed),
+2 stopped by a guard (nothing applied).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import date
+
+from idlifecycle import __version__
+from idlifecycle.errors import GuardTripped, UserError
+
+EXIT_OK, EXIT_ERROR, EXIT_GUARD = 0, 1, 2
+
+AREA_MODULES = ("sync", "passwords", "access", "report")
+"""Each `idlifecycle.cli.<area>` module adds its commands with `register(subparsers)`."""
+
+
+class JsonLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        try:
+            payload = json.loads(message)
+        except ValueError:
+            payload = {"message": message}
+        if not isinstance(payload, dict):
+            payload = {"message": message}
+        return json.dumps({"time": self.formatTime(record), "level": record.levelname, **payload})
+
+
+def default_job() -> str:
+    return os.environ.get("IDLIFECYCLE_JOB", "jobs/nightly.toml")
+
+
+def today_arg(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2026-09-01") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="idlifecycle", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"idlifecycle {__version__}")
+    parser.add_argument("--config", default=default_job(), metavar="JOB.toml",
+                        help="the job file (default: $IDLIFECYCLE_JOB or jobs/nightly.toml)")
+    parser.add_argument("--today", type=today_arg, default=None, metavar="YYYY-MM-DD",
+                        help="run as if on this day (rehearsals and tests)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json gives one structured line per event, for cron and log shippers")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for area in AREA_MODULES:
+        try:
+            module = importlib.import_module(f"idlifecycle.cli.{area}")
+        except ModuleNotFoundError as error:
+            if error.name == f"idlifecycle.cli.{area}":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def setup_logging(log_format: str, verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if log_format == "json" else logging.Formatter("%(message)s"))
+    root = logging.getLogger("idlifecycle")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_format, args.verbose)
+    try:
+        code: int = args.handler(args)
+    except GuardTripped as tripped:
+        print("Stopped by a guard; nothing was applied:", file=sys.stderr)
+        for reason in tripped.reasons:
+            print(f"  - {reason}", file=sys.stderr)
+        return EXIT_GUARD
+    except UserError as error:
+        print(f"idlifecycle: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("idlifecycle: interrupted; rerun to finish (the journal keeps what was done)", file=sys.stderr)
+        return EXIT_ERROR
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Commands of the nightly job: `plan`, `apply`, `sync`, `feed check`, `audit verify`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from idlifecycle.errors import FeedError, UserError
+from idlifecycle.feeds import check_bad_rows, format_report, read_feeds
+from idlifecycle.job import Job, RunReport, failures_of, load_job, run_sync
+from idlifecycle.model import Action, Change, Plan, Result, plan_from_json, plan_to_json
+
+ADD = {Action.CREATE, Action.CREATE_GROUP, Action.ADD_MEMBER}
+DESTROY = {Action.DISABLE, Action.DELETE, Action.REMOVE_MEMBER}
+
+
+def symbol(change: Change) -> str:
+    return "+" if change.action in ADD else "-" if change.action in DESTROY else "~"
+
+
+def _summary(changes: list[Change] | tuple[Change, ...]) -> str:
+    counts = Counter(symbol(c) for c in changes)
+    return f"{counts['+']} to add, {counts['~']} to change, {counts['-']} to remove, disable or delete."
+
+
+def render_plan(plan: Plan) -> str:
+    """Terraform-like: one line per change with its reason, a summary per directory and overall."""
+    lines: list[str] = []
+    directories = list(dict.fromkeys(c.directory for c in plan.changes)) or list(plan.fingerprints)
+    for directory in directories:
+        changes = plan.for_directory(directory)
+        lines.append(f"{directory}:")
+        if not changes:
+            lines.append("  no changes")
+        for change in changes:
+            what = change.group or ""
+            if change.action is Action.MOVE:
+                what = f"{change.before.get('container') or '(top)'} -> {change.after.get('container')}"
+            elif change.action is Action.RENAME:
+                what = f"-> {change.after.get('login')}"
+            elif change.action is Action.UPDATE:
+                what = ", ".join(sorted(change.after))
+            lines.append(f"  {symbol(change)} {change.action:<24} {change.username:<22} {what:<34} {change.reason}")
+        if changes:
+            lines.append(f"  {directory}: {_summary(changes)}")
+        lines.append("")
+    for note in plan.notes:
+        lines.append(f"note: {note}")
+    if plan.notes:
+        lines.append("")
+    if plan.changes:
+        lines.append(f"Plan: {_summary(plan.changes)}")
+    else:
+        lines.append("No changes. The directories match the feed.")
+    return "\n".join(lines)
+
+
+class Progress:
+    """A progress bar in a terminal, started once the plan's size is known; silent under cron."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def start(self, total: int) -> None:
+        if sys.stderr.isatty() and total:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="change", file=sys.stderr)
+
+    def tick(self, change: Change, result: Result) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _job(args: argparse.Namespace) -> Job:
+    return load_job(args.config, today=args.today)
+
+
+def _report_results(plan: Plan, results: list[Result] | tuple[Result, ...]) -> int:
+    failures = failures_of(plan, results)
+    applied = Counter(str(r.outcome) for r in results)
+    print(f"Applied: {applied.get('applied', 0)} applied, {applied.get('already-so', 0)} already so, "
+          f"{applied.get('failed', 0)} failed.")
+    for failure in failures:
+        print(f"  failed: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    job = _job(args)
+    try:
+        report = run_sync(job, apply=False, allow_destructive=args.allow_destructive,
+                          on_plan=lambda p: print(render_plan(p)), actor="plan")
+        if args.out:
+            Path(args.out).write_text(json.dumps(plan_to_json(report.plan), indent=2) + "\n")
+            print(f"Plan written to {args.out}; apply it with: idlifecycle apply {args.out}")
+    finally:
+        job.close()
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    try:
+        plan = plan_from_json(json.loads(Path(args.plan).read_text()))
+    except FileNotFoundError:
+        raise UserError(f"{args.plan}: file not found") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{args.plan}: not a plan file: {error}") from None
+    job = _job(args)
+    progress = Progress()
+    progress.start(len(plan.changes))
+    try:
+        with job.lock(), job.open_connectors() as connectors:
+            results = job.apply_saved_plan(plan, connectors, actor="apply", on_result=progress.tick,
+                                           allow_destructive=args.allow_destructive)
+    finally:
+        progress.close()
+        job.close()
+    return _report_results(plan, results)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    job = _job(args)
+    progress = Progress()
+
+    def show(plan: Plan) -> None:
+        if not args.quiet:
+            print(render_plan(plan))
+            sys.stdout.flush()
+        progress.start(len(plan.changes))
+
+    try:
+        report: RunReport = run_sync(job, allow_destructive=args.allow_destructive, on_plan=show,
+                                     on_result=progress.tick)
+    finally:
+        progress.close()
+        job.close()
+    if report.status == "nothing-to-do":
+        return 0
+    return _report_results(report.plan, report.results)
+
+
+def cmd_feed_check(args: argparse.Namespace) -> int:
+    job = _job(args)
+    try:
+        try:
+            result = read_feeds(job.feed_specs())
+        except FeedError as error:
+            print(f"feed check failed: {error}")
+            return 1
+        print(format_report(result))
+        try:
+            check_bad_rows(result, job.config.guards.max_bad_rows_percent)
+        except FeedError as error:
+            print(f"feed check failed: {error}")
+            return 1
+    finally:
+        job.close()
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    job = _job(args)
+    try:
+        problems = job.store.verify_audit()
+        count = len(job.store.audit_entries())
+    finally:
+        job.close()
+    if problems:
+        for problem in problems:
+            print(problem)
+        print(f"The audit log has been tampered with: {len(problems)} problem(s) found.")
+        return 1
+    print(f"The audit log is intact: {count} entries, each chained to the one before.")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    def allow(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--allow-destructive", type=int, metavar="N", default=None,
+                       help="allow up to N destructive changes per directory for this run (recorded in the audit log)")
+
+    p = subparsers.add_parser("plan", help="show what would change, and optionally save the plan")
+    p.add_argument("--out", metavar="PLAN.json", help="write the plan as JSON for `idlifecycle apply`")
+    allow(p)
+    p.set_defaults(handler=cmd_plan)
+
+    p = subparsers.add_parser("apply", help="apply a saved plan (refused if the directories moved since)")
+    p.add_argument("plan", metavar="PLAN.json")
+    allow(p)
+    p.set_defaults(handler=cmd_apply)
+
+    p = subparsers.add_parser("sync", help="the nightly job: plan, check the guards, apply")
+    p.add_argument("--quiet", action="store_true", help="do not print the plan")
+    allow(p)
+    p.set_defaults(handler=cmd_sync)
+
+    feed = subparsers.add_parser("feed", help="feed commands").add_subparsers(dest="feed_command", required=True)
+    p = feed.add_parser("check", help="validate the job's feed and print every problem as file:line: field: message")
+    p.set_defaults(handler=cmd_feed_check)
+
+    audit = subparsers.add_parser("audit", help="audit log commands").add_subparsers(dest="audit_command",
+                                                                                      required=True)
+    p = audit.add_parser("verify", help="check that no audit row was edited or deleted")
+    p.set_defaults(handler=cmd_audit_verify)

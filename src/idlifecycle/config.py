@@ -1,0 +1,276 @@
+"""Typed settings: the job TOML, connector and mapping TOML files, and secrets from env or secret files.
+
+Secrets never live in these files: `Secrets` reads `IDLIFECYCLE_<NAME>` from the environment or a
+file named `<name>` in `$IDLIFECYCLE_SECRETS_DIR` (systemd's LoadCredential directory, or
+/run/secrets), through pydantic-settings.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from idlifecycle.errors import ConfigError, UserError
+from idlifecycle.guards import GuardLimits
+from idlifecycle.mapping import KindRules, MappingRules
+from idlifecycle.model import Kind
+from idlifecycle.naming import NamingRules, check_template
+
+DEFAULT_RESERVED = (
+    "admin", "administrator", "root", "head", "headteacher", "office", "admin1", "support", "it", "helpdesk",
+    "info", "enquiries", "finance", "hr", "sbm", "reception", "postmaster", "webmaster", "noreply", "test",
+    "guest", "governors", "safeguarding", "dsl", "siro", "dpo", "exams", "staff", "pupils", "students",
+)
+
+
+class Secrets(Mapping[str, str]):
+    """Secrets by name, resolved lazily so only the ones a job needs must exist."""
+
+    def __init__(self, secrets_dir: Path | None = None) -> None:
+        configured = secrets_dir or os.environ.get("IDLIFECYCLE_SECRETS_DIR")
+        self.secrets_dir = Path(configured) if configured else None
+        self._cache: dict[str, str] = {}
+
+    def _read(self, name: str) -> str | None:
+        key = name.lower()
+        model: type[BaseSettings] = create_model(  # type: ignore[call-overload]
+            "SecretLookup",
+            __base__=BaseSettings,
+            **{key: (SecretStr | None, None)},
+        )
+        model.model_config = SettingsConfigDict(
+            env_prefix="IDLIFECYCLE_",
+            secrets_dir=self.secrets_dir if self.secrets_dir and self.secrets_dir.is_dir() else None,
+            case_sensitive=False,
+            extra="ignore",
+        )
+        value = getattr(model(), key)
+        return None if value is None else str(value.get_secret_value()).strip()
+
+    def __getitem__(self, name: str) -> str:
+        if name not in self._cache:
+            value = self._read(name)
+            if not value:
+                where = (f"{self.secrets_dir}/{name}" if self.secrets_dir
+                         else f"a file {name} in $IDLIFECYCLE_SECRETS_DIR")
+                raise UserError(f"secret {name!r} is missing: set IDLIFECYCLE_{name.upper()} or put it in {where}")
+            self._cache[name] = value
+        return self._cache[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except UserError:
+            return default
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cache)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def __repr__(self) -> str:
+        return f"Secrets(dir={self.secrets_dir}, loaded={sorted(self._cache)})"
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: not valid TOML: {error}") from None
+
+
+def _validation_error(source: Path, error: ValidationError, prefix: str = "") -> ConfigError:
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    return ConfigError(str(source), key or "(top level)", first["msg"])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedModel(_Strict):
+    format: str
+    path: str
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class GuardModel(_Strict):
+    max_destructive: int = Field(50, ge=0)
+    max_destructive_percent: float = Field(10.0, ge=0, le=100)
+    percent_floor: int = Field(5, ge=0)
+    max_feed_drop_percent: float = Field(10.0, ge=0, le=100)
+    max_bad_rows_percent: float = Field(2.0, ge=0, le=100)
+
+
+class JobModel(_Strict):
+    name: str = "nightly"
+    state_dir: str = "state"
+    feeds: list[FeedModel] = Field(min_length=1)
+    connectors: list[str] = Field(min_length=1)
+    mappings: list[str] = Field(min_length=1)
+    lock: str | None = None
+
+
+class KindModel(_Strict):
+    username: str
+    domain: str
+    container: str = ""
+    groups: list[str] = []
+    licences: list[str] = []
+    attributes: dict[str, str] = {}
+    create_days_before_start: int = Field(14, ge=0)
+    grace_days: int = Field(0, ge=0)
+    retention_days: int = Field(270, ge=0)
+    leavers_container: str = "Leavers"
+    rename_on_name_change: bool = False
+    match: list[str] = ["email"]
+
+
+class NamingModel(_Strict):
+    max_length: int = Field(default=20, ge=3, le=64)
+    reserved: list[str] = list(DEFAULT_RESERVED)
+    use_feed_usernames: bool = False
+
+
+class MappingModel(_Strict):
+    naming: NamingModel = Field(default_factory=lambda: NamingModel())
+    staff: KindModel | None = None
+    pupil: KindModel | None = None
+    role_groups: dict[str, list[str]] = {}
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    name: str
+    type: str
+    options: Mapping[str, Any]
+    source: str
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    name: str
+    path: Path
+    state_dir: Path
+    feeds: tuple[FeedModel, ...]
+    connectors: tuple[ConnectorSpec, ...]
+    mapping: MappingRules
+    guards: GuardLimits
+    sections: Mapping[str, Mapping[str, Any]]
+    """Every top-level table of the job file, for the area modules (passwords, access, mail, web, report)."""
+
+    @property
+    def state_db(self) -> Path:
+        return self.state_dir / "idlifecycle.db"
+
+    def resolve(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.path.parent / path).resolve()
+
+
+def load_mapping(paths: list[Path]) -> MappingRules:
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merged.update(read_toml(path))
+    source = paths[-1] if len(paths) == 1 else Path(", ".join(str(p) for p in paths))
+    try:
+        model = MappingModel.model_validate(merged)
+    except ValidationError as error:
+        raise _validation_error(source, error) from None
+    kinds: dict[Kind, KindRules] = {}
+    templates: dict[Kind, str] = {}
+    for kind in Kind:
+        kind_model: KindModel | None = getattr(model, str(kind))
+        if kind_model is None:
+            continue
+        problem = check_template(kind_model.username)
+        if problem:
+            raise ConfigError(str(source), f"{kind}.username", problem)
+        for rule in kind_model.match:
+            if rule not in ("email", "username", "employee_number"):
+                raise ConfigError(str(source), f"{kind}.match",
+                                  f"unknown rule {rule!r}; use email, username or employee_number")
+        templates[kind] = kind_model.username
+        kinds[kind] = KindRules(
+            domain=kind_model.domain, container=kind_model.container, groups=tuple(kind_model.groups),
+            licences=tuple(kind_model.licences), attributes=dict(kind_model.attributes),
+            create_days_before_start=kind_model.create_days_before_start, grace_days=kind_model.grace_days,
+            retention_days=kind_model.retention_days, leavers_container=kind_model.leavers_container,
+            rename_on_name_change=kind_model.rename_on_name_change, match=tuple(kind_model.match),
+        )
+    if not kinds:
+        raise ConfigError(str(source), "staff / pupil", "no [staff] or [pupil] table: nobody could be given an account")
+    return MappingRules(
+        kinds=kinds,
+        naming=NamingRules(templates=templates, max_length=model.naming.max_length,
+                           reserved=frozenset(r.lower() for r in model.naming.reserved)),
+        role_groups={k: tuple(v) for k, v in model.role_groups.items()},
+        use_feed_usernames=model.naming.use_feed_usernames,
+    )
+
+
+def load_connector(path: Path) -> ConnectorSpec:
+    data = read_toml(path)
+    for key in ("name", "type"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise ConfigError(str(path), key, "is required (a short name such as \"entra\", and the connector type)")
+    return ConnectorSpec(
+        name=data["name"], type=data["type"],
+        options={k: v for k, v in data.items() if k not in ("name", "type")}, source=str(path),
+    )
+
+
+def load_job_config(path: Path | str) -> JobConfig:
+    job_path = Path(path).resolve()
+    data = read_toml(job_path)
+    if "job" not in data:
+        raise ConfigError(str(job_path), "job", "missing [job] table (name, feeds, connectors, mappings)")
+    try:
+        job = JobModel.model_validate(data["job"])
+        guards = GuardModel.model_validate(data.get("guards", {}))
+    except ValidationError as error:
+        prefix = "guards" if "job" in data and _job_ok(data["job"]) else "job"
+        raise _validation_error(job_path, error, prefix) from None
+
+    def resolve(value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (job_path.parent / p).resolve()
+
+    connectors = tuple(load_connector(resolve(c)) for c in job.connectors)
+    names = [c.name for c in connectors]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(str(job_path), "job.connectors", f"two connectors are named {duplicates[0]!r}")
+    return JobConfig(
+        name=job.name,
+        path=job_path,
+        state_dir=resolve(job.state_dir),
+        feeds=tuple(job.feeds),
+        connectors=connectors,
+        mapping=load_mapping([resolve(m) for m in job.mappings]),
+        guards=GuardLimits(**guards.model_dump()),
+        sections={k: v for k, v in data.items() if isinstance(v, dict)},
+    )
+
+
+def _job_ok(raw: Any) -> bool:
+    try:
+        JobModel.model_validate(raw)
+    except ValidationError:
+        return False
+    return True

@@ -1,0 +1,255 @@
+"""A job run: read the feed, snapshot the directories, plan, guard, apply, record (the imperative shell)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from idlifecycle.config import JobConfig, Secrets, load_job_config
+from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorError, build_connector
+from idlifecycle.errors import ConfigError, GuardTripped, StalePlan, UserError
+from idlifecycle.executor import Executor, PasswordFor, plan_id
+from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, read_feeds
+from idlifecycle.guards import check_plan, stale_directories
+from idlifecycle.model import Change, Outcome, Person, Plan, Result, Snapshot
+from idlifecycle.planner import PlanState, ShareGroupsLike
+from idlifecycle.planner import plan as make_plan
+from idlifecycle.store import Store
+
+log = logging.getLogger("idlifecycle")
+
+ResultHook = Callable[[Change, Result], None]
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: int
+    status: str
+    """"ok", "nothing-to-do", "guard", "partial" (some changes failed) or "error"."""
+    plan: Plan
+    results: tuple[Result, ...] = ()
+    guard_reasons: tuple[str, ...] = ()
+    incidents: tuple[str, ...] = ()
+    failures: tuple[str, ...] = ()
+    feed_errors: tuple[str, ...] = field(default=())
+
+    def counts(self) -> dict[str, int]:
+        """Applied changes by action."""
+        by_id = {c.change_id: c for c in self.plan.changes}
+        counted = Counter(
+            str(by_id[r.change_id].action) for r in self.results
+            if r.outcome is Outcome.APPLIED and r.change_id in by_id
+        )
+        return dict(sorted(counted.items()))
+
+
+class Job:
+    """One configured job, with its store open; the area modules reach everything through it."""
+
+    def __init__(self, config: JobConfig, *, today: date | None = None, secrets: Secrets | None = None) -> None:
+        self.config = config
+        self.today = today or date.today()
+        self.secrets = secrets or Secrets()
+        self.store = Store(config.state_db)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        return self.config.sections.get(name, {})
+
+    def resolve_path(self, value: str) -> Path:
+        return self.config.resolve(value)
+
+    def config_error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(str(self.config.path), key, message)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Two runs of the same job never overlap: the second stops with a clear message."""
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.config.state_dir / f"{self.config.name}.lock"
+        with path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise UserError(f"job {self.config.name!r} is already running (pid {holder}); "
+                                f"lock file {path}") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
+    def open_connectors(self) -> Iterator[dict[str, Connector]]:
+        with ExitStack() as stack:
+            connectors: dict[str, Connector] = {}
+            for spec in self.config.connectors:
+                context = ConnectorContext(
+                    name=spec.name, type=spec.type, options=spec.options, source=spec.source,
+                    cursors=self.store, state_dir=self.config.state_dir / "sandbox", secrets=self.secrets,
+                )
+                connector = build_connector(context)
+                stack.callback(connector.close)
+                connectors[spec.name] = connector
+            yield connectors
+
+    def feed_specs(self) -> list[FeedSpec]:
+        return [
+            FeedSpec(format=f.format, path=self.resolve_path(f.path),
+                     options={k: v for k, v in (f.model_extra or {}).items()}, source=str(self.config.path))
+            for f in self.config.feeds
+        ]
+
+    def read_people(self) -> FeedResult:
+        """The feed, checked: too many bad rows, or an empty or missing feed, stop the run here."""
+        result = read_feeds(self.feed_specs())
+        check_bad_rows(result, self.config.guards.max_bad_rows_percent)
+        return result
+
+    def snapshots(self, connectors: Mapping[str, Connector]) -> dict[str, Snapshot]:
+        snapshots: dict[str, Snapshot] = {}
+        for name, connector in connectors.items():
+            try:
+                snapshots[name] = connector.snapshot()
+            except ConnectorError as error:
+                raise UserError(f"{name}: could not read the directory: {error}") from None
+        return snapshots
+
+    def plan_state(self) -> PlanState:
+        issued = self.store.issued_usernames()
+        by_person: dict[str, str] = {}
+        for row in self.store.db.execute("SELECT username, person_id FROM usernames ORDER BY issued_at"):
+            by_person[str(row["person_id"])] = str(row["username"])
+        return PlanState(person_usernames=by_person, issued_usernames=issued, disabled_on=self.store.disabled_on())
+
+    def plan(self, people: Sequence[Person], snapshots: Mapping[str, Snapshot],
+             connectors: Mapping[str, Connector], shares: ShareGroupsLike | None = None) -> Plan:
+        capabilities = {name: type(c).capabilities for name, c in connectors.items()}
+        return make_plan(people, snapshots, capabilities, self.config.mapping, self.plan_state(), self.today,
+                         shares=shares)
+
+    def check_guards(self, plan: Plan, allow_destructive: int | None, *, feed_check: bool = True) -> list[str]:
+        destructive = Counter(c.directory for c in plan.changes if c.destructive)
+        previous = self.store.last_good_people_count(self.config.name) if feed_check else None
+        return check_plan(destructive, plan.managed_counts, plan.people_count, previous,
+                          self.config.guards, allow_destructive)
+
+    def execute(self, plan: Plan, connectors: Mapping[str, Connector], *, actor: str,
+                password_for: PasswordFor | None = None, on_result: ResultHook | None = None) -> list[Result]:
+        executor = Executor(self.store, connectors, today=self.today, actor=actor, password_for=password_for,
+                            on_result=on_result)
+        return executor.run(plan_id(plan), plan.changes)
+
+    def apply_changes(self, changes: Sequence[Change], connectors: Mapping[str, Connector], *, actor: str,
+                      allow_destructive: int | None = None, password_for: PasswordFor | None = None) -> list[Result]:
+        """Applies changes made outside a nightly plan (an approval, a reset, a review decision), guarded."""
+        plan = Plan(changes=tuple(changes), fingerprints={}, managed_counts={})
+        reasons = self.check_guards(plan, allow_destructive, feed_check=False)
+        if reasons:
+            self.store.audit("guard-tripped", {"reasons": reasons, "changes": len(changes)}, actor=actor)
+            raise GuardTripped(reasons)
+        return self.execute(plan, connectors, actor=actor, password_for=password_for)
+
+    def apply_saved_plan(self, plan: Plan, connectors: Mapping[str, Connector], *, actor: str,
+                         allow_destructive: int | None = None, password_for: PasswordFor | None = None,
+                         on_result: ResultHook | None = None) -> list[Result]:
+        """`idlifecycle apply PLAN.json`: refused when a directory moved since the plan was made.
+
+        A plan this store already started applying (a run that was killed) is resumed: the tool's own
+        changes are what moved the directory, and the journal knows which those were.
+        """
+        started = bool(self.store.journal_states(plan_id(plan)))
+        if not started:
+            current = {name: snap.fingerprint() for name, snap in self.snapshots(connectors).items()
+                       if name in plan.fingerprints}
+            stale = stale_directories(plan.fingerprints, current)
+            if stale:
+                self.store.audit("plan-refused-stale", {"reasons": stale}, actor=actor)
+                raise StalePlan(stale)
+        reasons = self.check_guards(plan, allow_destructive, feed_check=False)
+        if reasons:
+            self.store.audit("guard-tripped", {"reasons": reasons}, actor=actor)
+            raise GuardTripped(reasons)
+        if allow_destructive:
+            self.store.audit("guard-override", {"allow_destructive": allow_destructive}, actor=actor)
+        return self.execute(plan, connectors, actor=actor, password_for=password_for, on_result=on_result)
+
+
+def load_job(path: Path | str, *, today: date | None = None, secrets: Secrets | None = None) -> Job:
+    return Job(load_job_config(path), today=today, secrets=secrets)
+
+
+def failures_of(plan: Plan, results: Sequence[Result]) -> tuple[str, ...]:
+    by_id = {c.change_id: c for c in plan.changes}
+    return tuple(
+        f"{by_id[r.change_id].directory}: {by_id[r.change_id].action} {by_id[r.change_id].username}: {r.detail}"
+        for r in results if r.outcome is Outcome.FAILED and r.change_id in by_id
+    )
+
+
+def run_sync(
+    job: Job,
+    *,
+    apply: bool = True,
+    allow_destructive: int | None = None,
+    actor: str = "nightly job",
+    on_plan: Callable[[Plan], None] | None = None,
+    on_result: ResultHook | None = None,
+) -> RunReport:
+    """The nightly job: plan, guard, apply, record. Guards stop the run before anything is applied."""
+    with job.lock():
+        run_id = job.store.start_run(job.config.name)
+        try:
+            report = _sync(job, run_id, apply, allow_destructive, actor, on_plan, on_result)
+        except GuardTripped as tripped:
+            job.store.finish_run(run_id, "guard", None, {"reasons": tripped.reasons})
+            raise
+        except BaseException as error:
+            job.store.finish_run(run_id, "error", None, {"error": type(error).__name__})
+            raise
+        job.store.finish_run(run_id, report.status, report.plan.people_count,
+                             {"counts": report.counts(), "failures": len(report.failures)})
+        return report
+
+
+def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, actor: str,
+          on_plan: Callable[[Plan], None] | None, on_result: ResultHook | None) -> RunReport:
+    feed = job.read_people()
+    with job.open_connectors() as connectors:
+        snapshots = job.snapshots(connectors)
+        plan = job.plan(feed.people, snapshots, connectors)
+        if on_plan is not None:
+            on_plan(plan)
+        reasons = job.check_guards(plan, allow_destructive)
+        feed_errors = tuple(str(e) for e in feed.errors)
+        if reasons:
+            job.store.audit("guard-tripped", {"reasons": reasons, "run": run_id}, actor=actor)
+            raise GuardTripped(reasons)
+        if not apply:
+            return RunReport(run_id, "planned", plan, feed_errors=feed_errors)
+        if not plan.changes:
+            return RunReport(run_id, "nothing-to-do", plan, feed_errors=feed_errors)
+        if allow_destructive:
+            job.store.audit("guard-override", {"allow_destructive": allow_destructive, "run": run_id}, actor=actor)
+        results = job.execute(plan, connectors, actor=actor, on_result=on_result)
+        failures = failures_of(plan, results)
+        log.info(json.dumps({"event": "run-finished", "run": run_id, "changes": len(results),
+                             "failed": len(failures)}))
+        return RunReport(run_id, "partial" if failures else "ok", plan, tuple(results),
+                         failures=failures, feed_errors=feed_errors)

@@ -1,0 +1,123 @@
+"""Person -> the accounts they should have: lifecycle status, OU, groups, licences (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from enum import StrEnum
+
+from idlifecycle.connectors.base import Capabilities
+from idlifecycle.model import DesiredAccount, Kind, Person
+from idlifecycle.naming import NamingRules, ascii_display, year_label
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    FUTURE = "future"
+    """A starter whose account is not due yet."""
+    LEFT = "left"
+
+
+@dataclass(frozen=True)
+class KindRules:
+    """How one kind of person (staff or pupil) becomes accounts."""
+
+    domain: str
+    container: str = ""
+    """Template of the neutral OU path, e.g. "Pupils/{year}"; fields: year, year_group, registration_group, role."""
+    groups: tuple[str, ...] = ()
+    """Group name templates; a group whose template refers to an empty field is skipped."""
+    licences: tuple[str, ...] = ()
+    """Licence groups (Entra group-based licensing); only in directories that license by group."""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    create_days_before_start: int = 14
+    grace_days: int = 0
+    retention_days: int = 270
+    leavers_container: str = "Leavers"
+    rename_on_name_change: bool = False
+    match: tuple[str, ...] = ("email",)
+    """How a first run finds existing accounts with no anchor: "email", "username", "employee_number"."""
+
+
+@dataclass(frozen=True)
+class MappingRules:
+    kinds: Mapping[Kind, KindRules]
+    naming: NamingRules
+    role_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Staff role (case-insensitive) -> extra groups."""
+    use_feed_usernames: bool = False
+
+
+def status(person: Person, rules: KindRules, today: date) -> Status:
+    if person.leave_date is not None and today >= person.leave_date + timedelta(days=rules.grace_days):
+        return Status.LEFT
+    if person.start_date is not None and today < person.start_date - timedelta(days=rules.create_days_before_start):
+        return Status.FUTURE
+    return Status.ACTIVE
+
+
+def _fields(person: Person) -> dict[str, str]:
+    return {
+        "year": year_label(person.year_group),
+        "year_group": person.year_group or "",
+        "registration_group": person.registration_group or "",
+        "role": person.roles[0] if person.roles else "",
+        "kind": str(person.kind),
+    }
+
+
+def _expand(template: str, values: Mapping[str, str]) -> str | None:
+    """The template filled in, or None when a field it uses is empty (so "Reg {registration_group}" is skipped)."""
+    try:
+        text = template.format(**values)
+    except KeyError:
+        return None
+    used = [name for name in values if "{" + name + "}" in template]
+    if any(not values[name] for name in used):
+        return None
+    return text.strip()
+
+
+def desired_groups(person: Person, rules: MappingRules, capabilities: Capabilities) -> frozenset[str]:
+    kind_rules = rules.kinds[person.kind]
+    values = _fields(person)
+    names = {g for g in (_expand(t, values) for t in kind_rules.groups) if g}
+    for role in person.roles:
+        for role_name, groups in rules.role_groups.items():
+            if role_name.lower() == role.lower():
+                names.update(groups)
+    if capabilities.licence_groups:
+        names.update(kind_rules.licences)
+    return frozenset(names)
+
+
+def desired_account(
+    person: Person, username: str, directory: str, capabilities: Capabilities, rules: MappingRules
+) -> DesiredAccount:
+    kind_rules = rules.kinds[person.kind]
+    values = _fields(person)
+    container = (_expand(kind_rules.container, values) or "") if capabilities.containers else ""
+    attributes = {k: v for k, v in ((k, _expand(t, values)) for k, t in kind_rules.attributes.items()) if v}
+    return DesiredAccount(
+        directory=directory,
+        person_id=person.person_id,
+        kind=person.kind,
+        username=username,
+        login=f"{username}@{kind_rules.domain}",
+        given_name=person.first_name,
+        surname=person.last_name,
+        display_name=person.display_name,
+        container=container,
+        groups=desired_groups(person, rules, capabilities),
+        attributes=attributes,
+    )
+
+
+def leavers_container(person_kind: Kind | None, rules: MappingRules) -> str:
+    if person_kind is None:
+        return "Leavers"
+    return rules.kinds[person_kind].leavers_container
+
+
+__all__ = ["KindRules", "MappingRules", "Status", "ascii_display", "desired_account", "leavers_container", "status"]

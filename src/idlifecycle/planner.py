@@ -1,0 +1,359 @@
+"""The planner: people + directory snapshots + remembered state -> an ordered Plan (pure, no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from typing import Any, Protocol
+
+from idlifecycle.connectors.base import Capabilities
+from idlifecycle.mapping import MappingRules, Status, desired_account, status
+from idlifecycle.model import Account, Action, Change, DesiredAccount, Group, Kind, Person, Plan, Snapshot
+from idlifecycle.naming import assign_usernames, base_username
+
+
+@dataclass(frozen=True)
+class PlanState:
+    """What the store remembers that the directories cannot tell us."""
+
+    person_usernames: Mapping[str, str] = field(default_factory=dict)
+    """person_id -> the username the tool issued to them."""
+    issued_usernames: Mapping[str, str] = field(default_factory=dict)
+    """lower-cased username -> person_id, for every name ever issued (never reissued to someone else)."""
+    disabled_on: Mapping[tuple[str, str], date] = field(default_factory=dict)
+    """(directory, person_id) -> the day the tool disabled the account (starts the retention clock)."""
+
+
+class ShareGroupsLike(Protocol):
+    """Share access groups from the access module: extra desired memberships and restricted groups."""
+
+    @property
+    def desired(self) -> Mapping[str, Mapping[str, frozenset[str]]]: ...
+
+    @property
+    def restricted(self) -> Mapping[str, frozenset[str]]: ...
+
+    @property
+    def managed(self) -> Mapping[str, frozenset[str]]: ...
+
+
+@dataclass(frozen=True)
+class NoShareGroups:
+    desired: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
+    restricted: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    managed: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+_PHASE = {
+    Action.CREATE_GROUP: 0, Action.CREATE: 1, Action.ADOPT: 1, Action.ENABLE: 2, Action.RENAME: 3,
+    Action.UPDATE: 3, Action.MOVE: 4, Action.ADD_MEMBER: 5, Action.REMOVE_MEMBER: 6, Action.SET_PASSWORD: 7,
+    Action.REQUIRE_PASSWORD_CHANGE: 7, Action.REVOKE_SESSIONS: 7, Action.DISABLE: 8, Action.DELETE: 10,
+}
+
+
+def phase(change: Change) -> int:
+    # A leaver is disabled before being moved out of sight into the leavers OU.
+    if change.action is Action.MOVE and change.after.get("leaver"):
+        return 9
+    return _PHASE[change.action]
+
+
+def _d(day: date) -> str:
+    return day.strftime("%d/%m/%Y")
+
+
+def _match_rule(rule: str, person: Person, account: Account) -> bool:
+    if rule == "email":
+        return bool(person.email) and account.login.lower() == (person.email or "").lower()
+    if rule == "username":
+        return bool(person.username) and account.username.lower() == (person.username or "").lower()
+    if rule == "employee_number":
+        return account.attributes.get("employeeNumber") in {person.person_id, person.upn}
+    return False
+
+
+def match_accounts(
+    people: Sequence[Person], snapshot: Snapshot, rules: MappingRules, statuses: Mapping[str, Status]
+) -> tuple[dict[str, Account], set[str], list[str]]:
+    """person_id -> account (by anchor, else by the kind's match rules), the adopted ids, and notes."""
+    notes: list[str] = []
+    matched: dict[str, Account] = {}
+    for account in sorted(snapshot.accounts, key=lambda a: a.key):
+        if account.anchor is None:
+            continue
+        if account.anchor in matched:
+            notes.append(
+                f"{snapshot.directory}: {account.login} carries the anchor {account.anchor} which "
+                f"{matched[account.anchor].login} carries too; left unchanged"
+            )
+            continue
+        matched[account.anchor] = account
+    unanchored = sorted((a for a in snapshot.accounts if a.anchor is None), key=lambda a: a.key)
+    adopted: set[str] = set()
+    claimed: set[str] = set()
+    for person in people:
+        if person.person_id in matched or statuses[person.person_id] is not Status.ACTIVE:
+            continue
+        for rule in rules.kinds[person.kind].match:
+            found = [a for a in unanchored if a.key not in claimed and _match_rule(rule, person, a)]
+            if len(found) == 1:
+                matched[person.person_id] = found[0]
+                claimed.add(found[0].key)
+                adopted.add(person.person_id)
+                break
+            if len(found) > 1:
+                notes.append(f"{snapshot.directory}: {person.person_id} matches {len(found)} accounts by {rule}; "
+                             "none adopted")
+                break
+    for account in unanchored:
+        if account.key not in claimed:
+            notes.append(f"{snapshot.directory}: unmanaged: {account.login} is in the managed scope but matches "
+                         "nobody in the feed; left unchanged")
+    return matched, adopted, notes
+
+
+def choose_usernames(
+    people: Sequence[Person],
+    active: Sequence[Person],
+    matched: Mapping[str, Mapping[str, Account]],
+    snapshots: Mapping[str, Snapshot],
+    rules: MappingRules,
+    state: PlanState,
+    today: date,
+) -> dict[str, str]:
+    """One username per active person, the same in every directory; new names are never reissued ones."""
+    names: dict[str, str] = {}
+    for person in active:
+        existing = [m[person.person_id].username for m in matched.values() if person.person_id in m]
+        if existing:
+            names[person.person_id] = existing[0]
+        elif person.person_id in state.person_usernames:
+            names[person.person_id] = state.person_usernames[person.person_id]
+    taken = set(state.issued_usernames) | {n.lower() for n in names.values()}
+    for snapshot in snapshots.values():
+        taken.update(a.username.lower() for a in snapshot.accounts)
+        taken.update(n.lower() for n in snapshot.names_outside_scope)
+    needing: list[Person] = []
+    for person in active:
+        current = names.get(person.person_id)
+        renamed = (current is not None and rules.kinds[person.kind].rename_on_name_change
+                   and not current.rstrip("0123456789").startswith(
+                       base_username(person, rules.naming, today).rstrip("0123456789")))
+        if current is None or renamed:
+            wanted = person.username if rules.use_feed_usernames else None
+            if wanted and wanted.lower() not in taken and wanted.lower() not in rules.naming.reserved:
+                names[person.person_id] = wanted
+                taken.add(wanted.lower())
+            else:
+                needing.append(person)
+    names.update(assign_usernames(needing, rules.naming, taken, today))
+    return names
+
+
+def _groups_by_member(snapshot: Snapshot) -> dict[str, set[str]]:
+    member_of: dict[str, set[str]] = {}
+    for group in snapshot.groups:
+        for key in group.members:
+            member_of.setdefault(key, set()).add(group.name)
+    return member_of
+
+
+class _DirectoryPlanner:
+    """Plans one directory; keeps the per-directory indexes in one place."""
+
+    def __init__(self, snapshot: Snapshot, capabilities: Capabilities, rules: MappingRules,
+                 shares: ShareGroupsLike, today: date) -> None:
+        self.snapshot = snapshot
+        self.directory = snapshot.directory
+        self.caps = capabilities
+        self.rules = rules
+        self.today = today
+        self.groups: dict[str, Group] = {g.name: g for g in snapshot.groups}
+        self.member_of = _groups_by_member(snapshot)
+        self.restricted = shares.restricted.get(self.directory, frozenset())
+        self.owned = ({g.name for g in snapshot.groups if g.managed}
+                      | set(shares.managed.get(self.directory, frozenset())) | set(self.restricted))
+        self.changes: list[Change] = []
+        self.groups_to_create: dict[str, str] = {}
+
+    def add(self, action: Action, person_id: str | None, username: str, reason: str, **kw: Any) -> None:
+        self.changes.append(Change(self.directory, action, person_id, username, reason, **kw))
+
+    def want_group(self, name: str, reason: str) -> None:
+        if name not in self.groups and name not in self.groups_to_create:
+            self.groups_to_create[name] = reason
+            self.owned.add(name)
+
+    def create(self, desired: DesiredAccount, person: Person) -> None:
+        reason = f"starts on {_d(person.start_date)}" if person.start_date and person.start_date > self.today \
+            else f"new {person.kind} on roll"
+        self.add(Action.CREATE, desired.person_id, desired.username, reason, after={
+            "username": desired.username, "login": desired.login, "given_name": desired.given_name,
+            "surname": desired.surname, "display_name": desired.display_name, "container": desired.container,
+            "attributes": dict(desired.attributes), "enabled": True, "anchor": desired.person_id,
+            "must_change_password": True,
+        })
+        for name in sorted(desired.groups):
+            self.want_group(name, f"needed by {desired.username}")
+            self.add(Action.ADD_MEMBER, desired.person_id, desired.username, f"new account: member of {name}",
+                     group=name, restricted=name in self.restricted)
+
+    def update(self, desired: DesiredAccount, account: Account, person: Person, adopted: bool) -> None:
+        pid, name = desired.person_id, account.username
+        if adopted:
+            self.add(Action.ADOPT, pid, name, f"existing account matched to {person.display_name} ({pid})",
+                     target=account.key, before={"anchor": None}, after={"anchor": pid})
+        hybrid = account.synced_from_on_premises and self.caps.hybrid
+        if not hybrid:
+            if not account.enabled:
+                self.add(Action.ENABLE, pid, name, "back on roll (re-joined)", target=account.key)
+            if desired.username != account.username or desired.login.lower() != account.login.lower():
+                self.add(Action.RENAME, pid, name, "name changed in the MIS" if desired.username != account.username
+                         else f"sign-in domain is now {desired.login.split('@')[1]}", target=account.key,
+                         before={"username": account.username, "login": account.login},
+                         after={"username": desired.username, "login": desired.login})
+            before: dict[str, Any] = {}
+            after: dict[str, Any] = {}
+            for attr in ("given_name", "surname", "display_name"):
+                if getattr(account, attr) != getattr(desired, attr):
+                    before[attr], after[attr] = getattr(account, attr), getattr(desired, attr)
+            attr_changes = {k: v for k, v in desired.attributes.items() if account.attributes.get(k) != v}
+            if attr_changes:
+                before["attributes"] = {k: account.attributes.get(k) for k in attr_changes}
+                after["attributes"] = attr_changes
+            if after:
+                why = "name changed in the MIS" if "display_name" in after or "surname" in after else \
+                    "details changed in the MIS"
+                self.add(Action.UPDATE, pid, name, why, target=account.key, before=before, after=after)
+            if self.caps.containers and account.container != desired.container:
+                where = desired.container.rsplit("/", 1)[-1] or desired.container
+                self.add(Action.MOVE, pid, name, f"moved to {where}", target=account.key,
+                         before={"container": account.container}, after={"container": desired.container})
+        current = self.member_of.get(account.key, set()) & self.owned
+        for group in sorted(desired.groups - current):
+            self.want_group(group, f"needed by {name}")
+            self.add(Action.ADD_MEMBER, pid, name, f"should be in {group}", target=account.key, group=group,
+                     restricted=group in self.restricted)
+        for group in sorted(current - desired.groups):
+            self.add(Action.REMOVE_MEMBER, pid, name, f"no longer belongs in {group}", target=account.key,
+                     group=group, restricted=group in self.restricted,
+                     before={"member": True}, after={"member": False})
+
+    def leave(self, account: Account, person: Person | None, disabled_on: date | None) -> None:
+        pid = account.anchor
+        name = account.username
+        reason = f"left on {_d(person.leave_date)}" if person and person.leave_date else "no longer in the feed"
+        kind = person.kind if person else self._kind_of(account)
+        kind_rules = self.rules.kinds[kind]
+        hybrid = account.synced_from_on_premises and self.caps.hybrid
+        if hybrid:
+            if account.enabled and self.caps.revoke_sessions:
+                self.add(Action.REVOKE_SESSIONS, pid, name, f"{reason}; account is owned by on-premises AD",
+                         target=account.key)
+        elif account.enabled:
+            self.add(Action.DISABLE, pid, name, reason, target=account.key,
+                     before={"enabled": True}, after={"enabled": False})
+        for group in sorted(self.member_of.get(account.key, set()) & self.owned):
+            self.add(Action.REMOVE_MEMBER, pid, name, f"{reason}: removed from {group}", target=account.key,
+                     group=group, restricted=group in self.restricted,
+                     before={"member": True}, after={"member": False})
+        if hybrid:
+            return
+        if self.caps.containers and account.container != kind_rules.leavers_container:
+            self.add(Action.MOVE, pid, name, f"{reason}: moved to leavers", target=account.key,
+                     before={"container": account.container},
+                     after={"container": kind_rules.leavers_container, "leaver": True})
+        if not account.enabled and disabled_on is not None:
+            due = disabled_on + timedelta(days=kind_rules.retention_days)
+            if self.today >= due:
+                self.add(Action.DELETE, pid, name,
+                         f"disabled on {_d(disabled_on)}; {kind_rules.retention_days}-day retention ended",
+                         target=account.key)
+
+    def _kind_of(self, account: Account) -> Kind:
+        domain = account.login.rsplit("@", 1)[-1].lower()
+        for kind, kind_rules in self.rules.kinds.items():
+            if kind_rules.domain.lower() == domain:
+                return kind
+        return next(iter(self.rules.kinds))
+
+    def police_restricted(self, managed_keys: set[str]) -> None:
+        """Anyone else in a restricted group is removed, whether or not their account is in scope.
+
+        Managed accounts were already brought to their desired groups by update() and leave().
+        """
+        for group_name in sorted(self.restricted):
+            group = self.groups.get(group_name)
+            if group is None:
+                continue
+            for key, display in sorted(group.members.items()):
+                if key in managed_keys:
+                    continue
+                self.add(Action.REMOVE_MEMBER, None, display, f"not approved by the SIRO for {group_name}",
+                         target=key, group=group_name, restricted=True,
+                         before={"member": True}, after={"member": False})
+
+    def finish(self) -> list[Change]:
+        for name, reason in sorted(self.groups_to_create.items()):
+            self.add(Action.CREATE_GROUP, None, name, reason, group=name, after={"name": name})
+        unique: dict[str, Change] = {}
+        for change in self.changes:
+            unique.setdefault(change.change_id, change)
+        return sorted(unique.values(), key=lambda c: (phase(c), c.username.lower(), c.group or "", c.action))
+
+
+def plan(
+    people: Sequence[Person],
+    snapshots: Mapping[str, Snapshot],
+    capabilities: Mapping[str, Capabilities],
+    rules: MappingRules,
+    state: PlanState,
+    today: date,
+    shares: ShareGroupsLike | None = None,
+) -> Plan:
+    """Everything that must change so each directory matches the feed, each with its reason."""
+    shares = shares or NoShareGroups()
+    statuses = {p.person_id: status(p, rules.kinds[p.kind], today) for p in people}
+    by_id = {p.person_id: p for p in people}
+    active = [p for p in people if statuses[p.person_id] is Status.ACTIVE]
+    matched: dict[str, dict[str, Account]] = {}
+    adopted: dict[str, set[str]] = {}
+    notes: list[str] = []
+    for directory, snapshot in snapshots.items():
+        matched[directory], adopted[directory], found = match_accounts(people, snapshot, rules, statuses)
+        notes.extend(found)
+    names = choose_usernames(people, active, matched, snapshots, rules, state, today)
+
+    changes: list[Change] = []
+    for directory, snapshot in snapshots.items():
+        caps = capabilities[directory]
+        planner = _DirectoryPlanner(snapshot, caps, rules, shares, today)
+        for person in active:
+            desired = desired_account(person, names[person.person_id], directory, caps, rules)
+            extra = shares.desired.get(person.person_id, {}).get(directory, frozenset())
+            if extra:
+                desired = replace(desired, groups=desired.groups | extra)
+            account = matched[directory].get(person.person_id)
+            if account is None:
+                planner.create(desired, person)
+                continue
+            if account.synced_from_on_premises and caps.hybrid:
+                notes.append(f"{directory}: {account.login} is synced from on-premises AD: only cloud groups "
+                             "and sessions are managed here")
+            planner.update(desired, account, person, person.person_id in adopted[directory])
+        for person_id, account in matched[directory].items():
+            if statuses.get(person_id) in (Status.ACTIVE, Status.FUTURE):
+                continue
+            planner.leave(account, by_id.get(person_id), state.disabled_on.get((directory, person_id)))
+        planner.police_restricted({a.key for a in matched[directory].values()})
+        changes.extend(planner.finish())
+
+    return Plan(
+        changes=tuple(changes),
+        fingerprints={d: s.fingerprint() for d, s in snapshots.items()},
+        managed_counts={d: len(s.accounts) for d, s in snapshots.items()},
+        people_count=len(people),
+        created_at=today.isoformat(),
+        notes=tuple(notes),
+    )

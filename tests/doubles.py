@@ -1,0 +1,147 @@
+"""A test double of the connector contract: a directory kept in a SQLite file.
+
+It behaves like a real directory where the executor can notice: keys are assigned by the directory,
+a create for an anchor that already exists answers ALREADY with that key (as the real connectors do
+after a lost response), and it can be told to die (os._exit) after N writes, for the crash test.
+Only tests use it; nothing in src/ depends on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import ClassVar
+
+from idlifecycle.connectors.base import Capabilities, Connector, ConnectorContext, ConnectorError
+from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, Snapshot
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (key TEXT PRIMARY KEY, data TEXT NOT NULL, in_scope INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, key TEXT NOT NULL, managed INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS members (group_name TEXT, account_key TEXT, PRIMARY KEY (group_name, account_key));
+CREATE TABLE IF NOT EXISTS writes (n INTEGER PRIMARY KEY AUTOINCREMENT, change_id TEXT, action TEXT, outcome TEXT);
+"""
+
+
+class FileDirectory(Connector):
+    capabilities: ClassVar[Capabilities] = Capabilities(containers=True, max_username_length=20)
+
+    def __init__(self, name: str, path: Path, die_after: int | None = None) -> None:
+        super().__init__(name)
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.executescript(SCHEMA)
+        self.die_after = die_after
+
+    @classmethod
+    def from_config(cls, context: ConnectorContext) -> FileDirectory:
+        die = os.environ.get("DOUBLE_DIE_AFTER")
+        return cls(context.name, Path(context.option("path", required=True)), int(die) if die else None)
+
+    # seeding helpers for tests
+    def put(self, account: Account, in_scope: bool = True) -> None:
+        data = {**account.__dict__, "attributes": dict(account.attributes)}
+        for k in ("created", "last_sign_in", "password_last_set"):
+            data[k] = None
+        self.db.execute("INSERT OR REPLACE INTO accounts VALUES (?,?,?)",
+                        (account.key, json.dumps(data), int(in_scope)))
+
+    def put_group(self, name: str, members: tuple[str, ...] = (), managed: bool = True) -> None:
+        self.db.execute("INSERT OR REPLACE INTO groups VALUES (?,?,?)", (name, "g-" + name, int(managed)))
+        for key in members:
+            self.db.execute("INSERT OR IGNORE INTO members VALUES (?,?)", (name, key))
+
+    def accounts(self, in_scope: bool = True) -> list[Account]:
+        rows = self.db.execute("SELECT data FROM accounts WHERE in_scope=?", (int(in_scope),)).fetchall()
+        return [Account(**json.loads(r[0])) for r in rows]
+
+    def writes(self) -> list[tuple[str, str, str]]:
+        return [tuple(r) for r in self.db.execute("SELECT change_id, action, outcome FROM writes ORDER BY n")]
+
+    def members(self, group: str) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT account_key FROM members WHERE group_name=?", (group,))}
+
+    # the contract
+    def snapshot(self) -> Snapshot:
+        accounts = tuple(self.accounts())
+        names = {a.key: a.display_name for a in accounts + tuple(self.accounts(False))}
+        groups = tuple(
+            Group(self.name, key, name, {m: names.get(m, m) for m in self.members(name)}, managed=bool(managed))
+            for name, key, managed in self.db.execute("SELECT name, key, managed FROM groups")
+        )
+        return Snapshot(self.name, accounts, groups, frozenset(a.username for a in self.accounts(False)))
+
+    def _get(self, key: str | None) -> Account:
+        row = self.db.execute("SELECT data FROM accounts WHERE key=? AND in_scope=1", (key,)).fetchone()
+        if row is None:
+            raise ConnectorError(f"no managed account {key}")
+        return Account(**json.loads(row[0]))
+
+    def _save(self, account: Account) -> None:
+        self.put(account)
+
+    def apply_one(self, change: Change) -> Result:
+        result = self._apply(change)
+        self.db.execute("INSERT INTO writes (change_id, action, outcome) VALUES (?,?,?)",
+                        (change.change_id, change.action, result.outcome))
+        if self.die_after is not None and len(self.writes()) >= self.die_after:
+            os._exit(9)
+        return result
+
+    def _apply(self, change: Change) -> Result:
+        cid = change.change_id
+        a = change.after
+        if change.action is Action.CREATE:
+            for existing in self.accounts():
+                if existing.anchor == a["anchor"]:
+                    return Result(cid, Outcome.ALREADY, key=existing.key)
+            key = str(uuid.uuid4())
+            self._save(Account(self.name, key, a["username"], a["login"], a["given_name"], a["surname"],
+                               a["display_name"], a["anchor"], bool(a["enabled"]), a["container"],
+                               dict(a["attributes"]), must_change_password=bool(a["must_change_password"])))
+            return Result(cid, Outcome.APPLIED, key=key)
+        if change.action is Action.CREATE_GROUP:
+            if self.db.execute("SELECT 1 FROM groups WHERE name=?", (change.group,)).fetchone():
+                return Result(cid, Outcome.ALREADY)
+            self.put_group(str(change.group))
+            return Result(cid, Outcome.APPLIED, key="g-" + str(change.group))
+        if change.action in (Action.ADD_MEMBER, Action.REMOVE_MEMBER):
+            present = change.target in self.members(str(change.group))
+            if (change.action is Action.ADD_MEMBER) == present:
+                return Result(cid, Outcome.ALREADY)
+            if change.action is Action.ADD_MEMBER:
+                self.db.execute("INSERT INTO members VALUES (?,?)", (change.group, change.target))
+            else:
+                self.db.execute("DELETE FROM members WHERE group_name=? AND account_key=?",
+                                (change.group, change.target))
+            return Result(cid, Outcome.APPLIED)
+        account = self._get(change.target)
+        fields = dict(account.__dict__)
+        if change.action is Action.ADOPT:
+            fields["anchor"] = a["anchor"]
+        elif change.action is Action.UPDATE:
+            for k, v in a.items():
+                if k == "attributes":
+                    fields["attributes"] = {**account.attributes, **v}
+                else:
+                    fields[k] = v
+        elif change.action is Action.RENAME:
+            fields["username"], fields["login"] = a["username"], a["login"]
+        elif change.action is Action.MOVE:
+            fields["container"] = a["container"]
+        elif change.action in (Action.ENABLE, Action.DISABLE):
+            fields["enabled"] = change.action is Action.ENABLE
+        elif change.action is Action.DELETE:
+            self.db.execute("DELETE FROM accounts WHERE key=?", (account.key,))
+            self.db.execute("DELETE FROM members WHERE account_key=?", (account.key,))
+            return Result(cid, Outcome.APPLIED)
+        elif change.action is Action.REQUIRE_PASSWORD_CHANGE:
+            fields["must_change_password"] = True
+        updated = Account(**fields)
+        if updated == account:
+            return Result(cid, Outcome.ALREADY)
+        self._save(updated)
+        return Result(cid, Outcome.APPLIED)

@@ -1,0 +1,66 @@
+"""Usernames: transliteration, collisions, limits, and names that must never be issued."""
+
+from datetime import date
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from idlifecycle.model import Kind, Person
+from idlifecycle.naming import NamingRules, ascii_name, assign_usernames, intake_year
+
+from tests.factories import TODAY, pupil, staff
+
+RULES = NamingRules({Kind.PUPIL: "{intake_year}{first_initial}{surname}", Kind.STAFF: "{first_initial}{surname}"},
+                    max_length=20, reserved=frozenset({"admin", "head"}))
+
+
+def test_names_from_many_languages_become_plain_ascii():
+    assert ascii_name("Zoë") == "zoe"
+    assert ascii_name("Łukasz") == "lukasz"
+    assert ascii_name("Nguyễn") == "nguyen"
+    assert ascii_name("O'Brien") == "obrien"
+    assert ascii_name("Smith-Jones") == "smithjones"
+    assert ascii_name("van der Berg") == "vanderberg"
+    assert ascii_name("Siân") == "sian"
+    assert ascii_name("Müller") == "muller"
+
+
+def test_intake_year_stays_the_same_when_the_class_moves_up_in_september():
+    assert intake_year("6", date(2026, 7, 1)) == intake_year("7", date(2026, 9, 2)) == "19"
+    assert intake_year("R", date(2026, 11, 23)) == "26"
+
+
+def test_two_james_smiths_in_the_same_intake_get_different_usernames():
+    people = [pupil("1001", "James", "Smith"), pupil("1002", "James", "Smith")]
+    names = assign_usernames(people, RULES, taken=[], today=TODAY)
+    assert names == {"1001": "19jsmith", "1002": "19jsmith2"}
+
+
+def test_a_leavers_username_is_never_issued_again():
+    names = assign_usernames([staff("S1", "Jon", "Smith")], RULES, taken=["jsmith"], today=TODAY)
+    assert names["S1"] == "jsmith2"
+
+
+def test_reserved_names_are_never_issued():
+    rules = NamingRules({Kind.STAFF: "{surname}"}, reserved=frozenset({"head"}))
+    names = assign_usernames([staff("S1", "Anna", "Head")], rules, taken=[], today=TODAY)
+    assert names["S1"] == "head2"
+
+
+def test_long_names_are_cut_to_twenty_characters_even_with_a_suffix():
+    long_person = staff("S1", "Maximilian", "Wolfeschlegelsteinhausenberger")
+    names = assign_usernames([long_person], RULES, taken=["mwolfeschlegelsteinh"], today=TODAY)
+    assert names["S1"] == "mwolfeschlegelstein2"
+    assert len(names["S1"]) == 20
+
+
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=12), st.text(min_size=1, max_size=30)), max_size=40),
+       st.sets(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=20), max_size=20))
+def test_no_two_people_ever_get_the_same_username_nor_a_taken_one(names, taken):
+    people = [Person(f"P{i:04d}", Kind.STAFF, first, last) for i, (first, last) in enumerate(names)]
+    assigned = assign_usernames(people, RULES, taken=taken, today=TODAY)
+    values = [v.lower() for v in assigned.values()]
+    assert len(values) == len(set(values))
+    assert not set(values) & {t.lower() for t in taken}
+    assert not set(values) & RULES.reserved
+    assert all(0 < len(v) <= 20 and v.isascii() and v.isalnum() for v in values)
