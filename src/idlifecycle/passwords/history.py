@@ -1,0 +1,86 @@
+"""Password history: every password the tool sets, kept only as a salted scrypt hash per person.
+
+Active Directory checks history only when users change their own password, never on an admin
+reset (FACTS.md §1), and the cloud directories keep at most one: so "previous passwords are not
+accepted" for the passwords this tool sets is enforced here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from idlifecycle.store import Store, utcnow
+
+DDL = """
+CREATE TABLE IF NOT EXISTS password_history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    person_id TEXT NOT NULL,
+    set_at TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS password_history_person ON password_history (person_id, seq);
+"""
+
+# scrypt at N=2**14, r=8, p=1: 16 MiB and ~40 ms a hash here, so a guessed list is slow to try.
+# The parameters are stored with each hash, so they can be raised later without losing history.
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+
+
+def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    scheme, n, r, p, salt, digest = stored.split("$")
+    if scheme != "scrypt":
+        raise ValueError(f"unknown password hash scheme {scheme!r}")
+    expected = base64.b64decode(digest)
+    actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+                            dklen=len(expected), maxmem=int(n) * int(r) * 256)
+    return hmac.compare_digest(actual, expected)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+class PasswordHistory:
+    """The last passwords set for each person, as hashes in the state store."""
+
+    def __init__(self, store: Store, *, cost: int = SCRYPT_N) -> None:
+        self.store = store
+        self.cost = cost
+        """scrypt's N for new hashes; old hashes keep the parameters they were made with."""
+        store.ensure_schema(DDL)
+
+    def _recent(self, person_id: str, depth: int) -> list[str]:
+        rows = self.store.db.execute(
+            "SELECT hash FROM password_history WHERE person_id=? ORDER BY seq DESC LIMIT ?", (person_id, depth)
+        )
+        return [str(r[0]) for r in rows]
+
+    def used_recently(self, person_id: str, password: str, depth: int) -> bool:
+        """True when the password matches any of the person's last `depth` passwords."""
+        return any(verify_password(password, stored) for stored in self._recent(person_id, depth))
+
+    def record(self, person_id: str, password: str, keep: int) -> None:
+        """Remember a password just issued; hashes older than the last `keep` are dropped."""
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO password_history (person_id, set_at, hash) VALUES (?,?,?)",
+                       (person_id, utcnow().isoformat(), hash_password(password, n=self.cost)))
+            db.execute(
+                "DELETE FROM password_history WHERE person_id=? AND seq NOT IN "
+                "(SELECT seq FROM password_history WHERE person_id=? ORDER BY seq DESC LIMIT ?)",
+                (person_id, person_id, max(keep, 1)),
+            )
+
+    def count(self, person_id: str) -> int:
+        row = self.store.db.execute("SELECT COUNT(*) FROM password_history WHERE person_id=?", (person_id,))
+        return int(row.fetchone()[0])

@@ -1,0 +1,180 @@
+"""PasswordIssuer: the one place the executor gets a new password from, and delivery afterwards.
+
+One password per person per run, whatever the number of directories; it lives only in memory
+(and as a hash in the history) until `deliver` hands it to the class teacher or line manager.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from idlifecycle.connectors.base import Connector
+from idlifecycle.model import Action, Change, Person
+from idlifecycle.passwords.delivery import Issued, Mailer, email_line_manager, remove_old_slips, write_slips
+from idlifecycle.passwords.generator import generate
+from idlifecycle.passwords.history import PasswordHistory
+from idlifecycle.passwords.policy import (
+    CommonPasswords,
+    Identity,
+    Policy,
+    Rules,
+    banned_words_for,
+    check,
+    directory_rules,
+    effective_policy,
+)
+from idlifecycle.passwords.settings import PasswordSettings, load_settings
+from idlifecycle.store import Store
+
+if TYPE_CHECKING:
+    from idlifecycle.job import Job
+
+log = logging.getLogger(__name__)
+
+STAFF_WITHOUT_EMAIL = "Staff - to hand out"
+
+
+def settings_for_job(job: Job) -> PasswordSettings:
+    return load_settings(job.section("passwords"), job_file=Path(job.config.path))
+
+
+def rules_of(connectors: Mapping[str, Connector]) -> dict[str, Rules]:
+    """Each directory's own password rules, as its connector declares and reports them."""
+    found: dict[str, Rules] = {}
+    for name, connector in connectors.items():
+        rules = directory_rules(connector.capabilities.password_rules, connector.password_constraints())
+        if rules is not None:
+            found[name] = rules
+    return found
+
+
+@dataclass
+class DeliveryReport:
+    """What `deliver` did, in words safe for a log or a report (no passwords)."""
+
+    slips: list[Path] = field(default_factory=list)
+    emailed: list[str] = field(default_factory=list)
+    """Usernames whose password went to their line manager."""
+    not_set: list[str] = field(default_factory=list)
+    """Usernames issued a password that no directory accepted: nothing delivered."""
+    removed: list[Path] = field(default_factory=list)
+
+
+class PasswordIssuer:
+    def __init__(self, settings: PasswordSettings, store: Store, rules: Mapping[str, Rules], today: date,
+                 *, common: CommonPasswords | None = None, history: PasswordHistory | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.rules = dict(rules)
+        self.today = today
+        self.common = common if common is not None else CommonPasswords.shipped()
+        self.history = history or PasswordHistory(store)
+        self._issued: dict[str, Issued] = {}
+        self._banned = banned_words_for(settings.school_name, settings.banned)
+
+    @classmethod
+    def for_job(cls, job: Job, connectors: Mapping[str, Connector]) -> PasswordIssuer:
+        return cls(settings_for_job(job), job.store, rules_of(connectors), job.today)
+
+    def policy_for(self, person: Person, directories: Sequence[str]) -> Policy:
+        configured = self.settings.for_person(person).rules()
+        return effective_policy([configured, *(self.rules[d] for d in directories if d in self.rules)],
+                                self._banned)
+
+    @staticmethod
+    def identity_of(person: Person, username: str) -> Identity:
+        names = (person.legal_first_name, person.preferred_first_name or "", person.last_name)
+        return Identity(username, person.display_name, tuple(n for n in names if n))
+
+    def issue(self, person: Person, username: str, directories: Sequence[str]) -> str:
+        """The person's new password for this run: generated once, reused for every directory."""
+        identity = self.identity_of(person, username)
+        policy = self.policy_for(person, directories)
+        known = self._issued.get(person.person_id)
+        if known is not None:
+            if check(known.password, policy, identity, self.common):
+                raise RuntimeError(f"password for {username} was issued for {', '.join(known.directories)} and "
+                                   f"then asked for {', '.join(directories)}: pass all directories the first time")
+            self._issued[person.person_id] = Issued(
+                person, username, known.password, tuple(dict.fromkeys((*known.directories, *directories))))
+            return known.password
+        configured = self.settings.for_person(person)
+        for _ in range(100):
+            password = generate(policy, identity, style=configured.style, length=configured.length,
+                                common=self.common, vocabulary=self.settings.words)
+            if not self.history.used_recently(person.person_id, password, configured.history):
+                break
+        else:  # pragma: no cover - needs 100 collisions with a handful of stored hashes
+            raise RuntimeError(f"every password generated for {username} was one used before")
+        self.history.record(person.person_id, password, keep=configured.history)
+        self._issued[person.person_id] = Issued(person, username, password, tuple(directories))
+        return password
+
+    def password_for(self, people: Mapping[str, Person], changes: Sequence[Change]) -> Callable[[Change], str]:
+        """The executor's `password_for` hook for a plan: each person gets one password, valid in
+        every directory where the plan creates them or sets their password."""
+        directories: dict[str, list[str]] = {}
+        for change in changes:
+            if change.action in (Action.CREATE, Action.SET_PASSWORD) and change.person_id is not None:
+                directories.setdefault(change.person_id, []).append(change.directory)
+
+        def give(change: Change) -> str:
+            if change.person_id is None or change.person_id not in people:
+                raise RuntimeError(f"{change.action} {change.username}: no person in the feed to issue a password for")
+            return self.issue(people[change.person_id], change.username, directories.get(change.person_id,
+                                                                                         [change.directory]))
+
+        return give
+
+    @property
+    def issued_count(self) -> int:
+        return len(self._issued)
+
+    def deliver(self, mailer: Mailer | None, *, applied: Collection[str] | None = None) -> DeliveryReport:
+        """Hand out what was issued: slips per registration group, email to line managers.
+
+        `applied` lists the person_ids whose password at least one directory accepted; the others
+        are not delivered (a slip with a password that works nowhere helps nobody). Old slip sheets
+        are removed on every call, so call it on every run.
+        """
+        report = DeliveryReport()
+        slips: list[Issued] = []
+        unmailed: list[Issued] = []
+        for person_id, item in sorted(self._issued.items()):
+            if applied is not None and person_id not in applied:
+                report.not_set.append(item.username)
+                log.warning("password for %s was not set in any directory: not delivered", item.username)
+                continue
+            method = self.settings.for_person(item.person).delivery
+            to = self.settings.line_manager(item.person) if method == "email" else None
+            if method == "slips":
+                slips.append(item)
+            elif mailer is None or to is None:
+                log.warning("no %s for %s's line manager: their password goes on a slip sheet instead",
+                            "mail settings" if mailer is None else "address", item.username)
+                unmailed.append(item)
+            else:
+                email_line_manager(mailer, to, item, self.settings.school_name)
+                report.emailed.append(item.username)
+                self._audit(item, "email", to)
+        folder = self.settings.slip_folder
+        for group_of, items in ((None, slips), (STAFF_WITHOUT_EMAIL, unmailed)):
+            if items:
+                report.slips += write_slips(folder, items, self.today, self.settings.school_name, group_of=group_of)
+                for item in items:
+                    self._audit(item, "slip", str(folder))
+        report.removed = remove_old_slips(folder, self.today, self.settings.slip_days)
+        self._issued.clear()
+        return report
+
+    def _audit(self, item: Issued, method: str, to: str) -> None:
+        self.store.audit("password-delivered", {
+            "person_id": item.person.person_id, "username": item.username, "method": method, "to": to,
+            "directories": list(item.directories),
+        })
+
