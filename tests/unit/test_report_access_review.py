@@ -166,10 +166,10 @@ def test_the_summary_counts_people_and_accounts_and_scores_each_finding_out_of_n
     assert lines[0] == ["Access review 2025/26: Hilltop Academy"]
     assert ["Staff", 2, 1, 1, 4] in lines
     assert ["Pupil", 8, 0, 0, 8] in lines
-    # directory, enabled, disabled, of leavers, matching nobody, no person ID, total
-    assert ["entra", 12, 0, 1, 1, 1, 12] in lines
-    assert ["ad", 2, 1, 1, 0, 0, 3] in lines
-    findings = {row[0]: row[1:5] for row in lines if len(row) == 6}
+    # directory, enabled, disabled, of leavers, matching nobody (no or unknown person ID), total
+    assert ["entra", 12, 0, 1, 2, 12] in lines
+    assert ["ad", 2, 1, 1, 0, 3] in lines
+    findings = {row[0]: row[1:5] for row in lines if len(row) == 7}
     assert findings["Leaver still enabled"] == [1, 3, 2, 6]
     assert findings["Restricted access past its expiry date"] == [1, 3, 2, 6]
     assert findings["Administrator roles held by someone not on the current staff list"] == [2, 3, 2, 6]
@@ -177,8 +177,9 @@ def test_the_summary_counts_people_and_accounts_and_scores_each_finding_out_of_n
     assert findings["Passwords older than the policy allows"] == [1, 2, 2, 4]
     score = next(c for row in ws.iter_rows() for c in row if c.value == 6)
     assert score.fill.fgColor.rgb.endswith("FFC7CE")  # high: red
-    sign_off = next(row for row in lines if row and row[0] == "Senior Information Risk Owner (SIRO)")
-    assert sign_off == ["Senior Information Risk Owner (SIRO)", "Dinah Craik"]
+    assert ["Senior Information Risk Owner (SIRO)"] in lines
+    assert ["Name", "Dinah Craik"] in lines and ["Date"] in lines and ["Signature"] in lines
+    assert any(str(r).startswith("B") and str(r).endswith(f":E{r.max_row}") for r in ws.merged_cells.ranges)
 
 
 def test_changes_this_year_come_from_the_audit_log(workbook: openpyxl.Workbook) -> None:

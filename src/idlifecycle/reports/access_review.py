@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from idlifecycle.model import Account, Kind, Person, RoleHolder, Snapshot
-from idlifecycle.reports.workbook import Column, ColumnKind, Sheet, Table, Value
+from idlifecycle.reports.workbook import Column, ColumnKind, Sheet, Table, Value, score_band
 from idlifecycle.store import AuditEntry
 
 SUMMARY = "Summary"
@@ -282,8 +282,8 @@ def _summary(data: ReviewInput, exceptions: Sequence[ExceptionRow]) -> Sheet:
         people_rows.append([kind.value.capitalize(), statuses["Current"], statuses["Starts"], statuses["Left"],
                             len(of_kind)])
     people_table = Table(
-        (Column("Kind", 44), Column("Current", 12, ColumnKind.NUMBER), Column("Starting later", 12, ColumnKind.NUMBER),
-         Column("Left", 12, ColumnKind.NUMBER), Column("Total", 12, ColumnKind.NUMBER)),
+        (Column("Kind", 44), Column("Current", 13, ColumnKind.NUMBER), Column("Starting later", 13, ColumnKind.NUMBER),
+         Column("Left", 13, ColumnKind.NUMBER), Column("Total", 13, ColumnKind.NUMBER)),
         people_rows, title="People in the MIS feed",
     )
 
@@ -293,30 +293,31 @@ def _summary(data: ReviewInput, exceptions: Sequence[ExceptionRow]) -> Sheet:
         enabled = sum(1 for a in snapshot.accounts if a.enabled)
         leavers = sum(1 for a in snapshot.accounts
                       if a.anchor in by_id and is_leaver(by_id[a.anchor], today))
-        unmatched = sum(1 for a in snapshot.accounts if a.anchor and a.anchor not in by_id)
-        no_anchor = sum(1 for a in snapshot.accounts if not a.anchor)
+        unmatched = sum(1 for a in snapshot.accounts if a.anchor not in by_id)
         account_rows.append([snapshot.directory, enabled, len(snapshot.accounts) - enabled, leavers, unmatched,
-                             no_anchor, len(snapshot.accounts)])
+                             len(snapshot.accounts)])
+    number = ColumnKind.NUMBER
     accounts_table = Table(
-        (Column("Directory", 44), Column("Enabled", 12, ColumnKind.NUMBER), Column("Disabled", 12, ColumnKind.NUMBER),
-         Column("Of leavers", 12, ColumnKind.NUMBER), Column("Matching nobody", 12, ColumnKind.NUMBER),
-         Column("No person ID", 12, ColumnKind.NUMBER), Column("Total", 12, ColumnKind.NUMBER)),
+        (Column("Directory", 44), Column("Enabled", 13, number), Column("Disabled", 13, number),
+         Column("Of leavers", 13, number), Column("Matching nobody in the feed", 13, number),
+         Column("Total", 13, number)),
         account_rows, title="Accounts in each directory",
     )
 
     finding_rows: list[list[Value]] = [
-        [f.title, f.found, f.impact, f.likelihood, f.score, f.action] for f in findings(data, exceptions)
+        [f.title, f.found, f.impact, f.likelihood, f.score, score_band(f.score).capitalize(), f.action]
+        for f in findings(data, exceptions)
     ]
     findings_table = Table(
-        (Column("Finding", 44), Column("Found", 12, ColumnKind.NUMBER), Column("Impact (1–3)", 12, ColumnKind.NUMBER),
-         Column("Likelihood (1–3)", 12, ColumnKind.NUMBER), Column("Score (out of 9)", 12, ColumnKind.SCORE),
-         Column("What to do", 60)),
+        (Column("Finding", 44), Column("Found", 13, number), Column("Impact (1–3)", 13, number),
+         Column("Likelihood (1–3)", 13, number), Column("Score (out of 9)", 13, ColumnKind.SCORE),
+         Column("Rating", 13), Column("What to do", 60)),
         finding_rows, title="Findings",
     )
     sign_off = Table(
-        (Column("Role", 44), Column("Name", 24), Column("Date", 12), Column("Signature", 24)),
-        [["Senior Information Risk Owner (SIRO)", data.options.siro_name or None, None, None]],
-        title="Sign-off",
+        (Column("", 44), Column("Senior Information Risk Owner (SIRO)", 13, span=4)),
+        [["Name", data.options.siro_name or None], ["Date", None], ["Signature", None]],
+        title="Sign-off", min_row_height=30,
     )
     return Sheet(
         SUMMARY, (people_table, accounts_table, findings_table, sign_off), heading=heading,
@@ -332,8 +333,8 @@ PEOPLE_COLUMNS = (
     Column("Person ID", 12), Column("Name", 24), Column("Kind", 8), Column("Year", 6), Column("Reg group", 10),
     Column("Feed status", 16), Column("Directory", 11), Column("Username", 18), Column("Sign-in name", 30),
     Column("Account status", 14), Column("Created", 12, ColumnKind.DATE),
-    Column("Last sign-in", 16, ColumnKind.DATETIME),
-    Column("Password last set", 16, ColumnKind.DATETIME), Column("OU / org unit", 24), Column("Licence", 20),
+    Column("Last sign-in", 17, ColumnKind.DATETIME),
+    Column("Password last set", 17, ColumnKind.DATETIME), Column("OU / org unit", 24), Column("Licence", 20),
     Column("Groups", 50),
 )
 

@@ -9,6 +9,7 @@ stored as a string with Excel's quote-prefix flag, and in CSV behind a leading a
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
@@ -53,6 +54,8 @@ class Column:
     kind: ColumnKind = ColumnKind.TEXT
     choices: tuple[str, ...] = ()
     """Values offered in a drop-down (data validation) on every data row of this column."""
+    span: int = 1
+    """Sheet columns this column's cells are merged across (a wide box for a signature)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class Table:
     columns: tuple[Column, ...]
     rows: Sequence[Sequence[Value]]
     title: str = ""
+    min_row_height: float | None = None
+    """Points; room to write by hand (the sign-off block)."""
 
 
 @dataclass(frozen=True)
@@ -141,8 +146,9 @@ def _write_sheet(book: Workbook, sheet: Sheet) -> None:
     ws = book.create_sheet(title=sheet.name)
     widths: dict[int, float] = {}
     for table in sheet.tables:
-        for index, column in enumerate(table.columns, 1):
-            widths[index] = max(widths.get(index, 0), column.width)
+        for index, column in _positions(table.columns):
+            if column.span == 1:
+                widths[index] = max(widths.get(index, 0), column.width)
     if sheet.heading:
         widths[1] = max(widths.get(1, 0), 28)
     for index, width in widths.items():
@@ -176,11 +182,18 @@ def _write_sheet(book: Workbook, sheet: Sheet) -> None:
         if table.title:
             append([_styled(ws, table.title, font=TABLE_TITLE_FONT)])
         header_row = row_number + 1
-        append([_styled(ws, c.header, font=HEADER_FONT, fill=HEADER_FILL, wrap=True) for c in table.columns])
+        boxed = not sheet.is_list
+        headers: list[Value] = [c.header for c in table.columns]
+        _set_height(ws, header_row, table.columns, headers, widths, None)
+        append(_spread(table.columns, [_styled(ws, c.header, font=HEADER_FONT, fill=HEADER_FILL, wrap=True)
+                                       for c in table.columns], ws, header_row, fill=HEADER_FILL))
         for values in table.rows:
-            append(list(_data_cells(ws, table.columns, values, boxed=not sheet.is_list)))
+            if boxed:
+                _set_height(ws, row_number + 1, table.columns, values, widths, table.min_row_height)
+            cells = list(_data_cells(ws, table.columns, values, boxed=boxed))
+            append(_spread(table.columns, cells, ws, row_number + 1) if boxed else cells)
         last_row = max(row_number, header_row + 1)
-        for index, column in enumerate(table.columns, 1):
+        for index, column in _positions(table.columns):
             if column.choices:
                 letter = get_column_letter(index)
                 validation = DataValidation(
@@ -197,6 +210,46 @@ def _write_sheet(book: Workbook, sheet: Sheet) -> None:
         append([])
         for line in sheet.notes:
             append([_styled(ws, line, wrap=False)])
+
+
+def _positions(columns: Sequence[Column]) -> Iterator[tuple[int, Column]]:
+    """(1-based sheet column, column) for each column, counting the sheet columns a span takes."""
+    index = 1
+    for column in columns:
+        yield index, column
+        index += column.span
+
+
+def _spread(columns: Sequence[Column], cells: Sequence[Any], ws: Any, row: int,
+            fill: PatternFill | None = None) -> list[Any]:
+    """Place cells at their sheet columns, merging a spanning column's cells into one box."""
+    placed: list[Any] = []
+    for (index, column), cell in zip(_positions(columns), cells, strict=True):
+        placed.append(cell)
+        if column.span > 1:
+            for _ in range(column.span - 1):
+                # The covered cells carry the border and fill so the merged box is drawn whole.
+                filler = WriteOnlyCell(ws, None)
+                if isinstance(cell, Cell) and cell.has_style:
+                    filler.border = BOX
+                    if fill is not None:
+                        filler.fill = fill
+                placed.append(filler)
+            ws.merged_cells.add(f"{get_column_letter(index)}{row}:{get_column_letter(index + column.span - 1)}{row}")
+    return placed
+
+
+def _set_height(ws: Any, row: int, columns: Sequence[Column], values: Sequence[Value], widths: dict[int, float],
+                minimum: float | None) -> None:
+    """Spreadsheets do not grow a row for wrapped text they did not lay out themselves: size it here."""
+    lines = 1
+    for (index, column), value in zip(_positions(columns), values, strict=True):
+        if isinstance(value, str) and value:
+            width = sum(widths.get(i, column.width) for i in range(index, index + column.span))
+            lines = max(lines, math.ceil(len(value) / max(width, 1)))
+    height = max(15.0 * lines if lines > 1 else 0.0, minimum or 0.0)
+    if height:
+        ws.row_dimensions[row].height = height
 
 
 def _styled(ws: Any, value: Value, *, font: Font | None = None, fill: PatternFill | None = None,
