@@ -2,7 +2,8 @@
 
 It behaves like a real directory where the executor can notice: keys are assigned by the directory,
 a create for an anchor that already exists answers ALREADY with that key (as the real connectors do
-after a lost response), and it can be told to die (os._exit) after N writes, for the crash test.
+after a lost response), and it can be slowed down (DOUBLE_DELAY seconds a write) so the crash test
+can kill it mid-run.
 Only tests use it; nothing in src/ depends on it.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 from typing import ClassVar
@@ -29,17 +31,17 @@ CREATE TABLE IF NOT EXISTS writes (n INTEGER PRIMARY KEY AUTOINCREMENT, change_i
 class FileDirectory(Connector):
     capabilities: ClassVar[Capabilities] = Capabilities(containers=True, max_username_length=20)
 
-    def __init__(self, name: str, path: Path, die_after: int | None = None) -> None:
+    def __init__(self, name: str, path: Path, delay: float = 0.0) -> None:
         super().__init__(name)
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
         self.db.executescript(SCHEMA)
-        self.die_after = die_after
+        self.delay = delay
 
     @classmethod
     def from_config(cls, context: ConnectorContext) -> FileDirectory:
-        die = os.environ.get("DOUBLE_DIE_AFTER")
-        return cls(context.name, Path(context.option("path", required=True)), int(die) if die else None)
+        return cls(context.name, Path(context.option("path", required=True)),
+                   float(os.environ.get("DOUBLE_DELAY", "0")))
 
     # seeding helpers for tests
     def put(self, account: Account, in_scope: bool = True) -> None:
@@ -84,11 +86,13 @@ class FileDirectory(Connector):
         self.put(account)
 
     def apply_one(self, change: Change) -> Result:
-        result = self._apply(change)
-        self.db.execute("INSERT INTO writes (change_id, action, outcome) VALUES (?,?,?)",
-                        (change.change_id, change.action, result.outcome))
-        if self.die_after is not None and len(self.writes()) >= self.die_after:
-            os._exit(9)
+        time.sleep(self.delay)
+        # The write and its record land together, as one directory operation would.
+        with self.db:
+            self.db.execute("BEGIN")
+            result = self._apply(change)
+            self.db.execute("INSERT INTO writes (change_id, action, outcome) VALUES (?,?,?)",
+                            (change.change_id, change.action, result.outcome))
         return result
 
     def _apply(self, change: Change) -> Result:

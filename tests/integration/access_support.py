@@ -30,9 +30,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from idlifecycle.access.service import Access
 from idlifecycle.job import Job, load_job
 from idlifecycle.model import Action, Change, Kind
 from idlifecycle.web.app import create_app
+from tests.integration.samba import DomainController
 
 SMTP_USER = "idlifecycle@school.example.org"
 SMTP_PASSWORD = "smtp-test-password"  # a throw-away test server's password
@@ -283,3 +285,61 @@ def serve(job_path: Path, port: int) -> ServedApp:
 def stop(app: ServedApp) -> None:
     app.server.should_exit = True
     app.thread.join(10)
+
+
+@dataclass
+class School:
+    job_path: Path
+    app: ServedApp
+    mailbox: Mailbox
+
+    def job(self) -> Job:
+        return load_job(self.job_path)
+
+    def request(self, person: str = "TBR", reason: str = "Covering Year 9 SEN reviews", days: int = 14) -> int:
+        job = self.job()
+        try:
+            return Access(job).request("sen-records", person, reason, days, REQUESTER).request_id
+        finally:
+            job.close()
+
+    def link_for(self, request_id: int) -> str:
+        return link_in(self.mailbox.wait_for(SIRO, f"Access request #{request_id}:"))
+
+    def audit(self, event: str) -> list[dict[str, Any]]:
+        job = self.job()
+        try:
+            return [e.data for e in job.store.audit_entries() if e.event == event]
+        finally:
+            job.close()
+
+    def status(self, request_id: int) -> str:
+        job = self.job()
+        try:
+            found = Access(job).records.request(request_id)
+            assert found is not None
+            return found.status
+        finally:
+            job.close()
+
+
+@pytest.fixture(scope="module")
+def school(samba_dc: DomainController, mailbox: Mailbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
+    root = tmp_path_factory.mktemp("school")
+    port = free_port()
+    options = samba_dc.connector_options()
+    job_path = write_school(root, options, mailbox, f"http://127.0.0.1:{port}")
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in school_secrets(samba_dc.admin_password).items():
+            env.setenv(name, value)
+        job = load_job(job_path)
+        try:
+            create_staff_accounts(job, [("HCA", "Helen", "Carter"), ("SEV", "Sian", "Evans"),
+                                        ("TBR", "Tom", "Brown")])
+        finally:
+            job.close()
+        app = serve(job_path, port)
+        try:
+            yield School(job_path, app, mailbox)
+        finally:
+            stop(app)

@@ -1,0 +1,7 @@
+"""`python -m idlifecycle` runs the command line."""
+
+import sys
+
+from idlifecycle.cli import main
+
+sys.exit(main())

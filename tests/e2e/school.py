@@ -1,0 +1,56 @@
+"""A small school on disk for CLI and crash tests: feed CSVs, a job file and a test-double directory."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from tests.factories import ROOT
+
+PUPIL_HEADER = ["Adno", "UPN", "Legal Forename", "Preferred Forename", "Legal Surname", "Year", "Reg Group",
+                "Admission Date", "Leaving Date"]
+STAFF_HEADER = ["Staff Code", "Forename", "Surname", "Role", "Start Date", "End Date"]
+
+
+def write_pupils(path: Path, count: int, *, leaving: dict[int, str] | None = None, first: int = 1) -> None:
+    leaving = leaving or {}
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(PUPIL_HEADER)
+        for i in range(first, first + count):
+            year = str(7 + i % 5)
+            writer.writerow([f"{i:06d}", "", "Pupil", "", f"Number{i}", year, f"{year}A", "01/09/2020",
+                             leaving.get(i, "")])
+
+
+def write_staff(path: Path, rows: list[tuple[str, str, str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(STAFF_HEADER)
+        for code, first, last, role in rows:
+            writer.writerow([code, first, last, role, "01/09/2019", ""])
+
+
+def write_job(tmp: Path, *, die_after: int | None = None) -> Path:
+    (tmp / "connectors").mkdir(exist_ok=True)
+    (tmp / "connectors" / "double.toml").write_text(
+        f'name = "ad"\ntype = "tests.doubles:FileDirectory"\npath = "{tmp / "directory.sqlite"}"\n')
+    job = tmp / "job.toml"
+    job.write_text(f"""
+[job]
+name = "nightly"
+state_dir = "state"
+connectors = ["connectors/double.toml"]
+mappings = ["{ROOT / 'mappings' / 'school.toml'}"]
+
+[[job.feeds]]
+format = "mis-csv"
+path = "pupils.csv"
+kind = "pupil"
+
+[[job.feeds]]
+format = "mis-csv"
+path = "staff.csv"
+kind = "staff"
+""")
+    return job

@@ -1,0 +1,116 @@
+"""The command line as a network manager uses it: plan, apply, sync, guards, exit codes, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.doubles import FileDirectory
+from tests.e2e.school import write_job, write_pupils, write_staff
+from tests.factories import ROOT
+
+STAFF = [("JDO", "Jane", "Doe", "Teacher"), ("HCA", "Helen", "Carter", "Head Teacher")]
+
+
+def idl(tmp: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "idlifecycle", "--config", str(tmp / "job.toml"), "--today", "2026-11-23", *args],
+        capture_output=True, text=True, cwd=tmp, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
+def school(tmp: Path, pupils: int = 40) -> None:
+    write_pupils(tmp / "pupils.csv", pupils)
+    write_staff(tmp / "staff.csv", STAFF)
+    write_job(tmp)
+
+
+def test_plan_shows_each_change_with_its_reason_and_writes_a_plan_file(tmp_path):
+    school(tmp_path)
+    result = idl(tmp_path, "plan", "--out", "plan.json")
+    assert result.returncode == 0, result.stderr
+    assert "+ create                   18pnumber1" in result.stdout
+    assert "Plan: " in result.stdout and " to add, 0 to change, 0 to remove, disable or delete." in result.stdout
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["schema"] == "idlifecycle-plan/1"
+    first = plan["changes"][0]
+    assert {"directory", "action", "person_id", "username", "before", "after", "reason"} <= set(first)
+    assert FileDirectory("ad", tmp_path / "directory.sqlite").accounts() == []
+
+
+def test_apply_runs_a_saved_plan_and_a_second_sync_has_nothing_to_do(tmp_path):
+    school(tmp_path)
+    assert idl(tmp_path, "plan", "--out", "plan.json").returncode == 0
+    applied = idl(tmp_path, "apply", "plan.json")
+    assert applied.returncode == 0, applied.stderr
+    assert len(FileDirectory("ad", tmp_path / "directory.sqlite").accounts()) == 42
+    again = idl(tmp_path, "sync")
+    assert again.returncode == 0
+    assert "No changes. The directories match the feed." in again.stdout
+
+
+def test_a_saved_plan_is_refused_when_the_directory_moved_since(tmp_path):
+    school(tmp_path)
+    assert idl(tmp_path, "sync").returncode == 0
+    write_pupils(tmp_path / "pupils.csv", 40, leaving={3: "22/07/2026"})
+    assert idl(tmp_path, "plan", "--out", "plan.json").returncode == 0
+    directory = FileDirectory("ad", tmp_path / "directory.sqlite")
+    someone = directory.accounts()[0]
+    directory.put(someone.__class__(**{**someone.__dict__, "display_name": "Changed behind our back"}))
+    result = idl(tmp_path, "apply", "plan.json")
+    assert result.returncode == 2
+    assert "ad: the directory changed since the plan was made; make a new plan" in result.stderr
+
+
+def test_a_feed_that_lost_half_its_pupils_stops_the_run_and_changes_nothing(tmp_path):
+    school(tmp_path)
+    assert idl(tmp_path, "sync").returncode == 0
+    write_pupils(tmp_path / "pupils.csv", 20)
+    before = FileDirectory("ad", tmp_path / "directory.sqlite").accounts()
+    result = idl(tmp_path, "sync")
+    assert result.returncode == 2
+    assert "Stopped by a guard; nothing was applied:" in result.stderr
+    assert "the feed has 22 people, 20 fewer (48%) than the last successful run's 42" in result.stderr
+    assert FileDirectory("ad", tmp_path / "directory.sqlite").accounts() == before
+    overridden = idl(tmp_path, "sync", "--allow-destructive", "20")
+    assert overridden.returncode == 0, overridden.stderr
+    disabled = [a for a in FileDirectory("ad", tmp_path / "directory.sqlite").accounts() if not a.enabled]
+    assert len(disabled) == 20
+    verify = idl(tmp_path, "audit", "verify")
+    assert verify.returncode == 0 and "The audit log is intact" in verify.stdout
+
+
+def test_a_missing_feed_file_is_one_clear_error_not_everyone_left(tmp_path):
+    school(tmp_path)
+    assert idl(tmp_path, "sync").returncode == 0
+    (tmp_path / "pupils.csv").unlink()
+    result = idl(tmp_path, "sync")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "pupils.csv" in result.stderr
+    assert all(a.enabled for a in FileDirectory("ad", tmp_path / "directory.sqlite").accounts())
+
+
+def test_a_wrong_config_names_the_file_and_key(tmp_path):
+    school(tmp_path)
+    job = tmp_path / "job.toml"
+    job.write_text(job.read_text() + "\n[guards]\nmax_destructive = -3\n")
+    result = idl(tmp_path, "plan")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"idlifecycle: {job}: guards.max_destructive: "
+                                     "Input should be greater than or equal to 0")
+
+
+def test_two_runs_of_the_same_job_never_overlap(tmp_path):
+    school(tmp_path)
+    from idlifecycle.job import load_job
+
+    job = load_job(tmp_path / "job.toml")
+    with job.lock():
+        result = idl(tmp_path, "sync")
+    assert result.returncode == 1
+    assert "job 'nightly' is already running" in result.stderr
