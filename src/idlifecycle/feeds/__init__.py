@@ -38,7 +38,7 @@ def read_feed(spec: FeedSpec) -> FeedResult:
         )
     result = reader(spec)
     people, errors = _without_shared_ids(result.people)
-    return FeedResult(people, result.errors + errors, result.rows)
+    return FeedResult(people, tuple(sorted(result.errors + errors, key=lambda e: (e.file, e.line))), result.rows)
 
 
 def read_feeds(specs: Sequence[FeedSpec]) -> FeedResult:
@@ -78,10 +78,14 @@ def format_report(result: FeedResult) -> str:
     bad = _bad_rows(result)
     share = 100.0 * bad / result.rows if result.rows else 0.0
     lines.append(
-        f"{result.rows} rows read: {pupils} pupils, {staff} staff; "
-        f"{len(result.errors)} errors in {bad} rows ({share:.1f} %)"
+        f"{_count(result.rows, 'row')} read: {_count(pupils, 'pupil')}, {staff} staff; "
+        f"{_count(len(result.errors), 'error')} in {_count(bad, 'row')} ({share:.1f} %)"
     )
     return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _bad_rows(result: FeedResult) -> int:

@@ -31,6 +31,9 @@ _YEAR_WORDS = {
 }
 """Spellings MIS exports use; a lone "Nursery" is the pre-school year (N2, age 3 to 4)."""
 
+_US_GRADES = {"kg": "1", "tk": "R", "pk": "R", "pr": "N2", "it": "N1"}
+"""CEDS grade codes, when a feed counts US-style: kindergarten is a UK Year 1."""
+
 YEAR_PREFIX = re.compile(r"^(?:nationalcurriculumyear|ncyear|yeargroup|year|yr|y)(?=\d)")
 
 GRADE_SCHEMES = ("uk", "us")
@@ -67,16 +70,21 @@ def parse_date(text: str, date_order: str = "dmy") -> dt.date:
 def normalise_year_group(text: str, grades: str = "uk") -> str:
     """ "Year 7", "Y7", "07", "NC Year 7" -> "7"; "Reception", "YR" -> "R"; "Nursery" -> "N2".
 
+    With grades="us", bare grade numbers and CEDS codes count US-style ("06" -> "7", "KG" -> "1").
+
     Raises ValueError for anything else, so an unknown year group is a row error, not a guess.
     """
-    key = re.sub(r"[^0-9a-z]", "", text.lower())
+    # Spaces and dots go ("Yr. 7"); any other sign ("-1", "7/8") leaves the value unknown.
+    key = re.sub(r"[\s.]+", "", text.lower())
+    if grades == "us" and key in _US_GRADES:
+        return _US_GRADES[key]
     if key in _YEAR_WORDS:
         return _YEAR_WORDS[key]
+    # Only a bare grade number counts US-style; "Year 8" is a UK year whatever the scheme.
+    shift = 1 if grades == "us" and key.isdigit() else 0
     key = YEAR_PREFIX.sub("", key)
-    if key.isdigit():
-        year = int(key) + (1 if grades == "us" else 0)
-        if 1 <= year <= 14:
-            return str(year)
+    if key.isdigit() and 1 <= int(key) + shift <= 14:
+        return str(int(key) + shift)
     raise ValueError(text)
 
 

@@ -80,7 +80,7 @@ def _people(
         role = "student" if kind is Kind.PUPIL else row.get("Title") or "teacher"
         person = build_person(
             check, person_id, first, last, None, [RoleLine(row.line, kind, role, grade, True, None, None)],
-            row.get("Secondary Email") or None, row.get("Username") or None, table.file,
+            row.get("Secondary Email") or None, row.get("Username") or None,
         )
         errors += check.errors
         if person is not None and not check.errors and row.line not in dup_lines:

@@ -87,13 +87,13 @@ def read(spec: FeedSpec) -> FeedResult:
         family = check.name("familyName", row.get("familyName"))
         preferred = check.name("preferredGivenName", row.get("preferredGivenName"), required=False)
         if user_id and user_id not in role_lines and user_id not in bad_users:
-            check.error("sourcedId", f"'{user_id}' has no row in {roles.file}")
+            check.error("sourcedId", f"'{user_id}' has no row in roles.csv")
         mine = role_lines.get(user_id, [])
         person = None
         if user_id not in bad_users and row.line not in dup_lines:
             person = build_person(
                 check, user_id, given, family, preferred, mine,
-                row.get("email") or None, row.get("username") or None, roles.file,
+                row.get("email") or None, row.get("username") or None,
             )
         errors += check.errors
         if person is not None and not check.errors:
@@ -138,7 +138,7 @@ def _roles(
 
 def build_person(
     check: RowCheck, person_id: str, given: str | None, family: str | None, preferred: str | None,
-    roles: list[RoleLine], email: str | None, username: str | None, roles_file: str,
+    roles: list[RoleLine], email: str | None, username: str | None,
 ) -> Person | None:
     """One Person from a user row and that user's roles; None when the roles disagree."""
     if not roles or not given or not family:
@@ -146,7 +146,7 @@ def build_person(
     kinds = {role.kind for role in roles}
     if len(kinds) > 1:
         lines = ", ".join(str(role.line) for role in roles)
-        check.error("sourcedId", f"'{person_id}' is both a student and staff in {roles_file} (lines {lines})")
+        check.error("sourcedId", f"'{person_id}' is both a student and staff in roles.csv (lines {lines})")
         return None
     kind = kinds.pop()
     main = next((role for role in roles if role.primary), roles[0])
