@@ -78,7 +78,9 @@ def slip_sheet(group: str, issued: Sequence[Issued], today: date, school_name: s
                      new_x="LMARGIN", new_y="NEXT")
         top = 25 + (index % per_page) * 53
         pdf.set_draw_color(150)
-        pdf.dashed_line(10, top, 200, top)
+        pdf.set_dash_pattern(dash=2, gap=2)
+        pdf.line(10, top, 200, top)
+        pdf.set_dash_pattern()
         pdf.set_xy(14, top + 5)
         pdf.set_font("Helvetica", "B", 14)
         pdf.cell(0, 8, _latin1(item.person.display_name), new_x="LMARGIN", new_y="NEXT")

@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from idlifecycle.errors import ConfigError
 from idlifecycle.model import Kind, Person
@@ -89,12 +89,13 @@ class _Raw(_Strict):
     staff: dict[str, Any] = {}
     pupil: dict[str, Any] = {}
 
-    @model_validator(mode="after")
-    def _terms_in_order(self) -> _Raw:
-        starts = [t.starts for t in self.terms]
+    @field_validator("terms")
+    @classmethod
+    def _terms_in_order(cls, terms: list[Term]) -> list[Term]:
+        starts = [t.starts for t in terms]
         if starts != sorted(starts) or len(set(starts)) != len(starts):
             raise ValueError("terms must be listed in date order, each with its own start date")
-        return self
+        return terms
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def parse_settings(data: Mapping[str, Any], *, source: str, base_dir: Path, key_
     """Validate the policy table; a mistake raises ConfigError naming `source` and the key."""
 
     def fail(loc: tuple[Any, ...], message: str) -> ConfigError:
-        return ConfigError(source, key_prefix + ".".join(str(p) for p in loc), message)
+        return ConfigError(source, key_prefix + ".".join(str(p) for p in loc), message.removeprefix("Value error, "))
 
     try:
         raw = _Raw.model_validate(dict(data))
