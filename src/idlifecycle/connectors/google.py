@@ -514,7 +514,7 @@ class GoogleConnector(Connector):
                     call.done, call.outcome, call.retryable = True, Outcome.FAILED, True
                     call.detail = call.detail or "Google kept asking to slow down; try again later"
             todo = [c for c in todo if not c.done]
-            if todo:
+            if todo and not self._stopped:
                 time.sleep(backoff(attempt))
                 attempt += 1
         for call in calls:
