@@ -1,0 +1,88 @@
+"""The nightly run keeps restricted groups to what the SIRO approved: unapproved members are removed and
+logged as security incidents, expired grants are removed and their requesters told (Samba DC, real SMTP)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from idlifecycle.access import after_run, desired_share_groups
+from idlifecycle.access.records import AccessRecords, utcnow
+from idlifecycle.job import Job, RunReport
+from idlifecycle.model import Action, Change, Outcome
+from tests.integration.access_support import REQUESTER, School, mailbox, members_of, school
+from tests.integration.samba import samba_dc, samba_template
+
+pytestmark = pytest.mark.samba
+__all__ = ["mailbox", "samba_dc", "samba_template", "school"]
+
+SEN_GROUP = "Share-SEN-Restricted"
+
+
+def nightly(job: Job) -> tuple[RunReport, list[str]]:
+    """The nightly sync with the shares' groups handed to the planner, then the access check after it."""
+    run_id = job.store.start_run(job.config.name)
+    feed = job.read_people()
+    with job.open_connectors() as connectors:
+        snapshots = job.snapshots(connectors)
+        plan = job.plan(feed.people, snapshots, connectors, shares=desired_share_groups(job, feed.people))
+        assert job.check_guards(plan, None) == []
+        results = job.execute(plan, connectors, actor="nightly job")
+        report = RunReport(run_id, "ok" if results else "nothing-to-do", plan, tuple(results))
+        return report, after_run(job, report, connectors)
+
+
+def add_to_group_behind_our_back(job: Job, person_id: str) -> None:
+    """What a technician does in ADUC: put someone straight into the restricted group."""
+    with job.open_connectors() as connectors:
+        ad = connectors["ad"]
+        snapshot = ad.snapshot()
+        account = next(a for a in snapshot.accounts if a.anchor == person_id)
+        changes = []
+        if not any(g.name == SEN_GROUP for g in snapshot.groups):
+            changes.append(Change("ad", Action.CREATE_GROUP, None, "", "set-up", group=SEN_GROUP))
+        changes.append(Change("ad", Action.ADD_MEMBER, person_id, account.username, "set-up", target=account.key,
+                              group=SEN_GROUP))
+        assert all(r.outcome is not Outcome.FAILED for r in ad.apply(changes))
+
+
+def test_nightly_run_removes_unapproved_member_logs_incident_and_ends_expired_grant(school: School) -> None:
+    job = school.job()
+    try:
+        add_to_group_behind_our_back(job, "HCA")  # never approved
+        add_to_group_behind_our_back(job, "TBR")  # approved once, for a grant that ended yesterday
+        records = AccessRecords(job.store)
+        now = utcnow()
+        asked = records.add_request("sen-records", "TBR", "Tom Brown", "Cover for exams", 20, REQUESTER,
+                                    now - timedelta(days=21))
+        expired = records.add_grant(asked, "siro@school.example.org", now - timedelta(days=21),
+                                    now - timedelta(days=1))
+        assert members_of(job, SEN_GROUP) == {"HCA", "TBR"}
+
+        report, lines = nightly(job)
+
+        removals = [c for c in report.plan.changes if c.action is Action.REMOVE_MEMBER and c.group == SEN_GROUP]
+        assert {c.person_id for c in removals} == {"HCA", "TBR"} and all(c.restricted for c in removals)
+        assert members_of(job, SEN_GROUP) == {"SEV"}  # the SENCo's role is the share's baseline
+        assert members_of(job, "Share-Staff") == {"HCA", "SEV", "TBR"}
+
+        incidents = [e.data for e in job.store.audit_entries() if e.event == "security-incident"]
+        assert [(i["person_id"], i["group"], i["state"]) for i in incidents] == [("HCA", SEN_GROUP, "removed")]
+        assert any(line.startswith("SECURITY INCIDENT: ") and "(HCA)" in line for line in lines), lines
+        assert not any("(TBR)" in line and "INCIDENT" in line for line in lines)
+
+        ended = records.grant(expired.grant_id)
+        assert ended is not None and ended.end_reason == "expired"
+        assert [e.data["grant_id"] for e in job.store.audit_entries() if e.event == "grant-expired"] == [
+            expired.grant_id]
+        assert any(f"grant #{expired.grant_id} ended" in line for line in lines), lines
+        told = school.mailbox.wait_for(REQUESTER, "Access to SEN records for Tom Brown has ended")
+        assert "expired" in told.text
+
+        _, again = nightly(job)
+        assert again == []
+        assert len([e for e in job.store.audit_entries() if e.event == "security-incident"]) == 1
+        assert job.store.verify_audit() == []
+    finally:
+        job.close()
