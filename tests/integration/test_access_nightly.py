@@ -9,9 +9,10 @@ import pytest
 
 from idlifecycle.access import after_run, desired_share_groups
 from idlifecycle.access.records import AccessRecords, utcnow
+from idlifecycle.cli import main
 from idlifecycle.job import Job, RunReport
 from idlifecycle.model import Action, Change, Outcome
-from tests.integration.access_support import REQUESTER, School, mailbox, members_of, school
+from tests.integration.access_support import REQUESTER, SIRO, School, mailbox, members_of, school
 from tests.integration.samba import samba_dc, samba_template
 
 pytestmark = pytest.mark.samba
@@ -86,3 +87,26 @@ def test_nightly_run_removes_unapproved_member_logs_incident_and_ends_expired_gr
         assert job.store.verify_audit() == []
     finally:
         job.close()
+
+
+def test_the_command_line_requests_lists_and_refuses_with_one_clear_line(
+        school: School, capsys: pytest.CaptureFixture[str]) -> None:
+    config = ["--config", str(school.job_path)]
+    assert main([*config, "access", "request", "--share", "sen-records", "--person", "TBR", "--reason",
+                 "Exam access arrangements", "--days", "5", "--requester", REQUESTER]) == 0
+    out = capsys.readouterr().out
+    assert "sent to Dr Ada Okafor <siro@school.example.org> for approval" in out
+    assert "approve?t=" not in out  # the requester never sees the SIRO's link
+    school.mailbox.wait_for(SIRO, "Tom Brown to SEN records")
+
+    assert main([*config, "access", "request", "--share", "sen-records", "--person", "TBR", "--reason", "x",
+                 "--days", "31"]) == 1
+    assert "--days must be between 1 and 30 for sen-records" in capsys.readouterr().err
+    assert main([*config, "access", "revoke", "999"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "idlifecycle: there is no grant #999; `idlifecycle access list` shows them")
+
+    assert main([*config, "access", "list", "--share", "sen-records"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].split() == ["share", "person", "name", "basis", "approved", "by", "until", "reason"]
+    assert any(line.split()[:2] == ["sen-records", "SEV"] and "baseline" in line for line in listing)

@@ -196,4 +196,7 @@ def web_settings(job: AccessJob) -> WebSettings:
 
 
 def registry_for(job: AccessJob, settings: AccessSettings | None = None) -> Registry:
-    return load_registry(job.resolve_path((settings or access_settings(job)).shares))
+    path = job.resolve_path((settings or access_settings(job)).shares)
+    if not path.is_file():
+        raise job.config_error("access.shares", f"{path} does not exist")
+    return load_registry(path)
