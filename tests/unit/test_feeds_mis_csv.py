@@ -81,6 +81,7 @@ def test_arbor_export_with_lowercase_headers_iso_dates_and_leading_zero_ids():
     assert by_id["0043"].leave_date == date(2026, 7, 22)
     assert by_id["0044"].last_name == "van der Berg"
     assert by_id["0042"].year_group == "10"
+    assert by_id["0042"].registration_group == "10M"
 
 
 def test_a_file_whose_id_column_does_not_say_pupils_or_staff_needs_the_kind_option():
@@ -225,3 +226,31 @@ def test_unknown_options_and_bad_kind_are_config_errors_naming_the_job_file(tmp_
     with pytest.raises(ConfigError) as caught:
         read(path, kind="pupils and staff")
     assert str(caught.value) == "jobs/nightly.toml: kind: is 'pupils and staff'; expected \"pupil\" or \"staff\""
+
+
+def test_a_type_column_in_a_staff_report_meaning_teaching_or_support_does_not_confuse_the_kind(tmp_path):
+    path = write(tmp_path / "staff.csv", "Staff Code,Type,Forename,Surname,Role\nJSM,Teaching,Jon,Smith,Teacher\n")
+    assert [(p.person_id, p.kind) for p in read(path).people] == [("JSM", Kind.STAFF)]
+
+
+def test_excel_unicode_text_export_is_tab_separated_utf16(tmp_path):
+    path = tmp_path / "pupils.txt"
+    path.write_bytes("Adno\tForename\tSurname\tYear\r\n000123\tSiân\tO'Brien\tYear 4\r\n".encode("utf-16"))
+    assert [(p.person_id, p.legal_first_name, p.year_group) for p in read(path).people] == [("000123", "Siân", "4")]
+
+
+def test_excel_sep_hint_line_and_semicolons_keep_true_line_numbers(tmp_path):
+    path = write(tmp_path / "pupils.csv", "sep=;\r\nAdno;Forename;Surname;Year\r\n1;Ann;Lee;7\r\n2;Bob;Ray;Year 0\r\n")
+    result = read(path)
+    assert [p.person_id for p in result.people] == ["1"]
+    assert [str(e) for e in result.errors] == [
+        f"{path}:4: Year: unknown year group 'Year 0'; expected N1, N2, R or 1 to 14 (e.g. 'Year 7', 'Y7', 'R')"]
+
+
+def test_a_file_that_is_neither_utf8_nor_windows_1252_says_how_to_fix_it(tmp_path):
+    path = tmp_path / "pupils.csv"
+    path.write_bytes(b"Adno,Forename,Surname,Year\r\n1,Ann,Lee,7\r\n2,B\x81b,Ray,8\r\n")
+    with pytest.raises(FeedError) as caught:
+        read(path)
+    assert str(caught.value) == (
+        f"{path}:3: the file is not valid cp1252 (byte 0x81); save it again as UTF-8 (CSV UTF-8 in Excel)")

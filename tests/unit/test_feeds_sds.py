@@ -161,3 +161,22 @@ def test_sds_v1_original_sds_headers_are_read_too(tmp_path):
     (tmp_path / "Teacher.csv").write_text("SIS ID,School SIS ID,Username,First Name,Last Name\nT1,1,t1,Bob,Ray\n")
     result = read("sds-v1", tmp_path)
     assert [(p.person_id, p.year_group) for p in result.people] == [("9", "R"), ("T1", None)]
+
+
+def test_sds_v2_an_unknown_role_is_a_row_error_so_nobody_silently_drops_out(tmp_path):
+    folder = copy(V2, tmp_path)
+    roles = folder / "roles.csv"
+    roles.write_text(roles.read_text().replace('"S0043","S801","itAdmin"', '"S0043","S801","librarian"'))
+    result = read("sds-v2", folder)
+    assert "S0043" not in {p.person_id for p in result.people}
+    assert f"{folder}/roles.csv:7: role: unknown role 'librarian'; expected student or a staff role such as " \
+        "teacher or staff" in [str(e) for e in result.errors]
+
+
+def test_sds_v2_a_school_with_no_users_is_a_feed_error(tmp_path):
+    folder = copy(V2, tmp_path)
+    with (folder / "orgs.csv").open("a", newline="") as orgs:
+        orgs.write('"S803","Empty Infants","school","T100"\r\n')
+    with pytest.raises(FeedError) as caught:
+        read("sds-v2", folder, school="S803")
+    assert str(caught.value) == f"{folder}/roles.csv: no user has a role in school 'S803'; check the school option"

@@ -60,9 +60,11 @@ def check_bad_rows(result: FeedResult, max_bad_percent: float = DEFAULT_MAX_BAD_
     A few bad rows are normal (a typo in a UPN); many mean the export itself is wrong (a shifted
     column, the wrong report), and acting on the rest would be acting on a broken picture.
     """
+    if not result.rows:
+        raise FeedError("the feed has no rows; refusing to treat that as nobody on roll")
     bad = _bad_rows(result)
-    share = 100.0 * bad / result.rows if result.rows else 100.0
-    if share > max_bad_percent:
+    share = 100.0 * bad / result.rows
+    if share > max_bad_percent and result.errors:
         raise FeedError(
             f"{bad} of {result.rows} feed rows ({share:.1f} %) have errors, more than the "
             f"{max_bad_percent:g} % allowed (max_bad_percent); first: {result.errors[0]}; "

@@ -86,14 +86,20 @@ def read_table(path: Path, display: str | None = None, encoding: str | None = No
     """Parse one CSV file; a broken file, an empty one or one without data rows is a FeedError."""
     file = display or str(path)
     text, used = decode(path, file, encoding)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    skipped = 0
+    # Excel writes a "sep=;" hint line when asked to; it is not the header.
+    first_line = text.split("\n", 1)[0].strip()
+    if re.fullmatch(r"sep=.", first_line):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        skipped = 1
+    start = skipped + 1
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line), strict=True)
     header: list[str] | None = None
     rows: list[Row] = []
     errors: list[RowError] = []
-    start = 1
     try:
         for record in reader:
-            line, start = start, reader.line_num + 1
+            line, start = start, skipped + reader.line_num + 1
             if not any(value.strip() for value in record):
                 continue
             values = [value.strip() for value in record]
@@ -122,6 +128,19 @@ def read_table(path: Path, display: str | None = None, encoding: str | None = No
     if not rows and not errors:
         raise FeedError(f"{file}: has a header but no data rows; refusing to treat that as nobody")
     return Table(file, tuple(header), rows, errors, used)
+
+
+def _delimiter(first_line: str) -> str:
+    """A comma, unless the first line says otherwise ("sep=;") or has no comma but tabs or semicolons.
+
+    Excel's "Unicode text" export is tab-separated; European Excel writes semicolons.
+    """
+    hinted = re.fullmatch(r"sep=(.)", first_line)
+    if hinted:
+        return hinted.group(1)
+    if "," in first_line:
+        return ","
+    return max("\t;|", key=first_line.count) if any(char in first_line for char in "\t;|") else ","
 
 
 def require_columns(table: Table, columns: Iterable[str]) -> None:

@@ -23,35 +23,48 @@ from idlifecycle.feeds._fields import RowCheck, duplicates
 from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options
 from idlifecycle.model import Kind, Person
 
-PUPIL_IDS = ("Admission Number", "Adno", "Admission No", "Adm No", "Pupil ID", "Student ID", "Pupil Number")
-STAFF_IDS = ("Staff Code", "Staff ID", "Staff Number", "Employee Number", "Employee ID", "Payroll Number")
+PUPIL_IDS = (
+    "Admission Number", "Adno", "Admission No", "Adm No", "Pupil ID", "Student ID", "Pupil Number", "Student Number",
+)
+STAFF_IDS = (
+    "Staff Code", "Staff ID", "Staff Number", "Staff No", "Employee Number", "Employee No", "Employee ID",
+    "Payroll Number", "Payroll No",
+)
 GENERIC_IDS = ("MIS ID", "Person ID", "ID")
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "kind": ("Kind", "Person Type", "Type"),
     "upn": ("UPN", "Unique Pupil Number"),
     "legal_first_name": (
-        "Legal Forename", "Legal First Name", "Forename", "Forenames", "First Name", "Firstname", "Given Name",
+        "Legal Forename", "Legal Forenames", "Legal First Name", "Forename", "Forenames", "First Name",
+        "First Names", "Firstname", "Given Name",
     ),
-    "preferred_first_name": ("Preferred Forename", "Preferred First Name", "Preferred Name", "Known As"),
+    "preferred_first_name": (
+        "Preferred Forename", "Preferred First Name", "Preferred Name", "Known As", "Chosen Name",
+    ),
     "last_name": ("Legal Surname", "Legal Last Name", "Surname", "Last Name", "Lastname", "Family Name"),
     "year_group": (
-        "Year", "Year Group", "NC Year", "NC Year Actual", "National Curriculum Year", "Curriculum Year",
-        "Year Taught In", "Yr", "Yr Group",
+        "Year", "Year Group", "NC Year", "NC Year Group", "NC Year Actual", "National Curriculum Year",
+        "Curriculum Year", "Current Year Group", "Year Taught In", "Yr", "Yr Group",
     ),
     "registration_group": (
-        "Reg Group", "Reg", "Registration Group", "Reg Grp", "Reg Form", "Form", "Form Group", "Tutor Group", "Class",
+        "Reg Group", "Reg", "Registration Group", "Reg Grp", "Reg Form", "Registration Form", "Registration Class",
+        "Form", "Form Group", "Tutor Group", "Class",
     ),
     "start_date": (
-        "Admission Date", "Date of Admission", "Adm Date", "Start Date", "Entry Date", "Employment Start Date",
-        "Contract Start Date", "Date of Arrival", "Arrival Date",
+        "Admission Date", "Date of Admission", "Adm Date", "Start Date", "Entry Date", "Date of Entry",
+        "Enrolment Date", "Enrolment Start Date", "Employment Start Date", "Contract Start Date", "Date of Arrival",
+        "Arrival Date", "Date Joined",
     ),
     "leave_date": (
-        "Leaving Date", "Date of Leaving", "Leave Date", "End Date", "Employment End Date", "Contract End Date",
-        "Date of Departure", "Departure Date",
+        "Leaving Date", "Date of Leaving", "Leave Date", "Date Left", "End Date", "Enrolment End Date",
+        "Employment End Date", "Contract End Date", "Date of Departure", "Departure Date",
     ),
-    "roles": ("Role", "Roles", "Staff Role", "Job Title", "Post"),
-    "email": ("School Email", "School Email Address", "Work Email", "Work Email Address"),
+    "roles": ("Role", "Roles", "Staff Role", "Staff Roles", "Job Title", "Job Role", "Post", "Post Title"),
+    "email": (
+        "School Email", "School Email Address", "Work Email", "Work Email Address", "Email Work", "Staff Email",
+        "Pupil Email", "Student Email",
+    ),
     "username": ("Username", "User Name", "Login", "Network Username"),
 }
 """Header names per field, most specific first. A bare "Email" is left out on purpose: in a
@@ -77,8 +90,8 @@ def read(spec: FeedSpec) -> FeedResult:
             raise options.fail(f"columns.{name}", f"is not a field; known: {', '.join(FIELDS)}")
     table = read_table(spec.path, str(spec.path), options.encoding)
     columns = _resolve(table, options, overrides, fixed_kind)
-    if fixed_kind is None and columns["kind"] is None:
-        fixed_kind = _kind_from_ids(table, options, overrides)
+    if fixed_kind is None:
+        fixed_kind = _kind_of_file(table, options, overrides, columns["kind"])
     _require(table, columns, fixed_kind)
 
     errors = list(table.errors)
@@ -183,15 +196,23 @@ def _require(table: Table, columns: dict[str, str | None], kind: Kind | None) ->
             )
 
 
-def _kind_from_ids(table: Table, options: Options, overrides: dict[str, str]) -> Kind:
-    """Without a kind option or column, the id column's name says whose file this is."""
+def _kind_of_file(table: Table, options: Options, overrides: dict[str, str], column: str | None) -> Kind | None:
+    """Whose file this is without a kind option; None when a kind column says it row by row.
+
+    A column merely called "Type" in a staff report may hold "Teaching" / "Support": it
+    decides only when its values are all pupil or staff words, or nothing else can.
+    """
+    inferred = None
     if "person_id" not in overrides:
         pupil = find_column(table, PUPIL_IDS)
         staff = find_column(table, STAFF_IDS)
-        if pupil and not staff:
-            return Kind.PUPIL
-        if staff and not pupil:
-            return Kind.STAFF
+        inferred = Kind.PUPIL if pupil and not staff else Kind.STAFF if staff and not pupil else None
+    if column is not None:
+        values = {row.get(column).lower() for row in table.rows} - {""}
+        if "kind" in overrides or inferred is None or values <= KIND_WORDS.keys():
+            return None
+    if inferred is not None:
+        return inferred
     raise ConfigError(
         options.spec.source or str(options.spec.path), "kind",
         f'cannot tell whether {table.file} lists pupils or staff; set kind = "pupil" or kind = "staff"',

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from idlifecycle.errors import FeedError
 from idlifecycle.feeds._csv import read_table, require_columns
 from idlifecycle.feeds._fields import RowCheck, duplicates
 from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options, folder_files
@@ -98,4 +99,6 @@ def read(spec: FeedSpec) -> FeedResult:
                 source=check.source,
             )
         )
+    if school is not None and not rows:
+        raise FeedError(f"{users.file}: no user belongs to org {school!r}; check the school option")
     return FeedResult(tuple(people), tuple(errors), rows)

@@ -12,6 +12,7 @@ Options: `school` (a DfE number / SIS ID: read only that school's rows), `grades
 
 from __future__ import annotations
 
+from idlifecycle.errors import FeedError
 from idlifecycle.feeds._csv import Table, read_table, require_columns
 from idlifecycle.feeds._fields import RowCheck, duplicates
 from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options, folder_files
@@ -51,6 +52,8 @@ def read(spec: FeedSpec) -> FeedResult:
         people += found
         errors += found_errors
         rows += read_rows
+    if school is not None and not rows:
+        raise FeedError(f"{spec.path}: no student or teacher of school {school!r}; check the school option")
     return FeedResult(tuple(people), tuple(errors), rows)
 
 

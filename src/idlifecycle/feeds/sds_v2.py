@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from idlifecycle.errors import FeedError
 from idlifecycle.feeds._csv import Table, read_table, require_columns
 from idlifecycle.feeds._fields import RowCheck, duplicates
 from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options, folder_files
@@ -32,6 +33,8 @@ STAFF_ROLES = frozenset({
 """SDS's default staff role group (enum values match case-insensitively)."""
 
 PUPIL_ROLES = frozenset({"student"})
+OTHER_ROLES = frozenset({"guardian", "parent", "relative", "alumni", "other"})
+"""Roles that are not pupils or staff: not provisioned, and not an error either."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ def read(spec: FeedSpec) -> FeedResult:
         errors += check.errors
         if person is not None and not check.errors:
             people.append(person)
+    if school is not None and not in_scope:
+        raise FeedError(f"{roles.file}: no user has a role in school {school!r}; check the school option")
     return FeedResult(tuple(people), tuple(errors), in_scope)
 
 
@@ -120,6 +125,9 @@ def _roles(
         if school is not None and org_id != school:
             continue
         kind = Kind.PUPIL if role.lower() in PUPIL_ROLES else Kind.STAFF if role.lower() in STAFF_ROLES else None
+        if role and kind is None and role.lower() not in OTHER_ROLES:
+            # Dropping an unknown role silently would make a member of staff look like a leaver.
+            check.error("role", f"unknown role '{role}'; expected student or a staff role such as teacher or staff")
         start = check.date("roleStartDate", row.get("roleStartDate"))
         end = check.date("roleEndDate", row.get("roleEndDate"))
         check.period("roleStartDate", start, "roleEndDate", end)
