@@ -9,18 +9,20 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from idlifecycle import access, passwords
 from idlifecycle.config import JobConfig, Secrets, load_job_config
 from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorError, build_connector
 from idlifecycle.errors import ConfigError, GuardTripped, StalePlan, UserError
 from idlifecycle.executor import Executor, PasswordFor, plan_id
 from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, read_feeds
 from idlifecycle.guards import check_plan, stale_directories
-from idlifecycle.model import Change, Outcome, Person, Plan, Result, Snapshot
+from idlifecycle.model import Action, Change, Outcome, Person, Plan, Result, Snapshot
+from idlifecycle.notify import Mailer
 from idlifecycle.planner import PlanState, ShareGroupsLike
 from idlifecycle.planner import plan as make_plan
 from idlifecycle.store import Store
@@ -231,13 +233,19 @@ def run_sync(
 def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, actor: str,
           on_plan: Callable[[Plan], None] | None, on_result: ResultHook | None) -> RunReport:
     feed = job.read_people()
+    people = {p.person_id: p for p in feed.people}
+    feed_errors = tuple(str(e) for e in feed.errors)
+    uses_shares = bool(job.section("access"))
     with job.open_connectors() as connectors:
         snapshots = job.snapshots(connectors)
-        plan = job.plan(feed.people, snapshots, connectors)
+        shares = access.desired_share_groups(job, feed.people) if uses_shares else None
+        plan = job.plan(feed.people, snapshots, connectors, shares)
+        termly = passwords.termly_changes(job, snapshots, people)
+        if termly:
+            plan = replace(plan, changes=plan.changes + tuple(termly))
         if on_plan is not None:
             on_plan(plan)
         reasons = job.check_guards(plan, allow_destructive)
-        feed_errors = tuple(str(e) for e in feed.errors)
         if reasons:
             job.store.audit("guard-tripped", {"reasons": reasons, "run": run_id}, actor=actor)
             raise GuardTripped(reasons)
@@ -247,9 +255,26 @@ def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, act
             return RunReport(run_id, "nothing-to-do", plan, feed_errors=feed_errors)
         if allow_destructive:
             job.store.audit("guard-override", {"allow_destructive": allow_destructive, "run": run_id}, actor=actor)
-        results = job.execute(plan, connectors, actor=actor, on_result=on_result)
+        issuer = passwords.PasswordIssuer.for_job(job, connectors)
+        results = job.execute(plan, connectors, actor=actor, on_result=on_result,
+                              password_for=issuer.password_for(people, plan.changes))
+        passwords.record_termly_results(job, termly, results)
+        issuer.deliver(Mailer.from_job(job), applied=_people_given_passwords(plan, results))
         failures = failures_of(plan, results)
+        report = RunReport(run_id, "partial" if failures else "ok", plan, tuple(results),
+                           failures=failures, feed_errors=feed_errors)
+        if uses_shares:
+            report = replace(report, incidents=tuple(access.after_run(job, report, connectors)))
         log.info(json.dumps({"event": "run-finished", "run": run_id, "changes": len(results),
-                             "failed": len(failures)}))
-        return RunReport(run_id, "partial" if failures else "ok", plan, tuple(results),
-                         failures=failures, feed_errors=feed_errors)
+                             "failed": len(failures), "incidents": len(report.incidents)}))
+        return report
+
+
+def _people_given_passwords(plan: Plan, results: Sequence[Result]) -> set[str]:
+    """Whose new password at least one directory accepted: only those are handed out."""
+    outcome = {r.change_id: r.outcome for r in results}
+    return {
+        c.person_id for c in plan.changes
+        if c.person_id and c.action in (Action.CREATE, Action.SET_PASSWORD)
+        and outcome.get(c.change_id) is Outcome.APPLIED
+    }
