@@ -9,11 +9,12 @@ import pytest
 
 from idlifecycle.access import desired_share_groups
 from idlifecycle.access.records import AccessRecords
+from idlifecycle.access.service import Access
 from idlifecycle.access.shares import load_registry
 from idlifecycle.access.tokens import LinkRefused, Signer
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.job import load_job
-from idlifecycle.model import Kind, Person
+from idlifecycle.model import Action, Kind, Person
 from idlifecycle.notify import Mailer, clean_header_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -197,3 +198,17 @@ def test_mail_settings_errors_name_the_key() -> None:
 
         Mailer.from_config({"from_address": "a@b.org", "smtp_host": "h", "smtp_username": "u"}, Secrets(),
                            source="job.toml")
+
+
+def test_an_approval_the_directories_cannot_take_now_is_left_to_the_nightly_run(tmp_path: Path) -> None:
+    job = load_job(school_job(tmp_path))  # its ad.toml names no server: the connector cannot be built
+    try:
+        access = Access(job)
+        notes = access.apply(access.share("sen-records"), "A", Action.ADD_MEMBER, "siro@school.example.org",
+                             "grant #1")
+        deferred = [e.data for e in job.store.audit_entries() if e.event == "access-apply-deferred"]
+    finally:
+        job.close()
+    assert len(notes) == 1 and notes[0].startswith("could not change the directories now (")
+    assert notes[0].endswith("; the nightly run will")
+    assert deferred and deferred[0]["person_id"] == "A" and deferred[0]["action"] == "add-member"

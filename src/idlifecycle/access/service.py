@@ -21,7 +21,7 @@ from idlifecycle.access.messages import Email, approval_request, decided, grant_
 from idlifecycle.access.records import AccessRecords, AccessRequest, Grant, utcnow
 from idlifecycle.access.shares import AccessSettings, Registry, Share, access_settings, registry_for, web_settings
 from idlifecycle.access.tokens import LinkClaims, LinkRefused, Signer
-from idlifecycle.errors import UserError
+from idlifecycle.errors import GuardTripped, UserError
 from idlifecycle.model import Action, Change, Outcome, Person
 from idlifecycle.notify import Mailer, valid_email
 
@@ -231,7 +231,19 @@ class Access:
     # memberships ------------------------------------------------------------------------------
 
     def apply(self, share: Share, person_id: str, action: Action, actor: str, reason: str) -> list[str]:
-        """Add or remove one person in the share's group in every directory now; returns what happened."""
+        """Add or remove one person in the share's group in every directory now; returns what happened.
+
+        The grant (or its end) is already recorded, so when a directory cannot be reached or a guard
+        stops the change, the nightly run makes the same change: that is said, not raised.
+        """
+        try:
+            return self._apply(share, person_id, action, actor, reason)
+        except (UserError, GuardTripped) as error:
+            self.job.store.audit("access-apply-deferred", {"share": share.name, "person_id": person_id,
+                                                           "action": str(action), "error": str(error)}, actor=actor)
+            return [f"could not change the directories now ({error}); the nightly run will"]
+
+    def _apply(self, share: Share, person_id: str, action: Action, actor: str, reason: str) -> list[str]:
         notes: list[str] = []
         with self.job.open_connectors() as connectors:
             snapshots = self.job.snapshots(connectors)
@@ -262,8 +274,10 @@ class Access:
             removals = sum(1 for c in changes if c.destructive)
             results = self.job.apply_changes(changes, connectors, actor=actor,
                                              allow_destructive=removals or None)
-        for change, result in zip(changes, results, strict=True):
-            if change.action is Action.CREATE_GROUP:
+        outcomes = {r.change_id: r for r in results}
+        for change in changes:
+            result = outcomes.get(change.change_id)
+            if change.action is Action.CREATE_GROUP or result is None:
                 continue
             verb = "added to" if action is Action.ADD_MEMBER else "removed from"
             if result.outcome is Outcome.FAILED:
