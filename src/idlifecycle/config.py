@@ -202,9 +202,9 @@ def load_mapping(paths: list[Path]) -> MappingRules:
         if problem:
             raise ConfigError(str(source), f"{kind}.username", problem)
         for rule in kind_model.match:
-            if rule not in ("email", "username", "employee_number"):
+            if rule not in ("login", "email", "username", "employee_number"):
                 raise ConfigError(str(source), f"{kind}.match",
-                                  f"unknown rule {rule!r}; use email, username or employee_number")
+                                  f"unknown rule {rule!r}; use login, email, username or employee_number")
         templates[kind] = kind_model.username
         kinds[kind] = KindRules(
             domain=kind_model.domain, container=kind_model.container, groups=tuple(kind_model.groups),

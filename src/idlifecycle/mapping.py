@@ -37,7 +37,8 @@ class KindRules:
     leavers_container: str = "Leavers"
     rename_on_name_change: bool = False
     match: tuple[str, ...] = ("email",)
-    """How a first run finds existing accounts with no anchor: "email", "username", "employee_number"."""
+    """How a first run finds existing accounts with no anchor: "login" (the sign-in the naming convention
+    gives), "email" (the MIS email), "username" (the feed's username), "employee_number"."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -63,7 +64,9 @@ def _d(day: date) -> str:
     return day.strftime("%d/%m/%Y")
 
 
-def _match_rule(rule: str, person: Person, account: Account) -> bool:
+def _match_rule(rule: str, person: Person, account: Account, expected_login: str | None) -> bool:
+    if rule == "login":
+        return expected_login is not None and account.login.lower() == expected_login
     if rule == "email":
         return bool(person.email) and account.login.lower() == (person.email or "").lower()
     if rule == "username":
@@ -73,10 +76,26 @@ def _match_rule(rule: str, person: Person, account: Account) -> bool:
     return False
 
 
+def expected_logins(people: Sequence[Person], rules: MappingRules, today: date) -> dict[str, str]:
+    """person_id -> the sign-in the naming convention gives them, for the "login" match rule.
+
+    People who share a base name (two James Smiths in one intake) get none: which of them owns an
+    existing "19jsmith" cannot be told from the name, so neither is adopted by it.
+    """
+    logins: dict[str, str] = {}
+    for person in people:
+        username = base_username(person, rules.naming, today)
+        logins[person.person_id] = f"{username}@{rules.kinds[person.kind].domain}".lower()
+    counts = Counter(logins.values())
+    return {pid: login for pid, login in logins.items() if counts[login] == 1}
+
+
 def match_accounts(
-    people: Sequence[Person], snapshot: Snapshot, rules: MappingRules, statuses: Mapping[str, Status]
+    people: Sequence[Person], snapshot: Snapshot, rules: MappingRules, statuses: Mapping[str, Status],
+    logins: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Account], set[str], list[str]]:
     """person_id -> account (by anchor, else by the kind's match rules), the adopted ids, and notes."""
+    logins = logins or {}
     notes: list[str] = []
     matched: dict[str, Account] = {}
     for account in sorted(snapshot.accounts, key=lambda a: a.key):
@@ -96,7 +115,8 @@ def match_accounts(
         if person.person_id in matched or statuses[person.person_id] is not Status.ACTIVE:
             continue
         for rule in rules.kinds[person.kind].match:
-            found = [a for a in unanchored if a.key not in claimed and _match_rule(rule, person, a)]
+            found = [a for a in unanchored
+                     if a.key not in claimed and _match_rule(rule, person, a, logins.get(person.person_id))]
             if len(found) == 1:
                 matched[person.person_id] = found[0]
                 claimed.add(found[0].key)
@@ -320,8 +340,9 @@ def plan(
     matched: dict[str, dict[str, Account]] = {}
     adopted: dict[str, set[str]] = {}
     notes: list[str] = []
+    logins = expected_logins(people, rules, today)
     for directory, snapshot in snapshots.items():
-        matched[directory], adopted[directory], found = match_accounts(people, snapshot, rules, statuses)
+        matched[directory], adopted[directory], found = match_accounts(people, snapshot, rules, statuses, logins)
         notes.extend(found)
     names = choose_usernames(people, active, matched, snapshots, rules, state, today)
 

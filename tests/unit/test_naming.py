@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 
 from idlifecycle.model import Kind, Person
 from idlifecycle.naming import NamingRules, ascii_name, assign_usernames, intake_year
-
 from tests.factories import TODAY, pupil, staff
 
 RULES = NamingRules({Kind.PUPIL: "{intake_year}{first_initial}{surname}", Kind.STAFF: "{first_initial}{surname}"},

@@ -5,7 +5,6 @@ from datetime import date
 
 from idlifecycle.model import Action, Group, Snapshot
 from idlifecycle.planner import PlanState, plan
-
 from tests.factories import AD_LIKE, ENTRA_LIKE, TODAY, account, pupil, school_rules, staff
 
 RULES = school_rules()
@@ -67,10 +66,10 @@ def test_the_september_roll_over_is_a_move_never_a_leave_and_a_join():
     september = plan_for([year7], [acct], groups, today=date(2026, 9, 2))
     kinds = {c.action for c in september.changes}
     assert Action.CREATE not in kinds and Action.DISABLE not in kinds
-    move = [c for c in september.changes if c.action is Action.MOVE][0]
+    move = next(c for c in september.changes if c.action is Action.MOVE)
     assert (move.after["container"], move.reason) == ("Pupils/Year 7", "moved to Year 7")
-    assert ("Reg 6A", "Year 6 Pupils") == tuple(sorted(c.group for c in september.changes
-                                                       if c.action is Action.REMOVE_MEMBER))
+    assert tuple(sorted(c.group for c in september.changes
+                                                       if c.action is Action.REMOVE_MEMBER)) == ("Reg 6A", "Year 6 Pupils")
 
 
 def test_a_rejoiner_within_retention_gets_the_same_account_back_enabled():
@@ -91,7 +90,7 @@ def test_a_first_run_adopts_an_existing_account_by_email_instead_of_creating_a_d
                        surname="Doe")
     p = plan_for([teacher], [existing])
     assert Action.CREATE not in [c.action for c in p.changes]
-    adopt = [c for c in p.changes if c.action is Action.ADOPT][0]
+    adopt = next(c for c in p.changes if c.action is Action.ADOPT)
     assert (adopt.target, adopt.after) == ("k9", {"anchor": "T01"})
 
 
@@ -112,7 +111,7 @@ def test_a_name_change_updates_the_display_name_but_keeps_the_username():
     acct = account("k1", "jdoe", anchor="T01", domain="staff.example.sch.uk", container="Staff", given="Jane",
                    surname="Doe", attributes={"jobTitle": "Teacher", "employeeType": "staff"})
     p = plan_for([renamed], [acct])
-    update = [c for c in p.changes if c.action is Action.UPDATE][0]
+    update = next(c for c in p.changes if c.action is Action.UPDATE)
     assert update.after == {"surname": "Smith", "display_name": "Jane Smith"}
     assert Action.RENAME not in [c.action for c in p.changes]
 
@@ -149,3 +148,18 @@ def test_a_starter_is_created_two_weeks_before_their_first_day_and_not_before():
     starter = staff("T02", "New", "Teacher", start_date=date(2027, 1, 4))
     assert plan_for([starter], today=date(2026, 12, 1)).changes == ()
     assert Action.CREATE in [c.action for c in plan_for([starter], today=date(2026, 12, 28)).changes]
+
+
+def test_a_first_run_adopts_accounts_named_by_the_schools_own_convention():
+    existing = account("k7", "19tjones", anchor=None, container="Pupils/Year 7", given="Tom", surname="Jones")
+    p = plan_for([pupil("1001", "Tom", "Jones")], [existing])
+    assert [(c.action, c.target) for c in p.changes if c.action in (Action.ADOPT, Action.CREATE)] == [
+        (Action.ADOPT, "k7")]
+
+
+def test_two_pupils_with_the_same_name_are_not_adopted_by_name_alone():
+    existing = account("k7", "19jsmith", anchor=None, container="Pupils/Year 7")
+    p = plan_for([pupil("1001", "James", "Smith"), pupil("1002", "James", "Smith")], [existing])
+    assert Action.ADOPT not in [c.action for c in p.changes]
+    assert sorted(c.username for c in p.changes if c.action is Action.CREATE) == ["19jsmith2", "19jsmith3"]
+    assert any("unmanaged: 19jsmith@pupils.example.sch.uk" in n for n in p.notes)

@@ -12,7 +12,6 @@ from idlifecycle.guards import GuardLimits, check_plan
 from idlifecycle.model import Account, Action, Kind, Person
 from idlifecycle.planner import PlanState, plan
 from idlifecycle.store import Store
-
 from tests.doubles import FileDirectory
 from tests.factories import AD_LIKE, TODAY, school_rules
 
