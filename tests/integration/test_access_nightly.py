@@ -3,8 +3,13 @@ logged as security incidents, expired grants are removed and their requesters to
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 
 from idlifecycle.access import after_run, desired_share_groups
@@ -12,7 +17,7 @@ from idlifecycle.access.records import AccessRecords, utcnow
 from idlifecycle.cli import main
 from idlifecycle.job import Job, RunReport
 from idlifecycle.model import Action, Change, Outcome
-from tests.integration.access_support import REQUESTER, SIRO, School, mailbox, members_of, school
+from tests.integration.access_support import REQUESTER, SIRO, School, free_port, mailbox, members_of, school
 from tests.integration.samba import samba_dc, samba_template
 
 pytestmark = pytest.mark.samba
@@ -110,3 +115,32 @@ def test_the_command_line_requests_lists_and_refuses_with_one_clear_line(
     listing = capsys.readouterr().out.splitlines()
     assert listing[0].split() == ["share", "person", "name", "basis", "approved", "by", "until", "reason"]
     assert any(line.split()[:2] == ["sen-records", "SEV"] and "baseline" in line for line in listing)
+
+
+def test_serve_runs_behind_a_reverse_proxy_with_a_health_check(school: School) -> None:
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "idlifecycle"), "--config", str(school.job_path), "serve",
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.ConnectError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout and server.stdout.read()
+                time.sleep(0.1)
+        assert health.json() == {"status": "ok"}
+        assert "server" not in health.headers
+        proxied = httpx.get(f"http://127.0.0.1:{port}/approve?t=v1.forged.link",
+                            headers={"X-Forwarded-For": "203.0.113.9", "User-Agent": "SafeLinks scanner"})
+        assert proxied.status_code == 403
+    finally:
+        server.terminate()
+        server.wait(10)
+    job = school.job()
+    try:
+        refusals = [e.data for e in job.store.audit_entries() if e.event == "approval-link-refused"]
+    finally:
+        job.close()
+    assert refusals[-1]["client"] == "203.0.113.9" and refusals[-1]["user_agent"] == "SafeLinks scanner"

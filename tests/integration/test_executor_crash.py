@@ -51,7 +51,7 @@ def test_a_run_killed_mid_apply_and_restarted_applies_every_change_exactly_once(
     assert 0 < len({w[0] for w in directory.writes()}) < len(change_ids)
 
     finished = _apply(tmp_path, {})
-    out, err = finished.communicate(timeout=120)
+    _out, err = finished.communicate(timeout=120)
     assert finished.returncode == 0, err
 
     applied = Counter(change_id for change_id, _, outcome in directory.writes() if outcome == "applied")
