@@ -119,8 +119,9 @@ def test_the_command_line_requests_lists_and_refuses_with_one_clear_line(
 
 def test_serve_runs_behind_a_reverse_proxy_with_a_health_check(school: School) -> None:
     port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "idlifecycle"), "--config", str(school.job_path), "serve",
-                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    command = [str(Path(sys.executable).parent / "idlifecycle"), "--config", str(school.job_path), "serve",
+               "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
         while True:
