@@ -20,10 +20,15 @@ from idlifecycle.sandbox.google import GoogleEmulator, generate_service_account
 if TYPE_CHECKING:
     from idlifecycle.connectors.google import GoogleConnector, GoogleOptions
 
+SANDBOX_QUOTA_PER_MINUTE = 60_000
+
 
 def start_sandbox(cls: type[GoogleConnector], context: ConnectorContext, options: GoogleOptions) -> GoogleConnector:
     from idlifecycle.connectors.google import SCOPES
 
+    if "quota_per_minute" not in context.options:
+        # The real default would make the demo wait on a tenant that lives in this very process.
+        options = replace(options, quota_per_minute=SANDBOX_QUOTA_PER_MINUTE)
     folder = Path(context.state_dir) / "google-sandbox"
     folder.mkdir(parents=True, exist_ok=True)
     key_file = folder / "service_account.json"
