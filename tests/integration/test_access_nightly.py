@@ -12,10 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from idlifecycle.access import after_run, desired_share_groups
 from idlifecycle.access.records import AccessRecords, utcnow
 from idlifecycle.cli import main
-from idlifecycle.job import Job, RunReport
+from idlifecycle.job import Job, RunReport, run_sync
 from idlifecycle.model import Action, Change, Outcome
 from tests.integration.access_support import REQUESTER, SIRO, School, free_port, mailbox, members_of, school
 from tests.integration.samba import samba_dc, samba_template
@@ -27,16 +26,9 @@ SEN_GROUP = "Share-SEN-Restricted"
 
 
 def nightly(job: Job) -> tuple[RunReport, list[str]]:
-    """The nightly sync with the shares' groups handed to the planner, then the access check after it."""
-    run_id = job.store.start_run(job.config.name)
-    feed = job.read_people()
-    with job.open_connectors() as connectors:
-        snapshots = job.snapshots(connectors)
-        plan = job.plan(feed.people, snapshots, connectors, shares=desired_share_groups(job, feed.people))
-        assert job.check_guards(plan, None) == []
-        results = job.execute(plan, connectors, actor="nightly job")
-        report = RunReport(run_id, "ok" if results else "nothing-to-do", plan, tuple(results))
-        return report, after_run(job, report, connectors)
+    """The nightly sync (which hands the shares' groups to the planner and calls `after_run`)."""
+    report = run_sync(job)
+    return report, list(report.incidents)
 
 
 def add_to_group_behind_our_back(job: Job, person_id: str) -> None:
