@@ -20,11 +20,10 @@ import ldap3
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.samba import DomainController, provision_template, unavailable_reason  # noqa: E402
-
 from idlifecycle.connectors.ad import ADConnector  # noqa: E402
 from idlifecycle.model import Action, Change, Outcome  # noqa: E402
 from idlifecycle.store import Store  # noqa: E402
+from tests.integration.samba import DomainController, provision_template, unavailable_reason  # noqa: E402
 
 PASSWORD = "Blue-Kettle-42"
 GROUPS = ("All Pupils", "Year 7 Pupils")

@@ -16,6 +16,7 @@ import pytest
 
 from idlifecycle.connectors.ad import ADConnector
 from idlifecycle.connectors.base import AuthError, Conflict, ConnectorError
+from idlifecycle.errors import ConfigError
 from idlifecycle.model import Action, Change, Outcome, Result
 from idlifecycle.store import Store
 from tests.integration.samba import DomainController, samba_dc, samba_template  # noqa: F401 - fixtures
@@ -283,7 +284,8 @@ def test_duplicate_username_outside_the_tree_is_a_conflict_and_left_alone(
                           (Action.DELETE, {}), (Action.MOVE, {"after": {"container": "Staff"}}),
                           (Action.SET_PASSWORD, {"after": {}, "password": PASSWORD})):
         result = one(ad, change(action, outside_key, "jsmith", **extra))
-        assert result.outcome in (Outcome.FAILED, Outcome.ALREADY), action
+        assert result.outcome is Outcome.FAILED, action
+        assert "managed tree" in result.detail
     after = entry(samba_dc, "(sAMAccountName=jsmith)", ["uSNChanged"])
     assert after is not None and after[0] == outside_dn and after[1]["uSNChanged"] == before[1]["uSNChanged"]
 
@@ -370,6 +372,20 @@ def test_wrong_bind_password_is_one_clear_message(samba_dc: DomainController, st
 def test_certificate_is_checked_unless_tests_turn_it_off(samba_dc: DomainController, store: Store) -> None:
     context = samba_dc.connector_context(store, tls_verify=True)
     with ADConnector.from_config(context) as connector, pytest.raises(ConnectorError, match="set ca_file"):
+        connector.snapshot()
+
+
+def test_start_tls_on_port_389_works_and_plain_ldap_is_refused(samba_dc: DomainController, store: Store) -> None:
+    context = samba_dc.connector_context(store, servers=[f"ldap://{samba_dc.address}"], start_tls=True)
+    with ADConnector.from_config(context) as connector:
+        assert connector.password_constraints()["min_length"] == 7
+    with pytest.raises(ConfigError, match="start_tls"):
+        ADConnector.from_config(samba_dc.connector_context(store, servers=[f"ldap://{samba_dc.address}"]))
+
+
+def test_a_base_dn_that_does_not_exist_is_named_in_the_error(samba_dc: DomainController, store: Store) -> None:
+    context = samba_dc.connector_context(store, base_dn=f"OU=Missing,{samba_dc.domain_dn}")
+    with ADConnector.from_config(context) as connector, pytest.raises(ConnectorError, match=r"OU=Missing.*does not"):
         connector.snapshot()
 
 

@@ -31,7 +31,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -132,7 +132,7 @@ class ADSettings:
     tls_verify: bool
     ca_file: str | None
     bind_dn: str
-    bind_password: str
+    bind_password: str = field(repr=False)
     base_dn: str
     groups_container: str
     upn_suffix: str | None
@@ -912,6 +912,10 @@ class ADConnector(Connector):
     def _delete(self, change: Change) -> Result:
         found = self._current(change.target)
         if found is None:
+            elsewhere = self._read_one(f"<GUID={_key(change.target or '')}>", ["objectGUID"])
+            if elsewhere is not None:
+                raise ConnectorError(f"delete {change.username}: {elsewhere[0]} is outside the managed tree "
+                                     f"{self.settings.base_dn}; not deleted")
             return self._done(change, Outcome.ALREADY, "no longer in the directory")
         self._check_in_scope(found[0])
         self._conn.delete(found[0])
