@@ -1,0 +1,79 @@
+"""The nightly job with the sandbox Google tenant beside Entra: the same people, in step, run after run."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from idlifecycle.job import load_job, run_sync
+from idlifecycle.model import Action
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "src/idlifecycle/sandbox/sample_school"
+ENTRA = REPO / "connectors/entra-sandbox.toml"
+GOOGLE = REPO / "connectors/google-sandbox.toml"
+
+
+def _job(tmp_path: Path, pupils: list[str]) -> tuple[Path, set[str]]:
+    feed = tmp_path / "pupils.csv"
+    header, *rows = (SAMPLE / "pupils.csv").read_text(encoding="utf-8-sig").splitlines()
+    feed.write_text("\n".join([header, *[r for r in rows if r.split(",")[0].strip('"') in pupils]]) + "\n")
+    staff = tmp_path / "staff.csv"
+    staff_lines = (SAMPLE / "staff.csv").read_text(encoding="utf-8-sig").splitlines()[:4]
+    staff.write_text("\n".join(staff_lines) + "\n")
+    connectors = [str(GOOGLE)] + ([str(ENTRA)] if ENTRA.exists() else [])
+    job = tmp_path / "nightly.toml"
+    job.write_text(f"""
+[job]
+name = "nightly"
+state_dir = "{tmp_path / 'state'}"
+connectors = {connectors!r}
+mappings = ["{REPO / 'mappings/school.toml'}"]
+
+[[job.feeds]]
+format = "mis-csv"
+path = "{feed}"
+kind = "pupil"
+
+[[job.feeds]]
+format = "mis-csv"
+path = "{staff}"
+kind = "staff"
+
+[guards]
+max_destructive = 5
+max_feed_drop_percent = 50
+""".replace("'", '"'))
+    return job, {line.split(",")[0].strip('"') for line in staff_lines[1:]}
+
+
+def test_nightly_job_keeps_google_in_step_with_the_school_and_with_entra(tmp_path: Path) -> None:
+    first_day = date(2026, 9, 1)
+    pupils = ["000101", "000102", "000103", "000104", "000105", "000106"]
+    job_file, staff_codes = _job(tmp_path, pupils)
+
+    report = run_sync(load_job(job_file, today=first_day))
+    assert report.status == "ok", report.failures
+    created = [c for c in report.plan.changes if c.action is Action.CREATE]
+    assert len(created) == len(pupils) * (1 + ENTRA.exists()) + 3 * (1 + ENTRA.exists())
+
+    again = run_sync(load_job(job_file, today=first_day))
+    assert again.status == "nothing-to-do", [c.to_json() for c in again.plan.changes]
+
+    job = load_job(job_file, today=first_day)
+    with job.open_connectors() as connectors:
+        snapshots = job.snapshots(connectors)
+    google = snapshots["google"]
+    anchors = {a.anchor for a in google.accounts}
+    assert anchors == {*pupils, *staff_codes}
+    assert all(a.container.startswith(("Pupils/", "Staff")) for a in google.accounts)
+    assert {g.name for g in google.groups} >= {"All Pupils", "All Staff"}
+    all_pupils = next(g for g in google.groups if g.name == "All Pupils")
+    assert len(all_pupils.members) == len(pupils)
+    if not ENTRA.exists():
+        pytest.skip("connectors/entra-sandbox.toml is not in this tree yet: Google was checked alone")
+    entra = snapshots["entra"]
+    assert {a.anchor for a in entra.accounts} == anchors
+    assert {a.anchor: a.username for a in entra.accounts} == {a.anchor: a.username for a in google.accounts}
