@@ -69,7 +69,7 @@ def test_libreoffice_shows_formula_looking_names_as_the_text_they_are(review: Pa
         with exported.open(encoding="utf-8", newline="") as handle:
             texts[name] = [value for row in csv.reader(handle) for value in row]
     for name in INJECTION_NAMES:
-        assert f"{name} Smith".replace("\r", "\n") in texts["people"], name
+        assert f"{name} Smith" in texts["people"], name
     assert '=HYPERLINK("http://x")' in texts["changes"]
     assert "http://x" not in texts["changes"]
     assert not any(v.startswith(("#NAME", "Err:")) for v in texts["people"] + texts["changes"])

@@ -94,6 +94,8 @@ class ReviewInput:
     audit: Sequence[AuditEntry]
     """Audit entries since the review year started."""
     options: ReportOptions
+    password_limits: Mapping[str, int] = field(default_factory=dict)
+    """person_id -> maximum password age in days from the password policy; wins over the options."""
 
 
 class ExceptionKind(StrEnum):
@@ -164,7 +166,7 @@ def find_exceptions(data: ReviewInput) -> list[ExceptionRow]:
     people = {p.person_id: p for p in data.people}
     today = data.today
     options = data.options
-    limits = [d for d in options.password_max_age_days.values() if d > 0]
+    limits = [d for d in options.password_max_age_days.values() if d > 0] + list(data.password_limits.values())
     found: list[ExceptionRow] = []
     for snapshot in _in_order(data.snapshots):
         for account in sorted(snapshot.accounts, key=lambda a: a.username.lower()):
@@ -190,8 +192,12 @@ def find_exceptions(data: ReviewInput) -> list[ExceptionRow]:
                 elif idle is None and age is not None and age > options.no_sign_in_days and account.created:
                     found.append(ExceptionRow(ExceptionKind.NO_SIGN_IN, account,
                                               f"never signed in; created {uk_date(account.created.date())}"))
-            limit = (options.password_max_age_days.get(str(person.kind), 0) if person is not None
-                     else min(limits, default=0))
+            if person is None:
+                # Whose account it is is unknown: hold it to the strictest limit the school sets.
+                limit = min(limits, default=0)
+            else:
+                limit = data.password_limits.get(person.person_id) or options.password_max_age_days.get(
+                    str(person.kind), 0)
             password_age = _days_since(account.password_last_set, today)
             if account.enabled and limit > 0 and password_age is not None and password_age > limit:
                 found.append(ExceptionRow(ExceptionKind.PASSWORD_OLD, account,

@@ -27,7 +27,7 @@ REQUIRED_HEADERS = ("Share", "Directory", "Group", "Person ID", "Username", "Acc
 
 @dataclass(frozen=True)
 class Decision:
-    """One row of the Restricted access sheet marked Remove."""
+    """One row of the Restricted access sheet the SIRO marked Keep or Remove."""
 
     row: int
     """The row number as the SIRO sees it in the sheet."""
@@ -37,6 +37,8 @@ class Decision:
     person_id: str | None
     username: str
     member_key: str
+    choice: str
+    """KEEP or REMOVE."""
 
 
 def _text(value: Any) -> str:
@@ -49,7 +51,7 @@ def _text(value: Any) -> str:
 
 
 def read_decisions(path: Path) -> list[Decision]:
-    """The Remove rows of the workbook's Restricted access sheet; UserError on a sheet that is not clean."""
+    """The decided rows of the workbook's Restricted access sheet; UserError on a sheet that is not clean."""
     try:
         book = load_workbook(path, read_only=True, data_only=True)
     except FileNotFoundError:
@@ -75,10 +77,12 @@ def read_decisions(path: Path) -> list[Decision]:
                 return _text(values[index]) if index < len(values) else ""
 
             choice = cell("Decision")
-            if choice.lower() == REMOVE.lower():
+            known = {KEEP.lower(): KEEP, REMOVE.lower(): REMOVE}
+            if choice.lower() in known:
                 decisions.append(Decision(number, cell("Share"), cell("Directory"), cell("Group"),
-                                          cell("Person ID") or None, cell("Username"), cell("Account key")))
-            elif choice and choice.lower() != KEEP.lower():
+                                          cell("Person ID") or None, cell("Username"), cell("Account key"),
+                                          known[choice.lower()]))
+            elif choice:
                 problems.append(f"row {number}: Decision {choice!r} is neither {KEEP} nor {REMOVE}")
     finally:
         book.close()
@@ -125,6 +129,8 @@ def plan_removals(
     accounts = {name: {a.key: a for a in s.accounts} for name, s in snapshots.items()}
     members = {name: {g.name: g.members for g in s.groups} for name, s in snapshots.items()}
     for d in decisions:
+        if d.choice != REMOVE:
+            continue
         where = f"row {d.row}"
         snapshot = snapshots.get(d.directory)
         if d.share not in shares:

@@ -1,0 +1,66 @@
+"""The summary mailed after each nightly run: what changed by kind, what a guard stopped and why,
+security incidents, and failures — built as text by a pure function, then sent to `[report] summary_to`."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from idlifecycle.job import Job, RunReport
+from idlifecycle.notify import Mailer
+from idlifecycle.reports.collect import report_options
+
+log = logging.getLogger("idlifecycle")
+
+HEADLINES = {
+    "ok": "done",
+    "nothing-to-do": "nothing to do",
+    "planned": "planned only, nothing applied",
+    "guard": "STOPPED by a guard, nothing applied",
+    "partial": "done, but some changes FAILED",
+    "error": "FAILED with an error",
+}
+
+
+def run_summary(job_name: str, report: RunReport) -> tuple[str, str]:
+    """(subject, text) of the summary for one run."""
+    headline = HEADLINES.get(report.status, report.status)
+    applied = report.counts()
+    subject = f"[idlifecycle] {job_name}: {headline}"
+    if applied:
+        subject += f" ({sum(applied.values())} changes)"
+    lines = [f"Run {report.run_id} of job {job_name!r}: {headline}.", ""]
+    if applied:
+        lines.append("Applied changes by kind:")
+        lines += [f"  {action:<24} {count}" for action, count in applied.items()]
+    elif report.plan.changes and report.status in ("guard", "planned"):
+        planned = Counter(str(c.action) for c in report.plan.changes)
+        lines.append("Planned changes by kind (none applied):")
+        lines += [f"  {action:<24} {count}" for action, count in sorted(planned.items())]
+    else:
+        lines.append("No changes were applied.")
+    sections = (
+        ("Stopped by a guard (run `idlifecycle plan` to review; `--allow-destructive N` to override):",
+         report.guard_reasons),
+        ("Security incidents:", report.incidents),
+        ("Failures (the next run retries them):", report.failures),
+        ("Rows of the feed that were skipped:", report.feed_errors),
+    )
+    for title, items in sections:
+        if items:
+            lines += ["", title, *(f"  - {item}" for item in items)]
+    lines += ["", "Exit codes: 0 done or nothing to do, 2 stopped by a guard, 1 error."]
+    return subject, "\n".join(lines) + "\n"
+
+
+def send_run_summary(job: Job, report: RunReport) -> None:
+    """Mail the summary to `[report] summary_to`; does nothing when no one is configured to get it."""
+    to = list(report_options(job).summary_to)
+    if not to:
+        return
+    mailer = Mailer.from_job(job)
+    if mailer is None:
+        raise job.config_error("mail", "add a [mail] table: [report] summary_to needs it to send the run summary")
+    subject, text = run_summary(job.config.name, report)
+    mailer.send(to, subject, text)
+    log.info("run summary sent to %s", ", ".join(to))
