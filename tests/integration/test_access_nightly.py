@@ -131,6 +131,8 @@ def test_serve_runs_behind_a_reverse_proxy_with_a_health_check(school: School) -
     finally:
         server.terminate()
         server.wait(10)
+    output = server.stdout.read().decode() if server.stdout else ""
+    assert "v1.forged.link" not in output  # link tokens never reach the server's log
     job = school.job()
     try:
         refusals = [e.data for e in job.store.audit_entries() if e.event == "approval-link-refused"]

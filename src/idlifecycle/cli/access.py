@@ -98,8 +98,11 @@ def serve(args: argparse.Namespace) -> int:
     config_path, today = args.config, args.today
     app = create_app(lambda: load_job(config_path, today=today), secure_cookies=settings.secure)
     print(f"Serving {settings.public_base_url} on {args.host or settings.host}:{args.port or settings.port}")
+    # No access log: approval links carry their token in the query string, and a token is a credential.
+    # Decisions and refused links go to the audit log instead.
     uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, proxy_headers=True,
-                forwarded_allow_ips=settings.forwarded_allow_ips, server_header=False, log_level="info")
+                forwarded_allow_ips=settings.forwarded_allow_ips, server_header=False, access_log=False,
+                log_level="info")
     return 0
 
 
