@@ -20,7 +20,8 @@ otherwise, FACTS.md section 2). One port serves both parts:
   counted; over it, 429 `TooManyRequests` with or without `Retry-After`.
 - `latency` seconds added to every request; `faults` (see `Fault`) inject status codes, dropped
   connections and "applied, then the response was lost".
-- `GET /_emulator/stats` -> counters (writes, 429s, requests) for the bench.
+- `GET /_emulator/stats` -> counters for the bench: `requests` (Graph HTTP requests), `writes`
+  (write operations, each batch item counted as Graph counts it), `throttled` (429s), `batches`.
 
 Seed file (JSON), read when the state file does not exist yet::
 
@@ -63,7 +64,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -193,9 +194,10 @@ class GraphEmulator:
         with self.directory.lock:
             app = self.directory.state["applications"].setdefault(
                 app_id, {"secrets": [], "certificates": [], "roles": []})
-            if secret is not None:
-                app["secrets"].append(hashlib.sha256(secret.encode()).hexdigest())
-            if certificate_pem is not None:
+            digest = hashlib.sha256(secret.encode()).hexdigest() if secret is not None else None
+            if digest is not None and digest not in app["secrets"]:
+                app["secrets"].append(digest)
+            if certificate_pem is not None and certificate_pem not in app["certificates"]:
                 app["certificates"].append(certificate_pem)
             app["roles"] = list(roles)
             self.directory.dirty = True
@@ -655,7 +657,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         emulator = self.server.emulator
-        emulator.count("requests")
+        if self.path.startswith("/v1.0/"):
+            emulator.count("requests")
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         if emulator.latency:
@@ -766,13 +769,14 @@ def _batch(emulator: GraphEmulator, body: Any, headers: Mapping[str, str], roles
     return (200, {}, {"responses": responses}), lost
 
 
-def open_directory(state_file: Path | None, seed_file: Path | None) -> Directory:
-    """The saved state when there is one, else the seed, else an empty sandbox tenant."""
+def open_directory(state_file: Path | None, seed_file: Path | None, *,
+                   domains: Iterable[str] = ("example.sch.uk",)) -> Directory:
+    """The saved state when there is one, else the seed, else an empty sandbox tenant with `domains`."""
     if state_file is not None and state_file.exists():
         return Directory.load(state_file)
     if seed_file is not None:
         return Directory.from_seed(json.loads(seed_file.read_text(encoding="utf-8")))
-    return Directory.empty("sandbox-tenant", ["example.sch.uk"])
+    return Directory.empty("sandbox-tenant", [d.lower() for d in domains])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,886 @@
+"""The Entra ID connector: snapshot and change a school's Microsoft 365 tenant through Microsoft Graph.
+
+Settings (a `connectors/*.toml` table; secrets never live there):
+
+    name = "entra"
+    type = "entra"
+    tenant_id = "…"                      # Directory (tenant) ID
+    client_id = "…"                      # Application (client) ID of the app registration
+    certificate = "/etc/idlifecycle/entra.pem"   # public certificate; preferred over a client secret
+    domains = { staff = "staff.example.sch.uk", pupil = "pupils.example.sch.uk" }
+    group_marker = "Managed by idlifecycle"
+    usage_location = "GB"
+    hybrid = "detect"                    # or "off"
+    write_limit_per_second = 20          # Graph: 3,000 writes per 2.5 minutes per app per tenant
+    max_batches_in_flight = 4
+    attributes = ["department", "jobTitle", "employeeType"]
+    assign_licences = { pupil = ["<skuId>"] }   # optional; licence groups need nothing here
+    sign_in_activity = false             # true: read last sign-ins (needs AuditLog.Read.All, Entra ID P1)
+    authority_host = "login.microsoftonline.com"
+    graph_url = "https://graph.microsoft.com/v1.0"
+    ca_file = "…"                        # optional: a private CA to trust (TLS-inspecting proxies)
+    timeout_seconds = 60
+
+Secrets (environment or secret files, see `idlifecycle.config.Secrets`): `<name>_certificate_key`
+(the PEM private key of `certificate`) or, without a certificate, `<name>_client_secret`.
+
+Graph application permissions (least privilege, each needs admin consent): User.ReadWrite.All,
+GroupMember.ReadWrite.All; Group.Create to create groups; RoleManagement.Read.Directory for the
+access review's admin roles; LicenseAssignment.ReadWrite.All only with `assign_licences`;
+AuditLog.Read.All only with `sign_in_activity`. Setting passwords also needs the app to hold the
+User Administrator role (or User-PasswordProfile.ReadWrite.All).
+
+Scope: the managed accounts are the users whose sign-in name (UPN) is in one of `domains`; the
+domain also tells a new account's kind (for `assign_licences`). The managed groups are those
+whose description contains `group_marker` (case-insensitive); groups this tool creates carry it,
+and a school hands an existing group (e.g. a licence group) to the tool by adding it to the
+description. With `hybrid = "detect"`, users synchronised from on-premises AD by Entra Connect
+are in scope but read-only for their synced attributes (only group membership, licences and
+session revocation are written); with `"off"` they are treated as outside the scope.
+
+Snapshots read `/users/delta` and `/groups/delta`; the delta links are kept with the state
+store's cursors and the directory as last seen in `<state_dir>/entra-<name>/directory-cache.json`,
+so a nightly run reads only what changed. Writes go in JSON $batches of 20, paced under
+`write_limit_per_second`, with creates never duplicated (see `_create`).
+
+`sandbox = true` (+ `seed = "file.json"`, relative to the TOML file) starts the Graph emulator
+(`idlifecycle.sandbox.graph`) in-process on a free 127.0.0.1 port with its data under the state
+directory; the connector still talks to it over HTTPS through the real msal and msgraph-sdk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import string
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from idlifecycle.connectors.base import (
+    AuthError,
+    Capabilities,
+    Connector,
+    ConnectorContext,
+    ConnectorError,
+    CursorStore,
+)
+from idlifecycle.connectors.entra_graph import (
+    BatchRequest,
+    Credentials,
+    GraphResponse,
+    GraphSession,
+    RequestGroup,
+    ResponseError,
+)
+from idlifecycle.errors import ConfigError, UserError
+from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, RoleHolder, Snapshot
+
+USER_FIELDS = ("id", "userPrincipalName", "givenName", "surname", "displayName", "employeeId", "accountEnabled",
+               "createdDateTime", "lastPasswordChangeDateTime", "passwordPolicies", "onPremisesSyncEnabled",
+               "usageLocation", "mailNickname")
+SANDBOX_CLIENT_ID = "idlifecycle-sandbox"
+MAX_PAGE = 999
+MEMBERS_PER_PATCH = 20
+PASSWORD_SYMBOLS = "!#$%&*+-=?@^_"  # noqa: S105 - the symbols Entra accepts, not a password
+Interpret = Callable[[list[GraphResponse]], Awaitable[Result]]
+
+
+@dataclass
+class _Settings:
+    domains: dict[str, str]
+    group_marker: str
+    usage_location: str
+    hybrid: str
+    attributes: tuple[str, ...]
+    assign_licences: dict[str, list[str]]
+    sign_in_activity: bool
+
+
+@dataclass
+class _Cache:
+    """The tenant as last read: all users (scope is applied when building a Snapshot) and groups."""
+
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deleted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users_link: str | None = None
+    groups_link: str | None = None
+
+
+@dataclass
+class _Step:
+    """What one Change sends (a slice of its account's request chain) and how to read the replies."""
+
+    change: Change
+    requests: list[BatchRequest]
+    interpret: Interpret
+    result: Result | None = None
+    uncertain: Callable[[int], Awaitable[GraphResponse | None]] | None = None
+    """Asked after a lost reply or a 5xx: a stand-in reply when the write did happen (see RequestGroup)."""
+    extra: dict[str, Result] = field(default_factory=dict)
+    """Results of further changes this step's requests carried (20 member adds in one PATCH)."""
+
+
+class EntraConnector(Connector):
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        containers=False, max_username_length=64, revoke_sessions=True, licence_groups=True, hybrid=True,
+        password_rules="entra",  # noqa: S106 - names a rule set, not a password
+    )
+
+    def __init__(self, name: str, session: GraphSession, settings: _Settings, cursors: CursorStore,
+                 cache_file: Path, stop: Callable[[], None] | None = None) -> None:
+        super().__init__(name)
+        self.session = session
+        self.settings = settings
+        self.cursors = cursors
+        self.cache_file = cache_file
+        self.cache: _Cache | None = None
+        self._stop = stop
+
+    # configuration ------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, context: ConnectorContext) -> EntraConnector:
+        settings = _read_settings(context)
+        home = context.state_dir / f"entra-{context.name}"
+        stop: Callable[[], None] | None = None
+        ca_file = context.option("ca_file")
+        graph_url = str(context.option("graph_url", "https://graph.microsoft.com/v1.0"))
+        if context.option("sandbox", False):
+            credentials, graph_url, ca_file, stop = _start_sandbox(context, home, settings)
+        else:
+            credentials = _read_credentials(context)
+        needs = ["Group.Create", "RoleManagement.Read.Directory"]
+        if settings.sign_in_activity:
+            needs.append("AuditLog.Read.All")
+        if settings.assign_licences:
+            needs.append("LicenseAssignment.ReadWrite.All")
+        try:
+            session = GraphSession(
+                credentials, graph_url, ca_file=str(ca_file) if ca_file else None,
+                timeout=float(context.option("timeout_seconds", 60)),
+                max_in_flight=int(context.option("max_batches_in_flight", 4)),
+                write_limit_per_second=float(context.option("write_limit_per_second", 20)), needs=needs,
+            )
+        except BaseException:
+            if stop is not None:
+                stop()
+            raise
+        connector_type: type[EntraConnector] = _CloudOnlyEntraConnector if settings.hybrid == "off" else cls
+        return connector_type(context.name, session, settings, context.cursors, home / "directory-cache.json", stop)
+
+    def close(self) -> None:
+        self.session.close()
+        if self._stop is not None:
+            self._stop()
+            self._stop = None
+
+    # reading ------------------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        cache = self._refresh()
+        sign_ins = self.session.run(self._sign_ins()) if self.settings.sign_in_activity else {}
+        accounts: list[Account] = []
+        outside: set[str] = set()
+        for user in cache.users.values():
+            upn = str(user.get("userPrincipalName") or "")
+            if self._in_scope(user):
+                accounts.append(self._account(user, sign_ins.get(user["id"])))
+            elif upn:
+                outside.add(upn.split("@")[0].lower())
+        for user in cache.deleted.values():
+            if user.get("userPrincipalName"):
+                # Graph keeps a deleted user's UPN taken until it is purged.
+                outside.add(str(user["userPrincipalName"]).split("@")[0].lower())
+        groups = tuple(
+            Group(self.name, key, str(group.get("displayName") or ""),
+                  {m: self._member_name(m) for m in sorted(group["members"])})
+            for key, group in sorted(cache.groups.items()) if self._managed_group(group)
+        )
+        managed_names = {a.username.lower() for a in accounts}
+        return Snapshot(self.name, tuple(sorted(accounts, key=lambda a: a.key)), groups,
+                        frozenset(outside - managed_names))
+
+    def _in_scope(self, user: Mapping[str, Any]) -> bool:
+        upn = str(user.get("userPrincipalName") or "")
+        domain = upn.rsplit("@", 1)[-1].lower()
+        return domain in self._domains() and not (self.settings.hybrid == "off" and user.get("onPremisesSyncEnabled"))
+
+    def _domains(self) -> set[str]:
+        return {d.lower() for d in self.settings.domains.values()}
+
+    def _managed_group(self, group: Mapping[str, Any]) -> bool:
+        return self.settings.group_marker.lower() in str(group.get("description") or "").lower()
+
+    def _member_name(self, key: str) -> str:
+        assert self.cache is not None
+        user = self.cache.users.get(key)
+        if user is not None:
+            return str(user.get("displayName") or user.get("userPrincipalName") or key)
+        group = self.cache.groups.get(key)
+        return str(group.get("displayName") or key) if group else key
+
+    def _account(self, user: Mapping[str, Any], last_sign_in: datetime | None) -> Account:
+        upn = str(user["userPrincipalName"])
+        policies = str(user.get("passwordPolicies") or "")
+        return Account(
+            directory=self.name, key=str(user["id"]), username=upn.split("@")[0], login=upn,
+            given_name=str(user.get("givenName") or ""), surname=str(user.get("surname") or ""),
+            display_name=str(user.get("displayName") or ""), anchor=user.get("employeeId") or None,
+            enabled=bool(user.get("accountEnabled")), container="",
+            attributes={a: str(user[a]) for a in self.settings.attributes if user.get(a)},
+            password_never_expires="DisablePasswordExpiration" in policies,
+            synced_from_on_premises=bool(user.get("onPremisesSyncEnabled")),
+            created=_when(user.get("createdDateTime")), last_sign_in=last_sign_in,
+            password_last_set=_when(user.get("lastPasswordChangeDateTime")),
+        )
+
+    def _refresh(self) -> _Cache:
+        """Bring the cache up to date through delta links; a full read when there are none or they expired."""
+        cache = self.cache or self._load_cache()
+        try:
+            cache = self.session.run(self._read_deltas(cache))
+        except ResponseError as error:
+            raise self._read_error(error) from None
+        self.cache = cache
+        self._save_cache(cache)
+        self.cursors.set_cursor(self.name, "users_delta", cache.users_link)
+        self.cursors.set_cursor(self.name, "groups_delta", cache.groups_link)
+        return cache
+
+    def _read_error(self, error: ResponseError) -> ConnectorError:
+        if error.response.status == 403:
+            return AuthError(f"Graph refused to read the directory ({error}); the app needs the application "
+                             "permissions User.ReadWrite.All and GroupMember.ReadWrite.All with admin consent")
+        if error.response.status == 429:
+            return ConnectorError(f"Graph is throttling reads: {error}", retryable=True)
+        return error
+
+    async def _read_deltas(self, cache: _Cache) -> _Cache:
+        select_users = ",".join(dict.fromkeys((*USER_FIELDS, *self.settings.attributes)))
+        prefer = {"Prefer": f"odata.maxpagesize={MAX_PAGE}"}
+
+        async def read(link: str | None, first: str) -> tuple[list[Any], str | None, bool]:
+            if link:
+                try:
+                    items, new_link = await self.session.read_all(self._rebase(link), prefer)
+                    return items, new_link, False
+                except ResponseError as error:
+                    if error.response.status != 410 and error.response.error_code.lower() not in (
+                            "syncstatenotfound", "resyncrequired"):
+                        raise
+            items, new_link = await self.session.read_all(first, prefer)
+            return items, new_link, True
+
+        (user_items, users_link, users_full), (group_items, groups_link, groups_full) = await asyncio.gather(
+            read(cache.users_link, f"/users/delta?$select={select_users}"),
+            read(cache.groups_link, "/groups/delta?$select=displayName,description,members"),
+        )
+        if users_full:
+            cache.users, cache.deleted = {}, {}
+        if groups_full:
+            cache.groups = {}
+        for item in user_items:
+            key = str(item["id"])
+            removed = item.get("@removed")
+            if removed is not None:
+                old = cache.users.pop(key, None)
+                if removed.get("reason") == "changed" and old is not None:
+                    cache.deleted[key] = old
+                elif removed.get("reason") != "changed":
+                    cache.deleted.pop(key, None)
+                continue
+            cache.deleted.pop(key, None)
+            cache.users[key] = {**cache.users.get(key, {}), **item}
+        for item in group_items:
+            key = str(item["id"])
+            if item.get("@removed") is not None:
+                cache.groups.pop(key, None)
+                continue
+            group = cache.groups.setdefault(key, {"members": []})
+            members = set(group["members"])
+            for member in item.get("members@delta", []):
+                if member.get("@removed") is not None:
+                    members.discard(str(member["id"]))
+                else:
+                    members.add(str(member["id"]))
+            group.update({k: v for k, v in item.items() if k != "members@delta"})
+            group["members"] = sorted(members)
+        cache.users_link, cache.groups_link = users_link, groups_link
+        return cache
+
+    def _rebase(self, link: str) -> str:
+        """A stored link on the configured Graph root (the sandbox gets a new port on every run)."""
+        version = urlsplit(self.session.graph_url).path
+        parts = urlsplit(link)
+        if not parts.path.startswith(version + "/"):
+            return link
+        return self.session.graph_url + parts.path[len(version):] + (f"?{parts.query}" if parts.query else "")
+
+    async def _sign_ins(self) -> dict[str, datetime | None]:
+        items, _ = await self.session.read_all(f"/users?$select=id,signInActivity&$top={MAX_PAGE}")
+        return {str(u["id"]): _when((u.get("signInActivity") or {}).get("lastSignInDateTime")) for u in items}
+
+    def _load_cache(self) -> _Cache:
+        users_link = self.cursors.get_cursor(self.name, "users_delta")
+        groups_link = self.cursors.get_cursor(self.name, "groups_delta")
+        try:
+            data = json.loads(self.cache_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return _Cache()
+        if data.get("users_link") != users_link or data.get("groups_link") != groups_link:
+            return _Cache()  # the store and the cache file disagree (restored backup?): read everything
+        return _Cache(data["users"], data["deleted"], data["groups"], users_link, groups_link)
+
+    def _save_cache(self, cache: _Cache) -> None:
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.cache_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"users_link": cache.users_link, "groups_link": cache.groups_link,
+                                         "users": cache.users, "deleted": cache.deleted, "groups": cache.groups},
+                                        separators=(",", ":")), encoding="utf-8")
+        temporary.replace(self.cache_file)
+
+    def privileged_roles(self) -> Sequence[RoleHolder]:
+        async def read() -> list[RoleHolder]:
+            roles, _ = await self.session.read_all("/directoryRoles")
+            holders: list[RoleHolder] = []
+            for role in roles:
+                members, _ = await self.session.read_all(
+                    f"/directoryRoles/{role['id']}/members?$select=id,userPrincipalName,displayName,employeeId")
+                for member in members:
+                    holders.append(RoleHolder(
+                        self.name, str(role["displayName"]),
+                        str(member.get("userPrincipalName") or member.get("displayName") or member["id"]),
+                        str(member.get("displayName") or ""), member.get("employeeId") or None))
+            return holders
+        try:
+            return self.session.run(read())
+        except ResponseError as error:
+            if error.response.status == 403:
+                raise AuthError("Graph refused to list directory roles: the app needs the application permission "
+                                "RoleManagement.Read.Directory with admin consent") from None
+            raise
+
+    # writing ------------------------------------------------------------------------------------
+    def apply_one(self, change: Change) -> Result:
+        return next(iter(self.apply([change])))
+
+    def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+        try:
+            cache = self._refresh()
+            results = self.session.run(self._apply(cache, list(changes)))
+        except ConnectorError as error:
+            results = [Result(c.change_id, Outcome.FAILED, str(error), retryable=error.retryable) for c in changes]
+        yield from results
+
+    async def _apply(self, cache: _Cache, changes: list[Change]) -> list[Result]:
+        results: dict[str, Result] = {}
+        group_changes = [c for c in changes if c.action is Action.CREATE_GROUP]
+        member_changes = [c for c in changes if c.action in (Action.ADD_MEMBER, Action.REMOVE_MEMBER)]
+        user_changes = [c for c in changes if c not in group_changes and c not in member_changes]
+        if group_changes:
+            results.update(await self._run_steps([[self._create_group(cache, c)] for c in group_changes]))
+        if user_changes:
+            results.update(await self._run_steps(await self._user_chains(cache, user_changes)))
+        if member_changes:
+            results.update(await self._membership(cache, member_changes))
+        return [results[c.change_id] for c in changes]
+
+    async def _run_steps(self, chains: list[list[_Step]]) -> dict[str, Result]:
+        """Send each chain (one account's steps, in order) as one request group; interpret per step."""
+        groups: list[tuple[list[_Step], RequestGroup]] = []
+        for chain in chains:
+            pending = [s for s in chain if s.result is None]
+            requests = [r for s in pending for r in s.requests]
+            if requests:
+                groups.append((pending, RequestGroup(requests, pending[0].uncertain)))
+        await self.session.run_groups([g for _, g in groups])
+        for pending, group in groups:
+            position = 0
+            failed_before = False
+            for step in pending:
+                replies = group.responses[position:position + len(step.requests)]
+                position += len(step.requests)
+                if failed_before:
+                    step.result = Result(step.change.change_id, Outcome.FAILED,
+                                         "not attempted: an earlier change to this account failed", retryable=True)
+                    continue
+                step.result = await step.interpret(replies)
+                failed_before = step.result.outcome is Outcome.FAILED
+        results: dict[str, Result] = {}
+        for chain in chains:
+            for step in chain:
+                results.update(step.extra)
+                if step.result is not None:
+                    results[step.change.change_id] = step.result
+        return results
+
+    async def _user_chains(self, cache: _Cache, changes: list[Change]) -> list[list[_Step]]:
+        deleted_by_anchor: dict[str, str] = {}
+        if any(c.action is Action.CREATE for c in changes):
+            items, _ = await self.session.read_all(
+                f"/directory/deletedItems/microsoft.graph.user?$select=id,employeeId,userPrincipalName&$top={MAX_PAGE}")
+            for item in items:
+                if item.get("employeeId"):
+                    deleted_by_anchor[str(item["employeeId"])] = str(item["id"])
+                cache.deleted.setdefault(str(item["id"]), item)
+        chains: dict[str, list[_Step]] = {}
+        for change in changes:
+            key = change.target or f"create:{change.change_id}"
+            chains.setdefault(key, []).append(self._user_step(cache, change, deleted_by_anchor))
+        return list(chains.values())
+
+    def _user_step(self, cache: _Cache, change: Change, deleted_by_anchor: Mapping[str, str]) -> _Step:
+        action = change.action
+        if action is Action.CREATE:
+            return self._create(cache, change, deleted_by_anchor)
+        if action is Action.MOVE:
+            return self._done(change, Outcome.ALREADY, "Entra ID has no containers")
+        target = str(change.target or "")
+        user = cache.users.get(target)
+        if user is None:
+            if target in cache.deleted:
+                if action is Action.DELETE:
+                    return self._done(change, Outcome.ALREADY, "already in the recycle bin")
+                if action is Action.ENABLE:
+                    return self._simple(change, [BatchRequest("POST", f"/directory/deletedItems/{target}/restore"),
+                                                 BatchRequest("PATCH", f"/users/{target}", {"accountEnabled": True})],
+                                        "restored from the recycle bin and enabled")
+            if action is Action.DELETE:
+                return self._done(change, Outcome.ALREADY, "no such account")
+            return self._done(change, Outcome.FAILED, f"account {target} does not exist in Entra ID")
+        synced = bool(user.get("onPremisesSyncEnabled"))
+        upn = str(user.get("userPrincipalName"))
+        if synced and action not in (Action.REVOKE_SESSIONS, Action.UPDATE):
+            return self._hybrid_refusal(change, upn)
+        path = f"/users/{target}"
+        if action is Action.ADOPT:
+            anchor = str(change.after.get("anchor") or change.person_id or "")
+            if user.get("employeeId") == anchor:
+                return self._done(change, Outcome.ALREADY, key=target)
+            return self._simple(change, [BatchRequest("PATCH", path, {"employeeId": anchor})], key=target)
+        if action is Action.UPDATE:
+            body = self._update_body(change.after)
+            if synced and set(body) & {"givenName", "surname", "displayName", *self.settings.attributes}:
+                return self._hybrid_refusal(change, upn)
+            if all(_same(user.get(k), v) for k, v in body.items()):
+                return self._done(change, Outcome.ALREADY)
+            return self._simple(change, [BatchRequest("PATCH", path, body)])
+        if action is Action.RENAME:
+            login = str(change.after["login"])
+            if str(user.get("userPrincipalName", "")).lower() == login.lower() and upn == login:
+                return self._done(change, Outcome.ALREADY)
+            body = {"userPrincipalName": login, "mailNickname": _mail_nickname(str(change.after["username"]))}
+            return self._simple(change, [BatchRequest("PATCH", path, body)])
+        if action is Action.ENABLE:
+            if user.get("accountEnabled"):
+                return self._done(change, Outcome.ALREADY)
+            return self._simple(change, [BatchRequest("PATCH", path, {"accountEnabled": True})])
+        if action is Action.DISABLE:
+            if user.get("accountEnabled") is False:
+                return self._done(change, Outcome.ALREADY)
+            return self._simple(change, [BatchRequest("PATCH", path, {"accountEnabled": False}),
+                                         BatchRequest("POST", f"{path}/revokeSignInSessions")])
+        if action is Action.DELETE:
+            return self._simple(change, [BatchRequest("DELETE", path)], gone_is_already=True)
+        if action is Action.SET_PASSWORD:
+            if not change.password:
+                return self._done(change, Outcome.FAILED, "no password was given to set")
+            profile = {"password": change.password,
+                       "forceChangePasswordNextSignIn": bool(change.after.get("must_change_password", True))}
+            return self._simple(change, [BatchRequest("PATCH", path, {"passwordProfile": profile})])
+        if action is Action.REQUIRE_PASSWORD_CHANGE:
+            return self._simple(change, [BatchRequest("PATCH", path,
+                                                      {"passwordProfile": {"forceChangePasswordNextSignIn": True}})])
+        if action is Action.REVOKE_SESSIONS:
+            return self._simple(change, [BatchRequest("POST", f"{path}/revokeSignInSessions")])
+        return self._done(change, Outcome.FAILED, f"{action} is not a change for an account")
+
+    def _update_body(self, after: Mapping[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        names = {"given_name": "givenName", "surname": "surname", "display_name": "displayName"}
+        for ours, theirs in names.items():
+            if ours in after:
+                body[theirs] = after[ours]
+        for name, value in dict(after.get("attributes") or {}).items():
+            body[name] = value or None
+        if "password_never_expires" in after:
+            body["passwordPolicies"] = "DisablePasswordExpiration" if after["password_never_expires"] else "None"
+        return body
+
+    def _hybrid_refusal(self, change: Change, upn: str) -> _Step:
+        return self._done(change, Outcome.FAILED, f"{upn} is synchronised from on-premises Active Directory by Entra "
+                          f"Connect: make this change ({change.action}) in AD, not in Entra ID")
+
+    def _done(self, change: Change, outcome: Outcome, detail: str = "", key: str | None = None) -> _Step:
+        async def never(_: list[GraphResponse]) -> Result:
+            raise AssertionError("a finished step is never sent")
+        return _Step(change, [], never, Result(change.change_id, outcome, detail, key=key))
+
+    def _simple(self, change: Change, requests: list[BatchRequest], detail: str = "", *, key: str | None = None,
+                gone_is_already: bool = False) -> _Step:
+        async def interpret(replies: list[GraphResponse]) -> Result:
+            failed = next((r for r in replies if not r.ok), None)
+            if failed is None:
+                return Result(change.change_id, Outcome.APPLIED, detail, key=key)
+            if gone_is_already and failed.status == 404:
+                return Result(change.change_id, Outcome.ALREADY, "no such account", key=key)
+            return self._failure(change, failed)
+        return _Step(change, requests, interpret)
+
+    def _failure(self, change: Change, response: GraphResponse) -> Result:
+        if response.status in (401, 403):
+            need = {Action.CREATE_GROUP: "Group.Create", Action.ADD_MEMBER: "GroupMember.ReadWrite.All",
+                    Action.REMOVE_MEMBER: "GroupMember.ReadWrite.All"}.get(change.action, "User.ReadWrite.All")
+            detail = (f"Graph refused: {response.error_message or response.status}; the app needs the application "
+                      f"permission {need} with admin consent")
+            if change.action in (Action.SET_PASSWORD, Action.REQUIRE_PASSWORD_CHANGE):
+                detail += " and the User Administrator role to change passwords"
+            return Result(change.change_id, Outcome.FAILED, detail)
+        detail = f"{response.error_code or response.status}: {response.error_message}".rstrip(": ")
+        return Result(change.change_id, Outcome.FAILED, detail, retryable=response.status in (429, 500, 502, 503, 504))
+
+    # creates: exactly once -----------------------------------------------------------------------
+    def _create(self, cache: _Cache, change: Change, deleted_by_anchor: Mapping[str, str]) -> _Step:
+        """A new account in one POST (anchor, usage location, password to change at first sign-in).
+
+        Never duplicated: the SDK's retry is off for batches; after a lost reply or a 5xx the
+        account is looked up by its anchor before anything is sent again; a duplicate-UPN conflict
+        adopts the existing account when it carries the same anchor and is a Conflict otherwise.
+        A leaver's account still in the recycle bin is restored rather than created anew.
+        """
+        after = change.after
+        anchor = str(after.get("anchor") or change.person_id or "")
+        login = str(after["login"])
+        existing = next((k for k, u in cache.users.items() if anchor and u.get("employeeId") == anchor), None)
+        if existing is not None:
+            return self._done(change, Outcome.ALREADY, "an account with this anchor exists", key=existing)
+        profile = {"given_name": after.get("given_name"), "surname": after.get("surname"),
+                   "display_name": after.get("display_name"), "attributes": after.get("attributes") or {}}
+        deleted = deleted_by_anchor.get(anchor)
+        if deleted is not None:
+            body = {**self._update_body(profile), "userPrincipalName": login,
+                    "accountEnabled": bool(after.get("enabled", True))}
+            return self._simple(change, [BatchRequest("POST", f"/directory/deletedItems/{deleted}/restore"),
+                                         BatchRequest("PATCH", f"/users/{deleted}", body)],
+                                "restored from the recycle bin", key=deleted)
+        body = {k: v for k, v in self._update_body(profile).items() if v is not None}
+        body.update({
+            "accountEnabled": bool(after.get("enabled", True)), "userPrincipalName": login,
+            "mailNickname": _mail_nickname(str(after.get("username") or login.split("@")[0])),
+            "employeeId": anchor, "usageLocation": self.settings.usage_location,
+            "passwordProfile": {"password": change.password or _generate_password(),
+                                "forceChangePasswordNextSignIn": bool(after.get("must_change_password", True))},
+        })
+        kind = next((k for k, d in self.settings.domains.items() if d.lower() == login.rsplit("@", 1)[-1].lower()), "")
+        requests = [BatchRequest("POST", "/users", body)]
+        skus = self.settings.assign_licences.get(kind, [])
+        if skus:
+            requests.append(BatchRequest("POST", f"/users/{quote(login)}/assignLicense",
+                                         {"addLicenses": [{"skuId": s, "disabledPlans": []} for s in skus],
+                                          "removeLicenses": []}))
+
+        async def find_by_anchor() -> dict[str, Any] | None:
+            found = await self.session.send(
+                "GET", f"/users?$filter={quote(f'employeeId eq {_literal(anchor)}')}"
+                       "&$select=id,userPrincipalName,employeeId")
+            values = found.body.get("value", []) if found.ok else []
+            return values[0] if values else None
+
+        async def uncertain(index: int) -> GraphResponse | None:
+            if index != 0:
+                return None
+            found = await find_by_anchor()
+            return GraphResponse(201, {}, found) if found is not None else None
+
+        async def interpret(replies: list[GraphResponse]) -> Result:
+            created = replies[0]
+            if created.ok:
+                key = str(created.body["id"])
+                cache.users[key] = {**body, "id": key, "passwordProfile": None}
+                failed = next((r for r in replies[1:] if not r.ok), None)
+                if failed is not None:
+                    return Result(change.change_id, Outcome.APPLIED,
+                                  f"created, but the licence was not assigned: {failed.error_message}", key=key)
+                return Result(change.change_id, Outcome.APPLIED, key=key)
+            if created.status == 400 and "same value for property userPrincipalName" in created.error_message:
+                holder = await self.session.send("GET", f"/users/{quote(login)}?$select=id,employeeId")
+                if holder.ok and holder.body.get("employeeId") == anchor:
+                    return Result(change.change_id, Outcome.ALREADY, "the account already existed with this anchor",
+                                  key=str(holder.body["id"]))
+                whose = (f"an account with anchor {holder.body.get('employeeId')!r}" if holder.ok and
+                         holder.body.get("employeeId") else "an account without an anchor (plan an adopt)"
+                         if holder.ok else "a deleted account still in the recycle bin")
+                return Result(change.change_id, Outcome.FAILED, f"conflict: {login} is already used by {whose}")
+            return self._failure(change, created)
+
+        return _Step(change, requests, interpret, uncertain=uncertain)
+
+    # groups ---------------------------------------------------------------------------------------
+    def _group_key(self, cache: _Cache, name: str) -> tuple[str | None, bool]:
+        """(key, managed) of the group with this display name; managed ones win over unmanaged twins."""
+        found: tuple[str | None, bool] = (None, False)
+        for key, group in cache.groups.items():
+            if str(group.get("displayName") or "").lower() == name.lower():
+                if self._managed_group(group):
+                    return key, True
+                found = (key, False)
+        return found
+
+    def _create_group(self, cache: _Cache, change: Change) -> _Step:
+        name = str(change.group or change.after.get("name"))
+        key, managed = self._group_key(cache, name)
+        if key is not None and managed:
+            return self._done(change, Outcome.ALREADY, key=key)
+        if key is not None:
+            return self._done(change, Outcome.FAILED, f"conflict: a group named {name!r} exists but is not managed "
+                              f"by idlifecycle; add {self.settings.group_marker!r} to its description to hand it over")
+        body = {"displayName": name, "description": self.settings.group_marker, "mailEnabled": False,
+                "securityEnabled": True, "mailNickname": _mail_nickname(name) or "group"}
+
+        async def uncertain(index: int) -> GraphResponse | None:
+            found = await self.session.send(
+                "GET", f"/groups?$filter={quote(f'displayName eq {_literal(name)}')}&$select=id,description")
+            for group in found.body.get("value", []) if found.ok else []:
+                if self.settings.group_marker.lower() in str(group.get("description") or "").lower():
+                    return GraphResponse(201, {}, group)
+            return None
+
+        async def interpret(replies: list[GraphResponse]) -> Result:
+            if replies[0].ok:
+                key = str(replies[0].body["id"])
+                cache.groups[key] = {"displayName": name, "description": self.settings.group_marker, "members": []}
+                return Result(change.change_id, Outcome.APPLIED, key=key)
+            return self._failure(change, replies[0])
+
+        return _Step(change, [BatchRequest("POST", "/groups", body)], interpret, uncertain=uncertain)
+
+    async def _membership(self, cache: _Cache, changes: list[Change]) -> dict[str, Result]:
+        """Adds 20 members per PATCH (`members@odata.bind`), removals one `$ref` DELETE each."""
+        results: dict[str, Result] = {}
+        adds: dict[str, list[Change]] = {}
+        removals: list[list[_Step]] = []
+        for change in changes:
+            name = str(change.group)
+            key, managed = self._group_key(cache, name)
+            member = str(change.target or "")
+            if key is None:
+                results[change.change_id] = Result(change.change_id, Outcome.FAILED, f"group {name!r} does not exist")
+                continue
+            if not managed:
+                results[change.change_id] = Result(
+                    change.change_id, Outcome.FAILED, f"group {name!r} is not managed by idlifecycle (its description "
+                    f"lacks {self.settings.group_marker!r})")
+                continue
+            present = member in cache.groups[key]["members"]
+            if change.action is Action.ADD_MEMBER:
+                if present:
+                    results[change.change_id] = Result(change.change_id, Outcome.ALREADY)
+                elif member not in cache.users and member not in cache.groups:
+                    results[change.change_id] = Result(change.change_id, Outcome.FAILED,
+                                                       f"account {member} does not exist in Entra ID")
+                else:
+                    adds.setdefault(key, []).append(change)
+            elif not present:
+                results[change.change_id] = Result(change.change_id, Outcome.ALREADY)
+            else:
+                removals.append([self._remove_member(cache, key, change)])
+        chains: list[list[_Step]] = []
+        one_by_one: list[tuple[str, Change]] = []
+        for key, group_changes in adds.items():
+            unique = list({str(c.target): c for c in group_changes}.values())
+            for duplicate in group_changes:
+                if duplicate not in unique:
+                    results[duplicate.change_id] = Result(duplicate.change_id, Outcome.ALREADY)
+            for start in range(0, len(unique), MEMBERS_PER_PATCH):
+                chains.append([self._add_members(cache, key, unique[start:start + MEMBERS_PER_PATCH], one_by_one)])
+        results.update(await self._run_steps(chains + removals))
+        if one_by_one:
+            # A rejected PATCH (someone added one of them meanwhile, or one vanished) is redone member by member.
+            results.update(await self._run_steps([[self._add_member_ref(cache, k, c)] for k, c in one_by_one]))
+        return results
+
+    def _add_members(self, cache: _Cache, key: str, changes: list[Change],
+                     one_by_one: list[tuple[str, Change]]) -> _Step:
+        binds = [f"{self.session.graph_url}/directoryObjects/{c.target}" for c in changes]
+        first = changes[0]
+
+        async def interpret(replies: list[GraphResponse]) -> Result:
+            reply = replies[0]
+            if reply.status in (400, 404):
+                one_by_one.extend((key, c) for c in changes)
+                results = [Result(c.change_id, Outcome.FAILED, "retried one by one", retryable=True) for c in changes]
+            elif reply.ok:
+                members = cache.groups[key]["members"]
+                cache.groups[key]["members"] = sorted({*members, *(str(c.target) for c in changes)})
+                results = [Result(c.change_id, Outcome.APPLIED) for c in changes]
+            else:
+                results = [self._failure(c, reply) for c in changes]
+            step.extra.update({r.change_id: r for r in results[1:]})
+            return results[0]
+
+        step = _Step(first, [BatchRequest("PATCH", f"/groups/{key}", {"members@odata.bind": binds})], interpret)
+        return step
+
+    def _add_member_ref(self, cache: _Cache, key: str, change: Change) -> _Step:
+        async def interpret(replies: list[GraphResponse]) -> Result:
+            reply = replies[0]
+            if reply.ok:
+                cache.groups[key]["members"] = sorted({*cache.groups[key]["members"], str(change.target)})
+                return Result(change.change_id, Outcome.APPLIED)
+            if reply.status == 400 and "already exist" in reply.error_message:
+                return Result(change.change_id, Outcome.ALREADY)
+            if reply.status == 404:
+                return Result(change.change_id, Outcome.FAILED, f"account {change.target} no longer exists")
+            return self._failure(change, reply)
+        body = {"@odata.id": f"{self.session.graph_url}/directoryObjects/{change.target}"}
+        return _Step(change, [BatchRequest("POST", f"/groups/{key}/members/$ref", body)], interpret)
+
+    def _remove_member(self, cache: _Cache, key: str, change: Change) -> _Step:
+        async def interpret(replies: list[GraphResponse]) -> Result:
+            reply = replies[0]
+            if reply.ok or reply.status == 404:
+                cache.groups[key]["members"] = [m for m in cache.groups[key]["members"] if m != change.target]
+                return Result(change.change_id, Outcome.APPLIED if reply.ok else Outcome.ALREADY)
+            return self._failure(change, reply)
+        return _Step(change, [BatchRequest("DELETE", f"/groups/{key}/members/{change.target}/$ref")], interpret)
+
+
+class _CloudOnlyEntraConnector(EntraConnector):
+    """`hybrid = "off"`: accounts synchronised from AD are outside the scope altogether."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        containers=False, max_username_length=64, revoke_sessions=True, licence_groups=True, hybrid=False,
+        password_rules="entra",  # noqa: S106 - names a rule set, not a password
+    )
+
+
+def _read_settings(context: ConnectorContext) -> _Settings:
+    source = context.source
+    domains = context.option("domains", required=True)
+    if not isinstance(domains, Mapping) or not domains or not all(
+            isinstance(v, str) and "." in v for v in domains.values()):
+        raise ConfigError(source, "domains", "must be a table of kind = \"domain\", e.g. "
+                          "{ staff = \"staff.example.sch.uk\", pupil = \"pupils.example.sch.uk\" }")
+    hybrid = str(context.option("hybrid", "detect"))
+    if hybrid not in ("detect", "off"):
+        raise ConfigError(source, "hybrid", f"must be \"detect\" or \"off\", not {hybrid!r}")
+    attributes = context.option("attributes", ["department", "jobTitle", "employeeType"])
+    if not isinstance(attributes, list) or not all(isinstance(a, str) and a.isidentifier() for a in attributes):
+        raise ConfigError(source, "attributes", "must be a list of Graph user property names, e.g. [\"department\"]")
+    licences = context.option("assign_licences", {})
+    if not isinstance(licences, Mapping) or not all(isinstance(v, list) for v in licences.values()):
+        raise ConfigError(source, "assign_licences", "must be a table of kind = [\"skuId\", …]")
+    for key in ("write_limit_per_second", "max_batches_in_flight", "timeout_seconds"):
+        value = context.option(key, 1)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(source, key, f"must be a positive number, not {value!r}")
+    return _Settings(
+        domains={str(k): str(v) for k, v in domains.items()},
+        group_marker=str(context.option("group_marker", "Managed by idlifecycle")),
+        usage_location=str(context.option("usage_location", "GB")), hybrid=hybrid,
+        attributes=tuple(attributes), assign_licences={str(k): [str(s) for s in v] for k, v in licences.items()},
+        sign_in_activity=bool(context.option("sign_in_activity", False)),
+    )
+
+
+def _secret(context: ConnectorContext, name: str) -> str:
+    try:
+        return str(context.secrets[name])
+    except KeyError:
+        raise UserError(f"{context.source}: missing secret {name!r}: set IDLIFECYCLE_{name.upper()} or put it in a "
+                        f"file named {name} in $IDLIFECYCLE_SECRETS_DIR") from None
+
+
+def _read_credentials(context: ConnectorContext) -> Credentials:
+    tenant_id = str(context.option("tenant_id", required=True))
+    client_id = str(context.option("client_id", required=True))
+    host = str(context.option("authority_host", "login.microsoftonline.com"))
+    certificate = context.option("certificate")
+    if certificate:
+        path = Path(str(certificate))
+        if not path.is_absolute():
+            path = Path(context.source).parent / path
+        try:
+            certificate_pem = path.read_text(encoding="ascii")
+        except OSError as error:
+            raise ConfigError(context.source, "certificate", f"cannot read {path}: {error.strerror}") from None
+        key_name = f"{context.name}_certificate_key"
+        return Credentials(tenant_id, client_id, host, private_key=_secret(context, key_name),
+                           certificate=certificate_pem, where=f"secret {key_name} with {path}",
+                           config_file=context.source)
+    secret_name = f"{context.name}_client_secret"
+    return Credentials(tenant_id, client_id, host, client_secret=_secret(context, secret_name),
+                       where=f"secret {secret_name}", config_file=context.source)
+
+
+def _start_sandbox(context: ConnectorContext, home: Path,
+                   settings: _Settings) -> tuple[Credentials, str, str, Callable[[], None]]:
+    """The demo's embedded tenant: the emulator on a free port, its client secret made once (0600)."""
+    from idlifecycle.sandbox.graph import GraphEmulator, open_directory
+    from idlifecycle.sandbox.tls import write_private
+
+    seed = context.option("seed")
+    seed_path: Path | None = None
+    if seed:
+        seed_path = Path(str(seed))
+        if not seed_path.is_absolute():
+            seed_path = Path(context.source).parent / seed_path
+        if not seed_path.exists():
+            raise ConfigError(context.source, "seed", f"no such file: {seed_path}")
+    home.mkdir(parents=True, exist_ok=True)
+    secret_file = home / "client_secret"
+    if not secret_file.exists():
+        write_private(secret_file, secrets.token_urlsafe(32).encode())
+    secret = secret_file.read_text(encoding="ascii").strip()
+    try:
+        directory = open_directory(home / "graph-state.json", seed_path, domains=settings.domains.values())
+    except (ValueError, KeyError) as error:
+        raise ConfigError(context.source, "seed", f"{seed_path}: {error}") from None
+    emulator = GraphEmulator(directory, tls_dir=home / "tls", state_file=home / "graph-state.json")
+    emulator.register_application(SANDBOX_CLIENT_ID, secret=secret)
+    emulator.start()
+    assert emulator.certificate is not None
+    credentials = Credentials(emulator.tenant_id, SANDBOX_CLIENT_ID, f"127.0.0.1:{emulator.port}",
+                              client_secret=secret, where=str(secret_file), config_file=context.source)
+    return credentials, emulator.graph_url, str(emulator.certificate.cert), emulator.stop
+
+
+def _when(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _same(current: Any, wanted: Any) -> bool:
+    if wanted in (None, "") and current in (None, ""):
+        return True
+    if isinstance(wanted, str) and wanted == "None" and current in (None, "", "None"):
+        return True
+    return bool(current == wanted)
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _mail_nickname(name: str) -> str:
+    """Graph's mailNickname refuses spaces and most punctuation."""
+    return re.sub(r"[^A-Za-z0-9._-]", "", name)[:64]
+
+
+def _generate_password() -> str:
+    """A throw-away initial password that meets Entra's cloud rule, for creates planned without one."""
+    alphabet = string.ascii_letters + string.digits + PASSWORD_SYMBOLS
+    while True:
+        candidate = "".join(secrets.choice(alphabet) for _ in range(20))
+        if (any(c.islower() for c in candidate) and any(c.isupper() for c in candidate)
+                and any(c.isdigit() for c in candidate) and any(c in PASSWORD_SYMBOLS for c in candidate)):
+            return candidate

@@ -1,0 +1,517 @@
+"""Talking to Microsoft Graph for the Entra connector: msal sign-in, raw requests, paced JSON $batch.
+
+Requests go through msgraph-sdk's authenticated adapter and middleware, but bodies are plain
+JSON: building an SDK model costs about 5 ms per object (FACTS.md section 2), and msgraph-core's
+own batch support sends absolute item URLs that Graph refuses. The SDK is asynchronous and the
+connector contract is not, so an event loop runs on a private thread (`GraphSession.run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import msal
+import requests
+from kiota_abstractions.authentication import (
+    AccessTokenProvider,
+    AllowedHostsValidator,
+    BaseBearerTokenAuthenticationProvider,
+)
+from kiota_abstractions.method import Method
+from kiota_abstractions.request_information import RequestInformation
+from kiota_http.middleware.options import RetryHandlerOption
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph_core import GraphClientFactory
+
+from idlifecycle.connectors.base import AuthError, ConnectorError
+
+T = TypeVar("T")
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+BATCH_LIMIT = 20
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+# Application permissions the connector needs, each with the broader ones that also cover it.
+REQUIRED_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "User.ReadWrite.All": ("User.ReadWrite.All", "Directory.ReadWrite.All"),
+    "GroupMember.ReadWrite.All": ("GroupMember.ReadWrite.All", "Group.ReadWrite.All", "Directory.ReadWrite.All"),
+}
+OPTIONAL_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "Group.Create": ("Group.Create", "Group.ReadWrite.All", "Directory.ReadWrite.All"),
+    "RoleManagement.Read.Directory": ("RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory",
+                                      "Directory.Read.All", "Directory.ReadWrite.All"),
+    "AuditLog.Read.All": ("AuditLog.Read.All",),
+    "LicenseAssignment.ReadWrite.All": ("LicenseAssignment.ReadWrite.All", "User.ReadWrite.All",
+                                        "Directory.ReadWrite.All"),
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How the app proves who it is; `where` names the secret's source for messages, never its value."""
+
+    tenant_id: str
+    client_id: str
+    authority_host: str
+    client_secret: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+    certificate: str | None = None
+    where: str = ""
+    config_file: str = ""
+
+
+@dataclass(frozen=True)
+class GraphResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error_code(self) -> str:
+        error = (self.body or {}).get("error") if isinstance(self.body, dict) else None
+        return str(error.get("code", "")) if isinstance(error, dict) else ""
+
+    @property
+    def error_message(self) -> str:
+        error = (self.body or {}).get("error") if isinstance(self.body, dict) else None
+        return str(error.get("message", "")) if isinstance(error, dict) else ""
+
+    def retry_after(self) -> float | None:
+        for name, value in self.headers.items():
+            if name.lower() == "retry-after":
+                try:
+                    return max(0.0, float(value))
+                except ValueError:
+                    return None
+        return None
+
+
+class TransportFailure(ConnectorError):
+    """No reply arrived (timeout, dropped connection): a write may or may not have happened."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+@dataclass
+class BatchRequest:
+    """One batch item. `depends_on_previous` chains it after the item before it in its group."""
+
+    method: str
+    url: str
+    """Relative to the Graph version root, e.g. "/users/{id}"."""
+    body: Any = None
+
+
+@dataclass
+class RequestGroup:
+    """Items that must run in order in one batch (a chain); `uncertain` decides after a lost reply.
+
+    `uncertain(index)` is awaited when item `index` may or may not have been applied (timeout,
+    dropped connection, 5xx); it returns a stand-in response when the write turns out to have
+    happened (e.g. a create found by its anchor), or None to send the rest again.
+    """
+
+    requests: list[BatchRequest]
+    uncertain: Callable[[int], Awaitable[GraphResponse | None]] | None = None
+    responses: list[GraphResponse] = field(default_factory=list)
+    attempts: int = 0
+
+
+class Pacer:
+    """A token bucket at the app's write limit; a 429's Retry-After pauses every sender."""
+
+    def __init__(self, per_second: float, burst: int = BATCH_LIMIT) -> None:
+        self.rate = per_second
+        self.capacity = float(burst)
+        self.tokens = 0.0
+        self.stamp = time.monotonic()
+        self.paused_until = 0.0
+        self.lock = asyncio.Lock()
+
+    async def acquire(self, n: int) -> None:
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                if now < self.paused_until:
+                    await asyncio.sleep(self.paused_until - now)
+                    continue
+                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens >= n:
+                    self.tokens -= n
+                    return
+                await asyncio.sleep((n - self.tokens) / self.rate)
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+
+class _MsalTokens(AccessTokenProvider):
+    def __init__(self, session: GraphSession) -> None:
+        self.session = session
+        self.validator = AllowedHostsValidator([session.graph_host])
+
+    async def get_authorization_token(self, uri: str, additional_authentication_context: dict[str, Any]
+                                      | None = None) -> str:
+        return await asyncio.to_thread(self.session.token)
+
+    def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
+        return self.validator
+
+
+class GraphSession:
+    """One signed-in connection to Graph, with its own event loop thread."""
+
+    def __init__(self, credentials: Credentials, graph_url: str, *, ca_file: str | None = None,
+                 timeout: float = 60.0, max_in_flight: int = 4, write_limit_per_second: float = 20.0,
+                 needs: Sequence[str] = ()) -> None:
+        self.credentials = credentials
+        self.graph_url = graph_url.rstrip("/")
+        self.graph_host = urlsplit(self.graph_url).hostname or ""
+        self.ca_file = ca_file
+        self.timeout = timeout
+        self.max_in_flight = max_in_flight
+        self.write_limit_per_second = write_limit_per_second
+        self.needs = tuple(needs)
+        self.writes_sent = 0
+        self.throttled = 0
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._token_lock = threading.Lock()
+        self._checked_token: str | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="entra-graph", daemon=True)
+        self._thread.start()
+        self._adapter: GraphRequestAdapter = self.run(self._make_adapter())
+        self._pacer: Pacer = self.run(self._make_pacer())
+
+    # plumbing -------------------------------------------------------------------------------------
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    async def _make_adapter(self) -> GraphRequestAdapter:
+        verify: ssl.SSLContext | bool = True
+        if self.ca_file:
+            verify = ssl.create_default_context(cafile=self.ca_file)
+        client = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(self.timeout),
+                                   limits=httpx.Limits(max_connections=self.max_in_flight + 2))
+        client = GraphClientFactory.create_with_default_middleware(client=client)
+        adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(_MsalTokens(self)), client=client)
+        adapter.base_url = self.graph_url
+        return adapter
+
+    async def _make_pacer(self) -> Pacer:
+        return Pacer(self.write_limit_per_second)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        client = getattr(self._adapter, "_http_client", None)
+        if isinstance(client, httpx.AsyncClient):
+            self.run(client.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    # sign-in --------------------------------------------------------------------------------------
+    def token(self) -> str:
+        """An access token from msal's cache or the token endpoint; AuthError with the fix when refused."""
+        with self._token_lock:
+            app = self._app or self._make_app()
+            self._app = app
+            try:
+                result = app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
+            except requests.RequestException as error:
+                raise ConnectorError(f"cannot reach the sign-in service {self.credentials.authority_host}: "
+                                     f"{type(error).__name__}", retryable=True) from None
+            if "access_token" not in result:
+                raise self._token_error(result)
+            token = str(result["access_token"])
+            if token != self._checked_token:
+                self._check_consent(token)
+                self._checked_token = token
+            return token
+
+    def _make_app(self) -> msal.ConfidentialClientApplication:
+        c = self.credentials
+        credential: str | dict[str, str]
+        if c.private_key is not None:
+            credential = {"private_key": c.private_key, "public_certificate": c.certificate or ""}
+        else:
+            credential = c.client_secret or ""
+        http = requests.Session()
+        if self.ca_file:
+            # REQUESTS_CA_BUNDLE in the environment would otherwise override `verify` (FACTS.md section 2).
+            http.trust_env = False
+            http.verify = self.ca_file
+        try:
+            return msal.ConfidentialClientApplication(
+                c.client_id, client_credential=credential, authority=f"https://{c.authority_host}/{c.tenant_id}",
+                http_client=http, instance_discovery=c.authority_host == "login.microsoftonline.com",
+                timeout=self.timeout,
+            )
+        except ValueError as error:
+            if "authority" in str(error).lower():
+                raise AuthError(f"{c.config_file}: tenant_id: tenant {c.tenant_id!r} was not found at "
+                                f"{c.authority_host}; copy the Directory (tenant) ID from the app registration's "
+                                "Overview page in the Entra admin centre") from None
+            raise AuthError(f"{c.config_file}: certificate: the certificate or its private key ({c.where}) cannot "
+                            f"be read: {error}") from None
+        except requests.RequestException as error:
+            raise ConnectorError(f"cannot reach the sign-in service {c.authority_host}: {type(error).__name__}",
+                                 retryable=True) from None
+
+    def _token_error(self, result: Mapping[str, Any]) -> AuthError:
+        c = self.credentials
+        codes = set(result.get("error_codes") or [])
+        error = str(result.get("error", ""))
+        if 90002 in codes or error == "invalid_tenant":
+            return AuthError(f"{c.config_file}: tenant_id: tenant {c.tenant_id!r} was not found; copy the Directory "
+                             "(tenant) ID from the app registration's Overview page")
+        if 700016 in codes:
+            return AuthError(f"{c.config_file}: client_id: no application {c.client_id!r} in tenant {c.tenant_id!r}; "
+                             "copy the Application (client) ID from the app registration's Overview page")
+        if codes & {7000215, 7000222}:
+            return AuthError(f"the client secret ({c.where}) was refused for app {c.client_id!r}: it is wrong or has "
+                             "expired; create a new one under Certificates & secrets and store its Value (not its "
+                             "Secret ID)")
+        if codes & {700027, 700023, 700024}:
+            return AuthError(f"the certificate ({c.where}) was refused for app {c.client_id!r}: upload the public "
+                             "certificate under Certificates & secrets of the app registration, or check the key "
+                             "matches it")
+        if 65001 in codes or error == "consent_required":
+            return AuthError(f"app {c.client_id!r} has no admin consent in tenant {c.tenant_id!r}: an administrator "
+                             "must click 'Grant admin consent' under API permissions")
+        description = str(result.get("error_description", "")).splitlines()[0] if result.get(
+            "error_description") else error
+        return AuthError(f"sign-in to tenant {c.tenant_id!r} as app {c.client_id!r} failed: {description}")
+
+    def _check_consent(self, token: str) -> None:
+        """The token lists the consented application permissions: name any missing one now, not on a 403."""
+        try:
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            return
+        roles = set(claims.get("roles") or [])
+        wanted = {**REQUIRED_PERMISSIONS, **{k: v for k, v in OPTIONAL_PERMISSIONS.items() if k in self.needs}}
+        missing = [name for name, covering in wanted.items() if not roles & set(covering)]
+        if missing:
+            raise AuthError(
+                f"app {self.credentials.client_id!r} lacks admin consent for the Microsoft Graph application "
+                f"permission{'s' if len(missing) > 1 else ''} {', '.join(missing)}: in the Entra admin centre open "
+                "App registrations > the app > API permissions, add them as Application permissions and click "
+                "'Grant admin consent'")
+
+    # requests -------------------------------------------------------------------------------------
+    async def send(self, method: str, url: str, body: Any = None, *, retry: bool = True,
+                   headers: Mapping[str, str] | None = None) -> GraphResponse:
+        """One request through the SDK's pipeline. `url` is absolute or relative to the version root.
+
+        `retry=False` turns off the SDK's RetryHandler, which would resend a POST (FACTS.md section 2).
+        """
+        info = RequestInformation()
+        info.http_method = Method[method]
+        info.url = url if url.startswith(("http://", "https://")) else self.graph_url + url
+        info.headers.try_add("Accept", "application/json")
+        for name, value in (headers or {}).items():
+            info.headers.try_add(name, value)
+        if body is not None:
+            info.headers.try_add("Content-Type", "application/json")
+            info.content = json.dumps(body).encode()
+        if not retry:
+            info.add_request_options([RetryHandlerOption(delay=0, max_retries=0, should_retry=False)])
+        span = self._adapter.start_tracing_span(info, "idlifecycle.entra")
+        try:
+            response = await self._adapter.get_http_response_message(info, span)
+        except httpx.TimeoutException:
+            raise TransportFailure(f"no reply from Graph within {self.timeout:g} s ({method} {urlsplit(url).path})") \
+                from None
+        except httpx.TransportError as error:
+            raise TransportFailure(f"connection to Graph failed ({type(error).__name__})") from None
+        finally:
+            span.end()
+        content = response.content
+        parsed = json.loads(content) if content and "json" in response.headers.get("content-type", "") else None
+        return GraphResponse(response.status_code, dict(response.headers), parsed)
+
+    def get(self, url: str, headers: Mapping[str, str] | None = None) -> GraphResponse:
+        return self.run(self.send("GET", url, headers=headers))
+
+    async def read_all(self, url: str, headers: Mapping[str, str] | None = None) -> tuple[list[Any], str | None]:
+        """Follow @odata.nextLink to the end; returns the items and the @odata.deltaLink if any."""
+        items: list[Any] = []
+        next_url: str | None = url
+        while next_url:
+            response = await self.send("GET", next_url, headers=headers)
+            if not response.ok:
+                raise ResponseError(response, f"GET {urlsplit(next_url).path}")
+            items.extend(response.body.get("value", []))
+            delta = response.body.get("@odata.deltaLink")
+            next_url = response.body.get("@odata.nextLink")
+            if delta:
+                return items, str(delta)
+        return items, None
+
+    # batches --------------------------------------------------------------------------------------
+    async def run_groups(self, groups: Sequence[RequestGroup], *, max_attempts: int = 8) -> None:
+        """Send every group's requests in JSON $batches of up to 20 items, several in flight, paced.
+
+        Items answered 429/5xx are sent again (the group from the failed item on) after
+        Retry-After, or an exponential backoff when there is none; a lost reply asks the group's
+        `uncertain` hook first. A group that never succeeds keeps its last failing response.
+        """
+        queue: asyncio.Queue[RequestGroup] = asyncio.Queue()
+        for group in groups:
+            queue.put_nowait(group)
+        outstanding = len(groups)
+        done = asyncio.Event()
+        if outstanding == 0:
+            return
+        in_flight = asyncio.Semaphore(self.max_in_flight)
+
+        def finish(n: int) -> None:
+            nonlocal outstanding
+            outstanding -= n
+            if outstanding == 0:
+                done.set()
+
+        def requeue_later(group: RequestGroup, delay: float) -> None:
+            asyncio.get_running_loop().call_later(delay, queue.put_nowait, group)
+
+        failures: list[BaseException] = []
+
+        async def send_batch(batch: list[RequestGroup]) -> None:
+            try:
+                finish(await self._send_batch(batch, requeue_later, max_attempts))
+            except Exception as error:  # surfaced after the pump stops; a hung run would hide it
+                failures.append(error)
+                done.set()
+            finally:
+                in_flight.release()
+
+        async def pump() -> None:
+            tasks: set[asyncio.Task[None]] = set()
+            while not done.is_set():
+                getter = asyncio.ensure_future(queue.get())
+                waiter = asyncio.ensure_future(done.wait())
+                await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    waiter.cancel()
+                    break
+                waiter.cancel()
+                batch = [getter.result()]
+                size = len(batch[0].requests) - len(batch[0].responses)
+                while not queue.empty():
+                    candidate = queue._queue[0]  # type: ignore[attr-defined]  # peek: only take what fits
+                    extra = len(candidate.requests) - len(candidate.responses)
+                    if size + extra > BATCH_LIMIT:
+                        break
+                    batch.append(queue.get_nowait())
+                    size += extra
+                await in_flight.acquire()
+                await self._pacer.acquire(size)
+                task = asyncio.ensure_future(send_batch(batch))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+
+        await pump()
+        if failures:
+            raise failures[0]
+
+    async def _send_batch(self, batch: list[RequestGroup],
+                          requeue_later: Callable[[RequestGroup, float], None],
+                          max_attempts: int) -> int:
+        """One $batch round trip; returns how many groups are finished (the rest were requeued)."""
+        items: list[dict[str, Any]] = []
+        item_of: dict[tuple[int, int], str] = {}
+        for group in batch:
+            group.attempts += 1
+            for index in range(len(group.responses), len(group.requests)):
+                request = group.requests[index]
+                item_id = str(len(items) + 1)
+                item: dict[str, Any] = {"id": item_id, "method": request.method, "url": request.url}
+                if request.body is not None:
+                    item["body"] = request.body
+                    item["headers"] = {"Content-Type": "application/json"}
+                if index > len(group.responses):
+                    item["dependsOn"] = [str(len(items))]
+                items.append(item)
+                item_of[(id(group), index)] = item_id
+        self.writes_sent += sum(1 for i in items if i["method"] != "GET")
+        try:
+            reply = await self.send("POST", "/$batch", {"requests": items}, retry=False)
+            if not reply.ok:
+                raise ResponseError(reply, "POST /$batch")
+            by_id = {str(r.get("id")): r for r in reply.body.get("responses", [])}
+        except (TransportFailure, ResponseError) as failure:
+            status = failure.response.status if isinstance(failure, ResponseError) else 0
+            if isinstance(failure, ResponseError) and status not in RETRYABLE_STATUSES:
+                raise
+            lost = GraphResponse(status or 504, {}, {"error": {"code": "transport", "message": str(failure)}})
+            by_id = {item["id"]: {"status": lost.status, "headers": {}, "body": lost.body} for item in items}
+            if isinstance(failure, ResponseError):
+                by_id = {k: {**v, "headers": dict(failure.response.headers)} for k, v in by_id.items()}
+        finished = 0
+        for group in batch:
+            start = len(group.responses)
+            delay: float | None = None
+            for index in range(start, len(group.requests)):
+                raw = by_id.get(item_of[(id(group), index)], {"status": 504, "headers": {}, "body": None})
+                response = GraphResponse(int(raw.get("status", 504)), dict(raw.get("headers") or {}), raw.get("body"))
+                if response.status in RETRYABLE_STATUSES:
+                    if response.status == 429:
+                        self.throttled += 1
+                    if response.status != 429 and group.uncertain is not None:
+                        stand_in = await group.uncertain(index)
+                        if stand_in is not None:
+                            group.responses.append(stand_in)
+                            continue
+                    if group.attempts >= max_attempts:
+                        group.responses.append(response)
+                        group.responses.extend(response for _ in range(index + 1, len(group.requests)))
+                        break
+                    wait = response.retry_after()
+                    if wait is None:
+                        wait = min(30.0, 2.0 ** (group.attempts - 1)) * (0.5 + random.random())  # noqa: S311
+                    if response.status == 429:
+                        self._pacer.pause(wait)
+                    delay = max(delay or 0.0, wait)
+                    break
+                group.responses.append(response)
+                if not response.ok:
+                    break
+            if delay is not None:
+                requeue_later(group, delay)
+            else:
+                last = group.responses[-1] if group.responses else GraphResponse(424, {}, None)
+                group.responses.extend(last for _ in range(len(group.responses), len(group.requests)))
+                finished += 1
+        return finished
+
+
+class ResponseError(ConnectorError):
+    """Graph answered with an error status; the message has Graph's code and message, never a body."""
+
+    def __init__(self, response: GraphResponse, what: str) -> None:
+        self.response = response
+        detail = (f"{response.error_code}: {response.error_message}" if response.error_code
+                  else f"HTTP {response.status}")
+        super().__init__(f"{what}: {detail}", retryable=response.status in RETRYABLE_STATUSES)
