@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.guards import GuardLimits
@@ -40,19 +40,17 @@ class Secrets(Mapping[str, str]):
 
     def _read(self, name: str) -> str | None:
         key = name.lower()
-        model: type[BaseSettings] = create_model(  # type: ignore[call-overload]
-            "SecretLookup",
-            __base__=BaseSettings,
-            **{key: (SecretStr | None, None)},
-        )
-        model.model_config = SettingsConfigDict(
-            env_prefix="IDLIFECYCLE_",
-            secrets_dir=self.secrets_dir if self.secrets_dir and self.secrets_dir.is_dir() else None,
-            case_sensitive=False,
-            extra="ignore",
-        )
-        value = getattr(model(), key)
-        return None if value is None else str(value.get_secret_value()).strip()
+        secrets_dir = self.secrets_dir if self.secrets_dir and self.secrets_dir.is_dir() else None
+        # Two lookups, each through one pydantic-settings source: the environment with the
+        # IDLIFECYCLE_ prefix, then a file named plainly <name> (pydantic-settings would otherwise
+        # put the prefix on file names too, and systemd credentials are named without it).
+        for source, prefix in (("env", "IDLIFECYCLE_"), ("file", "")):
+            if source == "file" and secrets_dir is None:
+                continue
+            value = getattr(_lookup_model(key, source)(_secrets_dir=secrets_dir, _env_prefix=prefix), key)
+            if value is not None:
+                return str(value.get_secret_value()).strip()
+        return None
 
     def __getitem__(self, name: str) -> str:
         if name not in self._cache:
@@ -81,6 +79,26 @@ class Secrets(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Secrets(dir={self.secrets_dir}, loaded={sorted(self._cache)})"
+
+
+def _lookup_model(key: str, source: str) -> type[BaseSettings]:
+    """A one-field settings class that reads `key` from one source only."""
+
+    class Lookup(BaseSettings):
+        model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (env_settings,) if source == "env" else (file_secret_settings,)
+
+    model: type[BaseSettings] = create_model(  # type: ignore[call-overload]
+        "SecretLookup", __base__=Lookup, **{key: (SecretStr | None, None)},
+    )
+    return model
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -60,7 +60,7 @@ class Job:
     def __init__(self, config: JobConfig, *, today: date | None = None, secrets: Secrets | None = None) -> None:
         self.config = config
         self.today = today or date.today()
-        self.secrets = secrets or Secrets()
+        self.secrets = secrets if secrets is not None else Secrets()
         self.store = Store(config.state_db)
 
     def close(self) -> None:
@@ -252,7 +252,11 @@ def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, act
         if not apply:
             return RunReport(run_id, "planned", plan, feed_errors=feed_errors)
         if not plan.changes:
-            return RunReport(run_id, "nothing-to-do", plan, feed_errors=feed_errors)
+            quiet = RunReport(run_id, "nothing-to-do", plan, feed_errors=feed_errors)
+            # Grants can expire on a quiet night too (their member removed by hand): end them.
+            if uses_shares:
+                quiet = replace(quiet, incidents=tuple(access.after_run(job, quiet, connectors)))
+            return quiet
         if allow_destructive:
             job.store.audit("guard-override", {"allow_destructive": allow_destructive, "run": run_id}, actor=actor)
         issuer = passwords.PasswordIssuer.for_job(job, connectors)

@@ -1,0 +1,53 @@
+"""Configuration: secrets from the environment or secret files, and clear messages for bad files."""
+
+import pytest
+
+from idlifecycle.config import Secrets, load_mapping
+from idlifecycle.errors import ConfigError, UserError
+
+
+def test_a_secret_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("IDLIFECYCLE_SMTP_PASSWORD", "from-env")
+    assert Secrets(tmp_path)["smtp_password"] == "from-env"
+
+
+def test_a_secret_comes_from_a_file_named_plainly_in_the_secrets_directory(monkeypatch, tmp_path):
+    monkeypatch.delenv("IDLIFECYCLE_AD_BIND_PASSWORD", raising=False)
+    (tmp_path / "ad_bind_password").write_text("from-file\n")
+    assert Secrets(tmp_path)["ad_bind_password"] == "from-file"
+
+
+def test_a_plain_environment_variable_without_the_prefix_is_not_read(monkeypatch, tmp_path):
+    monkeypatch.setenv("ENTRA_CLIENT_SECRET", "someone-elses")
+    assert Secrets(tmp_path).get("entra_client_secret") is None
+
+
+def test_a_missing_secret_names_both_places_and_never_a_value(monkeypatch, tmp_path):
+    monkeypatch.delenv("IDLIFECYCLE_ENTRA_CLIENT_SECRET", raising=False)
+    with pytest.raises(UserError) as raised:
+        Secrets(tmp_path)["entra_client_secret"]
+    assert str(raised.value) == (f"secret 'entra_client_secret' is missing: set IDLIFECYCLE_ENTRA_CLIENT_SECRET or put "
+                                 f"it in {tmp_path}/entra_client_secret")
+
+
+def test_a_secret_never_shows_in_the_repr(monkeypatch, tmp_path):
+    monkeypatch.setenv("IDLIFECYCLE_SMTP_PASSWORD", "hunter2hunter2")
+    secrets = Secrets(tmp_path)
+    assert secrets["smtp_password"]
+    assert "hunter2" not in repr(secrets)
+
+
+def test_an_unknown_template_field_in_the_mapping_names_the_file_and_key(tmp_path):
+    mapping = tmp_path / "school.toml"
+    mapping.write_text('[pupil]\nusername = "{firstname}{surname}"\ndomain = "pupils.example.sch.uk"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_mapping([mapping])
+    assert str(raised.value).startswith(f"{mapping}: pupil.username: unknown field {{firstname}}; use one of ")
+
+
+def test_a_mapping_typo_is_one_message_naming_the_key(tmp_path):
+    mapping = tmp_path / "school.toml"
+    mapping.write_text('[staff]\nusername = "{first_initial}{surname}"\ndomain = "s.example"\nretention_dayz = 3\n')
+    with pytest.raises(ConfigError) as raised:
+        load_mapping([mapping])
+    assert str(raised.value) == f"{mapping}: staff.retention_dayz: Extra inputs are not permitted"
