@@ -990,31 +990,44 @@ class ADConnector(Connector):
         current = self._read_one(group_dn, ["member"], controls=[EXTENDED_DN_CONTROL])
         members = {g for v in (current[1].get("member", []) if current else [])
                    if (g := _member_guid(v.decode() if isinstance(v, bytes) else v))}
-        pending: dict[str, tuple[Change, str]] = {}
-        results: list[Result] = []
         adding = action is Action.ADD_MEMBER
+        results: list[Result] = []
+        wanted: list[Change] = []
         for change in batch:
-            key = _key(change.target) if change.target else ""
-            if key and (key in members) == adding:
+            if change.target and (_key(change.target) in members) == adding:
                 results.append(self._done(change, Outcome.ALREADY))
-                continue
-            member = self._read_one(f"<GUID={key}>", ["objectGUID"]) if key else None
-            if member is None:
+            else:
+                wanted.append(change)
+        dns = self._dns_of({_key(c.target) for c in wanted if c.target})
+        pending: list[tuple[Change, str]] = []
+        for change in wanted:
+            dn = dns.get(_key(change.target)) if change.target else None
+            if dn is None:
                 results.append(Result(change.change_id, Outcome.FAILED,
                                       f"{action} {group}: account {change.target} ({change.username}) not found"))
-                continue
-            pending[key] = (change, member[0])
+            else:
+                pending.append((change, dn))
         operation = ldap3.MODIFY_ADD if adding else ldap3.MODIFY_DELETE
         if pending:
             try:
-                self._conn.modify(group_dn, {"member": [(operation, [dn for _, dn in pending.values()])]})
-                results.extend(self._done(change) for change, _ in pending.values())
+                self._conn.modify(group_dn, {"member": [(operation, sorted({dn for _, dn in pending}))]})
+                results.extend(self._done(change) for change, _ in pending)
             except ldap_errors.LDAPOperationResult as error:
                 if _transient(error):
                     raise
-                for change, dn in pending.values():
-                    results.append(self._one_member(group_dn, operation, change, dn))
+                results.extend(self._one_member(group_dn, operation, change, dn) for change, dn in pending)
         return iter(results)
+
+    def _dns_of(self, keys: set[str]) -> dict[str, str]:
+        """objectGUID -> DN for many accounts in a few searches (members may live outside base_dn)."""
+        found: dict[str, str] = {}
+        ordered = sorted(keys)
+        domain = self._domain_dn() if ordered else ""
+        for start in range(0, len(ordered), 200):
+            chunk = "".join(_guid_filter(key) for key in ordered[start:start + 200])
+            for dn, raw in self._search(domain, f"(|{chunk})", ["objectGUID"]):
+                found[_guid(raw["objectGUID"][0])] = dn
+        return found
 
     def _one_member(self, group_dn: str, operation: str, change: Change, dn: str) -> Result:
         try:
