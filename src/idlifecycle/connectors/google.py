@@ -369,10 +369,11 @@ class GoogleConnector(Connector):
                 continue
             self._remember_group(group)
             members = {
-                str(m["id"]): accounts_by_key[m["id"]].display_name if m["id"] in accounts_by_key else str(m["email"])
+                str(m["id"]): accounts_by_key[m["id"]].display_name if m["id"] in accounts_by_key
+                else str(m.get("email", m["id"]))
                 for m in self._pages(self._members.list, "members", groupKey=group["id"], maxResults=200,
                                      fields="nextPageToken,members(id,email,type)")
-                if m.get("type", "USER") == "USER"}
+                if m.get("type", "USER") == "USER" and "id" in m}
             groups.append(Group(self.name, str(group["id"]), str(group.get("name") or group["email"]), members))
         return Snapshot(self.name, tuple(accounts), tuple(groups), frozenset(outside))
 
@@ -495,10 +496,10 @@ class GoogleConnector(Connector):
             detail = failed.detail or self._stopped or "not sent"
             return Result(change_id, Outcome.FAILED, detail, retryable=failed.retryable or failed.outcome is None)
         key = next((c.key for c in item.calls if c.key), None)
-        if all(c.outcome is Outcome.ALREADY for c in item.calls):
-            return Result(change_id, Outcome.ALREADY, item.calls[0].detail, key=key)
         if item.change.action is Action.CREATE_GROUP and key and self._groups is not None:
             self._groups[str(item.change.group).lower()] = key
+        if all(c.outcome is Outcome.ALREADY for c in item.calls):
+            return Result(change_id, Outcome.ALREADY, item.calls[0].detail, key=key)
         return Result(change_id, Outcome.APPLIED, key=key)
 
     def _run(self, calls: list[_Call]) -> None:
