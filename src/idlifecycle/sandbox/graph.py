@@ -313,7 +313,7 @@ class GraphEmulator:
             header = jwt.get_unverified_header(assertion)
             der = certificate.public_bytes(serialization.Encoding.DER)
             expected = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
-            if header.get("x5t#S256", expected) != expected:
+            if str(header.get("x5t#S256", expected)).rstrip("=") != expected:
                 return "AADSTS700027: The certificate with identifier used to sign the client assertion is not " \
                        "registered on application."
             return None

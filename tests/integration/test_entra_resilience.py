@@ -1,0 +1,209 @@
+"""The Entra connector when Graph throttles, loses replies or refuses to sign us in (real msal + msgraph-sdk)."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from idlifecycle.connectors.base import AuthError
+from idlifecycle.connectors.entra import EntraConnector
+from idlifecycle.model import Action, Outcome
+from idlifecycle.sandbox.graph import Fault, GraphEmulator
+from idlifecycle.sandbox.tls import make_key_and_certificate
+from tests.integration.graph_fixtures import *  # noqa: F403
+from tests.integration.graph_fixtures import CLIENT_ID, PUPILS, STAFF, change, starter
+
+
+def _pupils(emulator: GraphEmulator) -> list[dict[str, object]]:
+    return [u for u in emulator.directory.state["users"].values() if u["userPrincipalName"].endswith(PUPILS)]
+
+
+def test_september_intake_throttled_mid_batch_is_finished_after_retry_after_without_duplicates(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector]) -> None:
+    emulator = make_emulator(write_limit=10, write_window=1.0)
+    entra = make_connector(emulator, write_limit_per_second=1000)  # paced too fast on purpose: Graph must push back
+    intake = [starter(f"P2{i:03d}", f"25pupil{i}", "New", f"Pupil{i}") for i in range(30)]
+
+    results = list(entra.apply(intake))
+
+    assert [r.outcome for r in results] == [Outcome.APPLIED] * 30
+    assert emulator.stats["throttled"] > 0
+    assert len(_pupils(emulator)) == 31  # Amy plus 30, each once
+    assert len({r.key for r in results}) == 30
+
+
+def test_throttling_without_retry_after_backs_off_and_still_finishes(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector]) -> None:
+    emulator = make_emulator(write_limit=8, write_window=1.0, send_retry_after=False)
+    entra = make_connector(emulator, write_limit_per_second=1000)
+
+    results = list(entra.apply([starter(f"P3{i:03d}", f"25late{i}", "Late", f"Pupil{i}") for i in range(12)]))
+
+    assert {r.outcome for r in results} == {Outcome.APPLIED}
+    assert emulator.stats["throttled"] > 0
+
+
+def test_pacing_under_the_write_limit_provokes_no_throttling(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector]) -> None:
+    emulator = make_emulator(write_limit=40, write_window=1.0)
+    entra = make_connector(emulator, write_limit_per_second=20)
+
+    results = list(entra.apply([starter(f"P4{i:03d}", f"25calm{i}", "Calm", f"Pupil{i}") for i in range(30)]))
+
+    assert {r.outcome for r in results} == {Outcome.APPLIED}
+    assert emulator.stats["throttled"] == 0
+
+
+def test_create_whose_reply_is_lost_after_graph_made_the_account_is_not_made_twice(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    emulator.faults.append(Fault("POST", r"^/v1\.0/users$", mode="drop_after"))
+
+    [result] = list(entra.apply([starter("P500", "25lost", "Lost", "Reply")]))
+
+    assert result.outcome is Outcome.APPLIED
+    made = [u for u in _pupils(emulator) if u.get("employeeId") == "P500"]
+    assert len(made) == 1 and made[0]["id"] == result.key
+
+
+def test_create_answered_with_a_gateway_timeout_after_it_happened_is_not_made_twice(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    emulator.faults.append(Fault("POST", r"^/v1\.0/users$", mode="after", status=504))
+
+    [result] = list(entra.apply([starter("P501", "25slow", "Slow", "Gateway")]))
+
+    assert result.outcome is Outcome.APPLIED
+    assert len([u for u in _pupils(emulator) if u.get("employeeId") == "P501"]) == 1
+
+
+def test_create_refused_with_503_before_it_happened_is_sent_again(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    emulator.faults.append(Fault("POST", r"^/v1\.0/users$", mode="status", status=503, retry_after=0))
+
+    [result] = list(entra.apply([starter("P502", "25busy", "Busy", "Service")]))
+
+    assert result.outcome is Outcome.APPLIED
+    assert len([u for u in _pupils(emulator) if u.get("employeeId") == "P502"]) == 1
+
+
+def test_account_made_by_a_crashed_earlier_run_is_adopted_and_someone_elses_is_a_conflict(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    entra.snapshot()
+    mine = emulator.directory.add_user(userPrincipalName=f"25ghost@{PUPILS}", displayName="G", employeeId="P600")
+    emulator.directory.add_user(userPrincipalName=f"25taken@{PUPILS}", displayName="T", employeeId="P999")
+    emulator.directory.add_user(userPrincipalName=f"25bare@{PUPILS}", displayName="B")
+    # Graph's reads lag its writes: with a view from before they existed, the duplicate-UPN answer decides.
+    stale_view = entra.cache
+    assert stale_view is not None
+    creates = [starter("P600", "25ghost", "G", "Host"), starter("P601", "25taken", "T", "Aken"),
+               starter("P602", "25bare", "B", "Are")]
+
+    results = entra.session.run(entra._apply(stale_view, creates))
+
+    assert (results[0].outcome, results[0].key) == (Outcome.ALREADY, mine)
+    assert results[1].outcome is Outcome.FAILED and "anchor 'P999'" in results[1].detail
+    assert results[2].outcome is Outcome.FAILED and "without an anchor" in results[2].detail
+    assert not results[1].retryable
+
+
+def test_forty_five_new_members_go_in_three_requests(emulator: GraphEmulator, entra: EntraConnector) -> None:
+    keys = [emulator.directory.add_user(userPrincipalName=f"m{i}@{PUPILS}", displayName=f"M {i}") for i in range(45)]
+    entra.snapshot()
+    writes_before = emulator.stats["writes"]
+
+    results = list(entra.apply([change(Action.ADD_MEMBER, k, group="All Pupils") for k in keys]))
+
+    assert {r.outcome for r in results} == {Outcome.APPLIED}
+    assert emulator.stats["writes"] - writes_before == 3
+    group = next(g for g in emulator.directory.state["groups"].values() if g["displayName"] == "All Pupils")
+    assert set(keys) <= set(group["members"])
+
+
+def test_member_added_by_hand_meanwhile_does_not_sink_the_other_nineteen(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    keys = [emulator.directory.add_user(userPrincipalName=f"n{i}@{PUPILS}", displayName=f"N {i}") for i in range(20)]
+    snapshot = entra.snapshot()
+    group = next(g for g in snapshot.groups if g.name == "All Pupils")
+    emulator.directory.add_member_ref(group.key, {"@odata.id": f"{emulator.graph_url}/directoryObjects/{keys[7]}"})
+    removal = change(Action.REMOVE_MEMBER, next(iter(group.members)), group="All Pupils")
+
+    results = list(entra.apply([*(change(Action.ADD_MEMBER, k, group="All Pupils") for k in keys), removal]))
+
+    outcomes = [r.outcome for r in results]
+    assert outcomes[7] is Outcome.ALREADY
+    assert outcomes.count(Outcome.APPLIED) == 20  # 19 adds and the removal
+    assert set(emulator.directory.group_member_ids(group.key)) == set(keys)
+
+
+def test_wrong_tenant_id_says_where_to_find_the_right_one(
+        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector]) -> None:
+    entra = make_connector(emulator, tenant_id="00000000-dead-beef-0000-000000000000")
+
+    with pytest.raises(AuthError, match=r"tenant_id: tenant '00000000-dead-beef-0000-000000000000' was not found"):
+        entra.snapshot()
+
+
+def test_wrong_client_secret_names_the_secret_not_its_value(
+        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector]) -> None:
+    entra = make_connector(emulator, secrets={"entra_client_secret": "hunter2-wrong"})
+
+    with pytest.raises(AuthError) as raised:
+        entra.snapshot()
+
+    assert "entra_client_secret" in str(raised.value) and "wrong or has expired" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_missing_admin_consent_names_the_permission(
+        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector]) -> None:
+    emulator.register_application(CLIENT_ID, roles=("User.ReadWrite.All", "Group.Create",
+                                                    "RoleManagement.Read.Directory"))
+    entra = make_connector(emulator)
+
+    with pytest.raises(AuthError, match=r"lacks admin consent .*GroupMember\.ReadWrite\.All.*Grant admin consent"):
+        entra.snapshot()
+    [result] = list(entra.apply([change(Action.DISABLE, "x")]))
+    assert result.outcome is Outcome.FAILED and "GroupMember.ReadWrite.All" in result.detail
+
+
+def test_certificate_sign_in_works_and_an_unregistered_certificate_is_refused(
+        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector], tmp_path: Path) -> None:
+    key_pem, cert_pem = make_key_and_certificate("idlifecycle entra")
+    emulator.register_application("cert-app", certificate_pem=cert_pem.decode())
+    (tmp_path / "entra.pem").write_bytes(cert_pem)
+    entra = make_connector(emulator, client_id="cert-app", certificate="entra.pem",
+                           secrets={"entra_certificate_key": key_pem.decode()})
+    assert {a.anchor for a in entra.snapshot().accounts} >= {"S001", "P001"}
+
+    other_key, other_cert = make_key_and_certificate("someone else")
+    (tmp_path / "other.pem").write_bytes(other_cert)
+    stranger = make_connector(emulator, client_id="cert-app", certificate="other.pem",
+                              secrets={"entra_certificate_key": other_key.decode()})
+    with pytest.raises(AuthError, match="certificate"):
+        stranger.snapshot()
+
+
+def test_emulator_answers_like_graph_to_oversized_batches_absolute_urls_and_big_binds(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    token = entra.session.token()
+    assert emulator.certificate is not None
+    trust = ssl.create_default_context(cafile=str(emulator.certificate.cert))
+    with httpx.Client(verify=trust, headers={"Authorization": f"Bearer {token}"}) as http:
+        too_many = {"requests": [{"id": str(i), "method": "GET", "url": "/users"} for i in range(21)]}
+        assert http.post(f"{emulator.graph_url}/$batch", json=too_many).status_code == 400
+        absolute = {"requests": [{"id": "1", "method": "GET", "url": f"{emulator.graph_url}/users"},
+                                 {"id": "2", "method": "GET", "url": "/users?$top=1"}]}
+        replies = {r["id"]: r for r in http.post(f"{emulator.graph_url}/$batch", json=absolute).json()["responses"]}
+        assert (replies["1"]["status"], replies["2"]["status"]) == (400, 200)
+        group = next(iter(emulator.directory.state["groups"]))
+        binds = {"members@odata.bind": [f"{emulator.graph_url}/directoryObjects/{i}" for i in range(21)]}
+        assert http.patch(f"{emulator.graph_url}/groups/{group}", json=binds).status_code == 400
+        duplicate = http.post(f"{emulator.graph_url}/users", json={
+            "accountEnabled": True, "displayName": "Dup", "mailNickname": "dup",
+            "userPrincipalName": f"jsmith@{STAFF}", "passwordProfile": {"password": "Abcdef12!"}})
+        assert duplicate.status_code == 400
+        assert duplicate.json()["error"]["code"] == "Request_BadRequest"
+        assert http.get(f"{emulator.graph_url}/users/nobody").json()["error"]["code"] == "Request_ResourceNotFound"
