@@ -91,6 +91,15 @@ def attr(dc: DomainController, username: str, name: str) -> str | None:
     return values[0].decode() if values else None
 
 
+def highest_usn(dc: DomainController) -> int:
+    """The DC's update counter: one write transaction (one modify) moves it by one."""
+    conn = dc.connection()
+    conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["highestCommittedUSN"])
+    value = int(conn.response[0]["raw_attributes"]["highestCommittedUSN"][0])
+    conn.unbind()
+    return value
+
+
 def bind_result(dc: DomainController, login: str, password: str) -> dict[str, Any]:
     server = ldap3.Server(dc.url, use_ssl=True, tls=ldap3.Tls(validate=0), get_info=ldap3.NONE)
     conn = ldap3.Connection(server, user=login, password=password)
@@ -231,7 +240,9 @@ def test_group_membership_added_and_removed_in_one_go(ad: ADConnector, samba_dc:
     made = one(ad, Change("ad", Action.CREATE_GROUP, None, "", "group", group="Year 7 Pupils"))
     assert made.outcome is Outcome.APPLIED and made.key
     adds = [change(Action.ADD_MEMBER, k, f"grp{i}", group="Year 7 Pupils") for i, k in enumerate(keys)]
+    usn_before = highest_usn(samba_dc)
     assert [r.outcome for r in ad.apply(adds)] == [Outcome.APPLIED] * 3
+    assert highest_usn(samba_dc) == usn_before + 1, "three members should go in one modify, not three"
     assert [r.outcome for r in ad.apply(adds)] == [Outcome.ALREADY] * 3
     removes = [change(Action.REMOVE_MEMBER, keys[0], "grp0", group="Year 7 Pupils")]
     assert [r.outcome for r in ad.apply(removes)] == [Outcome.APPLIED]

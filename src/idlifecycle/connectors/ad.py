@@ -13,6 +13,12 @@ control) for deletions; an object whose new DN is outside the tree has moved out
 moved OU changes the DNs of objects whose uSNChanged does not move, so any changed OU or container
 forces a full read, as do a new invocationId (a restored DC), a different DC or changed settings.
 
+Writes: every change first reads the object's current state, so re-running a change after a lost
+connection (retried with tenacity on a fresh connection, failing over to the next server) reports
+ALREADY instead of doing it twice; a create that hit an existing name is ALREADY when that object
+carries our anchor, a Conflict otherwise. Memberships of one group go in one modify. Group members
+outside the managed tree are neither reported in the snapshot nor ever removed.
+
 The bind password is the secret `<name>_bind_password` (env `IDLIFECYCLE_AD_BIND_PASSWORD` for a
 connector named "ad").
 """
