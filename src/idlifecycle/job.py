@@ -214,20 +214,54 @@ def run_sync(
     on_plan: Callable[[Plan], None] | None = None,
     on_result: ResultHook | None = None,
 ) -> RunReport:
-    """The nightly job: plan, guard, apply, record. Guards stop the run before anything is applied."""
+    """The nightly job: plan, guard, apply, record, and mail the run summary.
+
+    Guards stop the run before anything is applied (GuardTripped). A run that only plans
+    (`apply=False`) sends no summary.
+    """
+    seen: list[Plan] = []
+
+    def planned(plan: Plan) -> None:
+        seen.append(plan)
+        if on_plan is not None:
+            on_plan(plan)
+
     with job.lock():
         run_id = job.store.start_run(job.config.name)
         try:
-            report = _sync(job, run_id, apply, allow_destructive, actor, on_plan, on_result)
+            report = _sync(job, run_id, apply, allow_destructive, actor, planned, on_result)
         except GuardTripped as tripped:
             job.store.finish_run(run_id, "guard", None, {"reasons": tripped.reasons})
+            if apply:
+                empty = Plan(changes=(), fingerprints={})
+                _send_summary(job, RunReport(run_id, "guard", seen[-1] if seen else empty,
+                                             guard_reasons=tuple(tripped.reasons)))
+            raise
+        except UserError as error:
+            job.store.finish_run(run_id, "error", None, {"error": str(error)})
+            if apply:
+                _send_summary(job, RunReport(run_id, "error", Plan(changes=(), fingerprints={}),
+                                             failures=(str(error),)))
             raise
         except BaseException as error:
             job.store.finish_run(run_id, "error", None, {"error": type(error).__name__})
             raise
         job.store.finish_run(run_id, report.status, report.plan.people_count,
                              {"counts": report.counts(), "failures": len(report.failures)})
+        if apply:
+            _send_summary(job, report)
         return report
+
+
+def _send_summary(job: Job, report: RunReport) -> None:
+    """Mail the run summary; a mail problem is logged, never allowed to change the run's outcome."""
+    # Imported here: the reports package builds on this module.
+    from idlifecycle.reports.summary import send_run_summary
+
+    try:
+        send_run_summary(job, report)
+    except (UserError, OSError) as error:
+        log.warning(json.dumps({"event": "run-summary-not-sent", "reason": str(error)}))
 
 
 def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, actor: str,

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 from idlifecycle import __version__
 from idlifecycle.errors import GuardTripped, UserError
@@ -69,8 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is now, so a handler outliving a redirected stderr still works."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(log_format: str, verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = CurrentStderrHandler()
     handler.setFormatter(JsonLogFormatter() if log_format == "json" else logging.Formatter("%(message)s"))
     root = logging.getLogger("idlifecycle")
     root.handlers[:] = [handler]
