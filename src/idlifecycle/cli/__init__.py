@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is now, so a handler outliving a redirected stderr still works."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
