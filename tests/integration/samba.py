@@ -86,14 +86,15 @@ def provision_template(root: Path) -> Path:
           "--min-pwd-age=0", "--history-length=3"])
     # The managed tree exists before any test runs; the connector creates OUs below it.
     _run([SAMBA_TOOL, "ou", "create", "-H", f"{root}/private/sam.ldb", MANAGED_DN])
-    _make_tls(root / "private" / "tls")
     return root
 
 
-def _make_tls(tls: Path) -> None:
-    """Pre-generate the DC's certificate so the first start does not spend 1-3 s on it."""
+def _make_tls(tls: Path, address: str) -> None:
+    """A certificate naming the DC's address, made before the first start (samba would spend 1-3 s
+    on its own), so tests can validate it with `ca_file` as a school would."""
     tls.mkdir(parents=True, exist_ok=True)
-    _run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=dc1",
+    _run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+          "-days", "30", "-subj", "/CN=dc1.test.example.com", "-addext", f"subjectAltName=IP:{address}",
           "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem")])
     shutil.copy(tls / "cert.pem", tls / "ca.pem")
     (tls / "key.pem").chmod(0o600)
@@ -144,6 +145,7 @@ class DomainController:
         text = conf.read_text().replace(str(template), str(root))
         text = text.replace(f"{TEMPLATE_ADDRESS}/8", f"{address}/8")
         conf.write_text(text)
+        _make_tls(root / "private" / "tls", address)
         return cls(root=root, address=address)
 
     @property
@@ -192,11 +194,16 @@ class DomainController:
             auto_bind=True, raise_exceptions=False, receive_timeout=30,
         )
 
+    @property
+    def ca_file(self) -> Path:
+        """The DC's self-signed certificate, which names its address: a CA file for `ca_file`."""
+        return self.root / "private" / "tls" / "ca.pem"
+
     def connector_options(self, **overrides: Any) -> dict[str, Any]:
-        """ADConnector options for this DC (TLS validation off: the test certificate is self-signed)."""
+        """ADConnector options for this DC, certificate validation on (against `ca_file`)."""
         options: dict[str, Any] = {
             "servers": [self.url],
-            "tls_verify": False,
+            "ca_file": str(self.ca_file),
             "bind_dn": self.admin_login,
             "base_dn": self.managed_dn,
             "groups_container": "Groups",

@@ -380,10 +380,27 @@ def test_wrong_bind_password_is_one_clear_message(samba_dc: DomainController, st
         connector.snapshot()
 
 
-def test_certificate_is_checked_unless_tests_turn_it_off(samba_dc: DomainController, store: Store) -> None:
-    context = samba_dc.connector_context(store, tls_verify=True)
-    with ADConnector.from_config(context) as connector, pytest.raises(ConnectorError, match="set ca_file"):
+def test_an_untrusted_or_misnamed_certificate_is_refused_with_the_fix(samba_dc: DomainController,
+                                                                      store: Store) -> None:
+    untrusted = samba_dc.connector_context(store, ca_file=None)
+    with ADConnector.from_config(untrusted) as connector, pytest.raises(ConnectorError, match="set ca_file"):
         connector.snapshot()
+    proxy = CuttingProxy((samba_dc.address, 636))  # the certificate names the DC's address, not 127.0.0.1
+    try:
+        misnamed = samba_dc.connector_context(store, servers=[f"ldaps://127.0.0.1:{proxy.port}"])
+        with ADConnector.from_config(misnamed) as connector, \
+                pytest.raises(ConnectorError, match="does not carry this host name"):
+            connector.snapshot()
+    finally:
+        proxy.close()
+
+
+def test_certificate_checks_can_be_turned_off_for_tests_only(samba_dc: DomainController, store: Store,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    context = samba_dc.connector_context(store, ca_file=None, tls_verify=False)
+    with ADConnector.from_config(context) as connector:
+        assert connector.password_constraints()["history"] == 3
+    assert "tls_verify = false" in caplog.text
 
 
 def test_start_tls_on_port_389_works_and_plain_ldap_is_refused(samba_dc: DomainController, store: Store) -> None:
@@ -458,7 +475,9 @@ class CuttingProxy:
 def test_connection_lost_after_the_dc_applied_a_create_is_not_repeated(
         samba_dc: DomainController, store: Store) -> None:
     proxy = CuttingProxy((samba_dc.address, 636))
-    context = samba_dc.connector_context(store, servers=[f"ldaps://127.0.0.1:{proxy.port}"])
+    # Through the relay the certificate's name does not match: the test turns checking off.
+    context = samba_dc.connector_context(store, servers=[f"ldaps://127.0.0.1:{proxy.port}"], ca_file=None,
+                                         tls_verify=False)
     try:
         with ADConnector.from_config(context) as connector:
             # The first create finds (or makes) the OU, so the next request on the wire is the add itself.

@@ -425,6 +425,9 @@ class ADConnector(Connector):
         text = str(error)
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
             return "its TLS certificate is not trusted: set ca_file to the CA that issued it"
+        if "doesn't match any name" in text:
+            return ("its TLS certificate does not carry this host name: list the DC by the name on its "
+                    "certificate")
         if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
             return "it does not speak TLS on this port (ldaps:// needs port 636; use start_tls on 389)"
         return text or type(error).__name__
