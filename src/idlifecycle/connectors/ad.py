@@ -37,7 +37,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -106,6 +106,8 @@ PRIVILEGED_GROUPS = (
 )
 """Role name -> well-known RID (relative to the domain SID) or fixed SID: names differ by language."""
 
+CREATE_CHUNK = 50
+"""Creates applied before their keys are read back in one search (and their Results yielded)."""
 SCOPE_FILTER = "(|(&(objectCategory=person)(objectClass=user))(objectClass=group))"
 _GROUP_NAME_FORBIDDEN = re.compile(r'["/\\\[\]:;|=,+*?<>@]')
 
@@ -667,24 +669,62 @@ class ADConnector(Connector):
     # writing
 
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
-        """Object changes in order (creates on several connections when configured), then memberships
-        grouped per group into one modify each."""
+        """Object changes in order, creates in chunks (new keys read back in one search per chunk, or on
+        several connections when configured), then memberships grouped per group into one modify each."""
         memberships: dict[tuple[str, Action], list[Change]] = {}
         creates: list[Change] = []
         for change in changes:
             if change.action in (Action.ADD_MEMBER, Action.REMOVE_MEMBER):
                 memberships.setdefault((change.group or "", change.action), []).append(change)
-            elif change.action is Action.CREATE and self.settings.connections > 1:
+                continue
+            if change.action is Action.CREATE:
                 creates.append(change)
-            else:
+                if len(creates) < CREATE_CHUNK:
+                    continue
+            yield from self._creates(creates)
+            creates = []
+            if change.action is not Action.CREATE:
                 yield self._guarded(change, self.apply_one)
-        if creates:
+        yield from self._creates(creates)
+        for (group, action), batch in memberships.items():
+            yield from self._membership_batch(group, action, batch)
+
+    def _creates(self, creates: Sequence[Change]) -> list[Result]:
+        if not creates:
+            return []
+        create = self._run_create_without_key
+        if self.settings.connections > 1:
             if self._pool is None:
                 # Kept for the connector's life: each worker thread keeps its own bound connection.
                 self._pool = ThreadPoolExecutor(self.settings.connections, thread_name_prefix=f"{self.name}-ldap")
-            yield from self._pool.map(lambda c: self._guarded(c, self.apply_one), creates)
-        for (group, action), batch in memberships.items():
-            yield from self._membership_batch(group, action, batch)
+            results = list(self._pool.map(lambda c: self._guarded(c, create), creates))
+        else:
+            results = [self._guarded(change, create) for change in creates]
+        return self._with_keys(creates, results)
+
+    def _run_create_without_key(self, change: Change) -> Result:
+        return self._run(change, lambda c: self._create(c, read_key=False))
+
+    def _with_keys(self, creates: Sequence[Change], results: list[Result]) -> list[Result]:
+        """Fill in the objectGUIDs of new accounts with one search per chunk instead of one read each."""
+        missing = {str(c.after["username"]).lower(): i for i, (c, r) in enumerate(zip(creates, results, strict=True))
+                   if r.outcome is Outcome.APPLIED and r.key is None}
+        if not missing:
+            return results
+        names = "".join(f"(sAMAccountName={escape_filter_chars(name)})" for name in missing)
+        try:
+            found = self._retrying(lambda: {
+                (_text(raw, "sAMAccountName") or "").lower(): _guid(raw["objectGUID"][0])
+                for _, raw in self._search(self.settings.base_dn, f"(|{names})", ["objectGUID", "sAMAccountName"])
+            })
+        except ldap_errors.LDAPException:
+            found = {}
+        for name, index in missing.items():
+            key = found.get(name)
+            results[index] = replace(results[index], key=key) if key else Result(
+                results[index].change_id, Outcome.FAILED, f"create {name}: created, but its objectGUID could not "
+                "be read back; the next run finds it by its anchor", retryable=True)
+        return results
 
     def _guarded(self, change: Change, operation: Callable[[Change], Result]) -> Result:
         try:
@@ -695,7 +735,10 @@ class ADConnector(Connector):
     def apply_one(self, change: Change) -> Result:
         if change.action in (Action.ADD_MEMBER, Action.REMOVE_MEMBER):
             return next(iter(self._membership_batch(change.group or "", change.action, [change])))
-        handler = getattr(self, "_" + change.action.value.replace("-", "_"))
+        return self._run(change, getattr(self, "_" + change.action.value.replace("-", "_")))
+
+    def _run(self, change: Change, handler: Callable[[Change], Result]) -> Result:
+        """One change, retried on a fresh connection after a lost one, its errors mapped to ours."""
         try:
             result: Result = self._retrying(lambda: handler(change))
         except ldap_errors.LDAPOperationResult as error:
@@ -780,7 +823,7 @@ class ADConnector(Connector):
             raise ConnectorError(f"{username}: the change has no login and upn_suffix is not configured")
         return f"{username}@{self.settings.upn_suffix}"
 
-    def _create(self, change: Change) -> Result:
+    def _create(self, change: Change, *, read_key: bool = True) -> Result:
         after = change.after
         username = str(after["username"])
         login = self._login_for(username, after.get("login"))
@@ -814,7 +857,7 @@ class ADConnector(Connector):
             self._known_containers.clear()
             raise ConnectorError(f"create {username}: the OU {parent} disappeared while creating the account; "
                                  "run again to recreate it", retryable=True) from None
-        found = self._read_one(dn, ["objectGUID"])
+        found = self._read_one(dn, ["objectGUID"]) if read_key else None
         key = _guid(found[1]["objectGUID"][0]) if found else None
         detail = "" if enabled or not after.get("enabled", True) else "created disabled: no password was given"
         return self._done(change, detail=detail, key=key)
