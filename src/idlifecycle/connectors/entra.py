@@ -142,6 +142,7 @@ class EntraConnector(Connector):
         self.cache_file = cache_file
         self.cache: _Cache | None = None
         self._stop = stop
+        self._domains = {d.lower() for d in settings.domains.values()}
 
     # configuration ------------------------------------------------------------------------------
     @classmethod
@@ -208,10 +209,7 @@ class EntraConnector(Connector):
     def _in_scope(self, user: Mapping[str, Any]) -> bool:
         upn = str(user.get("userPrincipalName") or "")
         domain = upn.rsplit("@", 1)[-1].lower()
-        return domain in self._domains() and not (self.settings.hybrid == "off" and user.get("onPremisesSyncEnabled"))
-
-    def _domains(self) -> set[str]:
-        return {d.lower() for d in self.settings.domains.values()}
+        return domain in self._domains and not (self.settings.hybrid == "off" and user.get("onPremisesSyncEnabled"))
 
     def _managed_group(self, group: Mapping[str, Any]) -> bool:
         return self.settings.group_marker.lower() in str(group.get("description") or "").lower()
@@ -371,7 +369,9 @@ class EntraConnector(Connector):
 
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
         try:
-            cache = self._refresh()
+            # The snapshot the plan came from is fresh enough: a change behind our back is met by
+            # Graph's own answers (duplicate name, not found), read as ALREADY / Conflict below.
+            cache = self.cache or self._refresh()
             results = self.session.run(self._apply(cache, list(changes)))
         except ConnectorError as error:
             results = [Result(c.change_id, Outcome.FAILED, str(error), retryable=error.retryable) for c in changes]
@@ -379,9 +379,10 @@ class EntraConnector(Connector):
 
     async def _apply(self, cache: _Cache, changes: list[Change]) -> list[Result]:
         results: dict[str, Result] = {}
+        membership = (Action.ADD_MEMBER, Action.REMOVE_MEMBER)
         group_changes = [c for c in changes if c.action is Action.CREATE_GROUP]
-        member_changes = [c for c in changes if c.action in (Action.ADD_MEMBER, Action.REMOVE_MEMBER)]
-        user_changes = [c for c in changes if c not in group_changes and c not in member_changes]
+        member_changes = [c for c in changes if c.action in membership]
+        user_changes = [c for c in changes if c.action is not Action.CREATE_GROUP and c.action not in membership]
         if group_changes:
             results.update(await self._run_steps([[self._create_group(cache, c)] for c in group_changes]))
         if user_changes:
@@ -428,16 +429,18 @@ class EntraConnector(Connector):
                 if item.get("employeeId"):
                     deleted_by_anchor[str(item["employeeId"])] = str(item["id"])
                 cache.deleted.setdefault(str(item["id"]), item)
+        by_anchor = {str(u["employeeId"]): k for k, u in cache.users.items() if u.get("employeeId")}
         chains: dict[str, list[_Step]] = {}
         for change in changes:
             key = change.target or f"create:{change.change_id}"
-            chains.setdefault(key, []).append(self._user_step(cache, change, deleted_by_anchor))
+            chains.setdefault(key, []).append(self._user_step(cache, change, by_anchor, deleted_by_anchor))
         return list(chains.values())
 
-    def _user_step(self, cache: _Cache, change: Change, deleted_by_anchor: Mapping[str, str]) -> _Step:
+    def _user_step(self, cache: _Cache, change: Change, by_anchor: Mapping[str, str],
+                   deleted_by_anchor: Mapping[str, str]) -> _Step:
         action = change.action
         if action is Action.CREATE:
-            return self._create(cache, change, deleted_by_anchor)
+            return self._create(cache, change, by_anchor, deleted_by_anchor)
         if action is Action.MOVE:
             return self._done(change, Outcome.ALREADY, "Entra ID has no containers")
         target = str(change.target or "")
@@ -545,7 +548,8 @@ class EntraConnector(Connector):
         return Result(change.change_id, Outcome.FAILED, detail, retryable=response.status in (429, 500, 502, 503, 504))
 
     # creates: exactly once -----------------------------------------------------------------------
-    def _create(self, cache: _Cache, change: Change, deleted_by_anchor: Mapping[str, str]) -> _Step:
+    def _create(self, cache: _Cache, change: Change, by_anchor: Mapping[str, str],
+                deleted_by_anchor: Mapping[str, str]) -> _Step:
         """A new account in one POST (anchor, usage location, password to change at first sign-in).
 
         Never duplicated: the SDK's retry is off for batches; after a lost reply or a 5xx the
@@ -556,7 +560,7 @@ class EntraConnector(Connector):
         after = change.after
         anchor = str(after.get("anchor") or change.person_id or "")
         login = str(after["login"])
-        existing = next((k for k, u in cache.users.items() if anchor and u.get("employeeId") == anchor), None)
+        existing = by_anchor.get(anchor) if anchor else None
         if existing is not None:
             return self._done(change, Outcome.ALREADY, "an account with this anchor exists", key=existing)
         profile = {"given_name": after.get("given_name"), "surname": after.get("surname"),
@@ -664,6 +668,7 @@ class EntraConnector(Connector):
         results: dict[str, Result] = {}
         adds: dict[str, list[Change]] = {}
         removals: list[list[_Step]] = []
+        members_of: dict[str, set[str]] = {}
         for change in changes:
             name = str(change.group)
             key, managed = self._group_key(cache, name)
@@ -676,7 +681,7 @@ class EntraConnector(Connector):
                     change.change_id, Outcome.FAILED, f"group {name!r} is not managed by idlifecycle (its description "
                     f"lacks {self.settings.group_marker!r})")
                 continue
-            present = member in cache.groups[key]["members"]
+            present = member in members_of.setdefault(key, set(cache.groups[key]["members"]))
             if change.action is Action.ADD_MEMBER:
                 if present:
                     results[change.change_id] = Result(change.change_id, Outcome.ALREADY)
@@ -693,8 +698,9 @@ class EntraConnector(Connector):
         one_by_one: list[tuple[str, Change]] = []
         for key, group_changes in adds.items():
             unique = list({str(c.target): c for c in group_changes}.values())
+            kept = {c.change_id for c in unique}
             for duplicate in group_changes:
-                if duplicate not in unique:
+                if duplicate.change_id not in kept:
                     results[duplicate.change_id] = Result(duplicate.change_id, Outcome.ALREADY)
             for start in range(0, len(unique), MEMBERS_PER_PATCH):
                 chains.append([self._add_members(cache, key, unique[start:start + MEMBERS_PER_PATCH], one_by_one)])

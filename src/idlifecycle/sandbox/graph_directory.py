@@ -160,7 +160,8 @@ def project(obj: Mapping[str, Any], select: list[str] | None, defaults: Iterable
         if name == "passwordProfile":
             out[name] = None  # Graph never returns passwords
         elif not name.startswith("_"):
-            out[name] = copy.deepcopy(obj.get(name))
+            value = obj.get(name)
+            out[name] = copy.deepcopy(value) if isinstance(value, list | dict) else value
     return out
 
 
@@ -172,6 +173,7 @@ class Directory:
         self.state = state
         self.dirty = False
         self.cursors: dict[str, Json] = {}
+        self._upns: dict[str, str] | None = None
         self.base_url = "https://graph.microsoft.com/v1.0"
 
     # construction and persistence -------------------------------------------------------------
@@ -257,6 +259,7 @@ class Directory:
         user["mailNickname"] = user.get("mailNickname") or user["userPrincipalName"].split("@")[0]
         user["_forceChangePasswordNextSignIn"] = bool(password.get("forceChangePasswordNextSignIn", False))
         user["_seq"] = self._bump()
+        self._index_upn(None, user["userPrincipalName"], user["id"])
         return user
 
     def _new_group_record(self, raw: Json) -> Json:
@@ -267,34 +270,26 @@ class Directory:
             "mailNickname": re.sub(r"[^A-Za-z0-9]", "", str(raw.get("displayName", ""))) or "group",
         }
         group.update(raw)
-        group["members"] = []
+        group["members"] = {}  # member id -> True: insertion-ordered, and O(1) lookups in big groups
         group["_seq"] = self._bump()
         return group
 
     def _add_member(self, group: Json, member_id: str) -> None:
-        group["members"].append(member_id)
+        group["members"][member_id] = True
         self.state["member_log"].append([self._bump(), group["id"], member_id, 1])
 
     def _remove_member(self, group: Json, member_id: str) -> None:
-        group["members"].remove(member_id)
+        del group["members"][member_id]
         self.state["member_log"].append([self._bump(), group["id"], member_id, 0])
 
     def user(self, key: str) -> Json:
-        users = self.state["users"]
-        if key in users:
-            return dict(users[key])
-        lowered = key.lower()
-        for user in users.values():
-            if user["userPrincipalName"].lower() == lowered:
-                return dict(user)
-        raise not_found(key)
+        return dict(self._user_ref(key))
 
     def _user_ref(self, key: str) -> Json:
         users = self.state["users"]
         found = users.get(key)
-        if found is None:
-            lowered = key.lower()
-            found = next((u for u in users.values() if u["userPrincipalName"].lower() == lowered), None)
+        if found is None and "@" in key:
+            found = users.get(self._upn_owner(key) or "")
         if found is None:
             raise not_found(key)
         return found  # type: ignore[no-any-return]
@@ -312,10 +307,24 @@ class Directory:
             return "#microsoft.graph.group"
         raise not_found(key)
 
+    def _upn_owner(self, upn: str) -> str | None:
+        """Id of the live or deleted user holding this UPN (deleted users keep theirs until purged)."""
+        if self._upns is None:
+            self._upns = {u["userPrincipalName"].lower(): u["id"]
+                          for u in (*self.state["users"].values(), *self.state["deleted"].values())}
+        return self._upns.get(upn.lower())
+
+    def _index_upn(self, old: str | None, new: str | None, key: str) -> None:
+        if self._upns is None:
+            return
+        if old is not None:
+            self._upns.pop(old.lower(), None)
+        if new is not None:
+            self._upns[new.lower()] = key
+
     def _upn_taken(self, upn: str, except_id: str | None = None) -> bool:
-        lowered = upn.lower()
-        return any(u["userPrincipalName"].lower() == lowered and u["id"] != except_id
-                   for u in list(self.state["users"].values()) + list(self.state["deleted"].values()))
+        owner = self._upn_owner(upn)
+        return owner is not None and owner != except_id
 
     def _check_upn(self, upn: str, except_id: str | None = None) -> None:
         if "@" not in upn or upn.split("@", 1)[1].lower() not in self.state["domains"]:
@@ -366,6 +375,7 @@ class Directory:
                                               + str(user["mail"]).lower()]
                     user["proxyAddresses"] += ["smtp:" + str(user["mail"]), "SMTP:" + str(body["userPrincipalName"])]
                     user["mail"] = body["userPrincipalName"]
+                self._index_upn(user["userPrincipalName"], str(body["userPrincipalName"]), user["id"])
             if "passwordProfile" in body:
                 profile = body["passwordProfile"] or {}
                 if "password" in profile:
@@ -414,8 +424,10 @@ class Directory:
 
     def purge(self, key: str) -> None:
         with self.lock:
-            if self.state["deleted"].pop(key, None) is None:
+            purged = self.state["deleted"].pop(key, None)
+            if purged is None:
                 raise not_found(key)
+            self._index_upn(purged["userPrincipalName"], None, key)
             self.state["tombstones"][key] = {"kind": "user", "reason": "deleted", "seq": self._bump()}
 
     def revoke_sessions(self, key: str) -> None:
