@@ -4,6 +4,7 @@
 clones it with `cp -a` (0.05 s) and `start` runs it on its own 127.x.y.z address, so several
 test modules (or several people's test runs) never share a directory. Samba exits when its stdin
 closes, so a killed test run leaves no server behind; `--maximum-runtime` is a second backstop.
+Each copy gets a certificate naming its address, so tests check TLS with `ca_file` as a school does.
 
 Pytest fixtures (import them into a test module:
 `from tests.integration.samba import samba_dc, samba_template`):
@@ -24,7 +25,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,6 @@ class DomainController:
     root: Path
     address: str
     process: subprocess.Popen[bytes] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     domain_dn: str = DOMAIN_DN
     managed_dn: str = MANAGED_DN
