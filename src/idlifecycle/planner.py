@@ -64,6 +64,16 @@ def _d(day: date) -> str:
     return day.strftime("%d/%m/%Y")
 
 
+def _update_reason(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """"name changed in the MIS", or what changed: "department: Year 10 -> Year 11"."""
+    if {"given_name", "surname", "display_name"} & set(after):
+        return "name changed in the MIS"
+    changed = after.get("attributes", {})
+    was = before.get("attributes", {})
+    return "; ".join(f"{k}: {was.get(k) or '(none)'} -> {v}" for k, v in sorted(changed.items())) or \
+        "details changed in the MIS"
+
+
 def _match_rule(rule: str, person: Person, account: Account, expected_login: str | None) -> bool:
     if rule == "login":
         return expected_login is not None and account.login.lower() == expected_login
@@ -112,7 +122,8 @@ def match_accounts(
     adopted: set[str] = set()
     claimed: set[str] = set()
     for person in people:
-        if person.person_id in matched or statuses[person.person_id] is not Status.ACTIVE:
+        # Leavers the feed still names are matched too, so their old accounts get disabled.
+        if person.person_id in matched or statuses[person.person_id] is Status.FUTURE:
             continue
         for rule in rules.kinds[person.kind].match:
             found = [a for a in unanchored
@@ -243,9 +254,8 @@ class _DirectoryPlanner:
                 before["attributes"] = {k: account.attributes.get(k) for k in attr_changes}
                 after["attributes"] = attr_changes
             if after:
-                why = "name changed in the MIS" if "display_name" in after or "surname" in after else \
-                    "details changed in the MIS"
-                self.add(Action.UPDATE, pid, name, why, target=account.key, before=before, after=after)
+                self.add(Action.UPDATE, pid, name, _update_reason(before, after), target=account.key,
+                         before=before, after=after)
             if self.caps.containers and account.container != desired.container:
                 where = desired.container.rsplit("/", 1)[-1] or desired.container
                 self.add(Action.MOVE, pid, name, f"moved to {where}", target=account.key,
@@ -260,12 +270,16 @@ class _DirectoryPlanner:
                      group=group, restricted=group in self.restricted,
                      before={"member": True}, after={"member": False})
 
-    def leave(self, account: Account, person: Person | None, disabled_on: date | None) -> None:
-        pid = account.anchor
+    def leave(self, account: Account, person: Person | None, disabled_on: date | None,
+              adopted: bool = False) -> None:
+        pid = account.anchor or (person.person_id if person else None)
         name = account.username
         reason = f"left on {_d(person.leave_date)}" if person and person.leave_date else "no longer in the feed"
         kind = person.kind if person else self._kind_of(account)
         kind_rules = self.rules.kinds[kind]
+        if adopted and person is not None:
+            self.add(Action.ADOPT, pid, name, f"existing account matched to {person.display_name} ({pid})",
+                     target=account.key, before={"anchor": None}, after={"anchor": pid})
         hybrid = account.synced_from_on_premises and self.caps.hybrid
         if hybrid:
             if account.enabled and self.caps.revoke_sessions:
@@ -366,7 +380,8 @@ def plan(
         for person_id, account in matched[directory].items():
             if statuses.get(person_id) in (Status.ACTIVE, Status.FUTURE):
                 continue
-            planner.leave(account, by_id.get(person_id), state.disabled_on.get((directory, person_id)))
+            planner.leave(account, by_id.get(person_id), state.disabled_on.get((directory, person_id)),
+                          adopted=person_id in adopted[directory])
         planner.police_restricted({a.key for a in matched[directory].values()})
         changes.extend(planner.finish())
 

@@ -163,3 +163,21 @@ def test_two_pupils_with_the_same_name_are_not_adopted_by_name_alone():
     assert Action.ADOPT not in [c.action for c in p.changes]
     assert sorted(c.username for c in p.changes if c.action is Action.CREATE) == ["19jsmith2", "19jsmith3"]
     assert any("unmanaged: 19jsmith@pupils.example.sch.uk" in n for n in p.notes)
+
+
+def test_a_leaver_whose_account_was_never_anchored_is_adopted_and_disabled():
+    leaver = staff("DPR", "Darren", "Price", leave_date=date(2026, 8, 31))
+    existing = account("k3", "dprice", anchor=None, domain="staff.example.sch.uk", container="Staff")
+    p = plan_for([leaver], [existing])
+    assert [(c.action, c.target) for c in p.changes] == [(Action.ADOPT, "k3"), (Action.DISABLE, "k3"),
+                                                          (Action.MOVE, "k3")]
+    assert not p.notes
+
+
+def test_a_roll_over_update_says_what_changed():
+    year7 = pupil("1001", "Tom", "Jones", year="7", reg=None)
+    acct = account("k1", "19tjones", anchor="1001", container="Pupils/Year 7", given="Tom", surname="Jones",
+                   attributes={"department": "Year 6", "jobTitle": "Pupil", "employeeType": "pupil"})
+    p = plan_for([year7], [acct])
+    [update] = [c for c in p.changes if c.action is Action.UPDATE]
+    assert update.reason == "department: Year 6 -> Year 7"
