@@ -1,0 +1,172 @@
+"""The nightly job (feed -> plan -> guards -> executor) against the Graph emulator through EntraConnector.
+
+One school's autumn: September starters, an account the office made that is adopted, a licence
+group; then a leaver and a change made in the portal behind the tool's back; then a re-joiner and
+a marriage; then a quiet night with nothing to do.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from idlifecycle.config import Secrets
+from idlifecycle.job import RunReport, load_job, run_sync
+from idlifecycle.model import Account, Snapshot
+from idlifecycle.sandbox.graph import GraphEmulator
+from tests.integration.graph_fixtures import *  # noqa: F403
+from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, MARKER, PUPILS, STAFF
+
+PUPIL_HEADER = ["Adno", "UPN", "Legal Forename", "Preferred Forename", "Legal Surname", "Gender", "Year",
+                "Reg Group", "Admission Date", "Leaving Date", "Pupil Email"]
+STAFF_HEADER = ["Staff Code", "Title", "Forename", "Surname", "Role", "Start Date", "End Date"]
+AMY = ["000201", "", "Amy", "", "Pond", "F", "7", "7A", "01/09/2026", "", ""]
+RORY = ["000202", "", "Rory", "", "Williams", "M", "7", "7B", "01/09/2026", "", ""]
+CLARA = ["000205", "", "Clara", "", "Oswald", "F", "8", "8A", "01/09/2025", "", f"coswald@{PUPILS}"]
+
+MAPPING = f"""
+[naming]
+max_length = 20
+reserved = ["admin"]
+
+[pupil]
+username = "{{intake_year}}{{first_initial}}{{surname}}"
+domain = "{PUPILS}"
+groups = ["All Pupils", "{{year}} Pupils"]
+licences = ["Licence - Microsoft 365 A1 Students"]
+attributes = {{ department = "{{year}}", employeeType = "pupil" }}
+grace_days = 0
+retention_days = 270
+rename_on_name_change = true
+match = ["email"]
+
+[staff]
+username = "{{first_initial}}{{surname}}"
+domain = "{STAFF}"
+groups = ["All Staff"]
+attributes = {{ jobTitle = "{{role}}", employeeType = "staff" }}
+match = ["email"]
+"""
+
+
+def seed() -> dict[str, object]:
+    return {
+        "tenant_id": "b0b0b0b0-0000-4000-8000-000000000002",
+        "domains": [STAFF, PUPILS, "example.sch.uk"],
+        "users": [
+            {"userPrincipalName": f"coswald@{PUPILS}", "givenName": "Clara", "surname": "Oswald",
+             "displayName": "Clara Oswald"},
+            {"userPrincipalName": "it.admin@example.sch.uk", "displayName": "IT Admin"},
+        ],
+        "groups": [{"displayName": "Licence - Microsoft 365 A1 Students", "description": MARKER, "members": []}],
+    }
+
+
+def write_school(tmp: Path, emulator: GraphEmulator, pupils: list[list[str]]) -> Path:
+    with (tmp / "pupils.csv").open("w", newline="", encoding="utf-8-sig") as handle:
+        csv.writer(handle).writerows([PUPIL_HEADER, *pupils])
+    with (tmp / "staff.csv").open("w", newline="", encoding="utf-8-sig") as handle:
+        csv.writer(handle).writerows([STAFF_HEADER, ["JDO", "Mrs", "Jane", "Doe", "Teacher", "01/09/2019", ""]])
+    (tmp / "mapping.toml").write_text(MAPPING, encoding="utf-8")
+    assert emulator.certificate is not None
+    options = {"tenant_id": emulator.tenant_id, "client_id": CLIENT_ID,
+               "authority_host": f"127.0.0.1:{emulator.port}", "graph_url": emulator.graph_url,
+               "ca_file": str(emulator.certificate.cert), "group_marker": MARKER, "timeout_seconds": 5}
+    lines = ['name = "entra"', 'type = "entra"', *(f"{k} = {json.dumps(v)}" for k, v in options.items()),
+             f'domains = {{ staff = "{STAFF}", pupil = "{PUPILS}" }}']
+    (tmp / "entra.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    job = tmp / "job.toml"
+    job.write_text("""
+[job]
+name = "nightly"
+state_dir = "state"
+connectors = ["entra.toml"]
+mappings = ["mapping.toml"]
+
+[[job.feeds]]
+format = "mis-csv"
+path = "pupils.csv"
+kind = "pupil"
+
+[[job.feeds]]
+format = "mis-csv"
+path = "staff.csv"
+kind = "staff"
+
+[guards]
+max_destructive = 20
+max_destructive_percent = 100
+max_feed_drop_percent = 100
+""", encoding="utf-8")
+    return job
+
+
+def night(job_file: Path, today: date) -> tuple[RunReport, Snapshot]:
+    job = load_job(job_file, today=today, secrets=Secrets())
+    try:
+        report = run_sync(job)
+        with job.open_connectors() as connectors:
+            snapshot = connectors["entra"].snapshot()
+    finally:
+        job.close()
+    return report, snapshot
+
+
+def by_anchor(snapshot: Snapshot) -> dict[str, Account]:
+    return {a.anchor: a for a in snapshot.accounts if a.anchor}
+
+
+def members(snapshot: Snapshot, group: str) -> set[str]:
+    found = {g.name: g for g in snapshot.groups}.get(group)
+    return set(found.members) if found else set()
+
+
+def test_an_autumn_term_of_nightly_syncs_against_entra(make_emulator: Callable[..., GraphEmulator], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    emulator = make_emulator(seed())
+    monkeypatch.setenv("IDLIFECYCLE_ENTRA_CLIENT_SECRET", CLIENT_SECRET)
+    job_file = write_school(tmp_path, emulator, [AMY, RORY, CLARA])
+    clara_key = emulator.directory.user(f"coswald@{PUPILS}")["id"]
+
+    # Night 1: starters get accounts, groups and the licence group; Clara's old account is adopted.
+    report, snap = night(job_file, date(2026, 9, 3))
+    assert report.status == "ok", report.failures
+    people = by_anchor(snap)
+    assert set(people) == {"000201", "000202", "000205", "JDO"}
+    assert people["000205"].key == clara_key
+    assert people["000201"].attributes.get("department") == "Year 7"
+    assert members(snap, "Year 7 Pupils") == {people["000201"].key, people["000202"].key}
+    assert members(snap, "Licence - Microsoft 365 A1 Students") == {people[p].key for p in ("000201", "000202",
+                                                                                         "000205")}
+    assert emulator.directory.user(people["000201"].key)["usageLocation"] == "GB"
+
+    # Night 2: Rory left; someone changed Amy's department in the portal.
+    emulator.directory.update_user(people["000201"].key, {"department": "Drama"})
+    rory_left = [*RORY[:9], "05/09/2026", ""]
+    write_school(tmp_path, emulator, [AMY, rory_left, CLARA])
+    report, snap = night(job_file, date(2026, 9, 10))
+    assert report.status == "ok", report.failures
+    people = by_anchor(snap)
+    assert not people["000202"].enabled
+    assert people["000202"].key not in members(snap, "Year 7 Pupils")
+    assert people["000201"].attributes.get("department") == "Year 7"
+
+    # Night 3: Rory is back; Amy married (Smith).
+    amy_married = [*AMY[:4], "Smith", *AMY[5:]]
+    write_school(tmp_path, emulator, [amy_married, RORY, CLARA])
+    keys_before = {p: a.key for p, a in people.items()}
+    report, snap = night(job_file, date(2026, 9, 17))
+    assert report.status == "ok", report.failures
+    people = by_anchor(snap)
+    assert {p: a.key for p, a in people.items()} == keys_before
+    assert people["000202"].enabled and people["000202"].key in members(snap, "Year 7 Pupils")
+    assert people["000201"].surname == "Smith" and "smith" in people["000201"].username
+
+    # Night 4: nothing changed, nothing to do.
+    report, _ = night(job_file, date(2026, 9, 18))
+    assert report.status == "nothing-to-do", [f"{c.action} {c.username}" for c in report.plan.changes]
