@@ -90,3 +90,11 @@ def test_a_schools_own_word_list_is_read_and_checked(tmp_path: Path) -> None:
     (tmp_path / "words.txt").write_text("kite\ncafé\n")
     with pytest.raises(ConfigError, match="'café' is not"):
         parse_settings({"words_file": "words.txt"}, source="p.toml", base_dir=tmp_path)
+
+
+def test_slips_go_to_the_state_folder_unless_the_policy_names_one(tmp_path: Path) -> None:
+    job_file = tmp_path / "jobs" / "nightly.toml"
+    settings = load_settings({}, job_file=job_file, state_dir=tmp_path / "state")
+    assert settings.slip_folder == (tmp_path / "state" / "slips").resolve()
+    named = load_settings({"slips": {"folder": "../handouts"}}, job_file=job_file, state_dir=tmp_path / "state")
+    assert named.slip_folder == (tmp_path / "handouts").resolve()

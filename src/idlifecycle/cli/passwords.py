@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from typing import Any
 
@@ -17,16 +18,11 @@ def _job(args: argparse.Namespace) -> Job:
     return load_job(args.config, today=args.today)
 
 
-def _mailer(job: Job) -> Mailer | None:
-    mail = job.section("mail")
-    return Mailer.from_config(mail, job.secrets, source=str(job.config.path)) if mail else None
-
-
 def cmd_reset(args: argparse.Namespace) -> int:
     job = _job(args)
     try:
         with job.lock(), job.open_connectors() as connectors:
-            outcome = reset_password(job, connectors, args.person, actor=args.actor, mailer=_mailer(job))
+            outcome = reset_password(job, connectors, args.person, actor=args.actor, mailer=Mailer.from_job(job))
     finally:
         job.close()
     who = f"{outcome.person.display_name} ({outcome.username})"
@@ -59,7 +55,8 @@ def register(subparsers: Any) -> None:
         dest="passwords_command", required=True)
     p = passwords.add_parser("reset", help="set one new password in every directory the person has an account in")
     p.add_argument("person", metavar="PERSON_ID", help="the person's MIS id (admission number, staff code)")
-    p.add_argument("--actor", default="technician", help="who asked, for the audit log (default: technician)")
+    p.add_argument("--actor", default=getpass.getuser(),
+                   help="who asked, for the audit log (default: the signed-in user)")
     p.set_defaults(handler=cmd_reset)
     p = passwords.add_parser("audit", help="old passwords, never-expires flags and accounts never signed in")
     p.set_defaults(handler=cmd_audit)

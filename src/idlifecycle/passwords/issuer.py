@@ -13,7 +13,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from idlifecycle.connectors.base import Connector
+from idlifecycle.connectors.base import Connector, ConnectorError
+from idlifecycle.errors import UserError
 from idlifecycle.model import Action, Change, Person
 from idlifecycle.passwords.delivery import Issued, Mailer, email_line_manager, remove_old_slips, write_slips
 from idlifecycle.passwords.generator import generate
@@ -40,14 +41,19 @@ STAFF_WITHOUT_EMAIL = "Staff - to hand out"
 
 
 def settings_for_job(job: Job) -> PasswordSettings:
-    return load_settings(job.section("passwords"), job_file=Path(job.config.path))
+    return load_settings(job.section("passwords"), job_file=Path(job.config.path),
+                         state_dir=Path(job.config.state_dir))
 
 
 def rules_of(connectors: Mapping[str, Connector]) -> dict[str, Rules]:
     """Each directory's own password rules, as its connector declares and reports them."""
     found: dict[str, Rules] = {}
     for name, connector in connectors.items():
-        rules = directory_rules(connector.capabilities.password_rules, connector.password_constraints())
+        try:
+            constraints = connector.password_constraints()
+        except ConnectorError as error:
+            raise UserError(f"{name}: could not read the directory's password rules: {error}") from None
+        rules = directory_rules(connector.capabilities.password_rules, constraints)
         if rules is not None:
             found[name] = rules
     return found

@@ -62,7 +62,8 @@ class Term(_Strict):
 
 
 class Slips(_Strict):
-    folder: str = "slips"
+    folder: str | None = None
+    """Default: `slips` in the job's state folder."""
     days: int = Field(14, ge=1)
     """Slip sheets older than this are deleted by the next run."""
 
@@ -84,7 +85,7 @@ class _Raw(_Strict):
     catch_up_days: int = Field(7, ge=0, le=60)
     words_file: str | None = None
     terms: list[Term] = []
-    slips: Slips = Slips(folder="slips", days=14)
+    slips: Slips = Slips(folder=None, days=14)
     line_managers: LineManagers = LineManagers()
     staff: dict[str, Any] = {}
     pupil: dict[str, Any] = {}
@@ -155,7 +156,8 @@ def _band_range(name: str) -> tuple[int, int]:
     return YEAR_ORDER.index(first.strip()), YEAR_ORDER.index(last.strip())
 
 
-def parse_settings(data: Mapping[str, Any], *, source: str, base_dir: Path, key_prefix: str = "") -> PasswordSettings:
+def parse_settings(data: Mapping[str, Any], *, source: str, base_dir: Path, key_prefix: str = "",
+                   default_slip_folder: Path | None = None) -> PasswordSettings:
     """Validate the policy table; a mistake raises ConfigError naming `source` and the key."""
 
     def fail(loc: tuple[Any, ...], message: str) -> ConfigError:
@@ -215,7 +217,8 @@ def parse_settings(data: Mapping[str, Any], *, source: str, base_dir: Path, key_
         banned=tuple(raw.banned),
         catch_up_days=raw.catch_up_days,
         terms=tuple(raw.terms),
-        slip_folder=(base_dir / raw.slips.folder).resolve(),
+        slip_folder=(base_dir / raw.slips.folder if raw.slips.folder else
+                     default_slip_folder or base_dir / "slips").resolve(),
         slip_days=raw.slips.days,
         line_managers=raw.line_managers,
         kinds=kinds,
@@ -224,8 +227,10 @@ def parse_settings(data: Mapping[str, Any], *, source: str, base_dir: Path, key_
     )
 
 
-def load_settings(section: Mapping[str, Any], *, job_file: Path) -> PasswordSettings:
-    """From the job's `[passwords]` section: either `file = "…"` (relative to the job file) or inline."""
+def load_settings(section: Mapping[str, Any], *, job_file: Path, state_dir: Path | None = None) -> PasswordSettings:
+    """From the job's `[passwords]` section: either `file = "…"` (relative to the job file) or inline.
+    Slips go to `<state_dir>/slips` unless `slips.folder` says otherwise."""
+    default_folder = state_dir / "slips" if state_dir is not None else None
     if "file" in section:
         path = (job_file.parent / str(section["file"])).resolve()
         extra = sorted(set(section) - {"file"})
@@ -238,6 +243,7 @@ def load_settings(section: Mapping[str, Any], *, job_file: Path) -> PasswordSett
             raise ConfigError(str(job_file), "passwords.file", f"{path} does not exist") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(str(path), "", f"not valid TOML: {error}") from None
-        return parse_settings(data, source=str(path), base_dir=path.parent)
-    return parse_settings(section, source=str(job_file), base_dir=job_file.parent, key_prefix="passwords.")
+        return parse_settings(data, source=str(path), base_dir=path.parent, default_slip_folder=default_folder)
+    return parse_settings(section, source=str(job_file), base_dir=job_file.parent, key_prefix="passwords.",
+                          default_slip_folder=default_folder)
 
