@@ -69,6 +69,17 @@ def test_create_whose_reply_is_lost_after_graph_made_the_account_is_not_made_twi
     assert len(made) == 1 and made[0]["id"] == result.key
 
 
+def test_create_that_timed_out_after_graph_made_the_account_is_not_made_twice(
+        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector]) -> None:
+    entra = make_connector(emulator, timeout_seconds=1)
+    emulator.faults.append(Fault("POST", r"^/v1\.0/users$", mode="hang_after", delay=2.5))
+
+    [result] = list(entra.apply([starter("P503", "25hung", "Hung", "Reply")]))
+
+    assert result.outcome is Outcome.APPLIED
+    assert [u["id"] for u in _pupils(emulator) if u.get("employeeId") == "P503"] == [result.key]
+
+
 def test_create_answered_with_a_gateway_timeout_after_it_happened_is_not_made_twice(
         emulator: GraphEmulator, entra: EntraConnector) -> None:
     emulator.faults.append(Fault("POST", r"^/v1\.0/users$", mode="after", status=504))

@@ -103,7 +103,9 @@ class Fault:
     mode: "status" answers `status` without applying; "after" applies, then answers `status`
     (e.g. 504: the write happened but the caller sees a gateway timeout); "drop" closes the
     connection without applying; "drop_after" applies, then closes the connection without a
-    reply (inside a batch: the whole batch's reply is lost). `times` counts down to 0.
+    reply (inside a batch: the whole batch's reply is lost); "hang_after" applies, then waits
+    `delay` seconds before closing without a reply (the caller's timeout fires first). `times`
+    counts down to 0.
     """
 
     method: str
@@ -113,6 +115,7 @@ class Fault:
     status: int = 503
     times: int = 1
     retry_after: int | None = None
+    delay: float = 0.0
 
     def matches(self, method: str, path: str) -> bool:
         return self.times > 0 and method == self.method and re.search(self.path, path) is not None
@@ -143,7 +146,11 @@ class Throttle:
 
 
 class DropConnection(Exception):
-    """Close the client's connection without a reply."""
+    """Close the client's connection without a reply (after `delay` seconds)."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__("connection dropped")
+        self.delay = delay
 
 
 class GraphEmulator:
@@ -666,7 +673,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         try:
             status, headers, body = self._dispatch(emulator, method, path, raw)
-        except DropConnection:
+        except DropConnection as drop:
+            time.sleep(drop.delay)
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
@@ -697,13 +705,13 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and path == "/v1.0/$batch":
             reply, lost = _batch(emulator, body, headers, roles)
         else:
-            reply, lost = emulator.graph(method, self.path, headers, body, roles), False
+            reply, lost = emulator.graph(method, self.path, headers, body, roles), None
         if fault is not None:
-            if fault.mode == "drop_after":
-                raise DropConnection
+            if fault.mode in ("drop_after", "hang_after"):
+                raise DropConnection(fault.delay)
             return _fault_reply(fault)
-        if lost:
-            raise DropConnection
+        if lost is not None:
+            raise DropConnection(lost.delay)
         return reply
 
     def _reply(self, status: int, headers: Mapping[str, str], body: Any) -> None:
@@ -726,18 +734,19 @@ def _fault_reply(fault: Fault) -> Reply:
     return GraphError(fault.status, codes.get(fault.status, "UnknownError"), "Injected fault.", headers=headers).reply()
 
 
-def _batch(emulator: GraphEmulator, body: Any, headers: Mapping[str, str], roles: list[str]) -> tuple[Reply, bool]:
-    """Run a JSON batch in order; returns the reply and whether an item's fault loses the whole reply."""
+def _batch(emulator: GraphEmulator, body: Any, headers: Mapping[str, str],
+           roles: list[str]) -> tuple[Reply, Fault | None]:
+    """Run a JSON batch in order; returns the reply and the item fault, if any, that loses the whole reply."""
     emulator.count("batches")
     requests = (body or {}).get("requests") if isinstance(body, dict) else None
     if not isinstance(requests, list) or not requests:
-        return GraphError(400, "BadRequest", "Invalid batch payload format.").reply(), False
+        return GraphError(400, "BadRequest", "Invalid batch payload format.").reply(), None
     if len(requests) > BATCH_LIMIT:
         return GraphError(400, "BadRequest", f"Too many requests in the batch: the limit is {BATCH_LIMIT}.").reply(), \
-            False
+            None
     statuses: dict[str, int] = {}
     responses: list[Json] = []
-    lost = False
+    lost: Fault | None = None
     for item in requests:
         item_id = str(item.get("id"))
         method = str(item.get("method", "GET")).upper()
@@ -758,7 +767,7 @@ def _batch(emulator: GraphEmulator, body: Any, headers: Mapping[str, str], roles
                 if fault is not None and fault.mode == "after":
                     reply = _fault_reply(fault)
                 elif fault is not None:
-                    lost = True
+                    lost = fault
         status, item_headers_out, item_body = reply
         statuses[item_id] = status
         entry: Json = {"id": item_id, "status": status, "headers": dict(item_headers_out)}
