@@ -242,3 +242,45 @@ def test_sandbox_mode_starts_its_own_tenant_and_keeps_it_between_runs(tmp_path: 
 
     with EntraConnector.from_config(context) as again:
         assert sorted(a.login for a in again.snapshot().accounts) == [f"new@{PUPILS}", f"old@{PUPILS}"]
+
+
+def test_new_teacher_gets_a_licence_directly_where_the_school_has_no_licence_groups(
+        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector]) -> None:
+    sku = "94763226-9b3c-4e75-a931-5c89701abe66"
+    entra = make_connector(emulator, assign_licences={"staff": [sku]})
+    entra.snapshot()
+
+    [result] = list(entra.apply([starter("S100", "nteacher", "New", "Teacher", domain=STAFF)]))
+
+    assert result.outcome is Outcome.APPLIED
+    assert [lic["skuId"] for lic in emulator.directory.user(result.key)["assignedLicenses"]] == [sku]
+
+
+def test_password_reset_meets_entras_rule_and_a_weak_one_is_refused_without_echoing_it(
+        entra: EntraConnector, emulator: GraphEmulator) -> None:
+    amy = next(a for a in entra.snapshot().accounts if a.anchor == "P001")
+    weak = change(Action.SET_PASSWORD, amy.key, after={"must_change_password": True}, password="amybrown1")
+    strong = change(Action.SET_PASSWORD, amy.key, after={"must_change_password": False},
+                    password="Sunny-Days-2026")
+    emulator.directory.state["users"][amy.key]["lastPasswordChangeDateTime"] = "2020-01-01T00:00:00Z"
+
+    refused, applied = list(entra.apply([weak])) + list(entra.apply([strong]))
+    forced = list(entra.apply([change(Action.REQUIRE_PASSWORD_CHANGE, amy.key)]))
+
+    assert refused.outcome is Outcome.FAILED and "complexity" in refused.detail
+    assert "amybrown1" not in refused.detail and not refused.retryable
+    assert applied.outcome is Outcome.APPLIED and forced[0].outcome is Outcome.APPLIED
+    user = emulator.directory.user(amy.key)
+    assert user["lastPasswordChangeDateTime"] != "2020-01-01T00:00:00Z"
+    assert user["_forceChangePasswordNextSignIn"] is True
+
+
+def test_last_sign_in_is_read_for_the_access_review_when_asked(
+        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector]) -> None:
+    jo = emulator.directory.user(f"jsmith@{STAFF}")
+    emulator.directory.state["users"][jo["id"]]["signInActivity"] = {"lastSignInDateTime": "2026-10-01T08:15:00Z"}
+
+    snapshot = make_connector(emulator, sign_in_activity=True).snapshot()
+
+    account = next(a for a in snapshot.accounts if a.key == jo["id"])
+    assert account.last_sign_in is not None and account.last_sign_in.isoformat() == "2026-10-01T08:15:00+00:00"
