@@ -241,13 +241,14 @@ class EntraConnector(Connector):
         """Bring the cache up to date through delta links; a full read when there are none or they expired."""
         cache = self.cache or self._load_cache()
         try:
-            cache = self.session.run(self._read_deltas(cache))
+            changed = self.session.run(self._read_deltas(cache))
         except ResponseError as error:
             raise self._read_error(error) from None
         self.cache = cache
-        self._save_cache(cache)
-        self.cursors.set_cursor(self.name, "users_delta", cache.users_link)
-        self.cursors.set_cursor(self.name, "groups_delta", cache.groups_link)
+        if changed:
+            self._save_cache(cache)
+            self.cursors.set_cursor(self.name, "users_delta", cache.users_link)
+            self.cursors.set_cursor(self.name, "groups_delta", cache.groups_link)
         return cache
 
     def _read_error(self, error: ResponseError) -> ConnectorError:
@@ -258,7 +259,8 @@ class EntraConnector(Connector):
             return ConnectorError(f"Graph is throttling reads: {error}", retryable=True)
         return error
 
-    async def _read_deltas(self, cache: _Cache) -> _Cache:
+    async def _read_deltas(self, cache: _Cache) -> bool:
+        """Merge what changed into `cache`; True when anything (or a link) did."""
         select_users = ",".join(dict.fromkeys((*USER_FIELDS, *self.settings.attributes)))
         prefer = {"Prefer": f"odata.maxpagesize={MAX_PAGE}"}
 
@@ -308,8 +310,10 @@ class EntraConnector(Connector):
                     members.add(str(member["id"]))
             group.update({k: v for k, v in item.items() if k != "members@delta"})
             group["members"] = sorted(members)
+        changed = bool(user_items or group_items) or (users_link, groups_link) != (cache.users_link,
+                                                                                    cache.groups_link)
         cache.users_link, cache.groups_link = users_link, groups_link
-        return cache
+        return changed
 
     def _rebase(self, link: str) -> str:
         """A stored link on the configured Graph root (the sandbox gets a new port on every run)."""

@@ -762,7 +762,7 @@ def _batch(emulator: GraphEmulator, body: Any, headers: Mapping[str, str],
             if fault is not None and fault.mode == "status":
                 reply = _fault_reply(fault)
             else:
-                item_headers = {**headers, **{k.lower(): v for k, v in (item.get("headers") or {}).items()}}
+                item_headers = {**{k.lower(): v for k, v in (item.get("headers") or {}).items()}, **headers}
                 reply = emulator.graph(method, "/v1.0" + url, item_headers, item.get("body"), roles)
                 if fault is not None and fault.mode == "after":
                     reply = _fault_reply(fault)
