@@ -147,6 +147,18 @@ def test_member_added_by_hand_meanwhile_does_not_sink_the_other_nineteen(
     assert set(emulator.directory.group_member_ids(group.key)) == set(keys)
 
 
+def test_snapshot_survives_a_dropped_connection_and_a_busy_graph(emulator: GraphEmulator,
+                                                                 entra: EntraConnector) -> None:
+    emulator.faults += [Fault("GET", r"^/v1\.0/users/delta$", mode="drop"),
+                        Fault("GET", r"^/v1\.0/groups/delta$", mode="status", status=503, retry_after=1)]
+
+    snapshot = entra.snapshot()
+
+    assert {a.anchor for a in snapshot.accounts} == {"S001", "P001", "S002"}
+    assert {g.name for g in snapshot.groups} >= {"All Pupils"}
+    assert all(f.times == 0 for f in emulator.faults)
+
+
 def test_wrong_tenant_id_says_where_to_find_the_right_one(
         emulator: GraphEmulator, make_connector: Callable[..., EntraConnector]) -> None:
     entra = make_connector(emulator, tenant_id="00000000-dead-beef-0000-000000000000")

@@ -357,7 +357,7 @@ class GraphSession:
         items: list[Any] = []
         next_url: str | None = url
         while next_url:
-            response = await self.send("GET", next_url, headers=headers)
+            response = await self._get_again_if_lost(next_url, headers)
             if not response.ok:
                 raise ResponseError(response, f"GET {urlsplit(next_url).path}")
             items.extend(response.body.get("value", []))
@@ -366,6 +366,17 @@ class GraphSession:
             if delta:
                 return items, str(delta)
         return items, None
+
+    async def _get_again_if_lost(self, url: str, headers: Mapping[str, str] | None, tries: int = 3) -> GraphResponse:
+        """A GET whose reply was lost is simply asked again (the SDK retries only answered 429/503/504)."""
+        for attempt in range(1, tries + 1):
+            try:
+                return await self.send("GET", url, headers=headers)
+            except TransportFailure:
+                if attempt == tries:
+                    raise
+                await asyncio.sleep(attempt)
+        raise AssertionError("unreachable")
 
     # batches --------------------------------------------------------------------------------------
     async def run_groups(self, groups: Sequence[RequestGroup], *, max_attempts: int = 8) -> None:
