@@ -90,6 +90,19 @@ def test_create_answered_with_a_gateway_timeout_after_it_happened_is_not_made_tw
     assert len([u for u in _pupils(emulator) if u.get("employeeId") == "P501"]) == 1
 
 
+def test_whole_batch_answered_503_after_it_ran_is_not_resent_blindly_by_the_sdk(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    emulator.faults.append(Fault("POST", r"^/v1\.0/\$batch$", mode="after", status=503, retry_after=0))
+
+    [result] = list(entra.apply([starter("P504", "25whole", "Whole", "Batch")]))
+
+    # Found by its anchor before anything was sent again: had the SDK resent the POST, Graph would
+    # have answered "duplicate UPN" and the outcome would read "already existed".
+    assert (result.outcome, result.detail) == (Outcome.APPLIED, "")
+    assert emulator.stats["batches"] == 1
+    assert len([u for u in _pupils(emulator) if u.get("employeeId") == "P504"]) == 1
+
+
 def test_create_refused_with_503_before_it_happened_is_sent_again(
         emulator: GraphEmulator, entra: EntraConnector) -> None:
     emulator.faults.append(Fault("POST", r"^/v1\.0/users$", mode="status", status=503, retry_after=0))
