@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -423,6 +424,16 @@ def test_second_domain_controller_takes_over_when_the_first_is_down(samba_dc: Do
     with ADConnector.from_config(context) as connector:
         assert connector.snapshot().accounts is not None
         assert connector.server_used is not None and connector.server_used.url == samba_dc.url
+
+
+def test_when_no_dc_answers_a_batch_fails_fast_and_retryably(samba_dc: DomainController, store: Store) -> None:
+    context = samba_dc.connector_context(store, servers=["ldaps://127.0.0.1:1", "ldaps://127.0.0.1:2"])
+    with ADConnector.from_config(context) as connector:
+        started = time.monotonic()
+        results = list(connector.apply([starter(f"down{i}", f"D{i}") for i in range(20)]))
+        assert time.monotonic() - started < 5
+    assert {r.outcome for r in results} == {Outcome.FAILED} and all(r.retryable for r in results)
+    assert "127.0.0.1:1" in results[-1].detail and "127.0.0.1:2" in results[-1].detail
 
 
 def test_september_starters_on_two_connections(samba_dc: DomainController, store: Store) -> None:

@@ -33,6 +33,7 @@ import logging
 import re
 import ssl
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -106,6 +107,8 @@ PRIVILEGED_GROUPS = (
 )
 """Role name -> well-known RID (relative to the domain SID) or fixed SID: names differ by language."""
 
+UNREACHABLE_FOR = 30.0
+"""Seconds after every DC failed during which no new connection is attempted."""
 CREATE_CHUNK = 50
 """Creates applied before their keys are read back in one search (and their Results yielded)."""
 SCOPE_FILTER = "(|(&(objectCategory=person)(objectClass=user))(objectClass=group))"
@@ -357,6 +360,7 @@ class ADConnector(Connector):
         self._group_dns: dict[str, str] = {}
         self.server_used: ServerAddress | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._unreachable: tuple[float, str] | None = None
         self.last_read = ""
         """"full" or "incremental": how the last snapshot was read (for logs and tests)."""
 
@@ -383,6 +387,10 @@ class ADConnector(Connector):
 
     def _connect(self) -> ldap3.Connection:
         """Bind to the first server that answers, in the configured order (failover)."""
+        if self._unreachable is not None and time.monotonic() < self._unreachable[0]:
+            # Every DC failed moments ago: the rest of this batch fails at once instead of each
+            # change waiting out the connect timeouts again.
+            raise ConnectorError(self._unreachable[1], retryable=True)
         s = self.settings
         tls = ldap3.Tls(validate=ssl.CERT_REQUIRED if s.tls_verify else ssl.CERT_NONE, ca_certs_file=s.ca_file)
         failures: list[str] = []
@@ -409,7 +417,9 @@ class ADConnector(Connector):
                 self._all_connections.append(conn)
                 self.server_used = address
             return conn
-        raise ConnectorError("no domain controller answered: " + "; ".join(failures), retryable=True)
+        message = "no domain controller answered: " + "; ".join(failures)
+        self._unreachable = (time.monotonic() + UNREACHABLE_FOR, message)
+        raise ConnectorError(message, retryable=True)
 
     def _bind_refused(self, address: ServerAddress, message: str) -> str:
         secret = f"{self.name}_bind_password"
