@@ -506,3 +506,21 @@ def test_connection_lost_after_the_dc_applied_a_create_is_not_repeated(
             assert [(a.key, a.container) for a in accounts] == [(key, "Year 9")]
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize(("dn", "inside"), [
+    ("CN=amy,OU=Year 7,OU=School,DC=test,DC=example,DC=com", True),
+    ("cn=amy, ou=year 7 , ou=SCHOOL,dc=TEST,dc=example,dc=com", True),
+    ("OU=School,DC=test,DC=example,DC=com", True),
+    ("CN=amy,OU=NotSchool,DC=test,DC=example,DC=com", False),
+    ("CN=amy,OU=School\\,Evil,DC=test,DC=example,DC=com", False),
+    ("CN=amy\\,OU=School,OU=Other,DC=test,DC=example,DC=com", False),
+    ("CN=amy,OU=School,DC=test,DC=example,DC=com,DC=evil", False),
+    ("CN=amy,OU=School,DC=example,DC=com", False),
+    ("CN=School\\2C OU\\3DSchool,OU=Other,DC=test,DC=example,DC=com", False),
+    ("<GUID=00>;<SID=01>;CN=amy,OU=School,DC=test,DC=example,DC=com", True),
+    ("not a dn", False),
+])
+def test_the_scope_rule_compares_whole_rdns_never_string_endings(dn: str, inside: bool) -> None:
+    from idlifecycle.connectors.ad import _within
+    assert _within(dn, "OU=School,DC=test,DC=example,DC=com") is inside

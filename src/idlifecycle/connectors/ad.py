@@ -57,6 +57,7 @@ from idlifecycle.connectors.base import (
     Connector,
     ConnectorContext,
     ConnectorError,
+    CursorStore,
 )
 from idlifecycle.errors import ConfigError
 from idlifecycle.model import (
@@ -349,7 +350,7 @@ class ADConnector(Connector):
     capabilities = Capabilities(containers=True, max_username_length=20, revoke_sessions=False,
                                 password_rules="ad")  # noqa: S106 - which rules apply, not a secret
 
-    def __init__(self, name: str, settings: ADSettings, cursors: Any) -> None:
+    def __init__(self, name: str, settings: ADSettings, cursors: CursorStore) -> None:
         super().__init__(name)
         self.settings = settings
         self.cursors = cursors
@@ -357,7 +358,6 @@ class ADConnector(Connector):
         self._all_connections: list[ldap3.Connection] = []
         self._lock = threading.Lock()
         self._known_containers: set[str] = set()
-        self._group_dns: dict[str, str] = {}
         self.server_used: ServerAddress | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._unreachable: tuple[float, str] | None = None
@@ -1023,7 +1023,6 @@ class ADConnector(Connector):
             raise Conflict(f"create-group {name}: the name {sam} is already used in the domain") from None
         found = self._read_one(dn, ["objectGUID"])
         key = _guid(found[1]["objectGUID"][0]) if found else None
-        self._group_dns[name.lower()] = dn
         return Result(change.change_id, Outcome.APPLIED, key=key)
 
     def _find_group(self, name: str) -> tuple[str, str] | None:
