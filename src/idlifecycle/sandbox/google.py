@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from googleapiclient.discovery_cache import get_static_doc
 
 from idlifecycle.sandbox.google_directory import Answer, Directory, google_error, parse_fields, project
+from idlifecycle.sandbox.http import EmulatorHandler
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 API_PREFIX = "/admin/directory/v1/"
@@ -501,36 +502,15 @@ _REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 40
             500: "Internal Server Error", 503: "Service Unavailable"}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Without this every answer waits ~40 ms for the client's delayed ACK (FACTS.md section 2).
-    disable_nagle_algorithm = True
+class _Handler(EmulatorHandler):
     server: ThreadingHTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests and the bench print their own figures."""
 
     @property
     def emulator(self) -> GoogleEmulator:
         emulator: GoogleEmulator = self.server.emulator  # type: ignore[attr-defined]
         return emulator
 
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def _handle(self, method: str) -> None:
+    def serve(self, method: str) -> None:
         emulator = self.emulator
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = urlsplit(self.path).path
@@ -572,12 +552,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, "application/json; charset=UTF-8", b"" if answer is None else json.dumps(answer).encode())
 
     def _send(self, status: int, content_type: str, payload: bytes) -> None:
-        self.send_response(status)
-        if status != 204:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.send_payload(status, payload, {"Content-Type": content_type if status != 204 else ""})
 
 
 def _serve(argv: list[str] | None = None) -> None:

@@ -66,7 +66,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
@@ -90,6 +90,7 @@ from idlifecycle.sandbox.graph_directory import (
     not_found,
     project,
 )
+from idlifecycle.sandbox.http import EmulatorHandler
 from idlifecycle.sandbox.tls import CertificateFiles, ensure_certificate
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -630,13 +631,8 @@ class _Server(ThreadingHTTPServer):
     emulator: GraphEmulator
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(EmulatorHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the tests and the bench read counters, not access logs."""
 
     def setup(self) -> None:
         super().setup()
@@ -650,19 +646,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (ssl.SSLError, ConnectionError, TimeoutError):
             self.close_connection = True
 
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
+    def serve(self, method: str) -> None:
         emulator = self.server.emulator
         if self.path.startswith("/v1.0/"):
             emulator.count("requests")
@@ -716,16 +700,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, headers: Mapping[str, str], body: Any) -> None:
         data = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in headers.items():
-            if value:
-                self.send_header(name, value)
-        if data:
-            self.send_header("Content-Type", "application/json; odata.metadata=minimal; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("request-id", str(uuid.uuid4()))
-        self.end_headers()
-        self.wfile.write(data)
+        content_type = "application/json; odata.metadata=minimal; charset=utf-8" if data else ""
+        self.send_payload(status, data, {**headers, "Content-Type": content_type, "request-id": str(uuid.uuid4())})
 
 
 def _fault_reply(fault: Fault) -> Reply:
