@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from tests import jobfiles
 from tests.factories import ROOT
+from tests.jobfiles import write_connector
 
 PUPIL_HEADER = ["Adno", "UPN", "Legal Forename", "Preferred Forename", "Legal Surname", "Year", "Reg Group",
                 "Admission Date", "Leaving Date"]
@@ -31,26 +33,10 @@ def write_staff(path: Path, rows: list[tuple[str, str, str, str]]) -> None:
             writer.writerow([code, first, last, role, "01/09/2019", ""])
 
 
-def write_job(tmp: Path, *, die_after: int | None = None) -> Path:
+def write_job(tmp: Path) -> Path:
+    """A job on the test double (a directory in a SQLite file), with the default guards."""
     (tmp / "connectors").mkdir(exist_ok=True)
-    (tmp / "connectors" / "double.toml").write_text(
-        f'name = "ad"\ntype = "tests.doubles:FileDirectory"\npath = "{tmp / "directory.sqlite"}"\n')
-    job = tmp / "job.toml"
-    job.write_text(f"""
-[job]
-name = "nightly"
-state_dir = "state"
-connectors = ["connectors/double.toml"]
-mappings = ["{ROOT / 'mappings' / 'school.toml'}"]
-
-[[job.feeds]]
-format = "mis-csv"
-path = "pupils.csv"
-kind = "pupil"
-
-[[job.feeds]]
-format = "mis-csv"
-path = "staff.csv"
-kind = "staff"
-""")
-    return job
+    write_connector(tmp / "connectors" / "double.toml", "ad", "tests.doubles:FileDirectory",
+                    {"path": str(tmp / "directory.sqlite")})
+    return jobfiles.write_job(tmp / "job.toml", connectors=["connectors/double.toml"],
+                              mappings=[ROOT / "mappings" / "school.toml"], guards={})

@@ -8,7 +8,6 @@ a marriage rename and a roll-over move. Each night runs `run_sync` on a job file
 from __future__ import annotations
 
 import csv
-import json
 import uuid
 from datetime import date
 from pathlib import Path
@@ -20,6 +19,7 @@ from idlifecycle.config import Secrets
 from idlifecycle.job import RunReport, load_job, run_sync
 from idlifecycle.model import Account, Action, Snapshot
 from tests.integration.samba import DomainController, samba_dc, samba_template  # noqa: F401 - fixtures
+from tests.jobfiles import LENIENT_GUARDS, write_connector, write_job
 
 pytestmark = pytest.mark.samba
 
@@ -70,32 +70,9 @@ def write_school(tmp: Path, dc: DomainController, pupils: list[list[str]]) -> Pa
     with (tmp / "staff.csv").open("w", newline="", encoding="utf-8-sig") as handle:
         csv.writer(handle).writerows([STAFF_HEADER, ["JDO", "Mrs", "Jane", "Doe", "Teacher", "01/09/2019", ""]])
     (tmp / "mapping.toml").write_text(MAPPING, encoding="utf-8")
-    connector = ['name = "ad"', 'type = "ad"'] + [f"{key} = {json.dumps(value)}"
-                                                  for key, value in dc.connector_options().items()]
-    (tmp / "ad.toml").write_text("\n".join(connector) + "\n", encoding="utf-8")
-    job = tmp / "job.toml"
-    job.write_text("""
-[job]
-name = "nightly"
-state_dir = "state"
-connectors = ["ad.toml"]
-mappings = ["mapping.toml"]
-
-[[job.feeds]]
-format = "mis-csv"
-path = "pupils.csv"
-kind = "pupil"
-
-[[job.feeds]]
-format = "mis-csv"
-path = "staff.csv"
-kind = "staff"
-
-[guards]
-max_destructive = 20
-max_destructive_percent = 100
-max_feed_drop_percent = 100
-""", encoding="utf-8")
+    write_connector(tmp / "ad.toml", "ad", "ad", dc.connector_options())
+    job = write_job(tmp / "job.toml", connectors=["ad.toml"], mappings=["mapping.toml"],
+                    guards={"max_destructive": 20, **LENIENT_GUARDS})
     return job
 
 

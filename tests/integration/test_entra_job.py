@@ -8,7 +8,6 @@ a marriage; then a quiet night with nothing to do.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -21,6 +20,7 @@ from idlifecycle.model import Account, Snapshot
 from idlifecycle.sandbox.graph import GraphEmulator
 from tests.integration.graph_fixtures import *  # noqa: F403
 from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, MARKER, PUPILS, STAFF
+from tests.jobfiles import LENIENT_GUARDS, write_connector, write_job
 
 PUPIL_HEADER = ["Adno", "UPN", "Legal Forename", "Preferred Forename", "Legal Surname", "Gender", "Year",
                 "Reg Group", "Admission Date", "Leaving Date", "Pupil Email"]
@@ -77,32 +77,10 @@ def write_school(tmp: Path, emulator: GraphEmulator, pupils: list[list[str]]) ->
     options = {"tenant_id": emulator.tenant_id, "client_id": CLIENT_ID,
                "authority_host": f"127.0.0.1:{emulator.port}", "graph_url": emulator.graph_url,
                "ca_file": str(emulator.certificate.cert), "group_marker": MARKER, "timeout_seconds": 5}
-    lines = ['name = "entra"', 'type = "entra"', *(f"{k} = {json.dumps(v)}" for k, v in options.items()),
-             f'domains = {{ staff = "{STAFF}", pupil = "{PUPILS}" }}']
-    (tmp / "entra.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    job = tmp / "job.toml"
-    job.write_text("""
-[job]
-name = "nightly"
-state_dir = "state"
-connectors = ["entra.toml"]
-mappings = ["mapping.toml"]
-
-[[job.feeds]]
-format = "mis-csv"
-path = "pupils.csv"
-kind = "pupil"
-
-[[job.feeds]]
-format = "mis-csv"
-path = "staff.csv"
-kind = "staff"
-
-[guards]
-max_destructive = 20
-max_destructive_percent = 100
-max_feed_drop_percent = 100
-""", encoding="utf-8")
+    write_connector(tmp / "entra.toml", "entra", "entra",
+                    {**options, "domains": {"staff": STAFF, "pupil": PUPILS}})
+    job = write_job(tmp / "job.toml", connectors=["entra.toml"], mappings=["mapping.toml"],
+                    guards={"max_destructive": 20, **LENIENT_GUARDS})
     return job
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from idlifecycle.job import load_job, run_sync
 from idlifecycle.model import Action
+from tests.jobfiles import write_connector, write_job
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "src/idlifecycle/sandbox/sample_school"
@@ -22,38 +23,13 @@ def _job(tmp_path: Path, pupils: list[str]) -> tuple[Path, set[str]]:
     staff.write_text("\n".join(staff_lines) + "\n")
     # The demo's Entra tenant is seeded with the whole sample school; this small school gets a
     # tenant of its own, started from the emulator's example seed.
-    entra = tmp_path / "entra-sandbox.toml"
-    entra.write_text(f"""
-name = "entra"
-type = "entra"
-sandbox = true
-seed = "{REPO / 'src/idlifecycle/sandbox/graph_seed_example.json'}"
-domains = {{ staff = "staff.example.sch.uk", pupil = "pupils.example.sch.uk" }}
-group_marker = "Managed by idlifecycle"
-""")
-    connectors = [str(GOOGLE), str(entra)]
-    job = tmp_path / "nightly.toml"
-    job.write_text(f"""
-[job]
-name = "nightly"
-state_dir = "{tmp_path / 'state'}"
-connectors = {connectors!r}
-mappings = ["{REPO / 'mappings/school.toml'}"]
-
-[[job.feeds]]
-format = "mis-csv"
-path = "{feed}"
-kind = "pupil"
-
-[[job.feeds]]
-format = "mis-csv"
-path = "{staff}"
-kind = "staff"
-
-[guards]
-max_destructive = 5
-max_feed_drop_percent = 50
-""".replace("'", '"'))
+    entra = write_connector(tmp_path / "entra-sandbox.toml", "entra", "entra", {
+        "sandbox": True, "seed": str(REPO / "src/idlifecycle/sandbox/graph_seed_example.json"),
+        "domains": {"staff": "staff.example.sch.uk", "pupil": "pupils.example.sch.uk"},
+        "group_marker": "Managed by idlifecycle"})
+    job = write_job(tmp_path / "nightly.toml", connectors=[GOOGLE, entra], mappings=[REPO / "mappings/school.toml"],
+                    feeds=[(feed, "pupil"), (staff, "staff")], state_dir=tmp_path / "state",
+                    guards={"max_destructive": 5, "max_feed_drop_percent": 50})
     return job, {line.split(",")[0].strip('"') for line in staff_lines[1:]}
 
 

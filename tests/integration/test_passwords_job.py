@@ -22,6 +22,7 @@ from idlifecycle.config import Secrets
 from idlifecycle.job import RunReport, load_job, run_sync
 from idlifecycle.model import Action, Outcome, Snapshot, plan_to_json
 from tests.integration.samba import DomainController, samba_dc, samba_template  # noqa: F401 - fixtures
+from tests.jobfiles import write_connector, write_job
 
 pytestmark = [pytest.mark.samba, pytest.mark.slow]
 
@@ -87,37 +88,12 @@ def write_school(tmp: Path, dc: DomainController) -> Path:
     (tmp / "mapping.toml").write_text(MAPPING, encoding="utf-8")
     (tmp / "passwords.toml").write_text(POLICY, encoding="utf-8")
     (tmp / "seed.json").write_text(json.dumps(SEED), encoding="utf-8")
-    connector = ['name = "ad"', 'type = "ad"'] + [f"{key} = {json.dumps(value)}"
-                                                  for key, value in dc.connector_options().items()]
-    (tmp / "ad.toml").write_text("\n".join(connector) + "\n", encoding="utf-8")
-    (tmp / "entra.toml").write_text(
-        'name = "entra"\ntype = "entra"\nsandbox = true\nseed = "seed.json"\n'
-        'domains = { staff = "staff.example.sch.uk", pupil = "pupils.example.sch.uk" }\n', encoding="utf-8")
-    job = tmp / "job.toml"
-    job.write_text("""
-[job]
-name = "nightly"
-state_dir = "state"
-connectors = ["ad.toml", "entra.toml"]
-mappings = ["mapping.toml"]
-
-[[job.feeds]]
-format = "mis-csv"
-path = "pupils.csv"
-kind = "pupil"
-
-[[job.feeds]]
-format = "mis-csv"
-path = "staff.csv"
-kind = "staff"
-
-[guards]
-max_destructive_percent = 100
-max_feed_drop_percent = 100
-
-[passwords]
-file = "passwords.toml"
-""", encoding="utf-8")
+    write_connector(tmp / "ad.toml", "ad", "ad", dc.connector_options())
+    write_connector(tmp / "entra.toml", "entra", "entra", {
+        "sandbox": True, "seed": "seed.json",
+        "domains": {"staff": "staff.example.sch.uk", "pupil": "pupils.example.sch.uk"}})
+    job = write_job(tmp / "job.toml", connectors=["ad.toml", "entra.toml"], mappings=["mapping.toml"],
+                    sections={"passwords": {"file": "passwords.toml"}})
     return job
 
 
