@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
@@ -18,6 +19,9 @@ from idlifecycle.connectors.base import Connector, ConnectorError
 from idlifecycle.model import Action, Change, Outcome, Plan, Result
 from idlifecycle.planner import phase
 from idlifecycle.store import Store
+
+changes_log = logging.getLogger("idlifecycle.changes")
+"""One structured line per applied change, for cron logs (the CLI quiets it under a progress bar)."""
 
 PasswordFor = Callable[[Change], str]
 """Gives the initial or new password for a CREATE / SET_PASSWORD change (one per person per run)."""
@@ -137,6 +141,11 @@ class Executor:
             {**change.to_json(), "target": target, "detail": result.detail},
             actor=self.actor,
         )
+        changes_log.info(json.dumps({
+            "event": "change", "directory": change.directory, "action": str(change.action),
+            "username": change.username, "group": change.group, "outcome": str(result.outcome),
+            "reason": change.reason, "detail": result.detail,
+        }))
         if self.on_result is not None:
             self.on_result(change, result)
 

@@ -114,3 +114,19 @@ def test_two_runs_of_the_same_job_never_overlap(tmp_path):
         result = idl(tmp_path, "sync")
     assert result.returncode == 1
     assert "job 'nightly' is already running" in result.stderr
+
+
+def test_a_plan_stopped_by_a_guard_is_still_saved_for_review_and_cron_logs_each_change(tmp_path):
+    school(tmp_path)
+    first = idl(tmp_path, "--log-format", "json", "sync")
+    assert first.returncode == 0
+    lines = [json.loads(line) for line in first.stderr.splitlines() if line.startswith("{")]
+    changes = [line for line in lines if line.get("event") == "change"]
+    assert len(changes) > 42 and {"directory", "action", "username", "outcome", "reason"} <= set(changes[0])
+    assert all(line["level"] == "INFO" and "time" in line for line in lines)
+    write_pupils(tmp_path / "pupils.csv", 20)
+    stopped = idl(tmp_path, "plan", "--out", "plan.json")
+    assert stopped.returncode == 2
+    saved = json.loads((tmp_path / "plan.json").read_text())
+    assert sum(c["action"] == "disable" for c in saved["changes"]) == 20
+    assert idl(tmp_path, "apply", "plan.json").returncode == 2

@@ -89,6 +89,9 @@ def setup_logging(log_format: str, verbose: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
+    # In a terminal the progress bar and the printed plan say it; under cron each change is a log line.
+    logging.getLogger("idlifecycle.changes").setLevel(
+        logging.INFO if verbose or not sys.stderr.isatty() else logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

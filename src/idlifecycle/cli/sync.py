@@ -96,13 +96,20 @@ def _report_results(plan: Plan, results: list[Result] | tuple[Result, ...]) -> i
 
 def cmd_plan(args: argparse.Namespace) -> int:
     job = _job(args)
+    seen: list[Plan] = []
+
+    def show(plan: Plan) -> None:
+        seen.append(plan)
+        print(render_plan(plan))
+
     try:
-        report = run_sync(job, apply=False, allow_destructive=args.allow_destructive,
-                          on_plan=lambda p: print(render_plan(p)), actor="plan")
-        if args.out:
-            Path(args.out).write_text(json.dumps(plan_to_json(report.plan), indent=2) + "\n")
-            print(f"Plan written to {args.out}; apply it with: idlifecycle apply {args.out}")
+        run_sync(job, apply=False, allow_destructive=args.allow_destructive, on_plan=show, actor="plan")
     finally:
+        # Saved even when a guard stops the run: that is when a person most needs to review it.
+        # Applying it is guarded again.
+        if args.out and seen:
+            Path(args.out).write_text(json.dumps(plan_to_json(seen[-1]), indent=2) + "\n")
+            print(f"Plan written to {args.out}; apply it with: idlifecycle apply {args.out}")
         job.close()
     return 0
 
