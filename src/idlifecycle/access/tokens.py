@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
-import secrets as random
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -58,7 +58,7 @@ class Signer:
         self._csrf_key = hmac.new(root, b"idlifecycle csrf v1", hashlib.sha256).digest()
 
     def mint(self, request_id: int, approver: str, expires: datetime) -> tuple[str, LinkClaims]:
-        claims = LinkClaims(request_id, approver.lower(), random.token_hex(16), expires)
+        claims = LinkClaims(request_id, approver.lower(), secrets.token_hex(16), expires)
         body = json.dumps(
             {"r": request_id, "a": claims.approver, "n": claims.nonce, "e": int(expires.timestamp())},
             separators=(",", ":"), sort_keys=True,
@@ -100,4 +100,4 @@ class Signer:
 
 
 def new_cookie_value() -> str:
-    return random.token_urlsafe(32)
+    return secrets.token_urlsafe(32)

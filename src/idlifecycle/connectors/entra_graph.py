@@ -501,7 +501,7 @@ class GraphSession:
                         break
                     wait = response.retry_after()
                     if wait is None:
-                        wait = min(30.0, 2.0 ** (group.attempts - 1)) * (0.5 + random.random())  # noqa: S311
+                        wait = min(30.0, 2.0 ** (group.attempts - 1)) * (0.5 + random.random())  # noqa: S311 - backoff jitter, not security
                     if response.status == 429:
                         self._pacer.pause(wait)
                     delay = max(delay or 0.0, wait)
