@@ -130,3 +130,17 @@ def test_a_plan_stopped_by_a_guard_is_still_saved_for_review_and_cron_logs_each_
     saved = json.loads((tmp_path / "plan.json").read_text())
     assert sum(c["action"] == "disable" for c in saved["changes"]) == 20
     assert idl(tmp_path, "apply", "plan.json").returncode == 2
+
+
+def test_feed_check_reads_an_export_named_on_the_command_line_and_tells_its_format(tmp_path):
+    sds = ROOT / "tests" / "data" / "feeds" / "sds_v2"
+    result = subprocess.run([sys.executable, "-m", "idlifecycle", "feed", "check", str(sds)], capture_output=True,
+                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert result.returncode == 1
+    assert f"{sds}/roles.csv:4: grade: unknown year group '15'" in result.stdout
+    assert "feed check failed: 5 of 9 feed rows (55.6 %) have errors" in result.stdout
+    write_pupils(tmp_path / "pupils.csv", 30)
+    clean = subprocess.run([sys.executable, "-m", "idlifecycle", "feed", "check", "pupils.csv"], capture_output=True,
+                           text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert clean.returncode == 0, clean.stdout
+    assert "30 rows read: 30 pupils, 0 staff; 0 errors" in clean.stdout

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from idlifecycle.errors import FeedError, UserError
-from idlifecycle.feeds import check_bad_rows, format_report, read_feeds
+from idlifecycle.feeds import (
+    DEFAULT_MAX_BAD_PERCENT,
+    READERS,
+    FeedSpec,
+    check_bad_rows,
+    format_report,
+    guess_format,
+    read_feeds,
+)
 from idlifecycle.job import Job, RunReport, failures_of, load_job, run_sync
 from idlifecycle.model import Action, Change, Plan, Result, plan_from_json, plan_to_json
 
@@ -156,21 +164,26 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_feed_check(args: argparse.Namespace) -> int:
-    job = _job(args)
-    try:
-        try:
-            result = read_feeds(job.feed_specs())
-        except FeedError as error:
-            print(f"feed check failed: {error}")
-            return 1
-        print(format_report(result))
-        try:
-            check_bad_rows(result, job.config.guards.max_bad_rows_percent)
-        except FeedError as error:
-            print(f"feed check failed: {error}")
-            return 1
-    finally:
+    """The job's feeds, or one export named on the command line (no job file needed)."""
+    if args.path:
+        path = Path(args.path)
+        fmt = args.format or guess_format(path)
+        if fmt is None:
+            raise UserError(f"{path}: cannot tell the feed format (no such file, or a folder without users.csv, "
+                            f"roles.csv or Student.csv); name it with --format {'|'.join(READERS)}")
+        options = {"kind": args.kind} if args.kind else {}
+        specs, max_bad = [FeedSpec(fmt, path, options, source="--format/--kind")], DEFAULT_MAX_BAD_PERCENT
+    else:
+        job = _job(args)
+        specs, max_bad = job.feed_specs(), job.config.guards.max_bad_rows_percent
         job.close()
+    try:
+        result = read_feeds(specs)
+        print(format_report(result))
+        check_bad_rows(result, max_bad)
+    except FeedError as error:
+        print(f"feed check failed: {error}")
+        return 1
     return 0
 
 
@@ -211,7 +224,10 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_sync)
 
     feed = subparsers.add_parser("feed", help="feed commands").add_subparsers(dest="feed_command", required=True)
-    p = feed.add_parser("check", help="validate the job's feed and print every problem as file:line: field: message")
+    p = feed.add_parser("check", help="validate a feed and print every problem as file:line: field: message")
+    p.add_argument("path", nargs="?", help="an export to check instead of the job's feeds: a CSV file or a folder")
+    p.add_argument("--format", choices=sorted(READERS), help="the export's format (default: told from the files)")
+    p.add_argument("--kind", choices=("pupil", "staff"), help="who a MIS CSV lists, when it has no column for it")
     p.set_defaults(handler=cmd_feed_check)
 
     audit = subparsers.add_parser("audit", help="audit log commands").add_subparsers(dest="audit_command",

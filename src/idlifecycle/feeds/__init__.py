@@ -9,6 +9,7 @@ the run when too many are bad.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 from idlifecycle.errors import ConfigError, FeedError
 from idlifecycle.feeds import mis_csv as mis_csv
@@ -26,6 +27,19 @@ READERS: dict[str, Callable[[FeedSpec], FeedResult]] = {
 }
 
 DEFAULT_MAX_BAD_PERCENT = 2.0
+
+_FORMAT_MARKERS = (("sds-v2", "roles.csv"), ("sds-v1", "Student.csv"), ("oneroster", "users.csv"))
+"""A folder's format, told by the file only that format has (checked in this order)."""
+
+
+def guess_format(path: Path) -> str | None:
+    """The format of an export on disk: a CSV file is a MIS report; a folder by the files in it."""
+    if path.is_file():
+        return "mis-csv"
+    if path.is_dir():
+        names = {p.name for p in path.iterdir()}
+        return next((fmt for fmt, marker in _FORMAT_MARKERS if marker in names), None)
+    return None
 
 
 def read_feed(spec: FeedSpec) -> FeedResult:
