@@ -18,7 +18,7 @@ from itertools import groupby
 from idlifecycle.connectors.base import Connector, ConnectorError
 from idlifecycle.model import Action, Change, Outcome, Plan, Result
 from idlifecycle.planner import phase
-from idlifecycle.store import Store
+from idlifecycle.store import JournalEntry, Store
 
 changes_log = logging.getLogger("idlifecycle.changes")
 """One structured line per applied change, for cron logs (the CLI quiets it under a progress bar)."""
@@ -64,18 +64,17 @@ class Executor:
         for directory, in_directory in groupby(changes, key=lambda c: c.directory):
             connector = self.connectors[directory]
             for _, batch in groupby(in_directory, key=phase):
-                results.extend(self._run_batch(run_plan_id, connector, list(batch), keys))
+                results.extend(self._run_batch(run_plan_id, connector, list(batch), journal, keys))
         return results
 
     def _run_batch(self, run_plan_id: str, connector: Connector, batch: list[Change],
-                   keys: dict[tuple[str, str], str]) -> list[Result]:
-        done = self.store.journal_states(run_plan_id)
+                   journal: Mapping[str, JournalEntry], keys: dict[tuple[str, str], str]) -> list[Result]:
         results: list[Result] = []
         # resolved change_id -> the change as planned: journal and audit use the planned id.
         originals: dict[str, Change] = {}
         sending: list[Change] = []
         for change in batch:
-            entry = done.get(change.change_id)
+            entry = journal.get(change.change_id)
             if entry is not None and entry.state in _DONE:
                 results.append(Result(change.change_id, Outcome(entry.state), "done in an earlier attempt",
                                       key=entry.key))

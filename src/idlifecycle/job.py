@@ -134,11 +134,8 @@ class Job:
         return snapshots
 
     def plan_state(self) -> PlanState:
-        issued = self.store.issued_usernames()
-        by_person: dict[str, str] = {}
-        for row in self.store.db.execute("SELECT username, person_id FROM usernames ORDER BY issued_at"):
-            by_person[str(row["person_id"])] = str(row["username"])
-        return PlanState(person_usernames=by_person, issued_usernames=issued, disabled_on=self.store.disabled_on())
+        return PlanState(person_usernames=self.store.person_usernames(),
+                         issued_usernames=self.store.issued_usernames(), disabled_on=self.store.disabled_on())
 
     def plan(self, people: Sequence[Person], snapshots: Mapping[str, Snapshot],
              connectors: Mapping[str, Connector], shares: ShareGroupsLike | None = None) -> Plan:

@@ -128,6 +128,13 @@ class Store:
             for r in self.db.execute("SELECT username, person_id FROM usernames")
         }
 
+    def person_usernames(self) -> dict[str, str]:
+        """person_id -> the username most recently issued to them."""
+        return {
+            str(r["person_id"]): str(r["username"])
+            for r in self.db.execute("SELECT username, person_id FROM usernames ORDER BY issued_at")
+        }
+
     def record_username(self, username: str, person_id: str) -> None:
         self.db.execute(
             "INSERT INTO usernames VALUES (?,?,?) ON CONFLICT DO NOTHING",

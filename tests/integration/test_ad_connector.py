@@ -101,15 +101,6 @@ def highest_usn(dc: DomainController) -> int:
     return value
 
 
-def bind_result(dc: DomainController, login: str, password: str) -> dict[str, Any]:
-    server = ldap3.Server(dc.url, use_ssl=True, tls=ldap3.Tls(validate=0), get_info=ldap3.NONE)
-    conn = ldap3.Connection(server, user=login, password=password)
-    conn.bind()
-    result = dict(conn.result)
-    conn.unbind()
-    return result
-
-
 def account(ad: ADConnector, key: str) -> Any:
     return {a.key: a for a in ad.snapshot().accounts}[key]
 
@@ -117,7 +108,7 @@ def account(ad: ADConnector, key: str) -> Any:
 def test_starter_with_a_password_can_sign_in_and_shows_in_the_snapshot(ad: ADConnector,
                                                                         samba_dc: DomainController) -> None:
     key = create(ad, "apond1", "A1001")
-    assert bind_result(samba_dc, "apond1@test.example.com", PASSWORD)["result"] == 0
+    assert samba_dc.bind_result("apond1@test.example.com", PASSWORD)["result"] == 0
     snap = account(ad, key)
     assert (snap.username, snap.login, snap.anchor, snap.enabled) == ("apond1", "apond1@test.example.com",
                                                                       "A1001", True)
@@ -131,13 +122,13 @@ def test_starter_without_a_password_yet_is_created_disabled(ad: ADConnector, sam
     key = create(ad, "nopass1", password=None)
     assert account(ad, key).enabled is False
     assert attr(samba_dc, "nopass1", "userAccountControl") == "514"
-    assert bind_result(samba_dc, "nopass1@test.example.com", PASSWORD)["result"] == 49
+    assert samba_dc.bind_result("nopass1@test.example.com", PASSWORD)["result"] == 49
 
 
 def test_new_pupil_must_choose_their_own_password_at_first_sign_in(ad: ADConnector,
                                                                    samba_dc: DomainController) -> None:
     key = create(ad, "mustchg1", must_change=True)
-    assert "data 773" in bind_result(samba_dc, "mustchg1@test.example.com", PASSWORD)["message"]
+    assert "data 773" in samba_dc.bind_result("mustchg1@test.example.com", PASSWORD)["message"]
     assert account(ad, key).must_change_password
 
 
@@ -146,8 +137,8 @@ def test_password_reset_with_change_at_next_sign_in(ad: ADConnector, samba_dc: D
     reset = change(Action.SET_PASSWORD, key, "reset1", after={"must_change_password": True},
                    password="Green-Teapot-77")
     assert one(ad, reset).outcome is Outcome.APPLIED
-    assert bind_result(samba_dc, "reset1@test.example.com", PASSWORD)["result"] == 49
-    assert "data 773" in bind_result(samba_dc, "reset1@test.example.com", "Green-Teapot-77")["message"]
+    assert samba_dc.bind_result("reset1@test.example.com", PASSWORD)["result"] == 49
+    assert "data 773" in samba_dc.bind_result("reset1@test.example.com", "Green-Teapot-77")["message"]
     key2 = create(ad, "reset2")
     require = change(Action.REQUIRE_PASSWORD_CHANGE, key2, "reset2")
     assert one(ad, require).outcome is Outcome.APPLIED
@@ -200,7 +191,7 @@ def test_marriage_rename_keeps_the_account_and_its_groups(ad: ADConnector, samba
     assert (renamed.username, renamed.login, renamed.container) == ("jjones1", "jjones1@test.example.com", "Staff")
     assert entry(samba_dc, "(cn=jjones1)", ["cn"]) is not None
     assert key in {g.name: g for g in snap.groups}["Rename Staff"].members
-    assert bind_result(samba_dc, "jjones1@test.example.com", PASSWORD)["result"] == 0
+    assert samba_dc.bind_result("jjones1@test.example.com", PASSWORD)["result"] == 0
     assert one(ad, rename).outcome is Outcome.ALREADY
 
 
@@ -223,7 +214,7 @@ def test_leaver_is_disabled_then_enabled_again_keeping_other_flags(ad: ADConnect
     conn.unbind()
     assert one(ad, change(Action.DISABLE, key, "leaver1")).outcome is Outcome.APPLIED
     assert attr(samba_dc, "leaver1", "userAccountControl") == str(0x10202)
-    assert "data 533" in bind_result(samba_dc, "leaver1@test.example.com", PASSWORD)["message"]
+    assert "data 533" in samba_dc.bind_result("leaver1@test.example.com", PASSWORD)["message"]
     assert one(ad, change(Action.DISABLE, key, "leaver1")).outcome is Outcome.ALREADY
     assert one(ad, change(Action.ENABLE, key, "leaver1")).outcome is Outcome.APPLIED
     assert attr(samba_dc, "leaver1", "userAccountControl") == str(0x10200)
