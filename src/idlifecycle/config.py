@@ -133,6 +133,12 @@ class GuardModel(_Strict):
     percent_floor: int = Field(5, ge=0)
     max_feed_drop_percent: float = Field(10.0, ge=0, le=100)
     max_bad_rows_percent: float = Field(2.0, ge=0, le=100)
+    group_floor: int = Field(3, ge=1)
+    max_group_drop_percent: float = Field(50.0, ge=0, le=100)
+    max_group_removal_percent: float = Field(25.0, ge=0, le=100)
+    max_attribute_change_percent: float = Field(25.0, ge=0, le=100)
+    rollover_day: str = Field("09-01", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+    rollover_window_days: int = Field(14, ge=0, le=180)
 
 
 class JobModel(_Strict):

@@ -19,6 +19,17 @@ class GuardLimits:
     max_feed_drop_percent: float = 10.0
     """How much smaller than the last successful run's feed the feed may be."""
     max_bad_rows_percent: float = 2.0
+    group_floor: int = 3
+    """A year group, registration group or staff role this big on the last good run may not vanish in one run."""
+    max_group_drop_percent: float = 50.0
+    """… nor lose more than this share of its people (once more than `percent_floor` of them)."""
+    max_group_removal_percent: float = 25.0
+    """Removals from one ordinary group in one run, as a share of its members (once more than `percent_floor`)."""
+    max_attribute_change_percent: float = 25.0
+    """Accounts of one directory whose value of one attribute (department, OU, name …) is replaced in one run."""
+    rollover_day: str = "09-01"
+    """MM-DD of the September roll-over; within `rollover_window_days` of it, moves and group changes are expected."""
+    rollover_window_days: int = 14
 
 
 def check_plan(

@@ -17,17 +17,28 @@ from typing import Any
 from idlifecycle import access, passwords
 from idlifecycle.config import JobConfig, Secrets, load_job_config
 from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorError, build_connector
-from idlifecycle.errors import ConfigError, GuardTripped, StalePlan, UserError
+from idlifecycle.errors import ConfigError, FeedError, GuardTripped, StalePlan, UserError
 from idlifecycle.executor import Executor, PasswordFor, plan_id
 from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, read_feeds
 from idlifecycle.guards import check_plan, stale_directories
-from idlifecycle.model import Action, Change, Outcome, Person, Plan, Result, Snapshot
+from idlifecycle.model import Action, Change, Outcome, Person, Plan, Result, RowError, Snapshot
 from idlifecycle.notify import Mailer
-from idlifecycle.planner import PlanState, ShareGroupsLike
+from idlifecycle.planner import Held, PlanState, ShareGroupsLike
 from idlifecycle.planner import plan as make_plan
+from idlifecycle.shape import (
+    change_reasons,
+    column_problems,
+    columns_profile,
+    feed_shape,
+    leading_zero_problem,
+    lost_leading_zeros,
+    shape_reasons,
+)
 from idlifecycle.store import Store
 
 log = logging.getLogger("idlifecycle")
+feed_log = logging.getLogger("idlifecycle.feed")
+"""One structured line per refused feed row (the CLI quiets it in a terminal, where the plan shows them)."""
 
 ResultHook = Callable[[Change, Result], None]
 
@@ -43,6 +54,8 @@ class RunReport:
     incidents: tuple[str, ...] = ()
     failures: tuple[str, ...] = ()
     feed_errors: tuple[str, ...] = field(default=())
+    feed_profile: Mapping[str, Any] = field(default_factory=dict)
+    """The feed's columns and group sizes, kept when the run succeeds for the next run's shape guards."""
 
     def counts(self) -> dict[str, int]:
         """Applied changes by action."""
@@ -119,9 +132,13 @@ class Job:
         ]
 
     def read_people(self) -> FeedResult:
-        """The feed, checked: too many bad rows, or an empty or missing feed, stop the run here."""
+        """The feed, checked: too many bad rows, an empty or missing feed, or a lost column stop the run here."""
         result = read_feeds(self.feed_specs())
         check_bad_rows(result, self.config.guards.max_bad_rows_percent)
+        previous = (self.store.feed_profile(self.config.name) or {}).get("columns")
+        problems = column_problems(result.columns, self.config.mapping, previous)
+        if problems:
+            raise FeedError("; ".join(problems) + "; nothing was changed")
         return result
 
     def snapshots(self, connectors: Mapping[str, Connector]) -> dict[str, Snapshot]:
@@ -138,10 +155,11 @@ class Job:
                          issued_usernames=self.store.issued_usernames(), disabled_on=self.store.disabled_on())
 
     def plan(self, people: Sequence[Person], snapshots: Mapping[str, Snapshot],
-             connectors: Mapping[str, Connector], shares: ShareGroupsLike | None = None) -> Plan:
+             connectors: Mapping[str, Connector], shares: ShareGroupsLike | None = None,
+             held: Held | None = None) -> Plan:
         capabilities = {name: type(c).capabilities for name, c in connectors.items()}
         return make_plan(people, snapshots, capabilities, self.config.mapping, self.plan_state(), self.today,
-                         shares=shares)
+                         shares=shares, held=held)
 
     def check_guards(self, plan: Plan, allow_destructive: int | None, *, feed_check: bool = True) -> list[str]:
         destructive = Counter(c.directory for c in plan.changes if c.destructive)
@@ -245,6 +263,8 @@ def run_sync(
             raise
         job.store.finish_run(run_id, report.status, report.plan.people_count,
                              {"counts": report.counts(), "failures": len(report.failures)})
+        if apply and report.feed_profile:
+            job.store.record_feed_profile(job.config.name, run_id, report.feed_profile)
         if apply:
             _send_summary(job, report)
         return report
@@ -264,26 +284,42 @@ def _send_summary(job: Job, report: RunReport) -> None:
 def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, actor: str,
           on_plan: Callable[[Plan], None] | None, on_result: ResultHook | None) -> RunReport:
     feed = job.read_people()
-    people = {p.person_id: p for p in feed.people}
+    held = held_rows(feed.errors)
+    people = {p.person_id: p for p in feed.people if not held.holds(p.person_id)}
     feed_errors = tuple(str(e) for e in feed.errors)
+    _report_refused_rows(job, run_id, feed.errors, actor)
     uses_shares = bool(job.section("access"))
     with job.open_connectors() as connectors:
         snapshots = job.snapshots(connectors)
+        known = job.store.known_person_ids() | {a.anchor for s in snapshots.values() for a in s.accounts if a.anchor}
+        zeros = lost_leading_zeros((p.person_id for p in feed.people), known)
+        if zeros:
+            raise FeedError(leading_zero_problem(zeros))
         shares = access.desired_share_groups(job, feed.people) if uses_shares else None
-        plan = job.plan(feed.people, snapshots, connectors, shares)
-        termly = passwords.termly_changes(job, snapshots, people)
-        if termly:
-            plan = replace(plan, changes=plan.changes + tuple(termly))
+        plan = job.plan(feed.people, snapshots, connectors, shares, held)
+        # A held person's accounts are left as they are: no termly flag or cleared "never expires" either.
+        termly = [c for c in passwords.termly_changes(job, snapshots, people) if not held.holds(c.person_id)]
+        plan = replace(plan, changes=plan.changes + tuple(termly), rejected_rows=feed_errors)
+        if plan.held:
+            job.store.audit("people-held", {"run": run_id, "held": list(plan.held)}, actor=actor)
         if on_plan is not None:
             on_plan(plan)
+        previous = job.store.feed_profile(job.config.name)
+        shape = feed_shape([p for p in feed.people if not held.holds(p.person_id)], job.config.mapping, job.today)
+        group_sizes = {(name, g.name): len(g.members) for name, snap in snapshots.items() for g in snap.groups}
         reasons = job.check_guards(plan, allow_destructive)
+        reasons += shape_reasons((previous or {}).get("shape"), shape, job.config.guards, job.today,
+                                 allow_destructive or 0)
+        reasons += change_reasons(plan.changes, group_sizes, plan.managed_counts, job.config.guards, job.today,
+                                  first_run=previous is None, allowed=allow_destructive or 0)
         if reasons:
             job.store.audit("guard-tripped", {"reasons": reasons, "run": run_id}, actor=actor)
             raise GuardTripped(reasons)
+        profile = {"columns": columns_profile(feed.columns), "shape": shape.to_json()}
         if not apply:
             return RunReport(run_id, "planned", plan, feed_errors=feed_errors)
         if not plan.changes:
-            quiet = RunReport(run_id, "nothing-to-do", plan, feed_errors=feed_errors)
+            quiet = RunReport(run_id, "nothing-to-do", plan, feed_errors=feed_errors, feed_profile=profile)
             # Grants can expire on a quiet night too (their member removed by hand): end them.
             if uses_shares:
                 quiet = replace(quiet, incidents=tuple(access.after_run(job, quiet, connectors)))
@@ -297,12 +333,35 @@ def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, act
         issuer.deliver(Mailer.from_job(job), applied=_people_given_passwords(plan, results))
         failures = failures_of(plan, results)
         report = RunReport(run_id, "partial" if failures else "ok", plan, tuple(results),
-                           failures=failures, feed_errors=feed_errors)
+                           failures=failures, feed_errors=feed_errors, feed_profile=profile)
         if uses_shares:
             report = replace(report, incidents=tuple(access.after_run(job, report, connectors)))
         log.info(json.dumps({"event": "run-finished", "run": run_id, "changes": len(results),
                              "failed": len(failures), "incidents": len(report.incidents)}))
         return report
+
+
+def held_rows(errors: Sequence[RowError]) -> Held:
+    """The people the refused rows describe, by the id each row carries; rows without one, apart."""
+    rows: dict[str, list[str]] = {}
+    unidentified: dict[tuple[str, int], str] = {}
+    for error in errors:
+        if error.person_id:
+            rows.setdefault(error.person_id, []).append(str(error))
+        else:
+            unidentified.setdefault((error.file, error.line), str(error))
+    return Held({pid: tuple(found) for pid, found in rows.items()}, tuple(unidentified.values()))
+
+
+def _report_refused_rows(job: Job, run_id: int, errors: Sequence[RowError], actor: str) -> None:
+    """Every refused row: one log event each, and one audit entry for the run."""
+    if not errors:
+        return
+    for error in errors:
+        feed_log.info(json.dumps({"event": "feed-row-refused", "run": run_id, "file": error.file,
+                                     "line": error.line, "field": error.field, "message": error.message,
+                                     "person_id": error.person_id}))
+    job.store.audit("feed-rows-refused", {"run": run_id, "rows": [str(e) for e in errors]}, actor=actor)
 
 
 def _people_given_passwords(plan: Plan, results: Sequence[Result]) -> set[str]:

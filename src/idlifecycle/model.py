@@ -57,6 +57,8 @@ class RowError:
     line: int
     field: str
     message: str
+    person_id: str | None = None
+    """The id the refused row carries, as written (None when it has none): that person is held."""
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.field}: {self.message}"
@@ -271,6 +273,10 @@ class Plan:
     created_at: str = ""
     notes: tuple[str, ...] = ()
     """Things a person should know that are not changes (unmanaged accounts, hybrid users)."""
+    held: tuple[str, ...] = ()
+    """People and accounts left untouched this run because a feed row about them was rejected, each with why."""
+    rejected_rows: tuple[str, ...] = ()
+    """Every feed row that was refused, as `file:line: field: message`."""
 
     def for_directory(self, directory: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.directory == directory)
@@ -306,6 +312,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "fingerprints": dict(plan.fingerprints),
         "managed_counts": dict(plan.managed_counts),
         "notes": list(plan.notes),
+        "held": list(plan.held),
+        "rejected_rows": list(plan.rejected_rows),
         "changes": [c.to_json() for c in plan.changes],
     }
 
@@ -320,4 +328,6 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         people_count=int(data.get("people_count", 0)),
         created_at=str(data.get("created_at", "")),
         notes=tuple(data.get("notes", ())),
+        held=tuple(data.get("held", ())),
+        rejected_rows=tuple(data.get("rejected_rows", ())),
     )

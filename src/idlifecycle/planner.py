@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from functools import cached_property
 from typing import Any, Protocol
 
 from idlifecycle.connectors.base import Capabilities
@@ -24,6 +25,35 @@ class PlanState:
     """lower-cased username -> person_id, for every name ever issued (never reissued to someone else)."""
     disabled_on: Mapping[tuple[str, str], date] = field(default_factory=dict)
     """(directory, person_id) -> the day the tool disabled the account (starts the retention clock)."""
+
+
+def normalise_id(person_id: str) -> str:
+    """An MIS id as Excel and typists mangle it: leading zeros, case and spaces do not tell two people apart."""
+    return person_id.strip().casefold().lstrip("0") or "0"
+
+
+@dataclass(frozen=True)
+class Held:
+    """Feed rows that were refused this run: the people they describe are held, not left.
+
+    A row we could not read says nothing reliable about its person, so their accounts are neither
+    created, changed, disabled nor removed from a group until a later feed reads cleanly. A refused
+    row without a readable id could be anyone, so while there is one, nobody is taken to have left
+    merely by being absent from the feed (a leaving date in a valid row still counts).
+    """
+
+    rows: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The id as written in the refused row -> its row errors (`file:line: field: message`)."""
+    unidentified: tuple[str, ...] = ()
+    """Row errors of refused rows that have no readable id."""
+
+    @cached_property
+    def keys(self) -> dict[str, str]:
+        """normalise_id(id) -> the id as written."""
+        return {normalise_id(person_id): person_id for person_id in self.rows}
+
+    def holds(self, person_id: str | None) -> bool:
+        return person_id is not None and normalise_id(person_id) in self.keys
 
 
 class ShareGroupsLike(Protocol):
@@ -345,9 +375,18 @@ def plan(
     state: PlanState,
     today: date,
     shares: ShareGroupsLike | None = None,
+    held: Held | None = None,
 ) -> Plan:
-    """Everything that must change so each directory matches the feed, each with its reason."""
+    """Everything that must change so each directory matches the feed, each with its reason.
+
+    People in `held` (their feed row was refused) are left exactly as they are in every directory.
+    """
     shares = shares or NoShareGroups()
+    held = held or Held()
+    read_ids = {normalise_id(p.person_id) for p in people}
+    people_count = len(people) + len(set(held.keys) - read_ids) + len(held.unidentified)
+    people = [p for p in people if not held.holds(p.person_id)]
+    held_lines: dict[str, list[str]] = {key: [] for key in held.rows}
     statuses = {p.person_id: status(p, rules.kinds[p.kind], today) for p in people}
     by_id = {p.person_id: p for p in people}
     active = [p for p in people if statuses[p.person_id] is Status.ACTIVE]
@@ -361,9 +400,16 @@ def plan(
     names = choose_usernames(people, active, matched, snapshots, rules, state, today)
 
     changes: list[Change] = []
+    unidentified_waits: list[str] = []
     for directory, snapshot in snapshots.items():
         caps = capabilities[directory]
         planner = _DirectoryPlanner(snapshot, caps, rules, shares, today)
+        # Held accounts stay in the managed set (so restricted-group policing leaves them be) but get no changes.
+        managed_keys = {a.key for a in matched[directory].values()}
+        for person_id in [pid for pid in matched[directory] if held.holds(pid)]:
+            kept = matched[directory].pop(person_id)
+            managed_keys.add(kept.key)
+            held_lines[held.keys[normalise_id(person_id)]].append(f"{directory} {kept.username}")
         for person in active:
             desired = desired_account(person, names[person.person_id], directory, caps, rules)
             extra = shares.desired.get(person.person_id, {}).get(directory, frozenset())
@@ -380,16 +426,35 @@ def plan(
         for person_id, account in matched[directory].items():
             if statuses.get(person_id) in (Status.ACTIVE, Status.FUTURE):
                 continue
+            if person_id not in by_id and held.unidentified:
+                managed_keys.add(account.key)
+                unidentified_waits.append(f"{directory} {account.username} ({person_id})")
+                continue
             planner.leave(account, by_id.get(person_id), state.disabled_on.get((directory, person_id)),
                           adopted=person_id in adopted[directory])
-        planner.police_restricted({a.key for a in matched[directory].values()})
+        planner.police_restricted(managed_keys)
         changes.extend(planner.finish())
 
     return Plan(
         changes=tuple(changes),
         fingerprints={d: s.fingerprint() for d, s in snapshots.items()},
         managed_counts={d: len(s.accounts) for d, s in snapshots.items()},
-        people_count=len(people),
+        people_count=people_count,
         created_at=today.isoformat(),
         notes=tuple(notes),
+        held=_held_report(held, held_lines, unidentified_waits),
     )
+
+
+def _held_report(held: Held, accounts: Mapping[str, Sequence[str]], waiting: Sequence[str]) -> tuple[str, ...]:
+    """One line per held person (what was left alone, and the row error), then the absentees left waiting."""
+    lines = []
+    for key, errors in sorted(held.rows.items()):
+        kept = ", ".join(accounts.get(key, ())) or "no account yet, none created"
+        lines.append(f"{key}: left as they are ({kept}): {'; '.join(errors)}")
+    if waiting:
+        lines.append(
+            f"not in the feed, but not disabled because {len(held.unidentified)} refused row(s) have no readable "
+            f"id and could be them: {', '.join(waiting)}"
+        )
+    return tuple(lines)

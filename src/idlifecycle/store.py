@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS journal (
     state TEXT NOT NULL, detail TEXT, key TEXT, at TEXT NOT NULL,
     PRIMARY KEY (plan_id, change_id)
 );
+CREATE TABLE IF NOT EXISTS feed_profiles (
+    job TEXT PRIMARY KEY, run_id INTEGER NOT NULL, data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL, event TEXT NOT NULL, actor TEXT NOT NULL, data TEXT NOT NULL,
@@ -186,6 +189,23 @@ class Store:
             (job,),
         ).fetchone()
         return None if row is None else int(row[0])
+
+    # what the feed looked like on the last good run: its columns and groups, for the shape guards
+    def feed_profile(self, job: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT data FROM feed_profiles WHERE job=?", (job,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def record_feed_profile(self, job: str, run_id: int, profile: Mapping[str, Any]) -> None:
+        self.db.execute(
+            "INSERT INTO feed_profiles VALUES (?,?,?) ON CONFLICT DO UPDATE SET run_id=excluded.run_id, "
+            "data=excluded.data",
+            (job, run_id, json.dumps(profile, sort_keys=True)),
+        )
+
+    def known_person_ids(self) -> set[str]:
+        """Every person id the tool has issued a name to or linked an account with."""
+        rows = self.db.execute("SELECT person_id FROM usernames UNION SELECT person_id FROM accounts")
+        return {str(r[0]) for r in rows}
 
     # journal: exactly-once application across crashes
     def journal_states(self, plan_id: str) -> dict[str, JournalEntry]:

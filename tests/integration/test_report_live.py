@@ -107,4 +107,5 @@ def test_the_nightly_run_summary_is_mailed_to_the_configured_address(reviewed_sc
         time.sleep(0.05)
     [received] = mine
     assert str(received.message["Subject"]).startswith("[idlifecycle] access-test:")
-    assert "Exit codes: 0 done or nothing to do, 2 stopped by a guard, 1 error." in received.text
+    assert "Exit codes: 0 done or nothing to do, 1 error, 2 stopped by a guard, 3 done but feed rows were refused." \
+        in received.text

@@ -39,4 +39,4 @@ def test_incidents_failures_and_skipped_feed_rows_are_each_listed() -> None:
     assert subject == "[idlifecycle] nightly: done, but some changes FAILED"
     assert "Security incidents:\n  - SECURITY INCIDENT: x added to SG-Safeguarding" in text
     assert "Failures (the next run retries them):\n  - entra: create ann: 503 try later" in text
-    assert "Rows of the feed that were skipped:\n  - pupils.csv:4: UPN: bad" in text
+    assert "Rows of the feed that were refused (fix them in the MIS):\n  - pupils.csv:4: UPN: bad" in text

@@ -1,7 +1,7 @@
 """The command line: parses arguments, prints, and turns errors into one line and an exit code.
 
 Exit codes: 0 done or nothing to do, 1 error (bad input, a directory refused, some changes failed),
-2 stopped by a guard (nothing applied).
+2 stopped by a guard (nothing applied), 3 done but some feed rows were refused (their people held).
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def setup_logging(log_format: str, verbose: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
     # In a terminal the progress bar and the printed plan say it; under cron each change is a log line.
-    logging.getLogger("idlifecycle.changes").setLevel(
-        logging.INFO if verbose or not sys.stderr.isatty() else logging.WARNING)
+    for name in ("idlifecycle.changes", "idlifecycle.feed"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose or not sys.stderr.isatty() else logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,9 @@ from idlifecycle.feeds import (
 from idlifecycle.job import Job, RunReport, failures_of, load_job, run_sync
 from idlifecycle.model import Action, Change, Plan, Result, plan_from_json, plan_to_json
 
+EXIT_ROWS_REFUSED = 3
+"""Done, but some feed rows were refused: their people were held (nothing changed for them)."""
+
 ADD = {Action.CREATE, Action.CREATE_GROUP, Action.ADD_MEMBER}
 DESTROY = {Action.DISABLE, Action.DELETE, Action.REMOVE_MEMBER}
 
@@ -59,6 +62,15 @@ def render_plan(plan: Plan) -> str:
     for note in plan.notes:
         lines.append(f"note: {note}")
     if plan.notes:
+        lines.append("")
+    if plan.rejected_rows:
+        lines.append(f"Refused feed rows ({len(plan.rejected_rows)}): fix them in the MIS; until then their people "
+                     "are held")
+        lines += [f"  {row}" for row in plan.rejected_rows]
+        lines.append("")
+    if plan.held:
+        lines.append(f"Held ({len(plan.held)}): nothing is created, changed, disabled or removed for them this run")
+        lines += [f"  {line}" for line in plan.held]
         lines.append("")
     if plan.changes:
         lines.append(f"Plan: {_summary(plan.changes)}")
@@ -119,7 +131,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             Path(args.out).write_text(json.dumps(plan_to_json(seen[-1]), indent=2) + "\n")
             print(f"Plan written to {args.out}; apply it with: idlifecycle apply {args.out}")
         job.close()
-    return 0
+    return EXIT_ROWS_REFUSED if seen and seen[-1].rejected_rows else 0
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -158,9 +170,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     finally:
         progress.close()
         job.close()
-    if report.status == "nothing-to-do":
-        return 0
-    return _report_results(report.plan, report.results)
+    code = 0 if report.status == "nothing-to-do" else _report_results(report.plan, report.results)
+    if code == 0 and report.plan.rejected_rows:
+        print(f"Done, but {len(report.plan.rejected_rows)} feed row(s) were refused and their people held; "
+              "fix them in the MIS (exit 3).", file=sys.stderr)
+        return EXIT_ROWS_REFUSED
+    return code
 
 
 def cmd_feed_check(args: argparse.Namespace) -> int:

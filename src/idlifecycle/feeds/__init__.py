@@ -52,7 +52,8 @@ def read_feed(spec: FeedSpec) -> FeedResult:
         )
     result = reader(spec)
     people, errors = _without_shared_ids(result.people)
-    return FeedResult(people, tuple(sorted(result.errors + errors, key=lambda e: (e.file, e.line))), result.rows)
+    return FeedResult(people, tuple(sorted(result.errors + errors, key=lambda e: (e.file, e.line))), result.rows,
+                      result.columns)
 
 
 def read_feeds(specs: Sequence[FeedSpec]) -> FeedResult:
@@ -65,6 +66,7 @@ def read_feeds(specs: Sequence[FeedSpec]) -> FeedResult:
         people,
         tuple(error for result in results for error in result.errors) + errors,
         sum(result.rows for result in results),
+        tuple(columns for result in results for columns in result.columns),
     )
 
 

@@ -27,6 +27,20 @@ class FeedSpec:
 
 
 @dataclass(frozen=True)
+class FeedColumns:
+    """Which of its known columns one file of a feed had, and what it was read as."""
+
+    file: str
+    format: str
+    kind: str | None
+    mapping: Mapping[str, str]
+    """field -> the header it was read from (only fields found)."""
+    ignored: tuple[str, ...] = ()
+    absent: tuple[str, ...] = ()
+    """Fields the job file declares this export does not have."""
+
+
+@dataclass(frozen=True)
 class FeedResult:
     """The people a feed yields, the rows it refused, and how many data rows it read."""
 
@@ -34,6 +48,7 @@ class FeedResult:
     errors: tuple[RowError, ...]
     rows: int
     """Data rows of the files that describe people (not orgs.csv or roles.csv)."""
+    columns: tuple[FeedColumns, ...] = ()
 
 
 class Options:

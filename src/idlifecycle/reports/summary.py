@@ -44,12 +44,14 @@ def run_summary(job_name: str, report: RunReport) -> tuple[str, str]:
          report.guard_reasons),
         ("Security incidents:", report.incidents),
         ("Failures (the next run retries them):", report.failures),
-        ("Rows of the feed that were skipped:", report.feed_errors),
+        ("Rows of the feed that were refused (fix them in the MIS):", report.feed_errors),
+        ("Held: nothing was created, changed, disabled or removed for them:", report.plan.held),
     )
     for title, items in sections:
         if items:
             lines += ["", title, *(f"  - {item}" for item in items)]
-    lines += ["", "Exit codes: 0 done or nothing to do, 2 stopped by a guard, 1 error."]
+    lines += ["", "Exit codes: 0 done or nothing to do, 1 error, 2 stopped by a guard, "
+                  "3 done but feed rows were refused."]
     return subject, "\n".join(lines) + "\n"
 
 
