@@ -32,6 +32,7 @@ from idlifecycle.shape import (
     feed_shape,
     leading_zero_problem,
     lost_leading_zeros,
+    protected_group_rows,
     shape_reasons,
 )
 from idlifecycle.store import Store
@@ -284,18 +285,20 @@ def _send_summary(job: Job, report: RunReport) -> None:
 def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, actor: str,
           on_plan: Callable[[Plan], None] | None, on_result: ResultHook | None) -> RunReport:
     feed = job.read_people()
-    held = held_rows(feed.errors)
-    people = {p.person_id: p for p in feed.people if not held.holds(p.person_id)}
-    feed_errors = tuple(str(e) for e in feed.errors)
-    _report_refused_rows(job, run_id, feed.errors, actor)
     uses_shares = bool(job.section("access"))
+    shares = access.desired_share_groups(job, feed.people) if uses_shares else None
+    share_groups = {g for groups in (shares.managed.values() if shares else ()) for g in groups}
+    refused = feed.errors + tuple(protected_group_rows(feed.people, job.config.mapping, share_groups))
+    held = held_rows(refused)
+    people = {p.person_id: p for p in feed.people if not held.holds(p.person_id)}
+    feed_errors = tuple(str(e) for e in refused)
+    _report_refused_rows(job, run_id, refused, actor)
     with job.open_connectors() as connectors:
         snapshots = job.snapshots(connectors)
         known = job.store.known_person_ids() | {a.anchor for s in snapshots.values() for a in s.accounts if a.anchor}
         zeros = lost_leading_zeros((p.person_id for p in feed.people), known)
         if zeros:
             raise FeedError(leading_zero_problem(zeros))
-        shares = access.desired_share_groups(job, feed.people) if uses_shares else None
         plan = job.plan(feed.people, snapshots, connectors, shares, held)
         # A held person's accounts are left as they are: no termly flag or cleared "never expires" either.
         termly = [c for c in passwords.termly_changes(job, snapshots, people) if not held.holds(c.person_id)]

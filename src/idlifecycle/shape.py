@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from idlifecycle.guards import GuardLimits
 from idlifecycle.mapping import MappingRules, Status, status
-from idlifecycle.model import Action, Change, Kind, Person
+from idlifecycle.model import Action, Change, Kind, Person, RowError
 from idlifecycle.naming import year_label
 
 DIMENSIONS = {"year_group": "year group", "registration_group": "registration group", "role": "staff role"}
@@ -103,6 +103,63 @@ def column_problems(
 def columns_profile(columns: Iterable[ColumnsLike]) -> dict[str, list[str]]:
     """file -> the fields read from it, as kept for the next run's column check."""
     return {file.file: sorted(file.mapping) for file in columns}
+
+
+PRIVILEGED_GROUP_NAMES = frozenset({
+    "domain admins", "enterprise admins", "schema admins", "administrators", "account operators",
+    "server operators", "backup operators", "print operators", "group policy creator owners", "key admins",
+    "enterprise key admins", "dnsadmins", "cert publishers", "domain controllers", "read-only domain controllers",
+    "protected users", "remote desktop users", "remote management users", "global administrators",
+})
+"""Groups that confer administrative rights (AD's protected groups, and the like elsewhere), by English name."""
+
+FEED_FIELDS = ("registration_group", "role", "year", "year_group")
+"""Template fields filled from the feed: a group named from them is named, in part, by whoever typed the MIS."""
+
+
+def group_key(name: str) -> str:
+    """A group name as compared for collisions: "Share-SEN-Restricted" and "share sen restricted" agree."""
+    return "".join(char for char in name.casefold() if char.isalnum())
+
+
+def protected_group_rows(
+    people: Sequence[Person], rules: MappingRules, share_groups: Iterable[str],
+) -> list[RowError]:
+    """Rows whose feed values would name a share's access group or a privileged group: refused, so held.
+
+    A mapping such as groups = ["{registration_group}"] lets the MIS name a group; a Reg Group typed as a
+    restricted share's group name would otherwise give a whole class the SIRO's restricted access.
+    """
+    protected = {group_key(name): name for name in (*PRIVILEGED_GROUP_NAMES, *share_groups)}
+    errors: list[RowError] = []
+    for person in people:
+        kind_rules = rules.kinds.get(person.kind)
+        if kind_rules is None:
+            continue
+        values = {
+            "year": year_label(person.year_group), "year_group": person.year_group or "",
+            "registration_group": person.registration_group or "",
+            "role": person.roles[0] if person.roles else "", "kind": str(person.kind),
+        }
+        for template in kind_rules.groups:
+            fields = [name for name in FEED_FIELDS if "{" + name + "}" in template]
+            if not fields or any(not values[name] for name in fields):
+                continue
+            try:
+                name = template.format(**values).strip()
+            except (KeyError, IndexError, ValueError):
+                continue
+            clash = protected.get(group_key(name))
+            if clash is None:
+                continue
+            file, _, line = person.source.rpartition(":")
+            errors.append(RowError(
+                file or person.source, int(line) if line.isdigit() else 0, fields[0],
+                f"'{values[fields[0]]}' would make the group name '{name}', which is the protected group "
+                f"'{clash}' (a share's access group or an administrative group); refused",
+                person.person_id,
+            ))
+    return errors
 
 
 def lost_leading_zeros(feed_ids: Iterable[str], known_ids: Iterable[str]) -> list[tuple[str, str]]:

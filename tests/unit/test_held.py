@@ -17,7 +17,7 @@ from idlifecycle.executor import Executor
 from idlifecycle.feeds import FeedSpec, read_feeds
 from idlifecycle.feeds._fields import upn_check_letter
 from idlifecycle.job import held_rows
-from idlifecycle.model import Action, Group, Snapshot
+from idlifecycle.model import Action, Group, Kind, Snapshot
 from idlifecycle.planner import Held, NoShareGroups, PlanState, normalise_id, plan
 from idlifecycle.store import Store
 from tests.doubles import FileDirectory
@@ -154,3 +154,24 @@ def test_no_person_in_a_refused_row_is_disabled_deleted_moved_or_loses_a_group(t
     assert harm == [], f"refused rows {sorted(harmed_ids)} harmed: {harm}"
     assert {normalise_id(i) for i in harmed_ids} <= set(held.keys)
     store.close()
+
+
+def test_a_feed_value_that_would_name_a_share_or_admin_group_is_refused_and_its_pupil_held():
+    from dataclasses import replace as changed
+
+    from idlifecycle.shape import protected_group_rows
+
+    pupil_rules = changed(RULES.kinds[Kind.PUPIL], groups=("All Pupils", "{registration_group}"))
+    rules = changed(RULES, kinds={**RULES.kinds, Kind.PUPIL: pupil_rules})
+    hostile = [pupil("1001", "Ann", "Lee", reg="share sen-RESTRICTED", source="pupils.csv:2"),
+               pupil("1002", "Bob", "Lee", reg="Domain  Admins", source="pupils.csv:3"),
+               pupil("1003", "Cat", "Lee", reg="7A", source="pupils.csv:4")]
+    errors = protected_group_rows(hostile, rules, {"Share-SEN-Restricted"})
+    assert [(e.line, e.person_id, e.field) for e in errors] == [(2, "1001", "registration_group"),
+                                                                  (3, "1002", "registration_group")]
+    assert "which is the protected group 'Share-SEN-Restricted'" in errors[0].message
+    held = held_rows(errors)
+    p = plan(hostile, {"ad": Snapshot("ad", (), ())}, {"ad": AD_LIKE}, rules, PlanState(), TODAY, held=held)
+    assert {c.person_id for c in p.changes if c.person_id} == {"1003"}
+    # The school's own fixed group names are its choice, not the feed's: never refused.
+    assert protected_group_rows(hostile, RULES, {"All Pupils"}) == []

@@ -3,8 +3,12 @@
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from idlifecycle.guards import GuardLimits
 from idlifecycle.model import Action, Change
+from idlifecycle.naming import year_label
 from idlifecycle.shape import (
     change_reasons,
     column_problems,
@@ -153,3 +157,17 @@ def test_one_attribute_changed_for_a_large_share_of_accounts_stops_the_run_outsi
     filling = [Change("entra", Action.UPDATE, f"p{i}", f"u{i}", "r", target=f"k{i}", before={"attributes": {}},
                       after={"attributes": {"department": "Year 8"}}) for i in range(40)]
     assert change_reasons(filling, {}, {"entra": 100}, LIMITS, TODAY, first_run=False) == []
+
+
+@given(years=st.sampled_from([["R", "1", "2", "3", "4", "5", "6"], ["7", "8", "9", "10", "11"],
+                              ["7", "8", "9", "10", "11", "12", "13"]]),
+       size=st.integers(min_value=3, max_value=400), data=st.data())
+def test_a_whole_year_group_missing_stops_a_school_of_any_size(years, size, data):
+    """The README's promise: from a school of 150 to one of 2,000, a lost year group is never applied."""
+    lost = data.draw(st.sampled_from(years))
+    school = [pupil(f"{year}-{i}", "A", "B", year=year, reg=f"{year}A") for year in years for i in range(size)]
+    before = feed_shape(school, RULES, TODAY).to_json()
+    now = feed_shape([p for p in school if p.year_group != lost], RULES, TODAY)
+    reasons = shape_reasons(before, now, LIMITS, TODAY)
+    assert reasons and reasons[0].startswith(f"year group {year_label(lost)}: {size} on the last good run, none now")
+    assert shape_reasons(before, now, LIMITS, TODAY, allowed=size) == []
