@@ -47,7 +47,9 @@ def write_job(
                                    "connectors": [str(c) for c in connectors],
                                    "mappings": [str(m) for m in mappings]})
     for feed, kind in feeds:
-        text += "\n[[job.feeds]]\n" + toml_table({"format": "mis-csv", "path": str(feed), "kind": kind})
+        # The test schools write UK dates that could all be mm/dd (01/09/2020): say the order.
+        text += "\n[[job.feeds]]\n" + toml_table(
+            {"format": "mis-csv", "path": str(feed), "kind": kind, "date_order": "dmy"})
     for title, table in {"guards": guards, **(sections or {})}.items():
         if table:
             text += f"\n[{title}]\n" + toml_table(table)

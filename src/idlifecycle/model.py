@@ -36,7 +36,10 @@ class Person:
     """Unique Pupil Number, when the feed has one."""
     email: str | None = None
     username: str | None = None
-    """A username the feed asks for (SDS exports carry one); the mapping may honour it."""
+    """A username the feed asks for (SDS exports carry one); the mapping may honour it. Only the
+    local part: an SDS `jcraig@contoso.org` is `jcraig` here and `contoso.org` in username_domain."""
+    username_domain: str | None = None
+    """The domain of a feed username written as a UPN, for messages and matching; never a login."""
     source: str = ""
     """Where the person was read from, as `file:line`, for messages."""
 
@@ -58,7 +61,8 @@ class RowError:
     field: str
     message: str
     person_id: str | None = None
-    """The id the refused row carries, as written (None when it has none): that person is held."""
+    """The id (admission number, staff code, sourcedId) the refused row carries, as written (stripped),
+    or None when the row has none readable: the planner leaves that person's accounts alone."""
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.field}: {self.message}"

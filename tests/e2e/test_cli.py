@@ -138,9 +138,14 @@ def test_feed_check_reads_an_export_named_on_the_command_line_and_tells_its_form
                             text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert result.returncode == 1
     assert f"{sds}/roles.csv:4: grade: unknown year group '15'" in result.stdout
-    assert "feed check failed: 5 of 9 feed rows (55.6 %) have errors" in result.stdout
+    assert "feed check failed: 4 of 7 feed rows (57.1 %) have errors" in result.stdout
     write_pupils(tmp_path / "pupils.csv", 30)
-    clean = subprocess.run([sys.executable, "-m", "idlifecycle", "feed", "check", "pupils.csv"], capture_output=True,
-                           text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    unsure = subprocess.run([sys.executable, "-m", "idlifecycle", "feed", "check", "pupils.csv"], capture_output=True,
+                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert unsure.returncode == 1
+    assert "pupils.csv: every date could be dd/mm or mm/dd (e.g. 01/09/2020)" in unsure.stdout
+    clean = subprocess.run([sys.executable, "-m", "idlifecycle", "feed", "check", "pupils.csv", "--date-order", "dmy"],
+                           capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                           timeout=60)
     assert clean.returncode == 0, clean.stdout
     assert "30 rows read: 30 pupils, 0 staff; 0 errors" in clean.stdout

@@ -193,6 +193,7 @@ mappings = ["mapping.toml"]
 format = "mis-csv"
 path = "staff.csv"
 kind = "staff"
+date_order = "dmy"
 
 [guards]
 max_destructive = 5

@@ -186,8 +186,12 @@ def cmd_feed_check(args: argparse.Namespace) -> int:
         if fmt is None:
             raise UserError(f"{path}: cannot tell the feed format (no such file, or a folder without users.csv, "
                             f"roles.csv or Student.csv); name it with --format {'|'.join(READERS)}")
-        options = {"kind": args.kind} if args.kind else {}
-        specs, max_bad = [FeedSpec(fmt, path, options, source="--format/--kind")], DEFAULT_MAX_BAD_PERCENT
+        options: dict[str, str] = {}
+        if args.kind:
+            options["kind"] = args.kind
+        if args.date_order:
+            options["date_order"] = args.date_order
+        specs, max_bad = [FeedSpec(fmt, path, options, source="--format/--kind/--date-order")], DEFAULT_MAX_BAD_PERCENT
     else:
         job = _job(args)
         specs, max_bad = job.feed_specs(), job.config.guards.max_bad_rows_percent
@@ -243,6 +247,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("path", nargs="?", help="an export to check instead of the job's feeds: a CSV file or a folder")
     p.add_argument("--format", choices=sorted(READERS), help="the export's format (default: told from the files)")
     p.add_argument("--kind", choices=("pupil", "staff"), help="who a MIS CSV lists, when it has no column for it")
+    p.add_argument("--date-order", choices=("dmy", "mdy"),
+                   help="how the export writes dates, when every date could be dd/mm or mm/dd")
     p.set_defaults(handler=cmd_feed_check)
 
     audit = subparsers.add_parser("audit", help="audit log commands").add_subparsers(dest="audit_command",

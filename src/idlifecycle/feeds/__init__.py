@@ -8,7 +8,9 @@ the run when too many are bad.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from idlifecycle.errors import ConfigError, FeedError
@@ -16,7 +18,7 @@ from idlifecycle.feeds import mis_csv as mis_csv
 from idlifecycle.feeds import oneroster as oneroster
 from idlifecycle.feeds import sds_v1 as sds_v1
 from idlifecycle.feeds import sds_v2 as sds_v2
-from idlifecycle.feeds._spec import FeedResult, FeedSpec
+from idlifecycle.feeds._spec import FeedColumns, FeedResult, FeedSpec
 from idlifecycle.model import Kind, Person, RowError
 
 READERS: dict[str, Callable[[FeedSpec], FeedResult]] = {
@@ -52,8 +54,9 @@ def read_feed(spec: FeedSpec) -> FeedResult:
         )
     result = reader(spec)
     people, errors = _without_shared_ids(result.people)
-    return FeedResult(people, tuple(sorted(result.errors + errors, key=lambda e: (e.file, e.line))), result.rows,
-                      result.columns)
+    return replace(
+        result, people=people, errors=tuple(sorted(result.errors + errors, key=lambda e: (e.file, e.line))),
+    )
 
 
 def read_feeds(specs: Sequence[FeedSpec]) -> FeedResult:
@@ -62,11 +65,16 @@ def read_feeds(specs: Sequence[FeedSpec]) -> FeedResult:
         raise FeedError("no feed is configured; add a [[feeds]] entry to the job file")
     results = [read_feed(spec) for spec in specs]
     people, errors = _without_shared_ids(person for result in results for person in result.people)
+    skipped: Counter[str] = Counter()
+    for result in results:
+        skipped.update(result.skipped)
     return FeedResult(
         people,
         tuple(error for result in results for error in result.errors) + errors,
         sum(result.rows for result in results),
         tuple(columns for result in results for columns in result.columns),
+        dict(skipped),
+        frozenset().union(*(result.skipped_ids for result in results)),
     )
 
 
@@ -124,12 +132,15 @@ def _without_shared_ids(people: Iterable[Person]) -> tuple[tuple[Person, ...], t
         for holder in holders:
             file, _, line = holder.source.rpartition(":")
             others = ", ".join(other.source for other in holders if other is not holder)
-            errors.append(RowError(file, int(line), "person_id", f"duplicate id '{person_id}', also at {others}"))
+            errors.append(
+                RowError(file, int(line), "person_id", f"duplicate id '{person_id}', also at {others}", person_id)
+            )
     return tuple(kept), tuple(errors)
 
 
 __all__ = [
     "DEFAULT_MAX_BAD_PERCENT",
+    "FeedColumns",
     "FeedResult",
     "FeedSpec",
     "check_bad_rows",

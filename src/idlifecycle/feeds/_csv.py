@@ -11,7 +11,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from idlifecycle.errors import FeedError
@@ -44,6 +44,20 @@ class Table:
     rows: list[Row]
     errors: list[RowError] = field(default_factory=list)
     encoding: str = "utf-8"
+    refused: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    """The values of rows refused while parsing (too many fields), by line, to find their id."""
+
+    def row_errors(self, id_column: str | None) -> list[RowError]:
+        """The parse errors, each with the person id its row carries in `id_column` (if readable)."""
+        if not id_column or id_column not in self.header:
+            return list(self.errors)
+        position = self.header.index(id_column)
+        found: list[RowError] = []
+        for error in self.errors:
+            values = self.refused.get(error.line, ())
+            person_id = values[position] if position < len(values) else ""
+            found.append(replace(error, person_id=person_id or None))
+        return found
 
 
 def decode(path: Path, display: str, encoding: str | None = None) -> tuple[str, str]:
@@ -64,7 +78,8 @@ def decode(path: Path, display: str, encoding: str | None = None) -> tuple[str, 
     if encoding:
         candidates = [encoding]
     else:
-        candidates = [name for bom, name in _BOMS if data.startswith(bom)][:1] or ["utf-8", "cp1252"]
+        candidates = [name for bom, name in _BOMS if data.startswith(bom)][:1] or _utf16_without_bom(data) or [
+            "utf-8", "cp1252"]
     for name in candidates:
         try:
             text = data.decode(name)
@@ -82,6 +97,25 @@ def decode(path: Path, display: str, encoding: str | None = None) -> tuple[str, 
     raise AssertionError("unreachable: the last candidate either decodes or raises")
 
 
+def _utf16_without_bom(data: bytes) -> list[str]:
+    """UTF-16 that lost its BOM, told by its NUL bytes: CSV text is mostly ASCII, whose UTF-16 has a
+    NUL in every other byte (the second of each pair in little-endian, the first in big-endian).
+
+    Read as UTF-8 it would decode "fine", with a NUL between letters, broken headers and line
+    numbers; no real UTF-8 or Windows-1252 export has NULs at all.
+    """
+    sample = data[:4096]
+    pairs = len(sample) // 2
+    if pairs < 2:
+        return []
+    high, low = sample[0 : pairs * 2 : 2].count(0), sample[1 : pairs * 2 : 2].count(0)
+    if low >= pairs * 0.3 and high <= pairs * 0.05:
+        return ["utf-16-le"]
+    if high >= pairs * 0.3 and low <= pairs * 0.05:
+        return ["utf-16-be"]
+    return []
+
+
 def read_table(path: Path, display: str | None = None, encoding: str | None = None) -> Table:
     """Parse one CSV file; a broken file, an empty one or one without data rows is a FeedError."""
     file = display or str(path)
@@ -97,6 +131,7 @@ def read_table(path: Path, display: str | None = None, encoding: str | None = No
     header: list[str] | None = None
     rows: list[Row] = []
     errors: list[RowError] = []
+    refused: dict[int, tuple[str, ...]] = {}
     try:
         for record in reader:
             line, start = start, skipped + reader.line_num + 1
@@ -115,6 +150,7 @@ def read_table(path: Path, display: str | None = None, encoding: str | None = No
                         "(an unquoted comma in a value?)",
                     )
                 )
+                refused[line] = tuple(values)
                 continue
             named: dict[str, str] = {}
             for column, value in zip(header, values, strict=False):
@@ -127,7 +163,7 @@ def read_table(path: Path, display: str | None = None, encoding: str | None = No
         raise FeedError(f"{file}: the file is empty; expected a header line and data rows")
     if not rows and not errors:
         raise FeedError(f"{file}: has a header but no data rows; refusing to treat that as nobody")
-    return Table(file, tuple(header), rows, errors, used)
+    return Table(file, tuple(header), rows, errors, used, refused)
 
 
 def _delimiter(first_line: str) -> str:

@@ -10,9 +10,15 @@ import datetime as dt
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
+from idlifecycle.errors import FeedError
 from idlifecycle.model import RowError
+
+MAX_USERNAME_LENGTH = 64
+USERNAME = re.compile(r"[A-Za-z0-9_'-](?:[A-Za-z0-9._'-]*[A-Za-z0-9_'-])?")
+"""A user name's local part that AD, Entra and Google all accept."""
 
 MAX_NAME_LENGTH = 60
 """The DfE common basic data set allows 35; MIS exports allow up to 60 (FACTS §4)."""
@@ -36,6 +42,9 @@ _US_GRADES = {"kg": "1", "tk": "R", "pk": "R", "pr": "N2", "it": "N1"}
 
 YEAR_PREFIX = re.compile(r"^(?:nationalcurriculumyear|ncyear|yeargroup|year|yr|y)(?=\d)")
 
+YEAR_ORDER = ("N1", "N2", "R", *(str(n) for n in range(1, 15)))
+"""Normalised year groups in school order, so `years = "R-6"` means R and 1 to 6."""
+
 GRADE_SCHEMES = ("uk", "us")
 """How numeric grades in SDS and OneRoster files count: UK years, or US grades (year = grade + 1)."""
 
@@ -49,10 +58,14 @@ def upn_check_letter(upn: str) -> str:
     return UPN_CHECK_LETTERS[total % 23]
 
 
+NUMERIC_DATE = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
+"""dd/mm/yyyy or mm/dd/yyyy, with an optional time: the only shape whose order can be in doubt."""
+
+
 def parse_date(text: str, date_order: str = "dmy") -> dt.date:
     """A date as UK exports write it: dd/mm/yyyy (or mm/dd/yyyy), ISO date or datetime."""
     value = text.strip()
-    numeric = re.fullmatch(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?", value)
+    numeric = NUMERIC_DATE.fullmatch(value)
     if numeric:
         first, second, year = (int(part) for part in numeric.groups())
         day, month = (second, first) if date_order == "mdy" else (first, second)
@@ -88,14 +101,90 @@ def normalise_year_group(text: str, grades: str = "uk") -> str:
     raise ValueError(text)
 
 
+@dataclass(frozen=True)
+class YearRange:
+    """The year groups a school teaches (the `years` option), e.g. R-6 for a primary."""
+
+    first: str
+    last: str
+
+    def __contains__(self, year_group: object) -> bool:
+        return year_group in YEAR_ORDER and (
+            YEAR_ORDER.index(self.first) <= YEAR_ORDER.index(str(year_group)) <= YEAR_ORDER.index(self.last)
+        )
+
+    def __str__(self) -> str:
+        return self.first if self.first == self.last else f"{self.first}-{self.last}"
+
+
+def parse_years(text: str) -> YearRange:
+    """ "R-6", "7-13", "N1-6", "Y7-Y11" or one year ("R"); ValueError with what is expected."""
+    expected = 'a range of year groups such as "R-6", "7-13" or "N1-6"'
+    parts = [part.strip() for part in text.split("-")]
+    if len(parts) not in (1, 2) or not all(parts):
+        raise ValueError(f"is {text!r}; expected {expected}")
+    try:
+        ends = [normalise_year_group(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"is {text!r}; expected {expected} (year groups are N1, N2, R, 1 to 14)") from None
+    first, last = ends[0], ends[-1]
+    if YEAR_ORDER.index(first) > YEAR_ORDER.index(last):
+        raise ValueError(f"is {text!r}, which runs backwards; expected {expected}")
+    return YearRange(first, last)
+
+
+def _year_words(year_group: str) -> str:
+    if year_group == "R":
+        return "Reception"
+    return f"Nursery {year_group[1:]}" if year_group.startswith("N") else f"Year {year_group}"
+
+
+def settle_date_order(file: str, values: Iterable[str], date_order: str, configured: bool) -> str:
+    """The day/month order of one file's dates: the job file's, or what the dates themselves show.
+
+    01/09/2026 reads as 1 September or 9 January; guessing wrong moves a start date by months,
+    so a file whose every date could be either is refused unless the job file says the order.
+    A date with a day above 12 settles it (for the file; a date the settled order cannot read
+    is then a row error saying so). ISO dates are never in doubt.
+    """
+    ambiguous: str | None = None
+    day_first = month_first = False
+    for value in values:
+        numeric = NUMERIC_DATE.fullmatch(value.strip())
+        if not numeric:
+            continue
+        first, second = int(numeric.group(1)), int(numeric.group(2))
+        day_first |= 12 < first <= 31 and 1 <= second <= 12
+        month_first |= 12 < second <= 31 and 1 <= first <= 12
+        if ambiguous is None and first != second and first <= 12 and second <= 12:
+            ambiguous = value.strip()
+    if configured or day_first == month_first:
+        # Configured: the job file wins and contradicting dates become row errors. Both shapes
+        # present: the file is inconsistent; the default order reads what it can, the rest are
+        # row errors naming the other order.
+        if not configured and not day_first and ambiguous is not None:
+            raise FeedError(
+                f"{file}: every date could be dd/mm or mm/dd (e.g. {ambiguous}); "
+                'set date_order = "dmy" or "mdy" in the job file'
+            )
+        return date_order
+    return "dmy" if day_first else "mdy"
+
+
 class RowCheck:
     """Collects the problems of one row; the row becomes a Person only if there are none."""
 
-    def __init__(self, file: str, line: int, date_order: str = "dmy", grades: str = "uk") -> None:
+    def __init__(
+        self, file: str, line: int, date_order: str = "dmy", grades: str = "uk", *,
+        person_id: str | None = None, years: YearRange | None = None,
+    ) -> None:
         self.file = file
         self.line = line
         self.date_order = date_order
         self.grades = grades
+        self.person_id = person_id or None
+        """The row's id as written, carried on every error so the planner can spare that person."""
+        self.years = years
         self.errors: list[RowError] = []
 
     @property
@@ -103,7 +192,7 @@ class RowCheck:
         return f"{self.file}:{self.line}"
 
     def error(self, field: str, message: str) -> None:
-        self.errors.append(RowError(self.file, self.line, field, message))
+        self.errors.append(RowError(self.file, self.line, field, message, self.person_id))
 
     def required(self, field: str, value: str) -> str:
         if not value:
@@ -133,7 +222,17 @@ class RowCheck:
             return parse_date(value, self.date_order)
         except ValueError:
             shape = "mm/dd/yyyy" if self.date_order == "mdy" else "dd/mm/yyyy"
-            self.error(field, f"'{value}' is not a date; expected {shape} or yyyy-mm-dd")
+            other = "dmy" if self.date_order == "mdy" else "mdy"
+            try:
+                parse_date(value, other)
+            except ValueError:
+                self.error(field, f"'{value}' is not a date; expected {shape} or yyyy-mm-dd")
+            else:
+                looks = "dd/mm" if other == "dmy" else "mm/dd"
+                self.error(
+                    field, f"'{value}' is not a date in {shape} order; the file looks like {looks} "
+                    f'(date_order = "{other}" in the job file, if the whole file is written that way)',
+                )
             return None
 
     def year_group(self, field: str, value: str, required: bool) -> str | None:
@@ -142,10 +241,42 @@ class RowCheck:
                 self.error(field, "is required but empty")
             return None
         try:
-            return normalise_year_group(value, self.grades)
+            year = normalise_year_group(value, self.grades)
         except ValueError:
             self.error(field, f"unknown year group '{value}'; expected N1, N2, R or 1 to 14 (e.g. 'Year 7', 'Y7', 'R')")
             return None
+        if self.years is not None and year not in self.years:
+            self.error(
+                field, f"{_year_words(year)} is outside this school's years {self.years} (years in the job file)",
+            )
+            return None
+        return year
+
+    def username(self, field: str, value: str) -> tuple[str | None, str | None]:
+        """A feed username as (local part, domain): SDS writes UPNs (jcraig@contoso.org).
+
+        The local part becomes sAMAccountName, mailNickname and a Google username, so it must be
+        something all three accept: letters, digits and . _ - ' (no spaces, no leading, trailing
+        or doubled dot), at most 64 characters (RFC 5321 §4.5.3.1.1 caps an address's local part
+        at 64 octets; the 20-character AD limit is checked per directory by `feeds.limits`).
+        """
+        if not value:
+            return None, None
+        local, at, domain = value.rpartition("@") if "@" in value else (value, "", "")
+        if at and (not domain or "." not in domain or not re.fullmatch(r"[A-Za-z0-9.-]+", domain)):
+            self.error(field, f"'{value}' is not a user name or a UPN (name@domain)")
+            return None, None
+        if len(local) > MAX_USERNAME_LENGTH:
+            self.error(field, f"'{local}' is {len(local)} characters long; a user name may have at most "
+                              f"{MAX_USERNAME_LENGTH}")
+            return None, None
+        if not USERNAME.fullmatch(local) or ".." in local:
+            bad = next((char for char in local if not USERNAME.fullmatch(char)), ".")
+            what = "a space" if bad == " " else f"'{bad}'" if local else "nothing"
+            self.error(field, f"'{value}' has {what} before the @; a user name may have letters, digits and . _ - ' "
+                              "(not starting or ending with a dot)")
+            return None, None
+        return local, domain.lower() or None
 
     def upn(self, field: str, value: str) -> str | None:
         """A permanent UPN ends in a digit, a temporary one in a letter; both carry a check letter."""
@@ -172,8 +303,12 @@ class RowCheck:
             )
 
 
-def duplicates(file: str, field: str, entries: Iterable[tuple[int, str]]) -> tuple[list[RowError], set[int]]:
+def duplicates(
+    file: str, field: str, entries: Iterable[tuple[int, str]], ids: Mapping[int, str] | None = None,
+) -> tuple[list[RowError], set[int]]:
     """Row errors for every line whose id also appears on another line, and those lines.
+
+    The value is the row's person id unless `ids` (line -> person id) says otherwise (a UPN check).
 
     Neither line is trusted: which of two rows with one admission number is the real pupil is a
     question for the office, not a guess for the tool.
@@ -189,6 +324,7 @@ def duplicates(file: str, field: str, entries: Iterable[tuple[int, str]]) -> tup
             continue
         for line in lines:
             others = ", ".join(str(other) for other in lines if other != line)
-            errors.append(RowError(file, line, field, f"duplicate '{value}', also on line {others}"))
+            errors.append(RowError(file, line, field, f"duplicate '{value}', also on line {others}",
+                                   (ids.get(line) or None) if ids is not None else value))
             bad.add(line)
     return errors, bad

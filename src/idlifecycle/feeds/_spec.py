@@ -8,8 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from idlifecycle.errors import ConfigError, FeedError
-from idlifecycle.feeds._fields import GRADE_SCHEMES
+from idlifecycle.feeds._fields import GRADE_SCHEMES, YearRange, parse_years
 from idlifecycle.model import Person, RowError
+
+PERSON_FIELDS = (
+    "person_id", "kind", "upn", "legal_first_name", "preferred_first_name", "last_name", "year_group",
+    "registration_group", "roles", "start_date", "leave_date", "email", "username",
+)
+"""The fields a feed can fill, as the `columns` and `absent` options name them."""
 
 
 @dataclass(frozen=True)
@@ -21,23 +27,26 @@ class FeedSpec:
     path: Path
     """A CSV file (mis-csv) or the folder holding the files of a multi-file format."""
     options: Mapping[str, Any] = field(default_factory=dict)
-    """Format options from the job file (kind, columns, encoding, date_order, grades, school)."""
+    """Format options from the job file (kind, columns, encoding, date_order, grades, school, years, absent)."""
     source: str = ""
     """The job file, named in ConfigError messages about the options."""
 
 
 @dataclass(frozen=True)
 class FeedColumns:
-    """Which of its known columns one file of a feed had, and what it was read as."""
+    """How one file that describes people was read: which header each field came from."""
 
     file: str
+    """The path as messages show it."""
     format: str
     kind: str | None
+    """"pupil" or "staff" when the whole file lists one kind; None when its rows say."""
     mapping: Mapping[str, str]
-    """field -> the header it was read from (only fields found)."""
+    """Field name -> the header it was read from (only fields the file has)."""
     ignored: tuple[str, ...] = ()
+    """Headers the file has that no field uses."""
     absent: tuple[str, ...] = ()
-    """Fields the job file declares this export does not have."""
+    """Fields the job file says this export does not have (the `absent` option)."""
 
 
 @dataclass(frozen=True)
@@ -47,14 +56,19 @@ class FeedResult:
     people: tuple[Person, ...]
     errors: tuple[RowError, ...]
     rows: int
-    """Data rows of the files that describe people (not orgs.csv or roles.csv)."""
+    """Data rows of the files that describe people we provision (not orgs.csv or roles.csv, and not
+    the guardians and other users counted in `skipped`)."""
     columns: tuple[FeedColumns, ...] = ()
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    """Readable users this tool does not provision, counted by why ("guardian", "no role")."""
+    skipped_ids: frozenset[str] = frozenset()
+    """Their ids: an account anchored to one of them is someone the export still lists."""
 
 
 class Options:
     """A feed's options, checked against what its format accepts, so a typo is a clear error."""
 
-    COMMON = frozenset({"encoding", "date_order"})
+    COMMON = frozenset({"encoding", "date_order", "absent", "years"})
 
     def __init__(self, spec: FeedSpec, accepted: frozenset[str]) -> None:
         self.spec = spec
@@ -66,7 +80,12 @@ class Options:
                     f"is not an option of the {spec.format} feed; known: {', '.join(sorted(allowed))}",
                 )
         self.encoding = self.text("encoding")
+        configured = self.text("date_order")
         self.date_order = self.choice("date_order", ("dmy", "mdy"), "dmy")
+        self.date_order_set = configured is not None
+        """Whether the job file says the order: only then may a file of ambiguous dates be read."""
+        self.absent = self.names("absent", tuple(name for name in PERSON_FIELDS if name != "person_id"))
+        self.years = self.year_range()
 
     def fail(self, name: str, message: str) -> ConfigError:
         return ConfigError(self.spec.source or str(self.spec.path), name, message)
@@ -88,6 +107,34 @@ class Options:
         if value.lower() not in choices:
             raise self.fail(name, f"is {value!r}; expected one of {', '.join(choices)}")
         return value.lower()
+
+    def names(self, name: str, known: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.spec.options.get(name, [])
+        if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+            raise self.fail(name, f'must be a list of field names, e.g. {name} = ["leave_date"]')
+        unknown = [item for item in value if item not in known]
+        if unknown:
+            raise self.fail(
+                name, f"{', '.join(repr(item) for item in unknown)} is not a field; known: {', '.join(known)}",
+            )
+        return tuple(dict.fromkeys(value))
+
+    def year_range(self) -> YearRange | None:
+        value = self.text("years")
+        if value is None:
+            return None
+        try:
+            return parse_years(value)
+        except ValueError as error:
+            raise self.fail("years", str(error)) from None
+
+    def columns(self, file: str, kind: str | None, mapping: Mapping[str, str | None],
+                header: tuple[str, ...], used: tuple[str, ...] = ()) -> FeedColumns:
+        """What `feed check` shows for one file; `used` are headers read for something other than a field."""
+        found = {name: column for name, column in mapping.items() if column}
+        taken = set(found.values()) | set(used)
+        ignored = tuple(column for column in header if column and column not in taken)
+        return FeedColumns(file, self.spec.format, kind, found, ignored, self.absent)
 
     def grades(self) -> str:
         return self.choice("grades", GRADE_SCHEMES, "uk")

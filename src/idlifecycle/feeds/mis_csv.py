@@ -10,7 +10,10 @@ Options (job file):
 - `columns = { field = "Header", … }`: override the header for any field: person_id, kind,
   upn, legal_first_name, preferred_first_name, last_name, year_group, registration_group,
   roles, start_date, leave_date, email, username.
-- `encoding` (default: detected), `date_order = "dmy" | "mdy"` (default dmy).
+- `years = "R-6"`: the year groups the school has; a pupil outside them is a row error.
+- `absent = ["leave_date", …]`: fields the export does not have (recorded for the run's checks).
+- `encoding` (default: detected), `date_order = "dmy" | "mdy"` (default: told from the dates; a
+  file whose every date could be either is refused until it is set).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import re
 
 from idlifecycle.errors import ConfigError, FeedError
 from idlifecycle.feeds._csv import Table, find_column, read_table
-from idlifecycle.feeds._fields import RowCheck, duplicates
+from idlifecycle.feeds._fields import RowCheck, duplicates, settle_date_order
 from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options
 from idlifecycle.model import Kind, Person
 
@@ -94,8 +97,8 @@ def read(spec: FeedSpec) -> FeedResult:
         fixed_kind = _kind_of_file(table, options, overrides, columns["kind"])
     _require(table, columns, fixed_kind)
 
-    errors = list(table.errors)
     id_column = columns["person_id"] or ""
+    errors = table.row_errors(id_column)
     duplicate_errors, bad_lines = duplicates(
         table.file, id_column, ((row.line, row.get(id_column)) for row in table.rows),
     )
@@ -103,14 +106,20 @@ def read(spec: FeedSpec) -> FeedResult:
     upn_column = columns["upn"]
     if upn_column:
         upn_errors, upn_lines = duplicates(
-            table.file, upn_column, ((row.line, row.get(upn_column).upper()) for row in table.rows)
+            table.file, upn_column, ((row.line, row.get(upn_column).upper()) for row in table.rows),
+            ids={row.line: row.get(id_column) for row in table.rows},
         )
         errors += upn_errors
         bad_lines |= upn_lines
+    date_columns = [column for column in (columns["start_date"], columns["leave_date"]) if column]
+    date_order = settle_date_order(
+        table.file, (row.get(column) for row in table.rows for column in date_columns),
+        options.date_order, options.date_order_set,
+    )
 
     people: list[Person] = []
     for row in table.rows:
-        check = RowCheck(table.file, row.line, options.date_order)
+        check = RowCheck(table.file, row.line, date_order, person_id=row.get(id_column), years=options.years)
         kind = fixed_kind or _row_kind(check, columns["kind"] or "", row.get(columns["kind"]))
         person_id = check.required(id_column, row.get(id_column))
         legal = check.name(columns["legal_first_name"] or "", row.get(columns["legal_first_name"]))
@@ -149,7 +158,11 @@ def read(spec: FeedSpec) -> FeedResult:
                 source=check.source,
             )
         )
-    return FeedResult(tuple(people), tuple(sorted(errors, key=lambda e: e.line)), len(table.rows) + len(table.errors))
+    described = options.columns(table.file, fixed_kind.value if fixed_kind else None, columns, table.header)
+    return FeedResult(
+        tuple(people), tuple(sorted(errors, key=lambda e: e.line)), len(table.rows) + len(table.errors),
+        (described,),
+    )
 
 
 def _kind_option(options: Options) -> Kind | None:

@@ -9,8 +9,11 @@ date is the date of `dateLastModified` (when the SIS marked them). Without that 
 nothing to date the leaving by, so the user is left out of the feed, which the planner also
 reads as "no longer on roll" (subject to the grace period and guards).
 
+A student without `grades` is a row error (it would otherwise become this year's intake).
+Guardians, parents and relatives are counted in FeedResult.skipped, not provisioned.
+
 Options: `school` (an org sourcedId: read only users of that org), `grades = "uk" | "us"`,
-`encoding`, `date_order`.
+`years`, `absent`, `encoding`, `date_order`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,13 @@ STAFF_ROLES = frozenset({
 })
 OTHER_ROLES = frozenset({"guardian", "parent", "relative"})
 
+COLUMNS = {
+    "person_id": "sourcedId", "kind": "role", "username": "username", "upn": "userIds",
+    "legal_first_name": "givenName", "preferred_first_name": "preferredFirstName", "last_name": "familyName",
+    "year_group": "grades", "email": "email",
+}
+"""The headers each field is read from; roles come from `role` too, leavers from status/enabledUser."""
+
 USER_ID = re.compile(r"\{\s*([^:{}]+?)\s*:\s*([^{}]*?)\s*\}")
 
 
@@ -47,19 +57,27 @@ def read(spec: FeedSpec) -> FeedResult:
     if school is not None and school not in org_ids:
         raise options.fail("school", f"{school!r} is not a sourcedId in {orgs.file}")
 
-    errors = orgs.errors + users.errors
+    errors = orgs.errors + users.row_errors("sourcedId")
     dup_errors, dup_lines = duplicates(
         users.file, "sourcedId", ((row.line, row.get("sourcedId")) for row in users.rows),
     )
     errors += dup_errors
     people: list[Person] = []
+    skipped: dict[str, int] = {}
+    skipped_ids: set[str] = set()
     rows = len(users.errors)
     for row in users.rows:
         user_orgs = [org.strip() for org in row.get("orgSourcedIds").split(",") if org.strip()]
         if school is not None and school not in user_orgs:
             continue
+        if row.get("role").lower() in OTHER_ROLES and row.get("sourcedId") and row.line not in dup_lines:
+            # A parent is not someone this tool provisions, and nothing in the row is wrong.
+            skipped[row.get("role").lower()] = skipped.get(row.get("role").lower(), 0) + 1
+            skipped_ids.add(row.get("sourcedId"))
+            continue
         rows += 1
-        check = RowCheck(users.file, row.line, options.date_order, options.grades())
+        check = RowCheck(users.file, row.line, options.date_order, options.grades(), person_id=row.get("sourcedId"),
+                         years=options.years)
         person_id = check.required("sourcedId", row.get("sourcedId"))
         role = check.required("role", row.get("role"))
         kind = Kind.PUPIL if role.lower() in PUPIL_ROLES else Kind.STAFF if role.lower() in STAFF_ROLES else None
@@ -73,11 +91,12 @@ def read(spec: FeedSpec) -> FeedResult:
         family = check.name("familyName", row.get("familyName"))
         preferred = check.name("preferredFirstName", row.get("preferredFirstName"), required=False)
         first_grade = next((grade.strip() for grade in row.get("grades").split(",") if grade.strip()), "")
-        year = check.year_group("grades", first_grade, required=False) if kind is Kind.PUPIL else None
+        year = check.year_group("grades", first_grade, required=True) if kind is Kind.PUPIL else None
         upns = [value for label, value in USER_ID.findall(row.get("userIds")) if label.lower() == "upn"]
         upn = check.upn("userIds", upns[0]) if upns and kind is Kind.PUPIL else None
         leaving = row.get("status").lower() == "tobedeleted" or row.get("enabledUser").lower() == "false"
         marked = check.date("dateLastModified", row.get("dateLastModified")) if leaving else None
+        username, domain = check.username("username", row.get("username"))
         errors += check.errors
         if check.errors or kind is None or not given or not family or row.line in dup_lines:
             continue
@@ -95,10 +114,14 @@ def read(spec: FeedSpec) -> FeedResult:
                 leave_date=marked,
                 upn=upn,
                 email=row.get("email") or None,
-                username=row.get("username") or None,
+                username=username,
+                username_domain=domain,
                 source=check.source,
             )
         )
     if school is not None and not rows:
         raise FeedError(f"{users.file}: no user belongs to org {school!r}; check the school option")
-    return FeedResult(tuple(people), tuple(errors), rows)
+    mapping = {name: column for name, column in COLUMNS.items() if column in users.header}
+    described = options.columns(users.file, None, mapping, users.header,
+                                used=("orgSourcedIds", "status", "enabledUser", "dateLastModified"))
+    return FeedResult(tuple(people), tuple(errors), rows, (described,), skipped, frozenset(skipped_ids))

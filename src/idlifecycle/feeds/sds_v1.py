@@ -7,7 +7,7 @@ ignored. A `Status` of `Inactive` means the record is not on roll: the person is
 as SDS does. `Grade` is the year group; a teacher's `Title`, when given, is their role.
 
 Options: `school` (a DfE number / SIS ID: read only that school's rows), `grades = "uk" | "us"`,
-`encoding`, `date_order`.
+`years`, `absent`, `encoding`, `date_order`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from idlifecycle.errors import FeedError
 from idlifecycle.feeds._csv import Table, read_table, require_columns
 from idlifecycle.feeds._fields import RowCheck, duplicates
-from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options, folder_files
+from idlifecycle.feeds._spec import FeedColumns, FeedResult, FeedSpec, Options, folder_files
 from idlifecycle.feeds.sds_v2 import RoleLine, build_person
 from idlifecycle.model import Kind, Person, RowError
 
@@ -42,6 +42,7 @@ def read(spec: FeedSpec) -> FeedResult:
         raise options.fail("school", f"{school!r} is not a {school_column} in {schools.file}")
     errors: list[RowError] = list(schools.errors)
     people: list[Person] = []
+    described: list[FeedColumns] = []
     rows = 0
     for name, kind in (("Student.csv", Kind.PUPIL), ("Teacher.csv", Kind.STAFF)):
         table = read_table(files[name], str(files[name]), options.encoding)
@@ -52,16 +53,23 @@ def read(spec: FeedSpec) -> FeedResult:
         people += found
         errors += found_errors
         rows += read_rows
+        fields = {"person_id": id_column, "legal_first_name": "First Name", "last_name": "Last Name",
+                  "username": "Username", "email": "Secondary Email",
+                  **({"year_group": "Grade"} if kind is Kind.PUPIL else {"roles": "Title"})}
+        described.append(options.columns(
+            table.file, kind.value, {field: column for field, column in fields.items() if column in table.header},
+            table.header, used=(ref_column, "Status"),
+        ))
     if school is not None and not rows:
         raise FeedError(f"{spec.path}: no student or teacher of school {school!r}; check the school option")
-    return FeedResult(tuple(people), tuple(errors), rows)
+    return FeedResult(tuple(people), tuple(errors), rows, tuple(described))
 
 
 def _people(
     table: Table, kind: Kind, id_column: str, ref_column: str, school_ids: set[str], school: str | None,
     options: Options, grades: str,
 ) -> tuple[list[Person], list[RowError], int]:
-    errors = list(table.errors)
+    errors = table.row_errors(id_column)
     dup_errors, dup_lines = duplicates(table.file, id_column, ((row.line, row.get(id_column)) for row in table.rows))
     errors += dup_errors
     people: list[Person] = []
@@ -72,18 +80,21 @@ def _people(
         rows += 1
         if row.get("Status").lower() == "inactive":
             continue
-        check = RowCheck(table.file, row.line, options.date_order, grades)
+        check = RowCheck(table.file, row.line, options.date_order, grades, person_id=row.get(id_column),
+                         years=options.years)
         person_id = check.required(id_column, row.get(id_column))
         reference = check.required(ref_column, row.get(ref_column))
         if reference and reference not in school_ids:
             check.error(ref_column, f"'{reference}' is not a school in School.csv")
         first = check.name("First Name", row.get("First Name"))
         last = check.name("Last Name", row.get("Last Name"))
-        grade = check.year_group("Grade", row.get("Grade"), required=False) if kind is Kind.PUPIL else None
+        # Required: a pupil without a year would silently become this year's intake.
+        grade = check.year_group("Grade", row.get("Grade"), required=True) if kind is Kind.PUPIL else None
         role = "student" if kind is Kind.PUPIL else row.get("Title") or "teacher"
+        username, domain = check.username("Username", row.get("Username"))
         person = build_person(
             check, person_id, first, last, None, [RoleLine(row.line, kind, role, grade, True, None, None)],
-            row.get("Secondary Email") or None, row.get("Username") or None,
+            row.get("Secondary Email") or None, username, domain,
         )
         errors += check.errors
         if person is not None and not check.errors and row.line not in dup_lines:

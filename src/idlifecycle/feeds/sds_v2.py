@@ -6,19 +6,23 @@ staff, other roles (guardian, relative …) are not people this tool provisions.
 year group, `roleStartDate` / `roleEndDate` the start and leaving dates (a person with several
 roles leaves when the last one ends). Headers are case-sensitive, as SDS requires.
 
+Users with no roles.csv row, or only roles of other kinds, are not provisioned and not errors:
+they are counted in FeedResult.skipped ("guardian", "no role"). `username` is a UPN in SDS;
+Person.username is its local part and Person.username_domain its domain.
+
 Options: `school` (an orgSourcedId: read only roles in that org), `grades = "uk" | "us"`
-(numeric grades are UK years, or US grades one below the UK year), `encoding`,
+(numeric grades are UK years, or US grades one below the UK year), `years`, `absent`, `encoding`,
 `date_order = "dmy" | "mdy"`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from idlifecycle.errors import FeedError
 from idlifecycle.feeds._csv import Table, read_table, require_columns
-from idlifecycle.feeds._fields import RowCheck, duplicates
+from idlifecycle.feeds._fields import RowCheck, duplicates, settle_date_order
 from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options, folder_files
 from idlifecycle.model import Kind, Person, RowError
 
@@ -50,6 +54,19 @@ class RoleLine:
     end: date | None
 
 
+USER_COLUMNS = {
+    "person_id": "sourcedId", "username": "username", "legal_first_name": "givenName",
+    "preferred_first_name": "preferredGivenName", "last_name": "familyName", "email": "email",
+}
+ROLE_COLUMNS = {
+    "person_id": "userSourcedId", "roles": "role", "year_group": "grade", "start_date": "roleStartDate",
+    "leave_date": "roleEndDate",
+}
+"""The headers each field is read from (SDS headers are fixed and case-sensitive)."""
+
+NO_ROLE = "no role"
+
+
 def read(spec: FeedSpec) -> FeedResult:
     options = Options(spec, frozenset({"school", "grades"}))
     school = options.text("school")
@@ -62,15 +79,21 @@ def read(spec: FeedSpec) -> FeedResult:
     require_columns(users, ("sourcedId", "username", "givenName", "familyName"))
     require_columns(roles, ("userSourcedId", "orgSourcedId", "role"))
 
-    errors = orgs.errors + users.errors + roles.errors
+    errors = orgs.errors + users.row_errors("sourcedId") + roles.row_errors("userSourcedId")
     org_errors, _ = duplicates(orgs.file, "sourcedId", ((row.line, row.get("sourcedId")) for row in orgs.rows))
-    errors += org_errors
+    errors += [replace(error, person_id=None) for error in org_errors]  # an org's id is not a person's
     org_ids = {row.get("sourcedId") for row in orgs.rows}
     if school is not None and school not in org_ids:
         raise options.fail("school", f"{school!r} is not a sourcedId in {orgs.file}")
 
     user_ids = {row.get("sourcedId") for row in users.rows}
-    role_lines, role_errors, bad_users = _roles(roles, org_ids, user_ids, school, options.date_order, grades)
+    date_order = settle_date_order(
+        roles.file, (row.get(column) for row in roles.rows for column in ("roleStartDate", "roleEndDate")),
+        options.date_order, options.date_order_set,
+    )
+    role_lines, role_errors, bad_users, other_roles = _roles(
+        roles, org_ids, user_ids, school, date_order, grades, options,
+    )
     errors += role_errors
     dup_errors, dup_lines = duplicates(
         users.file, "sourcedId", ((row.line, row.get("sourcedId")) for row in users.rows),
@@ -78,43 +101,67 @@ def read(spec: FeedSpec) -> FeedResult:
     errors += dup_errors
 
     people: list[Person] = []
+    skipped: dict[str, int] = {}
+    skipped_ids: set[str] = set()
     in_scope = len(users.errors)
     for row in users.rows:
         user_id = row.get("sourcedId")
         if school is not None and user_id not in role_lines and user_id not in bad_users:
             continue  # a user of another school in a trust-wide export
+        mine = role_lines.get(user_id, [])
+        if user_id and not mine and user_id not in bad_users and row.line not in dup_lines:
+            # Not someone this tool provisions: a guardian or relative (Microsoft's own sample lists
+            # them in users.csv, linked to pupils by relationships.csv, with no roles.csv row at all),
+            # or a user with no role. Neither is a bad row: nothing in it is wrong, and refusing it
+            # would count every parent of the school against max_bad_rows_percent. Counted and
+            # reported instead; a pupil who lost their role row is caught by the feed-drop guard
+            # and by `skipped_ids`, which still names them.
+            why = other_roles.get(user_id, NO_ROLE)
+            skipped[why] = skipped.get(why, 0) + 1
+            skipped_ids.add(user_id)
+            continue
         in_scope += 1
-        check = RowCheck(users.file, row.line, options.date_order, grades)
+        check = RowCheck(users.file, row.line, date_order, grades, person_id=user_id)
         check.required("sourcedId", user_id)
         given = check.name("givenName", row.get("givenName"))
         family = check.name("familyName", row.get("familyName"))
         preferred = check.name("preferredGivenName", row.get("preferredGivenName"), required=False)
-        if user_id and user_id not in role_lines and user_id not in bad_users:
-            check.error("sourcedId", f"'{user_id}' has no row in roles.csv")
-        mine = role_lines.get(user_id, [])
+        username, domain = check.username("username", row.get("username"))
         person = None
         if user_id not in bad_users and row.line not in dup_lines:
             person = build_person(
-                check, user_id, given, family, preferred, mine,
-                row.get("email") or None, row.get("username") or None,
+                check, user_id, given, family, preferred, mine, row.get("email") or None, username, domain,
             )
         errors += check.errors
         if person is not None and not check.errors:
             people.append(person)
     if school is not None and not in_scope:
         raise FeedError(f"{roles.file}: no user has a role in school {school!r}; check the school option")
-    return FeedResult(tuple(people), tuple(errors), in_scope)
+    described = (
+        options.columns(users.file, None, _present(USER_COLUMNS, users), users.header),
+        options.columns(roles.file, None, _present(ROLE_COLUMNS, roles), roles.header,
+                        used=("orgSourcedId", "isPrimary")),
+    )
+    return FeedResult(tuple(people), tuple(errors), in_scope, described, skipped, frozenset(skipped_ids))
+
+
+def _present(columns: dict[str, str], table: Table) -> dict[str, str]:
+    return {name: column for name, column in columns.items() if column in table.header}
 
 
 def _roles(
     roles: Table, org_ids: set[str], user_ids: set[str], school: str | None, date_order: str, grades: str,
-) -> tuple[dict[str, list[RoleLine]], list[RowError], set[str]]:
-    """Each user's usable roles, the errors in roles.csv, and the users a bad role row spoils."""
+    options: Options,
+) -> tuple[dict[str, list[RoleLine]], list[RowError], set[str], dict[str, str]]:
+    """Each user's usable roles, the errors in roles.csv, the users a bad role row spoils, and the
+    role of users who hold only roles this tool does not provision (guardian, relative …)."""
     by_user: dict[str, list[RoleLine]] = {}
     errors: list[RowError] = []
     spoiled: set[str] = set()
+    others: dict[str, str] = {}
     for row in roles.rows:
-        check = RowCheck(roles.file, row.line, date_order, grades)
+        check = RowCheck(roles.file, row.line, date_order, grades, person_id=row.get("userSourcedId"),
+                         years=options.years)
         user_id = check.required("userSourcedId", row.get("userSourcedId"))
         org_id = check.required("orgSourcedId", row.get("orgSourcedId"))
         role = check.required("role", row.get("role"))
@@ -131,7 +178,9 @@ def _roles(
         start = check.date("roleStartDate", row.get("roleStartDate"))
         end = check.date("roleEndDate", row.get("roleEndDate"))
         check.period("roleStartDate", start, "roleEndDate", end)
-        grade = check.year_group("grade", row.get("grade"), required=False) if kind is Kind.PUPIL else None
+        # A pupil without a year would silently become this year's intake (a wrong username, OU
+        # and groups), so a student role must say the grade.
+        grade = check.year_group("grade", row.get("grade"), required=True) if kind is Kind.PUPIL else None
         errors += check.errors
         if check.errors:
             spoiled.add(user_id)
@@ -141,12 +190,13 @@ def _roles(
             by_user.setdefault(user_id, []).append(RoleLine(row.line, kind, role, grade, primary, start, end))
         else:
             by_user.setdefault(user_id, [])
-    return by_user, errors, spoiled
+            others.setdefault(user_id, role.lower())
+    return by_user, errors, spoiled, others
 
 
 def build_person(
     check: RowCheck, person_id: str, given: str | None, family: str | None, preferred: str | None,
-    roles: list[RoleLine], email: str | None, username: str | None,
+    roles: list[RoleLine], email: str | None, username: str | None, username_domain: str | None = None,
 ) -> Person | None:
     """One Person from a user row and that user's roles; None when the roles disagree."""
     if not roles or not given or not family:
@@ -173,5 +223,6 @@ def build_person(
         leave_date=max(end for end in ends if end) if ends and all(ends) else None,
         email=email,
         username=username,
+        username_domain=username_domain,
         source=check.source,
     )

@@ -48,8 +48,8 @@ def _user(upn: str, person: Person, **extra: Any) -> dict[str, Any]:
 
 def build() -> dict[str, Any]:
     rules = load_mapping([ROOT / "mappings" / "school.toml"])
-    feed = read_feeds([FeedSpec("mis-csv", HERE / "pupils.csv", {"kind": "pupil"}),
-                       FeedSpec("mis-csv", HERE / "staff.csv", {"kind": "staff"})])
+    feed = read_feeds([FeedSpec("mis-csv", HERE / "pupils.csv", {"kind": "pupil", "date_order": "dmy"}),
+                       FeedSpec("mis-csv", HERE / "staff.csv", {"kind": "staff", "date_order": "dmy"})])
     users: list[dict[str, Any]] = []
     groups: dict[str, list[str]] = {}
     staff_domain = rules.kinds[Kind.STAFF].domain
