@@ -197,3 +197,4 @@ def test_a_registration_group_renamed_outside_the_rollover_stops_the_run(tmp_pat
     result = idl(tmp_path, "sync")
     assert result.returncode == 2
     assert "registration group 7A: 8 on the last good run, none now" in result.stderr
+

@@ -94,7 +94,13 @@ def setup_logging(log_format: str, verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.INFO if verbose or not sys.stderr.isatty() else logging.WARNING)
 
 
+PRIVATE_UMASK = 0o077
+"""Everything the tool writes (the state database with every pupil's details, plans, slips, reviews, caches)
+is its user's alone, whatever umask cron or a shell hands it: files 0600, folders 0700."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(PRIVATE_UMASK)
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_format, args.verbose)

@@ -44,7 +44,7 @@ def run_summary(job_name: str, report: RunReport) -> tuple[str, str]:
          report.guard_reasons),
         ("Security incidents:", report.incidents),
         ("Failures (the next run retries them):", report.failures),
-        ("Rows of the feed that were refused (fix them in the MIS):", report.feed_errors),
+        ("Rows of the feed that were refused (fix them in the MIS):", report.feed_errors or report.plan.rejected_rows),
         ("Held: nothing was created, changed, disabled or removed for them:", report.plan.held),
     )
     for title, items in sections:
