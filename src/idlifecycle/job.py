@@ -289,7 +289,7 @@ def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, act
     shares = access.desired_share_groups(job, feed.people) if uses_shares else None
     share_groups = {g for groups in (shares.managed.values() if shares else ()) for g in groups}
     refused = feed.errors + tuple(protected_group_rows(feed.people, job.config.mapping, share_groups))
-    held = held_rows(refused)
+    held = replace(held_rows(refused), listed=feed.skipped_ids)
     people = {p.person_id: p for p in feed.people if not held.holds(p.person_id)}
     feed_errors = tuple(str(e) for e in refused)
     _report_refused_rows(job, run_id, refused, actor)

@@ -46,6 +46,13 @@ class Held:
     """The id as written in the refused row -> its row errors (`file:line: field: message`)."""
     unidentified: tuple[str, ...] = ()
     """Row errors of refused rows that have no readable id."""
+    listed: frozenset[str] = frozenset()
+    """Ids the export still lists without a role the tool provisions (an SDS user without a roles.csv row):
+    still named, so not a leaver; their accounts are left as they are rather than disabled."""
+
+    @cached_property
+    def listed_keys(self) -> frozenset[str]:
+        return frozenset(normalise_id(person_id) for person_id in self.listed)
 
     @cached_property
     def keys(self) -> dict[str, str]:
@@ -401,6 +408,7 @@ def plan(
 
     changes: list[Change] = []
     unidentified_waits: list[str] = []
+    listed_waits: list[str] = []
     for directory, snapshot in snapshots.items():
         caps = capabilities[directory]
         planner = _DirectoryPlanner(snapshot, caps, rules, shares, today)
@@ -426,6 +434,10 @@ def plan(
         for person_id, account in matched[directory].items():
             if statuses.get(person_id) in (Status.ACTIVE, Status.FUTURE):
                 continue
+            if person_id not in by_id and normalise_id(person_id) in held.listed_keys:
+                managed_keys.add(account.key)
+                listed_waits.append(f"{directory} {account.username} ({person_id})")
+                continue
             if person_id not in by_id and held.unidentified:
                 managed_keys.add(account.key)
                 unidentified_waits.append(f"{directory} {account.username} ({person_id})")
@@ -442,11 +454,12 @@ def plan(
         people_count=people_count,
         created_at=today.isoformat(),
         notes=tuple(notes),
-        held=_held_report(held, held_lines, unidentified_waits),
+        held=_held_report(held, held_lines, unidentified_waits, listed_waits),
     )
 
 
-def _held_report(held: Held, accounts: Mapping[str, Sequence[str]], waiting: Sequence[str]) -> tuple[str, ...]:
+def _held_report(held: Held, accounts: Mapping[str, Sequence[str]], waiting: Sequence[str],
+                 listed: Sequence[str]) -> tuple[str, ...]:
     """One line per held person (what was left alone, and the row error), then the absentees left waiting."""
     lines = []
     for key, errors in sorted(held.rows.items()):
@@ -457,4 +470,7 @@ def _held_report(held: Held, accounts: Mapping[str, Sequence[str]], waiting: Seq
             f"not in the feed, but not disabled because {len(held.unidentified)} refused row(s) have no readable "
             f"id and could be them: {', '.join(waiting)}"
         )
+    if listed:
+        lines.append("listed in the export without a pupil or staff role, so not taken to have left; give them "
+                     f"their role again in the MIS, or end it with a leaving date: {', '.join(listed)}")
     return tuple(lines)

@@ -175,3 +175,12 @@ def test_a_feed_value_that_would_name_a_share_or_admin_group_is_refused_and_its_
     assert {c.person_id for c in p.changes if c.person_id} == {"1003"}
     # The school's own fixed group names are its choice, not the feed's: never refused.
     assert protected_group_rows(hostile, RULES, {"All Pupils"}) == []
+
+
+def test_someone_the_export_still_lists_without_a_role_is_not_disabled_as_gone():
+    lost_role = account("k1", "19tjones", anchor="1001")
+    gone = account("k2", "19abrown", anchor="1002")
+    p = plan_for([], [lost_role, gone], held=Held(listed=frozenset({"1001", "PARENT7"})))
+    assert {c.target for c in p.changes if c.action is Action.DISABLE} == {"k2"}
+    assert p.held == ("listed in the export without a pupil or staff role, so not taken to have left; give them "
+                      "their role again in the MIS, or end it with a leaving date: ad 19tjones (1001)",)
