@@ -18,6 +18,7 @@ from idlifecycle.feeds import mis_csv as mis_csv
 from idlifecycle.feeds import oneroster as oneroster
 from idlifecycle.feeds import sds_v1 as sds_v1
 from idlifecycle.feeds import sds_v2 as sds_v2
+from idlifecycle.feeds._csv import decode
 from idlifecycle.feeds._spec import FeedColumns, FeedResult, FeedSpec
 from idlifecycle.model import Kind, Person, RowError
 
@@ -30,18 +31,39 @@ READERS: dict[str, Callable[[FeedSpec], FeedResult]] = {
 
 DEFAULT_MAX_BAD_PERCENT = 2.0
 
-_FORMAT_MARKERS = (("sds-v2", "roles.csv"), ("sds-v1", "Student.csv"), ("oneroster", "users.csv"))
+_FORMAT_MARKERS = (("sds-v2", "roles.csv"), ("sds-v1", "student.csv"), ("oneroster", "users.csv"))
 """A folder's format, told by the file only that format has (checked in this order)."""
+
+_ONEROSTER_ONLY = frozenset({"role", "enabledUser", "orgSourcedIds"})
+"""users.csv columns OneRoster has and SDS v2.1 does not (SDS keeps roles in roles.csv)."""
 
 
 def guess_format(path: Path) -> str | None:
-    """The format of an export on disk: a CSV file is a MIS report; a folder by the files in it."""
+    """The format of an export on disk: a CSV file is a MIS report; a folder by the files in it.
+
+    OneRoster and SDS v2.1 both have users.csv; an SDS folder that lost its roles.csv would read
+    as OneRoster and fail on a "missing column 'role'" that hides the real problem. Their users.csv
+    headers differ, so the header decides, and the SDS reader then names the missing roles.csv.
+    """
     if path.is_file():
         return "mis-csv"
-    if path.is_dir():
-        names = {p.name for p in path.iterdir()}
-        return next((fmt for fmt, marker in _FORMAT_MARKERS if marker in names), None)
-    return None
+    if not path.is_dir():
+        return None
+    files = {child.name.lower(): child for child in path.iterdir() if child.is_file()}
+    found = next((fmt for fmt, marker in _FORMAT_MARKERS if marker in files), None)
+    if found == "oneroster" and not _ONEROSTER_ONLY & set(_header(files["users.csv"])):
+        return "sds-v2"
+    return found
+
+
+def _header(path: Path) -> list[str]:
+    """A CSV file's header names, or none when the file cannot be read (the reader will say why)."""
+    try:
+        text, _ = decode(path, str(path))
+    except FeedError:
+        return []
+    first = text.split("\n", 1)[0]
+    return [name.strip().strip('"').strip() for name in first.split(",")]
 
 
 def read_feed(spec: FeedSpec) -> FeedResult:
