@@ -115,8 +115,9 @@ def read(spec: FeedSpec) -> FeedResult:
             # them in users.csv, linked to pupils by relationships.csv, with no roles.csv row at all),
             # or a user with no role. Neither is a bad row: nothing in it is wrong, and refusing it
             # would count every parent of the school against max_bad_rows_percent. Counted and
-            # reported instead; a pupil who lost their role row is caught by the feed-drop guard
-            # and by `skipped_ids`, which still names them.
+            # reported instead. A pupil who lost their role row by mistake is then missing from the
+            # feed: many at once trip the feed-drop guard, and `skipped_ids` names each of them so
+            # the run can leave their accounts alone rather than treat them as leavers.
             why = other_roles.get(user_id) or contacts.get(user_id, NO_ROLE)
             skipped[why] = skipped.get(why, 0) + 1
             skipped_ids.add(user_id)
