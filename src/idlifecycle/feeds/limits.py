@@ -16,7 +16,7 @@ Sources, per directory (checked December 2026):
 - Entra (Microsoft Graph user resource): givenName 64, surname 64, displayName 256, mailNickname 64,
   employeeId 16, department 64, jobTitle 128.
 - Google (Admin SDK Directory API, User.name): givenName and familyName at most 60 characters,
-  displayName 256; a username is an address's local part, at most 64 (RFC 5321 §4.5.3.1.1). The
+  displayName 256; usernames at most 64 (Admin Help, support.google.com/a/answer/9193374). The
   Groups Settings API allows a group name of 75 characters, more than the 64 every registration
   group gets anyway. No length is documented for externalIds values or org unit names (only a
   depth of 35), so none is checked.
