@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.doubles import FileDirectory
 from tests.e2e.school import write_job, write_pupils, write_staff
 from tests.factories import ROOT
@@ -149,3 +151,65 @@ def test_feed_check_reads_an_export_named_on_the_command_line_and_tells_its_form
                            timeout=60)
     assert clean.returncode == 0, clean.stdout
     assert "30 rows read: 30 pupils, 0 staff; 0 errors" in clean.stdout
+
+
+FEEDS = ROOT / "tests" / "data" / "feeds"
+SAMPLE_SCHOOL = ROOT / "src" / "idlifecycle" / "sandbox" / "sample_school"
+
+
+def feed_check(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "idlifecycle", "feed", "check", *args], capture_output=True,
+                          text=True, cwd=tmp, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+
+
+@pytest.mark.parametrize(("export", "options", "format", "file", "mapping"), [
+    (FEEDS / "mis" / "sims_pupils.csv", (), "mis-csv", "sims_pupils.csv (mis-csv, pupils)",
+     ["Adno -> person_id", "UPN -> upn", "Year -> year_group", "Reg Group -> registration_group",
+      "ignored: Gender, DOB, Ethnicity"]),
+    (FEEDS / "mis" / "sims_staff.csv", (), "mis-csv", "sims_staff.csv (mis-csv, staff)",
+     ["Staff Code -> person_id", "Role -> roles", "Work Email -> email", "ignored: Title, NI Number"]),
+    (FEEDS / "mis" / "arbor_students.csv", ("--kind", "pupil"), "mis-csv", "arbor_students.csv (mis-csv, pupils)",
+     ["MIS ID -> person_id", "first name -> legal_first_name", "Registration Form -> registration_group"]),
+    (FEEDS / "mis" / "bromcom_students.csv", ("--date-order", "dmy"), "mis-csv",
+     "bromcom_students.csv (mis-csv, pupils)", ["Admission No -> person_id", "Tutor Group -> registration_group"]),
+    (SAMPLE_SCHOOL / "pupils.csv", (), "mis-csv", "pupils.csv (mis-csv, pupils)",
+     ["Adno -> person_id", "Legal Surname -> last_name", "Admission Date -> start_date", "ignored: Gender"]),
+    (SAMPLE_SCHOOL / "staff.csv", (), "mis-csv", "staff.csv (mis-csv, staff)",
+     ["Staff Code -> person_id", "End Date -> leave_date", "ignored: Title"]),
+    (FEEDS / "sds_v2", (), "sds-v2", "roles.csv (sds-v2)", ["userSourcedId -> person_id", "grade -> year_group"]),
+    (FEEDS / "sds_v2_microsoft_sample", (), "sds-v2", "users.csv (sds-v2)",
+     ["sourcedId -> person_id", "givenName -> legal_first_name",
+      "ignored: password, activeDirectoryMatchId, phone, sms"]),
+    (FEEDS / "sds_v1", (), "sds-v1", "Student.csv (sds-v1, pupils)", ["ID -> person_id", "Grade -> year_group"]),
+    (FEEDS / "oneroster", (), "oneroster", "users.csv (oneroster)",
+     ["sourcedId -> person_id", "grades -> year_group", "userIds -> upn"]),
+], ids=lambda value: value.name if isinstance(value, Path) else None)
+def test_feed_check_on_each_shipped_export_shows_its_format_and_the_columns_it_read(
+    tmp_path, export, options, format, file, mapping,
+):
+    result = feed_check(tmp_path, str(export), *options)
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"feed {export}: {format} (told from the files)"
+    assert any(line.endswith(file + ":") for line in lines), result.stdout
+    for expected in mapping:
+        assert f"  {expected}" in lines, f"{expected!r} not in\n{result.stdout}"
+    assert any(" rows read: " in line for line in lines)
+
+
+def test_feed_check_counts_year_groups_and_roles_and_says_who_is_not_provisioned(tmp_path):
+    result = feed_check(tmp_path, str(FEEDS / "sds_v2_microsoft_sample"))
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert "pupils: 5" in lines and "  Year 12: 1" in lines and "staff: 2" in lines
+    assert lines.index("staff: 2") < lines.index("  administrator: 1")
+    assert "not provisioned: 3 guardians, 1 relative" in lines
+    assert lines[-1] == "7 rows read: 5 pupils, 2 staff; 0 errors in 0 rows (0.0 %)"
+
+
+def test_feed_check_of_the_job_says_each_feed_comes_from_the_job_file(tmp_path):
+    school(tmp_path)
+    result = idl(tmp_path, "feed", "check")
+    assert result.returncode == 0, result.stdout
+    assert f"feed {tmp_path / 'pupils.csv'}: mis-csv (from the job file)" in result.stdout.splitlines()
+    assert "  Adno -> person_id" in result.stdout.splitlines()

@@ -9,8 +9,16 @@ import pytest
 
 import idlifecycle.sandbox
 from idlifecycle.errors import ConfigError, FeedError
-from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, format_report, read_feed, read_feeds
-from idlifecycle.model import Kind, RowError
+from idlifecycle.feeds import (
+    FeedColumns,
+    FeedResult,
+    FeedSpec,
+    check_bad_rows,
+    format_report,
+    read_feed,
+    read_feeds,
+)
+from idlifecycle.model import Kind, Person, RowError
 
 SAMPLE = Path(idlifecycle.sandbox.__file__).parent / "sample_school"
 TODAY = date(2026, 11, 23)
@@ -101,7 +109,42 @@ def test_feed_check_report_lists_every_error_then_a_summary():
         "1 row read: 0 pupils, 0 staff; 2 errors in 1 row (100.0 %)"
     )
     sample = read_feeds([mis(SAMPLE / "pupils.csv"), mis(SAMPLE / "staff.csv")])
-    assert format_report(sample) == "353 rows read: 313 pupils, 40 staff; 0 errors in 0 rows (0.0 %)"
+    assert format_report(sample).splitlines()[-1] == "353 rows read: 313 pupils, 40 staff; 0 errors in 0 rows (0.0 %)"
+
+
+def test_feed_check_report_shows_the_columns_read_who_is_on_roll_and_who_is_not_provisioned():
+    people = (
+        Person("1", Kind.PUPIL, "Ann", "Lee", year_group="R"),
+        Person("2", Kind.PUPIL, "Bob", "Ray", year_group="10"),
+        Person("3", Kind.PUPIL, "Cy", "Oak", year_group="R"),
+        Person("S1", Kind.STAFF, "Di", "Fox", roles=("Teacher", "SENCo")),
+        Person("S2", Kind.STAFF, "Ed", "Ash", roles=("Teacher",)),
+    )
+    columns = (
+        FeedColumns("users.csv", "sds-v2", None, {"person_id": "sourcedId", "last_name": "familyName"},
+                    ("password", "sms"), ("leave_date",)),
+        FeedColumns("pupils.csv", "mis-csv", "pupil", {"person_id": "Adno"}),
+    )
+    result = FeedResult(people, (RowError("users.csv", 9, "username", "bad", "P9"),), 6, columns,
+                        {"guardian": 3, "no role": 1})
+    assert format_report(result) == "\n".join([
+        "users.csv (sds-v2):",
+        "  sourcedId -> person_id",
+        "  familyName -> last_name",
+        "  ignored: password, sms",
+        "  absent: leave_date",
+        "pupils.csv (mis-csv, pupils):",
+        "  Adno -> person_id",
+        "pupils: 3",
+        "  Reception: 2",
+        "  Year 10: 1",
+        "staff: 2",
+        "  Teacher: 2",
+        "  SENCo: 1",
+        "not provisioned: 3 guardians, 1 with no role",
+        "users.csv:9: username: bad",
+        "6 rows read: 3 pupils, 2 staff; 1 error in 1 row (16.7 %)",
+    ])
 
 
 def test_an_unknown_feed_format_is_a_config_error(tmp_path):

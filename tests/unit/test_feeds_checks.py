@@ -219,3 +219,13 @@ def test_a_student_without_a_grade_is_a_row_error_in_sds_v1_and_oneroster(tmp_pa
     result = read("oneroster", roster)
     assert "u-001234" not in {p.person_id for p in result.people}
     assert f"{users}:2: grades: is required but empty" in [str(e) for e in result.errors]
+
+
+def test_columns_a_file_of_one_kind_does_not_read_are_listed_as_ignored(tmp_path):
+    path = write(tmp_path / "staff.csv",
+                 "Staff Code,Type,Forename,Surname,Role,Year\nJSM,Teaching,Jon,Smith,Teacher,\n")
+    (columns,) = read("mis-csv", path).columns
+    assert columns.kind == "staff"
+    assert columns.mapping == {"person_id": "Staff Code", "legal_first_name": "Forename", "last_name": "Surname",
+                               "roles": "Role"}
+    assert columns.ignored == ("Type", "Year")

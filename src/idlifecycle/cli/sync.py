@@ -192,10 +192,14 @@ def cmd_feed_check(args: argparse.Namespace) -> int:
         if args.date_order:
             options["date_order"] = args.date_order
         specs, max_bad = [FeedSpec(fmt, path, options, source="--format/--kind/--date-order")], DEFAULT_MAX_BAD_PERCENT
+        told = "given with --format" if args.format else "told from the files"
     else:
         job = _job(args)
         specs, max_bad = job.feed_specs(), job.config.guards.max_bad_rows_percent
+        told = "from the job file"
         job.close()
+    for spec in specs:
+        print(f"feed {spec.path}: {spec.format} ({told})")
     try:
         result = read_feeds(specs)
         print(format_report(result))

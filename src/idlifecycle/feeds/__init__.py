@@ -18,7 +18,10 @@ from idlifecycle.feeds import mis_csv as mis_csv
 from idlifecycle.feeds import oneroster as oneroster
 from idlifecycle.feeds import sds_v1 as sds_v1
 from idlifecycle.feeds import sds_v2 as sds_v2
+from idlifecycle.feeds._csv import decode
+from idlifecycle.feeds._fields import YEAR_ORDER
 from idlifecycle.feeds._spec import FeedColumns, FeedResult, FeedSpec
+from idlifecycle.feeds.sds_v2 import NO_ROLE
 from idlifecycle.model import Kind, Person, RowError
 
 READERS: dict[str, Callable[[FeedSpec], FeedResult]] = {
@@ -30,18 +33,39 @@ READERS: dict[str, Callable[[FeedSpec], FeedResult]] = {
 
 DEFAULT_MAX_BAD_PERCENT = 2.0
 
-_FORMAT_MARKERS = (("sds-v2", "roles.csv"), ("sds-v1", "Student.csv"), ("oneroster", "users.csv"))
+_FORMAT_MARKERS = (("sds-v2", "roles.csv"), ("sds-v1", "student.csv"), ("oneroster", "users.csv"))
 """A folder's format, told by the file only that format has (checked in this order)."""
+
+_ONEROSTER_ONLY = frozenset({"role", "enabledUser", "orgSourcedIds"})
+"""users.csv columns OneRoster has and SDS v2.1 does not (SDS keeps roles in roles.csv)."""
 
 
 def guess_format(path: Path) -> str | None:
-    """The format of an export on disk: a CSV file is a MIS report; a folder by the files in it."""
+    """The format of an export on disk: a CSV file is a MIS report; a folder by the files in it.
+
+    OneRoster and SDS v2.1 both have users.csv; an SDS folder that lost its roles.csv would read
+    as OneRoster and fail on a "missing column 'role'" that hides the real problem. Their users.csv
+    headers differ, so the header decides, and the SDS reader then names the missing roles.csv.
+    """
     if path.is_file():
         return "mis-csv"
-    if path.is_dir():
-        names = {p.name for p in path.iterdir()}
-        return next((fmt for fmt, marker in _FORMAT_MARKERS if marker in names), None)
-    return None
+    if not path.is_dir():
+        return None
+    files = {child.name.lower(): child for child in path.iterdir() if child.is_file()}
+    found = next((fmt for fmt, marker in _FORMAT_MARKERS if marker in files), None)
+    if found == "oneroster" and not _ONEROSTER_ONLY & set(_header(files["users.csv"])):
+        return "sds-v2"
+    return found
+
+
+def _header(path: Path) -> list[str]:
+    """A CSV file's header names, or none when the file cannot be read (the reader will say why)."""
+    try:
+        text, _ = decode(path, str(path))
+    except FeedError:
+        return []
+    first = text.split("\n", 1)[0]
+    return [name.strip().strip('"').strip() for name in first.split(",")]
 
 
 def read_feed(spec: FeedSpec) -> FeedResult:
@@ -97,17 +121,53 @@ def check_bad_rows(result: FeedResult, max_bad_percent: float = DEFAULT_MAX_BAD_
 
 
 def format_report(result: FeedResult) -> str:
-    """What `idlifecycle feed check` prints: every row error, then one summary line."""
-    lines = [str(error) for error in result.errors]
-    pupils = sum(1 for person in result.people if person.kind is Kind.PUPIL)
-    staff = len(result.people) - pupils
+    """What `idlifecycle feed check` prints: per file the header each field was read from, the
+    headers ignored and the fields declared absent; then who is on roll (per year group, per
+    staff role), who is not provisioned, every row error, and one summary line."""
+    lines: list[str] = []
+    for columns in result.columns:
+        kind = f", {columns.kind}s" if columns.kind == "pupil" else f", {columns.kind}" if columns.kind else ""
+        lines.append(f"{columns.file} ({columns.format}{kind}):")
+        lines += [f"  {header} -> {field_name}" for field_name, header in columns.mapping.items()]
+        if columns.ignored:
+            lines.append(f"  ignored: {', '.join(columns.ignored)}")
+        if columns.absent:
+            lines.append(f"  absent: {', '.join(columns.absent)}")
+    pupils = [person for person in result.people if person.kind is Kind.PUPIL]
+    staff = [person for person in result.people if person.kind is Kind.STAFF]
+    if result.people:
+        years = Counter(person.year_group or "" for person in pupils)
+        lines.append(f"pupils: {len(pupils)}")
+        lines += [f"  {_year_label(year)}: {years[year]}" for year in sorted(years, key=_year_position)]
+        # A member of staff with two roles counts under both.
+        roles = Counter(role for person in staff for role in (person.roles or ("(no role)",)))
+        lines.append(f"staff: {len(staff)}")
+        lines += [f"  {role}: {count}" for role, count in sorted(roles.items(), key=lambda item: (-item[1], item[0]))]
+    if result.skipped:
+        lines.append("not provisioned: " + ", ".join(
+            f"{count} with no role" if why == NO_ROLE else _count(count, why)
+            for why, count in sorted(result.skipped.items(), key=lambda item: (-item[1], item[0]))
+        ))
+    lines += [str(error) for error in result.errors]
     bad = _bad_rows(result)
     share = 100.0 * bad / result.rows if result.rows else 0.0
     lines.append(
-        f"{_count(result.rows, 'row')} read: {_count(pupils, 'pupil')}, {staff} staff; "
+        f"{_count(result.rows, 'row')} read: {_count(len(pupils), 'pupil')}, {len(staff)} staff; "
         f"{_count(len(result.errors), 'error')} in {_count(bad, 'row')} ({share:.1f} %)"
     )
     return "\n".join(lines)
+
+
+def _year_position(year_group: str) -> int:
+    return YEAR_ORDER.index(year_group) if year_group in YEAR_ORDER else len(YEAR_ORDER)
+
+
+def _year_label(year_group: str) -> str:
+    if year_group == "R":
+        return "Reception"
+    if year_group.startswith("N"):
+        return f"Nursery {year_group[1:]}"
+    return f"Year {year_group}" if year_group else "(no year)"
 
 
 def _count(number: int, noun: str) -> str:

@@ -256,9 +256,11 @@ class RowCheck:
         """A feed username as (local part, domain): SDS writes UPNs (jcraig@contoso.org).
 
         The local part becomes sAMAccountName, mailNickname and a Google username, so it must be
-        something all three accept: letters, digits and . _ - ' (no spaces, no leading, trailing
-        or doubled dot), at most 64 characters (RFC 5321 §4.5.3.1.1 caps an address's local part
-        at 64 octets; the 20-character AD limit is checked per directory by `feeds.limits`).
+        something all three accept. Google's rule is the narrowest (Admin Help, "Guidelines for
+        user names", support.google.com/a/answer/9193374): letters, digits, - _ ' and ., no doubled
+        dot, not starting or ending with a dot, at most 64 characters; none of those characters is
+        one sAMAccountName forbids. The 20-character AD limit is checked per directory by
+        `feeds.limits`.
         """
         if not value:
             return None, None

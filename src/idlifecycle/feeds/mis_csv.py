@@ -158,7 +158,13 @@ def read(spec: FeedSpec) -> FeedResult:
                 source=check.source,
             )
         )
-    described = options.columns(table.file, fixed_kind.value if fixed_kind else None, columns, table.header)
+    # Only the columns this file's rows are read from: a kind column is unused once the kind is
+    # known for the whole file, a role column in a pupil report, a year column in a staff one.
+    unused: dict[Kind | None, set[str]] = {
+        Kind.PUPIL: {"kind", "roles"}, Kind.STAFF: {"kind", "upn", "year_group", "registration_group"}, None: set(),
+    }
+    used = {name: column for name, column in columns.items() if name not in unused[fixed_kind]}
+    described = options.columns(table.file, fixed_kind.value if fixed_kind else None, used, table.header)
     return FeedResult(
         tuple(people), tuple(sorted(errors, key=lambda e: e.line)), len(table.rows) + len(table.errors),
         (described,),

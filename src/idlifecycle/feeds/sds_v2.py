@@ -87,6 +87,7 @@ def read(spec: FeedSpec) -> FeedResult:
         raise options.fail("school", f"{school!r} is not a sourcedId in {orgs.file}")
 
     user_ids = {row.get("sourcedId") for row in users.rows}
+    contacts = _contacts(spec, options)
     date_order = settle_date_order(
         roles.file, (row.get(column) for row in roles.rows for column in ("roleStartDate", "roleEndDate")),
         options.date_order, options.date_order_set,
@@ -114,9 +115,10 @@ def read(spec: FeedSpec) -> FeedResult:
             # them in users.csv, linked to pupils by relationships.csv, with no roles.csv row at all),
             # or a user with no role. Neither is a bad row: nothing in it is wrong, and refusing it
             # would count every parent of the school against max_bad_rows_percent. Counted and
-            # reported instead; a pupil who lost their role row is caught by the feed-drop guard
-            # and by `skipped_ids`, which still names them.
-            why = other_roles.get(user_id, NO_ROLE)
+            # reported instead. A pupil who lost their role row by mistake is then missing from the
+            # feed: many at once trip the feed-drop guard, and `skipped_ids` names each of them so
+            # the run can leave their accounts alone rather than treat them as leavers.
+            why = other_roles.get(user_id) or contacts.get(user_id, NO_ROLE)
             skipped[why] = skipped.get(why, 0) + 1
             skipped_ids.add(user_id)
             continue
@@ -143,6 +145,25 @@ def read(spec: FeedSpec) -> FeedResult:
                         used=("orgSourcedId", "isPrimary")),
     )
     return FeedResult(tuple(people), tuple(errors), in_scope, described, skipped, frozenset(skipped_ids))
+
+
+def _contacts(spec: FeedSpec, options: Options) -> dict[str, str]:
+    """Guardians and relatives by sourcedId -> their relationshipRole, from the optional relationships.csv.
+
+    Only labels the users counted as not provisioned ("3 guardians" rather than "3 with no role"),
+    so a relationships.csv that cannot be read changes no account and does not stop the run.
+    """
+    found = next((child for child in spec.path.iterdir() if child.name.lower() == "relationships.csv"), None)
+    if found is None:
+        return {}
+    try:
+        table = read_table(found, str(found), options.encoding)
+    except FeedError:
+        return {}
+    return {
+        row.get("relationshipUserSourcedId"): row.get("relationshipRole").lower() or "contact"
+        for row in table.rows if row.get("relationshipUserSourcedId")
+    }
 
 
 def _present(columns: dict[str, str], table: Table) -> dict[str, str]:
