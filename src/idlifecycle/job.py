@@ -20,6 +20,7 @@ from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorEr
 from idlifecycle.errors import ConfigError, FeedError, GuardTripped, StalePlan, UserError
 from idlifecycle.executor import Executor, PasswordFor, plan_id
 from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, read_feeds
+from idlifecycle.feeds.limits import check_lengths
 from idlifecycle.guards import check_plan, stale_directories
 from idlifecycle.model import Action, Change, Outcome, Person, Plan, Result, RowError, Snapshot
 from idlifecycle.notify import Mailer
@@ -32,6 +33,7 @@ from idlifecycle.shape import (
     feed_shape,
     leading_zero_problem,
     lost_leading_zeros,
+    names_groups,
     protected_group_rows,
     shape_reasons,
 )
@@ -132,12 +134,31 @@ class Job:
             for f in self.config.feeds
         ]
 
+    def check_feed(self) -> tuple[FeedResult, list[str]]:
+        """The feed as a run reads it, and why its columns cannot be trusted (empty when they can).
+
+        Rows a directory would refuse (a value too long) or whose values would name a protected group are
+        refused here, before they can fail a create half-way or open a share: their people are held.
+        """
+        mapping = self.config.mapping
+        result = check_lengths(read_feeds(self.feed_specs()), [spec.type for spec in self.config.connectors],
+                               roles_name_groups=names_groups(mapping, "role"))
+        share_groups: set[str] = set()
+        if self.section("access"):
+            shares = access.desired_share_groups(self, result.people)
+            share_groups = {group for groups in shares.managed.values() for group in groups}
+        protected = protected_group_rows(result.people, mapping, share_groups)
+        if protected:
+            refused = {error.person_id for error in protected}
+            result = replace(result, people=tuple(p for p in result.people if p.person_id not in refused),
+                             errors=result.errors + tuple(protected))
+        previous = (self.store.feed_profile(self.config.name) or {}).get("columns")
+        return result, column_problems(result.columns, mapping, previous)
+
     def read_people(self) -> FeedResult:
         """The feed, checked: too many bad rows, an empty or missing feed, or a lost column stop the run here."""
-        result = read_feeds(self.feed_specs())
+        result, problems = self.check_feed()
         check_bad_rows(result, self.config.guards.max_bad_rows_percent)
-        previous = (self.store.feed_profile(self.config.name) or {}).get("columns")
-        problems = column_problems(result.columns, self.config.mapping, previous)
         if problems:
             raise FeedError("; ".join(problems) + "; nothing was changed")
         return result
@@ -287,8 +308,7 @@ def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, act
     feed = job.read_people()
     uses_shares = bool(job.section("access"))
     shares = access.desired_share_groups(job, feed.people) if uses_shares else None
-    share_groups = {g for groups in (shares.managed.values() if shares else ()) for g in groups}
-    refused = feed.errors + tuple(protected_group_rows(feed.people, job.config.mapping, share_groups))
+    refused = feed.errors
     held = replace(held_rows(refused), listed=feed.skipped_ids)
     people = {p.person_id: p for p in feed.people if not held.holds(p.person_id)}
     feed_errors = tuple(str(e) for e in refused)

@@ -57,6 +57,15 @@ def _uses(rules: MappingRules, kind: Kind, name: str) -> bool:
     return any("{" + name + "}" in template for template in templates)
 
 
+def names_groups(rules: MappingRules, name: str) -> bool:
+    """Whether a feed field ({role}, {registration_group}) names a group or an OU for some kind."""
+    return any(
+        "{" + name + "}" in template
+        for kind_rules in rules.kinds.values()
+        for template in (kind_rules.container, *kind_rules.groups)
+    )
+
+
 def needed_fields(rules: MappingRules, kind: Kind) -> tuple[str, ...]:
     """The fields a file of this kind must have for the mapping to work as the school set it up.
 

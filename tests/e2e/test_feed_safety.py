@@ -198,3 +198,24 @@ def test_a_registration_group_renamed_outside_the_rollover_stops_the_run(tmp_pat
     assert result.returncode == 2
     assert "registration group 7A: 8 on the last good run, none now" in result.stderr
 
+
+
+def test_a_300_character_registration_group_is_refused_at_feed_time_and_nothing_half_done(tmp_path):
+    school(tmp_path, pupils=100)
+    reg = PUPIL_HEADER.index("Reg Group")
+
+    def long_reg(header, rows):
+        rows[9][reg] = "R" * 300
+        return header, rows
+
+    rewrite(tmp_path / "pupils.csv", long_reg)
+    checked = idl(tmp_path, "feed", "check")
+    assert checked.returncode == 0, checked.stdout
+    assert "pupils.csv:11: Reg Group: is 300 characters long; a registration group may have at most 64" \
+        in checked.stdout
+    synced = idl(tmp_path, "sync")
+    assert synced.returncode == 3, synced.stderr
+    assert "Traceback" not in synced.stderr
+    assert "000010: left as they are (no account yet, none created)" in synced.stdout
+    anchors = by_anchor(tmp_path)
+    assert "000010" not in anchors and len(anchors) == 101

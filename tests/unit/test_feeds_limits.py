@@ -102,3 +102,11 @@ def test_unknown_directory_types_are_ignored_and_a_clean_feed_comes_back_unchang
     path = pupils(tmp_path, "001,Ann,Lee,7,7K,ann")
     before = read_feed(FeedSpec("mis-csv", path, {"kind": "pupil"}))
     assert check_lengths(before, ["ad", "entra", "google", "samba4", "ldap"]) == before
+
+
+def test_a_role_with_a_slash_is_refused_only_where_roles_name_groups():
+    head = Person("HOY", Kind.STAFF, "Ann", "Lee", roles=("Head of Year/Pastoral",), source="staff.csv:2")
+    feed = FeedResult((head,), (), 1)
+    assert check_lengths(feed, ["entra"], roles_name_groups=False).people == (head,)
+    refused = check_lengths(feed, ["entra"], roles_name_groups=True)
+    assert refused.people == () and refused.errors[0].person_id == "HOY"

@@ -197,17 +197,26 @@ def cmd_feed_check(args: argparse.Namespace) -> int:
         job = _job(args)
         specs, max_bad = job.feed_specs(), job.config.guards.max_bad_rows_percent
         told = "from the job file"
-        job.close()
     for spec in specs:
         print(f"feed {spec.path}: {spec.format} ({told})")
+    problems: list[str] = []
     try:
-        result = read_feeds(specs)
+        if args.path:
+            result = read_feeds(specs)
+        else:
+            # What the run itself would refuse: directory limits, protected group names, lost columns.
+            try:
+                result, problems = job.check_feed()
+            finally:
+                job.close()
         print(format_report(result))
         check_bad_rows(result, max_bad)
     except FeedError as error:
         print(f"feed check failed: {error}")
         return 1
-    return 0
+    for problem in problems:
+        print(f"feed check failed: {problem}")
+    return 1 if problems else 0
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:

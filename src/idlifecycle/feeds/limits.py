@@ -101,17 +101,21 @@ _SOURCE_FIELDS = {
 """The feed fields a value comes from, to name the file's own header in the message."""
 
 
-def check_lengths(result: FeedResult, directory_types: Collection[str]) -> FeedResult:
+def check_lengths(
+    result: FeedResult, directory_types: Collection[str], *, roles_name_groups: bool = True,
+) -> FeedResult:
     """The feed without the people a configured directory would refuse, each with a row error.
 
     `directory_types` are the connector types of the job ("ad", "entra", "google"); others have no
-    known limits and are ignored. Registration groups and roles are checked whatever they are.
+    known limits and are ignored. Registration groups are checked as group names whatever the directories
+    (they name groups and slip files); roles only when `roles_name_groups` (a group or OU template uses
+    {role}): a role that only fills jobTitle may be "Head of Year/Pastoral".
     """
     limits = [(directory, limit) for directory in dict.fromkeys(directory_types) for limit in LIMITS.get(directory, ())]
     kept: list[Person] = []
     errors: list[RowError] = []
     for person in result.people:
-        found = _group_name_errors(result, person) + _length_errors(result, person, limits)
+        found = _group_name_errors(result, person, roles_name_groups) + _length_errors(result, person, limits)
         if found:
             errors += found
         else:
@@ -141,10 +145,10 @@ def _length_errors(result: FeedResult, person: Person, limits: list[tuple[str, L
     return errors
 
 
-def _group_name_errors(result: FeedResult, person: Person) -> list[RowError]:
+def _group_name_errors(result: FeedResult, person: Person, roles_name_groups: bool) -> list[RowError]:
     errors = []
     for field_name, values in (("registration_group", _VALUES["registration_group"](person)),
-                               ("roles", person.roles)):
+                               ("roles", person.roles if roles_name_groups else ())):
         what = "a registration group" if field_name == "registration_group" else "a role"
         for value in values:
             shown = "'" + value + "' " if len(value) <= 80 else ""
