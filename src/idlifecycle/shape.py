@@ -290,7 +290,9 @@ def change_reasons(
     Restricted groups are not counted here: removal from them is destructive and guarded as such.
     Around the roll-over day every pupil changes year, OU and groups, so only the destructive guard holds then.
     """
-    if in_rollover(today, limits):
+    if in_rollover(today, limits) or first_run:
+        # The first run adopts a directory nobody kept in step with the MIS: its groups and attributes are
+        # expected to change wholesale, and only the destructive guard holds then.
         return []
     reasons: list[str] = []
     leaving = {(c.directory, c.target) for c in changes
@@ -318,9 +320,6 @@ def change_reasons(
                 f"{directory}: {count} group memberships of people who are not leaving would be removed, over the "
                 f"limit of {limits.max_destructive}; review the plan, then rerun with --allow-destructive {count}"
             )
-    if first_run:
-        # The first run writes attributes and OUs the accounts never had: that is adoption, not a bad export.
-        return reasons
     changed: dict[str, Counter[str]] = defaultdict(Counter)
     for change in changes:
         for name in _changed_attributes(change):

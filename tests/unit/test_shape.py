@@ -152,8 +152,10 @@ def test_one_attribute_changed_for_a_large_share_of_accounts_stops_the_run_outsi
     [reason] = change_reasons(changes, {}, {"entra": 100}, LIMITS, TODAY, first_run=False)
     assert reason.startswith("entra: department would change for 40 of 100 accounts (40%")
     assert change_reasons(changes, {}, {"entra": 100}, LIMITS, date(2026, 8, 25), first_run=False) == []
-    # The first run fills in attributes accounts never had: adoption, not a bad export.
+    # The first run adopts a directory nobody kept in step: adoption, not a bad export.
     assert change_reasons(changes, {}, {"entra": 100}, LIMITS, TODAY, first_run=True) == []
+    removals = [_removal(f"k{i}", "Reg 7A") for i in range(20)]
+    assert change_reasons(removals, {("ad", "Reg 7A"): 25}, {"ad": 300}, LIMITS, TODAY, first_run=True) == []
     filling = [Change("entra", Action.UPDATE, f"p{i}", f"u{i}", "r", target=f"k{i}", before={"attributes": {}},
                       after={"attributes": {"department": "Year 8"}}) for i in range(40)]
     assert change_reasons(filling, {}, {"entra": 100}, LIMITS, TODAY, first_run=False) == []
