@@ -18,9 +18,9 @@ from idlifecycle import access, passwords
 from idlifecycle.config import JobConfig, Secrets, load_job_config
 from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorError, build_connector
 from idlifecycle.errors import ConfigError, GuardTripped, StalePlan, UserError
-from idlifecycle.executor import Executor, PasswordFor, plan_id
+from idlifecycle.executor import Executor, PasswordFor, fresh_journal_id, run_journal_id, saved_plan_journal_id
 from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, read_feeds
-from idlifecycle.guards import check_plan, stale_directories
+from idlifecycle.guards import check_plan, saved_plan_drift, saved_targets_drift, stale_directories
 from idlifecycle.model import Action, Change, Outcome, Person, Plan, Result, Snapshot
 from idlifecycle.notify import Mailer
 from idlifecycle.planner import PlanState, ShareGroupsLike
@@ -149,11 +149,12 @@ class Job:
         return check_plan(destructive, plan.managed_counts, plan.people_count, previous,
                           self.config.guards, allow_destructive)
 
-    def execute(self, plan: Plan, connectors: Mapping[str, Connector], *, actor: str,
+    def execute(self, plan: Plan, connectors: Mapping[str, Connector], *, actor: str, journal_id: str,
                 password_for: PasswordFor | None = None, on_result: ResultHook | None = None) -> list[Result]:
+        """Applies the plan under `journal_id`: a run's, a saved plan file's, or a fresh one (executor.py)."""
         executor = Executor(self.store, connectors, today=self.today, actor=actor, password_for=password_for,
                             on_result=on_result)
-        return executor.run(plan_id(plan), plan.changes)
+        return executor.run(journal_id, plan.changes)
 
     def apply_changes(self, changes: Sequence[Change], connectors: Mapping[str, Connector], *, actor: str,
                       allow_destructive: int | None = None, password_for: PasswordFor | None = None) -> list[Result]:
@@ -163,31 +164,71 @@ class Job:
         if reasons:
             self.store.audit("guard-tripped", {"reasons": reasons, "changes": len(changes)}, actor=actor)
             raise GuardTripped(reasons)
-        return self.execute(plan, connectors, actor=actor, password_for=password_for)
+        # A fresh journal every call: a second reset of the same person, or a second revocation of the
+        # same access, is new work even though its changes (and their ids) are the same as the first's.
+        return self.execute(plan, connectors, actor=actor, password_for=password_for,
+                            journal_id=fresh_journal_id("changes"))
 
     def apply_saved_plan(self, plan: Plan, connectors: Mapping[str, Connector], *, actor: str,
                          allow_destructive: int | None = None, password_for: PasswordFor | None = None,
                          on_result: ResultHook | None = None) -> list[Result]:
-        """`idlifecycle apply PLAN.json`: refused when a directory moved since the plan was made.
+        """`idlifecycle apply PLAN.json`: checked against the directories (and the feed) every time.
 
-        A plan this store already started applying (a run that was killed) is resumed: the tool's own
-        changes are what moved the directory, and the journal knows which those were.
+        The plan's journal is the file's own (`Plan.plan_id`), so applying the same file again
+        resumes it and nothing else. Before anything is sent:
+
+        - a plan nothing of which was applied yet must find every directory exactly as it was
+          planned against (the fingerprints): the reviewer saw what will happen in that state;
+        - a plan made from the feed must still be called for: each change its journal does not
+          record as done must be planned afresh now, from the current feed and directories, or be
+          shown done already with nothing else wanted for that object (`guards.saved_plan_drift`).
+          This is what lets a killed apply resume (its own changes moved the fingerprints) and what
+          refuses it when the MIS or the directories moved under it;
+        - a plan not made from the feed (the access review's decisions) must find each change's
+          account still there and still the same person's (`guards.saved_targets_drift`).
+
+        A refusal is StalePlan (exit 2) with a `plan-refused-stale` audit entry; nothing is applied.
         """
-        started = bool(self.store.journal_states(plan_id(plan)))
-        if not started:
-            current = {name: snap.fingerprint() for name, snap in self.snapshots(connectors).items()
-                       if name in plan.fingerprints}
-            stale = stale_directories(plan.fingerprints, current)
-            if stale:
-                self.store.audit("plan-refused-stale", {"reasons": stale}, actor=actor)
-                raise StalePlan(stale)
+        journal_id = saved_plan_journal_id(plan)
+        journal = self.store.journal_states(journal_id)
+        remaining = [c for c in plan.changes
+                     if journal.get(c.change_id) is None
+                     or journal[c.change_id].state not in (Outcome.APPLIED.value, Outcome.ALREADY.value)]
+        if plan.origin == "feed":
+            fresh, snapshots = self.plan_now(connectors)
+            stale = saved_plan_drift(remaining, fresh.changes, snapshots)
+        else:
+            snapshots = self.snapshots(connectors)
+            stale = saved_targets_drift(remaining, snapshots)
+        if not journal:
+            current = {name: snap.fingerprint() for name, snap in snapshots.items() if name in plan.fingerprints}
+            stale = stale_directories(plan.fingerprints, current) + stale
+        if stale:
+            self.store.audit("plan-refused-stale", {"reasons": stale, "plan_id": journal_id}, actor=actor)
+            raise StalePlan(stale)
         reasons = self.check_guards(plan, allow_destructive, feed_check=False)
         if reasons:
             self.store.audit("guard-tripped", {"reasons": reasons}, actor=actor)
             raise GuardTripped(reasons)
         if allow_destructive:
             self.store.audit("guard-override", {"allow_destructive": allow_destructive}, actor=actor)
-        return self.execute(plan, connectors, actor=actor, password_for=password_for, on_result=on_result)
+        return self.execute(plan, connectors, actor=actor, password_for=password_for, on_result=on_result,
+                            journal_id=journal_id)
+
+    def plan_now(self, connectors: Mapping[str, Connector]) -> tuple[Plan, dict[str, Snapshot]]:
+        """What the nightly run would plan now from the current feed and directories; nothing is applied.
+
+        The same steps as `_sync`'s planning (feed, snapshots, share groups, termly changes), for
+        checking a saved plan against the present.
+        """
+        feed = self.read_people()
+        snapshots = self.snapshots(connectors)
+        shares = access.desired_share_groups(self, feed.people) if self.section("access") else None
+        fresh = self.plan(feed.people, snapshots, connectors, shares)
+        termly = passwords.termly_changes(self, snapshots, {p.person_id: p for p in feed.people})
+        if termly:
+            fresh = replace(fresh, changes=fresh.changes + tuple(termly))
+        return fresh, snapshots
 
 
 def load_job(path: Path | str, *, today: date | None = None, secrets: Secrets | None = None) -> Job:
@@ -224,6 +265,7 @@ def run_sync(
             on_plan(plan)
 
     with job.lock():
+        mark_interrupted_runs(job, actor)
         run_id = job.store.start_run(job.config.name)
         try:
             report = _sync(job, run_id, apply, allow_destructive, actor, planned, on_result)
@@ -248,6 +290,21 @@ def run_sync(
         if apply:
             _send_summary(job, report)
         return report
+
+
+def mark_interrupted_runs(job: Job, actor: str) -> list[int]:
+    """Runs left `running` (killed, or the machine stopped) are marked `interrupted`, audited and said.
+
+    Called holding the job lock, so none of them is alive. Their journals are never resumed by a
+    later run: it plans afresh from a new snapshot, and the connectors look before they write, so
+    what the killed run had already done is simply not planned again.
+    """
+    found = job.store.mark_interrupted(job.config.name)
+    for run_id, started_at in found:
+        job.store.audit("run-interrupted", {"run": run_id, "started_at": started_at}, actor=actor)
+        log.warning(f"run {run_id} (started {started_at}) did not finish and is marked interrupted; "
+                    f"this run plans afresh from the directories as they are now")
+    return [run_id for run_id, _ in found]
 
 
 def _send_summary(job: Job, report: RunReport) -> None:
@@ -291,7 +348,7 @@ def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, act
         if allow_destructive:
             job.store.audit("guard-override", {"allow_destructive": allow_destructive, "run": run_id}, actor=actor)
         issuer = passwords.PasswordIssuer.for_job(job, connectors)
-        results = job.execute(plan, connectors, actor=actor, on_result=on_result,
+        results = job.execute(plan, connectors, actor=actor, on_result=on_result, journal_id=run_journal_id(run_id),
                               password_for=issuer.password_for(people, plan.changes))
         passwords.record_termly_results(job, termly, results)
         issuer.deliver(Mailer.from_job(job), applied=_people_given_passwords(plan, results))

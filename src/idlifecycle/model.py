@@ -271,6 +271,12 @@ class Plan:
     created_at: str = ""
     notes: tuple[str, ...] = ()
     """Things a person should know that are not changes (unmanaged accounts, hybrid users)."""
+    plan_id: str = ""
+    """A saved plan file's own random id (written by `plan --out`): its journal's key, so applying the
+    same file again resumes that file and nothing else. "" for a plan that was never saved."""
+    origin: str = "feed"
+    """What the plan was computed from: "feed" (the nightly plan) or "access-review" (the SIRO's
+    decisions), which decides how `apply` checks that it is still called for."""
 
     def for_directory(self, directory: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.directory == directory)
@@ -301,6 +307,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The saved-plan document (README "Plan file"); it never holds a password."""
     return {
         "schema": PLAN_SCHEMA,
+        "plan_id": plan.plan_id,
+        "origin": plan.origin,
         "created_at": plan.created_at,
         "people_count": plan.people_count,
         "fingerprints": dict(plan.fingerprints),
@@ -320,4 +328,6 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         people_count=int(data.get("people_count", 0)),
         created_at=str(data.get("created_at", "")),
         notes=tuple(data.get("notes", ())),
+        plan_id=str(data.get("plan_id") or ""),
+        origin=str(data.get("origin") or "feed"),
     )

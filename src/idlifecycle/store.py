@@ -178,6 +178,23 @@ class Store:
             (utcnow().isoformat(), status, people_count, json.dumps(summary, default=str), run_id),
         )
 
+    def mark_interrupted(self, job: str) -> list[tuple[int, str]]:
+        """Marks `job`'s runs still recorded as running as `interrupted`; returns (run_id, started_at).
+
+        Call it holding the job lock: then no such run can be alive (it was killed, or the machine
+        stopped), and nothing it journalled is taken as done by the next run, which plans afresh.
+        """
+        rows = [(int(r["run_id"]), str(r["started_at"])) for r in self.db.execute(
+            "SELECT run_id, started_at FROM runs WHERE job=? AND status='running' ORDER BY run_id", (job,))]
+        for run_id, _ in rows:
+            self.db.execute("UPDATE runs SET status='interrupted', finished_at=? WHERE run_id=? AND status='running'",
+                            (utcnow().isoformat(), run_id))
+        return rows
+
+    def run_status(self, run_id: int) -> str | None:
+        row = self.db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return None if row is None else str(row[0])
+
     def last_good_people_count(self, job: str) -> int | None:
         row = self.db.execute(
             "SELECT people_count FROM runs WHERE job=? AND status IN ('ok','nothing-to-do','partial') "

@@ -6,10 +6,12 @@ import argparse
 import json
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from idlifecycle.errors import FeedError, UserError
+from idlifecycle.executor import new_plan_id
 from idlifecycle.feeds import (
     DEFAULT_MAX_BAD_PERCENT,
     READERS,
@@ -116,7 +118,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         # Saved even when a guard stops the run: that is when a person most needs to review it.
         # Applying it is guarded again.
         if args.out and seen:
-            Path(args.out).write_text(json.dumps(plan_to_json(seen[-1]), indent=2) + "\n")
+            # Its own id: applying this file resumes this file's journal and nothing else.
+            saved = replace(seen[-1], plan_id=new_plan_id())
+            Path(args.out).write_text(json.dumps(plan_to_json(saved), indent=2) + "\n")
             print(f"Plan written to {args.out}; apply it with: idlifecycle apply {args.out}")
         job.close()
     return 0
