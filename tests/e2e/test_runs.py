@@ -3,8 +3,10 @@ a saved plan is checked every time it is applied, and the date is checked agains
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -12,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from idlifecycle.store import Store
 from tests.doubles import FileDirectory
 from tests.e2e.school import write_pupils
 from tests.e2e.test_cli import idl, school
@@ -41,4 +44,115 @@ def test_a_leaver_who_comes_back_and_leaves_again_is_disabled_again(tmp_path):
     again = idl(tmp_path, "sync")
     assert again.returncode == 0, again.stderr
     assert not account_of(tmp_path, "000003").enabled, "the third night must disable the leaver again"
+    assert "No changes" in idl(tmp_path, "sync").stdout
+
+
+def slip_passwords(folder: Path) -> list[tuple[str, str]]:
+    """(username, password) on every slip sheet, oldest sheet first, read as a class teacher would."""
+    found: list[tuple[str, str]] = []
+    for pdf in sorted(folder.glob("*.pdf"), key=lambda p: p.stat().st_mtime_ns):
+        text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True,
+                              text=True).stdout
+        found += list(zip(re.findall(r"Username:\s+(\S+)", text), re.findall(r"Password:\s+(\S+)", text),
+                          strict=True))
+    return found
+
+
+def test_two_password_resets_of_one_person_are_both_set_and_both_handed_out(tmp_path):
+    school(tmp_path)
+    assert idl(tmp_path, "sync").returncode == 0
+    slips = tmp_path / "state" / "slips"
+    before = len(slip_passwords(slips))
+    for _ in range(2):
+        reset = idl(tmp_path, "passwords", "reset", "000003")
+        assert reset.returncode == 0, reset.stderr
+        assert "New password set for Pupil Number3" in reset.stdout
+    account = account_of(tmp_path, "000003")
+    set_in_directory = directory(tmp_path).password_hashes(account.key)
+    handed_out = [p for u, p in slip_passwords(slips)[before:] if u == account.username]
+    assert len(set_in_directory) == 2, "the second reset must reach the directory"
+    assert len(handed_out) == 2 and handed_out[0] != handed_out[1]
+    assert [hashlib.sha256(p.encode()).hexdigest() for p in handed_out] == set_in_directory
+
+
+def start(tmp: Path, *args: str, delay: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "idlifecycle", "--config", str(tmp / "job.toml"), "--today", "2026-11-23", *args],
+        cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "DOUBLE_DELAY": delay},
+    )
+
+
+def kill_after_writes(tmp: Path, run: subprocess.Popen[str], writes: int) -> None:
+    """SIGKILL the run once the directory has taken `writes` more writes (the double records each)."""
+    seen = directory(tmp)
+    target = len(seen.writes()) + writes
+    deadline = time.monotonic() + 60
+    while len(seen.writes()) < target and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.01)
+    assert run.poll() is None, run.communicate()
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+
+
+def audit_events(tmp: Path, event: str) -> list[dict[str, object]]:
+    store = Store(tmp / "state" / "idlifecycle.db")
+    try:
+        return [e.data for e in store.audit_entries() if e.event == event]
+    finally:
+        store.close()
+
+
+def two_leavers_planned_and_partly_applied(tmp: Path) -> None:
+    school(tmp)
+    assert idl(tmp, "sync").returncode == 0
+    write_pupils(tmp / "pupils.csv", 40, leaving={3: "22/07/2026", 4: "22/07/2026"})
+    assert idl(tmp, "plan", "--out", "plan.json").returncode == 0
+    plan = json.loads((tmp / "plan.json").read_text())
+    assert sorted(c["username"] for c in plan["changes"] if c["action"] == "disable") == \
+        ["15pnumber4", "16pnumber3"]
+    # Killed after its first change (a removal from a group: leavers leave their groups first).
+    kill_after_writes(tmp, start(tmp, "apply", "plan.json", delay="0.5"), 1)
+    journal = sqlite3.connect(tmp / "state" / "idlifecycle.db").execute(
+        "SELECT COUNT(*) FROM journal WHERE plan_id=? AND state='applied'", (plan["plan_id"],)).fetchone()[0]
+    assert journal == 1
+
+
+def test_a_partly_applied_plan_resumes_when_nothing_else_moved(tmp_path):
+    two_leavers_planned_and_partly_applied(tmp_path)
+    resumed = idl(tmp_path, "apply", "plan.json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert not account_of(tmp_path, "000003").enabled and not account_of(tmp_path, "000004").enabled
+    assert "No changes" in idl(tmp_path, "sync").stdout
+
+
+def test_a_partly_applied_plan_is_refused_once_the_mis_was_corrected(tmp_path):
+    two_leavers_planned_and_partly_applied(tmp_path)
+    write_pupils(tmp_path / "pupils.csv", 40)  # the MIS corrected: both are on roll after all
+    refused = idl(tmp_path, "apply", "plan.json")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "disable 15pnumber4 (left on 22/07/2026) is no longer called for by the feed" in refused.stderr
+    assert all(a.enabled for a in directory(tmp_path).accounts()), "nobody may be disabled"
+    assert len(audit_events(tmp_path, "plan-refused-stale")) == 1
+    # Applying the refused file again is refused again; the next night puts back the one removal.
+    assert idl(tmp_path, "apply", "plan.json").returncode == 2
+    night = idl(tmp_path, "sync")
+    assert night.returncode == 0 and "+ add-member" in night.stdout
+
+
+def test_a_killed_run_is_marked_interrupted_at_the_next_start_which_plans_afresh(tmp_path):
+    school(tmp_path)
+    kill_after_writes(tmp_path, start(tmp_path, "sync", delay="0.05"), 5)
+    db = sqlite3.connect(tmp_path / "state" / "idlifecycle.db")
+    assert db.execute("SELECT status FROM runs").fetchall() == [("running",)]
+    db.close()
+    nxt = idl(tmp_path, "sync")
+    assert nxt.returncode == 0, nxt.stderr
+    assert "run 1 (started " in nxt.stderr and "did not finish and is marked interrupted" in nxt.stderr
+    db = sqlite3.connect(tmp_path / "state" / "idlifecycle.db")
+    assert db.execute("SELECT run_id, status FROM runs ORDER BY run_id").fetchall() == [(1, "interrupted"), (2, "ok")]
+    db.close()
+    assert [e["run"] for e in audit_events(tmp_path, "run-interrupted")] == [1]
+    accounts = directory(tmp_path).accounts()
+    assert len(accounts) == 42 and len({a.anchor for a in accounts}) == 42
     assert "No changes" in idl(tmp_path, "sync").stdout
