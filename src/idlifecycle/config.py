@@ -133,6 +133,7 @@ class GuardModel(_Strict):
     percent_floor: int = Field(5, ge=0)
     max_feed_drop_percent: float = Field(10.0, ge=0, le=100)
     max_bad_rows_percent: float = Field(2.0, ge=0, le=100)
+    max_days_between_runs: int = Field(60, ge=1)
 
 
 class JobModel(_Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 
 from idlifecycle.model import Account, Action, Change, Snapshot
 
@@ -22,6 +23,11 @@ class GuardLimits:
     max_feed_drop_percent: float = 10.0
     """How much smaller than the last successful run's feed the feed may be."""
     max_bad_rows_percent: float = 2.0
+    max_days_between_runs: int = 60
+    """How many days after the last applying run a run's date may be. The nightly job runs through the
+    holidays, so a normal gap is one day; the longest a school's server is plausibly off is the summer
+    holiday (about six weeks, late July to early September), and 60 leaves a fortnight on top. A clock
+    years out (a dead CMOS battery, a typo in --today) is far beyond it."""
 
 
 def check_plan(
@@ -205,3 +211,24 @@ def saved_targets_drift(remaining: Sequence[Change], snapshots: Mapping[str, Sna
             reasons.append(f"{change.directory}: {change.action} {change.username}: the account now belongs to "
                            f"{account.anchor or 'nobody in the feed'}, not {change.person_id}; make a new plan")
     return reasons
+
+
+def check_run_date(today: date, last_run: date | None, limits: GuardLimits, allow_date: date | None = None) \
+        -> list[str]:
+    """Reasons to stop an applying run whose date does not follow the last run's; empty to go ahead.
+
+    A date before the last run's, or more than `max_days_between_runs` after it, is most likely a
+    wrong clock or a mistyped `--today`, and dates decide who has left, who starts and when a leaver
+    is deleted. `allow_date` is a person's explicit override for one run: it must name the run's
+    own date, so an override left in a cron line stops working the next day.
+    """
+    if last_run is None or allow_date == today:
+        return []
+    fix = f"check the clock and --today; if {today.isoformat()} is right, rerun with --allow-date {today.isoformat()}"
+    if today < last_run:
+        return [f"the run's date {today.isoformat()} is before the last run's ({last_run.isoformat()}); {fix}"]
+    gap = (today - last_run).days
+    if gap > limits.max_days_between_runs:
+        return [f"the run's date {today.isoformat()} is {gap} days after the last run's ({last_run.isoformat()}), "
+                f"more than max_days_between_runs ({limits.max_days_between_runs}); {fix}"]
+    return []

@@ -20,7 +20,7 @@ from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorEr
 from idlifecycle.errors import ConfigError, GuardTripped, StalePlan, UserError
 from idlifecycle.executor import Executor, PasswordFor, fresh_journal_id, run_journal_id, saved_plan_journal_id
 from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, read_feeds
-from idlifecycle.guards import check_plan, saved_plan_drift, saved_targets_drift, stale_directories
+from idlifecycle.guards import check_plan, check_run_date, saved_plan_drift, saved_targets_drift, stale_directories
 from idlifecycle.model import Action, Change, Outcome, Person, Plan, Result, Snapshot
 from idlifecycle.notify import Mailer
 from idlifecycle.planner import PlanState, ShareGroupsLike
@@ -251,6 +251,7 @@ def run_sync(
     actor: str = "nightly job",
     on_plan: Callable[[Plan], None] | None = None,
     on_result: ResultHook | None = None,
+    allow_date: date | None = None,
 ) -> RunReport:
     """The nightly job: plan, guard, apply, record, and mail the run summary.
 
@@ -268,6 +269,7 @@ def run_sync(
         mark_interrupted_runs(job, actor)
         run_id = job.store.start_run(job.config.name)
         try:
+            check_date(job, run_id, apply, allow_date, actor)
             report = _sync(job, run_id, apply, allow_destructive, actor, planned, on_result)
         except GuardTripped as tripped:
             job.store.finish_run(run_id, "guard", None, {"reasons": tripped.reasons})
@@ -305,6 +307,28 @@ def mark_interrupted_runs(job: Job, actor: str) -> list[int]:
         log.warning(f"run {run_id} (started {started_at}) did not finish and is marked interrupted; "
                     f"this run plans afresh from the directories as they are now")
     return [run_id for run_id, _ in found]
+
+
+def check_date(job: Job, run_id: int, apply: bool, allow_date: date | None, actor: str) -> None:
+    """An applying run whose date does not follow the last run's stops here (GuardTripped, exit 2).
+
+    A rehearsal (`plan --today`, which applies nothing) may take any date: it is told what a sync
+    on that date would do, and its date is not recorded as a run's.
+    """
+    last = job.store.last_run_day(job.config.name, before_run=run_id)
+    reasons = check_run_date(job.today, last, job.config.guards)
+    if reasons and not apply:
+        for reason in reasons:
+            log.warning(f"rehearsal only: a sync on this date would stop: {reason}")
+        return
+    if reasons and allow_date == job.today:
+        job.store.audit("guard-override", {"allow_date": job.today.isoformat(), "last_run": str(last),
+                                           "run": run_id}, actor=actor)
+    elif reasons:
+        job.store.audit("guard-tripped", {"reasons": reasons, "run": run_id}, actor=actor)
+        raise GuardTripped(reasons)
+    if apply:
+        job.store.set_run_day(run_id, job.today)
 
 
 def _send_summary(job: Job, report: RunReport) -> None:

@@ -156,3 +156,44 @@ def test_a_killed_run_is_marked_interrupted_at_the_next_start_which_plans_afresh
     accounts = directory(tmp_path).accounts()
     assert len(accounts) == 42 and len({a.anchor for a in accounts}) == 42
     assert "No changes" in idl(tmp_path, "sync").stdout
+
+
+def idl_on(tmp: Path, day: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as if on `day` (test_cli.idl always runs on 2026-11-23)."""
+    return subprocess.run(
+        [sys.executable, "-m", "idlifecycle", "--config", str(tmp / "job.toml"), "--today", day, *args],
+        capture_output=True, text=True, cwd=tmp, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_a_run_dated_before_the_last_run_stops_unless_that_date_is_allowed(tmp_path):
+    school(tmp_path)
+    assert idl(tmp_path, "sync").returncode == 0
+    write_pupils(tmp_path / "pupils.csv", 40, leaving={3: "22/07/2026"})
+    backwards = idl_on(tmp_path, "2020-01-01", "sync")
+    assert backwards.returncode == 2, backwards.stdout + backwards.stderr
+    assert "the run's date 2020-01-01 is before the last run's (2026-11-23)" in backwards.stderr
+    assert "rerun with --allow-date 2020-01-01" in backwards.stderr
+    assert account_of(tmp_path, "000003").enabled, "nothing is applied"
+    assert audit_events(tmp_path, "guard-tripped")[-1]["reasons"] == [backwards.stderr.split("  - ")[1].strip()]
+    # A rehearsal may take any date, and says what a sync would do.
+    rehearsal = idl_on(tmp_path, "2020-01-01", "plan")
+    assert rehearsal.returncode == 0 and "rehearsal only: a sync on this date would stop" in rehearsal.stderr
+    allowed = idl_on(tmp_path, "2026-11-20", "sync", "--allow-date", "2026-11-20")
+    assert allowed.returncode == 0, allowed.stderr
+    assert not account_of(tmp_path, "000003").enabled
+    assert audit_events(tmp_path, "guard-override")[-1]["allow_date"] == "2026-11-20"
+    # The allowed run is now the last: the next day follows it; the allowance did not carry over.
+    assert idl_on(tmp_path, "2026-11-21", "sync").returncode == 0
+    assert idl_on(tmp_path, "2026-11-20", "sync").returncode == 2
+
+
+def test_a_run_dated_long_after_the_last_run_stops_but_the_summer_holiday_does_not(tmp_path):
+    school(tmp_path)
+    assert idl_on(tmp_path, "2026-07-22", "sync").returncode == 0
+    assert idl_on(tmp_path, "2026-09-03", "sync").returncode == 0, "43 days: the server was off over summer"
+    years = idl_on(tmp_path, "2036-09-03", "sync")
+    assert years.returncode == 2
+    assert ("the run's date 2036-09-03 is 3653 days after the last run's (2026-09-03), more than "
+            "max_days_between_runs (60)") in years.stderr
+    assert all(a.enabled for a in directory(tmp_path).accounts())

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from idlifecycle.cli import today_arg
 from idlifecycle.errors import FeedError, UserError
 from idlifecycle.executor import new_plan_id
 from idlifecycle.feeds import (
@@ -158,7 +159,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     try:
         report: RunReport = run_sync(job, allow_destructive=args.allow_destructive, on_plan=show,
-                                     on_result=progress.tick)
+                                     on_result=progress.tick, allow_date=args.allow_date)
     finally:
         progress.close()
         job.close()
@@ -225,6 +226,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("sync", help="the nightly job: plan, check the guards, apply")
     p.add_argument("--quiet", action="store_true", help="do not print the plan")
     allow(p)
+    p.add_argument("--allow-date", type=today_arg, metavar="YYYY-MM-DD", default=None,
+                   help="run although this date (which must be the run's own) is before the last run's, or more "
+                        "than max_days_between_runs after it (recorded in the audit log)")
     p.set_defaults(handler=cmd_sync)
 
     feed = subparsers.add_parser("feed", help="feed commands").add_subparsers(dest="feed_command", required=True)
