@@ -15,7 +15,8 @@ class GuardLimits:
     """Thresholds; the defaults are argued for in the README ("Why these guard limits")."""
 
     max_destructive: int = 50
-    """Destructive changes (disable, delete, removal from a restricted group) allowed per directory."""
+    """Destructive changes (disable, delete, removal from a restricted group) and enables allowed per
+    directory (see `counted_by_destructive_guard`)."""
     max_destructive_percent: float = 10.0
     """… and as a share of the directory's managed accounts."""
     percent_floor: int = 5
@@ -28,6 +29,17 @@ class GuardLimits:
     holidays, so a normal gap is one day; the longest a school's server is plausibly off is the summer
     holiday (about six weeks, late July to early September), and 60 leaves a fortnight on top. A clock
     years out (a dead CMOS battery, a typo in --today) is far beyond it."""
+
+
+def counted_by_destructive_guard(change: Change) -> bool:
+    """Disable, delete, removal from a restricted group, and enable.
+
+    Enabling a disabled account gives a leaver their access back: a wrong clock or a wrong feed
+    re-enables leavers wholesale (and puts them back in their groups) just as a truncated feed
+    disables pupils wholesale, so both are stopped at the same limits. A re-joiner or two a night
+    stays far below them.
+    """
+    return change.destructive or change.action is Action.ENABLE
 
 
 def check_plan(

@@ -20,7 +20,14 @@ from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorEr
 from idlifecycle.errors import ConfigError, GuardTripped, StalePlan, UserError
 from idlifecycle.executor import Executor, PasswordFor, fresh_journal_id, run_journal_id, saved_plan_journal_id
 from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, read_feeds
-from idlifecycle.guards import check_plan, check_run_date, saved_plan_drift, saved_targets_drift, stale_directories
+from idlifecycle.guards import (
+    check_plan,
+    check_run_date,
+    counted_by_destructive_guard,
+    saved_plan_drift,
+    saved_targets_drift,
+    stale_directories,
+)
 from idlifecycle.model import Action, Change, Outcome, Person, Plan, Result, Snapshot
 from idlifecycle.notify import Mailer
 from idlifecycle.planner import PlanState, ShareGroupsLike
@@ -144,7 +151,7 @@ class Job:
                          shares=shares)
 
     def check_guards(self, plan: Plan, allow_destructive: int | None, *, feed_check: bool = True) -> list[str]:
-        destructive = Counter(c.directory for c in plan.changes if c.destructive)
+        destructive = Counter(c.directory for c in plan.changes if counted_by_destructive_guard(c))
         previous = self.store.last_good_people_count(self.config.name) if feed_check else None
         return check_plan(destructive, plan.managed_counts, plan.people_count, previous,
                           self.config.guards, allow_destructive)

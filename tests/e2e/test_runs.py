@@ -197,3 +197,18 @@ def test_a_run_dated_long_after_the_last_run_stops_but_the_summer_holiday_does_n
     assert ("the run's date 2036-09-03 is 3653 days after the last run's (2026-09-03), more than "
             "max_days_between_runs (60)") in years.stderr
     assert all(a.enabled for a in directory(tmp_path).accounts())
+
+
+def test_re_enabling_leavers_wholesale_is_stopped_by_the_destructive_guard(tmp_path):
+    school(tmp_path)
+    assert idl(tmp_path, "sync").returncode == 0
+    leavers = {i: "22/07/2026" for i in range(3, 10)}
+    write_pupils(tmp_path / "pupils.csv", 40, leaving=leavers)
+    assert idl(tmp_path, "sync", "--allow-destructive", "7").returncode == 0
+    write_pupils(tmp_path / "pupils.csv", 40)  # a wrong feed: the seven leavers are back
+    wrong = idl(tmp_path, "sync")
+    assert wrong.returncode == 2, wrong.stdout + wrong.stderr
+    assert "ad: 7 destructive changes are 17% of 42 managed accounts" in wrong.stderr
+    assert sum(not a.enabled for a in directory(tmp_path).accounts()) == 7
+    assert idl(tmp_path, "sync", "--allow-destructive", "7").returncode == 0
+    assert all(a.enabled for a in directory(tmp_path).accounts())

@@ -211,7 +211,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     def allow(p: argparse.ArgumentParser) -> None:
         p.add_argument("--allow-destructive", type=int, metavar="N", default=None,
-                       help="allow up to N destructive changes per directory for this run (recorded in the audit log)")
+                       help="allow up to N destructive changes (disable, delete, enable, restricted-group removal) "
+                            "per directory for this run (recorded in the audit log)")
 
     p = subparsers.add_parser("plan", help="show what would change, and optionally save the plan")
     p.add_argument("--out", metavar="PLAN.json", help="write the plan as JSON for `idlifecycle apply`")
