@@ -3,6 +3,10 @@
 Every change is written to the journal as `started` before it is sent and as applied / already-so /
 failed afterwards. A restarted run skips what the journal says is done and re-sends what was only
 started; connectors answer ALREADY for those that had in fact landed (they look before they write).
+
+A journal belongs to one piece of work, named by the caller: a nightly run (`run_journal_id`), one
+reset or decision (`fresh_journal_id`), or one saved plan file (`saved_plan_journal_id`). Only
+applying the same saved file again reads an earlier journal; a new night never does.
 """
 
 from __future__ import annotations
