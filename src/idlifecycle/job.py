@@ -178,7 +178,7 @@ class Job:
 
     def apply_saved_plan(self, plan: Plan, connectors: Mapping[str, Connector], *, actor: str,
                          allow_destructive: int | None = None, password_for: PasswordFor | None = None,
-                         on_result: ResultHook | None = None) -> list[Result]:
+                         on_result: ResultHook | None = None, allow_date: date | None = None) -> list[Result]:
         """`idlifecycle apply PLAN.json`: checked against the directories (and the feed) every time.
 
         The plan's journal is the file's own (`Plan.plan_id`), so applying the same file again
@@ -196,6 +196,14 @@ class Job:
 
         A refusal is StalePlan (exit 2) with a `plan-refused-stale` audit entry; nothing is applied.
         """
+        # Its date counts as a run's would (leavers' disable dates are recorded with it), though an
+        # apply is not a run and so does not move the last run's date.
+        dated = check_run_date(self.today, self.store.last_run_day(self.config.name), self.config.guards, allow_date)
+        if dated:
+            self.store.audit("guard-tripped", {"reasons": dated}, actor=actor)
+            raise GuardTripped(dated)
+        if allow_date is not None and allow_date == self.today:
+            self.store.audit("guard-override", {"allow_date": allow_date.isoformat()}, actor=actor)
         journal_id = saved_plan_journal_id(plan)
         journal = self.store.journal_states(journal_id)
         remaining = [c for c in plan.changes

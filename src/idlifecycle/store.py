@@ -199,7 +199,7 @@ class Store:
         """Records the date an applying run ran as, once the date guard accepted it."""
         self.db.execute("UPDATE runs SET day=? WHERE run_id=?", (day.isoformat(), run_id))
 
-    def last_run_day(self, job: str, before_run: int) -> date | None:
+    def last_run_day(self, job: str, before_run: int | None = None) -> date | None:
         """The date of `job`'s latest applying run before `before_run` that was not stopped by a guard.
 
         Rehearsals (`plan`) and guard-stopped runs applied nothing, so their dates do not count; an
@@ -207,7 +207,7 @@ class Store:
         """
         row = self.db.execute(
             "SELECT day FROM runs WHERE job=? AND run_id<? AND day IS NOT NULL AND status != 'guard' "
-            "ORDER BY run_id DESC LIMIT 1", (job, before_run)).fetchone()
+            "ORDER BY run_id DESC LIMIT 1", (job, before_run if before_run is not None else 2**62)).fetchone()
         return None if row is None else date.fromisoformat(str(row[0]))
 
     def run_status(self, run_id: int) -> str | None:

@@ -212,3 +212,16 @@ def test_re_enabling_leavers_wholesale_is_stopped_by_the_destructive_guard(tmp_p
     assert sum(not a.enabled for a in directory(tmp_path).accounts()) == 7
     assert idl(tmp_path, "sync", "--allow-destructive", "7").returncode == 0
     assert all(a.enabled for a in directory(tmp_path).accounts())
+
+
+def test_a_saved_plan_applied_on_a_date_before_the_last_run_stops_unless_allowed(tmp_path):
+    school(tmp_path)
+    assert idl(tmp_path, "sync").returncode == 0
+    write_pupils(tmp_path / "pupils.csv", 40, leaving={3: "22/07/2026"})
+    assert idl_on(tmp_path, "2026-11-01", "plan", "--out", "plan.json").returncode == 0
+    stopped = idl_on(tmp_path, "2026-11-01", "apply", "plan.json")
+    assert stopped.returncode == 2 and "is before the last run's (2026-11-23)" in stopped.stderr
+    assert account_of(tmp_path, "000003").enabled
+    allowed = idl_on(tmp_path, "2026-11-01", "apply", "plan.json", "--allow-date", "2026-11-01")
+    assert allowed.returncode == 0, allowed.stderr
+    assert not account_of(tmp_path, "000003").enabled

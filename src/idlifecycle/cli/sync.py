@@ -140,7 +140,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     try:
         with job.lock(), job.open_connectors() as connectors:
             results = job.apply_saved_plan(plan, connectors, actor="apply", on_result=progress.tick,
-                                           allow_destructive=args.allow_destructive)
+                                           allow_destructive=args.allow_destructive, allow_date=args.allow_date)
     finally:
         progress.close()
         job.close()
@@ -214,6 +214,11 @@ def register(subparsers: Any) -> None:
                        help="allow up to N destructive changes (disable, delete, enable, restricted-group removal) "
                             "per directory for this run (recorded in the audit log)")
 
+    def allow_date(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--allow-date", type=today_arg, metavar="YYYY-MM-DD", default=None,
+                       help="run although this date (which must be the run's own) is before the last run's, or "
+                            "more than max_days_between_runs after it (recorded in the audit log)")
+
     p = subparsers.add_parser("plan", help="show what would change, and optionally save the plan")
     p.add_argument("--out", metavar="PLAN.json", help="write the plan as JSON for `idlifecycle apply`")
     allow(p)
@@ -222,14 +227,13 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("apply", help="apply a saved plan (refused if the directories moved since)")
     p.add_argument("plan", metavar="PLAN.json")
     allow(p)
+    allow_date(p)
     p.set_defaults(handler=cmd_apply)
 
     p = subparsers.add_parser("sync", help="the nightly job: plan, check the guards, apply")
     p.add_argument("--quiet", action="store_true", help="do not print the plan")
     allow(p)
-    p.add_argument("--allow-date", type=today_arg, metavar="YYYY-MM-DD", default=None,
-                   help="run although this date (which must be the run's own) is before the last run's, or more "
-                        "than max_days_between_runs after it (recorded in the audit log)")
+    allow_date(p)
     p.set_defaults(handler=cmd_sync)
 
     feed = subparsers.add_parser("feed", help="feed commands").add_subparsers(dest="feed_command", required=True)
