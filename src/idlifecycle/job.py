@@ -198,12 +198,12 @@ class Job:
         """
         # Its date counts as a run's would (leavers' disable dates are recorded with it), though an
         # apply is not a run and so does not move the last run's date.
-        dated = check_run_date(self.today, self.store.last_run_day(self.config.name), self.config.guards, allow_date)
-        if dated:
+        dated = check_run_date(self.today, self.store.last_run_day(self.config.name), self.config.guards)
+        if dated and allow_date == self.today:
+            self.store.audit("guard-override", {"allow_date": self.today.isoformat()}, actor=actor)
+        elif dated:
             self.store.audit("guard-tripped", {"reasons": dated}, actor=actor)
             raise GuardTripped(dated)
-        if allow_date is not None and allow_date == self.today:
-            self.store.audit("guard-override", {"allow_date": allow_date.isoformat()}, actor=actor)
         journal_id = saved_plan_journal_id(plan)
         journal = self.store.journal_states(journal_id)
         remaining = [c for c in plan.changes
