@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from idlifecycle.executor import new_plan_id
+from idlifecycle.model import Action, Change, Plan, plan_to_json
 from idlifecycle.store import Store
 from tests.doubles import FileDirectory
 from tests.e2e.school import write_pupils
@@ -225,3 +227,21 @@ def test_a_saved_plan_applied_on_a_date_before_the_last_run_stops_unless_allowed
     allowed = idl_on(tmp_path, "2026-11-01", "apply", "plan.json", "--allow-date", "2026-11-01")
     assert allowed.returncode == 0, allowed.stderr
     assert not account_of(tmp_path, "000003").enabled
+
+
+def test_a_saved_access_review_plan_is_checked_against_its_accounts_not_against_the_feed(tmp_path):
+    school(tmp_path)
+    assert idl(tmp_path, "sync").returncode == 0
+    double = directory(tmp_path)
+    jane = account_of(tmp_path, "JDO")
+    double.put_group("Share-SEN-Restricted", (jane.key,), managed=False)
+    snapshot = double.snapshot()
+    removal = Change("ad", Action.REMOVE_MEMBER, "JDO", jane.username, "removed at the access review by Dr Ada Okafor",
+                     target=jane.key, group="Share-SEN-Restricted", restricted=True)
+    plan = Plan((removal,), {"ad": snapshot.fingerprint()}, {"ad": len(snapshot.accounts)},
+                plan_id=new_plan_id(), origin="access-review")
+    (tmp_path / "review-plan.json").write_text(json.dumps(plan_to_json(plan)))
+    # The nightly plan would never make this change (no share defines the group), yet it is the SIRO's decision.
+    applied = idl(tmp_path, "apply", "review-plan.json")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert double.members("Share-SEN-Restricted") == set()
