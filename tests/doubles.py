@@ -9,6 +9,7 @@ Only tests use it; nothing in src/ depends on it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -25,6 +26,7 @@ CREATE TABLE IF NOT EXISTS accounts (key TEXT PRIMARY KEY, data TEXT NOT NULL, i
 CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, key TEXT NOT NULL, managed INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS members (group_name TEXT, account_key TEXT, PRIMARY KEY (group_name, account_key));
 CREATE TABLE IF NOT EXISTS writes (n INTEGER PRIMARY KEY AUTOINCREMENT, change_id TEXT, action TEXT, outcome TEXT);
+CREATE TABLE IF NOT EXISTS passwords (n INTEGER PRIMARY KEY AUTOINCREMENT, account_key TEXT, hash TEXT);
 """
 
 
@@ -62,6 +64,10 @@ class FileDirectory(Connector):
 
     def writes(self) -> list[tuple[str, str, str]]:
         return [tuple(r) for r in self.db.execute("SELECT change_id, action, outcome FROM writes ORDER BY n")]
+
+    def password_hashes(self, key: str) -> list[str]:
+        """sha256 of each password set on the account, oldest first (a real directory keeps only the last)."""
+        return [r[0] for r in self.db.execute("SELECT hash FROM passwords WHERE account_key=? ORDER BY n", (key,))]
 
     def members(self, group: str) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT account_key FROM members WHERE group_name=?", (group,))}
@@ -123,6 +129,13 @@ class FileDirectory(Connector):
                                 (change.group, change.target))
             return Result(cid, Outcome.APPLIED)
         account = self._get(change.target)
+        if change.action is Action.SET_PASSWORD:
+            if change.password is None:
+                raise ConnectorError(f"set-password {account.username}: no password given")
+            self.db.execute("INSERT INTO passwords (account_key, hash) VALUES (?,?)",
+                            (account.key, hashlib.sha256(change.password.encode()).hexdigest()))
+            self._save(Account(**{**account.__dict__, "must_change_password": True}))
+            return Result(cid, Outcome.APPLIED)
         fields = dict(account.__dict__)
         if change.action is Action.ADOPT:
             fields["anchor"] = a["anchor"]

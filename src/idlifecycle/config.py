@@ -139,6 +139,7 @@ class GuardModel(_Strict):
     max_attribute_change_percent: float = Field(25.0, ge=0, le=100)
     rollover_day: str = Field("09-01", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
     rollover_window_days: int = Field(14, ge=0, le=180)
+    max_days_between_runs: int = Field(60, ge=1)
 
 
 class JobModel(_Strict):

@@ -3,6 +3,10 @@
 Every change is written to the journal as `started` before it is sent and as applied / already-so /
 failed afterwards. A restarted run skips what the journal says is done and re-sends what was only
 started; connectors answer ALREADY for those that had in fact landed (they look before they write).
+
+A journal belongs to one piece of work, named by the caller: a nightly run (`run_journal_id`), one
+reset or decision (`fresh_journal_id`), or one saved plan file (`saved_plan_journal_id`). Only
+applying the same saved file again reads an earlier journal; a new night never does.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
@@ -30,9 +35,34 @@ _DONE = {Outcome.APPLIED.value, Outcome.ALREADY.value}
 
 
 def plan_id(plan: Plan) -> str:
-    """Identifies a plan by what it would do and what it was computed from, so a rerun finds its journal."""
+    """A digest of what a plan would do and what it was computed from.
+
+    Not a journal key any more: two runs whose plans have the same content (a leaver who left, came
+    back and left again; a second password reset) are different runs. It names the journal only of a
+    plan file saved before plan files carried their own `plan_id` (see `saved_plan_journal_id`).
+    """
     payload = json.dumps([sorted(plan.fingerprints.items()), [c.change_id for c in plan.changes]])
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def run_journal_id(run_id: int) -> str:
+    """The nightly run's journal: its own, so nothing a finished run did is taken as done for a later one."""
+    return f"run-{run_id}"
+
+
+def fresh_journal_id(kind: str) -> str:
+    """A journal key nothing used before, for changes applied outside a run (a reset, an approval)."""
+    return f"{kind}-{secrets.token_hex(12)}"
+
+
+def new_plan_id() -> str:
+    """A saved plan file's own id: applying the same file again resumes its journal, and only it."""
+    return f"plan-{secrets.token_hex(12)}"
+
+
+def saved_plan_journal_id(plan: Plan) -> str:
+    """The journal of a saved plan file: its own id, or (a file saved before files had one) its digest."""
+    return plan.plan_id or f"file-{plan_id(plan)}"
 
 
 class Executor:

@@ -18,10 +18,17 @@ from idlifecycle import access, passwords
 from idlifecycle.config import JobConfig, Secrets, load_job_config
 from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorError, build_connector
 from idlifecycle.errors import ConfigError, FeedError, GuardTripped, StalePlan, UserError
-from idlifecycle.executor import Executor, PasswordFor, plan_id
+from idlifecycle.executor import Executor, PasswordFor, fresh_journal_id, run_journal_id, saved_plan_journal_id
 from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, read_feeds
 from idlifecycle.feeds.limits import check_lengths
-from idlifecycle.guards import check_plan, stale_directories
+from idlifecycle.guards import (
+    check_plan,
+    check_run_date,
+    counted_by_destructive_guard,
+    saved_plan_drift,
+    saved_targets_drift,
+    stale_directories,
+)
 from idlifecycle.model import Action, Change, Outcome, Person, Plan, Result, RowError, Snapshot
 from idlifecycle.notify import Mailer
 from idlifecycle.planner import Held, PlanState, ShareGroupsLike
@@ -184,16 +191,17 @@ class Job:
                          shares=shares, held=held)
 
     def check_guards(self, plan: Plan, allow_destructive: int | None, *, feed_check: bool = True) -> list[str]:
-        destructive = Counter(c.directory for c in plan.changes if c.destructive)
+        destructive = Counter(c.directory for c in plan.changes if counted_by_destructive_guard(c))
         previous = self.store.last_good_people_count(self.config.name) if feed_check else None
         return check_plan(destructive, plan.managed_counts, plan.people_count, previous,
                           self.config.guards, allow_destructive)
 
-    def execute(self, plan: Plan, connectors: Mapping[str, Connector], *, actor: str,
+    def execute(self, plan: Plan, connectors: Mapping[str, Connector], *, actor: str, journal_id: str,
                 password_for: PasswordFor | None = None, on_result: ResultHook | None = None) -> list[Result]:
+        """Applies the plan under `journal_id`: a run's, a saved plan file's, or a fresh one (executor.py)."""
         executor = Executor(self.store, connectors, today=self.today, actor=actor, password_for=password_for,
                             on_result=on_result)
-        return executor.run(plan_id(plan), plan.changes)
+        return executor.run(journal_id, plan.changes)
 
     def apply_changes(self, changes: Sequence[Change], connectors: Mapping[str, Connector], *, actor: str,
                       allow_destructive: int | None = None, password_for: PasswordFor | None = None) -> list[Result]:
@@ -203,31 +211,95 @@ class Job:
         if reasons:
             self.store.audit("guard-tripped", {"reasons": reasons, "changes": len(changes)}, actor=actor)
             raise GuardTripped(reasons)
-        return self.execute(plan, connectors, actor=actor, password_for=password_for)
+        # A fresh journal every call: a second reset of the same person, or a second revocation of the
+        # same access, is new work even though its changes (and their ids) are the same as the first's.
+        return self.execute(plan, connectors, actor=actor, password_for=password_for,
+                            journal_id=fresh_journal_id("changes"))
 
     def apply_saved_plan(self, plan: Plan, connectors: Mapping[str, Connector], *, actor: str,
                          allow_destructive: int | None = None, password_for: PasswordFor | None = None,
-                         on_result: ResultHook | None = None) -> list[Result]:
-        """`idlifecycle apply PLAN.json`: refused when a directory moved since the plan was made.
+                         on_result: ResultHook | None = None, allow_date: date | None = None) -> list[Result]:
+        """`idlifecycle apply PLAN.json`: checked against the directories (and the feed) every time.
 
-        A plan this store already started applying (a run that was killed) is resumed: the tool's own
-        changes are what moved the directory, and the journal knows which those were.
+        The plan's journal is the file's own (`Plan.plan_id`), so applying the same file again
+        resumes it and nothing else. Before anything is sent:
+
+        - a plan nothing of which was applied yet must find every directory exactly as it was
+          planned against (the fingerprints): the reviewer saw what will happen in that state;
+        - a plan made from the feed must still be called for: each change its journal does not
+          record as done must be planned afresh now, from the current feed and directories, or be
+          shown done already with nothing else wanted for that object (`guards.saved_plan_drift`).
+          This is what lets a killed apply resume (its own changes moved the fingerprints) and what
+          refuses it when the MIS or the directories moved under it;
+        - a plan not made from the feed (the access review's decisions) must find each change's
+          account still there and still the same person's (`guards.saved_targets_drift`).
+
+        A refusal is StalePlan (exit 2) with a `plan-refused-stale` audit entry; nothing is applied.
         """
-        started = bool(self.store.journal_states(plan_id(plan)))
-        if not started:
-            current = {name: snap.fingerprint() for name, snap in self.snapshots(connectors).items()
-                       if name in plan.fingerprints}
-            stale = stale_directories(plan.fingerprints, current)
-            if stale:
-                self.store.audit("plan-refused-stale", {"reasons": stale}, actor=actor)
-                raise StalePlan(stale)
+        # Its date counts as a run's would (leavers' disable dates are recorded with it), though an
+        # apply is not a run and so does not move the last run's date.
+        dated = check_run_date(self.today, self.store.last_run_day(self.config.name), self.config.guards)
+        if dated and allow_date == self.today:
+            self.store.audit("guard-override", {"allow_date": self.today.isoformat()}, actor=actor)
+        elif dated:
+            self.store.audit("guard-tripped", {"reasons": dated}, actor=actor)
+            raise GuardTripped(dated)
+        journal_id = saved_plan_journal_id(plan)
+        journal = self.store.journal_states(journal_id)
+        remaining = [c for c in plan.changes
+                     if journal.get(c.change_id) is None
+                     or journal[c.change_id].state not in (Outcome.APPLIED.value, Outcome.ALREADY.value)]
+        if plan.origin == "feed":
+            fresh, snapshots = self.plan_now(connectors)
+            stale = saved_plan_drift(remaining, fresh.changes, snapshots)
+        else:
+            snapshots = self.snapshots(connectors)
+            stale = saved_targets_drift(remaining, snapshots)
+        if not journal:
+            current = {name: snap.fingerprint() for name, snap in snapshots.items() if name in plan.fingerprints}
+            stale = stale_directories(plan.fingerprints, current) + stale
+        if stale:
+            self.store.audit("plan-refused-stale", {"reasons": stale, "plan_id": journal_id}, actor=actor)
+            raise StalePlan(stale)
         reasons = self.check_guards(plan, allow_destructive, feed_check=False)
         if reasons:
             self.store.audit("guard-tripped", {"reasons": reasons}, actor=actor)
             raise GuardTripped(reasons)
         if allow_destructive:
             self.store.audit("guard-override", {"allow_destructive": allow_destructive}, actor=actor)
-        return self.execute(plan, connectors, actor=actor, password_for=password_for, on_result=on_result)
+        return self.execute(plan, connectors, actor=actor, password_for=password_for, on_result=on_result,
+                            journal_id=journal_id)
+
+    def plan_now(self, connectors: Mapping[str, Connector]) -> tuple[Plan, dict[str, Snapshot]]:
+        """What the nightly run would plan now from the current feed and directories; nothing is applied.
+
+        The same steps as `_sync`'s planning, for checking a saved plan against the present.
+        """
+        feed = self.read_people()
+        snapshots = self.snapshots(connectors)
+        fresh, _, _ = self.plan_from(feed, snapshots, connectors)
+        return fresh, snapshots
+
+    def plan_from(self, feed: FeedResult, snapshots: Mapping[str, Snapshot],
+                  connectors: Mapping[str, Connector]) -> tuple[Plan, Held, list[Change]]:
+        """The nightly plan for a feed and the directories' snapshots, the people it holds, its termly changes.
+
+        Refused rows hold their people (nothing is planned for them); ids that lost their leading zeros
+        stop here (FeedError) before they read as a school of leavers and starters.
+        """
+        held = replace(held_rows(feed.errors), listed=feed.skipped_ids)
+        known = self.store.known_person_ids() | {a.anchor for s in snapshots.values() for a in s.accounts if a.anchor}
+        zeros = lost_leading_zeros((p.person_id for p in feed.people), known)
+        if zeros:
+            raise FeedError(leading_zero_problem(zeros))
+        shares = access.desired_share_groups(self, feed.people) if self.section("access") else None
+        plan = self.plan(feed.people, snapshots, connectors, shares, held)
+        people = {p.person_id: p for p in feed.people if not held.holds(p.person_id)}
+        # A held person's accounts are left as they are: no termly flag or cleared "never expires" either.
+        termly = [c for c in passwords.termly_changes(self, snapshots, people) if not held.holds(c.person_id)]
+        plan = replace(plan, changes=plan.changes + tuple(termly),
+                       rejected_rows=tuple(str(error) for error in feed.errors))
+        return plan, held, termly
 
 
 def load_job(path: Path | str, *, today: date | None = None, secrets: Secrets | None = None) -> Job:
@@ -250,6 +322,7 @@ def run_sync(
     actor: str = "nightly job",
     on_plan: Callable[[Plan], None] | None = None,
     on_result: ResultHook | None = None,
+    allow_date: date | None = None,
 ) -> RunReport:
     """The nightly job: plan, guard, apply, record, and mail the run summary.
 
@@ -264,8 +337,10 @@ def run_sync(
             on_plan(plan)
 
     with job.lock():
+        mark_interrupted_runs(job, actor)
         run_id = job.store.start_run(job.config.name)
         try:
+            check_date(job, run_id, apply, allow_date, actor)
             report = _sync(job, run_id, apply, allow_destructive, actor, planned, on_result)
         except GuardTripped as tripped:
             job.store.finish_run(run_id, "guard", None, {"reasons": tripped.reasons})
@@ -292,6 +367,43 @@ def run_sync(
         return report
 
 
+def mark_interrupted_runs(job: Job, actor: str) -> list[int]:
+    """Runs left `running` (killed, or the machine stopped) are marked `interrupted`, audited and said.
+
+    Called holding the job lock, so none of them is alive. Their journals are never resumed by a
+    later run: it plans afresh from a new snapshot, and the connectors look before they write, so
+    what the killed run had already done is simply not planned again.
+    """
+    found = job.store.mark_interrupted(job.config.name)
+    for run_id, started_at in found:
+        job.store.audit("run-interrupted", {"run": run_id, "started_at": started_at}, actor=actor)
+        log.warning(f"run {run_id} (started {started_at}) did not finish and is marked interrupted; "
+                    f"this run plans afresh from the directories as they are now")
+    return [run_id for run_id, _ in found]
+
+
+def check_date(job: Job, run_id: int, apply: bool, allow_date: date | None, actor: str) -> None:
+    """An applying run whose date does not follow the last run's stops here (GuardTripped, exit 2).
+
+    A rehearsal (`plan --today`, which applies nothing) may take any date: it is told what a sync
+    on that date would do, and its date is not recorded as a run's.
+    """
+    last = job.store.last_run_day(job.config.name, before_run=run_id)
+    reasons = check_run_date(job.today, last, job.config.guards)
+    if reasons and not apply:
+        for reason in reasons:
+            log.warning(f"rehearsal only: a sync on this date would stop: {reason}")
+        return
+    if reasons and allow_date == job.today:
+        job.store.audit("guard-override", {"allow_date": job.today.isoformat(), "last_run": str(last),
+                                           "run": run_id}, actor=actor)
+    elif reasons:
+        job.store.audit("guard-tripped", {"reasons": reasons, "run": run_id}, actor=actor)
+        raise GuardTripped(reasons)
+    if apply:
+        job.store.set_run_day(run_id, job.today)
+
+
 def _send_summary(job: Job, report: RunReport) -> None:
     """Mail the run summary; a mail problem is logged, never allowed to change the run's outcome."""
     # Imported here: the reports package builds on this module.
@@ -307,28 +419,18 @@ def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, act
           on_plan: Callable[[Plan], None] | None, on_result: ResultHook | None) -> RunReport:
     feed = job.read_people()
     uses_shares = bool(job.section("access"))
-    shares = access.desired_share_groups(job, feed.people) if uses_shares else None
-    refused = feed.errors
-    held = replace(held_rows(refused), listed=feed.skipped_ids)
-    people = {p.person_id: p for p in feed.people if not held.holds(p.person_id)}
-    feed_errors = tuple(str(e) for e in refused)
-    _report_refused_rows(job, run_id, refused, actor)
+    feed_errors = tuple(str(e) for e in feed.errors)
+    _report_refused_rows(job, run_id, feed.errors, actor)
     with job.open_connectors() as connectors:
         snapshots = job.snapshots(connectors)
-        known = job.store.known_person_ids() | {a.anchor for s in snapshots.values() for a in s.accounts if a.anchor}
-        zeros = lost_leading_zeros((p.person_id for p in feed.people), known)
-        if zeros:
-            raise FeedError(leading_zero_problem(zeros))
-        plan = job.plan(feed.people, snapshots, connectors, shares, held)
-        # A held person's accounts are left as they are: no termly flag or cleared "never expires" either.
-        termly = [c for c in passwords.termly_changes(job, snapshots, people) if not held.holds(c.person_id)]
-        plan = replace(plan, changes=plan.changes + tuple(termly), rejected_rows=feed_errors)
+        plan, held, termly = job.plan_from(feed, snapshots, connectors)
+        people = {p.person_id: p for p in feed.people if not held.holds(p.person_id)}
         if plan.held:
             job.store.audit("people-held", {"run": run_id, "held": list(plan.held)}, actor=actor)
         if on_plan is not None:
             on_plan(plan)
         previous = job.store.feed_profile(job.config.name)
-        shape = feed_shape([p for p in feed.people if not held.holds(p.person_id)], job.config.mapping, job.today)
+        shape = feed_shape(list(people.values()), job.config.mapping, job.today)
         group_sizes = {(name, g.name): len(g.members) for name, snap in snapshots.items() for g in snap.groups}
         reasons = job.check_guards(plan, allow_destructive)
         reasons += shape_reasons((previous or {}).get("shape"), shape, job.config.guards, job.today,
@@ -350,7 +452,7 @@ def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, act
         if allow_destructive:
             job.store.audit("guard-override", {"allow_destructive": allow_destructive, "run": run_id}, actor=actor)
         issuer = passwords.PasswordIssuer.for_job(job, connectors)
-        results = job.execute(plan, connectors, actor=actor, on_result=on_result,
+        results = job.execute(plan, connectors, actor=actor, on_result=on_result, journal_id=run_journal_id(run_id),
                               password_for=issuer.password_for(people, plan.changes))
         passwords.record_termly_results(job, termly, results)
         issuer.deliver(Mailer.from_job(job), applied=_people_given_passwords(plan, results))

@@ -281,6 +281,12 @@ class Plan:
     """People and accounts left untouched this run because a feed row about them was rejected, each with why."""
     rejected_rows: tuple[str, ...] = ()
     """Every feed row that was refused, as `file:line: field: message`."""
+    plan_id: str = ""
+    """A saved plan file's own random id (written by `plan --out`): its journal's key, so applying the
+    same file again resumes that file and nothing else. "" for a plan that was never saved."""
+    origin: str = "feed"
+    """What the plan was computed from: "feed" (the nightly plan) or "access-review" (the SIRO's
+    decisions), which decides how `apply` checks that it is still called for."""
 
     def for_directory(self, directory: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.directory == directory)
@@ -311,6 +317,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The saved-plan document (README "Plan file"); it never holds a password."""
     return {
         "schema": PLAN_SCHEMA,
+        "plan_id": plan.plan_id,
+        "origin": plan.origin,
         "created_at": plan.created_at,
         "people_count": plan.people_count,
         "fingerprints": dict(plan.fingerprints),
@@ -334,4 +342,6 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         notes=tuple(data.get("notes", ())),
         held=tuple(data.get("held", ())),
         rejected_rows=tuple(data.get("rejected_rows", ())),
+        plan_id=str(data.get("plan_id") or ""),
+        origin=str(data.get("origin") or "feed"),
     )

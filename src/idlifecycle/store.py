@@ -90,6 +90,10 @@ class Store:
         # FULL: a journal row written just before a kill -9 must still be there afterwards.
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        # The run's date (its --today, or the clock), for the guard against a clock that went backwards
+        # or jumped; added to stores made before it was recorded.
+        if "day" not in {str(r["name"]) for r in self.db.execute("PRAGMA table_info(runs)")}:
+            self.db.execute("ALTER TABLE runs ADD COLUMN day TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -180,6 +184,38 @@ class Store:
             "UPDATE runs SET finished_at=?, status=?, people_count=?, summary=? WHERE run_id=?",
             (utcnow().isoformat(), status, people_count, json.dumps(summary, default=str), run_id),
         )
+
+    def mark_interrupted(self, job: str) -> list[tuple[int, str]]:
+        """Marks `job`'s runs still recorded as running as `interrupted`; returns (run_id, started_at).
+
+        Call it holding the job lock: then no such run can be alive (it was killed, or the machine
+        stopped), and nothing it journalled is taken as done by the next run, which plans afresh.
+        """
+        rows = [(int(r["run_id"]), str(r["started_at"])) for r in self.db.execute(
+            "SELECT run_id, started_at FROM runs WHERE job=? AND status='running' ORDER BY run_id", (job,))]
+        for run_id, _ in rows:
+            self.db.execute("UPDATE runs SET status='interrupted', finished_at=? WHERE run_id=? AND status='running'",
+                            (utcnow().isoformat(), run_id))
+        return rows
+
+    def set_run_day(self, run_id: int, day: date) -> None:
+        """Records the date an applying run ran as, once the date guard accepted it."""
+        self.db.execute("UPDATE runs SET day=? WHERE run_id=?", (day.isoformat(), run_id))
+
+    def last_run_day(self, job: str, before_run: int | None = None) -> date | None:
+        """The date of `job`'s latest applying run before `before_run` that was not stopped by a guard.
+
+        Rehearsals (`plan`) and guard-stopped runs applied nothing, so their dates do not count; an
+        interrupted run may have applied changes as of its date, so it does.
+        """
+        row = self.db.execute(
+            "SELECT day FROM runs WHERE job=? AND run_id<? AND day IS NOT NULL AND status != 'guard' "
+            "ORDER BY run_id DESC LIMIT 1", (job, before_run if before_run is not None else 2**62)).fetchone()
+        return None if row is None else date.fromisoformat(str(row[0]))
+
+    def run_status(self, run_id: int) -> str | None:
+        row = self.db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     def last_good_people_count(self, job: str) -> int | None:
         row = self.db.execute(

@@ -245,7 +245,10 @@ class Access:
 
     def _apply(self, share: Share, person_id: str, action: Action, actor: str, reason: str) -> list[str]:
         notes: list[str] = []
-        with self.job.open_connectors() as connectors:
+        # The job lock, as the nightly run holds it: a decision never interleaves with a run's
+        # snapshot-plan-apply. When a run holds it, the lock's UserError defers the change to the
+        # nightly run (see `apply`), which sets the groups from the grants recorded by then.
+        with self.job.lock(), self.job.open_connectors() as connectors:
             snapshots = self.job.snapshots(connectors)
             changes: list[Change] = []
             for directory, group_name in sorted(share.groups.items()):

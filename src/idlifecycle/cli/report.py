@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from idlifecycle.errors import UserError
+from idlifecycle.executor import new_plan_id
 from idlifecycle.job import Job, failures_of, load_job
 from idlifecycle.model import Plan, plan_to_json
 from idlifecycle.reports.access_review import build_review
@@ -71,7 +72,8 @@ def cmd_apply_decisions(args: argparse.Namespace) -> int:
                             {d: review.snapshots[d].fingerprint() for d in sorted(directories)},
                             {d: len(review.snapshots[d].accounts) for d in sorted(directories)},
                             created_at=job.today.isoformat(),
-                            notes=(f"access review decisions from {workbook.name} by {siro}",))
+                            notes=(f"access review decisions from {workbook.name} by {siro}",),
+                            plan_id=new_plan_id(), origin="access-review")
                 Path(args.out).write_text(json.dumps(plan_to_json(plan), indent=2) + "\n")
                 print(f"Plan written to {args.out}; apply it with: idlifecycle apply {args.out}")
             if not args.apply:

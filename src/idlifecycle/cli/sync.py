@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from idlifecycle.cli import today_arg
 from idlifecycle.errors import FeedError, UserError
+from idlifecycle.executor import new_plan_id
 from idlifecycle.feeds import (
     DEFAULT_MAX_BAD_PERCENT,
     READERS,
@@ -128,7 +131,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         # Saved even when a guard stops the run: that is when a person most needs to review it.
         # Applying it is guarded again.
         if args.out and seen:
-            Path(args.out).write_text(json.dumps(plan_to_json(seen[-1]), indent=2) + "\n")
+            # Its own id: applying this file resumes this file's journal and nothing else.
+            saved = replace(seen[-1], plan_id=new_plan_id())
+            Path(args.out).write_text(json.dumps(plan_to_json(saved), indent=2) + "\n")
             print(f"Plan written to {args.out}; apply it with: idlifecycle apply {args.out}")
         job.close()
     return EXIT_ROWS_REFUSED if seen and seen[-1].rejected_rows else 0
@@ -147,7 +152,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     try:
         with job.lock(), job.open_connectors() as connectors:
             results = job.apply_saved_plan(plan, connectors, actor="apply", on_result=progress.tick,
-                                           allow_destructive=args.allow_destructive)
+                                           allow_destructive=args.allow_destructive, allow_date=args.allow_date)
     finally:
         progress.close()
         job.close()
@@ -166,7 +171,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     try:
         report: RunReport = run_sync(job, allow_destructive=args.allow_destructive, on_plan=show,
-                                     on_result=progress.tick)
+                                     on_result=progress.tick, allow_date=args.allow_date)
     finally:
         progress.close()
         job.close()
@@ -238,7 +243,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     def allow(p: argparse.ArgumentParser) -> None:
         p.add_argument("--allow-destructive", type=int, metavar="N", default=None,
-                       help="allow up to N destructive changes per directory for this run (recorded in the audit log)")
+                       help="allow up to N destructive changes (disable, delete, enable, restricted-group removal) "
+                            "per directory for this run (recorded in the audit log)")
+
+    def allow_date(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--allow-date", type=today_arg, metavar="YYYY-MM-DD", default=None,
+                       help="run although this date (which must be the run's own) is before the last run's, or "
+                            "more than max_days_between_runs after it (recorded in the audit log)")
 
     p = subparsers.add_parser("plan", help="show what would change, and optionally save the plan")
     p.add_argument("--out", metavar="PLAN.json", help="write the plan as JSON for `idlifecycle apply`")
@@ -248,11 +259,13 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("apply", help="apply a saved plan (refused if the directories moved since)")
     p.add_argument("plan", metavar="PLAN.json")
     allow(p)
+    allow_date(p)
     p.set_defaults(handler=cmd_apply)
 
     p = subparsers.add_parser("sync", help="the nightly job: plan, check the guards, apply")
     p.add_argument("--quiet", action="store_true", help="do not print the plan")
     allow(p)
+    allow_date(p)
     p.set_defaults(handler=cmd_sync)
 
     feed = subparsers.add_parser("feed", help="feed commands").add_subparsers(dest="feed_command", required=True)
