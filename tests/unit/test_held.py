@@ -184,3 +184,18 @@ def test_someone_the_export_still_lists_without_a_role_is_not_disabled_as_gone()
     assert {c.target for c in p.changes if c.action is Action.DISABLE} == {"k2"}
     assert p.held == ("listed in the export without a pupil or staff role, so not taken to have left; give them "
                       "their role again in the MIS, or end it with a leaving date: ad 19tjones (1001)",)
+
+
+def test_an_sds_upn_username_is_used_as_the_local_part_of_the_mappings_domain():
+    """use_feed_usernames with SDS v2.1 once built jcraig@contoso.org@pupils.example.sch.uk (issue 11, 6)."""
+    from dataclasses import replace as changed
+
+    from idlifecycle.feeds import read_feed
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "feeds" / "sds_v2_microsoft_sample"
+    feed = read_feed(FeedSpec("sds-v2", sample, {"date_order": "mdy"}))
+    rules = changed(RULES, use_feed_usernames=True)
+    p = plan(list(feed.people), {"ad": Snapshot("ad", (), ())}, {"ad": AD_LIKE}, rules, PlanState(), TODAY)
+    creates = {c.person_id: c.after["login"] for c in p.changes if c.action is Action.CREATE}
+    assert creates["221001"] == "awhite@pupils.example.sch.uk"
+    assert all(login.count("@") == 1 for login in creates.values())
