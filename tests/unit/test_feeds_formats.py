@@ -4,29 +4,19 @@ in doubt."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from idlifecycle.errors import FeedError
-from idlifecycle.feeds import FeedSpec, guess_format, read_feed
+from idlifecycle.feeds import guess_format
 from idlifecycle.model import Kind
+from tests.unit.test_feeds_sds import copy, read
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
 MICROSOFT = DATA / "sds_v2_microsoft_sample"
 HEADER = "Staff Code,Forename,Surname,Start Date\n"
-
-
-def read(format: str, path: Path, **options: object):
-    return read_feed(FeedSpec(format, path, options, "jobs/nightly.toml"))
-
-
-def copy(source: Path, tmp_path: Path) -> Path:
-    target = tmp_path / source.name
-    shutil.copytree(source, target)
-    return target
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
