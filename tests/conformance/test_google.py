@@ -21,7 +21,8 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
 from idlifecycle.connectors.google import SCOPES
-from tests.integration.google_fixtures import ADMIN, ROOT, Tenant, tenant_fixture  # noqa: F401
+from idlifecycle.sandbox.google import CONCURRENT_CALLS_PER_OPERATION, GoogleEmulator
+from tests.integration.google_fixtures import ADMIN, Tenant, tenant_fixture  # noqa: F401
 
 PUPILS = "pupils.school.example"
 
@@ -221,12 +222,10 @@ def test_name_parts_are_held_to_their_documented_lengths(tenant: Tenant, name: d
     assert tenant.emulator.directory.find_user(f"long.name@{PUPILS}") is None
 
 
-def test_the_rules_are_on_by_default(tenant: Tenant) -> None:
+def test_the_rules_are_on_by_default() -> None:
     """The emulator is only as useful as it is strict: a tenant made with no options keeps the
-    propagation delay (users.insert reference) and the concurrency limit (limits page)."""
-    from idlifecycle.sandbox.google import CONCURRENT_CALLS_PER_OPERATION, GoogleEmulator
-
+    propagation delay (https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/insert)
+    and the concurrency limit (https://developers.google.com/admin-sdk/directory/v1/limits)."""
     with GoogleEmulator() as emulator:
         assert emulator.directory.replication_window > 0
         assert emulator.concurrent_limit == CONCURRENT_CALLS_PER_OPERATION
-    assert ROOT
