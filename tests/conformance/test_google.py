@@ -97,6 +97,19 @@ def test_mutate_calls_moments_after_a_users_create_answer_412_user_creation_is_n
     mutate(service.users(), user["id"]).execute()
 
 
+def test_reading_a_user_moments_after_its_create_can_answer_404_user_key(tenant: Tenant, clock: Clock) -> None:
+    """Reads trail the create too: a users.get sent straight after users.insert "returns a 404"
+    and works a moment later (https://github.com/hashicorp/terraform-provider-googleworkspace/issues/286,
+    also #304 there and https://github.com/lithnet/googleapps-managementagent/issues/80)."""
+    service = _service(tenant)
+    user = _new_user(service, "ada.lovelace")
+    status, error = _refused(service.users().get(userKey=f"ada.lovelace@{PUPILS}"))
+    assert status == 404
+    _one_error(error, 404, reason="notFound", message="Resource Not Found: userKey")
+    clock.now += 5
+    assert service.users().get(userKey=f"ada.lovelace@{PUPILS}").execute()["id"] == user["id"]
+
+
 def test_an_account_that_settled_long_ago_is_not_held_back(tenant: Tenant, clock: Clock) -> None:
     """The propagation delay is about calls "immediately following user creation" only:
     https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/insert"""
@@ -152,7 +165,7 @@ def _batch(tenant: Tenant, requests: list[Any]) -> list[tuple[int, dict[str, Any
     return [answers[str(n)] for n in range(len(requests))]
 
 
-def test_too_many_calls_of_one_operation_at_once_answer_403_quota_exceeded(tenant: Tenant) -> None:
+def test_too_many_calls_of_one_operation_at_once_answer_403_quota_exceeded(tenant: Tenant, clock: Clock) -> None:
     """Directory API, Limits and quotas: "403 quotaExceeded: Indicates that the limit of concurrent
     requests for a certain operation has been reached. Retry using exponential back-off."
     https://developers.google.com/admin-sdk/directory/v1/limits. The parts of one batch are
@@ -169,7 +182,8 @@ def test_too_many_calls_of_one_operation_at_once_answer_403_quota_exceeded(tenan
     assert error is not None
     _one_error(error, 403, reason="quotaExceeded", message="Request rate higher than configured.",
                domain="usageLimits")
-    # Other operations in the same batch are not held to the users.insert count.
+    # Other operations are not held to the users.insert count.
+    clock.now += 5
     assert [s for s, _ in _batch(tenant, [users.get(userKey=f"p{n:02d}@{PUPILS}") for n in range(3)])] == [200] * 3
 
 

@@ -668,8 +668,13 @@ class GoogleConnector(Connector):
     def _adopt_existing(self, call: _Call) -> None:
         """After a duplicate: the object is ours (an earlier, unanswered attempt) only if it carries our mark."""
         if call.kind == "insert-user":
-            user = self._execute(lambda: self._users.get(userKey=call.lookup, fields=USER_FIELDS),
-                                 missing_ok=True)
+            # Google says the address is taken; a read may still miss the holder if it was made
+            # moments ago (by an earlier attempt of ours whose answer was lost): wait it out.
+            user = self._execute(lambda: self._users.get(userKey=call.lookup, fields=USER_FIELDS), missing_ok=True)
+            if user is None and self._execute(lambda: self._groups_api.get(groupKey=call.lookup, fields="id"),
+                                              missing_ok=True) is None:
+                self._note_created(call.lookup)
+                user = self._get_user(call.lookup, USER_FIELDS)
             ids = [str(e.get("value")) for e in (user or {}).get("externalIds", []) or []
                    if e.get("type") == ANCHOR_TYPE]
             if user is not None and str(user["primaryEmail"]).lower() == call.lookup.lower() and call.anchor in ids:
@@ -836,10 +841,23 @@ class GoogleConnector(Connector):
                                  f"{self.options.managed_group_marker!r} in their description)")
         return key
 
+    def _get_user(self, key: str, fields: str) -> dict[str, Any] | None:
+        """users.get; a 404 about a user this run created moments ago is Google still propagating
+        it (reads trail the create: terraform-provider-googleworkspace#286), so it is asked again."""
+        attempt = 0
+        while True:
+            user: dict[str, Any] | None = self._execute(lambda: self._users.get(userKey=key, fields=fields),
+                                                        missing_ok=True)
+            born = self._born.get(key.lower())
+            if user is not None or born is None or time.monotonic() - born >= self.options.replication_wait:
+                return user
+            self.settling_retries += 1
+            time.sleep(settle_delay(attempt))
+            attempt += 1
+
     def _email(self, key: str) -> str:
         if key not in self._emails:
-            user = self._execute(lambda: self._users.get(userKey=key, fields="id,primaryEmail"),
-                                 missing_ok=True)
+            user = self._get_user(key, "id,primaryEmail")
             if user is None:
                 raise ConnectorError(f"no Google user with id {key}")
             self._emails[key] = str(user["primaryEmail"])
@@ -847,8 +865,7 @@ class GoogleConnector(Connector):
 
     def _current(self, key: str) -> dict[str, Any]:
         if key not in self._raw:
-            user = self._execute(lambda: self._users.get(userKey=key, fields="externalIds,organizations"),
-                                 missing_ok=True)
+            user = self._get_user(key, "externalIds,organizations")
             if user is None:
                 raise ConnectorError(f"no Google user with id {key}")
             self._raw[key] = {"externalIds": user.get("externalIds") or [],

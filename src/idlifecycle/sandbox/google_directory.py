@@ -323,6 +323,11 @@ class Directory:
         user = self.find_user(key)
         if user is None:
             return _err(404, "Resource Not Found: userKey", "notFound")
+        if self.settling(user["id"]):
+            # A read straight after the create can miss the new user: "the get request ... is
+            # initially sent too quickly and returns a 404" (hashicorp/terraform-provider-googleworkspace#286;
+            # also #304 and lithnet/googleapps-managementagent#80).
+            return self._refused_fresh("Resource Not Found: userKey")
         return 200, user
 
     def patch_user(self, key: str, body: Mapping[str, Any]) -> Answer:
