@@ -20,7 +20,7 @@ from typing import Any
 NEVER = "1970-01-01T00:00:00.000Z"
 """What Google reports as `lastLoginTime` for a user who never signed in."""
 
-REPLICATION_WINDOW_SECONDS = 0.5
+REPLICATION_WINDOW_SECONDS = 1.0
 """How long a just-created user or group stays "not yet everywhere" (see Directory.settling).
 Small, so the demo and every test meet it without waiting long; Google documents no figure."""
 
