@@ -1,9 +1,10 @@
 """Bench: September starters into Google through the connector, against the emulator in another process.
 
-Prints, for N starters each added to two groups (emulator with 50 ms latency and a per-minute
-quota): wall time, requests per starter, achieved requests per minute against the quota (target
-at least 90 %), rate-limit errors seen and failed changes. Then the wall time and the connector
-process's peak memory for a snapshot of a 50,000-user tenant.
+Prints, for N starters each added to two groups (emulator with 50 ms latency, a per-minute quota,
+its limit on concurrent calls of one operation and the propagation delay after a create, both on
+as by default): wall time, requests per starter, achieved requests per minute against the quota
+(target at least 90 %), rate-limit, quotaExceeded and propagation answers seen, and failed changes.
+Then the wall time and the connector process's peak memory for a snapshot of a 50,000-user tenant.
 
     .venv/bin/python bench/google_apply.py                        # 10,000 starters, 50,000-user snapshot
     .venv/bin/python bench/google_apply.py --starters 1000 --quota 6000 --snapshot-users 5000   # quick
@@ -26,7 +27,8 @@ from typing import Any
 
 from idlifecycle.connectors.google import SCOPES, GoogleConnector, GoogleOptions
 from idlifecycle.model import Action, Change, Outcome
-from idlifecycle.sandbox.google import generate_service_account
+from idlifecycle.sandbox.google import CONCURRENT_CALLS_PER_OPERATION, generate_service_account
+from idlifecycle.sandbox.google_directory import REPLICATION_WINDOW_SECONDS
 
 ADMIN = "bench.admin@staff.bench.example"
 PUPILS = "pupils.bench.example"
@@ -79,7 +81,9 @@ def starter(number: int) -> Change:
 
 def bench_apply(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder, emulator(
-            Path(folder), "--latency", str(args.latency), "--quota-per-minute", str(args.quota)) as (url, key):
+            Path(folder), "--latency", str(args.latency), "--quota-per-minute", str(args.quota),
+            "--replication-window", str(args.replication_window),
+            "--concurrent-limit", str(args.concurrent_limit)) as (url, key):
         google = connector(url, key, args.quota, args.batch_size)
         groups = ("All Pupils", "New Starters")
         failed = 0
@@ -96,12 +100,16 @@ def bench_apply(args: argparse.Namespace) -> None:
         google.close()
     per_minute = google.calls_sent / wall * 60
     print(f"apply: {args.starters:,} starters, each in 2 groups; latency {args.latency * 1000:.0f} ms, "
-          f"quota {args.quota:,}/min, batches of {args.batch_size}")
+          f"quota {args.quota:,}/min, batches of {args.batch_size}; emulator: propagation window "
+          f"{args.replication_window:g} s, {args.concurrent_limit or 'no'} concurrent calls per operation")
     print(f"  wall time                 {wall:,.1f} s")
     print(f"  requests per starter      {google.calls_sent / args.starters:.2f} API calls "
           f"({server['batches']:,} batch HTTP requests in all)")
     print(f"  achieved                  {per_minute:,.0f} calls/min = {per_minute / args.quota:.1%} of the quota")
-    print(f"  rate-limit errors seen    {server['rate_limited']} (connector retried {google.rate_limited})")
+    print(f"  rate-limit errors seen    {server['rate_limited']} per-minute, {server['quota_exceeded']} quotaExceeded "
+          f"(connector retried {google.rate_limited})")
+    print(f"  propagation answers       {server['replication_refusals']} (412/404 just after a create; connector "
+          f"waited and resent {google.settling_retries})")
     print(f"  failed changes            {failed}")
     print(f"  time spent pacing         {google.pacer.waited:,.1f} s")
 
@@ -137,6 +145,10 @@ def main() -> None:
     parser.add_argument("--quota", type=int, default=12_000, help="per-minute quota of emulator and connector")
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--replication-window", type=float, default=REPLICATION_WINDOW_SECONDS,
+                        help="emulator: seconds a new user or group is not yet usable (0: off)")
+    parser.add_argument("--concurrent-limit", type=int, default=CONCURRENT_CALLS_PER_OPERATION,
+                        help="emulator: calls of one operation at once before 403 quotaExceeded (0: off)")
     parser.add_argument("--snapshot-users", type=int, default=50_000, help="0 skips the snapshot figure")
     parser.add_argument("--snapshot-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -135,8 +135,12 @@ def test_starters_go_in_batches_and_each_starter_joins_two_groups(tenant: Tenant
         assert all(r.outcome is Outcome.APPLIED for r in created)
         assert emulator.stats.batches - batches == 3
         joins = [change(Action.ADD_MEMBER, str(r.key), group=g) for r in created for g in ("Year 7", "Pupils")]
+        sent = google.calls_sent
         assert all(r.outcome is Outcome.APPLIED for r in google.apply(joins))
-        assert emulator.stats.batches - batches == 3 + 5
+        # 240 joins in batches of 50, plus the adds Google answered while still propagating the
+        # starters created a moment before (sent again, in further batches).
+        assert google.calls_sent - sent == 1 + 240 + google.settling_retries  # 1: the list of managed groups
+        assert emulator.stats.batches - batches >= 3 + 5
         snapshot = google.snapshot()
     assert {g.name: len(g.members) for g in snapshot.groups} == {"Year 7": 120, "Pupils": 120}
 

@@ -3,11 +3,14 @@
 Signs in as a service account with domain-wide delegation, impersonating an admin, with only the
 scopes it uses (SCOPES). Reads users in the managed org units (`fields=` projection, 500 a page)
 and the managed groups; writes in multipart batches paced under the per-minute quota, retrying
-rate limits, 429 and 5xx, and stopping cleanly on `quotaExceeded`.
+rate limits, `quotaExceeded` (Google's limit on concurrent calls: batches shrink to what Google took),
+429 and 5xx, waiting out the propagation delay after its own creates (412 "User creation is not
+complete.", 404 on a just-created group or user), and stopping cleanly when the run cannot go on.
+What each documented error reason means to the connector is one table: google_pacing.REASONS.
 
 Configuration (connectors/google.toml): `admin`, `domains`, `org_unit_root`, and optionally
 `customer`, `group_domain`, `leavers`, `managed_group_marker`, `quota_per_minute`, `batch_size`,
-`timeout`, `api_endpoint`, `secret`. The service-account key (the JSON text, or the path of the
+`timeout`, `replication_wait`, `api_endpoint`, `secret`. The service-account key (the JSON text, or the path of the
 JSON file) comes from the secret `<name>_service_account`, never from the TOML. `sandbox = true`
 starts the local emulator instead (idlifecycle.sandbox.google) with its own generated key.
 """
@@ -42,7 +45,7 @@ from idlifecycle.connectors.base import (
     ConnectorContext,
     ConnectorError,
 )
-from idlifecycle.connectors.google_pacing import Pacer, Verdict, backoff, read_error
+from idlifecycle.connectors.google_pacing import Pacer, Verdict, backoff, read_error, settle_delay
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, Snapshot
 
@@ -88,6 +91,9 @@ class GoogleOptions:
     quota_per_minute: int = 2400
     batch_size: int = 100
     timeout: float = 30.0
+    replication_wait: float = 60.0
+    """Seconds after one of its own creates during which a 404 or "User creation is not complete"
+    about that object is waited out and retried rather than failed."""
     api_endpoint: str = "https://admin.googleapis.com/"
     secret: str = ""
 
@@ -133,6 +139,7 @@ class GoogleOptions:
             quota_per_minute=int(number("quota_per_minute", cls.quota_per_minute, 1, 1_000_000)),
             batch_size=int(number("batch_size", cls.batch_size, 1, 1000)),
             timeout=number("timeout", cls.timeout, 1, 600),
+            replication_wait=number("replication_wait", cls.replication_wait, 0, 600),
             api_endpoint=endpoint if endpoint.endswith("/") else endpoint + "/",
             secret=text("secret", f"{context.name}_service_account"),
         )
@@ -167,6 +174,12 @@ class _Call:
     detail: str = ""
     retryable: bool = False
     key: str | None = None
+    refs: tuple[str, ...] = ()
+    """Keys of the objects the call names (user id or address, group id): a 404 about one created
+    this run, moments ago, is Google still propagating it, not the object being gone."""
+    settling: bool = False
+    """Sent again because of the propagation delay: does not use up an attempt."""
+    settling_since: float | None = None
 
 
 @dataclass
@@ -214,6 +227,12 @@ class GoogleConnector(Connector):
         self.pacer = Pacer(options.quota_per_minute)
         self.calls_sent = 0
         self.rate_limited = 0
+        self.settling_retries = 0
+        """Calls sent again because Google was still propagating an object this run created."""
+        self._born: dict[str, float] = {}
+        """lower-cased key (id or address) of each user and group this run created -> when."""
+        self._batch_cap = options.batch_size
+        """Largest batch Google has taken without quotaExceeded (its concurrency limit) this run."""
         self._stopped: str | None = None
         self._emails: dict[str, str] = {}
         """user key -> primary email, for adding members (Google wants the member's address)."""
@@ -274,7 +293,7 @@ class GoogleConnector(Connector):
                 answer = read_error(error.resp.status, error.content)
                 if answer.verdict is Verdict.NOT_FOUND and missing_ok:
                     return None
-                if answer.verdict is not Verdict.RETRY or attempt == MAX_ATTEMPTS - 1:
+                if answer.verdict not in (Verdict.RETRY, Verdict.NOT_YET) or attempt == MAX_ATTEMPTS - 1:
                     raise self._error(answer.status, answer.reason, answer.message) from None
                 self.rate_limited += answer.status in (403, 429)
             except RefreshError as error:
@@ -298,8 +317,12 @@ class GoogleConnector(Connector):
                 return
 
     def _error(self, status: int, reason: str, message: str) -> ConnectorError:
-        if reason in ("quotaExceeded", "dailyLimitExceeded"):
+        if reason == "dailyLimitExceeded":
             return ConnectorError(self._quota_message(message), retryable=True)
+        if reason in ("accessNotConfigured", "domainCannotUseApis"):
+            return AuthError(f"{self.source}: Google will not take Admin SDK calls from this project ({message}). "
+                             "Fix: enable the Admin SDK API for the service account's Cloud project "
+                             "(APIs & Services > Library), and check API access is allowed in the Admin console")
         if status == 401 or reason == "authError":
             return AuthError(f"{self.source}: Google did not accept the access token ({message}); check that "
                              f"the service account {self._client_email} still exists and its key is current")
@@ -313,9 +336,9 @@ class GoogleConnector(Connector):
         return ConnectorError(f"Google answered {status} {reason}: {message}", retryable=status >= 500)
 
     def _quota_message(self, message: str) -> str:
-        return (f"Google's quota for this project is used up ({message}); the run stopped and the remaining "
-                "changes were not sent. Run again after the quota resets (daily quotas reset at midnight "
-                "Pacific time) or ask for more quota in the Cloud console (Admin SDK API > Quotas)")
+        return (f"Google's daily limit for this project is used up ({message}); the run stopped and the "
+                "remaining changes were not sent. Run again after the limit resets (daily limits reset at "
+                "midnight Pacific time) or ask for more quota in the Cloud console (Admin SDK API > Quotas)")
 
     def _auth_error(self, error: RefreshError) -> AuthError:
         data = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], Mapping) else {}
@@ -508,20 +531,25 @@ class GoogleConnector(Connector):
         todo = calls
         while todo and not self._stopped:
             retry: list[_Call] = []
-            for start in range(0, len(todo), self.options.batch_size):
-                chunk = todo[start:start + self.options.batch_size]
-                if self._stopped:
-                    break
+            start = 0
+            while start < len(todo) and not self._stopped:
+                # The cap can shrink during the pass, when Google says quotaExceeded.
+                chunk = todo[start:start + self._batch_cap]
+                start += len(chunk)
                 retry.extend(self._send_batch(chunk))
             todo = [c for c in retry if not c.done]
             for call in todo:
+                if call.settling:
+                    continue
                 call.attempts += 1
                 if call.attempts >= MAX_ATTEMPTS:
                     call.done, call.outcome, call.retryable = True, Outcome.FAILED, True
                     call.detail = call.detail or "Google kept asking to slow down; try again later"
             todo = [c for c in todo if not c.done]
             if todo and not self._stopped:
-                time.sleep(backoff(attempt))
+                # Only objects still propagating: short, growing waits; otherwise Google asked to back off.
+                waiting = all(c.settling for c in todo)
+                time.sleep(settle_delay(attempt) if waiting else backoff(attempt))
                 attempt += 1
         for call in calls:
             if not call.done and self._stopped:
@@ -553,32 +581,78 @@ class GoogleConnector(Connector):
             self.calls_sent += len(chunk)
             self.pacer.record(len(chunk))
         retry: list[_Call] = []
+        concurrency_refused = 0
         for number, call in enumerate(chunk):
             body, failure = answers.get(str(number), (None, None))
+            call.settling = False
             if failure is None:
                 self._settle_ok(call, body)
                 continue
             answer = read_error(failure.resp.status, failure.content)
-            if answer.verdict is Verdict.RETRY:
+            verdict = answer.verdict
+            if verdict is Verdict.NOT_FOUND and self._propagating(call):
+                verdict = Verdict.NOT_YET
+            if verdict is Verdict.RETRY:
                 self.rate_limited += answer.status in (403, 429)
+                concurrency_refused += answer.reason == "quotaExceeded"
                 call.detail = f"Google answered {answer.status} {answer.reason}"
                 retry.append(call)
-            elif answer.verdict is Verdict.QUOTA:
+            elif verdict is Verdict.NOT_YET:
+                self._wait_for_propagation(call, answer, retry)
+            elif verdict is Verdict.STOP and answer.reason == "dailyLimitExceeded":
                 self._stopped = self._quota_message(answer.message)
                 retry.append(call)
-            elif answer.verdict is Verdict.AUTH:
+            elif verdict is Verdict.STOP:
                 raise self._error(answer.status, answer.reason, answer.message)
             else:
-                self._settle_refused(call, answer.verdict, f"Google answered {answer.status} {answer.reason}: "
-                                                           f"{answer.message}")
+                self._settle_refused(call, verdict, f"Google answered {answer.status} {answer.reason}: "
+                                                    f"{answer.message}")
+        if concurrency_refused:
+            # quotaExceeded is Google's limit on concurrent calls for one operation (the limits
+            # page): the parts it took are what it will take at once, so later batches hold no more.
+            taken = len(chunk) - concurrency_refused
+            self._batch_cap = max(1, min(self._batch_cap, taken if taken > 0 else len(chunk) // 2))
         return retry
+
+    def _propagating(self, call: _Call) -> bool:
+        """True when the call names a user or group this run created within replication_wait."""
+        now = time.monotonic()
+        return any(now - self._born[ref] < self.options.replication_wait
+                   for ref in call.refs if ref in self._born)
+
+    def _wait_for_propagation(self, call: _Call, answer: Any, retry: list[_Call]) -> None:
+        """Send the call again shortly, unless Google has been propagating for longer than replication_wait."""
+        now = time.monotonic()
+        since = min([self._born[r] for r in call.refs if r in self._born] or [call.settling_since or now])
+        call.settling_since = call.settling_since or now
+        if now - since < self.options.replication_wait:
+            call.settling = True
+            call.detail = f"Google answered {answer.status} {answer.reason}: {answer.message}"
+            self.settling_retries += 1
+            retry.append(call)
+            return
+        call.done, call.outcome, call.retryable = True, Outcome.FAILED, True
+        call.detail = (f"Google was still finishing the account or group created moments before "
+                       f"({answer.status} {answer.message}) after {self.options.replication_wait:g} s; "
+                       "the next run tries again")
 
     def _settle_ok(self, call: _Call, body: Any) -> None:
         call.done, call.outcome = True, Outcome.APPLIED
+        # Google acted on the objects this call names: they have propagated, so from now on a 404
+        # about them means what it says (e.g. a user this run created and then deleted).
+        for ref in call.refs:
+            self._born.pop(ref, None)
         if call.kind in ("insert-user", "insert-group") and isinstance(body, Mapping):
             call.key = str(body.get("id"))
+            self._note_created(call.key, call.lookup)
             if call.kind == "insert-user":
                 self._emails[call.key] = call.lookup
+
+    def _note_created(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            if key:
+                self._born[key.lower()] = now
 
     def _settle_refused(self, call: _Call, verdict: Verdict, detail: str) -> None:
         call.done, call.detail = True, detail
@@ -594,13 +668,20 @@ class GoogleConnector(Connector):
     def _adopt_existing(self, call: _Call) -> None:
         """After a duplicate: the object is ours (an earlier, unanswered attempt) only if it carries our mark."""
         if call.kind == "insert-user":
-            user = self._execute(lambda: self._users.get(userKey=call.lookup, fields=USER_FIELDS),
-                                 missing_ok=True)
+            # Google says the address is taken; a read may still miss the holder if it was made
+            # moments ago (by an earlier attempt of ours whose answer was lost): wait it out.
+            user = self._execute(lambda: self._users.get(userKey=call.lookup, fields=USER_FIELDS), missing_ok=True)
+            if user is None and self._execute(lambda: self._groups_api.get(groupKey=call.lookup, fields="id"),
+                                              missing_ok=True) is None:
+                self._note_created(call.lookup)
+                user = self._get_user(call.lookup, USER_FIELDS)
             ids = [str(e.get("value")) for e in (user or {}).get("externalIds", []) or []
                    if e.get("type") == ANCHOR_TYPE]
             if user is not None and str(user["primaryEmail"]).lower() == call.lookup.lower() and call.anchor in ids:
                 call.outcome, call.key, call.detail = Outcome.ALREADY, str(user["id"]), "already created"
                 self._emails[call.key] = call.lookup
+                # Made by an earlier attempt of this run whose answer was lost: just as new.
+                self._note_created(call.key, call.lookup)
                 return
             holder = "an alias of another account" if user and str(user["primaryEmail"]).lower() != \
                 call.lookup.lower() else f"an account with anchor {', '.join(ids) or 'none'}"
@@ -611,6 +692,7 @@ class GoogleConnector(Connector):
         group = self._execute(lambda: self._groups_api.get(groupKey=call.lookup), missing_ok=True)
         if group is not None and self.options.managed_group_marker in str(group.get("description", "")):
             call.outcome, call.key, call.detail = Outcome.ALREADY, str(group["id"]), "already created"
+            self._note_created(call.key, call.lookup)
             return
         call.outcome = Outcome.FAILED
         call.detail = (f"the group address {call.lookup} is already in use by a group or user this tool does "
@@ -638,11 +720,13 @@ class GoogleConnector(Connector):
         after = change.after
         key = change.target or ""
 
+        refs = (key.lower(),)
+
         def patch(body: Mapping[str, Any], kind: str = "patch") -> _Call:
-            return _Call(index, lambda: users.patch(userKey=key, body=dict(body), fields="id"), kind)
+            return _Call(index, lambda: users.patch(userKey=key, body=dict(body), fields="id"), kind, refs=refs)
 
         def sign_out() -> _Call:
-            return _Call(index, lambda: users.signOut(userKey=key), "sign-out")
+            return _Call(index, lambda: users.signOut(userKey=key), "sign-out", refs=refs)
 
         action = change.action
         if action is not Action.CREATE and action is not Action.CREATE_GROUP and not key:
@@ -679,7 +763,7 @@ class GoogleConnector(Connector):
                 self._ensure_org_unit(body["orgUnitPath"])
             return [patch(body), sign_out()]
         if action is Action.DELETE:
-            return [_Call(index, lambda: users.delete(userKey=key), "delete-user")]
+            return [_Call(index, lambda: users.delete(userKey=key), "delete-user", refs=refs)]
         if action is Action.REVOKE_SESSIONS:
             return [sign_out()]
         if action is Action.REQUIRE_PASSWORD_CHANGE:
@@ -698,7 +782,8 @@ class GoogleConnector(Connector):
                 return [_Call(index, lambda: members.delete(groupKey=group_key, memberKey=key), "delete-member")]
             email = self._email(key)
             return [_Call(index, lambda: members.insert(groupKey=group_key, body={"email": email, "role": "MEMBER"},
-                                                        fields="id"), "insert-member")]
+                                                        fields="id"), "insert-member",
+                          refs=(group_key.lower(), key.lower(), email.lower()))]
         raise ConnectorError(f"the Google connector does not know how to {action}")
 
     def _insert_user(self, index: int, change: Change) -> _Call:
@@ -756,10 +841,23 @@ class GoogleConnector(Connector):
                                  f"{self.options.managed_group_marker!r} in their description)")
         return key
 
+    def _get_user(self, key: str, fields: str) -> dict[str, Any] | None:
+        """users.get; a 404 about a user this run created moments ago is Google still propagating
+        it (reads trail the create: terraform-provider-googleworkspace#286), so it is asked again."""
+        attempt = 0
+        while True:
+            user: dict[str, Any] | None = self._execute(lambda: self._users.get(userKey=key, fields=fields),
+                                                        missing_ok=True)
+            born = self._born.get(key.lower())
+            if user is not None or born is None or time.monotonic() - born >= self.options.replication_wait:
+                return user
+            self.settling_retries += 1
+            time.sleep(settle_delay(attempt))
+            attempt += 1
+
     def _email(self, key: str) -> str:
         if key not in self._emails:
-            user = self._execute(lambda: self._users.get(userKey=key, fields="id,primaryEmail"),
-                                 missing_ok=True)
+            user = self._get_user(key, "id,primaryEmail")
             if user is None:
                 raise ConnectorError(f"no Google user with id {key}")
             self._emails[key] = str(user["primaryEmail"])
@@ -767,8 +865,7 @@ class GoogleConnector(Connector):
 
     def _current(self, key: str) -> dict[str, Any]:
         if key not in self._raw:
-            user = self._execute(lambda: self._users.get(userKey=key, fields="externalIds,organizations"),
-                                 missing_ok=True)
+            user = self._get_user(key, "externalIds,organizations")
             if user is None:
                 raise ConnectorError(f"no Google user with id {key}")
             self._raw[key] = {"externalIds": user.get("externalIds") or [],

@@ -5,6 +5,9 @@ default). Sending faster only earns `rateLimitExceeded`, so the connector paces 
 are spread evenly at the quota's rate, and a sliding 60-second record of what was sent is kept
 so that no minute can hold more than the quota. A call is recorded when its answer arrives,
 which is never earlier than Google received it, so the record never undercounts Google's own.
+
+Errors are read through one table, REASONS: every reason the Directory API's pages document, each
+with what to do (retry, fail this change, stop the run) and the page that says so.
 """
 
 from __future__ import annotations
@@ -61,13 +64,77 @@ class Verdict(Enum):
 
     OK = "ok"
     RETRY = "retry"
-    """Rate limits, 429 and 5xx: transient; back off and send again."""
-    QUOTA = "quota"
-    """`quotaExceeded` / `dailyLimitExceeded`: not transient; stop cleanly."""
-    AUTH = "auth"
+    """Transient (rate and concurrency limits, 429, 5xx): back off and send the call again."""
+    NOT_YET = "not-yet"
+    """The object was created moments ago and Google has not finished propagating it: wait and send
+    again, for a bounded time. A 404 is read this way only for objects this run created."""
     CONFLICT = "conflict"
     NOT_FOUND = "not-found"
     REFUSED = "refused"
+    """Google refused this one change (bad value, precondition): it fails; the rest go on."""
+    STOP = "stop"
+    """The run cannot go on (sign-in, scopes, admin rights, API disabled, daily limit): stop cleanly."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    verdict: Verdict
+    source: str
+    """The page that documents the reason (or the report that shows how Google sends it)."""
+
+
+LIMITS = "https://developers.google.com/admin-sdk/directory/v1/limits"
+LIMITS_2015 = "https://developers.google.com/admin-sdk/directory/v1/limits (2015 edition: dailyLimitExceeded)"
+TROUBLESHOOT = "https://developers.google.com/workspace/admin/directory/v1/guides/troubleshoot-error-codes"
+DIRECTORY_ERRORS = "https://developers.google.com/admin-sdk/reseller/v1/support/directory_api_common_errors"
+USERS_INSERT = "https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/insert"
+CORE_ERRORS = "https://cloud.google.com/resource-manager/docs/core_errors"
+
+REASONS: dict[str, Rule] = {
+    # Directory API, Limits and quotas: all three are "retry using exponential back-off".
+    "userRateLimitExceeded": Rule(Verdict.RETRY, LIMITS),
+    "quotaExceeded": Rule(Verdict.RETRY, LIMITS),
+    "rateLimitExceeded": Rule(Verdict.RETRY, LIMITS),
+    # "Do not retry without fixing the problem. You have used up your daily quota."
+    "dailyLimitExceeded": Rule(Verdict.STOP, LIMITS_2015),
+    # Troubleshoot error codes: 503 backendError, "Service unavailable. Please try again".
+    "backendError": Rule(Verdict.RETRY, TROUBLESHOOT),
+    # Troubleshoot Directory API issues (the reseller guide's list for the Directory API).
+    "badRequest": Rule(Verdict.REFUSED, DIRECTORY_ERRORS),
+    "domainCannotUseApis": Rule(Verdict.STOP, DIRECTORY_ERRORS),
+    "forbidden": Rule(Verdict.STOP, DIRECTORY_ERRORS),
+    "accessNotConfigured": Rule(Verdict.STOP, DIRECTORY_ERRORS),
+    "duplicate": Rule(Verdict.CONFLICT, DIRECTORY_ERRORS),
+    # 412 "User creation is not complete." right after a create (users.insert: "Retrying the calls
+    # after some time can help"); any other conditionNotMet fails the change (we send no If-Match).
+    "conditionNotMet": Rule(Verdict.REFUSED, USERS_INSERT),
+    # Google's global error domain, as the Directory API sends it.
+    "invalid": Rule(Verdict.REFUSED, CORE_ERRORS),
+    "invalidParameter": Rule(Verdict.REFUSED, CORE_ERRORS),
+    "required": Rule(Verdict.REFUSED, CORE_ERRORS),
+    "parseError": Rule(Verdict.REFUSED, CORE_ERRORS),
+    "notFound": Rule(Verdict.NOT_FOUND, CORE_ERRORS),
+    "deleted": Rule(Verdict.NOT_FOUND, CORE_ERRORS),
+    "conflict": Rule(Verdict.CONFLICT, CORE_ERRORS),
+    "authError": Rule(Verdict.STOP, CORE_ERRORS),
+    "expired": Rule(Verdict.STOP, CORE_ERRORS),
+    "unauthorized": Rule(Verdict.STOP, CORE_ERRORS),
+    "insufficientPermissions": Rule(Verdict.STOP, CORE_ERRORS),
+    "accountDeleted": Rule(Verdict.STOP, CORE_ERRORS),
+    "accountDisabled": Rule(Verdict.STOP, CORE_ERRORS),
+    "sslRequired": Rule(Verdict.STOP, CORE_ERRORS),
+    "concurrentLimitExceeded": Rule(Verdict.RETRY, CORE_ERRORS),
+    "limitExceeded": Rule(Verdict.RETRY, CORE_ERRORS),
+    "batchSizeTooLarge": Rule(Verdict.REFUSED, CORE_ERRORS),
+    "backendRequestTooLarge": Rule(Verdict.REFUSED, CORE_ERRORS),
+    "internalError": Rule(Verdict.RETRY, CORE_ERRORS),
+    "notReady": Rule(Verdict.RETRY, CORE_ERRORS),
+    "backendNotConnected": Rule(Verdict.RETRY, CORE_ERRORS),
+}
+"""Every error reason the Directory API's pages document, with what the connector does about it
+and where it is documented. A reason not listed falls back on its status (STATUS_FALLBACK)."""
+
+USER_CREATION_NOT_COMPLETE = "User creation is not complete"
 
 
 @dataclass(frozen=True)
@@ -78,13 +145,21 @@ class Answer:
     verdict: Verdict
 
 
-_RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
-_QUOTA_REASONS = frozenset({"quotaExceeded", "dailyLimitExceeded"})
-_AUTH_REASONS = frozenset({"authError", "insufficientPermissions", "forbidden"})
+def _by_status(status: int) -> Verdict:
+    """For a reason the table does not know (or a body that is not Google's JSON, e.g. a proxy)."""
+    if status == 429 or status >= 500:
+        return Verdict.RETRY
+    if status == 401:
+        return Verdict.STOP
+    if status == 409:
+        return Verdict.CONFLICT
+    if status == 404:
+        return Verdict.NOT_FOUND
+    return Verdict.REFUSED
 
 
 def read_error(status: int, content: bytes | str) -> Answer:
-    """Classify an error answer by its status and Google's `error.errors[0].reason`."""
+    """Classify an error answer by Google's `error.errors[0].reason` (REASONS), else by its status."""
     reason, message = "", ""
     try:
         error = json.loads(content or b"{}").get("error", {})
@@ -96,21 +171,25 @@ def read_error(status: int, content: bytes | str) -> Answer:
         message = content.decode(errors="replace")[:200] if isinstance(content, bytes) else str(content)[:200]
     if status < 300:
         verdict = Verdict.OK
-    elif status == 429 or status >= 500 or reason in _RATE_REASONS:
-        verdict = Verdict.RETRY
-    elif reason in _QUOTA_REASONS:
-        verdict = Verdict.QUOTA
-    elif status == 401 or (status == 403 and reason in _AUTH_REASONS):
-        verdict = Verdict.AUTH
-    elif status == 409:
-        verdict = Verdict.CONFLICT
-    elif status == 404:
-        verdict = Verdict.NOT_FOUND
+    elif USER_CREATION_NOT_COMPLETE.lower() in message.lower():
+        verdict = Verdict.NOT_YET
+    elif reason in REASONS:
+        verdict = REASONS[reason].verdict
+        # A 5xx is transient whatever its reason says (e.g. a 503 that names no known reason).
+        if status >= 500 and verdict is not Verdict.RETRY:
+            verdict = Verdict.RETRY
     else:
-        verdict = Verdict.REFUSED
+        verdict = _by_status(status)
     return Answer(status, reason, message or reason, verdict)
 
 
 def backoff(attempt: int, *, base: float = 0.5, ceiling: float = 32.0) -> float:
     """Exponential back-off with 'full jitter' so that retries from many items do not align."""
     return float(random.uniform(0, min(ceiling, base * 2 ** attempt)))  # noqa: S311 - jitter, not security
+
+
+def settle_delay(attempt: int, *, base: float = 0.25, ceiling: float = 8.0) -> float:
+    """The wait before asking again about an object Google is still propagating: at least half of
+    an exponentially growing step, so that a few calls span the delay whatever the jitter draws."""
+    step = min(ceiling, base * 2 ** attempt)
+    return float(step / 2 + random.uniform(0, step / 2))  # noqa: S311 - jitter, not security

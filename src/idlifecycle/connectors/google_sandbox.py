@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from idlifecycle.connectors.google import GoogleConnector, GoogleOptions
 
 SANDBOX_QUOTA_PER_MINUTE = 60_000
+SANDBOX_REPLICATION_WINDOW = 5.0
+"""Seconds a new user or group in the demo's tenant is not yet usable: long enough that the demo's
+member adds, which follow its creates within a second or two, always meet Google's propagation
+delay (the emulator's own default is shorter, to keep the test suite quick)."""
 
 
 def start_sandbox(cls: type[GoogleConnector], context: ConnectorContext, options: GoogleOptions) -> GoogleConnector:
@@ -32,8 +36,10 @@ def start_sandbox(cls: type[GoogleConnector], context: ConnectorContext, options
     folder = Path(context.state_dir) / "google-sandbox"
     folder.mkdir(parents=True, exist_ok=True)
     key_file = folder / "service_account.json"
+    # The service's rules stay on (concurrency limit, propagation delay): the demo meets them too.
     emulator = GoogleEmulator(domains=list(options.domains), state_file=folder / "directory.json",
-                              quota_per_minute=options.quota_per_minute)
+                              quota_per_minute=options.quota_per_minute,
+                              replication_window=SANDBOX_REPLICATION_WINDOW)
     emulator.start()
     try:
         if key_file.exists():

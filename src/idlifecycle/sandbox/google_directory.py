@@ -11,13 +11,29 @@ import base64
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 NEVER = "1970-01-01T00:00:00.000Z"
 """What Google reports as `lastLoginTime` for a user who never signed in."""
+
+REPLICATION_WINDOW_SECONDS = 1.0
+"""How long a just-created user or group stays "not yet everywhere" (see Directory.settling).
+Small, so the demo and every test meet it without waiting long; Google documents no figure."""
+
+NAME_PART_LIMIT = 60
+"""givenName and familyName: "The maximum number of characters in the givenName and in the
+familyName values is 60" (User resource, `name`:
+https://developers.google.com/admin-sdk/directory/reference/rest/v1/users; the same text is in the
+discovery document google-api-python-client ships)."""
+
+DISPLAY_NAME_LIMIT = 256
+"""name.displayName: "Limit: 256 characters" (UserName in the same reference and discovery document)."""
+
+USER_CREATION_NOT_COMPLETE = "User creation is not complete."
 
 Answer = tuple[int, dict[str, Any] | None]
 
@@ -146,6 +162,12 @@ class Directory:
     members: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     orgunits: dict[str, dict[str, Any]] = field(default_factory=dict)
     """lower-cased org unit path -> org unit resource ("/" is the root)."""
+    replication_window: float = REPLICATION_WINDOW_SECONDS
+    """Seconds after its create in which a user or group is not yet usable (0: off)."""
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    born: dict[str, float] = field(default_factory=dict, repr=False)
+    """user or group id -> clock() at its create through the API; not saved (a restart settles all)."""
+    replication_refusals: int = 0
 
     def __post_init__(self) -> None:
         if "/" not in self.orgunits:
@@ -200,6 +222,45 @@ class Directory:
     def customer_ok(self, customer: str) -> bool:
         return customer in ("my_customer", self.customer_id)
 
+    def settling(self, object_id: str) -> bool:
+        """True while a user or group made through the API is still propagating in Google's backends.
+
+        The users.insert reference says "Mutate calls immediately following user creation might
+        sometimes fail as the user isn't fully created due to propagation delay in our backends.
+        Check the error details for the 'User creation is not complete' message"
+        (https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/insert, and the
+        users.insert description in the bundled discovery document). Group member adds straight
+        after a group's create answer 404 groupKey (lithnet/googleapps-managementagent#7,
+        hashicorp/terraform-provider-googleworkspace#162)."""
+        born = self.born.get(object_id)
+        if born is None:
+            return False
+        if self.clock() - born < self.replication_window:
+            return True
+        del self.born[object_id]
+        return False
+
+    def _not_yet_created(self) -> Answer:
+        # Seen from the service as 412 with this message (e.g. a delete or update seconds after the
+        # create); 412's reason in Google's global error domain is conditionNotMet
+        # (https://cloud.google.com/resource-manager/docs/core_errors#PRECONDITION_FAILED).
+        self.replication_refusals += 1
+        return _err(412, USER_CREATION_NOT_COMPLETE, "conditionNotMet")
+
+    def _refused_fresh(self, message: str) -> Answer:
+        self.replication_refusals += 1
+        return _err(404, message, "notFound")
+
+    @staticmethod
+    def _name_refusal(name: Mapping[str, Any]) -> Answer | None:
+        """The documented length limits of the name parts (NAME_PART_LIMIT, DISPLAY_NAME_LIMIT)."""
+        for part, label in (("givenName", "GivenName"), ("familyName", "FamilyName")):
+            if len(str(name.get(part) or "")) > NAME_PART_LIMIT:
+                return _err(400, f"Invalid Given/Family Name: {label}", "invalid")
+        if len(str(name.get("displayName") or "")) > DISPLAY_NAME_LIMIT:
+            return _err(400, "Invalid Input: displayName", "invalid")
+        return None
+
     # -- users --
 
     def insert_user(self, body: Mapping[str, Any]) -> Answer:
@@ -211,6 +272,9 @@ class Directory:
         if not name.get("givenName") or not name.get("familyName"):
             return _err(400, "Invalid Given/Family Name: " + ("GivenName" if not name.get("givenName")
                                                                else "FamilyName"), "invalid")
+        refusal = self._name_refusal(name)
+        if refusal is not None:
+            return refusal
         password = str(body.get("password") or "")
         if not 8 <= len(password) <= 100:
             return _err(400, "Invalid Password", "invalid")
@@ -252,12 +316,18 @@ class Directory:
         self.users[user_id] = user
         self.secrets_[user_id] = {"salt": salt, "password": _hash_password(password, salt), "sign_outs": 0}
         self.addresses[email.lower()] = user_id
+        self.born[user_id] = self.clock()
         return 201, user
 
     def get_user(self, key: str) -> Answer:
         user = self.find_user(key)
         if user is None:
             return _err(404, "Resource Not Found: userKey", "notFound")
+        if self.settling(user["id"]):
+            # A read straight after the create can miss the new user: "the get request ... is
+            # initially sent too quickly and returns a 404" (hashicorp/terraform-provider-googleworkspace#286;
+            # also #304 and lithnet/googleapps-managementagent#80).
+            return self._refused_fresh("Resource Not Found: userKey")
         return 200, user
 
     def patch_user(self, key: str, body: Mapping[str, Any]) -> Answer:
@@ -265,6 +335,12 @@ class Directory:
         if user is None:
             return _err(404, "Resource Not Found: userKey", "notFound")
         user_id = user["id"]
+        if self.settling(user_id):
+            return self._not_yet_created()
+        if "name" in body:
+            refusal = self._name_refusal({**user["name"], **body["name"]})
+            if refusal is not None:
+                return refusal
         if "primaryEmail" in body and str(body["primaryEmail"]).lower() != user["primaryEmail"].lower():
             new = str(body["primaryEmail"])
             if not self._domain_ok(new):
@@ -318,6 +394,8 @@ class Directory:
         if user is None:
             return _err(404, "Resource Not Found: userKey", "notFound")
         user_id = user["id"]
+        if self.settling(user_id):
+            return self._not_yet_created()
         del self.users[user_id]
         for address in [user["primaryEmail"], *user.get("aliases", [])]:
             self.addresses.pop(address.lower(), None)
@@ -331,6 +409,8 @@ class Directory:
         user = self.find_user(key)
         if user is None:
             return _err(404, "Resource Not Found: userKey", "notFound")
+        if self.settling(user["id"]):
+            return self._not_yet_created()
         self.secrets_[user["id"]]["sign_outs"] += 1
         return 204, None
 
@@ -380,6 +460,8 @@ class Directory:
                                          "name": {"givenName": given_name, "familyName": family_name}})
         if status != 201 or user is None:
             raise ValueError(f"cannot seed {email}: {user}")
+        # Seeded users stand for accounts that existed long before the run: already settled.
+        self.born.pop(user["id"], None)
         user["isAdmin"] = admin
         return user
 
@@ -407,6 +489,7 @@ class Directory:
         self.groups[group_id] = group
         self.members[group_id] = {}
         self.addresses[email.lower()] = group_id
+        self.born[group_id] = self.clock()
         return 200, group
 
     def get_group(self, key: str) -> Answer:
@@ -447,10 +530,15 @@ class Directory:
         group = self._find_group(group_key)
         if group is None:
             return _err(404, "Resource Not Found: groupKey", "notFound")
+        if self.settling(group["id"]):
+            return self._refused_fresh("Resource Not Found: groupKey")
         member_key = str(body.get("email") or body.get("id") or "")
         user = self.find_user(member_key) if member_key else None
         if user is None:
             return _err(404, "Resource Not Found: memberKey", "notFound")
+        if self.settling(user["id"]):
+            # Adding a user made seconds ago is a mutate call that references it (see settling).
+            return self._refused_fresh("Resource Not Found: memberKey")
         members = self.members[group["id"]]
         if user["id"] in members:
             return _err(409, "Member already exists.", "duplicate")
