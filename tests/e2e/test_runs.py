@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +17,7 @@ from idlifecycle.executor import new_plan_id
 from idlifecycle.model import Action, Change, Plan, plan_to_json
 from idlifecycle.store import Store
 from tests.doubles import FileDirectory
-from tests.e2e.school import write_pupils
+from tests.e2e.school import slip_passwords, write_pupils
 from tests.e2e.test_cli import idl, school
 from tests.factories import ROOT
 
@@ -47,17 +46,6 @@ def test_a_leaver_who_comes_back_and_leaves_again_is_disabled_again(tmp_path):
     assert again.returncode == 0, again.stderr
     assert not account_of(tmp_path, "000003").enabled, "the third night must disable the leaver again"
     assert "No changes" in idl(tmp_path, "sync").stdout
-
-
-def slip_passwords(folder: Path, pattern: str = "*.pdf") -> list[tuple[str, str]]:
-    """(username, password) on every slip sheet, oldest sheet first, read as a class teacher would."""
-    found: list[tuple[str, str]] = []
-    for pdf in sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime_ns):
-        text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True,
-                              text=True).stdout
-        found += list(zip(re.findall(r"Username:\s+(\S+)", text), re.findall(r"Password:\s+(\S+)", text),
-                          strict=True))
-    return found
 
 
 def test_two_password_resets_of_one_person_are_both_set_and_both_handed_out(tmp_path):

@@ -20,9 +20,8 @@ import pytest
 from idlifecycle.model import Change
 from idlifecycle.store import Store
 from tests.doubles import FileDirectory
-from tests.e2e.school import write_job, write_pupils, write_staff
+from tests.e2e.school import slip_passwords, write_job, write_pupils, write_staff
 from tests.e2e.test_cli import school
-from tests.e2e.test_runs import slip_passwords
 from tests.factories import ROOT
 
 
