@@ -257,8 +257,9 @@ class Executor:
                                    planned.person_id, planned.username, "started", sent=sent_json(planned, item))
                 if self._write_ahead(planned, item):
                     owed_here.add((planned.directory, planned.change_id))
-                self.store.audit("change-started", audit_data(run_plan_id, planned, item, item.target, ""),
-                                 actor=self.actor)
+                if planned.change_id not in earlier:  # a resumed send carries on the intent already audited
+                    self.store.audit("change-started", audit_data(run_plan_id, planned, item, item.target, ""),
+                                     actor=self.actor)
         sent = {item.change_id: item for item in sending}
         try:
             for result in connector.apply(sending):

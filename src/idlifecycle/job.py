@@ -384,8 +384,9 @@ def mark_interrupted_runs(job: Job, actor: str) -> list[int]:
     """Runs left `running` (killed, or the machine stopped) are marked `interrupted`, audited and said.
 
     Called holding the job lock, so none of them is alive. Their journals are never resumed by a
-    later run: it plans afresh from a new snapshot, and the connectors look before they write, so
-    what the killed run had already done is simply not planned again.
+    later run: it plans afresh from a new snapshot, so what the killed run had already done is simply
+    not planned again. What it had sent and not recorded is settled first (`reconcile_started`):
+    audited once as applied when the directory shows it done.
     """
     found = job.store.mark_interrupted(job.config.name)
     for run_id, started_at in found:

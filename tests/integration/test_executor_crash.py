@@ -73,6 +73,16 @@ def test_a_run_killed_mid_apply_and_restarted_applies_every_change_exactly_once(
     assert len(accounts) == 31
     assert len({a.anchor for a in accounts}) == 31
     assert kills == 2
+    _every_write_audited_once(tmp_path, resent=True)
+    # The passwords of accounts created before a kill were never handed out: the next night sets and
+    # hands out fresh ones, so each person gets exactly one, the one they have.
+    night = _run(tmp_path, "2026-11-23", "sync")
+    assert night.returncode == 0, night.stdout + night.stderr
+    handed = Counter(u for u, _ in slip_passwords(tmp_path / "state" / "slips"))
+    assert handed == Counter({a.username: 1 for a in accounts}), handed
+    for username, password in slip_passwords(tmp_path / "state" / "slips"):
+        key = next(a.key for a in accounts if a.username == username)
+        assert hashlib.sha256(password.encode()).hexdigest() == directory.current_password_hash(key)
 
 
 # --- a night killed between a change landing and the tool hearing of it, resumed -------------------
@@ -148,7 +158,9 @@ def sent_id(entry: dict[str, object]) -> str:
     return Change.from_json({**entry, "target": None if creates else entry.get("target")}).change_id
 
 
-def _check_exactly_once(tmp: Path) -> None:
+def _every_write_audited_once(tmp: Path, *, resent: bool = False) -> None:
+    """`resent`: a saved plan applied again re-sends what a killed attempt had only started, and the
+    directory answers "already so" for those that had landed."""
     double = FileDirectory("ad", tmp / "directory.sqlite")
     audit = _audit(tmp)
     # Every write the directory took is audited exactly once as applied (by the id it was sent as); a
@@ -162,13 +174,19 @@ def _check_exactly_once(tmp: Path) -> None:
     assert not not_audited, f"{sum(not_audited.values())} of {sum(landed.values())} applied writes not audited"
     assert applied + Counter({cid: n for cid, n in unknown.items() if cid not in applied}) == landed
     assert set(applied.values()) == {1}
-    assert not [cid for cid, _, outcome in double.writes() if outcome == "already-so"], "a change was sent twice"
+    if not resent:
+        assert not [cid for cid, _, outcome in double.writes() if outcome == "already-so"], "a change was sent twice"
     # Every intent has exactly one outcome.
     started = Counter((d["journal"], d["change_id"]) for e, d in audit if e == "change-started")
     ended = Counter((d["journal"], d["change_id"]) for e, d in audit
                     if e in ("change-applied", "change-already-so", "change-failed", "change-not-applied",
                              "change-outcome-unknown") and "journal" in d)
     assert set(started.values()) == {1} and set(started) <= set(ended) and set(ended.values()) == {1}
+
+
+def _check_exactly_once(tmp: Path) -> None:
+    double = FileDirectory("ad", tmp / "directory.sqlite")
+    _every_write_audited_once(tmp)
 
     db = sqlite3.connect(tmp / "state" / "idlifecycle.db")
     issued = {u.lower(): p for u, p in db.execute("SELECT username, person_id FROM usernames")}
