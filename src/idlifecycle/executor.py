@@ -138,7 +138,8 @@ def reconcile_started(store: Store, snapshots: Mapping[str, Snapshot], *, found_
     Called holding the job lock with fresh snapshots, before planning. Each such change was sent, or
     about to be; the directory now says whether it landed. One that did is audited `change-applied`
     once, attributed to the work that sent it (its journal), and what the store keeps about it is
-    completed (the account's key, the disable date written ahead as pending). One that did not is
+    completed (the account's key, the disable date written ahead as pending; so is any pending disable
+    date of a disable that failed, by whether the account is disabled now). One that did not is
     audited `change-not-applied`, and the plan made next does it afresh. A password set cannot be
     seen: `change-outcome-unknown`, and its delivery stays owed, so a fresh one is set and delivered.
     Returns how many were settled.
@@ -164,8 +165,8 @@ def reconcile_started(store: Store, snapshots: Mapping[str, Snapshot], *, found_
         with store.transaction():
             store.journal(started.journal_id, planned_id, sent.directory, sent.action, pid, sent.username,
                           state, detail, key)
-            if pid is not None and sent.action is Action.DISABLE:
-                store.settle_disable(sent.directory, pid, landed=bool(done))
+            if pid is not None and sent.action is Action.DISABLE and done is not None:
+                store.settle_disable(sent.directory, pid, landed=done)
             if pid is not None and done:
                 if sent.action in (Action.CREATE, Action.ADOPT) and key is not None:
                     store.record_account(sent.directory, pid, key, sent.username)
@@ -181,6 +182,13 @@ def reconcile_started(store: Store, snapshots: Mapping[str, Snapshot], *, found_
             body = {**started.change, "target": sent.target or key, "detail": detail, "journal": started.journal_id}
             store.audit(event, body, actor=actor)
         settled += 1
+    # A disable that failed (or whose answer was lost) may still have landed: its date was kept pending.
+    for directory, pid, key in store.pending_disables():
+        snapshot = snapshots.get(directory)
+        account = None if snapshot is None else next((a for a in snapshot.accounts if a.key == key), None)
+        if account is not None:
+            with store.transaction():
+                store.settle_disable(directory, pid, landed=not account.enabled)
     return settled
 
 
@@ -328,8 +336,7 @@ class Executor:
             if result.outcome is not Outcome.FAILED:
                 self._remember(change, result, target)
             else:
-                if change.action is Action.DISABLE and change.person_id is not None:
-                    self.store.settle_disable(change.directory, change.person_id, landed=False)
+                # A failed disable's pending date is kept: the next run sees whether it landed after all.
                 if owed and change.person_id is not None:
                     # Nothing was set, so nothing is owed (an obligation from before stays).
                     self.store.settle_password(change.person_id, [change.directory])

@@ -261,6 +261,11 @@ class Store:
         self.db.execute("UPDATE accounts SET disable_pending=? WHERE directory=? AND person_id=?",
                         (on.isoformat(), directory, person_id))
 
+    def pending_disables(self) -> list[tuple[str, str, str]]:
+        """(directory, person_id, key) of every disable written ahead and not yet seen landed or not."""
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in self.db.execute(
+            "SELECT directory, person_id, key FROM accounts WHERE disable_pending IS NOT NULL")]
+
     def settle_disable(self, directory: str, person_id: str, landed: bool) -> date | None:
         """A pending disable date becomes the disable date when the disable landed; dropped when not."""
         row = self.db.execute("SELECT disable_pending FROM accounts WHERE directory=? AND person_id=?",

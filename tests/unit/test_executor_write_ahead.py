@@ -112,3 +112,20 @@ def test_the_next_run_settles_what_an_interrupted_run_started_from_the_snapshot(
     assert sorted(o.person_id for o in store.owed_passwords()) == ["000231", "000300"]
     # Settled once: a further run finds nothing left to settle.
     assert reconcile_started(store, {"ad": snapshot}, found_by="run-3", actor="nightly job") == 0
+
+
+def test_a_disable_whose_answer_was_lost_gets_its_date_when_the_next_run_sees_it_landed(tmp_path):
+    store = Store(tmp_path / "state.db")
+    disable = Change("ad", Action.DISABLE, "000100", "16abrown", "left", target="k-old",
+                     before={"enabled": True}, after={"enabled": False})
+
+    class LostReply(Watching):
+        def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+            for change in changes:  # the directory took it; the answer never came back
+                yield Result(change.change_id, Outcome.FAILED, "connection reset", retryable=True)
+
+    Executor(store, {"ad": LostReply(store)}, today=DAY).run(run_journal_id(1), [disable])
+    assert store.disabled_on() == {}
+    later = Snapshot("ad", (account("k-old", "16abrown", anchor="000100", enabled=False),), ())
+    reconcile_started(store, {"ad": later}, found_by="run-2", actor="nightly job")
+    assert store.disabled_on() == {("ad", "000100"): DAY}, "the retention clock starts on the day it was sent"
