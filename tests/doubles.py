@@ -2,8 +2,9 @@
 
 It behaves like a real directory where the executor can notice: keys are assigned by the directory,
 a create for an anchor that already exists answers ALREADY with that key (as the real connectors do
-after a lost response), and it can be slowed down (DOUBLE_DELAY seconds a write) so the crash test
-can kill it mid-run.
+after a lost response), and it can be slowed down (DOUBLE_DELAY seconds before a write, and
+DOUBLE_DELAY_AFTER seconds between the write landing and its answer, a slow reply) so the crash tests
+can kill a run mid-apply, before a change is sent or after the directory took it but before the tool heard.
 Only tests use it; nothing in src/ depends on it.
 """
 
@@ -27,23 +28,25 @@ CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, key TEXT NOT NULL, man
 CREATE TABLE IF NOT EXISTS members (group_name TEXT, account_key TEXT, PRIMARY KEY (group_name, account_key));
 CREATE TABLE IF NOT EXISTS writes (n INTEGER PRIMARY KEY AUTOINCREMENT, change_id TEXT, action TEXT, outcome TEXT);
 CREATE TABLE IF NOT EXISTS passwords (n INTEGER PRIMARY KEY AUTOINCREMENT, account_key TEXT, hash TEXT);
+CREATE TABLE IF NOT EXISTS initial_passwords (account_key TEXT PRIMARY KEY, hash TEXT);
 """
 
 
 class FileDirectory(Connector):
     capabilities: ClassVar[Capabilities] = Capabilities(containers=True, max_username_length=20)
 
-    def __init__(self, name: str, path: Path, delay: float = 0.0) -> None:
+    def __init__(self, name: str, path: Path, delay: float = 0.0, delay_after: float = 0.0) -> None:
         super().__init__(name)
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
         self.db.executescript(SCHEMA)
         self.delay = delay
+        self.delay_after = delay_after
 
     @classmethod
     def from_config(cls, context: ConnectorContext) -> FileDirectory:
         return cls(context.name, Path(context.option("path", required=True)),
-                   float(os.environ.get("DOUBLE_DELAY", "0")))
+                   float(os.environ.get("DOUBLE_DELAY", "0")), float(os.environ.get("DOUBLE_DELAY_AFTER", "0")))
 
     # seeding helpers for tests
     def put(self, account: Account, in_scope: bool = True) -> None:
@@ -68,6 +71,12 @@ class FileDirectory(Connector):
     def password_hashes(self, key: str) -> list[str]:
         """sha256 of each password set on the account, oldest first (a real directory keeps only the last)."""
         return [r[0] for r in self.db.execute("SELECT hash FROM passwords WHERE account_key=? ORDER BY n", (key,))]
+
+    def current_password_hash(self, key: str) -> str | None:
+        """sha256 of the password the account has now: the last one set, or the one it was created with."""
+        rows = self.password_hashes(key) or [r[0] for r in self.db.execute(
+            "SELECT hash FROM initial_passwords WHERE account_key=?", (key,))]
+        return rows[-1] if rows else None
 
     def members(self, group: str) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT account_key FROM members WHERE group_name=?", (group,))}
@@ -99,6 +108,7 @@ class FileDirectory(Connector):
             result = self._apply(change)
             self.db.execute("INSERT INTO writes (change_id, action, outcome) VALUES (?,?,?)",
                             (change.change_id, change.action, result.outcome))
+        time.sleep(self.delay_after)
         return result
 
     def _apply(self, change: Change) -> Result:
@@ -112,6 +122,9 @@ class FileDirectory(Connector):
             self._save(Account(self.name, key, a["username"], a["login"], a["given_name"], a["surname"],
                                a["display_name"], a["anchor"], bool(a["enabled"]), a["container"],
                                dict(a["attributes"]), must_change_password=bool(a["must_change_password"])))
+            if change.password is not None:
+                self.db.execute("INSERT INTO initial_passwords VALUES (?,?)",
+                                (key, hashlib.sha256(change.password.encode()).hexdigest()))
             return Result(cid, Outcome.APPLIED, key=key)
         if change.action is Action.CREATE_GROUP:
             if self.db.execute("SELECT 1 FROM groups WHERE name=?", (change.group,)).fetchone():

@@ -1,8 +1,14 @@
 """Applies a Plan through the connectors, journalling each change so a killed run resumes exactly once.
 
 Every change is written to the journal as `started` before it is sent and as applied / already-so /
-failed afterwards. A restarted run skips what the journal says is done and re-sends what was only
-started; connectors answer ALREADY for those that had in fact landed (they look before they write).
+failed afterwards, each outcome as the connector yields it. With the `started` row, in the same
+transaction, goes what the directory cannot tell a later run: the username issued (the never-reissue
+record), a leaver's disable date (pending until the disable is seen), a password owed until it is
+delivered, and the audit entry's intent (`change-started`); the outcome's audit entry commits with
+the outcome. A run killed in between leaves `started` rows, which the next run settles against a
+fresh snapshot (`reconcile_started`): each change that landed is audited as applied exactly once.
+Applying the same saved plan again re-sends what was only started; connectors answer ALREADY for
+those that had in fact landed (they look before they write), audited as the earlier attempt's.
 
 A journal belongs to one piece of work, named by the caller: a nightly run (`run_journal_id`), one
 reset or decision (`fresh_journal_id`), or one saved plan file (`saved_plan_journal_id`). Only
@@ -19,9 +25,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
 from itertools import groupby
+from typing import Any
 
 from idlifecycle.connectors.base import Connector, ConnectorError
-from idlifecycle.model import Action, Change, Outcome, Plan, Result
+from idlifecycle.model import Action, Change, Outcome, Plan, Result, Snapshot
 from idlifecycle.planner import phase
 from idlifecycle.store import JournalEntry, Store
 
@@ -63,6 +70,126 @@ def new_plan_id() -> str:
 def saved_plan_journal_id(plan: Plan) -> str:
     """The journal of a saved plan file: its own id, or (a file saved before files had one) its digest."""
     return plan.plan_id or f"file-{plan_id(plan)}"
+
+
+def sent_json(planned: Change, sent: Change) -> dict[str, Any]:
+    """The change as sent (an earlier create's key filled in), under its planned id; never a password."""
+    return {**sent.to_json(), "change_id": planned.change_id, "sent_as": sent.change_id}
+
+
+def audit_data(journal_id: str, planned: Change, sent: Change, target: str | None, detail: str) -> dict[str, Any]:
+    """An audit entry's body for one change: what, to whom, in which journal, and the id the directory saw."""
+    return {**planned.to_json(), "target": target, "detail": detail, "journal": journal_id,
+            "sent_as": sent.change_id}
+
+
+def shown_done(change: Change, snapshot: Snapshot) -> tuple[bool | None, str | None]:
+    """Whether a directory's snapshot shows the change made (and the new object's key); None: it cannot say.
+
+    A password set or a session revoked leaves nothing a snapshot shows; an account outside the
+    managed scope cannot be looked at.
+    """
+    after = change.after
+    if change.action is Action.CREATE:
+        anchor = after.get("anchor") or change.person_id
+        found = next((a for a in snapshot.accounts if a.anchor == anchor), None)
+        return found is not None, None if found is None else found.key
+    if change.action in (Action.CREATE_GROUP, Action.ADD_MEMBER, Action.REMOVE_MEMBER):
+        name = str(change.group or "").lower()
+        group = next((g for g in snapshot.groups if g.name.lower() == name), None)
+        if change.action is Action.CREATE_GROUP:
+            return group is not None, None if group is None else group.key
+        if group is None:
+            return change.action is Action.REMOVE_MEMBER, None
+        return (change.target in group.members) == (change.action is Action.ADD_MEMBER), None
+    accounts = {a.key: a for a in snapshot.accounts}
+    if change.action is Action.DELETE:
+        return change.target not in accounts, None
+    account = accounts.get(str(change.target))
+    if account is None or change.action in (Action.SET_PASSWORD, Action.REVOKE_SESSIONS):
+        return None, None
+    if change.action is Action.ADOPT:
+        return account.anchor == after.get("anchor"), account.key
+    if change.action in (Action.ENABLE, Action.DISABLE):
+        return account.enabled == (change.action is Action.ENABLE), None
+    if change.action is Action.RENAME:
+        return account.username.lower() == str(after.get("username", "")).lower(), None
+    if change.action is Action.MOVE:
+        return account.container == after.get("container"), None
+    if change.action is Action.REQUIRE_PASSWORD_CHANGE:
+        return account.must_change_password, None
+    if change.action is Action.UPDATE:
+        fields = account.__dict__
+        for name, value in after.items():
+            if name == "attributes" and isinstance(value, Mapping):
+                if any(account.attributes.get(k) != v for k, v in value.items()):
+                    return False, None
+            elif name not in fields:
+                return None, None
+            elif fields[name] != value:
+                return False, None
+        return True, None
+    return None, None
+
+
+def reconcile_started(store: Store, snapshots: Mapping[str, Snapshot], *, found_by: str, actor: str) -> int:
+    """Settles every change an interrupted run (or apply, reset, approval) started and never recorded.
+
+    Called holding the job lock with fresh snapshots, before planning. Each such change was sent, or
+    about to be; the directory now says whether it landed. One that did is audited `change-applied`
+    once, attributed to the work that sent it (its journal), and what the store keeps about it is
+    completed (the account's key, the disable date written ahead as pending; so is any pending disable
+    date of a disable that failed, by whether the account is disabled now). One that did not is
+    audited `change-not-applied`, and the plan made next does it afresh. A password set cannot be
+    seen: `change-outcome-unknown`, and its delivery stays owed, so a fresh one is set and delivered.
+    Returns how many were settled.
+    """
+    settled = 0
+    for started in store.started_changes():
+        sent = Change.from_json(started.change)
+        snapshot = snapshots.get(sent.directory)
+        if snapshot is None:
+            continue  # a directory not configured any more: left as it is
+        planned_id = started.change_id
+        done, key = shown_done(sent, snapshot)
+        pid = sent.person_id
+        if done:
+            state, event = str(Outcome.APPLIED), "change-applied"
+            detail = f"applied before {started.journal_id} was interrupted; found done by {found_by}"
+        elif done is None:
+            state, event = "unknown", "change-outcome-unknown"
+            detail = f"{started.journal_id} was interrupted; the directory cannot show whether this landed"
+        else:
+            state, event = "not-applied", "change-not-applied"
+            detail = f"{started.journal_id} was interrupted before this was applied; {found_by} plans afresh"
+        with store.transaction():
+            store.journal(started.journal_id, planned_id, sent.directory, sent.action, pid, sent.username,
+                          state, detail, key)
+            if pid is not None and sent.action is Action.DISABLE and done is not None:
+                store.settle_disable(sent.directory, pid, landed=done)
+            if pid is not None and done:
+                if sent.action in (Action.CREATE, Action.ADOPT) and key is not None:
+                    store.record_account(sent.directory, pid, key, sent.username)
+                    store.record_username(sent.username, pid)
+                elif sent.action is Action.RENAME:
+                    store.record_username(str(sent.after["username"]), pid)
+                elif sent.action is Action.ENABLE:
+                    store.mark_disabled(sent.directory, pid, None)
+                elif sent.action is Action.DELETE:
+                    store.forget_account(sent.directory, pid)
+            if pid is not None and sent.action is Action.CREATE and done is False:
+                store.settle_password(pid, [sent.directory])  # no account: its password reached nobody's account
+            body = {**started.change, "target": sent.target or key, "detail": detail, "journal": started.journal_id}
+            store.audit(event, body, actor=actor)
+        settled += 1
+    # A disable that failed (or whose answer was lost) may still have landed: its date was kept pending.
+    for directory, pid, key in store.pending_disables():
+        snapshot = snapshots.get(directory)
+        account = None if snapshot is None else next((a for a in snapshot.accounts if a.key == key), None)
+        if account is not None:
+            with store.transaction():
+                store.settle_disable(directory, pid, landed=not account.enabled)
+    return settled
 
 
 class Executor:
@@ -113,7 +240,7 @@ class Executor:
             if resolved is None:
                 result = Result(change.change_id, Outcome.FAILED,
                                 f"the account for {change.username} was not created, so this was not attempted")
-                self._record(run_plan_id, change, result, None)
+                self._record(run_plan_id, change, change, result, None)
                 results.append(result)
                 continue
             if resolved.action in (Action.CREATE, Action.SET_PASSWORD) and resolved.password is None \
@@ -123,11 +250,25 @@ class Executor:
             sending.append(resolved)
         if not sending:
             return results
+        # Started in an earlier attempt of this same journal (a saved plan applied again after a kill):
+        # the directory answering "already so" for one of these is our own earlier write landing.
+        earlier = {c.change_id for c in originals.values()
+                   if journal.get(c.change_id) is not None and journal[c.change_id].state == "started"}
+        # Write-ahead, in one transaction, before anything is sent: what the directory cannot tell the
+        # next run if this one dies after the request lands (the username issued, the leaver's disable
+        # date, a password owed) and the audit entry's intent. The outcome follows per change.
+        owed_here: set[tuple[str, str]] = set()
         with self.store.transaction():
             for item in sending:
                 planned = originals[item.change_id]
                 self.store.journal(run_plan_id, planned.change_id, planned.directory, planned.action,
-                                   planned.person_id, planned.username, "started")
+                                   planned.person_id, planned.username, "started", sent=sent_json(planned, item))
+                if self._write_ahead(planned, item):
+                    owed_here.add((planned.directory, planned.change_id))
+                if planned.change_id not in earlier:  # a resumed send carries on the intent already audited
+                    self.store.audit("change-started", audit_data(run_plan_id, planned, item, item.target, ""),
+                                     actor=self.actor)
+        sent = {item.change_id: item for item in sending}
         try:
             for result in connector.apply(sending):
                 if result.change_id not in originals:
@@ -136,16 +277,36 @@ class Executor:
                 mapped = replace(result, change_id=planned.change_id)
                 if planned.person_id and mapped.key and planned.action in (Action.CREATE, Action.ADOPT):
                     keys[(planned.directory, planned.person_id)] = mapped.key
-                self._record(run_plan_id, planned, mapped, self._target(planned, keys))
+                self._record(run_plan_id, planned, sent[result.change_id], mapped, self._target(planned, keys),
+                             earlier=planned.change_id in earlier,
+                             owed=(planned.directory, planned.change_id) in owed_here)
                 results.append(mapped)
         except ConnectorError as error:
             # The batch could not go on (e.g. the directory went away): what was not answered failed,
             # and the next run plans it afresh from a new snapshot.
-            for planned in originals.values():
+            for item_id, planned in originals.items():
                 result = Result(planned.change_id, Outcome.FAILED, str(error), retryable=error.retryable)
-                self._record(run_plan_id, planned, result, self._target(planned, keys))
+                self._record(run_plan_id, planned, sent[item_id], result, self._target(planned, keys),
+                             owed=(planned.directory, planned.change_id) in owed_here)
                 results.append(result)
         return results
+
+    def _write_ahead(self, planned: Change, item: Change) -> bool:
+        """Records before sending what only this tool can know afterwards; True if a password is newly owed."""
+        pid = planned.person_id
+        if pid is None:
+            return False
+        if planned.action in (Action.CREATE, Action.ADOPT):
+            self.store.record_username(planned.username, pid)
+        elif planned.action is Action.RENAME:
+            self.store.record_username(str(planned.after["username"]), pid)
+        elif planned.action is Action.DISABLE and item.target is not None:
+            self.store.mark_disable_pending(planned.directory, pid, item.target, planned.username, self.today)
+        if planned.action in (Action.CREATE, Action.SET_PASSWORD) and item.password is not None:
+            # Owed until delivered: if this run dies after the directory took the password, nobody has it.
+            why = "new account" if planned.action is Action.CREATE else planned.reason
+            return self.store.owe_password(pid, planned.directory, planned.username, why)
+        return False
 
     @staticmethod
     def _target(change: Change, keys: Mapping[tuple[str, str], str]) -> str | None:
@@ -160,16 +321,26 @@ class Executor:
         target = self._target(change, keys)
         return None if target is None else replace(change, target=target)
 
-    def _record(self, run_plan_id: str, change: Change, result: Result, target: str | None) -> None:
-        self.store.journal(run_plan_id, change.change_id, change.directory, change.action, change.person_id,
-                           change.username, result.outcome, result.detail, result.key)
-        if result.outcome is not Outcome.FAILED:
-            self._remember(change, result, target)
-        self.store.audit(
-            "change-" + str(result.outcome),
-            {**change.to_json(), "target": target, "detail": result.detail},
-            actor=self.actor,
-        )
+    def _record(self, run_plan_id: str, change: Change, sent: Change, result: Result, target: str | None, *,
+                earlier: bool = False, owed: bool = False) -> None:
+        """The outcome of one change, as it arrives: journal, store, and audit commit together."""
+        event = "change-" + str(result.outcome)
+        detail = result.detail
+        if earlier and result.outcome is Outcome.ALREADY:
+            # Our own write from the attempt that was killed: it is audited as applied, once, here.
+            event = "change-applied"
+            detail = "applied by an earlier attempt of this plan that was interrupted before recording it"
+        with self.store.transaction():
+            self.store.journal(run_plan_id, change.change_id, change.directory, change.action, change.person_id,
+                               change.username, result.outcome, result.detail, result.key)
+            if result.outcome is not Outcome.FAILED:
+                self._remember(change, result, target)
+            else:
+                # A failed disable's pending date is kept: the next run sees whether it landed after all.
+                if owed and change.person_id is not None:
+                    # Nothing was set, so nothing is owed (an obligation from before stays).
+                    self.store.settle_password(change.person_id, [change.directory])
+            self.store.audit(event, audit_data(run_plan_id, change, sent, target, detail), actor=self.actor)
         changes_log.info(json.dumps({
             "event": "change", "directory": change.directory, "action": str(change.action),
             "username": change.username, "group": change.group, "outcome": str(result.outcome),
@@ -190,7 +361,9 @@ class Executor:
         elif change.action is Action.DISABLE:
             if target is not None:
                 self.store.record_account(change.directory, pid, target, change.username)
-            self.store.mark_disabled(change.directory, pid, self.today)
+            # The date written ahead of the send (this run's), or today's for a change done already.
+            if self.store.settle_disable(change.directory, pid, landed=True) is None:
+                self.store.mark_disabled(change.directory, pid, self.today)
         elif change.action is Action.ENABLE:
             self.store.mark_disabled(change.directory, pid, None)
         elif change.action is Action.DELETE:

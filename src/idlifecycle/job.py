@@ -18,7 +18,14 @@ from idlifecycle import access, passwords
 from idlifecycle.config import JobConfig, Secrets, load_job_config
 from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorError, build_connector
 from idlifecycle.errors import ConfigError, FeedError, GuardTripped, StalePlan, UserError
-from idlifecycle.executor import Executor, PasswordFor, fresh_journal_id, run_journal_id, saved_plan_journal_id
+from idlifecycle.executor import (
+    Executor,
+    PasswordFor,
+    fresh_journal_id,
+    reconcile_started,
+    run_journal_id,
+    saved_plan_journal_id,
+)
 from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, read_feeds
 from idlifecycle.feeds.limits import check_lengths
 from idlifecycle.guards import (
@@ -31,6 +38,7 @@ from idlifecycle.guards import (
 )
 from idlifecycle.model import Action, Change, Outcome, Person, Plan, Result, RowError, Snapshot
 from idlifecycle.notify import Mailer
+from idlifecycle.passwords.owed import owed_changes, still_owed
 from idlifecycle.planner import Held, PlanState, ShareGroupsLike
 from idlifecycle.planner import plan as make_plan
 from idlifecycle.shape import (
@@ -66,6 +74,8 @@ class RunReport:
     feed_errors: tuple[str, ...] = field(default=())
     feed_profile: Mapping[str, Any] = field(default_factory=dict)
     """The feed's columns and group sizes, kept when the run succeeds for the next run's shape guards."""
+    owed_passwords: tuple[str, ...] = ()
+    """Everyone still waiting for a password after this run (`passwords.owed.still_owed`)."""
 
     def counts(self) -> dict[str, int]:
         """Applied changes by action."""
@@ -358,8 +368,11 @@ def run_sync(
         except BaseException as error:
             job.store.finish_run(run_id, "error", None, {"error": type(error).__name__})
             raise
+        if apply:
+            report = replace(report, owed_passwords=still_owed(job.store))
         job.store.finish_run(run_id, report.status, report.plan.people_count,
-                             {"counts": report.counts(), "failures": len(report.failures)})
+                             {"counts": report.counts(), "failures": len(report.failures),
+                              "passwords_owed": len(report.owed_passwords)})
         if apply and report.feed_profile:
             job.store.record_feed_profile(job.config.name, run_id, report.feed_profile)
         if apply:
@@ -371,8 +384,9 @@ def mark_interrupted_runs(job: Job, actor: str) -> list[int]:
     """Runs left `running` (killed, or the machine stopped) are marked `interrupted`, audited and said.
 
     Called holding the job lock, so none of them is alive. Their journals are never resumed by a
-    later run: it plans afresh from a new snapshot, and the connectors look before they write, so
-    what the killed run had already done is simply not planned again.
+    later run: it plans afresh from a new snapshot, so what the killed run had already done is simply
+    not planned again. What it had sent and not recorded is settled first (`reconcile_started`):
+    audited once as applied when the directory shows it done.
     """
     found = job.store.mark_interrupted(job.config.name)
     for run_id, started_at in found:
@@ -423,8 +437,16 @@ def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, act
     _report_refused_rows(job, run_id, feed.errors, actor)
     with job.open_connectors() as connectors:
         snapshots = job.snapshots(connectors)
+        if apply:
+            # What an interrupted run (or apply, reset, approval) sent and never recorded is settled
+            # against the directories as they are now, before anything is planned from them.
+            reconcile_started(job.store, snapshots, found_by=run_journal_id(run_id), actor=actor)
         plan, held, termly = job.plan_from(feed, snapshots, connectors)
         people = {p.person_id: p for p in feed.people if not held.holds(p.person_id)}
+        if apply:
+            owed = owed_changes(job.store, snapshots, people, plan.changes, holds=held.holds,
+                                absence_counts=not held.unidentified, actor=actor)
+            plan = replace(plan, changes=plan.changes + tuple(owed))
         if plan.held:
             job.store.audit("people-held", {"run": run_id, "held": list(plan.held)}, actor=actor)
         if on_plan is not None:
@@ -455,7 +477,8 @@ def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, act
         results = job.execute(plan, connectors, actor=actor, on_result=on_result, journal_id=run_journal_id(run_id),
                               password_for=issuer.password_for(people, plan.changes))
         passwords.record_termly_results(job, termly, results)
-        issuer.deliver(Mailer.from_job(job), applied=_people_given_passwords(plan, results))
+        given = passwords_set_in(plan, results)
+        issuer.deliver(Mailer.from_job(job), applied=set(given), set_in=given)
         failures = failures_of(plan, results)
         report = RunReport(run_id, "partial" if failures else "ok", plan, tuple(results),
                            failures=failures, feed_errors=feed_errors, feed_profile=profile)
@@ -489,11 +512,13 @@ def _report_refused_rows(job: Job, run_id: int, errors: Sequence[RowError], acto
     job.store.audit("feed-rows-refused", {"run": run_id, "rows": [str(e) for e in errors]}, actor=actor)
 
 
-def _people_given_passwords(plan: Plan, results: Sequence[Result]) -> set[str]:
-    """Whose new password at least one directory accepted: only those are handed out."""
+def passwords_set_in(plan: Plan, results: Sequence[Result]) -> dict[str, set[str]]:
+    """person_id -> the directories that accepted their new password: only those people are handed one,
+    and only there is the password no longer owed once it is delivered."""
     outcome = {r.change_id: r.outcome for r in results}
-    return {
-        c.person_id for c in plan.changes
-        if c.person_id and c.action in (Action.CREATE, Action.SET_PASSWORD)
-        and outcome.get(c.change_id) is Outcome.APPLIED
-    }
+    given: dict[str, set[str]] = {}
+    for c in plan.changes:
+        if c.person_id and c.action in (Action.CREATE, Action.SET_PASSWORD) \
+                and outcome.get(c.change_id) is Outcome.APPLIED:
+            given.setdefault(c.person_id, set()).add(c.directory)
+    return given

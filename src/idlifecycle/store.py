@@ -6,15 +6,18 @@ Feature modules (passwords, access) keep their own tables in the same file throu
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+from idlifecycle.errors import UserError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cursors (
@@ -47,6 +50,11 @@ CREATE TABLE IF NOT EXISTS journal (
 CREATE TABLE IF NOT EXISTS feed_profiles (
     job TEXT PRIMARY KEY, run_id INTEGER NOT NULL, data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS passwords_owed (
+    person_id TEXT NOT NULL, directory TEXT NOT NULL, username TEXT NOT NULL,
+    reason TEXT NOT NULL, since TEXT NOT NULL,
+    PRIMARY KEY (person_id, directory)
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL, event TEXT NOT NULL, actor TEXT NOT NULL, data TEXT NOT NULL,
@@ -78,13 +86,82 @@ class JournalEntry:
     key: str | None
 
 
+@dataclass(frozen=True)
+class StartedChange:
+    """A journal row still `started`: sent (or about to be) by work that never recorded its outcome."""
+
+    journal_id: str
+    change_id: str
+    change: dict[str, Any]
+    """The change as it was sent (an account created earlier in that run filled in), no password."""
+
+
+@dataclass(frozen=True)
+class OwedPassword:
+    """Someone whose new password was set (or may have been) but never delivered to them."""
+
+    person_id: str
+    directory: str
+    username: str
+    reason: str
+    since: str
+
+
+class StorageError(UserError):
+    """The state database cannot be written (disk full, read-only file or folder): one line, exit 1."""
+
+
+_FULL = ("database or disk is full", "disk i/o error")
+_READ_ONLY = ("readonly database", "read-only", "unable to open database file", "attempt to write")
+
+
+def storage_problem(path: Path, error: BaseException) -> StorageError | None:
+    """What to tell the school when the state database (or its folder) cannot be written; None if not that."""
+    text = str(error).lower()
+    number = getattr(error, "errno", None)
+    if number == errno.ENOSPC or any(word in text for word in _FULL):
+        what = "the disk is full"
+        fix = "free some space on it"
+    elif number in (errno.EROFS, errno.EACCES, errno.EPERM) or any(word in text for word in _READ_ONLY):
+        what = "it is read-only"
+        fix = "make the file and its folder writable by this user"
+    else:
+        return None
+    return StorageError(f"cannot write the state database {path}: {what}; {fix}, then rerun "
+                        f"(what was done is kept; the next run carries on from the directories as they are)")
+
+
+class _Connection(sqlite3.Connection):
+    """Turns a disk-full or read-only failure into StorageError naming the file (the CLI prints one line)."""
+
+    store_path: Path = Path()
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.OperationalError as error:
+            raise storage_problem(self.store_path, error) or error from None
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        try:
+            return super().executescript(sql_script)
+        except sqlite3.OperationalError as error:
+            raise storage_problem(self.store_path, error) or error from None
+
+
 class Store:
     """One SQLite file. Not shared between threads: open one per thread."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, factory=_Connection)
+        except (OSError, sqlite3.OperationalError) as error:
+            raise storage_problem(self.path, error) or error from None
+        assert isinstance(db, _Connection)
+        db.store_path = self.path
+        self.db: sqlite3.Connection = db
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         # FULL: a journal row written just before a kill -9 must still be there afterwards.
@@ -92,8 +169,17 @@ class Store:
         self.db.executescript(SCHEMA)
         # The run's date (its --today, or the clock), for the guard against a clock that went backwards
         # or jumped; added to stores made before it was recorded.
-        if "day" not in {str(r["name"]) for r in self.db.execute("PRAGMA table_info(runs)")}:
+        if "day" not in self._columns("runs"):
             self.db.execute("ALTER TABLE runs ADD COLUMN day TEXT")
+        # The change as sent, so the next run can tell from the directory whether a change an interrupted
+        # run had started landed; and a leaver's disable date written before the disable is sent.
+        if "change" not in self._columns("journal"):
+            self.db.execute("ALTER TABLE journal ADD COLUMN change TEXT")
+        if "disable_pending" not in self._columns("accounts"):
+            self.db.execute("ALTER TABLE accounts ADD COLUMN disable_pending TEXT")
+
+    def _columns(self, table: str) -> set[str]:
+        return {str(r["name"]) for r in self.db.execute(f"PRAGMA table_info({table})")}
 
     def close(self) -> None:
         self.db.close()
@@ -103,11 +189,16 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write. Inside another transaction it is part of that one (they commit together)."""
+        if self.db.in_transaction:
+            yield self.db
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
 
@@ -158,9 +249,36 @@ class Store:
 
     def mark_disabled(self, directory: str, person_id: str, on: date | None) -> None:
         self.db.execute(
-            "UPDATE accounts SET disabled_on=? WHERE directory=? AND person_id=?",
+            "UPDATE accounts SET disabled_on=?, disable_pending=NULL WHERE directory=? AND person_id=?",
             (None if on is None else on.isoformat(), directory, person_id),
         )
+
+    def mark_disable_pending(self, directory: str, person_id: str, key: str, username: str, on: date) -> None:
+        """Written before a disable is sent: if the run dies after the directory took it, the next run
+        finds the account disabled and makes this its disable date (`settle_disable`), so the
+        retention clock starts and the account is deleted in time."""
+        self.record_account(directory, person_id, key, username)
+        self.db.execute("UPDATE accounts SET disable_pending=? WHERE directory=? AND person_id=?",
+                        (on.isoformat(), directory, person_id))
+
+    def pending_disables(self) -> list[tuple[str, str, str]]:
+        """(directory, person_id, key) of every disable written ahead and not yet seen landed or not."""
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in self.db.execute(
+            "SELECT directory, person_id, key FROM accounts WHERE disable_pending IS NOT NULL")]
+
+    def settle_disable(self, directory: str, person_id: str, landed: bool) -> date | None:
+        """A pending disable date becomes the disable date when the disable landed; dropped when not."""
+        row = self.db.execute("SELECT disable_pending FROM accounts WHERE directory=? AND person_id=?",
+                              (directory, person_id)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        on = date.fromisoformat(str(row[0]))
+        if landed:
+            self.mark_disabled(directory, person_id, on)
+        else:
+            self.db.execute("UPDATE accounts SET disable_pending=NULL WHERE directory=? AND person_id=?",
+                            (directory, person_id))
+        return on if landed else None
 
     def forget_account(self, directory: str, person_id: str) -> None:
         self.db.execute("DELETE FROM accounts WHERE directory=? AND person_id=?", (directory, person_id))
@@ -251,15 +369,55 @@ class Store:
         }
 
     def journal(self, plan_id: str, change_id: str, directory: str, action: str, person_id: str | None,
-                username: str, state: str, detail: str = "", key: str | None = None) -> None:
+                username: str, state: str, detail: str = "", key: str | None = None,
+                sent: Mapping[str, Any] | None = None) -> None:
+        """Records a change's state; `sent` (the change as sent, no password) is kept from its `started` row."""
         self.db.execute(
-            "INSERT INTO journal VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
-            "state=excluded.state, detail=excluded.detail, key=excluded.key, at=excluded.at",
-            (change_id, plan_id, directory, action, person_id, username, state, detail, key, utcnow().isoformat()),
+            "INSERT INTO journal (change_id, plan_id, directory, action, person_id, username, state, detail, key, "
+            "at, change) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+            "state=excluded.state, detail=excluded.detail, key=excluded.key, at=excluded.at, "
+            "change=COALESCE(excluded.change, change)",
+            (change_id, plan_id, directory, action, person_id, username, state, detail, key, utcnow().isoformat(),
+             None if sent is None else json.dumps(sent, sort_keys=True, default=str)),
         )
+
+    def started_changes(self) -> list[StartedChange]:
+        """Every change still `started` in any journal, oldest first.
+
+        Read holding the job lock, when no work that could own them is alive: each was sent, or about
+        to be, by a run or apply that was killed before it recorded the outcome.
+        """
+        return [StartedChange(str(r["plan_id"]), str(r["change_id"]), dict(json.loads(r["change"])))
+                for r in self.db.execute("SELECT plan_id, change_id, change FROM journal "
+                                         "WHERE state='started' AND change IS NOT NULL ORDER BY at, rowid")]
+
+    # passwords owed: set (or maybe set) in a directory and not yet delivered; never the password itself
+    def owe_password(self, person_id: str, directory: str, username: str, reason: str) -> bool:
+        """Records the obligation (kept with its first reason and date if already owed); True if new."""
+        cur = self.db.execute("INSERT INTO passwords_owed VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                              (person_id, directory, username, reason, utcnow().isoformat()))
+        return cur.rowcount > 0
+
+    def note_password_owed(self, person_id: str, reason: str) -> None:
+        """Why a password is still not delivered (a mail failure), for the run summary."""
+        self.db.execute("UPDATE passwords_owed SET reason=? WHERE person_id=?", (reason, person_id))
+
+    def settle_password(self, person_id: str, directories: Sequence[str] | None = None) -> None:
+        """The obligation ends: delivered, or (for one directory) nothing was set there after all."""
+        if directories is None:
+            self.db.execute("DELETE FROM passwords_owed WHERE person_id=?", (person_id,))
+            return
+        for directory in directories:
+            self.db.execute("DELETE FROM passwords_owed WHERE person_id=? AND directory=?", (person_id, directory))
+
+    def owed_passwords(self) -> list[OwedPassword]:
+        return [OwedPassword(str(r["person_id"]), str(r["directory"]), str(r["username"]), str(r["reason"]),
+                             str(r["since"]))
+                for r in self.db.execute("SELECT * FROM passwords_owed ORDER BY since, person_id, directory")]
 
     # audit: append-only, each row chained to the one before by hash
     def audit(self, event: str, data: Mapping[str, Any], actor: str = "idlifecycle") -> None:
+        """Appends one entry; inside a transaction it commits with what it describes, or not at all."""
         with self.transaction() as db:
             row = db.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
             prev = GENESIS if row is None else str(row[0])

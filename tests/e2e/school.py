@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import re
+import subprocess
 from pathlib import Path
 
 from tests import jobfiles
@@ -40,3 +42,14 @@ def write_job(tmp: Path) -> Path:
                     {"path": str(tmp / "directory.sqlite")})
     return jobfiles.write_job(tmp / "job.toml", connectors=["connectors/double.toml"],
                               mappings=[ROOT / "mappings" / "school.toml"], guards={})
+
+
+def slip_passwords(folder: Path, pattern: str = "*.pdf") -> list[tuple[str, str]]:
+    """(username, password) on every slip sheet, oldest sheet first, read as a class teacher would."""
+    found: list[tuple[str, str]] = []
+    for pdf in sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime_ns):
+        text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True,
+                              text=True).stdout
+        found += list(zip(re.findall(r"Username:\s+(\S+)", text), re.findall(r"Password:\s+(\S+)", text),
+                          strict=True))
+    return found

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.doubles import FileDirectory
-from tests.e2e.school import write_job, write_pupils, write_staff
+from tests.e2e.school import slip_passwords, write_job, write_pupils, write_staff
 from tests.factories import ROOT
 
 STAFF = [("JDO", "Jane", "Doe", "Teacher"), ("HCA", "Helen", "Carter", "Head Teacher")]
@@ -213,3 +216,75 @@ def test_feed_check_of_the_job_says_each_feed_comes_from_the_job_file(tmp_path):
     assert result.returncode == 0, result.stdout
     assert f"feed {tmp_path / 'pupils.csv'}: mis-csv (from the job file)" in result.stdout.splitlines()
     assert "  Adno -> person_id" in result.stdout.splitlines()
+
+
+@contextmanager
+def small_disk(folder: Path, size: str = "16m") -> Iterator[Path]:
+    """`folder` on a tmpfs of its own (root only), so a test can fill it up or make it read-only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill(folder: Path, leave_kib: int) -> Path:
+    """Fills the file system under `folder` until only `leave_kib` KiB are free."""
+    free = os.statvfs(folder)
+    filler = folder / "filler"
+    filler.write_bytes(b"\0" * (free.f_bavail * free.f_frsize - leave_kib * 1024))
+    return filler
+
+
+def said(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """What a person sees on stderr, without the one-JSON-line-per-change log cron gets."""
+    return [line for line in result.stderr.splitlines() if not line.startswith("{")
+            and not line.startswith("password slips for ")]
+
+
+def test_a_disk_that_fills_up_mid_run_is_one_clear_line_and_the_next_run_finishes_the_night(tmp_path):
+    school(tmp_path)
+    with small_disk(tmp_path / "state") as state:
+        filler = fill(state, 350)
+        full = idl(tmp_path, "sync")
+        assert full.returncode == 1, full.stdout + full.stderr
+        assert said(full) == [f"idlifecycle: cannot write the state database {state / 'idlifecycle.db'}: the disk is "
+                              "full; free some space on it, then rerun (what was done is kept; the next run carries "
+                              "on from the directories as they are)"], full.stderr
+        double = FileDirectory("ad", tmp_path / "directory.sqlite")
+        assert 0 < len(double.writes()) < 181, "the disk filled up part of the way through the night"
+        filler.unlink()
+        resumed = idl(tmp_path, "sync")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        accounts = {a.username: a for a in double.accounts()}
+        assert len(accounts) == 42
+        handed = slip_passwords(state / "slips")
+        assert sorted(u for u, _ in handed) == sorted(accounts), "each new account's password handed out once"
+        for username, password in handed:
+            assert hashlib.sha256(password.encode()).hexdigest() == double.current_password_hash(accounts[username].key)
+        assert idl(tmp_path, "audit", "verify").returncode == 0
+        assert "No changes" in idl(tmp_path, "sync").stdout
+
+
+def test_a_read_only_state_database_is_one_clear_line_and_nothing_is_changed(tmp_path):
+    school(tmp_path)
+    with small_disk(tmp_path / "state") as state:
+        assert idl(tmp_path, "sync").returncode == 0
+        write_pupils(tmp_path / "pupils.csv", 40, leaving={3: "22/07/2026"})
+        double = FileDirectory("ad", tmp_path / "directory.sqlite")
+        writes = len(double.writes())
+        subprocess.run(["mount", "-o", "remount,ro", str(state)], check=True)
+        stopped = idl(tmp_path, "sync")
+        assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+        assert said(stopped) == [f"idlifecycle: cannot write the state database {state / 'idlifecycle.db'}: it is "
+                                 "read-only; make the file and its folder writable by this user, then rerun (what "
+                                 "was done is kept; the next run carries on from the directories as they are)"]
+        assert len(double.writes()) == writes, "nothing is sent while nothing can be recorded"
+        subprocess.run(["mount", "-o", "remount,rw", str(state)], check=True)
+        night = idl(tmp_path, "sync")
+        assert night.returncode == 0, night.stderr
+        assert not next(a for a in double.accounts() if a.anchor == "000003").enabled

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +17,7 @@ from idlifecycle.executor import new_plan_id
 from idlifecycle.model import Action, Change, Plan, plan_to_json
 from idlifecycle.store import Store
 from tests.doubles import FileDirectory
-from tests.e2e.school import write_pupils
+from tests.e2e.school import slip_passwords, write_pupils
 from tests.e2e.test_cli import idl, school
 from tests.factories import ROOT
 
@@ -47,17 +46,6 @@ def test_a_leaver_who_comes_back_and_leaves_again_is_disabled_again(tmp_path):
     assert again.returncode == 0, again.stderr
     assert not account_of(tmp_path, "000003").enabled, "the third night must disable the leaver again"
     assert "No changes" in idl(tmp_path, "sync").stdout
-
-
-def slip_passwords(folder: Path) -> list[tuple[str, str]]:
-    """(username, password) on every slip sheet, oldest sheet first, read as a class teacher would."""
-    found: list[tuple[str, str]] = []
-    for pdf in sorted(folder.glob("*.pdf"), key=lambda p: p.stat().st_mtime_ns):
-        text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True,
-                              text=True).stdout
-        found += list(zip(re.findall(r"Username:\s+(\S+)", text), re.findall(r"Password:\s+(\S+)", text),
-                          strict=True))
-    return found
 
 
 def test_two_password_resets_of_one_person_are_both_set_and_both_handed_out(tmp_path):
@@ -245,3 +233,19 @@ def test_a_saved_access_review_plan_is_checked_against_its_accounts_not_against_
     applied = idl(tmp_path, "apply", "review-plan.json")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert double.members("Share-SEN-Restricted") == set()
+
+
+def test_apply_of_a_saved_plan_hands_out_the_new_starters_passwords_like_sync(tmp_path):
+    school(tmp_path)
+    assert idl(tmp_path, "plan", "--out", "plan.json").returncode == 0
+    applied = idl(tmp_path, "apply", "plan.json")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "Passwords not yet delivered" not in applied.stdout
+    double = directory(tmp_path)
+    accounts = {a.username: a for a in double.accounts()}
+    handed = slip_passwords(tmp_path / "state" / "slips")
+    assert sorted(u for u, _ in handed) == sorted(accounts), "everyone created is given their password once"
+    for username, password in handed:
+        assert hashlib.sha256(password.encode()).hexdigest() == double.current_password_hash(accounts[username].key)
+    assert len(audit_events(tmp_path, "password-delivered")) == 42
+    assert "No changes" in idl(tmp_path, "sync").stdout

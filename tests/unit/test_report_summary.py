@@ -40,3 +40,12 @@ def test_incidents_failures_and_skipped_feed_rows_are_each_listed() -> None:
     assert "Security incidents:\n  - SECURITY INCIDENT: x added to SG-Safeguarding" in text
     assert "Failures (the next run retries them):\n  - entra: create ann: 503 try later" in text
     assert "Rows of the feed that were refused (fix them in the MIS):\n  - pupils.csv:4: UPN: bad" in text
+
+
+def test_people_still_waiting_for_a_password_are_listed() -> None:
+    report = RunReport(10, "ok", Plan((), {}), owed_passwords=(
+        "jdoe (ad): email to office@school.example.org failed: connection refused, waiting since 2026-11-23",))
+    _, text = run_summary("nightly", report)
+    assert ("Passwords not yet delivered (the next run sets a fresh one for each and delivers it):\n"
+            "  - jdoe (ad): email to office@school.example.org failed: connection refused, waiting since 2026-11-23"
+            ) in text

@@ -7,6 +7,7 @@ Exit codes: 0 done or nothing to do, 1 error (bad input, a directory refused, so
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import logging
@@ -94,6 +95,16 @@ def setup_logging(log_format: str, verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.INFO if verbose or not sys.stderr.isatty() else logging.WARNING)
 
 
+def cannot_write(error: OSError) -> str:
+    """One line for a file that could not be written or read, naming it and what to do."""
+    where = error.filename or "a file"
+    if error.errno == errno.ENOSPC:
+        return f"cannot write {where}: the disk is full; free some space on it, then rerun"
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {where}: {error.strerror}; make it (and its folder) writable by this user, then rerun"
+    return f"{where}: {error.strerror or error}"
+
+
 PRIVATE_UMASK = 0o077
 """Everything the tool writes (the state database with every pupil's details, plans, slips, reviews, caches)
 is its user's alone, whatever umask cron or a shell hands it: files 0600, folders 0700."""
@@ -113,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_GUARD
     except UserError as error:
         print(f"idlifecycle: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as error:
+        # A file the tool writes beside its database (the lock, slips, plans) on a full or read-only disk.
+        print(f"idlifecycle: {cannot_write(error)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("idlifecycle: interrupted; rerun to finish (the journal keeps what was done)", file=sys.stderr)

@@ -22,8 +22,11 @@ from idlifecycle.feeds import (
     guess_format,
     read_feeds,
 )
-from idlifecycle.job import Job, RunReport, failures_of, load_job, run_sync
+from idlifecycle.job import Job, RunReport, failures_of, load_job, passwords_set_in, run_sync
 from idlifecycle.model import Action, Change, Plan, Result, plan_from_json, plan_to_json
+from idlifecycle.notify import Mailer
+from idlifecycle.passwords.issuer import PasswordIssuer
+from idlifecycle.passwords.owed import still_owed
 
 EXIT_ROWS_REFUSED = 3
 """Done, but some feed rows were refused: their people were held (nothing changed for them)."""
@@ -151,12 +154,34 @@ def cmd_apply(args: argparse.Namespace) -> int:
     progress.start(len(plan.changes))
     try:
         with job.lock(), job.open_connectors() as connectors:
+            # New accounts and resets get their passwords as in `sync`, and they are delivered the same way.
+            issuer: PasswordIssuer | None = None
+            password_for = None
+            if any(c.action in (Action.CREATE, Action.SET_PASSWORD) for c in plan.changes):
+                issuer = PasswordIssuer.for_job(job, connectors)
+                password_for = issuer.password_for({p.person_id: p for p in job.read_people().people},
+                                                   plan.changes)
             results = job.apply_saved_plan(plan, connectors, actor="apply", on_result=progress.tick,
-                                           allow_destructive=args.allow_destructive, allow_date=args.allow_date)
+                                           allow_destructive=args.allow_destructive, allow_date=args.allow_date,
+                                           password_for=password_for)
+            if issuer is not None:
+                given = passwords_set_in(plan, results)
+                issuer.deliver(Mailer.from_job(job), applied=set(given), set_in=given)
+        owed = still_owed(job.store)
     finally:
         progress.close()
         job.close()
-    return _report_results(plan, results)
+    code = _report_results(plan, results)
+    _report_owed(owed)
+    return code
+
+
+def _report_owed(owed: tuple[str, ...]) -> None:
+    if owed:
+        print(f"Passwords not yet delivered ({len(owed)}); the next sync sets a fresh one for each and "
+              "delivers it:")
+        for line in owed:
+            print(f"  {line}")
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -176,6 +201,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         progress.close()
         job.close()
     code = 0 if report.status == "nothing-to-do" else _report_results(report.plan, report.results)
+    _report_owed(report.owed_passwords)
     if code == 0 and report.plan.rejected_rows:
         print(f"Done, but {len(report.plan.rejected_rows)} feed row(s) were refused and their people held; "
               "fix them in the MIS (exit 3).", file=sys.stderr)

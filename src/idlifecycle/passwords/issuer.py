@@ -1,7 +1,8 @@
 """PasswordIssuer: the one place the executor gets a new password from, and delivery afterwards.
 
 One password per person per run, whatever the number of directories; it lives only in memory
-(and as a hash in the history) until `deliver` hands it to the class teacher or line manager.
+(and as a hash in the history) until `deliver` hands it to the class teacher or line manager. The
+executor records it as owed before it is sent; delivery settles that (see `passwords.owed`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import TYPE_CHECKING
 from idlifecycle.connectors.base import Connector, ConnectorError
 from idlifecycle.errors import UserError
 from idlifecycle.model import Action, Change, Person
-from idlifecycle.passwords.delivery import Issued, Mailer, email_line_manager, remove_old_slips, write_slips
+from idlifecycle.passwords.delivery import (
+    NO_GROUP,
+    Issued,
+    Mailer,
+    email_line_manager,
+    remove_old_slips,
+    write_slips,
+)
 from idlifecycle.passwords.generator import generate
 from idlifecycle.passwords.history import PasswordHistory
 from idlifecycle.passwords.policy import (
@@ -69,6 +77,8 @@ class DeliveryReport:
     not_set: list[str] = field(default_factory=list)
     """Usernames issued a password that no directory accepted: nothing delivered."""
     removed: list[Path] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    """Usernames whose email could not be sent: their password stays owed (a fresh one next run)."""
 
 
 class PasswordIssuer:
@@ -141,12 +151,16 @@ class PasswordIssuer:
     def issued_count(self) -> int:
         return len(self._issued)
 
-    def deliver(self, mailer: Mailer | None, *, applied: Collection[str] | None = None) -> DeliveryReport:
+    def deliver(self, mailer: Mailer | None, *, applied: Collection[str] | None = None,
+                set_in: Mapping[str, Collection[str]] | None = None) -> DeliveryReport:
         """Hand out what was issued: slips per registration group, email to line managers.
 
         `applied` lists the person_ids whose password at least one directory accepted; the others
-        are not delivered (a slip with a password that works nowhere helps nobody). Old slip sheets
-        are removed on every call, so call it on every run.
+        are not delivered (a slip with a password that works nowhere helps nobody). Each delivery
+        ends the person's password obligation (store `passwords_owed`) in the directories `set_in`
+        names for them (all they were issued for when not given), in the same transaction as its
+        audit entry; a mail that fails leaves it owed, so the next run sets a fresh one and delivers
+        that. Old slip sheets are removed on every call, so call it on every run.
         """
         report = DeliveryReport()
         slips: list[Issued] = []
@@ -165,22 +179,42 @@ class PasswordIssuer:
                             "mail settings" if mailer is None else "address", item.username)
                 unmailed.append(item)
             else:
-                email_line_manager(mailer, to, item, self.settings.school_name)
+                try:
+                    email_line_manager(mailer, to, item, self.settings.school_name)
+                except (UserError, OSError) as error:
+                    # Kept owed: nobody has this password, so the next run sets a fresh one and mails that.
+                    log.warning("password for %s could not be emailed to %s: %s; it stays owed", item.username,
+                                to, error)
+                    self.store.note_password_owed(person_id, f"email to {to} failed: {error}")
+                    report.failed.append(item.username)
+                    continue
+                self._delivered(item, "email", to, set_in)
                 report.emailed.append(item.username)
-                self._audit(item, "email", to)
         folder = self.settings.slip_folder
         for group_of, items in ((None, slips), (STAFF_WITHOUT_EMAIL, unmailed)):
-            if items:
-                report.slips += write_slips(folder, items, self.today, self.settings.school_name, group_of=group_of)
-                for item in items:
-                    self._audit(item, "slip", str(folder))
+            for group, members in _by_group(items, group_of):
+                # One sheet at a time, each settled as soon as it is on disk: a kill loses at most one sheet.
+                report.slips += write_slips(folder, members, self.today, self.settings.school_name, group_of=group)
+                for item in members:
+                    self._delivered(item, "slip", str(folder), set_in)
         report.removed = remove_old_slips(folder, self.today, self.settings.slip_days)
         self._issued.clear()
         return report
 
-    def _audit(self, item: Issued, method: str, to: str) -> None:
-        self.store.audit("password-delivered", {
-            "person_id": item.person.person_id, "username": item.username, "method": method, "to": to,
-            "directories": list(item.directories),
-        })
+    def _delivered(self, item: Issued, method: str, to: str, set_in: Mapping[str, Collection[str]] | None) -> None:
+        person_id = item.person.person_id
+        directories = list(item.directories if set_in is None else set_in.get(person_id, ()))
+        with self.store.transaction():
+            self.store.settle_password(person_id, directories)
+            self.store.audit("password-delivered", {
+                "person_id": person_id, "username": item.username, "method": method, "to": to,
+                "directories": list(item.directories),
+            })
 
+
+def _by_group(items: Sequence[Issued], group_of: str | None) -> list[tuple[str, list[Issued]]]:
+    """Slips by the sheet they go on: the registration group, or all under `group_of`."""
+    groups: dict[str, list[Issued]] = {}
+    for item in items:
+        groups.setdefault(group_of or item.person.registration_group or NO_GROUP, []).append(item)
+    return sorted(groups.items())

@@ -46,6 +46,8 @@ def run_summary(job_name: str, report: RunReport) -> tuple[str, str]:
         ("Failures (the next run retries them):", report.failures),
         ("Rows of the feed that were refused (fix them in the MIS):", report.feed_errors or report.plan.rejected_rows),
         ("Held: nothing was created, changed, disabled or removed for them:", report.plan.held),
+        ("Passwords not yet delivered (the next run sets a fresh one for each and delivers it):",
+         report.owed_passwords),
     )
     for title, items in sections:
         if items:

@@ -1,0 +1,131 @@
+"""Write-ahead: what the directory cannot tell a later run is in the store before a change is sent,
+and a run killed after sending is settled by the next one from the directory's snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import date
+from typing import Any, ClassVar
+
+import pytest
+
+from idlifecycle.connectors.base import Capabilities, Connector, ConnectorContext
+from idlifecycle.executor import Executor, reconcile_started, run_journal_id
+from idlifecycle.model import Action, Change, Group, Outcome, Result, Snapshot
+from idlifecycle.store import Store
+from tests.factories import account
+
+DAY = date(2026, 11, 24)
+NEW = {"username": "26zbrown", "login": "26zbrown@pupils.example.sch.uk", "given_name": "Zoe", "surname": "Brown",
+       "display_name": "Zoe Brown", "anchor": "000231", "enabled": True, "container": "Pupils/Year 7",
+       "attributes": {}, "must_change_password": True}
+
+
+class Watching(Connector):
+    """A directory that, as each change arrives, writes down what the store already holds about it."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, store: Store) -> None:
+        super().__init__("ad")
+        self.store = store
+        self.seen: list[dict[str, Any]] = []
+
+    @classmethod
+    def from_config(cls, context: ConnectorContext) -> Connector:  # pragma: no cover - built directly
+        raise NotImplementedError
+
+    def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
+        return Snapshot("ad", (), ())
+
+    def apply_one(self, change: Change) -> Result:
+        db = self.store.db
+        self.seen.append({
+            "issued": self.store.issued_usernames(),
+            "pending": dict(db.execute("SELECT person_id, disable_pending FROM accounts "
+                                       "WHERE disable_pending IS NOT NULL").fetchall()),
+            "owed": [(o.person_id, o.reason) for o in self.store.owed_passwords()],
+            "last_audit": [(e.event, e.data["action"]) for e in self.store.audit_entries()][-1],
+        })
+        return Result(change.change_id, Outcome.APPLIED, key="k-new" if change.action is Action.CREATE else None)
+
+    def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+        for change in changes:
+            yield self.apply_one(change)
+
+
+def test_the_username_a_password_owed_a_disable_date_and_the_intent_are_stored_before_sending(tmp_path):
+    store = Store(tmp_path / "state.db")
+    directory = Watching(store)
+    create = Change("ad", Action.CREATE, "000231", "26zbrown", "new pupil on roll", after=NEW)
+    disable = Change("ad", Action.DISABLE, "000100", "16abrown", "left on 22/07/2026", target="k-old",
+                     before={"enabled": True}, after={"enabled": False})
+    executor = Executor(store, {"ad": directory}, today=DAY, password_for=lambda change: "Secret-Pass-1234")
+    results = executor.run(run_journal_id(1), [create, disable])
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.APPLIED]
+    at_create, at_disable = directory.seen
+    assert at_create["issued"] == {"26zbrown": "000231"}
+    assert at_create["owed"] == [("000231", "new account")]
+    assert at_create["last_audit"] == ("change-started", "create")
+    assert at_disable["pending"] == {"000100": "2026-11-24"}
+    assert at_disable["last_audit"] == ("change-started", "disable")
+    # Afterwards: the disable date is the one written ahead; the password is owed until it is delivered.
+    assert store.disabled_on() == {("ad", "000100"): DAY}
+    assert [o.person_id for o in store.owed_passwords()] == ["000231"]
+    events = [e.event for e in store.audit_entries()]
+    assert events == ["change-started", "change-applied", "change-started", "change-applied"]
+    assert all("Secret-Pass-1234" not in str(e.data) for e in store.audit_entries())
+
+
+def test_the_next_run_settles_what_an_interrupted_run_started_from_the_snapshot(tmp_path):
+    store = Store(tmp_path / "state.db")
+    create = Change("ad", Action.CREATE, "000231", "26zbrown", "new pupil on roll", after=NEW)
+    disable = Change("ad", Action.DISABLE, "000100", "16abrown", "left", target="k-old",
+                     before={"enabled": True}, after={"enabled": False})
+    join = Change("ad", Action.ADD_MEMBER, "000300", "19cgreen", "should be in Reg 7A", target="k-c", group="Reg 7A")
+    reset = Change("ad", Action.SET_PASSWORD, "000300", "19cgreen", "reset", target="k-c")
+
+    class Killed(Watching):
+        """Nothing is answered; the run dies at the last phase (the disable), after its write-ahead."""
+
+        def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+            if any(c.action is Action.DISABLE for c in changes):
+                raise SystemExit("killed")
+            return iter(())
+
+    with pytest.raises(SystemExit):
+        Executor(store, {"ad": Killed(store)}, today=DAY, password_for=lambda c: "Secret-Pass-1234").run(
+            run_journal_id(1), [create, join, reset, disable])
+    # What the directory shows the next night: the create and the disable landed, the group add did not.
+    snapshot = Snapshot("ad", (account("k-new", "26zbrown", anchor="000231"),
+                               account("k-old", "16abrown", anchor="000100", enabled=False),
+                               account("k-c", "19cgreen", anchor="000300")),
+                        (Group("ad", "g-7a", "Reg 7A", {}),))
+    assert reconcile_started(store, {"ad": snapshot}, found_by="run-2", actor="nightly job") == 4
+    outcomes = {(e.data["action"], e.event) for e in store.audit_entries() if e.event != "change-started"}
+    assert outcomes == {("create", "change-applied"), ("disable", "change-applied"),
+                        ("add-member", "change-not-applied"), ("set-password", "change-outcome-unknown")}
+    applied = [e.data for e in store.audit_entries() if e.event == "change-applied"]
+    assert all(d["journal"] == "run-1" and "found done by run-2" in d["detail"] for d in applied)
+    assert store.disabled_on() == {("ad", "000100"): DAY}
+    assert store.db.execute("SELECT key FROM accounts WHERE person_id='000231'").fetchone()[0] == "k-new"
+    assert sorted(o.person_id for o in store.owed_passwords()) == ["000231", "000300"]
+    # Settled once: a further run finds nothing left to settle.
+    assert reconcile_started(store, {"ad": snapshot}, found_by="run-3", actor="nightly job") == 0
+
+
+def test_a_disable_whose_answer_was_lost_gets_its_date_when_the_next_run_sees_it_landed(tmp_path):
+    store = Store(tmp_path / "state.db")
+    disable = Change("ad", Action.DISABLE, "000100", "16abrown", "left", target="k-old",
+                     before={"enabled": True}, after={"enabled": False})
+
+    class LostReply(Watching):
+        def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+            for change in changes:  # the directory took it; the answer never came back
+                yield Result(change.change_id, Outcome.FAILED, "connection reset", retryable=True)
+
+    Executor(store, {"ad": LostReply(store)}, today=DAY).run(run_journal_id(1), [disable])
+    assert store.disabled_on() == {}
+    later = Snapshot("ad", (account("k-old", "16abrown", anchor="000100", enabled=False),), ())
+    reconcile_started(store, {"ad": later}, found_by="run-2", actor="nightly job")
+    assert store.disabled_on() == {("ad", "000100"): DAY}, "the retention clock starts on the day it was sent"
