@@ -90,6 +90,24 @@ def test_leaver_is_disabled_and_signed_out_then_re_enabled_when_back_on_roll(
     assert emulator.directory.user(amy.key)["accountEnabled"] is True
 
 
+def test_two_leavers_in_one_run_are_both_disabled_and_signed_out(
+        entra: EntraConnector, emulator: GraphEmulator) -> None:
+    # Each leaver's disable + revokeSignInSessions is a chain; Graph refuses a whole batch that
+    # holds two chains side by side ("either fully sequential or fully parallel").
+    snapshot = entra.snapshot()
+    leavers = [a for a in snapshot.accounts if a.anchor in ("S001", "P001")]
+    for account in leavers:
+        emulator.directory.state["users"][account.key]["signInSessionsValidFromDateTime"] = "2020-01-01T00:00:00Z"
+
+    results = list(entra.apply([change(Action.DISABLE, a.key) for a in leavers]))
+
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.APPLIED]
+    for account in leavers:
+        user = emulator.directory.user(account.key)
+        assert user["accountEnabled"] is False
+        assert user["signInSessionsValidFromDateTime"] != "2020-01-01T00:00:00Z"
+
+
 def test_deleted_leaver_goes_to_the_recycle_bin_and_comes_back_when_she_returns(
         entra: EntraConnector, emulator: GraphEmulator) -> None:
     amy = next(a for a in entra.snapshot().accounts if a.anchor == "P001")

@@ -109,7 +109,7 @@ class TransportFailure(ConnectorError):
 
 @dataclass
 class BatchRequest:
-    """One batch item. `depends_on_previous` chains it after the item before it in its group."""
+    """One batch item; within its RequestGroup it is sent only after the one before it succeeded."""
 
     method: str
     url: str
@@ -119,7 +119,14 @@ class BatchRequest:
 
 @dataclass
 class RequestGroup:
-    """Items that must run in order in one batch (a chain); `uncertain` decides after a lost reply.
+    """Items that must run in order (a chain); `uncertain` decides after a lost reply.
+
+    A chain is sent one item per round trip, each in a fully parallel batch beside other groups'
+    items: Graph refuses a whole batch that mixes `dependsOn` chains with independent items
+    (https://learn.microsoft.com/en-us/graph/json-batching; microsoft-graph-docs#16280), and a
+    chain's next item going out in the next batch costs no more writes than `dependsOn` would,
+    while it keeps every batch full. It also gives a just-created object a little time to
+    replicate before the next item refers to it.
 
     `uncertain(index)` is awaited when item `index` may or may not have been applied (timeout,
     dropped connection, 5xx); it returns a stand-in response when the write turns out to have
@@ -380,9 +387,10 @@ class GraphSession:
 
     # batches --------------------------------------------------------------------------------------
     async def run_groups(self, groups: Sequence[RequestGroup], *, max_attempts: int = 8) -> None:
-        """Send every group's requests in JSON $batches of up to 20 items, several in flight, paced.
+        """Send every group's requests in fully parallel JSON $batches of up to 20 items, several in flight, paced.
 
-        Items answered 429/5xx are sent again (the group from the failed item on) after
+        Each batch carries the next item of up to 20 groups; a group whose item succeeded goes back
+        in the queue for its next one. Items answered 429/5xx are sent again after
         Retry-After, or an exponential backoff when there is none; a lost reply asks the group's
         `uncertain` hook first. A group that never succeeds keeps its last failing response.
         """
@@ -427,14 +435,9 @@ class GraphSession:
                     break
                 waiter.cancel()
                 batch = [getter.result()]
-                size = len(batch[0].requests) - len(batch[0].responses)
-                while not queue.empty():
-                    candidate = queue._queue[0]  # type: ignore[attr-defined]  # peek: only take what fits
-                    extra = len(candidate.requests) - len(candidate.responses)
-                    if size + extra > BATCH_LIMIT:
-                        break
+                while not queue.empty() and len(batch) < BATCH_LIMIT:
                     batch.append(queue.get_nowait())
-                    size += extra
+                size = len(batch)
                 await in_flight.acquire()
                 await self._pacer.acquire(size)
                 task = asyncio.ensure_future(send_batch(batch))
@@ -450,22 +453,23 @@ class GraphSession:
     async def _send_batch(self, batch: list[RequestGroup],
                           requeue_later: Callable[[RequestGroup, float], None],
                           max_attempts: int) -> int:
-        """One $batch round trip; returns how many groups are finished (the rest were requeued)."""
+        """One $batch round trip of each group's next item; returns how many groups are finished.
+
+        No item carries `dependsOn`, so the batch is fully parallel as Graph requires.
+        """
         items: list[dict[str, Any]] = []
         item_of: dict[tuple[int, int], str] = {}
         for group in batch:
             group.attempts += 1
-            for index in range(len(group.responses), len(group.requests)):
-                request = group.requests[index]
-                item_id = str(len(items) + 1)
-                item: dict[str, Any] = {"id": item_id, "method": request.method, "url": request.url}
-                if request.body is not None:
-                    item["body"] = request.body
-                    item["headers"] = {"Content-Type": "application/json"}
-                if index > len(group.responses):
-                    item["dependsOn"] = [str(len(items))]
-                items.append(item)
-                item_of[(id(group), index)] = item_id
+            index = len(group.responses)
+            request = group.requests[index]
+            item_id = str(len(items) + 1)
+            item: dict[str, Any] = {"id": item_id, "method": request.method, "url": request.url}
+            if request.body is not None:
+                item["body"] = request.body
+                item["headers"] = {"Content-Type": "application/json"}
+            items.append(item)
+            item_of[(id(group), index)] = item_id
         self.writes_sent += sum(1 for i in items if i["method"] != "GET")
         try:
             reply = await self.send("POST", "/$batch", {"requests": items}, retry=False)
@@ -482,39 +486,37 @@ class GraphSession:
                 by_id = {k: {**v, "headers": dict(failure.response.headers)} for k, v in by_id.items()}
         finished = 0
         for group in batch:
-            start = len(group.responses)
-            delay: float | None = None
-            for index in range(start, len(group.requests)):
-                raw = by_id.get(item_of[(id(group), index)], {"status": 504, "headers": {}, "body": None})
-                response = GraphResponse(int(raw.get("status", 504)), dict(raw.get("headers") or {}), raw.get("body"))
-                if response.status in RETRYABLE_STATUSES:
-                    if response.status == 429:
-                        self.throttled += 1
-                    if response.status != 429 and group.uncertain is not None:
-                        stand_in = await group.uncertain(index)
-                        if stand_in is not None:
-                            group.responses.append(stand_in)
-                            continue
-                    if group.attempts >= max_attempts:
-                        group.responses.append(response)
-                        group.responses.extend(response for _ in range(index + 1, len(group.requests)))
-                        break
+            index = len(group.responses)
+            raw = by_id.get(item_of[(id(group), index)], {"status": 504, "headers": {}, "body": None})
+            response = GraphResponse(int(raw.get("status", 504)), dict(raw.get("headers") or {}), raw.get("body"))
+            if response.status in RETRYABLE_STATUSES:
+                if response.status == 429:
+                    self.throttled += 1
+                stand_in = None
+                if response.status != 429 and group.uncertain is not None:
+                    stand_in = await group.uncertain(index)
+                if stand_in is not None:
+                    response = stand_in
+                elif group.attempts >= max_attempts:
+                    group.responses.extend(response for _ in range(index, len(group.requests)))
+                    finished += 1
+                    continue
+                else:
                     wait = response.retry_after()
                     if wait is None:
                         wait = min(30.0, 2.0 ** (group.attempts - 1)) * (0.5 + random.random())  # noqa: S311 - backoff jitter, not security
                     if response.status == 429:
                         self._pacer.pause(wait)
-                    delay = max(delay or 0.0, wait)
-                    break
-                group.responses.append(response)
-                if not response.ok:
-                    break
-            if delay is not None:
-                requeue_later(group, delay)
-            else:
-                last = group.responses[-1] if group.responses else GraphResponse(424, {}, None)
-                group.responses.extend(last for _ in range(len(group.responses), len(group.requests)))
-                finished += 1
+                    requeue_later(group, wait)
+                    continue
+            group.responses.append(response)
+            if response.ok and len(group.responses) < len(group.requests):
+                group.attempts = 0  # the next item has its own tries
+                requeue_later(group, 0.0)
+                continue
+            # Done, or stopped by a failure: the items after a failed one are answered with it.
+            group.responses.extend(response for _ in range(len(group.responses), len(group.requests)))
+            finished += 1
         return finished
 
 

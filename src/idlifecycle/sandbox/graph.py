@@ -13,7 +13,8 @@ otherwise, FACTS.md section 2). One port serves both parts:
   `members@delta`, `$deltatoken=latest`, 410 `syncStateNotFound` after expiry),
   `directory/deletedItems` (list, restore, purge), `revokeSignInSessions`, `assignLicense`,
   `directoryRoles` + members, `subscribedSkus`, JSON `$batch` (more than 20 -> 400; absolute item
-  URLs -> per-item 400; `dependsOn` -> 424 when the dependency failed). Each token carries the
+  URLs -> per-item 400; `dependsOn` -> 424 when the dependency failed; a batch that is neither
+  fully sequential nor fully parallel -> 400 for the whole batch). Each token carries the
   app's consented application permissions; a call without one answers 403
   `Authorization_RequestDenied` as Graph does.
 - Write throttling: `write_limit` writes per `write_window` seconds per app, every batch item
@@ -720,6 +721,14 @@ def _batch(emulator: GraphEmulator, body: Any, headers: Mapping[str, str],
     if len(requests) > BATCH_LIMIT:
         return GraphError(400, "BadRequest", f"Too many requests in the batch: the limit is {BATCH_LIMIT}.").reply(), \
             None
+    if not _fully_sequential_or_parallel(requests):
+        # Graph refuses the whole batch, running none of it, when `dependsOn` chains sit beside
+        # independent items: "Batch should be either fully sequential or fully parallel"
+        # (https://learn.microsoft.com/en-us/graph/json-batching, "Sequencing requests with the
+        # dependsOn property"; the 400 is reported in
+        # https://github.com/microsoftgraph/microsoft-graph-docs/issues/16280).
+        return GraphError(400, "BadRequest", "Batch should be either fully sequential or fully parallel.").reply(), \
+            None
     statuses: dict[str, int] = {}
     responses: list[Json] = []
     lost: Fault | None = None
@@ -752,6 +761,15 @@ def _batch(emulator: GraphEmulator, body: Any, headers: Mapping[str, str],
             entry["headers"]["Content-Type"] = "application/json"
         responses.append(entry)
     return (200, {}, {"responses": responses}), lost
+
+
+def _fully_sequential_or_parallel(requests: list[Any]) -> bool:
+    """No item has `dependsOn`, or every item after the first depends on exactly the one before it."""
+    depends = [list(item.get("dependsOn") or []) if isinstance(item, dict) else [] for item in requests]
+    if not any(depends):
+        return True
+    ids = [str(item.get("id")) if isinstance(item, dict) else "" for item in requests]
+    return not depends[0] and all([str(d) for d in depends[i]] == [ids[i - 1]] for i in range(1, len(ids)))
 
 
 def open_directory(state_file: Path | None, seed_file: Path | None, *,
