@@ -143,6 +143,7 @@ class EntraConnector(Connector):
         self.cache: _Cache | None = None
         self._stop = stop
         self._domains = {d.lower() for d in settings.domains.values()}
+        self._licence_debt: set[str] | None = None
 
     # configuration ------------------------------------------------------------------------------
     @classmethod
@@ -187,8 +188,13 @@ class EntraConnector(Connector):
         sign_ins = self.session.run(self._sign_ins()) if self.settings.sign_in_activity else {}
         accounts: list[Account] = []
         outside: set[str] = set()
+        debt = self._owed_licences(cache)
         for user in cache.users.values():
             upn = str(user.get("userPrincipalName") or "")
+            if user["id"] in debt:
+                # Created by an earlier run whose licence could not be assigned: the create is not
+                # finished, so it is left out and planned again (`_create` then assigns the licence).
+                continue
             if self._in_scope(user):
                 accounts.append(self._account(user, sign_ins.get(user["id"])))
             elif upn:
@@ -205,6 +211,21 @@ class EntraConnector(Connector):
         managed_names = {a.username.lower() for a in accounts}
         return Snapshot(self.name, tuple(sorted(accounts, key=lambda a: a.key)), groups,
                         frozenset(outside - managed_names))
+
+    def _owed_licences(self, cache: _Cache) -> set[str]:
+        """Keys of accounts this tool created whose direct licence is still to be assigned (kept in the store)."""
+        if self._licence_debt is None:
+            stored = self.cursors.get_cursor(self.name, "licence_debt")
+            self._licence_debt = set(json.loads(stored)) if stored else set()
+        gone = {k for k in self._licence_debt if k not in cache.users}
+        if gone:
+            self._licence_debt -= gone
+            self._save_licence_debt()
+        return set(self._licence_debt)
+
+    def _save_licence_debt(self) -> None:
+        owed = sorted(self._licence_debt or ())
+        self.cursors.set_cursor(self.name, "licence_debt", json.dumps(owed) if owed else None)
 
     def _in_scope(self, user: Mapping[str, Any]) -> bool:
         upn = str(user.get("userPrincipalName") or "")
@@ -376,7 +397,10 @@ class EntraConnector(Connector):
             # The snapshot the plan came from is fresh enough: a change behind our back is met by
             # Graph's own answers (duplicate name, not found), read as ALREADY / Conflict below.
             cache = self.cache or self._refresh()
+            before = set(self._owed_licences(cache))
             results = self.session.run(self._apply(cache, list(changes)))
+            if self._licence_debt != before:
+                self._save_licence_debt()  # here, not in the event loop's thread: the store is not shared
         except ConnectorError as error:
             results = [Result(c.change_id, Outcome.FAILED, str(error), retryable=error.retryable) for c in changes]
         yield from results
@@ -564,7 +588,13 @@ class EntraConnector(Connector):
         after = change.after
         anchor = str(after.get("anchor") or change.person_id or "")
         login = str(after["login"])
+        kind = next((k for k, d in self.settings.domains.items() if d.lower() == login.rsplit("@", 1)[-1].lower()), "")
+        skus = self.settings.assign_licences.get(kind, [])
+        owed = self._licence_debt
+        assert owed is not None, "apply() loads the licence debt first"
         existing = by_anchor.get(anchor) if anchor else None
+        if existing is not None and existing in owed:
+            return self._licence_left_over(change, existing, skus, owed)
         if existing is not None:
             return self._done(change, Outcome.ALREADY, "an account with this anchor exists", key=existing)
         profile = {"given_name": after.get("given_name"), "surname": after.get("surname"),
@@ -584,13 +614,10 @@ class EntraConnector(Connector):
             "passwordProfile": {"password": change.password or _generate_password(),
                                 "forceChangePasswordNextSignIn": bool(after.get("must_change_password", True))},
         })
-        kind = next((k for k, d in self.settings.domains.items() if d.lower() == login.rsplit("@", 1)[-1].lower()), "")
         requests = [BatchRequest("POST", "/users", body)]
-        skus = self.settings.assign_licences.get(kind, [])
         if skus:
-            requests.append(BatchRequest("POST", f"/users/{quote(login)}/assignLicense",
-                                         {"addLicenses": [{"skuId": s, "disabledPlans": []} for s in skus],
-                                          "removeLicenses": []}))
+            requests.append(BatchRequest("POST", f"/users/{quote(login)}/assignLicense", _licence_body(skus)))
+        reply_lost = False
 
         async def find_by_anchor() -> dict[str, Any] | None:
             found = await self.session.send(
@@ -600,10 +627,19 @@ class EntraConnector(Connector):
             return values[0] if values else None
 
         async def uncertain(index: int) -> GraphResponse | None:
+            nonlocal reply_lost
             if index != 0:
                 return None
-            found = await find_by_anchor()
-            return GraphResponse(201, {}, found) if found is not None else None
+            reply_lost = True
+            # A create that did happen may not be listed yet (replication delay): look a few times
+            # over a couple of seconds. Should it still be unseen, the create is sent again and
+            # Graph's duplicate-UPN answer tells (see `interpret`).
+            for attempt in range(3):
+                found = await find_by_anchor()
+                if found is not None:
+                    return GraphResponse(201, {}, found)
+                await asyncio.sleep(0.5 * 2 ** attempt)
+            return None
 
         async def interpret(replies: list[GraphResponse]) -> Result:
             created = replies[0]
@@ -612,12 +648,20 @@ class EntraConnector(Connector):
                 cache.users[key] = {**body, "id": key, "passwordProfile": None}
                 failed = next((r for r in replies[1:] if not r.ok), None)
                 if failed is not None:
-                    return Result(change.change_id, Outcome.APPLIED,
-                                  f"created, but the licence was not assigned: {failed.error_message}", key=key)
+                    # Not "applied": the account is left out of later snapshots until the licence
+                    # is on, so the next run plans this create again and assigns it.
+                    owed.add(key)
+                    return Result(change.change_id, Outcome.FAILED, "created, but the licence could not be "
+                                  f"assigned ({failed.error_code or failed.status}: {failed.error_message}); the next "
+                                  "run assigns it", retryable=True, key=key)
                 return Result(change.change_id, Outcome.APPLIED, key=key)
             if created.status == 400 and "same value for property userPrincipalName" in created.error_message:
-                holder = await self.session.send("GET", f"/users/{quote(login)}?$select=id,employeeId")
+                # Graph just said the UPN is taken: a 404 on reading it is replication lag.
+                holder = await self.session.get_replicated(f"/users/{quote(login)}?$select=id,employeeId")
                 if holder.ok and holder.body.get("employeeId") == anchor:
+                    if reply_lost:  # our own first send made it; its reply was lost
+                        self.session.note_created(holder.body)
+                        return Result(change.change_id, Outcome.APPLIED, key=str(holder.body["id"]))
                     return Result(change.change_id, Outcome.ALREADY, "the account already existed with this anchor",
                                   key=str(holder.body["id"]))
                 whose = (f"an account with anchor {holder.body.get('employeeId')!r}" if holder.ok and
@@ -627,6 +671,23 @@ class EntraConnector(Connector):
             return self._failure(change, created)
 
         return _Step(change, requests, interpret, uncertain=uncertain)
+
+    def _licence_left_over(self, change: Change, key: str, skus: list[str], owed: set[str]) -> _Step:
+        """The create an earlier run could not finish: only its licence is still to be assigned."""
+        if not skus:
+            owed.discard(key)
+            return self._done(change, Outcome.ALREADY, "an account with this anchor exists", key=key)
+
+        async def interpret(replies: list[GraphResponse]) -> Result:
+            reply = replies[0]
+            if reply.ok:
+                owed.discard(key)
+                return Result(change.change_id, Outcome.APPLIED, "licence assigned to the account an earlier run "
+                              "created", key=key)
+            return Result(change.change_id, Outcome.FAILED, f"the licence could not be assigned "
+                          f"({reply.error_code or reply.status}: {reply.error_message})", retryable=True, key=key)
+
+        return _Step(change, [BatchRequest("POST", f"/users/{key}/assignLicense", _licence_body(skus))], interpret)
 
     # groups ---------------------------------------------------------------------------------------
     def _group_key(self, cache: _Cache, name: str) -> tuple[str | None, bool]:
@@ -879,6 +940,10 @@ def _same(current: Any, wanted: Any) -> bool:
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _licence_body(skus: Sequence[str]) -> dict[str, Any]:
+    return {"addLicenses": [{"skuId": s, "disabledPlans": []} for s in skus], "removeLicenses": []}
 
 
 def _mail_nickname(name: str) -> str:

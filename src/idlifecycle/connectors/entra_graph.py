@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import msal
@@ -40,6 +40,14 @@ T = TypeVar("T")
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BATCH_LIMIT = 20
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+REPLICATION_PATIENCE = 90.0
+"""Seconds after its create in which a 404 on an object this session made is read as replication lag.
+
+Graph answers 404 `Request_ResourceNotFound` for a member add or licence assignment right after
+a create and succeeds on retry (terraform-provider-azuread#283, pulumi-azuread#2014); the lag is
+usually seconds, reported up to a minute or two (msgraph-sdk-dotnet#2772). Outside this window,
+or for an object made before this run, a 404 still means the object is gone.
+"""
 
 # Application permissions the connector needs, each with the broader ones that also cover it.
 REQUIRED_PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -197,6 +205,8 @@ class GraphSession:
         self.needs = tuple(needs)
         self.writes_sent = 0
         self.throttled = 0
+        self.replication_retries = 0
+        self._created: dict[str, float] = {}
         self._app: msal.ConfidentialClientApplication | None = None
         self._token_lock = threading.Lock()
         self._checked_token: str | None = None
@@ -356,6 +366,33 @@ class GraphSession:
         parsed = json.loads(content) if content and "json" in response.headers.get("content-type", "") else None
         return GraphResponse(response.status_code, dict(response.headers), parsed)
 
+    def note_created(self, body: Any) -> None:
+        """Remember an object this session made (by id and UPN), for `replicating`."""
+        if isinstance(body, dict):
+            now = time.monotonic()
+            for name in ("id", "userPrincipalName"):
+                if body.get(name):
+                    self._created[str(body[name]).lower()] = now
+
+    def replicating(self, request: BatchRequest) -> bool:
+        """Whether the request refers to an object this session made within REPLICATION_PATIENCE seconds."""
+        now = time.monotonic()
+        recent = [k for k, at in self._created.items() if now - at < REPLICATION_PATIENCE]
+        if not recent:
+            return False
+        text = unquote(request.url).lower() + (json.dumps(request.body).lower() if request.body is not None else "")
+        return any(key in text for key in recent)
+
+    async def get_replicated(self, url: str, tries: int = 6) -> GraphResponse:
+        """A GET of an object Graph has just said exists (e.g. a duplicate UPN): a 404 is lag, asked again."""
+        response = await self.send("GET", url)
+        for attempt in range(1, tries):
+            if response.status != 404:
+                break
+            await asyncio.sleep(_backoff(attempt))
+            response = await self.send("GET", url)
+        return response
+
     def get(self, url: str, headers: Mapping[str, str] | None = None) -> GraphResponse:
         return self.run(self.send("GET", url, headers=headers))
 
@@ -504,11 +541,20 @@ class GraphSession:
                 else:
                     wait = response.retry_after()
                     if wait is None:
-                        wait = min(30.0, 2.0 ** (group.attempts - 1)) * (0.5 + random.random())  # noqa: S311 - backoff jitter, not security
+                        wait = _backoff(group.attempts, 1.0)
                     if response.status == 429:
                         self._pacer.pause(wait)
                     requeue_later(group, wait)
                     continue
+            request = group.requests[index]
+            if response.status == 404 and group.attempts < max_attempts and self.replicating(request):
+                # Made by this run a moment ago: not yet on the replica that answered (see REPLICATION_PATIENCE).
+                self.replication_retries += 1
+                requeue_later(group, _backoff(group.attempts))
+                continue
+            if response.ok and request.method == "POST" and (
+                    request.url in ("/users", "/groups") or request.url.endswith("/restore")):
+                self.note_created(response.body)
             group.responses.append(response)
             if response.ok and len(group.responses) < len(group.requests):
                 group.attempts = 0  # the next item has its own tries
@@ -518,6 +564,11 @@ class GraphSession:
             group.responses.extend(response for _ in range(len(group.responses), len(group.requests)))
             finished += 1
         return finished
+
+
+def _backoff(attempt: int, first: float = 0.5) -> float:
+    """Exponential backoff with jitter: `first` seconds at the first attempt, doubling, at most 30."""
+    return min(30.0, first * 2.0 ** (attempt - 1)) * (0.5 + random.random())  # noqa: S311 - jitter, not security
 
 
 class ResponseError(ConnectorError):

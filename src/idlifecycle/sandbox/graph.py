@@ -19,6 +19,8 @@ otherwise, FACTS.md section 2). One port serves both parts:
   `Authorization_RequestDenied` as Graph does.
 - Write throttling: `write_limit` writes per `write_window` seconds per app, every batch item
   counted; over it, 429 `TooManyRequests` with or without `Retry-After`.
+- Replication delay (`Replication`): a just-created user or group answers 404 for a short,
+  seeded window (`replication_window`, on by default).
 - `latency` seconds added to every request; `faults` (see `Fault`) inject status codes, dropped
   connections and "applied, then the response was lost".
 - `GET /_emulator/stats` -> counters for the bench: `requests` (Graph HTTP requests), `writes`
@@ -56,6 +58,7 @@ import contextlib
 import hashlib
 import json
 import math
+import random
 import re
 import secrets
 import socket
@@ -147,6 +150,53 @@ class Throttle:
             return None
 
 
+REPLICATION_WINDOW = 0.3
+"""Seconds a just-created object stays invisible by default: small, so every test and the demo meet it."""
+
+
+@dataclass
+class Replication:
+    """Graph's replication delay: a just-created user or group is unknown to the replica that answers next.
+
+    For a while after `POST /users` or `POST /groups` answered 201, a read of the new object by
+    id or UPN, a `$filter` list and any write that refers to it (its own path, `@odata.id`,
+    `members@odata.bind`) answer 404 `Request_ResourceNotFound` with Graph's usual body, then
+    succeed on retry. Reported for group member adds and licence assignment right after a create
+    (https://github.com/hashicorp/terraform-provider-azuread/pull/283,
+    https://github.com/pulumi/pulumi-azuread/issues/2014), a GET of a just-created group
+    (https://github.com/microsoftgraph/msgraph-sdk-java/issues/2575) and a first lookup of a new
+    user 15-30 s after its create (https://github.com/Azure/azure-powershell/issues/6493).
+    Each object's window is `window` x [0.5, 1) drawn from a generator seeded with `seed`, so a
+    test sees the same windows on every run. Delta queries are left out: they never lose a change.
+    """
+
+    window: float = REPLICATION_WINDOW
+    seed: int = 0
+    pending: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.random = random.Random(self.seed)  # noqa: S311 - reproducible windows, not security
+
+    def begin(self, *keys: str) -> None:
+        if self.window <= 0:
+            return
+        with self.lock:
+            until = time.monotonic() + self.window * (0.5 + self.random.random() / 2)
+            for key in keys:
+                self.pending[key.lower()] = until
+
+    def hidden(self, key: str) -> bool:
+        with self.lock:
+            until = self.pending.get(key.lower())
+            if until is None:
+                return False
+            if time.monotonic() >= until:
+                del self.pending[key.lower()]
+                return False
+            return True
+
+
 class DropConnection(Exception):
     """Close the client's connection without a reply (after `delay` seconds)."""
 
@@ -160,8 +210,10 @@ class GraphEmulator:
 
     def __init__(self, directory: Directory, *, host: str = "127.0.0.1", port: int = 0,
                  tls_dir: Path | None = None, state_file: Path | None = None, latency: float = 0.0,
-                 write_limit: int | None = None, write_window: float = 150.0, send_retry_after: bool = True) -> None:
+                 write_limit: int | None = None, write_window: float = 150.0, send_retry_after: bool = True,
+                 replication_window: float = REPLICATION_WINDOW, replication_seed: int = 0) -> None:
         self.directory = directory
+        self.replication = Replication(replication_window, replication_seed)
         self.state_file = state_file
         self.latency = latency
         self.throttle = Throttle(write_limit, write_window, send_retry_after)
@@ -364,6 +416,9 @@ class GraphEmulator:
         if not set(needed) & set(roles):
             return GraphError(403, "Authorization_RequestDenied",
                               "Insufficient privileges to complete the operation.").reply()
+        unreplicated = next((k for k in (*args, *_references(body)) if self.replication.hidden(k)), None)
+        if unreplicated is not None:
+            return not_found(unreplicated).reply()
         try:
             return route.handler(self, args, query, headers, body)
         except GraphError as error:
@@ -396,6 +451,18 @@ class GraphEmulator:
             self.directory.cursors.pop(query["$skiptoken"], None)
             body.update(cursor["final"])
         return 200, {}, body
+
+
+def _references(body: Any) -> list[str]:
+    """The object keys a write body refers to (`@odata.id`, `members@odata.bind`)."""
+    if not isinstance(body, dict):
+        return []
+    refs = [body.get("@odata.id"), *(body.get("members@odata.bind") or [])]
+    return [str(r).rstrip("/").rsplit("/", 1)[-1] for r in refs if isinstance(r, str) and r]
+
+
+def _replicated(em: GraphEmulator, items: list[Json]) -> list[Json]:
+    return [item for item in items if not em.replication.hidden(str(item.get("id", "")))]
 
 
 def _aad_error(status: int, error: str, description: str) -> Reply:
@@ -488,13 +555,16 @@ def _list_users(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], 
     if select and "signInActivity" in select and not {"AuditLog.Read.All"} & set(h.get("x-roles", "").split()):
         raise GraphError(403, "Authorization_RequestDenied", "Calling principal does not have required MSGraph "
                          "permissions AuditLog.Read.All")
-    return em.page(em.directory.list_users(_filter(q), select), q, h, "users")
+    found = em.directory.list_users(_filter(q), select)
+    return em.page(_replicated(em, found) if "$filter" in q else found, q, h, "users")
 
 
 @route("POST", r"/users", "users.write")
 def _create_user(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                  b: Any) -> Reply:
-    return 201, {"Location": ""}, em.directory.create_user(dict(b or {}))
+    user = em.directory.create_user(dict(b or {}))
+    em.replication.begin(user["id"], user["userPrincipalName"])
+    return 201, {"Location": ""}, user
 
 
 @route("GET", r"/users/delta", "users.read")
@@ -555,13 +625,16 @@ def _purge(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Ma
 @route("GET", r"/groups", "groups.read")
 def _list_groups(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                  b: Any) -> Reply:
-    return em.page(em.directory.list_groups(_filter(q), _select(q)), q, h, "groups")
+    found = em.directory.list_groups(_filter(q), _select(q))
+    return em.page(_replicated(em, found) if "$filter" in q else found, q, h, "groups")
 
 
 @route("POST", r"/groups", "groups.create")
 def _create_group(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                   b: Any) -> Reply:
-    return 201, {}, em.directory.create_group(dict(b or {}))
+    group = em.directory.create_group(dict(b or {}))
+    em.replication.begin(group["id"])
+    return 201, {}, group
 
 
 @route("GET", r"/groups/delta", "groups.read")
@@ -792,13 +865,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-limit", type=int, default=None, help="writes per window per app (Graph: 3000)")
     parser.add_argument("--write-window", type=float, default=150.0, help="seconds (Graph: 150)")
     parser.add_argument("--no-retry-after", action="store_true", help="answer 429 without Retry-After")
+    parser.add_argument("--replication-window", type=float, default=REPLICATION_WINDOW,
+                        help="seconds a just-created object stays invisible (0: off)")
     parser.add_argument("--app", action="append", default=[], metavar="CLIENT_ID:SECRET_FILE",
                         help="register an app whose client secret is the content of SECRET_FILE")
     args = parser.parse_args(argv)
     tls_dir = args.tls_dir or (args.state.parent if args.state else Path.cwd()) / "tls"
     emulator = GraphEmulator(open_directory(args.state, args.seed), port=args.port, tls_dir=tls_dir,
                              state_file=args.state, latency=args.latency_ms / 1000, write_limit=args.write_limit,
-                             write_window=args.write_window, send_retry_after=not args.no_retry_after)
+                             write_window=args.write_window, send_retry_after=not args.no_retry_after,
+                             replication_window=args.replication_window)
     for app in args.app:
         client_id, _, secret_file = app.partition(":")
         emulator.register_application(client_id, secret=Path(secret_file).read_text(encoding="utf-8").strip())
