@@ -18,7 +18,7 @@ import pytest
 
 from idlifecycle.sandbox.graph import GraphEmulator, Replication
 from tests.integration.graph_fixtures import *  # noqa: F403
-from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, PUPILS
+from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, PUPILS, STAFF
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
@@ -126,3 +126,32 @@ def test_replication_windows_are_the_same_on_every_run_for_a_seed() -> None:
     first.begin("a")
     second.begin("a")
     assert abs(first.pending["a"] - second.pending["a"]) < 0.05
+
+
+def test_new_or_renamed_user_may_not_take_another_objects_proxy_address(
+        emulator: GraphEmulator, graph: httpx.Client) -> None:
+    """proxyAddresses are unique across users, groups and contacts; a UPN/mail equal to another object's alias is a 400.
+
+    Sources: https://learn.microsoft.com/en-us/graph/api/resources/user ("mail and proxyAddresses")
+    and the body reported in https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/8421
+    (Request_BadRequest, "Another object with the same value for property proxyAddresses already
+    exists.", details ObjectConflict on target proxyAddresses).
+    """
+    emulator.directory.add_user(userPrincipalName="old.name@example.org", displayName="Renamed Leaver",
+                                proxyAddresses=["SMTP:old.name@example.org", f"smtp:25taken@{PUPILS}"])
+    amy = emulator.directory.user(f"23abrown@{PUPILS}")["id"]
+
+    create = graph.post("/users", json=_new_user("25taken"))
+    rename = graph.patch(f"/users/{amy}", json={"userPrincipalName": f"25taken@{PUPILS}"})
+
+    for reply in (create, rename):
+        assert reply.status_code == 400
+        error = _error(reply)
+        assert error["code"] == "Request_BadRequest"
+        assert error["message"] == "Another object with the same value for property proxyAddresses already exists."
+        assert {"code": "ObjectConflict", "target": "proxyAddresses"}.items() <= error["details"][0].items()
+    assert emulator.directory.find_user(f"25taken@{PUPILS}") is None
+    # An object's own aliases are its own: taking back an old address is allowed.
+    jo = emulator.directory.user(f"jsmith@{STAFF}")["id"]
+    assert graph.patch(f"/users/{jo}", json={"userPrincipalName": f"jtaylor@{STAFF}"}).status_code == 204
+    assert graph.patch(f"/users/{jo}", json={"userPrincipalName": f"jsmith@{STAFF}"}).status_code == 204

@@ -148,3 +148,22 @@ def test_an_autumn_term_of_nightly_syncs_against_entra(make_emulator: Callable[.
     # Night 4: nothing changed, nothing to do.
     report, _ = night(job_file, date(2026, 9, 18))
     assert report.status == "nothing-to-do", [f"{c.action} {c.username}" for c in report.plan.changes]
+
+
+def test_new_teacher_is_not_given_the_address_a_renamed_leaver_still_holds(
+        make_emulator: Callable[..., GraphEmulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Her predecessor Jean Doe left and was renamed into the alumni domain; Exchange kept her old
+    # address as an alias, so Graph refuses jdoe@ for anyone else (proxyAddresses are unique).
+    tenant = seed()
+    tenant["users"] = [*tenant["users"], {  # type: ignore[list-item]
+        "userPrincipalName": "jdoe.left@example.sch.uk", "displayName": "Jean Doe", "mail": "jdoe.left@example.sch.uk",
+        "proxyAddresses": ["SMTP:jdoe.left@example.sch.uk", f"smtp:jdoe@{STAFF}"]}]
+    emulator = make_emulator(tenant)
+    monkeypatch.setenv("IDLIFECYCLE_ENTRA_CLIENT_SECRET", CLIENT_SECRET)
+    job_file = write_school(tmp_path, emulator, [AMY])
+
+    report, snap = night(job_file, date(2026, 9, 3))
+
+    assert report.status == "ok", report.failures
+    jane = by_anchor(snap)["JDO"]
+    assert jane.username != "jdoe" and jane.username.startswith("jdoe")

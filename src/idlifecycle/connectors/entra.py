@@ -83,7 +83,8 @@ from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, R
 
 USER_FIELDS = ("id", "userPrincipalName", "givenName", "surname", "displayName", "employeeId", "accountEnabled",
                "createdDateTime", "lastPasswordChangeDateTime", "passwordPolicies", "onPremisesSyncEnabled",
-               "usageLocation", "mailNickname")
+               "usageLocation", "mailNickname", "proxyAddresses")
+GROUP_FIELDS = "displayName,description,proxyAddresses,members"
 SANDBOX_CLIENT_ID = "idlifecycle-sandbox"
 MAX_PAGE = 999
 MEMBERS_PER_PATCH = 20
@@ -203,6 +204,12 @@ class EntraConnector(Connector):
             if user.get("userPrincipalName"):
                 # Graph keeps a deleted user's UPN taken until it is purged.
                 outside.add(str(user["userPrincipalName"]).split("@")[0].lower())
+        # An address in any object's proxyAddresses (a renamed or deleted person's old address, a
+        # mail-enabled group's) is refused for a new UPN: "Another object with the same value for
+        # property proxyAddresses already exists" (microsoft-graph-docs-contrib#8421). Their local
+        # parts are reserved in every domain, which is stricter than Graph but never wrong.
+        for obj in (*cache.users.values(), *cache.deleted.values(), *cache.groups.values()):
+            outside.update(_proxy_local_parts(obj))
         groups = tuple(
             Group(self.name, key, str(group.get("displayName") or ""),
                   {m: self._member_name(m) for m in sorted(group["members"])})
@@ -282,7 +289,7 @@ class EntraConnector(Connector):
 
     async def _read_deltas(self, cache: _Cache) -> bool:
         """Merge what changed into `cache`; True when anything (or a link) did."""
-        select_users = ",".join(dict.fromkeys((*USER_FIELDS, *self.settings.attributes)))
+        select_users = self._users_select()
         prefer = {"Prefer": f"odata.maxpagesize={MAX_PAGE}"}
 
         async def read(link: str | None, first: str) -> tuple[list[Any], str | None, bool]:
@@ -299,7 +306,7 @@ class EntraConnector(Connector):
 
         (user_items, users_link, users_full), (group_items, groups_link, groups_full) = await asyncio.gather(
             read(cache.users_link, f"/users/delta?$select={select_users}"),
-            read(cache.groups_link, "/groups/delta?$select=displayName,description,members"),
+            read(cache.groups_link, f"/groups/delta?$select={GROUP_FIELDS}"),
         )
         if users_full:
             cache.users, cache.deleted = {}, {}
@@ -348,6 +355,9 @@ class EntraConnector(Connector):
         items, _ = await self.session.read_all(f"/users?$select=id,signInActivity&$top={MAX_PAGE}")
         return {str(u["id"]): _when((u.get("signInActivity") or {}).get("lastSignInDateTime")) for u in items}
 
+    def _users_select(self) -> str:
+        return ",".join(dict.fromkeys((*USER_FIELDS, *self.settings.attributes)))
+
     def _load_cache(self) -> _Cache:
         users_link = self.cursors.get_cursor(self.name, "users_delta")
         groups_link = self.cursors.get_cursor(self.name, "groups_delta")
@@ -357,12 +367,17 @@ class EntraConnector(Connector):
             return _Cache()
         if data.get("users_link") != users_link or data.get("groups_link") != groups_link:
             return _Cache()  # the store and the cache file disagree (restored backup?): read everything
+        if data.get("select") != [self._users_select(), GROUP_FIELDS]:
+            # A delta link keeps the $select it began with: new properties (an attribute added to the
+            # settings, a newer version reading more) arrive only through a full read.
+            return _Cache()
         return _Cache(data["users"], data["deleted"], data["groups"], users_link, groups_link)
 
     def _save_cache(self, cache: _Cache) -> None:
         self.cache_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.cache_file.with_suffix(".tmp")
         temporary.write_text(json.dumps({"users_link": cache.users_link, "groups_link": cache.groups_link,
+                                         "select": [self._users_select(), GROUP_FIELDS],
                                          "users": cache.users, "deleted": cache.deleted, "groups": cache.groups},
                                         separators=(",", ":")), encoding="utf-8")
         temporary.replace(self.cache_file)
@@ -452,7 +467,8 @@ class EntraConnector(Connector):
         deleted_by_anchor: dict[str, str] = {}
         if any(c.action is Action.CREATE for c in changes):
             items, _ = await self.session.read_all(
-                f"/directory/deletedItems/microsoft.graph.user?$select=id,employeeId,userPrincipalName&$top={MAX_PAGE}")
+                "/directory/deletedItems/microsoft.graph.user?$select=id,employeeId,userPrincipalName,proxyAddresses"
+                f"&$top={MAX_PAGE}")
             for item in items:
                 if item.get("employeeId"):
                     deleted_by_anchor[str(item["employeeId"])] = str(item["id"])
@@ -940,6 +956,16 @@ def _same(current: Any, wanted: Any) -> bool:
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _proxy_local_parts(obj: Mapping[str, Any]) -> set[str]:
+    """The local parts of an object's SMTP proxy addresses ("smtp:jsmith@…" -> "jsmith")."""
+    parts: set[str] = set()
+    for proxy in obj.get("proxyAddresses") or []:
+        kind, _, address = str(proxy).partition(":")
+        if kind.lower() == "smtp" and "@" in address:
+            parts.add(address.rsplit("@", 1)[0].lower())
+    return parts
 
 
 def _licence_body(skus: Sequence[str]) -> dict[str, Any]:

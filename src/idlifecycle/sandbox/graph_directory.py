@@ -174,6 +174,7 @@ class Directory:
         self.dirty = False
         self.cursors: dict[str, Json] = {}
         self._upns: dict[str, str] | None = None
+        self._proxies: dict[str, str] | None = None
         self.base_url = "https://graph.microsoft.com/v1.0"
 
     # construction and persistence -------------------------------------------------------------
@@ -336,6 +337,32 @@ class Directory:
                 "Another object with the same value for property userPrincipalName already exists.",
                 details=[{"code": "ObjectConflict", "target": "userPrincipalName"}])
 
+    def _proxy_owner(self, address: str) -> str | None:
+        """Id of the user (live or deleted) or group holding `address` among its proxyAddresses."""
+        if self._proxies is None:
+            self._proxies = {}
+            for obj in (*self.state["users"].values(), *self.state["deleted"].values(),
+                        *self.state["groups"].values()):
+                for proxy in obj.get("proxyAddresses") or []:
+                    kind, _, value = str(proxy).partition(":")
+                    if kind.lower() == "smtp":
+                        self._proxies[value.lower()] = obj["id"]
+        return self._proxies.get(address.lower())
+
+    def _check_proxy_addresses(self, upn: str, mail: Any, nickname: Any, except_id: str | None = None) -> None:
+        """proxyAddresses are unique across users, groups and contacts, and a new UPN, mail or mailNickname
+        address may not equal another object's: 400 "Another object with the same value for property
+        proxyAddresses already exists." (https://learn.microsoft.com/en-us/graph/api/resources/user, "mail
+        and proxyAddresses"; the answer's body as reported in
+        https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/8421)."""
+        domain = upn.rsplit("@", 1)[-1]
+        addresses = {upn, *([str(mail)] if mail else []), *([f"{nickname}@{domain}"] if nickname else [])}
+        if any(self._proxy_owner(a) not in (None, except_id) for a in addresses):
+            message = "Another object with the same value for property proxyAddresses already exists."
+            raise bad_request(message, details=[
+                {"code": "ObjectConflict", "message": message, "target": "proxyAddresses"},
+                {"code": "ConflictingObjects", "message": message, "target": "proxyAddresses"}])
+
     # users --------------------------------------------------------------------------------------
     def create_user(self, body: Json) -> Json:
         with self.lock:
@@ -352,6 +379,7 @@ class Directory:
                 raise bad_request("The specified password does not comply with password complexity requirements. "
                                   "Please provide a different password.")
             self._check_upn(str(body["userPrincipalName"]))
+            self._check_proxy_addresses(str(body["userPrincipalName"]), body.get("mail"), body.get("mailNickname"))
             user = self._new_user_record(copy.deepcopy(body))
             self.state["users"][user["id"]] = user
             return project(user, None, DEFAULT_USER_PROPERTIES)
@@ -365,8 +393,12 @@ class Directory:
             if user.get("onPremisesSyncEnabled") and set(body) & SYNCED_USER_PROPERTIES:
                 raise bad_request("Unable to update the specified properties for on-premises mastered Directory "
                                   "Sync objects or objects currently undergoing migration.")
+            if {"userPrincipalName", "mail", "mailNickname"} & set(body):
+                self._check_proxy_addresses(str(body.get("userPrincipalName") or user["userPrincipalName"]),
+                                            body.get("mail"), body.get("mailNickname"), user["id"])
             if "userPrincipalName" in body and body["userPrincipalName"] != user["userPrincipalName"]:
                 self._check_upn(str(body["userPrincipalName"]), user["id"])
+                self._proxies = None  # an alias may be added below
                 if user.get("mail"):
                     # Exchange keeps the old primary address as an alias when the UPN changes.
                     user["proxyAddresses"] = [a.lower() if a.startswith("SMTP:") else a
@@ -428,6 +460,7 @@ class Directory:
             if purged is None:
                 raise not_found(key)
             self._index_upn(purged["userPrincipalName"], None, key)
+            self._proxies = None
             self.state["tombstones"][key] = {"kind": "user", "reason": "deleted", "seq": self._bump()}
 
     def revoke_sessions(self, key: str) -> None:
@@ -660,6 +693,7 @@ class Directory:
         with self.lock:
             user = self._new_user_record(dict(properties))
             self.state["users"][user["id"]] = user
+            self._proxies = None
             return str(user["id"])
 
     def add_group(self, display_name: str, *, description: str | None = None, members: Iterable[str] = ()) -> str:
