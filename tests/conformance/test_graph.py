@@ -155,3 +155,30 @@ def test_new_or_renamed_user_may_not_take_another_objects_proxy_address(
     jo = emulator.directory.user(f"jsmith@{STAFF}")["id"]
     assert graph.patch(f"/users/{jo}", json={"userPrincipalName": f"jtaylor@{STAFF}"}).status_code == 204
     assert graph.patch(f"/users/{jo}", json={"userPrincipalName": f"jsmith@{STAFF}"}).status_code == 204
+
+
+@pytest.mark.parametrize(("name", "limit"), [("employeeId", 16), ("mailNickname", 64), ("displayName", 256),
+                                             ("givenName", 64), ("surname", 64)])
+def test_user_property_longer_than_its_documented_maximum_is_refused(
+        emulator: GraphEmulator, graph: httpx.Client, name: str, limit: int) -> None:
+    """employeeId holds at most 16 characters, mailNickname 64, displayName 256, givenName and surname 64.
+
+    Source: https://learn.microsoft.com/en-us/graph/api/resources/user (each property's
+    "maximum length"); Graph refuses the whole create or update with 400 Request_BadRequest,
+    "Invalid value specified for property '<name>' of resource 'User'.".
+    """
+    amy = emulator.directory.user(f"23abrown@{PUPILS}")["id"]
+    fits = "a" * limit
+    too_long = "a" * (limit + 1)
+
+    create = graph.post("/users", json={**_new_user("25long"), name: too_long})
+    update = graph.patch(f"/users/{amy}", json={name: too_long})
+
+    for reply in (create, update):
+        assert reply.status_code == 400
+        error = _error(reply)
+        assert error["code"] == "Request_BadRequest"
+        assert error["message"] == f"Invalid value specified for property '{name}' of resource 'User'."
+        assert error["details"][0]["target"] == name
+    assert emulator.directory.find_user(f"25long@{PUPILS}") is None
+    assert graph.patch(f"/users/{amy}", json={name: fits}).status_code == 204

@@ -38,6 +38,13 @@ SYNCED_USER_PROPERTIES = frozenset({
 WRITABLE_USER_PROPERTIES = SYNCED_USER_PROPERTIES | {"usageLocation", "passwordPolicies", "preferredLanguage"}
 PASSWORD_SYMBOLS = set("@#$%^&*-_!+=[]{}|\\:',.?/`~\"();<> ")
 MEMBER_BIND_LIMIT = 20
+USER_PROPERTY_LIMITS: dict[str, int] = {
+    "employeeId": 16, "mailNickname": 64, "displayName": 256, "givenName": 64, "surname": 64,
+    "department": 64, "jobTitle": 128, "companyName": 64,
+}
+"""Maximum lengths Graph enforces on user properties (https://learn.microsoft.com/en-us/graph/api/resources/user,
+each property's description; companyName: microsoft-graph-docs#7979). Over one, a create or update is
+refused whole: 400 Request_BadRequest "Invalid value specified for property '…' of resource 'User'."."""
 PAGE_DEFAULT = 100
 PAGE_MAX = 999
 CURSOR_TTL_SECONDS = 600
@@ -363,6 +370,14 @@ class Directory:
                 {"code": "ObjectConflict", "message": message, "target": "proxyAddresses"},
                 {"code": "ConflictingObjects", "message": message, "target": "proxyAddresses"}])
 
+    @staticmethod
+    def _check_lengths(body: Json) -> None:
+        for name, limit in USER_PROPERTY_LIMITS.items():
+            value = body.get(name)
+            if isinstance(value, str) and len(value) > limit:
+                raise bad_request(f"Invalid value specified for property '{name}' of resource 'User'.",
+                                  details=[{"code": "InvalidLength", "target": name}])
+
     # users --------------------------------------------------------------------------------------
     def create_user(self, body: Json) -> Json:
         with self.lock:
@@ -374,6 +389,7 @@ class Directory:
             unknown = set(body) - WRITABLE_USER_PROPERTIES
             if unknown:
                 raise bad_request(f"Invalid property '{sorted(unknown)[0]}'.", "BadRequest")
+            self._check_lengths(body)
             password = str(body["passwordProfile"].get("password") or "")
             if not password_is_complex(password):
                 raise bad_request("The specified password does not comply with password complexity requirements. "
@@ -390,6 +406,7 @@ class Directory:
             unknown = set(body) - WRITABLE_USER_PROPERTIES
             if unknown:
                 raise bad_request(f"Invalid property '{sorted(unknown)[0]}'.", "BadRequest")
+            self._check_lengths(body)
             if user.get("onPremisesSyncEnabled") and set(body) & SYNCED_USER_PROPERTIES:
                 raise bad_request("Unable to update the specified properties for on-premises mastered Directory "
                                   "Sync objects or objects currently undergoing migration.")
