@@ -182,3 +182,32 @@ def test_user_property_longer_than_its_documented_maximum_is_refused(
         assert error["details"][0]["target"] == name
     assert emulator.directory.find_user(f"25long@{PUPILS}") is None
     assert graph.patch(f"/users/{amy}", json={name: fits}).status_code == 204
+
+
+def test_app_without_the_user_administrator_role_may_not_write_passwords(
+        emulator: GraphEmulator, graph: httpx.Client) -> None:
+    """App-only, passwordProfile needs User.ReadWrite.All and at least the User Administrator role: 403 without it.
+
+    Sources: https://learn.microsoft.com/en-us/graph/api/user-update (passwordProfile: "In
+    application-only access, the calling app must be assigned the User.ReadWrite.All application
+    permission and at least the User Administrator Microsoft Entra role") and Graph's answer in
+    https://learn.microsoft.com/en-us/answers/questions/360090 (403 Authorization_RequestDenied,
+    "Insufficient privileges to complete the operation."). An initial password on create needs
+    the permission alone.
+    """
+    amy = emulator.directory.user(f"23abrown@{PUPILS}")["id"]
+    reset = {"passwordProfile": {"password": "Sunny-Days-2026", "forceChangePasswordNextSignIn": True}}
+    assert graph.patch(f"/users/{amy}", json=reset).status_code == 204  # the fixture's app holds the role
+
+    emulator.register_application(CLIENT_ID, secret=CLIENT_SECRET, directory_roles=())
+    with _client(emulator) as without_role:
+        refused = without_role.patch(f"/users/{amy}", json=reset)
+        forced = without_role.patch(f"/users/{amy}", json={"passwordProfile": {"forceChangePasswordNextSignIn": True}})
+        created = without_role.post("/users", json=_new_user("25initial"))
+
+    for reply in (refused, forced):
+        assert reply.status_code == 403
+        error = _error(reply)
+        assert (error["code"], error["message"]) == ("Authorization_RequestDenied",
+                                                     "Insufficient privileges to complete the operation.")
+    assert created.status_code == 201

@@ -16,7 +16,7 @@ from idlifecycle.model import Action, Outcome
 from idlifecycle.sandbox.graph import Fault, GraphEmulator
 from idlifecycle.sandbox.tls import make_key_and_certificate
 from tests.integration.graph_fixtures import *  # noqa: F403
-from tests.integration.graph_fixtures import CLIENT_ID, PUPILS, STAFF, change, starter
+from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, PUPILS, STAFF, change, starter
 
 
 def _pupils(emulator: GraphEmulator) -> list[dict[str, object]]:
@@ -308,3 +308,23 @@ def test_licence_that_could_not_be_assigned_fails_the_create_and_the_next_run_as
     assert [lic["skuId"] for lic in emulator.directory.user(failed.key)["assignedLicenses"]] == [sku]
     assert "S701" in {a.anchor for a in tomorrow.snapshot().accounts}
     assert len([u for u in emulator.directory.state["users"].values() if u.get("employeeId") == "S701"]) == 1
+
+
+def test_app_without_the_user_administrator_role_is_told_once_and_no_password_change_is_sent(
+        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector]) -> None:
+    emulator.register_application(CLIENT_ID, secret=CLIENT_SECRET, directory_roles=())
+    entra = make_connector(emulator)
+    accounts = {a.anchor: a for a in entra.snapshot().accounts}
+    amy, jo = accounts["P001"], accounts["S001"]
+    writes_before = emulator.stats["writes"]
+
+    results = list(entra.apply([
+        change(Action.SET_PASSWORD, amy.key, after={"must_change_password": True}, password="Sunny-Days-2026"),
+        change(Action.REQUIRE_PASSWORD_CHANGE, jo.key),
+        change(Action.UPDATE, amy.key, after={"attributes": {"department": "Year 8"}}),
+    ]))
+
+    assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.FAILED, Outcome.APPLIED]
+    assert results[0].detail == results[1].detail
+    assert "User Administrator" in results[0].detail and "may not set passwords" in results[0].detail
+    assert emulator.stats["writes"] - writes_before == 1  # only the update: no password change was attempted

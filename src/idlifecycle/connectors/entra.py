@@ -85,6 +85,8 @@ USER_FIELDS = ("id", "userPrincipalName", "givenName", "surname", "displayName",
                "createdDateTime", "lastPasswordChangeDateTime", "passwordPolicies", "onPremisesSyncEnabled",
                "usageLocation", "mailNickname", "proxyAddresses")
 GROUP_FIELDS = "displayName,description,proxyAddresses,members"
+PASSWORD_ACTIONS = (Action.SET_PASSWORD, Action.REQUIRE_PASSWORD_CHANGE)
+PASSWORD_ROLES = ("User Administrator", "Privileged Authentication Administrator", "Global Administrator")
 SANDBOX_CLIENT_ID = "idlifecycle-sandbox"
 MAX_PAGE = 999
 MEMBERS_PER_PATCH = 20
@@ -145,6 +147,8 @@ class EntraConnector(Connector):
         self._stop = stop
         self._domains = {d.lower() for d in settings.domains.values()}
         self._licence_debt: set[str] | None = None
+        self._password_refusal: str | None = None
+        """After the first password change of the session: "" when the app may set passwords, else why not."""
 
     # configuration ------------------------------------------------------------------------------
     @classmethod
@@ -390,6 +394,8 @@ class EntraConnector(Connector):
                 members, _ = await self.session.read_all(
                     f"/directoryRoles/{role['id']}/members?$select=id,userPrincipalName,displayName,employeeId")
                 for member in members:
+                    if member.get("@odata.type") == "#microsoft.graph.servicePrincipal":
+                        continue  # an app (this one, holding User Administrator to set passwords): not a person
                     holders.append(RoleHolder(
                         self.name, str(role["displayName"]),
                         str(member.get("userPrincipalName") or member.get("displayName") or member["id"]),
@@ -428,11 +434,43 @@ class EntraConnector(Connector):
         user_changes = [c for c in changes if c.action is not Action.CREATE_GROUP and c.action not in membership]
         if group_changes:
             results.update(await self._run_steps([[self._create_group(cache, c)] for c in group_changes]))
+        passwords = [c for c in user_changes if c.action in PASSWORD_ACTIONS]
+        if passwords and await self._may_not_set_passwords():
+            for refused in passwords:
+                results[refused.change_id] = Result(refused.change_id, Outcome.FAILED, self._password_refusal or "")
+            user_changes = [c for c in user_changes if c.action not in PASSWORD_ACTIONS]
         if user_changes:
             results.update(await self._run_steps(await self._user_chains(cache, user_changes)))
         if member_changes:
             results.update(await self._membership(cache, member_changes))
         return [results[c.change_id] for c in changes]
+
+    async def _may_not_set_passwords(self) -> bool:
+        """Whether the app lacks a directory role that may set passwords (checked once, before the first).
+
+        App-only, Graph lets an app write passwordProfile only when its service principal holds
+        at least the User Administrator role as well as User.ReadWrite.All
+        (https://learn.microsoft.com/en-us/graph/api/user-update); without it every password
+        change is a 403. Reading the roles needs RoleManagement.Read.Directory: when that is
+        refused the question is left to Graph's answers.
+        """
+        if self._password_refusal is None:
+            self._password_refusal = ""
+            try:
+                roles, _ = await self.session.read_all("/directoryRoles?$select=id,displayName")
+                held = False
+                for role in (r for r in roles if r.get("displayName") in PASSWORD_ROLES):
+                    members, _ = await self.session.read_all(f"/directoryRoles/{role['id']}/members?$select=id,appId")
+                    held = held or any(m.get("appId") == self.session.credentials.client_id for m in members)
+            except ResponseError:
+                held = True
+            if not held:
+                self._password_refusal = (
+                    f"app {self.session.credentials.client_id!r} may not set passwords: Graph lets an app set them "
+                    "only when it also holds the User Administrator role (or Privileged Authentication "
+                    "Administrator); in the Entra admin centre open Roles & admins > User Administrator > Add "
+                    "assignments, add the app, and run again")
+        return bool(self._password_refusal)
 
     async def _run_steps(self, chains: list[list[_Step]]) -> dict[str, Result]:
         """Send each chain (one account's steps, in order) as one request group; interpret per step."""

@@ -93,11 +93,13 @@ from idlifecycle.sandbox.graph_directory import (
     compile_filter,
     not_found,
     project,
+    service_principal_id,
 )
 from idlifecycle.sandbox.http import EmulatorHandler
 from idlifecycle.sandbox.tls import CertificateFiles, ensure_certificate
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+PASSWORD_ADMIN_ROLES = ("User Administrator", "Privileged Authentication Administrator", "Global Administrator")
 BATCH_LIMIT = 20
 
 
@@ -250,8 +252,14 @@ class GraphEmulator:
     def register_application(self, app_id: str, *, secret: str | None = None, certificate_pem: str | None = None,
                              roles: tuple[str, ...] = ("User.ReadWrite.All", "GroupMember.ReadWrite.All",
                                                        "Group.Create", "RoleManagement.Read.Directory",
-                                                       "LicenseAssignment.ReadWrite.All", "AuditLog.Read.All")) -> None:
-        """An app registration with admin consent for `roles`; only the secret's hash is kept."""
+                                                       "LicenseAssignment.ReadWrite.All", "AuditLog.Read.All"),
+                             directory_roles: tuple[str, ...] = ("User Administrator",)) -> None:
+        """An app registration with admin consent for `roles`; only the secret's hash is kept.
+
+        `directory_roles` are the Entra roles its service principal holds: setting passwords
+        app-only needs User Administrator or higher (see `_patch_user`).
+        """
+        self.directory.assign_app_roles(app_id, directory_roles)
         with self.directory.lock:
             app = self.directory.state["applications"].setdefault(
                 app_id, {"secrets": [], "certificates": [], "roles": []})
@@ -356,7 +364,7 @@ class GraphEmulator:
         now = int(time.time())
         claims = {"aud": "https://graph.microsoft.com", "iss": f"{self.url}/{tenant}/", "tid": tenant,
                   "appid": client_id, "roles": list(app["roles"]), "iat": now, "nbf": now, "exp": now + 3600,
-                  "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, client_id))}
+                  "oid": service_principal_id(client_id)}
         token = jwt.encode(claims, self.signing_key, algorithm="HS256")
         return 200, {}, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
 
@@ -381,6 +389,9 @@ class GraphEmulator:
         return "AADSTS700027: Client assertion failed signature validation."
 
     def caller_roles(self, authorization: str | None) -> list[str]:
+        return list(self.caller(authorization).get("roles", []))
+
+    def caller(self, authorization: str | None) -> dict[str, Any]:
         if not authorization or not authorization.startswith("Bearer "):
             raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
         try:
@@ -392,7 +403,7 @@ class GraphEmulator:
         except jwt.PyJWTError:
             raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.") \
                 from None
-        return list(claims.get("roles", []))
+        return dict(claims)
 
     # graph ----------------------------------------------------------------------------------------
     def graph(self, method: str, target: str, headers: Mapping[str, str], body: Any, roles: list[str]) -> Reply:
@@ -584,6 +595,13 @@ def _get_user(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h:
 @route("PATCH", r"/users/([^/]+)", "users.write")
 def _patch_user(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                 b: Any) -> Reply:
+    if isinstance(b, dict) and "passwordProfile" in b and not em.directory.holds_role(
+            h.get("x-caller-oid", ""), PASSWORD_ADMIN_ROLES):
+        # App-only, passwordProfile needs User.ReadWrite.All *and* at least the User Administrator
+        # role (https://learn.microsoft.com/en-us/graph/api/user-update, passwordProfile; Graph's
+        # answer without the role: https://learn.microsoft.com/en-us/answers/questions/360090).
+        # A create with an initial password needs the permission alone.
+        raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
     em.directory.update_user(args[0], dict(b or {}))
     return 204, {}, None
 
@@ -752,7 +770,8 @@ class _Handler(EmulatorHandler):
                 raise DropConnection
             return _fault_reply(fault)
         try:
-            roles = emulator.caller_roles(self.headers.get("Authorization"))
+            claims = emulator.caller(self.headers.get("Authorization"))
+            roles = list(claims.get("roles", []))
             body = json.loads(raw) if raw else None
         except GraphError as error:
             return error.reply()
@@ -760,6 +779,7 @@ class _Handler(EmulatorHandler):
             return GraphError(400, "BadRequest", "Unable to read JSON request payload.").reply()
         headers = {k.lower(): v for k, v in self.headers.items()}
         headers["x-roles"] = " ".join(roles)
+        headers["x-caller-oid"] = str(claims.get("oid", ""))
         if method == "POST" and path == "/v1.0/$batch":
             reply, lost = _batch(emulator, body, headers, roles)
         else:

@@ -85,6 +85,11 @@ class GraphError(Exception):
         return self.status, self.headers, {"error": error}
 
 
+def service_principal_id(app_id: str) -> str:
+    """The object id of an app's service principal in this tenant (the `oid` of its tokens)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, app_id))
+
+
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -595,13 +600,42 @@ class Directory:
     def list_members(self, member_ids: Iterable[str], select: list[str] | None) -> list[Json]:
         with self.lock:
             out = []
+            apps = {service_principal_id(a): a for a in self.state["applications"]}
             for member_id in member_ids:
                 obj = self.state["users"].get(member_id) or self.state["groups"].get(member_id)
                 if obj is not None:
                     item = project(obj, select, ("id", "displayName"))
                     item["@odata.type"] = self._object_type(member_id)
                     out.append(item)
+                elif member_id in apps:  # an app's service principal holding a directory role
+                    principal = {"id": member_id, "appId": apps[member_id], "displayName": apps[member_id]}
+                    item = {k: v for k, v in principal.items() if select is None or k in select or k == "id"}
+                    item["@odata.type"] = "#microsoft.graph.servicePrincipal"
+                    out.append(item)
             return out
+
+    def assign_app_roles(self, app_id: str, names: Iterable[str]) -> None:
+        """Make the app's service principal a member of exactly these directory roles (created when missing)."""
+        with self.lock:
+            principal = service_principal_id(app_id)
+            names = list(names)
+            for held in self.state["roles"].values():
+                if held["displayName"] not in names and principal in held["members"]:
+                    held["members"].remove(principal)
+            for name in names:
+                role: Json | None = next((r for r in self.state["roles"].values() if r["displayName"] == name), None)
+                if role is None:
+                    role_id = str(uuid.uuid4())
+                    role = {"id": role_id, "displayName": name, "roleTemplateId": str(uuid.uuid4()), "members": []}
+                    self.state["roles"][role_id] = role
+                if principal not in role["members"]:
+                    role["members"].append(principal)
+            self.dirty = True
+
+    def holds_role(self, principal: str, names: Iterable[str]) -> bool:
+        with self.lock:
+            wanted = set(names)
+            return any(principal in r["members"] for r in self.state["roles"].values() if r["displayName"] in wanted)
 
     def group_member_ids(self, key: str) -> list[str]:
         with self.lock:
