@@ -211,3 +211,23 @@ def test_app_without_the_user_administrator_role_may_not_write_passwords(
         assert (error["code"], error["message"]) == ("Authorization_RequestDenied",
                                                      "Insufficient privileges to complete the operation.")
     assert created.status_code == 201
+
+
+def test_users_delta_refuses_profile_properties_in_select_and_names_them(graph: httpx.Client) -> None:
+    """users/delta answers 400 BadRequest naming the $select properties it does not support.
+
+    Sources: https://github.com/microsoftgraph/microsoft-graph-docs/issues/14141 ("Invalid request
+    for delta query: for this entity set, $expand/$select is not supported for the following
+    properties: birthday"), https://github.com/microsoftgraph/microsoft-graph-docs/issues/4746
+    (skills, aboutMe), https://github.com/microsoftgraph/microsoft-graph-explorer-v4/issues/3189
+    (signInActivity).
+    """
+    refused = graph.get("/users/delta", params={"$select": "id,displayName,birthday,skills"})
+    allowed = graph.get("/users/delta", params={"$select": "id,displayName,proxyAddresses,department"})
+
+    assert refused.status_code == 400
+    error = _error(refused)
+    assert error["code"] == "BadRequest"
+    assert error["message"] == ("Invalid request for delta query: for this entity set, $expand/$select is not "
+                                "supported for the following properties: birthday, skills")
+    assert allowed.status_code == 200

@@ -7,8 +7,11 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from idlifecycle.connectors.base import ConnectorContext
 from idlifecycle.connectors.entra import EntraConnector
+from idlifecycle.errors import ConfigError
 from idlifecycle.model import Action, Outcome
 from idlifecycle.sandbox.graph import GraphEmulator
 from idlifecycle.store import Store
@@ -304,3 +307,9 @@ def test_last_sign_in_is_read_for_the_access_review_when_asked(
 
     account = next(a for a in snapshot.accounts if a.key == jo["id"])
     assert account.last_sign_in is not None and account.last_sign_in.isoformat() == "2026-10-01T08:15:00+00:00"
+
+
+def test_attribute_users_delta_cannot_read_is_refused_when_the_job_loads(
+        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector]) -> None:
+    with pytest.raises(ConfigError, match=r"attributes.*'birthday'.*users/delta"):
+        make_connector(emulator, attributes=["department", "birthday"])

@@ -86,6 +86,12 @@ USER_FIELDS = ("id", "userPrincipalName", "givenName", "surname", "displayName",
                "usageLocation", "mailNickname", "proxyAddresses")
 GROUP_FIELDS = "displayName,description,proxyAddresses,members"
 PASSWORD_ACTIONS = (Action.SET_PASSWORD, Action.REQUIRE_PASSWORD_CHANGE)
+DELTA_UNSUPPORTED = frozenset({
+    "aboutMe", "birthday", "hireDate", "interests", "mySite", "pastProjects", "preferredName", "responsibilities",
+    "schools", "skills", "signInActivity",
+})
+"""User properties Graph's users/delta refuses in $select (microsoft-graph-docs#14141, #4746;
+microsoft-graph-explorer-v4#3189): a snapshot asking for one fails whole."""
 PASSWORD_ROLES = ("User Administrator", "Privileged Authentication Administrator", "Global Administrator")
 SANDBOX_CLIENT_ID = "idlifecycle-sandbox"
 MAX_PAGE = 999
@@ -897,6 +903,11 @@ def _read_settings(context: ConnectorContext) -> _Settings:
     attributes = context.option("attributes", ["department", "jobTitle", "employeeType"])
     if not isinstance(attributes, list) or not all(isinstance(a, str) and a.isidentifier() for a in attributes):
         raise ConfigError(source, "attributes", "must be a list of Graph user property names, e.g. [\"department\"]")
+    refused = [a for a in attributes if a in DELTA_UNSUPPORTED]
+    if refused:
+        # Snapshots read users/delta, which answers 400 to these in $select: every night would fail.
+        raise ConfigError(source, "attributes", f"{', '.join(map(repr, refused))} cannot be read through Graph's "
+                          "users/delta query, which refuses it in $select; remove it from the list")
     licences = context.option("assign_licences", {})
     if not isinstance(licences, Mapping) or not all(isinstance(v, list) for v in licences.values()):
         raise ConfigError(source, "assign_licences", "must be a table of kind = [\"skuId\", …]")

@@ -99,6 +99,15 @@ from idlifecycle.sandbox.http import EmulatorHandler
 from idlifecycle.sandbox.tls import CertificateFiles, ensure_certificate
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+DELTA_UNSUPPORTED_USER_PROPERTIES = frozenset({
+    "aboutMe", "birthday", "hireDate", "interests", "mySite", "pastProjects", "preferredName", "responsibilities",
+    "schools", "skills", "signInActivity",
+})
+"""User properties `users/delta` refuses in $select with a 400 naming them: the profile properties
+(https://github.com/microsoftgraph/microsoft-graph-docs/issues/14141 birthday,
+https://github.com/microsoftgraph/microsoft-graph-docs/issues/4746 skills and aboutMe; the user resource
+page lists them as returned only for a single user) and signInActivity
+(https://github.com/microsoftgraph/microsoft-graph-explorer-v4/issues/3189)."""
 PASSWORD_ADMIN_ROLES = ("User Administrator", "Privileged Authentication Administrator", "Global Administrator")
 BATCH_LIMIT = 20
 
@@ -581,8 +590,10 @@ def _create_user(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str],
 @route("GET", r"/users/delta", "users.read")
 def _users_delta(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                  b: Any) -> Reply:
-    if "signInActivity" in (_select(q) or []):
-        raise bad_request("Property 'signInActivity' is not supported in a delta query.", "BadRequest")
+    refused = [p for p in (_select(q) or []) if p in DELTA_UNSUPPORTED_USER_PROPERTIES]
+    if refused:
+        raise bad_request("Invalid request for delta query: for this entity set, $expand/$select is not supported "
+                          f"for the following properties: {', '.join(refused)}", "BadRequest")
     return _delta(em, q, h, "users", em.directory.users_delta)
 
 
