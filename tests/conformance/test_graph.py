@@ -231,3 +231,27 @@ def test_users_delta_refuses_profile_properties_in_select_and_names_them(graph: 
     assert error["message"] == ("Invalid request for delta query: for this entity set, $expand/$select is not "
                                 "supported for the following properties: birthday, skills")
     assert allowed.status_code == 200
+
+
+def test_delta_link_older_than_its_lifetime_is_refused_with_sync_state_not_found(
+        make_emulator: Callable[..., GraphEmulator]) -> None:
+    """Identity delta links live seven days, then Graph answers 400 syncStateNotFound (the lifetime is configurable).
+
+    Source: https://devblogs.microsoft.com/microsoft365dev/duration-of-change-tracking-tokens-for-identity-and-education-resources/
+    ("BadRequest response with the error code syncStateNotFound and the following error message:
+    The sync state generation is not found. The delta token is expired and data must be
+    synchronized again.").
+    """
+    emulator = make_emulator(delta_token_ttl=0.5)
+    with _client(emulator) as graph:
+        link = graph.get("/users/delta", params={"$select": "id,displayName"}).json()["@odata.deltaLink"]
+        assert graph.get(link).status_code == 200
+        time.sleep(0.6)
+
+        expired = graph.get(link)
+
+    assert expired.status_code == 400
+    error = _error(expired)
+    assert error["code"] == "syncStateNotFound"
+    assert error["message"] == ("The sync state generation is not found. The delta token is expired and data must "
+                                "be synchronized again.")

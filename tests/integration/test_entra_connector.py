@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from idlifecycle.connectors.base import ConnectorContext
 from idlifecycle.connectors.entra import EntraConnector
 from idlifecycle.errors import ConfigError
 from idlifecycle.model import Action, Outcome
-from idlifecycle.sandbox.graph import GraphEmulator
+from idlifecycle.sandbox.graph import Fault, GraphEmulator
 from idlifecycle.store import Store
 from tests.integration.graph_fixtures import *  # noqa: F403
 from tests.integration.graph_fixtures import MARKER, PUPILS, STAFF, change, starter
@@ -313,3 +315,32 @@ def test_attribute_users_delta_cannot_read_is_refused_when_the_job_loads(
         emulator: GraphEmulator, make_connector: Callable[..., EntraConnector]) -> None:
     with pytest.raises(ConfigError, match=r"attributes.*'birthday'.*users/delta"):
         make_connector(emulator, attributes=["department", "birthday"])
+
+
+def test_delta_link_that_expired_over_half_term_means_one_full_read_noted_in_the_log(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector],
+        caplog: pytest.LogCaptureFixture) -> None:
+    emulator = make_emulator(delta_token_ttl=0.5)
+    entra = make_connector(emulator)
+    first = entra.snapshot()
+    emulator.directory.add_user(userPrincipalName=f"autumn@{PUPILS}", displayName="Autumn Starter")
+    time.sleep(0.6)  # half-term: longer than the links live
+
+    with caplog.at_level(logging.WARNING, logger="idlifecycle.connectors.entra"):
+        second = entra.snapshot()
+
+    assert len(second.accounts) == len(first.accounts) + 1
+    assert any("reading the whole directory once" in r.getMessage() for r in caplog.records)
+
+
+def test_delta_link_refused_with_another_client_error_means_one_full_read_not_a_failed_night(
+        emulator: GraphEmulator, entra: EntraConnector, caplog: pytest.LogCaptureFixture) -> None:
+    first = entra.snapshot()
+    emulator.directory.add_user(userPrincipalName=f"later@{PUPILS}", displayName="Later Starter")
+    emulator.faults.append(Fault("GET", r"^/v1\.0/users/delta$", mode="status", status=400))
+
+    with caplog.at_level(logging.WARNING, logger="idlifecycle.connectors.entra"):
+        second = entra.snapshot()
+
+    assert len(second.accounts) == len(first.accounts) + 1
+    assert any("refused the stored users delta link" in r.getMessage() for r in caplog.records)

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import secrets
 import string
@@ -81,6 +82,7 @@ from idlifecycle.connectors.entra_graph import (
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, RoleHolder, Snapshot
 
+log = logging.getLogger(__name__)
 USER_FIELDS = ("id", "userPrincipalName", "givenName", "surname", "displayName", "employeeId", "accountEnabled",
                "createdDateTime", "lastPasswordChangeDateTime", "passwordPolicies", "onPremisesSyncEnabled",
                "usageLocation", "mailNickname", "proxyAddresses")
@@ -308,9 +310,15 @@ class EntraConnector(Connector):
                     items, new_link = await self.session.read_all(self._rebase(link), prefer)
                     return items, new_link, False
                 except ResponseError as error:
-                    if error.response.status != 410 and error.response.error_code.lower() not in (
-                            "syncstatenotfound", "resyncrequired"):
+                    # Expired links answer 400 syncStateNotFound after seven days (Graph's blog, "Duration of
+                    # change tracking tokens"), 410 when the service lost the state, other 4xx codes now and
+                    # then: any refusal of the link itself means one full read, not a failed night.
+                    status, code = error.response.status, error.response.error_code.lower()
+                    if not (status == 410 or code in ("syncstatenotfound", "resyncrequired")
+                            or (400 <= status < 500 and status not in (401, 403, 429))):
                         raise
+                    log.warning("%s: Graph refused the stored %s delta link (%s): reading the whole directory "
+                                "once instead", self.name, first.split("/")[1], error)
             items, new_link = await self.session.read_all(first, prefer)
             return items, new_link, True
 

@@ -222,8 +222,11 @@ class GraphEmulator:
     def __init__(self, directory: Directory, *, host: str = "127.0.0.1", port: int = 0,
                  tls_dir: Path | None = None, state_file: Path | None = None, latency: float = 0.0,
                  write_limit: int | None = None, write_window: float = 150.0, send_retry_after: bool = True,
-                 replication_window: float = REPLICATION_WINDOW, replication_seed: int = 0) -> None:
+                 replication_window: float = REPLICATION_WINDOW, replication_seed: int = 0,
+                 delta_token_ttl: float | None = None) -> None:
         self.directory = directory
+        if delta_token_ttl is not None:
+            directory.delta_token_ttl = delta_token_ttl
         self.replication = Replication(replication_window, replication_seed)
         self.state_file = state_file
         self.latency = latency

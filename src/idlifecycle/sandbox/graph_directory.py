@@ -48,6 +48,9 @@ refused whole: 400 Request_BadRequest "Invalid value specified for property '…
 PAGE_DEFAULT = 100
 PAGE_MAX = 999
 CURSOR_TTL_SECONDS = 600
+DELTA_TOKEN_TTL_SECONDS = 7 * 24 * 3600.0
+"""Delta links for identity resources live seven days; an older one is a 400 syncStateNotFound
+(https://devblogs.microsoft.com/microsoft365dev/duration-of-change-tracking-tokens-for-identity-and-education-resources/)."""
 
 # Which application permissions (any one of the tuple) allow an operation, as Graph's docs list them.
 PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -188,6 +191,7 @@ class Directory:
         self._upns: dict[str, str] | None = None
         self._proxies: dict[str, str] | None = None
         self.base_url = "https://graph.microsoft.com/v1.0"
+        self.delta_token_ttl = DELTA_TOKEN_TTL_SECONDS
 
     # construction and persistence -------------------------------------------------------------
     @classmethod
@@ -656,15 +660,19 @@ class Directory:
 
     # delta --------------------------------------------------------------------------------------
     def delta_token(self, seq: int, select: list[str] | None) -> str:
-        raw = json.dumps({"e": self.state["epoch"], "s": seq, "sel": select or []})
+        raw = json.dumps({"e": self.state["epoch"], "s": seq, "sel": select or [], "t": round(time.time(), 3)})
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     def read_delta_token(self, token: str) -> tuple[int, list[str] | None]:
         try:
             data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             seq, epoch, select = int(data["s"]), data["e"], list(data["sel"]) or None
+            issued = float(data.get("t", 0))
         except (ValueError, KeyError, TypeError):
             raise bad_request("Invalid delta token.", "BadRequest") from None
+        if time.time() - issued > self.delta_token_ttl:
+            raise GraphError(400, "syncStateNotFound", "The sync state generation is not found. The delta token is "
+                             "expired and data must be synchronized again.")
         if epoch != self.state["epoch"] or seq < self.state["min_delta_seq"]:
             raise GraphError(410, "syncStateNotFound",
                              "The sync state is no longer valid: restart the synchronization without a delta token.")
