@@ -18,7 +18,7 @@ import pytest
 
 from idlifecycle.sandbox.graph import GraphEmulator, Replication
 from tests.integration.graph_fixtures import *  # noqa: F403
-from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, PUPILS, STAFF
+from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, PUPILS, STAFF, school_seed
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
@@ -255,3 +255,22 @@ def test_delta_link_older_than_its_lifetime_is_refused_with_sync_state_not_found
     assert error["code"] == "syncStateNotFound"
     assert error["message"] == ("The sync state generation is not found. The delta token is expired and data must "
                                 "be synchronized again.")
+
+
+def test_sign_in_activity_without_entra_id_p1_is_refused(make_emulator: Callable[..., GraphEmulator]) -> None:
+    """signInActivity needs Entra ID P1 or P2 in the tenant: 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant.
+
+    Sources: https://learn.microsoft.com/en-us/graph/api/resources/signinactivity (licence
+    requirement) and https://github.com/microsoftgraph/microsoft-graph-docs/issues/12772 (the
+    403 "Neither tenant is B2C or tenant doesn't have premium license").
+    """
+    emulator = make_emulator({**school_seed(), "premium": False})
+    with _client(emulator) as graph:
+        refused = graph.get("/users", params={"$select": "id,signInActivity"})
+        plain = graph.get("/users", params={"$select": "id,displayName"})
+
+    assert refused.status_code == 403
+    error = _error(refused)
+    assert (error["code"], error["message"]) == ("Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                                                 "Neither tenant is B2C or tenant doesn't have premium license")
+    assert plain.status_code == 200

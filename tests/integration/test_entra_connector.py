@@ -18,7 +18,7 @@ from idlifecycle.model import Action, Outcome
 from idlifecycle.sandbox.graph import Fault, GraphEmulator
 from idlifecycle.store import Store
 from tests.integration.graph_fixtures import *  # noqa: F403
-from tests.integration.graph_fixtures import MARKER, PUPILS, STAFF, change, starter
+from tests.integration.graph_fixtures import MARKER, PUPILS, STAFF, change, school_seed, starter
 
 
 def test_snapshot_holds_managed_accounts_and_groups_and_reserves_everyone_elses_names(entra: EntraConnector) -> None:
@@ -344,3 +344,16 @@ def test_delta_link_refused_with_another_client_error_means_one_full_read_not_a_
 
     assert len(second.accounts) == len(first.accounts) + 1
     assert any("refused the stored users delta link" in r.getMessage() for r in caplog.records)
+
+
+def test_without_entra_id_p1_sign_in_activity_is_skipped_with_a_note_not_an_aborted_snapshot(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector],
+        caplog: pytest.LogCaptureFixture) -> None:
+    emulator = make_emulator({**school_seed(), "premium": False})  # e.g. Microsoft 365 A1 only
+
+    with caplog.at_level(logging.WARNING, logger="idlifecycle.connectors.entra"):
+        snapshot = make_connector(emulator, sign_in_activity=True).snapshot()
+
+    assert {a.anchor for a in snapshot.accounts} == {"S001", "P001", "S002"}
+    assert all(a.last_sign_in is None for a in snapshot.accounts)
+    assert any("no Entra ID P1" in r.getMessage() for r in caplog.records)

@@ -370,7 +370,15 @@ class EntraConnector(Connector):
         return self.session.graph_url + parts.path[len(version):] + (f"?{parts.query}" if parts.query else "")
 
     async def _sign_ins(self) -> dict[str, datetime | None]:
-        items, _ = await self.session.read_all(f"/users?$select=id,signInActivity&$top={MAX_PAGE}")
+        try:
+            items, _ = await self.session.read_all(f"/users?$select=id,signInActivity&$top={MAX_PAGE}")
+        except ResponseError as error:
+            if error.response.error_code != "Authentication_RequestFromNonPremiumTenantOrB2CTenant":
+                raise
+            # Sign-in activity needs Entra ID P1 in the tenant: the access review goes without it.
+            log.warning("%s: sign_in_activity: the tenant has no Entra ID P1 licence, so Graph does not give "
+                        "last sign-in dates; the access review is made without them", self.name)
+            return {}
         return {str(u["id"]): _when((u.get("signInActivity") or {}).get("lastSignInDateTime")) for u in items}
 
     def _users_select(self) -> str:

@@ -32,6 +32,7 @@ Seed file (JSON), read when the state file does not exist yet::
       "tenant_id": "sandbox-tenant",
       "domains": ["staff.example.sch.uk", "pupils.example.sch.uk"],
       "subscribedSkus": [{"skuId": "...", "skuPartNumber": "STANDARDWOFFPACK_STUDENT"}],
+      "premium": false,             # Entra ID P1 or P2 in the tenant (needed for signInActivity)
       "users": [{"userPrincipalName": "j.smith@staff.example.sch.uk", "givenName": "Jo",
                  "surname": "Smith", "displayName": "Jo Smith", "employeeId": "S1001",
                  "accountEnabled": true, "onPremisesSyncEnabled": null,
@@ -578,6 +579,11 @@ def _list_users(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], 
     if select and "signInActivity" in select and not {"AuditLog.Read.All"} & set(h.get("x-roles", "").split()):
         raise GraphError(403, "Authorization_RequestDenied", "Calling principal does not have required MSGraph "
                          "permissions AuditLog.Read.All")
+    if select and "signInActivity" in select and not em.directory.state.get("premium"):
+        # signInActivity needs Entra ID P1/P2 in the tenant (https://learn.microsoft.com/en-us/graph/api/resources/
+        # signinactivity; the 403 as reported in https://github.com/microsoftgraph/microsoft-graph-docs/issues/12772).
+        raise GraphError(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                         "Neither tenant is B2C or tenant doesn't have premium license")
     found = em.directory.list_users(_filter(q), select)
     return em.page(_replicated(em, found) if "$filter" in q else found, q, h, "users")
 

@@ -211,6 +211,7 @@ class Directory:
         directory = cls.empty(str(seed.get("tenant_id", "sandbox-tenant")), domains)
         state = directory.state
         state["skus"] = list(seed.get("subscribedSkus", []))
+        state["premium"] = bool(seed.get("premium", False))
         by_upn: dict[str, str] = {}
         for raw in seed.get("users", []):
             user = directory._new_user_record(dict(raw))
