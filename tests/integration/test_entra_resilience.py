@@ -328,3 +328,32 @@ def test_app_without_the_user_administrator_role_is_told_once_and_no_password_ch
     assert results[0].detail == results[1].detail
     assert "User Administrator" in results[0].detail and "may not set passwords" in results[0].detail
     assert emulator.stats["writes"] - writes_before == 1  # only the update: no password change was attempted
+
+
+def test_a_proxys_403_page_on_a_batch_is_not_read_as_graph_refusing_and_is_sent_again(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    amy = next(a for a in entra.snapshot().accounts if a.anchor == "P001")
+    emulator.faults.append(Fault("POST", r"^/v1\.0/\$batch$", mode="status", status=403, html=True, retry_after=0))
+
+    [result] = list(entra.apply([change(Action.DISABLE, amy.key)]))
+
+    assert result.outcome is Outcome.APPLIED
+    assert emulator.directory.user(amy.key)["accountEnabled"] is False
+    assert emulator.faults[0].times == 0
+
+
+def test_a_proxys_403_page_on_a_read_is_asked_again_not_a_missing_permission(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    emulator.faults.append(Fault("GET", r"^/v1\.0/users/delta$", mode="status", status=403, html=True))
+
+    snapshot = entra.snapshot()
+
+    assert {a.anchor for a in snapshot.accounts} == {"S001", "P001", "S002"}
+    assert emulator.faults[0].times == 0
+
+
+def test_graphs_own_403_is_still_a_missing_permission(emulator: GraphEmulator, entra: EntraConnector) -> None:
+    emulator.faults.append(Fault("GET", r"^/v1\.0/users/delta$", mode="status", status=403))
+
+    with pytest.raises(AuthError, match="User.ReadWrite.All"):
+        entra.snapshot()

@@ -292,7 +292,7 @@ class EntraConnector(Connector):
         return cache
 
     def _read_error(self, error: ResponseError) -> ConnectorError:
-        if error.response.status == 403:
+        if error.response.status == 403 and error.response.from_graph:
             return AuthError(f"Graph refused to read the directory ({error}); the app needs the application "
                              "permissions User.ReadWrite.All and GroupMember.ReadWrite.All with admin consent")
         if error.response.status == 429:
@@ -640,6 +640,9 @@ class EntraConnector(Connector):
         return _Step(change, requests, interpret)
 
     def _failure(self, change: Change, response: GraphResponse) -> Result:
+        if response.status == 403 and not response.from_graph:
+            return Result(change.change_id, Outcome.FAILED, "HTTP 403 without Graph's error body: a proxy or gateway "
+                          "on the way refused it, not Graph; tried again on the next run", retryable=True)
         if response.status in (401, 403):
             need = {Action.CREATE_GROUP: "Group.Create", Action.ADD_MEMBER: "GroupMember.ReadWrite.All",
                     Action.REMOVE_MEMBER: "GroupMember.ReadWrite.All"}.get(change.action, "User.ReadWrite.All")

@@ -89,6 +89,21 @@ class GraphResponse:
         return 200 <= self.status < 300
 
     @property
+    def from_graph(self) -> bool:
+        """Whether an error answer carries Graph's JSON error body (a proxy's or gateway's page does not)."""
+        return isinstance(self.body, dict) and isinstance(self.body.get("error"), dict)
+
+    @property
+    def transient(self) -> bool:
+        """Worth sending again: throttling and 5xx, and a 403/5xx not from Graph itself (a proxy in the way).
+
+        Graph's own error-handling guidance says some answers come from proxies and gateways
+        without Graph's body and must be handled on the status alone
+        (https://learn.microsoft.com/en-us/previous-versions/azure/ad/graph/howto/azure-ad-graph-api-error-codes-and-error-handling).
+        """
+        return self.status in RETRYABLE_STATUSES or ((self.status == 403 or self.status >= 500) and not self.from_graph)
+
+    @property
     def error_code(self) -> str:
         error = (self.body or {}).get("error") if isinstance(self.body, dict) else None
         return str(error.get("code", "")) if isinstance(error, dict) else ""
@@ -415,11 +430,15 @@ class GraphSession:
         """A GET whose reply was lost is simply asked again (the SDK retries only answered 429/503/504)."""
         for attempt in range(1, tries + 1):
             try:
-                return await self.send("GET", url, headers=headers)
+                response = await self.send("GET", url, headers=headers)
             except TransportFailure:
                 if attempt == tries:
                     raise
                 await asyncio.sleep(attempt)
+                continue
+            if response.ok or response.from_graph or not response.transient or attempt == tries:
+                return response
+            await asyncio.sleep(attempt)  # a proxy's 403/5xx page: not Graph's answer, ask again
         raise AssertionError("unreachable")
 
     # batches --------------------------------------------------------------------------------------
@@ -515,9 +534,11 @@ class GraphSession:
             by_id = {str(r.get("id")): r for r in reply.body.get("responses", [])}
         except (TransportFailure, ResponseError) as failure:
             status = failure.response.status if isinstance(failure, ResponseError) else 0
-            if isinstance(failure, ResponseError) and status not in RETRYABLE_STATUSES:
+            if isinstance(failure, ResponseError) and not failure.response.transient:
                 raise
-            lost = GraphResponse(status or 504, {}, {"error": {"code": "transport", "message": str(failure)}})
+            if status not in RETRYABLE_STATUSES:
+                status = 503 if status else 504  # a proxy's page or no reply: not known to have reached Graph
+            lost = GraphResponse(status, {}, {"error": {"code": "transport", "message": str(failure)}})
             by_id = {item["id"]: {"status": lost.status, "headers": {}, "body": lost.body} for item in items}
             if isinstance(failure, ResponseError):
                 by_id = {k: {**v, "headers": dict(failure.response.headers)} for k, v in by_id.items()}
@@ -578,4 +599,6 @@ class ResponseError(ConnectorError):
         self.response = response
         detail = (f"{response.error_code}: {response.error_message}" if response.error_code
                   else f"HTTP {response.status}")
-        super().__init__(f"{what}: {detail}", retryable=response.status in RETRYABLE_STATUSES)
+        if not response.from_graph and not response.ok and response.transient:
+            detail += " (not Graph's answer: a proxy or gateway on the way)"
+        super().__init__(f"{what}: {detail}", retryable=response.transient)

@@ -122,7 +122,10 @@ class Fault:
     connection without applying; "drop_after" applies, then closes the connection without a
     reply (inside a batch: the whole batch's reply is lost); "hang_after" applies, then waits
     `delay` seconds before closing without a reply (the caller's timeout fires first). `times`
-    counts down to 0.
+    counts down to 0. `html` answers with an HTML page instead of Graph's JSON error, as a proxy
+    or gateway in front of Graph does ("Some HTTP responses may not contain a code/message/value
+    response body because the request was routed through proxy and gateway services":
+    https://learn.microsoft.com/en-us/previous-versions/azure/ad/graph/howto/azure-ad-graph-api-error-codes-and-error-handling).
     """
 
     method: str
@@ -133,6 +136,7 @@ class Fault:
     times: int = 1
     retry_after: int | None = None
     delay: float = 0.0
+    html: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return self.times > 0 and method == self.method and re.search(self.path, path) is not None
@@ -813,6 +817,9 @@ class _Handler(EmulatorHandler):
         return reply
 
     def _reply(self, status: int, headers: Mapping[str, str], body: Any) -> None:
+        if isinstance(body, bytes):  # a proxy's page, not Graph's JSON
+            self.send_payload(status, body, {**headers, "Content-Type": "text/html; charset=utf-8"})
+            return
         data = b"" if body is None else json.dumps(body).encode()
         content_type = "application/json; odata.metadata=minimal; charset=utf-8" if data else ""
         self.send_payload(status, data, {**headers, "Content-Type": content_type, "request-id": str(uuid.uuid4())})
@@ -820,6 +827,9 @@ class _Handler(EmulatorHandler):
 
 def _fault_reply(fault: Fault) -> Reply:
     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+    if fault.html:
+        page = f"<html><head><title>{fault.status}</title></head><body>Access denied by the web proxy</body></html>"
+        return fault.status, headers, page.encode()
     codes = {429: "TooManyRequests", 503: "serviceNotAvailable", 504: "gatewayTimeout", 500: "generalException"}
     return GraphError(fault.status, codes.get(fault.status, "UnknownError"), "Injected fault.", headers=headers).reply()
 
