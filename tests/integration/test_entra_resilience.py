@@ -357,3 +357,38 @@ def test_graphs_own_403_is_still_a_missing_permission(emulator: GraphEmulator, e
 
     with pytest.raises(AuthError, match="User.ReadWrite.All"):
         entra.snapshot()
+
+
+def _groups_named(emulator: GraphEmulator, name: str) -> list[dict[str, object]]:
+    return [g for g in emulator.directory.state["groups"].values() if g["displayName"] == name]
+
+
+def test_group_create_whose_reply_is_lost_is_found_after_replication_not_made_twice(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    entra.snapshot()
+    emulator.faults.append(Fault("POST", r"^/v1\.0/groups$", mode="drop_after"))
+    create = change(Action.CREATE_GROUP, None, group="Year 8 Pupils", after={"name": "Year 8 Pupils"})
+
+    [result] = list(entra.apply([create]))
+
+    assert result.outcome is Outcome.APPLIED
+    [group] = _groups_named(emulator, "Year 8 Pupils")
+    assert group["id"] == result.key
+
+
+def test_group_create_still_unseen_after_a_lost_reply_waits_for_the_next_run_instead_of_making_a_twin(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector]) -> None:
+    emulator = make_emulator(replication_window=12.0)  # longer than the connector looks for it
+    entra = make_connector(emulator)
+    entra.snapshot()
+    emulator.faults.append(Fault("POST", r"^/v1\.0/groups$", mode="drop_after"))
+    create = change(Action.CREATE_GROUP, None, group="Year 9 Pupils", after={"name": "Year 9 Pupils"})
+
+    [undecided] = list(entra.apply([create]))
+
+    assert undecided.outcome is Outcome.FAILED and undecided.retryable and "next run" in undecided.detail
+    assert len(_groups_named(emulator, "Year 9 Pupils")) == 1
+    # The next run's snapshot shows the group (delta is complete): nothing is created again.
+    assert "Year 9 Pupils" in {g.name for g in entra.snapshot().groups}
+    assert next(iter(entra.apply([create]))).outcome is Outcome.ALREADY
+    assert len(_groups_named(emulator, "Year 9 Pupils")) == 1

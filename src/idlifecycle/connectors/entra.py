@@ -791,14 +791,24 @@ class EntraConnector(Connector):
                 "securityEnabled": True, "mailNickname": _mail_nickname(name) or "group"}
 
         async def uncertain(index: int) -> GraphResponse | None:
-            found = await self.session.send(
-                "GET", f"/groups?$filter={quote(f'displayName eq {_literal(name)}')}&$select=id,description")
-            for group in found.body.get("value", []) if found.ok else []:
-                if self.settings.group_marker.lower() in str(group.get("description") or "").lower():
-                    return GraphResponse(201, {}, group)
-            return None
+            # The reply was lost (or a 5xx came back): the group may exist. Display names are not
+            # unique and a new group is listed only after replication, so sending the create again
+            # on a "not found" could make a twin. Look for a few seconds; if it is still unseen,
+            # the create stays undecided until the next run's snapshot shows whether it happened.
+            for wait in (0.0, 0.5, 1.0, 2.0):
+                await asyncio.sleep(wait)
+                found = await self.session.send(
+                    "GET", f"/groups?$filter={quote(f'displayName eq {_literal(name)}')}&$select=id,description")
+                for group in found.body.get("value", []) if found.ok else []:
+                    if self.settings.group_marker.lower() in str(group.get("description") or "").lower():
+                        return GraphResponse(201, {}, group)
+            return GraphResponse(0, {}, None)  # undecided: see interpret
 
         async def interpret(replies: list[GraphResponse]) -> Result:
+            if replies[0].status == 0:
+                return Result(change.change_id, Outcome.FAILED, f"Graph's answer to creating group {name!r} was lost "
+                              "and the group is not listed yet; it is not sent again now, so that no twin is made: "
+                              "the next run sees whether it was created", retryable=True)
             if replies[0].ok:
                 key = str(replies[0].body["id"])
                 cache.groups[key] = {"displayName": name, "description": self.settings.group_marker, "members": []}
