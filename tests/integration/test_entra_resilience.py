@@ -355,7 +355,7 @@ def test_a_proxys_403_page_on_a_read_is_asked_again_not_a_missing_permission(
 def test_graphs_own_403_is_still_a_missing_permission(emulator: GraphEmulator, entra: EntraConnector) -> None:
     emulator.faults.append(Fault("GET", r"^/v1\.0/users/delta$", mode="status", status=403))
 
-    with pytest.raises(AuthError, match="User.ReadWrite.All"):
+    with pytest.raises(AuthError, match=r"User\.ReadWrite\.All"):
         entra.snapshot()
 
 

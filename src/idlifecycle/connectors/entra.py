@@ -27,8 +27,9 @@ Secrets (environment or secret files, see `idlifecycle.config.Secrets`): `<name>
 Graph application permissions (least privilege, each needs admin consent): User.ReadWrite.All,
 GroupMember.ReadWrite.All; Group.Create to create groups; RoleManagement.Read.Directory for the
 access review's admin roles; LicenseAssignment.ReadWrite.All only with `assign_licences`;
-AuditLog.Read.All only with `sign_in_activity`. Setting passwords also needs the app to hold the
-User Administrator role (or User-PasswordProfile.ReadWrite.All).
+AuditLog.Read.All only with `sign_in_activity`. Setting passwords also needs the app's service
+principal to hold the User Administrator role (or higher): Graph refuses app-only passwordProfile
+writes without it, whatever the permissions (checked once per run, see `_may_not_set_passwords`).
 
 Scope: the managed accounts are the users whose sign-in name (UPN) is in one of `domains`; the
 domain also tells a new account's kind (for `assign_licences`). The managed groups are those
@@ -40,8 +41,9 @@ session revocation are written); with `"off"` they are treated as outside the sc
 
 Snapshots read `/users/delta` and `/groups/delta`; the delta links are kept with the state
 store's cursors and the directory as last seen in `<state_dir>/entra-<name>/directory-cache.json`,
-so a nightly run reads only what changed. Writes go in JSON $batches of 20, paced under
-`write_limit_per_second`, with creates never duplicated (see `_create`).
+so a nightly run reads only what changed. Writes go in fully parallel JSON $batches of 20, paced
+under `write_limit_per_second`, with creates never duplicated (see `_create`, `_create_group`); a
+404 on an object this run created is replication delay and retried (`entra_graph.REPLICATION_PATIENCE`).
 
 `sandbox = true` (+ `seed = "file.json"`, relative to the TOML file) starts the Graph emulator
 (`idlifecycle.sandbox.graph`) in-process on a free 127.0.0.1 port with its data under the state
