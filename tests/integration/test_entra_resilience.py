@@ -392,3 +392,19 @@ def test_group_create_still_unseen_after_a_lost_reply_waits_for_the_next_run_ins
     assert "Year 9 Pupils" in {g.name for g in entra.snapshot().groups}
     assert next(iter(entra.apply([create]))).outcome is Outcome.ALREADY
     assert len(_groups_named(emulator, "Year 9 Pupils")) == 1
+
+
+def test_new_group_meeting_an_old_deleted_account_is_not_held_up_by_replication_retries(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    amy = next(a for a in entra.snapshot().accounts if a.anchor == "P001")
+    [made] = list(entra.apply([change(Action.CREATE_GROUP, None, group="Year 10 Pupils",
+                                      after={"name": "Year 10 Pupils"})]))
+    emulator.directory.delete_user(amy.key)  # behind the tool's back, before tonight's member add
+
+    started = time.monotonic()
+    [result] = list(entra.apply([change(Action.ADD_MEMBER, amy.key, group="Year 10 Pupils")]))
+
+    # Graph's 404 names Amy, made long before this run: gone, not replicating (the new group is).
+    assert made.outcome is Outcome.APPLIED
+    assert result.outcome is Outcome.FAILED and "no longer exists" in result.detail
+    assert time.monotonic() - started < 10

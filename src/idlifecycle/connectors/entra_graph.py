@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import random
+import re
 import ssl
 import threading
 import time
@@ -389,9 +390,18 @@ class GraphSession:
                 if body.get(name):
                     self._created[str(body[name]).lower()] = now
 
-    def replicating(self, request: BatchRequest) -> bool:
-        """Whether the request refers to an object this session made within REPLICATION_PATIENCE seconds."""
+    def replicating(self, request: BatchRequest, response: GraphResponse) -> bool:
+        """Whether a 404 is about an object this session made within REPLICATION_PATIENCE seconds.
+
+        Graph's 404 names the missing object ("Resource '<id>' does not exist…"); when it does,
+        only that object counts, so a member add that meets an old, deleted account beside a new
+        group is not held up.
+        """
         now = time.monotonic()
+        named = re.search(r"Resource '([^']+)'", response.error_message)
+        if named is not None:
+            at = self._created.get(named.group(1).lower())
+            return at is not None and now - at < REPLICATION_PATIENCE
         recent = [k for k, at in self._created.items() if now - at < REPLICATION_PATIENCE]
         if not recent:
             return False
@@ -568,7 +578,7 @@ class GraphSession:
                     requeue_later(group, wait)
                     continue
             request = group.requests[index]
-            if response.status == 404 and group.attempts < max_attempts and self.replicating(request):
+            if response.status == 404 and group.attempts < max_attempts and self.replicating(request, response):
                 # Made by this run a moment ago: not yet on the replica that answered (see REPLICATION_PATIENCE).
                 self.replication_retries += 1
                 requeue_later(group, _backoff(group.attempts))
