@@ -378,17 +378,19 @@ def test_group_create_whose_reply_is_lost_is_found_after_replication_not_made_tw
 
 def test_group_create_still_unseen_after_a_lost_reply_waits_for_the_next_run_instead_of_making_a_twin(
         make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector]) -> None:
-    emulator = make_emulator(replication_window=12.0)  # longer than the connector looks for it
+    emulator = make_emulator(replication_window=6.0)  # longer than the connector looks for it (3.5 s)
     entra = make_connector(emulator)
     entra.snapshot()
     emulator.faults.append(Fault("POST", r"^/v1\.0/groups$", mode="drop_after"))
     create = change(Action.CREATE_GROUP, None, group="Year 9 Pupils", after={"name": "Year 9 Pupils"})
+    started = time.monotonic()
 
     [undecided] = list(entra.apply([create]))
 
     assert undecided.outcome is Outcome.FAILED and undecided.retryable and "next run" in undecided.detail
     assert len(_groups_named(emulator, "Year 9 Pupils")) == 1
-    # The next run's snapshot shows the group (delta is complete): nothing is created again.
+    # The next run, once replication is done: its snapshot shows the group, so nothing is created again.
+    time.sleep(6.0 - (time.monotonic() - started))
     assert "Year 9 Pupils" in {g.name for g in entra.snapshot().groups}
     assert next(iter(entra.apply([create]))).outcome is Outcome.ALREADY
     assert len(_groups_named(emulator, "Year 9 Pupils")) == 1
