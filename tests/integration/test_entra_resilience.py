@@ -302,7 +302,9 @@ def test_licence_that_could_not_be_assigned_fails_the_create_and_the_next_run_as
     time.sleep(0.5)  # the night: replication has long finished
     # The next night: the unfinished account is left out of the snapshot, so the plan has the create again.
     tomorrow = make_connector(emulator, assign_licences={"staff": [sku]})
-    assert "S701" not in {a.anchor for a in tomorrow.snapshot().accounts}
+    unfinished = tomorrow.snapshot()
+    assert "S701" not in {a.anchor for a in unfinished.accounts}
+    assert "nunlicensed" in unfinished.names_outside_scope  # its name stays taken meanwhile
     [again] = list(tomorrow.apply([create]))
     assert (again.outcome, again.key) == (Outcome.APPLIED, failed.key)
     assert [lic["skuId"] for lic in emulator.directory.user(failed.key)["assignedLicenses"]] == [sku]

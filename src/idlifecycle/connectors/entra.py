@@ -58,6 +58,7 @@ import logging
 import re
 import secrets
 import string
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,6 +86,7 @@ from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, RoleHolder, Snapshot
 
 log = logging.getLogger(__name__)
+LICENCE_DEBT_DAYS = 14
 USER_FIELDS = ("id", "userPrincipalName", "givenName", "surname", "displayName", "employeeId", "accountEnabled",
                "createdDateTime", "lastPasswordChangeDateTime", "passwordPolicies", "onPremisesSyncEnabled",
                "usageLocation", "mailNickname", "proxyAddresses")
@@ -156,7 +158,8 @@ class EntraConnector(Connector):
         self.cache: _Cache | None = None
         self._stop = stop
         self._domains = {d.lower() for d in settings.domains.values()}
-        self._licence_debt: set[str] | None = None
+        self._licence_debt: dict[str, float] | None = None
+        """Accounts created without their direct licence -> when (epoch seconds); kept in the store."""
         self._password_refusal: str | None = None
         """After the first password change of the session: "" when the app may set passwords, else why not."""
 
@@ -209,6 +212,8 @@ class EntraConnector(Connector):
             if user["id"] in debt:
                 # Created by an earlier run whose licence could not be assigned: the create is not
                 # finished, so it is left out and planned again (`_create` then assigns the licence).
+                # Its name stays taken meanwhile.
+                outside.add(upn.split("@")[0].lower())
                 continue
             if self._in_scope(user):
                 accounts.append(self._account(user, sign_ins.get(user["id"])))
@@ -233,20 +238,30 @@ class EntraConnector(Connector):
         return Snapshot(self.name, tuple(sorted(accounts, key=lambda a: a.key)), groups,
                         frozenset(outside - managed_names))
 
-    def _owed_licences(self, cache: _Cache) -> set[str]:
-        """Keys of accounts this tool created whose direct licence is still to be assigned (kept in the store)."""
+    def _owed_licences(self, cache: _Cache) -> dict[str, float]:
+        """Accounts this tool created whose direct licence is still to be assigned (kept in the store).
+
+        After LICENCE_DEBT_DAYS an account is given up on (logged) and managed like any other, so
+        that a person who left meanwhile is still disabled.
+        """
         if self._licence_debt is None:
             stored = self.cursors.get_cursor(self.name, "licence_debt")
-            self._licence_debt = set(json.loads(stored)) if stored else set()
-        gone = {k for k in self._licence_debt if k not in cache.users}
-        if gone:
-            self._licence_debt -= gone
+            self._licence_debt = {str(k): float(v) for k, v in json.loads(stored).items()} if stored else {}
+        now = time.time()
+        stale = {k for k, since in self._licence_debt.items()
+                 if k not in cache.users or now - since > LICENCE_DEBT_DAYS * 86400}
+        for key in stale:
+            if key in cache.users:
+                log.warning("%s: the licence of %s could not be assigned for %d days; it is now managed without it",
+                            self.name, cache.users[key].get("userPrincipalName"), LICENCE_DEBT_DAYS)
+            del self._licence_debt[key]
+        if stale:
             self._save_licence_debt()
-        return set(self._licence_debt)
+        return dict(self._licence_debt)
 
     def _save_licence_debt(self) -> None:
-        owed = sorted(self._licence_debt or ())
-        self.cursors.set_cursor(self.name, "licence_debt", json.dumps(owed) if owed else None)
+        owed = self._licence_debt or {}
+        self.cursors.set_cursor(self.name, "licence_debt", json.dumps(owed, sort_keys=True) if owed else None)
 
     def _in_scope(self, user: Mapping[str, Any]) -> bool:
         upn = str(user.get("userPrincipalName") or "")
@@ -442,7 +457,7 @@ class EntraConnector(Connector):
             # The snapshot the plan came from is fresh enough: a change behind our back is met by
             # Graph's own answers (duplicate name, not found), read as ALREADY / Conflict below.
             cache = self.cache or self._refresh()
-            before = set(self._owed_licences(cache))
+            before = self._owed_licences(cache)
             results = self.session.run(self._apply(cache, list(changes)))
             if self._licence_debt != before:
                 self._save_licence_debt()  # here, not in the event loop's thread: the store is not shared
@@ -731,7 +746,7 @@ class EntraConnector(Connector):
                 if failed is not None:
                     # Not "applied": the account is left out of later snapshots until the licence
                     # is on, so the next run plans this create again and assigns it.
-                    owed.add(key)
+                    owed[key] = time.time()
                     return Result(change.change_id, Outcome.FAILED, "created, but the licence could not be "
                                   f"assigned ({failed.error_code or failed.status}: {failed.error_message}); the next "
                                   "run assigns it", retryable=True, key=key)
@@ -753,16 +768,16 @@ class EntraConnector(Connector):
 
         return _Step(change, requests, interpret, uncertain=uncertain)
 
-    def _licence_left_over(self, change: Change, key: str, skus: list[str], owed: set[str]) -> _Step:
+    def _licence_left_over(self, change: Change, key: str, skus: list[str], owed: dict[str, float]) -> _Step:
         """The create an earlier run could not finish: only its licence is still to be assigned."""
         if not skus:
-            owed.discard(key)
+            owed.pop(key, None)
             return self._done(change, Outcome.ALREADY, "an account with this anchor exists", key=key)
 
         async def interpret(replies: list[GraphResponse]) -> Result:
             reply = replies[0]
             if reply.ok:
-                owed.discard(key)
+                owed.pop(key, None)
                 return Result(change.change_id, Outcome.APPLIED, "licence assigned to the account an earlier run "
                               "created", key=key)
             return Result(change.change_id, Outcome.FAILED, f"the licence could not be assigned "
