@@ -10,7 +10,9 @@ otherwise, FACTS.md section 2). One port serves both parts:
 - `/v1.0/...`: users, groups, members (`$ref`, `members@odata.bind` up to 20), `$select`,
   `$filter` (eq / ne / startswith / in, joined by `and`), `$top` paging with absolute
   `@odata.nextLink`, `/users/delta` and `/groups/delta` (`@odata.deltaLink`, `@removed`,
-  `members@delta`, `$deltatoken=latest`, 410 `syncStateNotFound` after expiry),
+  `members@delta`, `$deltatoken=latest`; a link older than `delta_token_ttl` (7 days) -> 400
+  `syncStateNotFound`, `Directory.expire_delta_tokens` -> 410; profile properties in the users
+  delta `$select` -> 400 naming them),
   `directory/deletedItems` (list, restore, purge), `revokeSignInSessions`, `assignLicense`,
   `directoryRoles` + members, `subscribedSkus`, JSON `$batch` (more than 20 -> 400; absolute item
   URLs -> per-item 400; `dependsOn` -> 424 when the dependency failed; a batch that is neither
@@ -21,6 +23,11 @@ otherwise, FACTS.md section 2). One port serves both parts:
   counted; over it, 429 `TooManyRequests` with or without `Retry-After`.
 - Replication delay (`Replication`): a just-created user or group answers 404 for a short,
   seeded window (`replication_window`, on by default).
+- Graph's other rules, each citing its source where it is kept: proxyAddresses unique across
+  objects, user property length limits (`graph_directory`), app-only passwordProfile writes only
+  with the User Administrator role (`register_application(directory_roles=…)`), signInActivity
+  only in a tenant with Entra ID P1 (seed `"premium": true`). `tests/conformance/test_graph.py`
+  holds the emulator to them.
 - `latency` seconds added to every request; `faults` (see `Fault`) inject status codes, dropped
   connections and "applied, then the response was lost".
 - `GET /_emulator/stats` -> counters for the bench: `requests` (Graph HTTP requests), `writes`
