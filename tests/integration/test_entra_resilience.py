@@ -412,3 +412,19 @@ def test_new_group_meeting_an_old_deleted_account_is_not_held_up_by_replication_
     assert made.outcome is Outcome.APPLIED
     assert result.outcome is Outcome.FAILED and "no longer exists" in result.detail
     assert time.monotonic() - started < 10
+
+
+def test_whole_batch_of_creates_refused_before_it_ran_is_looked_up_side_by_side_then_sent_again(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    entra.snapshot()
+    emulator.faults.append(Fault("POST", r"^/v1\.0/\$batch$", mode="status", status=503, retry_after=0))
+    intake = [starter(f"P8{i:02d}", f"25side{i}", "Side", f"By{i}") for i in range(20)]
+
+    started = time.monotonic()
+    results = list(entra.apply(intake))
+
+    # Each create is looked for (over a few seconds, for replication) before it is sent again;
+    # one at a time, twenty lookups would take over a minute.
+    assert [r.outcome for r in results] == [Outcome.APPLIED] * 20
+    assert time.monotonic() - started < 20
+    assert len([u for u in _pupils(emulator) if str(u.get("employeeId", "")).startswith("P8")]) == 20

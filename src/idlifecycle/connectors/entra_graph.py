@@ -552,17 +552,23 @@ class GraphSession:
             by_id = {item["id"]: {"status": lost.status, "headers": {}, "body": lost.body} for item in items}
             if isinstance(failure, ResponseError):
                 by_id = {k: {**v, "headers": dict(failure.response.headers)} for k, v in by_id.items()}
-        finished = 0
+        answers: list[GraphResponse] = []
         for group in batch:
+            raw = by_id.get(item_of[(id(group), len(group.responses))], {"status": 504, "headers": {}, "body": None})
+            answers.append(GraphResponse(int(raw.get("status", 504)), dict(raw.get("headers") or {}),
+                                         raw.get("body")))
+        # The lookups after lost replies run side by side: each may wait out replication for seconds.
+        doubtful = [(g, a) for g, a in zip(batch, answers, strict=True)
+                    if a.status in RETRYABLE_STATUSES and a.status != 429 and g.uncertain is not None]
+        decided = await asyncio.gather(*(g.uncertain(len(g.responses)) for g, _ in doubtful if g.uncertain))
+        stand_ins = {id(g): d for (g, _), d in zip(doubtful, decided, strict=True)}
+        finished = 0
+        for group, response in zip(batch, answers, strict=True):
             index = len(group.responses)
-            raw = by_id.get(item_of[(id(group), index)], {"status": 504, "headers": {}, "body": None})
-            response = GraphResponse(int(raw.get("status", 504)), dict(raw.get("headers") or {}), raw.get("body"))
             if response.status in RETRYABLE_STATUSES:
                 if response.status == 429:
                     self.throttled += 1
-                stand_in = None
-                if response.status != 429 and group.uncertain is not None:
-                    stand_in = await group.uncertain(index)
+                stand_in = stand_ins.get(id(group))
                 if stand_in is not None:
                     response = stand_in
                 elif group.attempts >= max_attempts:
