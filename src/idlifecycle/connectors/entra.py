@@ -298,14 +298,18 @@ class EntraConnector(Connector):
         """Bring the cache up to date through delta links; a full read when there are none or they expired."""
         cache = self.cache or self._load_cache()
         try:
-            changed = self.session.run(self._read_deltas(cache))
+            changed, links_changed = self.session.run(self._read_deltas(cache))
         except ResponseError as error:
             raise self._read_error(error) from None
         self.cache = cache
-        if changed:
-            self._save_cache(cache)
+        generation = self._save_cache(cache) if changed else None
+        if changed or links_changed:
+            # Graph hands out a new link every round; when nothing else changed, the cache file (tens
+            # of megabytes in a large school) is not rewritten: its generation still matches the store.
             self.cursors.set_cursor(self.name, "users_delta", cache.users_link)
             self.cursors.set_cursor(self.name, "groups_delta", cache.groups_link)
+        if generation is not None:
+            self.cursors.set_cursor(self.name, "cache_generation", generation)
         return cache
 
     def _read_error(self, error: ResponseError) -> ConnectorError:
@@ -316,8 +320,8 @@ class EntraConnector(Connector):
             return ConnectorError(f"Graph is throttling reads: {error}", retryable=True)
         return error
 
-    async def _read_deltas(self, cache: _Cache) -> bool:
-        """Merge what changed into `cache`; True when anything (or a link) did."""
+    async def _read_deltas(self, cache: _Cache) -> tuple[bool, bool]:
+        """Merge what changed into `cache`; (whether the directory did, whether a delta link did)."""
         select_users = self._users_select()
         prefer = {"Prefer": f"odata.maxpagesize={MAX_PAGE}"}
 
@@ -373,10 +377,9 @@ class EntraConnector(Connector):
                     members.add(str(member["id"]))
             group.update({k: v for k, v in item.items() if k != "members@delta"})
             group["members"] = sorted(members)
-        changed = bool(user_items or group_items) or (users_link, groups_link) != (cache.users_link,
-                                                                                    cache.groups_link)
+        links_changed = (users_link, groups_link) != (cache.users_link, cache.groups_link)
         cache.users_link, cache.groups_link = users_link, groups_link
-        return changed
+        return bool(user_items or group_items or users_full or groups_full), links_changed
 
     def _rebase(self, link: str) -> str:
         """A stored link on the configured Graph root (the sandbox gets a new port on every run)."""
@@ -408,7 +411,8 @@ class EntraConnector(Connector):
             data = json.loads(self.cache_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return _Cache()
-        if data.get("users_link") != users_link or data.get("groups_link") != groups_link:
+        if not users_link or not groups_link or data.get("generation") != self.cursors.get_cursor(
+                self.name, "cache_generation"):
             return _Cache()  # the store and the cache file disagree (restored backup?): read everything
         if data.get("select") != [self._users_select(), GROUP_FIELDS]:
             # A delta link keeps the $select it began with: new properties (an attribute added to the
@@ -416,14 +420,16 @@ class EntraConnector(Connector):
             return _Cache()
         return _Cache(data["users"], data["deleted"], data["groups"], users_link, groups_link)
 
-    def _save_cache(self, cache: _Cache) -> None:
+    def _save_cache(self, cache: _Cache) -> str:
+        """Write the cache file under a new generation (returned, for the store)."""
+        generation = secrets.token_hex(8)
         self.cache_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.cache_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"users_link": cache.users_link, "groups_link": cache.groups_link,
-                                         "select": [self._users_select(), GROUP_FIELDS],
+        temporary.write_text(json.dumps({"generation": generation, "select": [self._users_select(), GROUP_FIELDS],
                                          "users": cache.users, "deleted": cache.deleted, "groups": cache.groups},
                                         separators=(",", ":")), encoding="utf-8")
         temporary.replace(self.cache_file)
+        return generation
 
     def privileged_roles(self) -> Sequence[RoleHolder]:
         async def read() -> list[RoleHolder]:
