@@ -31,6 +31,7 @@ def school_seed() -> dict[str, Any]:
     return {
         "tenant_id": "a0a0a0a0-0000-4000-8000-000000000001",
         "domains": [STAFF, PUPILS, "example.org"],
+        "premium": True,  # Entra ID P1 (e.g. Microsoft 365 A3): sign-in activity can be read
         "subscribedSkus": [{"skuId": "94763226-9b3c-4e75-a931-5c89701abe66",
                             "skuPartNumber": "STANDARDWOFFPACK_FACULTY"}],
         "users": [

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from idlifecycle.connectors.base import ConnectorContext
 from idlifecycle.connectors.entra import EntraConnector
+from idlifecycle.errors import ConfigError
 from idlifecycle.model import Action, Outcome
-from idlifecycle.sandbox.graph import GraphEmulator
+from idlifecycle.sandbox.graph import Fault, GraphEmulator
 from idlifecycle.store import Store
 from tests.integration.graph_fixtures import *  # noqa: F403
-from tests.integration.graph_fixtures import MARKER, PUPILS, STAFF, change, starter
+from tests.integration.graph_fixtures import MARKER, PUPILS, STAFF, change, school_seed, starter
 
 
 def test_snapshot_holds_managed_accounts_and_groups_and_reserves_everyone_elses_names(entra: EntraConnector) -> None:
@@ -69,8 +74,10 @@ def test_teacher_who_married_is_renamed_and_keeps_her_old_address_as_an_alias(
     assert (user["userPrincipalName"], user["surname"], user["jobTitle"]) == (f"jtaylor@{STAFF}", "Taylor",
                                                                                "Head of Science")
     assert f"smtp:jsmith@{STAFF}" in user["proxyAddresses"]
-    renamed = next(a for a in entra.snapshot().accounts if a.key == jo.key)
+    after_rename = entra.snapshot()
+    renamed = next(a for a in after_rename.accounts if a.key == jo.key)
     assert (renamed.username, renamed.display_name) == ("jtaylor", "Jo Taylor")
+    assert "jsmith" in after_rename.names_outside_scope  # her old address is an alias: Graph refuses it to others
 
 
 def test_leaver_is_disabled_and_signed_out_then_re_enabled_when_back_on_roll(
@@ -88,6 +95,24 @@ def test_leaver_is_disabled_and_signed_out_then_re_enabled_when_back_on_roll(
     assert [r.outcome for r in entra.apply([change(Action.DISABLE, amy.key)])] == [Outcome.ALREADY]
     assert [r.outcome for r in entra.apply([change(Action.ENABLE, amy.key)])] == [Outcome.APPLIED]
     assert emulator.directory.user(amy.key)["accountEnabled"] is True
+
+
+def test_two_leavers_in_one_run_are_both_disabled_and_signed_out(
+        entra: EntraConnector, emulator: GraphEmulator) -> None:
+    # Each leaver's disable + revokeSignInSessions is a chain; Graph refuses a whole batch that
+    # holds two chains side by side ("either fully sequential or fully parallel").
+    snapshot = entra.snapshot()
+    leavers = [a for a in snapshot.accounts if a.anchor in ("S001", "P001")]
+    for account in leavers:
+        emulator.directory.state["users"][account.key]["signInSessionsValidFromDateTime"] = "2020-01-01T00:00:00Z"
+
+    results = list(entra.apply([change(Action.DISABLE, a.key) for a in leavers]))
+
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.APPLIED]
+    for account in leavers:
+        user = emulator.directory.user(account.key)
+        assert user["accountEnabled"] is False
+        assert user["signInSessionsValidFromDateTime"] != "2020-01-01T00:00:00Z"
 
 
 def test_deleted_leaver_goes_to_the_recycle_bin_and_comes_back_when_she_returns(
@@ -284,3 +309,51 @@ def test_last_sign_in_is_read_for_the_access_review_when_asked(
 
     account = next(a for a in snapshot.accounts if a.key == jo["id"])
     assert account.last_sign_in is not None and account.last_sign_in.isoformat() == "2026-10-01T08:15:00+00:00"
+
+
+def test_attribute_users_delta_cannot_read_is_refused_when_the_job_loads(
+        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector]) -> None:
+    with pytest.raises(ConfigError, match=r"attributes.*'birthday'.*users/delta"):
+        make_connector(emulator, attributes=["department", "birthday"])
+
+
+def test_delta_link_that_expired_over_half_term_means_one_full_read_noted_in_the_log(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector],
+        caplog: pytest.LogCaptureFixture) -> None:
+    emulator = make_emulator(delta_token_ttl=0.5)
+    entra = make_connector(emulator)
+    first = entra.snapshot()
+    emulator.directory.add_user(userPrincipalName=f"autumn@{PUPILS}", displayName="Autumn Starter")
+    time.sleep(0.6)  # half-term: longer than the links live
+
+    with caplog.at_level(logging.WARNING, logger="idlifecycle.connectors.entra"):
+        second = entra.snapshot()
+
+    assert len(second.accounts) == len(first.accounts) + 1
+    assert any("reading the whole directory once" in r.getMessage() for r in caplog.records)
+
+
+def test_delta_link_refused_with_another_client_error_means_one_full_read_not_a_failed_night(
+        emulator: GraphEmulator, entra: EntraConnector, caplog: pytest.LogCaptureFixture) -> None:
+    first = entra.snapshot()
+    emulator.directory.add_user(userPrincipalName=f"later@{PUPILS}", displayName="Later Starter")
+    emulator.faults.append(Fault("GET", r"^/v1\.0/users/delta$", mode="status", status=400))
+
+    with caplog.at_level(logging.WARNING, logger="idlifecycle.connectors.entra"):
+        second = entra.snapshot()
+
+    assert len(second.accounts) == len(first.accounts) + 1
+    assert any("refused the stored users delta link" in r.getMessage() for r in caplog.records)
+
+
+def test_without_entra_id_p1_sign_in_activity_is_skipped_with_a_note_not_an_aborted_snapshot(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector],
+        caplog: pytest.LogCaptureFixture) -> None:
+    emulator = make_emulator({**school_seed(), "premium": False})  # e.g. Microsoft 365 A1 only
+
+    with caplog.at_level(logging.WARNING, logger="idlifecycle.connectors.entra"):
+        snapshot = make_connector(emulator, sign_in_activity=True).snapshot()
+
+    assert {a.anchor for a in snapshot.accounts} == {"S001", "P001", "S002"}
+    assert all(a.last_sign_in is None for a in snapshot.accounts)
+    assert any("no Entra ID P1" in r.getMessage() for r in caplog.records)

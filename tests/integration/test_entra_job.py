@@ -8,6 +8,7 @@ a marriage; then a quiet night with nothing to do.
 from __future__ import annotations
 
 import csv
+import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from idlifecycle.config import Secrets
 from idlifecycle.job import RunReport, load_job, run_sync
 from idlifecycle.model import Account, Snapshot
-from idlifecycle.sandbox.graph import GraphEmulator
+from idlifecycle.sandbox.graph import Fault, GraphEmulator
 from tests.integration.graph_fixtures import *  # noqa: F403
 from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, MARKER, PUPILS, STAFF
 from tests.jobfiles import LENIENT_GUARDS, write_connector, write_job
@@ -67,7 +68,7 @@ def seed() -> dict[str, object]:
     }
 
 
-def write_school(tmp: Path, emulator: GraphEmulator, pupils: list[list[str]]) -> Path:
+def write_school(tmp: Path, emulator: GraphEmulator, pupils: list[list[str]], **extra: object) -> Path:
     with (tmp / "pupils.csv").open("w", newline="", encoding="utf-8-sig") as handle:
         csv.writer(handle).writerows([PUPIL_HEADER, *pupils])
     with (tmp / "staff.csv").open("w", newline="", encoding="utf-8-sig") as handle:
@@ -78,7 +79,7 @@ def write_school(tmp: Path, emulator: GraphEmulator, pupils: list[list[str]]) ->
                "authority_host": f"127.0.0.1:{emulator.port}", "graph_url": emulator.graph_url,
                "ca_file": str(emulator.certificate.cert), "group_marker": MARKER, "timeout_seconds": 5}
     write_connector(tmp / "entra.toml", "entra", "entra",
-                    {**options, "domains": {"staff": STAFF, "pupil": PUPILS}})
+                    {**options, "domains": {"staff": STAFF, "pupil": PUPILS}, **extra})
     job = write_job(tmp / "job.toml", connectors=["entra.toml"], mappings=["mapping.toml"],
                     guards={"max_destructive": 20, **LENIENT_GUARDS})
     return job
@@ -148,3 +149,46 @@ def test_an_autumn_term_of_nightly_syncs_against_entra(make_emulator: Callable[.
     # Night 4: nothing changed, nothing to do.
     report, _ = night(job_file, date(2026, 9, 18))
     assert report.status == "nothing-to-do", [f"{c.action} {c.username}" for c in report.plan.changes]
+
+
+def test_new_teacher_is_not_given_the_address_a_renamed_leaver_still_holds(
+        make_emulator: Callable[..., GraphEmulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Her predecessor Jean Doe left and was renamed into the alumni domain; Exchange kept her old
+    # address as an alias, so Graph refuses jdoe@ for anyone else (proxyAddresses are unique).
+    tenant = seed()
+    tenant["users"] = [*tenant["users"], {  # type: ignore[list-item]
+        "userPrincipalName": "jdoe.left@example.sch.uk", "displayName": "Jean Doe", "mail": "jdoe.left@example.sch.uk",
+        "proxyAddresses": ["SMTP:jdoe.left@example.sch.uk", f"smtp:jdoe@{STAFF}"]}]
+    emulator = make_emulator(tenant)
+    monkeypatch.setenv("IDLIFECYCLE_ENTRA_CLIENT_SECRET", CLIENT_SECRET)
+    job_file = write_school(tmp_path, emulator, [AMY])
+
+    report, snap = night(job_file, date(2026, 9, 3))
+
+    assert report.status == "ok", report.failures
+    jane = by_anchor(snap)["JDO"]
+    assert jane.username != "jdoe" and jane.username.startswith("jdoe")
+
+
+def test_a_licence_that_could_not_be_assigned_fails_the_night_and_the_next_night_plans_it_again(
+        make_emulator: Callable[..., GraphEmulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sku = "94763226-9b3c-4e75-a931-5c89701abe66"
+    emulator = make_emulator({**seed(), "subscribedSkus": [{"skuId": sku, "skuPartNumber": "M365EDU_A3_FACULTY"}]})
+    monkeypatch.setenv("IDLIFECYCLE_ENTRA_CLIENT_SECRET", CLIENT_SECRET)
+    job_file = write_school(tmp_path, emulator, [AMY], assign_licences={"staff": [sku]})
+    emulator.faults.append(Fault("POST", r"/assignLicense$", mode="status", status=400))
+
+    report, _ = night(job_file, date(2026, 9, 3))
+
+    assert report.status == "partial"
+    assert any("licence could not be assigned" in f for f in report.failures), report.failures
+    jane = emulator.directory.find_user(f"jdoe@{STAFF}")
+    assert jane is not None and jane["assignedLicenses"] == []
+    time.sleep(0.3)  # the day between: replication of her account has long finished
+
+    report, snap = night(job_file, date(2026, 9, 4))
+
+    assert report.status == "ok", report.failures
+    assert "create" in {str(c.action) for c in report.plan.changes if c.person_id == "JDO"}
+    assert by_anchor(snap)["JDO"].key == jane["id"]
+    assert [lic["skuId"] for lic in emulator.directory.user(jane["id"])["assignedLicenses"]] == [sku]

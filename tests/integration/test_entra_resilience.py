@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from idlifecycle.model import Action, Outcome
 from idlifecycle.sandbox.graph import Fault, GraphEmulator
 from idlifecycle.sandbox.tls import make_key_and_certificate
 from tests.integration.graph_fixtures import *  # noqa: F403
-from tests.integration.graph_fixtures import CLIENT_ID, PUPILS, STAFF, change, starter
+from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, PUPILS, STAFF, change, starter
 
 
 def _pupils(emulator: GraphEmulator) -> list[dict[str, object]]:
@@ -241,3 +242,189 @@ def test_emulator_answers_like_graph_to_oversized_batches_absolute_urls_and_big_
         assert duplicate.status_code == 400
         assert duplicate.json()["error"]["code"] == "Request_BadRequest"
         assert http.get(f"{emulator.graph_url}/users/nobody").json()["error"]["code"] == "Request_ResourceNotFound"
+
+
+def test_member_add_right_after_the_create_waits_out_replication_and_is_applied(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector]) -> None:
+    emulator = make_emulator(replication_window=1.5)
+    entra = make_connector(emulator)
+    entra.snapshot()
+
+    [created] = list(entra.apply([starter("P700", "25quick", "Quick", "Join")]))
+    joins = list(entra.apply([change(Action.ADD_MEMBER, created.key, group="All Pupils", person_id="P700")]))
+
+    assert created.outcome is Outcome.APPLIED
+    assert [(r.outcome, r.detail) for r in joins] == [(Outcome.APPLIED, "")]  # not "no longer exists"
+    assert entra.session.replication_retries > 0
+    group = next(g for g in emulator.directory.state["groups"].values() if g["displayName"] == "All Pupils")
+    assert created.key in group["members"]
+
+
+def test_member_add_for_an_account_deleted_before_this_run_is_still_gone_at_once(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    amy = next(a for a in entra.snapshot().accounts if a.anchor == "P001")
+    emulator.directory.delete_user(amy.key)  # behind the tool's back, after the snapshot
+
+    started = time.monotonic()
+    [result] = list(entra.apply([change(Action.ADD_MEMBER, amy.key, group="All Staff")]))
+
+    assert result.outcome is Outcome.FAILED and "no longer exists" in result.detail
+    assert entra.session.replication_retries == 0 and time.monotonic() - started < 3
+
+
+def test_licence_assigned_right_after_the_create_waits_out_replication(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector]) -> None:
+    sku = "94763226-9b3c-4e75-a931-5c89701abe66"
+    emulator = make_emulator(replication_window=1.5)
+    entra = make_connector(emulator, assign_licences={"staff": [sku]})
+    entra.snapshot()
+
+    [result] = list(entra.apply([starter("S700", "nlicensed", "New", "Licensed", domain=STAFF)]))
+
+    assert (result.outcome, result.detail) == (Outcome.APPLIED, "")
+    assert [lic["skuId"] for lic in emulator.directory.user(result.key)["assignedLicenses"]] == [sku]
+
+
+def test_licence_that_could_not_be_assigned_fails_the_create_and_the_next_run_assigns_it(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector]) -> None:
+    sku = "94763226-9b3c-4e75-a931-5c89701abe66"
+    emulator = make_emulator(replication_window=0.5)
+    entra = make_connector(emulator, assign_licences={"staff": [sku]})
+    entra.snapshot()
+    emulator.faults.append(Fault("POST", r"/assignLicense$", mode="status", status=400))
+    create = starter("S701", "nunlicensed", "New", "Unlicensed", domain=STAFF)
+
+    [failed] = list(entra.apply([create]))
+
+    assert failed.outcome is Outcome.FAILED and failed.retryable and "licence" in failed.detail
+    assert failed.key and emulator.directory.user(failed.key)["assignedLicenses"] == []
+    entra.close()
+    time.sleep(0.5)  # the night: replication has long finished
+    # The next night: the unfinished account is left out of the snapshot, so the plan has the create again.
+    tomorrow = make_connector(emulator, assign_licences={"staff": [sku]})
+    unfinished = tomorrow.snapshot()
+    assert "S701" not in {a.anchor for a in unfinished.accounts}
+    assert "nunlicensed" in unfinished.names_outside_scope  # its name stays taken meanwhile
+    [again] = list(tomorrow.apply([create]))
+    assert (again.outcome, again.key) == (Outcome.APPLIED, failed.key)
+    assert [lic["skuId"] for lic in emulator.directory.user(failed.key)["assignedLicenses"]] == [sku]
+    assert "S701" in {a.anchor for a in tomorrow.snapshot().accounts}
+    assert len([u for u in emulator.directory.state["users"].values() if u.get("employeeId") == "S701"]) == 1
+
+
+def test_app_without_the_user_administrator_role_is_told_once_and_no_password_change_is_sent(
+        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector]) -> None:
+    emulator.register_application(CLIENT_ID, secret=CLIENT_SECRET, directory_roles=())
+    entra = make_connector(emulator)
+    accounts = {a.anchor: a for a in entra.snapshot().accounts}
+    amy, jo = accounts["P001"], accounts["S001"]
+    writes_before = emulator.stats["writes"]
+
+    results = list(entra.apply([
+        change(Action.SET_PASSWORD, amy.key, after={"must_change_password": True}, password="Sunny-Days-2026"),
+        change(Action.REQUIRE_PASSWORD_CHANGE, jo.key),
+        change(Action.UPDATE, amy.key, after={"attributes": {"department": "Year 8"}}),
+    ]))
+
+    assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.FAILED, Outcome.APPLIED]
+    assert results[0].detail == results[1].detail
+    assert "User Administrator" in results[0].detail and "may not set passwords" in results[0].detail
+    assert emulator.stats["writes"] - writes_before == 1  # only the update: no password change was attempted
+
+
+def test_a_proxys_403_page_on_a_batch_is_not_read_as_graph_refusing_and_is_sent_again(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    amy = next(a for a in entra.snapshot().accounts if a.anchor == "P001")
+    emulator.faults.append(Fault("POST", r"^/v1\.0/\$batch$", mode="status", status=403, html=True, retry_after=0))
+
+    [result] = list(entra.apply([change(Action.DISABLE, amy.key)]))
+
+    assert result.outcome is Outcome.APPLIED
+    assert emulator.directory.user(amy.key)["accountEnabled"] is False
+    assert emulator.faults[0].times == 0
+
+
+def test_a_proxys_403_page_on_a_read_is_asked_again_not_a_missing_permission(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    emulator.faults.append(Fault("GET", r"^/v1\.0/users/delta$", mode="status", status=403, html=True))
+
+    snapshot = entra.snapshot()
+
+    assert {a.anchor for a in snapshot.accounts} == {"S001", "P001", "S002"}
+    assert emulator.faults[0].times == 0
+
+
+def test_graphs_own_403_is_still_a_missing_permission(emulator: GraphEmulator, entra: EntraConnector) -> None:
+    emulator.faults.append(Fault("GET", r"^/v1\.0/users/delta$", mode="status", status=403))
+
+    with pytest.raises(AuthError, match=r"User\.ReadWrite\.All"):
+        entra.snapshot()
+
+
+def _groups_named(emulator: GraphEmulator, name: str) -> list[dict[str, object]]:
+    return [g for g in emulator.directory.state["groups"].values() if g["displayName"] == name]
+
+
+def test_group_create_whose_reply_is_lost_is_found_after_replication_not_made_twice(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    entra.snapshot()
+    emulator.faults.append(Fault("POST", r"^/v1\.0/groups$", mode="drop_after"))
+    create = change(Action.CREATE_GROUP, None, group="Year 8 Pupils", after={"name": "Year 8 Pupils"})
+
+    [result] = list(entra.apply([create]))
+
+    assert result.outcome is Outcome.APPLIED
+    [group] = _groups_named(emulator, "Year 8 Pupils")
+    assert group["id"] == result.key
+
+
+def test_group_create_still_unseen_after_a_lost_reply_waits_for_the_next_run_instead_of_making_a_twin(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector]) -> None:
+    emulator = make_emulator(replication_window=6.0)  # longer than the connector looks for it (3.5 s)
+    entra = make_connector(emulator)
+    entra.snapshot()
+    emulator.faults.append(Fault("POST", r"^/v1\.0/groups$", mode="drop_after"))
+    create = change(Action.CREATE_GROUP, None, group="Year 9 Pupils", after={"name": "Year 9 Pupils"})
+    started = time.monotonic()
+
+    [undecided] = list(entra.apply([create]))
+
+    assert undecided.outcome is Outcome.FAILED and undecided.retryable and "next run" in undecided.detail
+    assert len(_groups_named(emulator, "Year 9 Pupils")) == 1
+    # The next run, once replication is done: its snapshot shows the group, so nothing is created again.
+    time.sleep(6.0 - (time.monotonic() - started))
+    assert "Year 9 Pupils" in {g.name for g in entra.snapshot().groups}
+    assert next(iter(entra.apply([create]))).outcome is Outcome.ALREADY
+    assert len(_groups_named(emulator, "Year 9 Pupils")) == 1
+
+
+def test_new_group_meeting_an_old_deleted_account_is_not_held_up_by_replication_retries(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    amy = next(a for a in entra.snapshot().accounts if a.anchor == "P001")
+    [made] = list(entra.apply([change(Action.CREATE_GROUP, None, group="Year 10 Pupils",
+                                      after={"name": "Year 10 Pupils"})]))
+    emulator.directory.delete_user(amy.key)  # behind the tool's back, before tonight's member add
+
+    started = time.monotonic()
+    [result] = list(entra.apply([change(Action.ADD_MEMBER, amy.key, group="Year 10 Pupils")]))
+
+    # Graph's 404 names Amy, made long before this run: gone, not replicating (the new group is).
+    assert made.outcome is Outcome.APPLIED
+    assert result.outcome is Outcome.FAILED and "no longer exists" in result.detail
+    assert time.monotonic() - started < 10
+
+
+def test_whole_batch_of_creates_refused_before_it_ran_is_looked_up_side_by_side_then_sent_again(
+        emulator: GraphEmulator, entra: EntraConnector) -> None:
+    entra.snapshot()
+    emulator.faults.append(Fault("POST", r"^/v1\.0/\$batch$", mode="status", status=503, retry_after=0))
+    intake = [starter(f"P8{i:02d}", f"25side{i}", "Side", f"By{i}") for i in range(20)]
+
+    started = time.monotonic()
+    results = list(entra.apply(intake))
+
+    # Each create is looked for (over a few seconds, for replication) before it is sent again;
+    # one at a time, twenty lookups would take over a minute.
+    assert [r.outcome for r in results] == [Outcome.APPLIED] * 20
+    assert time.monotonic() - started < 20
+    assert len([u for u in _pupils(emulator) if str(u.get("employeeId", "")).startswith("P8")]) == 20

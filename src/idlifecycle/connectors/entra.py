@@ -27,8 +27,9 @@ Secrets (environment or secret files, see `idlifecycle.config.Secrets`): `<name>
 Graph application permissions (least privilege, each needs admin consent): User.ReadWrite.All,
 GroupMember.ReadWrite.All; Group.Create to create groups; RoleManagement.Read.Directory for the
 access review's admin roles; LicenseAssignment.ReadWrite.All only with `assign_licences`;
-AuditLog.Read.All only with `sign_in_activity`. Setting passwords also needs the app to hold the
-User Administrator role (or User-PasswordProfile.ReadWrite.All).
+AuditLog.Read.All only with `sign_in_activity`. Setting passwords also needs the app's service
+principal to hold the User Administrator role (or higher): Graph refuses app-only passwordProfile
+writes without it, whatever the permissions (checked once per run, see `_may_not_set_passwords`).
 
 Scope: the managed accounts are the users whose sign-in name (UPN) is in one of `domains`; the
 domain also tells a new account's kind (for `assign_licences`). The managed groups are those
@@ -40,8 +41,9 @@ session revocation are written); with `"off"` they are treated as outside the sc
 
 Snapshots read `/users/delta` and `/groups/delta`; the delta links are kept with the state
 store's cursors and the directory as last seen in `<state_dir>/entra-<name>/directory-cache.json`,
-so a nightly run reads only what changed. Writes go in JSON $batches of 20, paced under
-`write_limit_per_second`, with creates never duplicated (see `_create`).
+so a nightly run reads only what changed. Writes go in fully parallel JSON $batches of 20, paced
+under `write_limit_per_second`, with creates never duplicated (see `_create`, `_create_group`); a
+404 on an object this run created is replication delay and retried (`entra_graph.REPLICATION_PATIENCE`).
 
 `sandbox = true` (+ `seed = "file.json"`, relative to the TOML file) starts the Graph emulator
 (`idlifecycle.sandbox.graph`) in-process on a free 127.0.0.1 port with its data under the state
@@ -52,9 +54,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import secrets
 import string
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -81,9 +85,20 @@ from idlifecycle.connectors.entra_graph import (
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, RoleHolder, Snapshot
 
+log = logging.getLogger(__name__)
+LICENCE_DEBT_DAYS = 14
 USER_FIELDS = ("id", "userPrincipalName", "givenName", "surname", "displayName", "employeeId", "accountEnabled",
                "createdDateTime", "lastPasswordChangeDateTime", "passwordPolicies", "onPremisesSyncEnabled",
-               "usageLocation", "mailNickname")
+               "usageLocation", "mailNickname", "proxyAddresses")
+GROUP_FIELDS = "displayName,description,proxyAddresses,members"
+PASSWORD_ACTIONS = (Action.SET_PASSWORD, Action.REQUIRE_PASSWORD_CHANGE)
+DELTA_UNSUPPORTED = frozenset({
+    "aboutMe", "birthday", "hireDate", "interests", "mySite", "pastProjects", "preferredName", "responsibilities",
+    "schools", "skills", "signInActivity",
+})
+"""User properties Graph's users/delta refuses in $select (microsoft-graph-docs#14141, #4746;
+microsoft-graph-explorer-v4#3189): a snapshot asking for one fails whole."""
+PASSWORD_ROLES = ("User Administrator", "Privileged Authentication Administrator", "Global Administrator")
 SANDBOX_CLIENT_ID = "idlifecycle-sandbox"
 MAX_PAGE = 999
 MEMBERS_PER_PATCH = 20
@@ -143,6 +158,10 @@ class EntraConnector(Connector):
         self.cache: _Cache | None = None
         self._stop = stop
         self._domains = {d.lower() for d in settings.domains.values()}
+        self._licence_debt: dict[str, float] | None = None
+        """Accounts created without their direct licence -> when (epoch seconds); kept in the store."""
+        self._password_refusal: str | None = None
+        """After the first password change of the session: "" when the app may set passwords, else why not."""
 
     # configuration ------------------------------------------------------------------------------
     @classmethod
@@ -187,8 +206,15 @@ class EntraConnector(Connector):
         sign_ins = self.session.run(self._sign_ins()) if self.settings.sign_in_activity else {}
         accounts: list[Account] = []
         outside: set[str] = set()
+        debt = self._owed_licences(cache)
         for user in cache.users.values():
             upn = str(user.get("userPrincipalName") or "")
+            if user["id"] in debt:
+                # Created by an earlier run whose licence could not be assigned: the create is not
+                # finished, so it is left out and planned again (`_create` then assigns the licence).
+                # Its name stays taken meanwhile.
+                outside.add(upn.split("@")[0].lower())
+                continue
             if self._in_scope(user):
                 accounts.append(self._account(user, sign_ins.get(user["id"])))
             elif upn:
@@ -197,6 +223,12 @@ class EntraConnector(Connector):
             if user.get("userPrincipalName"):
                 # Graph keeps a deleted user's UPN taken until it is purged.
                 outside.add(str(user["userPrincipalName"]).split("@")[0].lower())
+        # An address in any object's proxyAddresses (a renamed or deleted person's old address, a
+        # mail-enabled group's) is refused for a new UPN: "Another object with the same value for
+        # property proxyAddresses already exists" (microsoft-graph-docs-contrib#8421). Their local
+        # parts are reserved in every domain, which is stricter than Graph but never wrong.
+        for obj in (*cache.users.values(), *cache.deleted.values(), *cache.groups.values()):
+            outside.update(_proxy_local_parts(obj))
         groups = tuple(
             Group(self.name, key, str(group.get("displayName") or ""),
                   {m: self._member_name(m) for m in sorted(group["members"])})
@@ -205,6 +237,31 @@ class EntraConnector(Connector):
         managed_names = {a.username.lower() for a in accounts}
         return Snapshot(self.name, tuple(sorted(accounts, key=lambda a: a.key)), groups,
                         frozenset(outside - managed_names))
+
+    def _owed_licences(self, cache: _Cache) -> dict[str, float]:
+        """Accounts this tool created whose direct licence is still to be assigned (kept in the store).
+
+        After LICENCE_DEBT_DAYS an account is given up on (logged) and managed like any other, so
+        that a person who left meanwhile is still disabled.
+        """
+        if self._licence_debt is None:
+            stored = self.cursors.get_cursor(self.name, "licence_debt")
+            self._licence_debt = {str(k): float(v) for k, v in json.loads(stored).items()} if stored else {}
+        now = time.time()
+        stale = {k for k, since in self._licence_debt.items()
+                 if k not in cache.users or now - since > LICENCE_DEBT_DAYS * 86400}
+        for key in stale:
+            if key in cache.users:
+                log.warning("%s: the licence of %s could not be assigned for %d days; it is now managed without it",
+                            self.name, cache.users[key].get("userPrincipalName"), LICENCE_DEBT_DAYS)
+            del self._licence_debt[key]
+        if stale:
+            self._save_licence_debt()
+        return dict(self._licence_debt)
+
+    def _save_licence_debt(self) -> None:
+        owed = self._licence_debt or {}
+        self.cursors.set_cursor(self.name, "licence_debt", json.dumps(owed, sort_keys=True) if owed else None)
 
     def _in_scope(self, user: Mapping[str, Any]) -> bool:
         upn = str(user.get("userPrincipalName") or "")
@@ -241,27 +298,31 @@ class EntraConnector(Connector):
         """Bring the cache up to date through delta links; a full read when there are none or they expired."""
         cache = self.cache or self._load_cache()
         try:
-            changed = self.session.run(self._read_deltas(cache))
+            changed, links_changed = self.session.run(self._read_deltas(cache))
         except ResponseError as error:
             raise self._read_error(error) from None
         self.cache = cache
-        if changed:
-            self._save_cache(cache)
+        generation = self._save_cache(cache) if changed else None
+        if changed or links_changed:
+            # Graph hands out a new link every round; when nothing else changed, the cache file (tens
+            # of megabytes in a large school) is not rewritten: its generation still matches the store.
             self.cursors.set_cursor(self.name, "users_delta", cache.users_link)
             self.cursors.set_cursor(self.name, "groups_delta", cache.groups_link)
+        if generation is not None:
+            self.cursors.set_cursor(self.name, "cache_generation", generation)
         return cache
 
     def _read_error(self, error: ResponseError) -> ConnectorError:
-        if error.response.status == 403:
+        if error.response.status == 403 and error.response.from_graph:
             return AuthError(f"Graph refused to read the directory ({error}); the app needs the application "
                              "permissions User.ReadWrite.All and GroupMember.ReadWrite.All with admin consent")
         if error.response.status == 429:
             return ConnectorError(f"Graph is throttling reads: {error}", retryable=True)
         return error
 
-    async def _read_deltas(self, cache: _Cache) -> bool:
-        """Merge what changed into `cache`; True when anything (or a link) did."""
-        select_users = ",".join(dict.fromkeys((*USER_FIELDS, *self.settings.attributes)))
+    async def _read_deltas(self, cache: _Cache) -> tuple[bool, bool]:
+        """Merge what changed into `cache`; (whether the directory did, whether a delta link did)."""
+        select_users = self._users_select()
         prefer = {"Prefer": f"odata.maxpagesize={MAX_PAGE}"}
 
         async def read(link: str | None, first: str) -> tuple[list[Any], str | None, bool]:
@@ -270,15 +331,21 @@ class EntraConnector(Connector):
                     items, new_link = await self.session.read_all(self._rebase(link), prefer)
                     return items, new_link, False
                 except ResponseError as error:
-                    if error.response.status != 410 and error.response.error_code.lower() not in (
-                            "syncstatenotfound", "resyncrequired"):
+                    # Expired links answer 400 syncStateNotFound after seven days (Graph's blog, "Duration of
+                    # change tracking tokens"), 410 when the service lost the state, other 4xx codes now and
+                    # then: any refusal of the link itself means one full read, not a failed night.
+                    status, code = error.response.status, error.response.error_code.lower()
+                    if not (status == 410 or code in ("syncstatenotfound", "resyncrequired")
+                            or (400 <= status < 500 and status not in (401, 403, 429))):
                         raise
+                    log.warning("%s: Graph refused the stored %s delta link (%s): reading the whole directory "
+                                "once instead", self.name, first.split("/")[1], error)
             items, new_link = await self.session.read_all(first, prefer)
             return items, new_link, True
 
         (user_items, users_link, users_full), (group_items, groups_link, groups_full) = await asyncio.gather(
             read(cache.users_link, f"/users/delta?$select={select_users}"),
-            read(cache.groups_link, "/groups/delta?$select=displayName,description,members"),
+            read(cache.groups_link, f"/groups/delta?$select={GROUP_FIELDS}"),
         )
         if users_full:
             cache.users, cache.deleted = {}, {}
@@ -310,10 +377,9 @@ class EntraConnector(Connector):
                     members.add(str(member["id"]))
             group.update({k: v for k, v in item.items() if k != "members@delta"})
             group["members"] = sorted(members)
-        changed = bool(user_items or group_items) or (users_link, groups_link) != (cache.users_link,
-                                                                                    cache.groups_link)
+        links_changed = (users_link, groups_link) != (cache.users_link, cache.groups_link)
         cache.users_link, cache.groups_link = users_link, groups_link
-        return changed
+        return bool(user_items or group_items or users_full or groups_full), links_changed
 
     def _rebase(self, link: str) -> str:
         """A stored link on the configured Graph root (the sandbox gets a new port on every run)."""
@@ -324,8 +390,19 @@ class EntraConnector(Connector):
         return self.session.graph_url + parts.path[len(version):] + (f"?{parts.query}" if parts.query else "")
 
     async def _sign_ins(self) -> dict[str, datetime | None]:
-        items, _ = await self.session.read_all(f"/users?$select=id,signInActivity&$top={MAX_PAGE}")
+        try:
+            items, _ = await self.session.read_all(f"/users?$select=id,signInActivity&$top={MAX_PAGE}")
+        except ResponseError as error:
+            if error.response.error_code != "Authentication_RequestFromNonPremiumTenantOrB2CTenant":
+                raise
+            # Sign-in activity needs Entra ID P1 in the tenant: the access review goes without it.
+            log.warning("%s: sign_in_activity: the tenant has no Entra ID P1 licence, so Graph does not give "
+                        "last sign-in dates; the access review is made without them", self.name)
+            return {}
         return {str(u["id"]): _when((u.get("signInActivity") or {}).get("lastSignInDateTime")) for u in items}
+
+    def _users_select(self) -> str:
+        return ",".join(dict.fromkeys((*USER_FIELDS, *self.settings.attributes)))
 
     def _load_cache(self) -> _Cache:
         users_link = self.cursors.get_cursor(self.name, "users_delta")
@@ -334,17 +411,25 @@ class EntraConnector(Connector):
             data = json.loads(self.cache_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return _Cache()
-        if data.get("users_link") != users_link or data.get("groups_link") != groups_link:
+        if not users_link or not groups_link or data.get("generation") != self.cursors.get_cursor(
+                self.name, "cache_generation"):
             return _Cache()  # the store and the cache file disagree (restored backup?): read everything
+        if data.get("select") != [self._users_select(), GROUP_FIELDS]:
+            # A delta link keeps the $select it began with: new properties (an attribute added to the
+            # settings, a newer version reading more) arrive only through a full read.
+            return _Cache()
         return _Cache(data["users"], data["deleted"], data["groups"], users_link, groups_link)
 
-    def _save_cache(self, cache: _Cache) -> None:
+    def _save_cache(self, cache: _Cache) -> str:
+        """Write the cache file under a new generation (returned, for the store)."""
+        generation = secrets.token_hex(8)
         self.cache_file.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.cache_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"users_link": cache.users_link, "groups_link": cache.groups_link,
+        temporary.write_text(json.dumps({"generation": generation, "select": [self._users_select(), GROUP_FIELDS],
                                          "users": cache.users, "deleted": cache.deleted, "groups": cache.groups},
                                         separators=(",", ":")), encoding="utf-8")
         temporary.replace(self.cache_file)
+        return generation
 
     def privileged_roles(self) -> Sequence[RoleHolder]:
         async def read() -> list[RoleHolder]:
@@ -354,6 +439,8 @@ class EntraConnector(Connector):
                 members, _ = await self.session.read_all(
                     f"/directoryRoles/{role['id']}/members?$select=id,userPrincipalName,displayName,employeeId")
                 for member in members:
+                    if member.get("@odata.type") == "#microsoft.graph.servicePrincipal":
+                        continue  # an app (this one, holding User Administrator to set passwords): not a person
                     holders.append(RoleHolder(
                         self.name, str(role["displayName"]),
                         str(member.get("userPrincipalName") or member.get("displayName") or member["id"]),
@@ -376,7 +463,10 @@ class EntraConnector(Connector):
             # The snapshot the plan came from is fresh enough: a change behind our back is met by
             # Graph's own answers (duplicate name, not found), read as ALREADY / Conflict below.
             cache = self.cache or self._refresh()
+            before = self._owed_licences(cache)
             results = self.session.run(self._apply(cache, list(changes)))
+            if self._licence_debt != before:
+                self._save_licence_debt()  # here, not in the event loop's thread: the store is not shared
         except ConnectorError as error:
             results = [Result(c.change_id, Outcome.FAILED, str(error), retryable=error.retryable) for c in changes]
         yield from results
@@ -389,11 +479,43 @@ class EntraConnector(Connector):
         user_changes = [c for c in changes if c.action is not Action.CREATE_GROUP and c.action not in membership]
         if group_changes:
             results.update(await self._run_steps([[self._create_group(cache, c)] for c in group_changes]))
+        passwords = [c for c in user_changes if c.action in PASSWORD_ACTIONS]
+        if passwords and await self._may_not_set_passwords():
+            for refused in passwords:
+                results[refused.change_id] = Result(refused.change_id, Outcome.FAILED, self._password_refusal or "")
+            user_changes = [c for c in user_changes if c.action not in PASSWORD_ACTIONS]
         if user_changes:
             results.update(await self._run_steps(await self._user_chains(cache, user_changes)))
         if member_changes:
             results.update(await self._membership(cache, member_changes))
         return [results[c.change_id] for c in changes]
+
+    async def _may_not_set_passwords(self) -> bool:
+        """Whether the app lacks a directory role that may set passwords (checked once, before the first).
+
+        App-only, Graph lets an app write passwordProfile only when its service principal holds
+        at least the User Administrator role as well as User.ReadWrite.All
+        (https://learn.microsoft.com/en-us/graph/api/user-update); without it every password
+        change is a 403. Reading the roles needs RoleManagement.Read.Directory: when that is
+        refused the question is left to Graph's answers.
+        """
+        if self._password_refusal is None:
+            self._password_refusal = ""
+            try:
+                roles, _ = await self.session.read_all("/directoryRoles?$select=id,displayName")
+                held = False
+                for role in (r for r in roles if r.get("displayName") in PASSWORD_ROLES):
+                    members, _ = await self.session.read_all(f"/directoryRoles/{role['id']}/members?$select=id,appId")
+                    held = held or any(m.get("appId") == self.session.credentials.client_id for m in members)
+            except ResponseError:
+                held = True
+            if not held:
+                self._password_refusal = (
+                    f"app {self.session.credentials.client_id!r} may not set passwords: Graph lets an app set them "
+                    "only when it also holds the User Administrator role (or Privileged Authentication "
+                    "Administrator); in the Entra admin centre open Roles & admins > User Administrator > Add "
+                    "assignments, add the app, and run again")
+        return bool(self._password_refusal)
 
     async def _run_steps(self, chains: list[list[_Step]]) -> dict[str, Result]:
         """Send each chain (one account's steps, in order) as one request group; interpret per step."""
@@ -428,7 +550,8 @@ class EntraConnector(Connector):
         deleted_by_anchor: dict[str, str] = {}
         if any(c.action is Action.CREATE for c in changes):
             items, _ = await self.session.read_all(
-                f"/directory/deletedItems/microsoft.graph.user?$select=id,employeeId,userPrincipalName&$top={MAX_PAGE}")
+                "/directory/deletedItems/microsoft.graph.user?$select=id,employeeId,userPrincipalName,proxyAddresses"
+                f"&$top={MAX_PAGE}")
             for item in items:
                 if item.get("employeeId"):
                     deleted_by_anchor[str(item["employeeId"])] = str(item["id"])
@@ -540,6 +663,9 @@ class EntraConnector(Connector):
         return _Step(change, requests, interpret)
 
     def _failure(self, change: Change, response: GraphResponse) -> Result:
+        if response.status == 403 and not response.from_graph:
+            return Result(change.change_id, Outcome.FAILED, "HTTP 403 without Graph's error body: a proxy or gateway "
+                          "on the way refused it, not Graph; tried again on the next run", retryable=True)
         if response.status in (401, 403):
             need = {Action.CREATE_GROUP: "Group.Create", Action.ADD_MEMBER: "GroupMember.ReadWrite.All",
                     Action.REMOVE_MEMBER: "GroupMember.ReadWrite.All"}.get(change.action, "User.ReadWrite.All")
@@ -564,7 +690,13 @@ class EntraConnector(Connector):
         after = change.after
         anchor = str(after.get("anchor") or change.person_id or "")
         login = str(after["login"])
+        kind = next((k for k, d in self.settings.domains.items() if d.lower() == login.rsplit("@", 1)[-1].lower()), "")
+        skus = self.settings.assign_licences.get(kind, [])
+        owed = self._licence_debt
+        assert owed is not None, "apply() loads the licence debt first"
         existing = by_anchor.get(anchor) if anchor else None
+        if existing is not None and existing in owed:
+            return self._licence_left_over(change, existing, skus, owed)
         if existing is not None:
             return self._done(change, Outcome.ALREADY, "an account with this anchor exists", key=existing)
         profile = {"given_name": after.get("given_name"), "surname": after.get("surname"),
@@ -584,13 +716,10 @@ class EntraConnector(Connector):
             "passwordProfile": {"password": change.password or _generate_password(),
                                 "forceChangePasswordNextSignIn": bool(after.get("must_change_password", True))},
         })
-        kind = next((k for k, d in self.settings.domains.items() if d.lower() == login.rsplit("@", 1)[-1].lower()), "")
         requests = [BatchRequest("POST", "/users", body)]
-        skus = self.settings.assign_licences.get(kind, [])
         if skus:
-            requests.append(BatchRequest("POST", f"/users/{quote(login)}/assignLicense",
-                                         {"addLicenses": [{"skuId": s, "disabledPlans": []} for s in skus],
-                                          "removeLicenses": []}))
+            requests.append(BatchRequest("POST", f"/users/{quote(login)}/assignLicense", _licence_body(skus)))
+        reply_lost = False
 
         async def find_by_anchor() -> dict[str, Any] | None:
             found = await self.session.send(
@@ -600,10 +729,19 @@ class EntraConnector(Connector):
             return values[0] if values else None
 
         async def uncertain(index: int) -> GraphResponse | None:
+            nonlocal reply_lost
             if index != 0:
                 return None
-            found = await find_by_anchor()
-            return GraphResponse(201, {}, found) if found is not None else None
+            reply_lost = True
+            # A create that did happen may not be listed yet (replication delay): look a few times
+            # over a couple of seconds. Should it still be unseen, the create is sent again and
+            # Graph's duplicate-UPN answer tells (see `interpret`).
+            for attempt in range(3):
+                found = await find_by_anchor()
+                if found is not None:
+                    return GraphResponse(201, {}, found)
+                await asyncio.sleep(0.5 * 2 ** attempt)
+            return None
 
         async def interpret(replies: list[GraphResponse]) -> Result:
             created = replies[0]
@@ -612,12 +750,20 @@ class EntraConnector(Connector):
                 cache.users[key] = {**body, "id": key, "passwordProfile": None}
                 failed = next((r for r in replies[1:] if not r.ok), None)
                 if failed is not None:
-                    return Result(change.change_id, Outcome.APPLIED,
-                                  f"created, but the licence was not assigned: {failed.error_message}", key=key)
+                    # Not "applied": the account is left out of later snapshots until the licence
+                    # is on, so the next run plans this create again and assigns it.
+                    owed[key] = time.time()
+                    return Result(change.change_id, Outcome.FAILED, "created, but the licence could not be "
+                                  f"assigned ({failed.error_code or failed.status}: {failed.error_message}); the next "
+                                  "run assigns it", retryable=True, key=key)
                 return Result(change.change_id, Outcome.APPLIED, key=key)
             if created.status == 400 and "same value for property userPrincipalName" in created.error_message:
-                holder = await self.session.send("GET", f"/users/{quote(login)}?$select=id,employeeId")
+                # Graph just said the UPN is taken: a 404 on reading it is replication lag.
+                holder = await self.session.get_replicated(f"/users/{quote(login)}?$select=id,employeeId")
                 if holder.ok and holder.body.get("employeeId") == anchor:
+                    if reply_lost:  # our own first send made it; its reply was lost
+                        self.session.note_created(holder.body)
+                        return Result(change.change_id, Outcome.APPLIED, key=str(holder.body["id"]))
                     return Result(change.change_id, Outcome.ALREADY, "the account already existed with this anchor",
                                   key=str(holder.body["id"]))
                 whose = (f"an account with anchor {holder.body.get('employeeId')!r}" if holder.ok and
@@ -627,6 +773,23 @@ class EntraConnector(Connector):
             return self._failure(change, created)
 
         return _Step(change, requests, interpret, uncertain=uncertain)
+
+    def _licence_left_over(self, change: Change, key: str, skus: list[str], owed: dict[str, float]) -> _Step:
+        """The create an earlier run could not finish: only its licence is still to be assigned."""
+        if not skus:
+            owed.pop(key, None)
+            return self._done(change, Outcome.ALREADY, "an account with this anchor exists", key=key)
+
+        async def interpret(replies: list[GraphResponse]) -> Result:
+            reply = replies[0]
+            if reply.ok:
+                owed.pop(key, None)
+                return Result(change.change_id, Outcome.APPLIED, "licence assigned to the account an earlier run "
+                              "created", key=key)
+            return Result(change.change_id, Outcome.FAILED, f"the licence could not be assigned "
+                          f"({reply.error_code or reply.status}: {reply.error_message})", retryable=True, key=key)
+
+        return _Step(change, [BatchRequest("POST", f"/users/{key}/assignLicense", _licence_body(skus))], interpret)
 
     # groups ---------------------------------------------------------------------------------------
     def _group_key(self, cache: _Cache, name: str) -> tuple[str | None, bool]:
@@ -651,14 +814,24 @@ class EntraConnector(Connector):
                 "securityEnabled": True, "mailNickname": _mail_nickname(name) or "group"}
 
         async def uncertain(index: int) -> GraphResponse | None:
-            found = await self.session.send(
-                "GET", f"/groups?$filter={quote(f'displayName eq {_literal(name)}')}&$select=id,description")
-            for group in found.body.get("value", []) if found.ok else []:
-                if self.settings.group_marker.lower() in str(group.get("description") or "").lower():
-                    return GraphResponse(201, {}, group)
-            return None
+            # The reply was lost (or a 5xx came back): the group may exist. Display names are not
+            # unique and a new group is listed only after replication, so sending the create again
+            # on a "not found" could make a twin. Look for a few seconds; if it is still unseen,
+            # the create stays undecided until the next run's snapshot shows whether it happened.
+            for wait in (0.0, 0.5, 1.0, 2.0):
+                await asyncio.sleep(wait)
+                found = await self.session.send(
+                    "GET", f"/groups?$filter={quote(f'displayName eq {_literal(name)}')}&$select=id,description")
+                for group in found.body.get("value", []) if found.ok else []:
+                    if self.settings.group_marker.lower() in str(group.get("description") or "").lower():
+                        return GraphResponse(201, {}, group)
+            return GraphResponse(0, {}, None)  # undecided: see interpret
 
         async def interpret(replies: list[GraphResponse]) -> Result:
+            if replies[0].status == 0:
+                return Result(change.change_id, Outcome.FAILED, f"Graph's answer to creating group {name!r} was lost "
+                              "and the group is not listed yet; it is not sent again now, so that no twin is made: "
+                              "the next run sees whether it was created", retryable=True)
             if replies[0].ok:
                 key = str(replies[0].body["id"])
                 cache.groups[key] = {"displayName": name, "description": self.settings.group_marker, "members": []}
@@ -725,8 +898,9 @@ class EntraConnector(Connector):
                 one_by_one.extend((key, c) for c in changes)
                 results = [Result(c.change_id, Outcome.FAILED, "retried one by one", retryable=True) for c in changes]
             elif reply.ok:
-                members = cache.groups[key]["members"]
-                cache.groups[key]["members"] = sorted({*members, *(str(c.target) for c in changes)})
+                # Appended, not re-sorted: `_membership` sent only accounts not yet in the group, and
+                # sorting 10,000 members after each of a September intake's PATCHes held up the sends.
+                cache.groups[key]["members"].extend(str(c.target) for c in changes)
                 results = [Result(c.change_id, Outcome.APPLIED) for c in changes]
             else:
                 results = [self._failure(c, reply) for c in changes]
@@ -782,6 +956,11 @@ def _read_settings(context: ConnectorContext) -> _Settings:
     attributes = context.option("attributes", ["department", "jobTitle", "employeeType"])
     if not isinstance(attributes, list) or not all(isinstance(a, str) and a.isidentifier() for a in attributes):
         raise ConfigError(source, "attributes", "must be a list of Graph user property names, e.g. [\"department\"]")
+    refused = [a for a in attributes if a in DELTA_UNSUPPORTED]
+    if refused:
+        # Snapshots read users/delta, which answers 400 to these in $select: every night would fail.
+        raise ConfigError(source, "attributes", f"{', '.join(map(repr, refused))} cannot be read through Graph's "
+                          "users/delta query, which refuses it in $select; remove it from the list")
     licences = context.option("assign_licences", {})
     if not isinstance(licences, Mapping) or not all(isinstance(v, list) for v in licences.values()):
         raise ConfigError(source, "assign_licences", "must be a table of kind = [\"skuId\", …]")
@@ -879,6 +1058,20 @@ def _same(current: Any, wanted: Any) -> bool:
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _proxy_local_parts(obj: Mapping[str, Any]) -> set[str]:
+    """The local parts of an object's SMTP proxy addresses ("smtp:jsmith@…" -> "jsmith")."""
+    parts: set[str] = set()
+    for proxy in obj.get("proxyAddresses") or []:
+        kind, _, address = str(proxy).partition(":")
+        if kind.lower() == "smtp" and "@" in address:
+            parts.add(address.rsplit("@", 1)[0].lower())
+    return parts
+
+
+def _licence_body(skus: Sequence[str]) -> dict[str, Any]:
+    return {"addLicenses": [{"skuId": s, "disabledPlans": []} for s in skus], "removeLicenses": []}
 
 
 def _mail_nickname(name: str) -> str:

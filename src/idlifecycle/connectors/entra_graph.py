@@ -12,13 +12,14 @@ import asyncio
 import base64
 import json
 import random
+import re
 import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import msal
@@ -40,6 +41,14 @@ T = TypeVar("T")
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BATCH_LIMIT = 20
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+REPLICATION_PATIENCE = 90.0
+"""Seconds after its create in which a 404 on an object this session made is read as replication lag.
+
+Graph answers 404 `Request_ResourceNotFound` for a member add or licence assignment right after
+a create and succeeds on retry (terraform-provider-azuread#283, pulumi-azuread#2014); the lag is
+usually seconds, reported up to a minute or two (msgraph-sdk-dotnet#2772). Outside this window,
+or for an object made before this run, a 404 still means the object is gone.
+"""
 
 # Application permissions the connector needs, each with the broader ones that also cover it.
 REQUIRED_PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -81,6 +90,21 @@ class GraphResponse:
         return 200 <= self.status < 300
 
     @property
+    def from_graph(self) -> bool:
+        """Whether an error answer carries Graph's JSON error body (a proxy's or gateway's page does not)."""
+        return isinstance(self.body, dict) and isinstance(self.body.get("error"), dict)
+
+    @property
+    def transient(self) -> bool:
+        """Worth sending again: throttling and 5xx, and a 403/5xx not from Graph itself (a proxy in the way).
+
+        Graph's own error-handling guidance says some answers come from proxies and gateways
+        without Graph's body and must be handled on the status alone
+        (https://learn.microsoft.com/en-us/previous-versions/azure/ad/graph/howto/azure-ad-graph-api-error-codes-and-error-handling).
+        """
+        return self.status in RETRYABLE_STATUSES or ((self.status == 403 or self.status >= 500) and not self.from_graph)
+
+    @property
     def error_code(self) -> str:
         error = (self.body or {}).get("error") if isinstance(self.body, dict) else None
         return str(error.get("code", "")) if isinstance(error, dict) else ""
@@ -109,7 +133,7 @@ class TransportFailure(ConnectorError):
 
 @dataclass
 class BatchRequest:
-    """One batch item. `depends_on_previous` chains it after the item before it in its group."""
+    """One batch item; within its RequestGroup it is sent only after the one before it succeeded."""
 
     method: str
     url: str
@@ -119,7 +143,14 @@ class BatchRequest:
 
 @dataclass
 class RequestGroup:
-    """Items that must run in order in one batch (a chain); `uncertain` decides after a lost reply.
+    """Items that must run in order (a chain); `uncertain` decides after a lost reply.
+
+    A chain is sent one item per round trip, each in a fully parallel batch beside other groups'
+    items: Graph refuses a whole batch that mixes `dependsOn` chains with independent items
+    (https://learn.microsoft.com/en-us/graph/json-batching; microsoft-graph-docs#16280), and a
+    chain's next item going out in the next batch costs no more writes than `dependsOn` would,
+    while it keeps every batch full. It also gives a just-created object a little time to
+    replicate before the next item refers to it.
 
     `uncertain(index)` is awaited when item `index` may or may not have been applied (timeout,
     dropped connection, 5xx); it returns a stand-in response when the write turns out to have
@@ -190,6 +221,8 @@ class GraphSession:
         self.needs = tuple(needs)
         self.writes_sent = 0
         self.throttled = 0
+        self.replication_retries = 0
+        self._created: dict[str, float] = {}
         self._app: msal.ConfidentialClientApplication | None = None
         self._token_lock = threading.Lock()
         self._checked_token: str | None = None
@@ -349,6 +382,42 @@ class GraphSession:
         parsed = json.loads(content) if content and "json" in response.headers.get("content-type", "") else None
         return GraphResponse(response.status_code, dict(response.headers), parsed)
 
+    def note_created(self, body: Any) -> None:
+        """Remember an object this session made (by id and UPN), for `replicating`."""
+        if isinstance(body, dict):
+            now = time.monotonic()
+            for name in ("id", "userPrincipalName"):
+                if body.get(name):
+                    self._created[str(body[name]).lower()] = now
+
+    def replicating(self, request: BatchRequest, response: GraphResponse) -> bool:
+        """Whether a 404 is about an object this session made within REPLICATION_PATIENCE seconds.
+
+        Graph's 404 names the missing object ("Resource '<id>' does not exist…"); when it does,
+        only that object counts, so a member add that meets an old, deleted account beside a new
+        group is not held up.
+        """
+        now = time.monotonic()
+        named = re.search(r"Resource '([^']+)'", response.error_message)
+        if named is not None:
+            at = self._created.get(named.group(1).lower())
+            return at is not None and now - at < REPLICATION_PATIENCE
+        recent = [k for k, at in self._created.items() if now - at < REPLICATION_PATIENCE]
+        if not recent:
+            return False
+        text = unquote(request.url).lower() + (json.dumps(request.body).lower() if request.body is not None else "")
+        return any(key in text for key in recent)
+
+    async def get_replicated(self, url: str, tries: int = 6) -> GraphResponse:
+        """A GET of an object Graph has just said exists (e.g. a duplicate UPN): a 404 is lag, asked again."""
+        response = await self.send("GET", url)
+        for attempt in range(1, tries):
+            if response.status != 404:
+                break
+            await asyncio.sleep(_backoff(attempt))
+            response = await self.send("GET", url)
+        return response
+
     def get(self, url: str, headers: Mapping[str, str] | None = None) -> GraphResponse:
         return self.run(self.send("GET", url, headers=headers))
 
@@ -371,18 +440,23 @@ class GraphSession:
         """A GET whose reply was lost is simply asked again (the SDK retries only answered 429/503/504)."""
         for attempt in range(1, tries + 1):
             try:
-                return await self.send("GET", url, headers=headers)
+                response = await self.send("GET", url, headers=headers)
             except TransportFailure:
                 if attempt == tries:
                     raise
                 await asyncio.sleep(attempt)
+                continue
+            if response.ok or response.from_graph or not response.transient or attempt == tries:
+                return response
+            await asyncio.sleep(attempt)  # a proxy's 403/5xx page: not Graph's answer, ask again
         raise AssertionError("unreachable")
 
     # batches --------------------------------------------------------------------------------------
     async def run_groups(self, groups: Sequence[RequestGroup], *, max_attempts: int = 8) -> None:
-        """Send every group's requests in JSON $batches of up to 20 items, several in flight, paced.
+        """Send every group's requests in fully parallel JSON $batches of up to 20 items, several in flight, paced.
 
-        Items answered 429/5xx are sent again (the group from the failed item on) after
+        Each batch carries the next item of up to 20 groups; a group whose item succeeded goes back
+        in the queue for its next one. Items answered 429/5xx are sent again after
         Retry-After, or an exponential backoff when there is none; a lost reply asks the group's
         `uncertain` hook first. A group that never succeeds keeps its last failing response.
         """
@@ -427,14 +501,9 @@ class GraphSession:
                     break
                 waiter.cancel()
                 batch = [getter.result()]
-                size = len(batch[0].requests) - len(batch[0].responses)
-                while not queue.empty():
-                    candidate = queue._queue[0]  # type: ignore[attr-defined]  # peek: only take what fits
-                    extra = len(candidate.requests) - len(candidate.responses)
-                    if size + extra > BATCH_LIMIT:
-                        break
+                while not queue.empty() and len(batch) < BATCH_LIMIT:
                     batch.append(queue.get_nowait())
-                    size += extra
+                size = len(batch)
                 await in_flight.acquire()
                 await self._pacer.acquire(size)
                 task = asyncio.ensure_future(send_batch(batch))
@@ -450,22 +519,23 @@ class GraphSession:
     async def _send_batch(self, batch: list[RequestGroup],
                           requeue_later: Callable[[RequestGroup, float], None],
                           max_attempts: int) -> int:
-        """One $batch round trip; returns how many groups are finished (the rest were requeued)."""
+        """One $batch round trip of each group's next item; returns how many groups are finished.
+
+        No item carries `dependsOn`, so the batch is fully parallel as Graph requires.
+        """
         items: list[dict[str, Any]] = []
         item_of: dict[tuple[int, int], str] = {}
         for group in batch:
             group.attempts += 1
-            for index in range(len(group.responses), len(group.requests)):
-                request = group.requests[index]
-                item_id = str(len(items) + 1)
-                item: dict[str, Any] = {"id": item_id, "method": request.method, "url": request.url}
-                if request.body is not None:
-                    item["body"] = request.body
-                    item["headers"] = {"Content-Type": "application/json"}
-                if index > len(group.responses):
-                    item["dependsOn"] = [str(len(items))]
-                items.append(item)
-                item_of[(id(group), index)] = item_id
+            index = len(group.responses)
+            request = group.requests[index]
+            item_id = str(len(items) + 1)
+            item: dict[str, Any] = {"id": item_id, "method": request.method, "url": request.url}
+            if request.body is not None:
+                item["body"] = request.body
+                item["headers"] = {"Content-Type": "application/json"}
+            items.append(item)
+            item_of[(id(group), index)] = item_id
         self.writes_sent += sum(1 for i in items if i["method"] != "GET")
         try:
             reply = await self.send("POST", "/$batch", {"requests": items}, retry=False)
@@ -474,48 +544,68 @@ class GraphSession:
             by_id = {str(r.get("id")): r for r in reply.body.get("responses", [])}
         except (TransportFailure, ResponseError) as failure:
             status = failure.response.status if isinstance(failure, ResponseError) else 0
-            if isinstance(failure, ResponseError) and status not in RETRYABLE_STATUSES:
+            if isinstance(failure, ResponseError) and not failure.response.transient:
                 raise
-            lost = GraphResponse(status or 504, {}, {"error": {"code": "transport", "message": str(failure)}})
+            if status not in RETRYABLE_STATUSES:
+                status = 503 if status else 504  # a proxy's page or no reply: not known to have reached Graph
+            lost = GraphResponse(status, {}, {"error": {"code": "transport", "message": str(failure)}})
             by_id = {item["id"]: {"status": lost.status, "headers": {}, "body": lost.body} for item in items}
             if isinstance(failure, ResponseError):
                 by_id = {k: {**v, "headers": dict(failure.response.headers)} for k, v in by_id.items()}
-        finished = 0
+        answers: list[GraphResponse] = []
         for group in batch:
-            start = len(group.responses)
-            delay: float | None = None
-            for index in range(start, len(group.requests)):
-                raw = by_id.get(item_of[(id(group), index)], {"status": 504, "headers": {}, "body": None})
-                response = GraphResponse(int(raw.get("status", 504)), dict(raw.get("headers") or {}), raw.get("body"))
-                if response.status in RETRYABLE_STATUSES:
-                    if response.status == 429:
-                        self.throttled += 1
-                    if response.status != 429 and group.uncertain is not None:
-                        stand_in = await group.uncertain(index)
-                        if stand_in is not None:
-                            group.responses.append(stand_in)
-                            continue
-                    if group.attempts >= max_attempts:
-                        group.responses.append(response)
-                        group.responses.extend(response for _ in range(index + 1, len(group.requests)))
-                        break
+            raw = by_id.get(item_of[(id(group), len(group.responses))], {"status": 504, "headers": {}, "body": None})
+            answers.append(GraphResponse(int(raw.get("status", 504)), dict(raw.get("headers") or {}),
+                                         raw.get("body")))
+        # The lookups after lost replies run side by side: each may wait out replication for seconds.
+        doubtful = [(g, a) for g, a in zip(batch, answers, strict=True)
+                    if a.status in RETRYABLE_STATUSES and a.status != 429 and g.uncertain is not None]
+        decided = await asyncio.gather(*(g.uncertain(len(g.responses)) for g, _ in doubtful if g.uncertain))
+        stand_ins = {id(g): d for (g, _), d in zip(doubtful, decided, strict=True)}
+        finished = 0
+        for group, response in zip(batch, answers, strict=True):
+            index = len(group.responses)
+            if response.status in RETRYABLE_STATUSES:
+                if response.status == 429:
+                    self.throttled += 1
+                stand_in = stand_ins.get(id(group))
+                if stand_in is not None:
+                    response = stand_in
+                elif group.attempts >= max_attempts:
+                    group.responses.extend(response for _ in range(index, len(group.requests)))
+                    finished += 1
+                    continue
+                else:
                     wait = response.retry_after()
                     if wait is None:
-                        wait = min(30.0, 2.0 ** (group.attempts - 1)) * (0.5 + random.random())  # noqa: S311 - backoff jitter, not security
+                        wait = _backoff(group.attempts, 1.0)
                     if response.status == 429:
                         self._pacer.pause(wait)
-                    delay = max(delay or 0.0, wait)
-                    break
-                group.responses.append(response)
-                if not response.ok:
-                    break
-            if delay is not None:
-                requeue_later(group, delay)
-            else:
-                last = group.responses[-1] if group.responses else GraphResponse(424, {}, None)
-                group.responses.extend(last for _ in range(len(group.responses), len(group.requests)))
-                finished += 1
+                    requeue_later(group, wait)
+                    continue
+            request = group.requests[index]
+            if response.status == 404 and group.attempts < max_attempts and self.replicating(request, response):
+                # Made by this run a moment ago: not yet on the replica that answered (see REPLICATION_PATIENCE).
+                self.replication_retries += 1
+                requeue_later(group, _backoff(group.attempts))
+                continue
+            if response.ok and request.method == "POST" and (
+                    request.url in ("/users", "/groups") or request.url.endswith("/restore")):
+                self.note_created(response.body)
+            group.responses.append(response)
+            if response.ok and len(group.responses) < len(group.requests):
+                group.attempts = 0  # the next item has its own tries
+                requeue_later(group, 0.0)
+                continue
+            # Done, or stopped by a failure: the items after a failed one are answered with it.
+            group.responses.extend(response for _ in range(len(group.responses), len(group.requests)))
+            finished += 1
         return finished
+
+
+def _backoff(attempt: int, first: float = 0.5) -> float:
+    """Exponential backoff with jitter: `first` seconds at the first attempt, doubling, at most 30."""
+    return min(30.0, first * 2.0 ** (attempt - 1)) * (0.5 + random.random())  # noqa: S311 - jitter, not security
 
 
 class ResponseError(ConnectorError):
@@ -525,4 +615,6 @@ class ResponseError(ConnectorError):
         self.response = response
         detail = (f"{response.error_code}: {response.error_message}" if response.error_code
                   else f"HTTP {response.status}")
-        super().__init__(f"{what}: {detail}", retryable=response.status in RETRYABLE_STATUSES)
+        if not response.from_graph and not response.ok and response.transient:
+            detail += " (not Graph's answer: a proxy or gateway on the way)"
+        super().__init__(f"{what}: {detail}", retryable=response.transient)

@@ -10,14 +10,24 @@ otherwise, FACTS.md section 2). One port serves both parts:
 - `/v1.0/...`: users, groups, members (`$ref`, `members@odata.bind` up to 20), `$select`,
   `$filter` (eq / ne / startswith / in, joined by `and`), `$top` paging with absolute
   `@odata.nextLink`, `/users/delta` and `/groups/delta` (`@odata.deltaLink`, `@removed`,
-  `members@delta`, `$deltatoken=latest`, 410 `syncStateNotFound` after expiry),
+  `members@delta`, `$deltatoken=latest`; a link older than `delta_token_ttl` (7 days) -> 400
+  `syncStateNotFound`, `Directory.expire_delta_tokens` -> 410; profile properties in the users
+  delta `$select` -> 400 naming them),
   `directory/deletedItems` (list, restore, purge), `revokeSignInSessions`, `assignLicense`,
   `directoryRoles` + members, `subscribedSkus`, JSON `$batch` (more than 20 -> 400; absolute item
-  URLs -> per-item 400; `dependsOn` -> 424 when the dependency failed). Each token carries the
+  URLs -> per-item 400; `dependsOn` -> 424 when the dependency failed; a batch that is neither
+  fully sequential nor fully parallel -> 400 for the whole batch). Each token carries the
   app's consented application permissions; a call without one answers 403
   `Authorization_RequestDenied` as Graph does.
 - Write throttling: `write_limit` writes per `write_window` seconds per app, every batch item
   counted; over it, 429 `TooManyRequests` with or without `Retry-After`.
+- Replication delay (`Replication`): a just-created user or group answers 404 for a short,
+  seeded window (`replication_window`, on by default).
+- Graph's other rules, each citing its source where it is kept: proxyAddresses unique across
+  objects, user property length limits (`graph_directory`), app-only passwordProfile writes only
+  with the User Administrator role (`register_application(directory_roles=…)`), signInActivity
+  only in a tenant with Entra ID P1 (seed `"premium": true`). `tests/conformance/test_graph.py`
+  holds the emulator to them.
 - `latency` seconds added to every request; `faults` (see `Fault`) inject status codes, dropped
   connections and "applied, then the response was lost".
 - `GET /_emulator/stats` -> counters for the bench: `requests` (Graph HTTP requests), `writes`
@@ -29,6 +39,7 @@ Seed file (JSON), read when the state file does not exist yet::
       "tenant_id": "sandbox-tenant",
       "domains": ["staff.example.sch.uk", "pupils.example.sch.uk"],
       "subscribedSkus": [{"skuId": "...", "skuPartNumber": "STANDARDWOFFPACK_STUDENT"}],
+      "premium": false,             # Entra ID P1 or P2 in the tenant (needed for signInActivity)
       "users": [{"userPrincipalName": "j.smith@staff.example.sch.uk", "givenName": "Jo",
                  "surname": "Smith", "displayName": "Jo Smith", "employeeId": "S1001",
                  "accountEnabled": true, "onPremisesSyncEnabled": null,
@@ -55,6 +66,7 @@ import contextlib
 import hashlib
 import json
 import math
+import random
 import re
 import secrets
 import socket
@@ -89,11 +101,22 @@ from idlifecycle.sandbox.graph_directory import (
     compile_filter,
     not_found,
     project,
+    service_principal_id,
 )
 from idlifecycle.sandbox.http import EmulatorHandler
 from idlifecycle.sandbox.tls import CertificateFiles, ensure_certificate
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+DELTA_UNSUPPORTED_USER_PROPERTIES = frozenset({
+    "aboutMe", "birthday", "hireDate", "interests", "mySite", "pastProjects", "preferredName", "responsibilities",
+    "schools", "skills", "signInActivity",
+})
+"""User properties `users/delta` refuses in $select with a 400 naming them: the profile properties
+(https://github.com/microsoftgraph/microsoft-graph-docs/issues/14141 birthday,
+https://github.com/microsoftgraph/microsoft-graph-docs/issues/4746 skills and aboutMe; the user resource
+page lists them as returned only for a single user) and signInActivity
+(https://github.com/microsoftgraph/microsoft-graph-explorer-v4/issues/3189)."""
+PASSWORD_ADMIN_ROLES = ("User Administrator", "Privileged Authentication Administrator", "Global Administrator")
 BATCH_LIMIT = 20
 
 
@@ -106,7 +129,10 @@ class Fault:
     connection without applying; "drop_after" applies, then closes the connection without a
     reply (inside a batch: the whole batch's reply is lost); "hang_after" applies, then waits
     `delay` seconds before closing without a reply (the caller's timeout fires first). `times`
-    counts down to 0.
+    counts down to 0. `html` answers with an HTML page instead of Graph's JSON error, as a proxy
+    or gateway in front of Graph does ("Some HTTP responses may not contain a code/message/value
+    response body because the request was routed through proxy and gateway services":
+    https://learn.microsoft.com/en-us/previous-versions/azure/ad/graph/howto/azure-ad-graph-api-error-codes-and-error-handling).
     """
 
     method: str
@@ -117,6 +143,7 @@ class Fault:
     times: int = 1
     retry_after: int | None = None
     delay: float = 0.0
+    html: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return self.times > 0 and method == self.method and re.search(self.path, path) is not None
@@ -146,6 +173,54 @@ class Throttle:
             return None
 
 
+REPLICATION_WINDOW = 0.3
+"""Seconds a just-created object stays invisible by default: small, so every test and the demo meet it."""
+
+
+@dataclass
+class Replication:
+    """Graph's replication delay: a just-created user or group is unknown to the replica that answers next.
+
+    For a while after `POST /users` or `POST /groups` answered 201, a read of the new object by
+    id or UPN, a `$filter` list and any write that refers to it (its own path, `@odata.id`,
+    `members@odata.bind`) answer 404 `Request_ResourceNotFound` with Graph's usual body, then
+    succeed on retry. Reported for group member adds and licence assignment right after a create
+    (https://github.com/hashicorp/terraform-provider-azuread/pull/283,
+    https://github.com/pulumi/pulumi-azuread/issues/2014), a GET of a just-created group
+    (https://github.com/microsoftgraph/msgraph-sdk-java/issues/2575) and a first lookup of a new
+    user 15-30 s after its create (https://github.com/Azure/azure-powershell/issues/6493).
+    Each object's window is `window` x [0.5, 1) drawn from a generator seeded with `seed`, so a
+    test sees the same windows on every run. A delta query leaves the object out too, and its
+    delta link stops short of it, so a later round brings it (late, never lost).
+    """
+
+    window: float = REPLICATION_WINDOW
+    seed: int = 0
+    pending: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.random = random.Random(self.seed)  # noqa: S311 - reproducible windows, not security
+
+    def begin(self, *keys: str) -> None:
+        if self.window <= 0:
+            return
+        with self.lock:
+            until = time.monotonic() + self.window * (0.5 + self.random.random() / 2)
+            for key in keys:
+                self.pending[key.lower()] = until
+
+    def hidden(self, key: str) -> bool:
+        with self.lock:
+            until = self.pending.get(key.lower())
+            if until is None:
+                return False
+            if time.monotonic() >= until:
+                del self.pending[key.lower()]
+                return False
+            return True
+
+
 class DropConnection(Exception):
     """Close the client's connection without a reply (after `delay` seconds)."""
 
@@ -159,8 +234,13 @@ class GraphEmulator:
 
     def __init__(self, directory: Directory, *, host: str = "127.0.0.1", port: int = 0,
                  tls_dir: Path | None = None, state_file: Path | None = None, latency: float = 0.0,
-                 write_limit: int | None = None, write_window: float = 150.0, send_retry_after: bool = True) -> None:
+                 write_limit: int | None = None, write_window: float = 150.0, send_retry_after: bool = True,
+                 replication_window: float = REPLICATION_WINDOW, replication_seed: int = 0,
+                 delta_token_ttl: float | None = None) -> None:
         self.directory = directory
+        if delta_token_ttl is not None:
+            directory.delta_token_ttl = delta_token_ttl
+        self.replication = Replication(replication_window, replication_seed)
         self.state_file = state_file
         self.latency = latency
         self.throttle = Throttle(write_limit, write_window, send_retry_after)
@@ -197,8 +277,14 @@ class GraphEmulator:
     def register_application(self, app_id: str, *, secret: str | None = None, certificate_pem: str | None = None,
                              roles: tuple[str, ...] = ("User.ReadWrite.All", "GroupMember.ReadWrite.All",
                                                        "Group.Create", "RoleManagement.Read.Directory",
-                                                       "LicenseAssignment.ReadWrite.All", "AuditLog.Read.All")) -> None:
-        """An app registration with admin consent for `roles`; only the secret's hash is kept."""
+                                                       "LicenseAssignment.ReadWrite.All", "AuditLog.Read.All"),
+                             directory_roles: tuple[str, ...] = ("User Administrator",)) -> None:
+        """An app registration with admin consent for `roles`; only the secret's hash is kept.
+
+        `directory_roles` are the Entra roles its service principal holds: setting passwords
+        app-only needs User Administrator or higher (see `_patch_user`).
+        """
+        self.directory.assign_app_roles(app_id, directory_roles)
         with self.directory.lock:
             app = self.directory.state["applications"].setdefault(
                 app_id, {"secrets": [], "certificates": [], "roles": []})
@@ -303,7 +389,7 @@ class GraphEmulator:
         now = int(time.time())
         claims = {"aud": "https://graph.microsoft.com", "iss": f"{self.url}/{tenant}/", "tid": tenant,
                   "appid": client_id, "roles": list(app["roles"]), "iat": now, "nbf": now, "exp": now + 3600,
-                  "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, client_id))}
+                  "oid": service_principal_id(client_id)}
         token = jwt.encode(claims, self.signing_key, algorithm="HS256")
         return 200, {}, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
 
@@ -328,6 +414,9 @@ class GraphEmulator:
         return "AADSTS700027: Client assertion failed signature validation."
 
     def caller_roles(self, authorization: str | None) -> list[str]:
+        return list(self.caller(authorization).get("roles", []))
+
+    def caller(self, authorization: str | None) -> dict[str, Any]:
         if not authorization or not authorization.startswith("Bearer "):
             raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
         try:
@@ -339,7 +428,7 @@ class GraphEmulator:
         except jwt.PyJWTError:
             raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.") \
                 from None
-        return list(claims.get("roles", []))
+        return dict(claims)
 
     # graph ----------------------------------------------------------------------------------------
     def graph(self, method: str, target: str, headers: Mapping[str, str], body: Any, roles: list[str]) -> Reply:
@@ -363,6 +452,9 @@ class GraphEmulator:
         if not set(needed) & set(roles):
             return GraphError(403, "Authorization_RequestDenied",
                               "Insufficient privileges to complete the operation.").reply()
+        unreplicated = next((k for k in (*args, *_references(body)) if self.replication.hidden(k)), None)
+        if unreplicated is not None:
+            return not_found(unreplicated).reply()
         try:
             return route.handler(self, args, query, headers, body)
         except GraphError as error:
@@ -395,6 +487,18 @@ class GraphEmulator:
             self.directory.cursors.pop(query["$skiptoken"], None)
             body.update(cursor["final"])
         return 200, {}, body
+
+
+def _references(body: Any) -> list[str]:
+    """The object keys a write body refers to (`@odata.id`, `members@odata.bind`)."""
+    if not isinstance(body, dict):
+        return []
+    refs = [body.get("@odata.id"), *(body.get("members@odata.bind") or [])]
+    return [str(r).rstrip("/").rsplit("/", 1)[-1] for r in refs if isinstance(r, str) and r]
+
+
+def _replicated(em: GraphEmulator, items: list[Json]) -> list[Json]:
+    return [item for item in items if not em.replication.hidden(str(item.get("id", "")))]
 
 
 def _aad_error(status: int, error: str, description: str) -> Reply:
@@ -472,6 +576,17 @@ def _delta(emulator: GraphEmulator, query: Mapping[str, str], headers: Mapping[s
     if token:
         since, select = directory.read_delta_token(token)
     items, seq = read(since, select)
+    # A just-created object is not in the answer yet (replication), and the link stops short of it,
+    # so the next round brings it: a delta query is late, never lossy.
+    replicating = bool(emulator.replication.pending)  # most rounds: nothing to look up per item
+    hidden = [item for item in items if replicating and emulator.replication.hidden(str(item.get("id", "")))]
+    if hidden:
+        with directory.lock:
+            known = directory.state[kind]
+            seqs = [int(known[h["id"]]["_seq"]) for h in hidden if h["id"] in known]
+        if seqs:
+            seq = min(seq, min(seqs) - 1)
+        items = [item for item in items if item not in hidden]
     link = f"{emulator.graph_url}/{kind}/delta?$deltatoken={quote(directory.delta_token(seq, select))}"
     return emulator.page(items, {}, headers, f"{kind}(delta)", {"@odata.deltaLink": link})
 
@@ -487,20 +602,30 @@ def _list_users(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], 
     if select and "signInActivity" in select and not {"AuditLog.Read.All"} & set(h.get("x-roles", "").split()):
         raise GraphError(403, "Authorization_RequestDenied", "Calling principal does not have required MSGraph "
                          "permissions AuditLog.Read.All")
-    return em.page(em.directory.list_users(_filter(q), select), q, h, "users")
+    if select and "signInActivity" in select and not em.directory.state.get("premium"):
+        # signInActivity needs Entra ID P1/P2 in the tenant (https://learn.microsoft.com/en-us/graph/api/resources/
+        # signinactivity; the 403 as reported in https://github.com/microsoftgraph/microsoft-graph-docs/issues/12772).
+        raise GraphError(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                         "Neither tenant is B2C or tenant doesn't have premium license")
+    found = em.directory.list_users(_filter(q), select)
+    return em.page(_replicated(em, found) if "$filter" in q else found, q, h, "users")
 
 
 @route("POST", r"/users", "users.write")
 def _create_user(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                  b: Any) -> Reply:
-    return 201, {"Location": ""}, em.directory.create_user(dict(b or {}))
+    user = em.directory.create_user(dict(b or {}))
+    em.replication.begin(user["id"], user["userPrincipalName"])
+    return 201, {"Location": ""}, user
 
 
 @route("GET", r"/users/delta", "users.read")
 def _users_delta(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                  b: Any) -> Reply:
-    if "signInActivity" in (_select(q) or []):
-        raise bad_request("Property 'signInActivity' is not supported in a delta query.", "BadRequest")
+    refused = [p for p in (_select(q) or []) if p in DELTA_UNSUPPORTED_USER_PROPERTIES]
+    if refused:
+        raise bad_request("Invalid request for delta query: for this entity set, $expand/$select is not supported "
+                          f"for the following properties: {', '.join(refused)}", "BadRequest")
     return _delta(em, q, h, "users", em.directory.users_delta)
 
 
@@ -513,6 +638,13 @@ def _get_user(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h:
 @route("PATCH", r"/users/([^/]+)", "users.write")
 def _patch_user(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                 b: Any) -> Reply:
+    if isinstance(b, dict) and "passwordProfile" in b and not em.directory.holds_role(
+            h.get("x-caller-oid", ""), PASSWORD_ADMIN_ROLES):
+        # App-only, passwordProfile needs User.ReadWrite.All *and* at least the User Administrator
+        # role (https://learn.microsoft.com/en-us/graph/api/user-update, passwordProfile; Graph's
+        # answer without the role: https://learn.microsoft.com/en-us/answers/questions/360090).
+        # A create with an initial password needs the permission alone.
+        raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
     em.directory.update_user(args[0], dict(b or {}))
     return 204, {}, None
 
@@ -554,13 +686,16 @@ def _purge(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Ma
 @route("GET", r"/groups", "groups.read")
 def _list_groups(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                  b: Any) -> Reply:
-    return em.page(em.directory.list_groups(_filter(q), _select(q)), q, h, "groups")
+    found = em.directory.list_groups(_filter(q), _select(q))
+    return em.page(_replicated(em, found) if "$filter" in q else found, q, h, "groups")
 
 
 @route("POST", r"/groups", "groups.create")
 def _create_group(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                   b: Any) -> Reply:
-    return 201, {}, em.directory.create_group(dict(b or {}))
+    group = em.directory.create_group(dict(b or {}))
+    em.replication.begin(group["id"])
+    return 201, {}, group
 
 
 @route("GET", r"/groups/delta", "groups.read")
@@ -678,7 +813,8 @@ class _Handler(EmulatorHandler):
                 raise DropConnection
             return _fault_reply(fault)
         try:
-            roles = emulator.caller_roles(self.headers.get("Authorization"))
+            claims = emulator.caller(self.headers.get("Authorization"))
+            roles = list(claims.get("roles", []))
             body = json.loads(raw) if raw else None
         except GraphError as error:
             return error.reply()
@@ -686,6 +822,7 @@ class _Handler(EmulatorHandler):
             return GraphError(400, "BadRequest", "Unable to read JSON request payload.").reply()
         headers = {k.lower(): v for k, v in self.headers.items()}
         headers["x-roles"] = " ".join(roles)
+        headers["x-caller-oid"] = str(claims.get("oid", ""))
         if method == "POST" and path == "/v1.0/$batch":
             reply, lost = _batch(emulator, body, headers, roles)
         else:
@@ -699,6 +836,9 @@ class _Handler(EmulatorHandler):
         return reply
 
     def _reply(self, status: int, headers: Mapping[str, str], body: Any) -> None:
+        if isinstance(body, bytes):  # a proxy's page, not Graph's JSON
+            self.send_payload(status, body, {**headers, "Content-Type": "text/html; charset=utf-8"})
+            return
         data = b"" if body is None else json.dumps(body).encode()
         content_type = "application/json; odata.metadata=minimal; charset=utf-8" if data else ""
         self.send_payload(status, data, {**headers, "Content-Type": content_type, "request-id": str(uuid.uuid4())})
@@ -706,6 +846,9 @@ class _Handler(EmulatorHandler):
 
 def _fault_reply(fault: Fault) -> Reply:
     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+    if fault.html:
+        page = f"<html><head><title>{fault.status}</title></head><body>Access denied by the web proxy</body></html>"
+        return fault.status, headers, page.encode()
     codes = {429: "TooManyRequests", 503: "serviceNotAvailable", 504: "gatewayTimeout", 500: "generalException"}
     return GraphError(fault.status, codes.get(fault.status, "UnknownError"), "Injected fault.", headers=headers).reply()
 
@@ -719,6 +862,14 @@ def _batch(emulator: GraphEmulator, body: Any, headers: Mapping[str, str],
         return GraphError(400, "BadRequest", "Invalid batch payload format.").reply(), None
     if len(requests) > BATCH_LIMIT:
         return GraphError(400, "BadRequest", f"Too many requests in the batch: the limit is {BATCH_LIMIT}.").reply(), \
+            None
+    if not _fully_sequential_or_parallel(requests):
+        # Graph refuses the whole batch, running none of it, when `dependsOn` chains sit beside
+        # independent items: "Batch should be either fully sequential or fully parallel"
+        # (https://learn.microsoft.com/en-us/graph/json-batching, "Sequencing requests with the
+        # dependsOn property"; the 400 is reported in
+        # https://github.com/microsoftgraph/microsoft-graph-docs/issues/16280).
+        return GraphError(400, "BadRequest", "Batch should be either fully sequential or fully parallel.").reply(), \
             None
     statuses: dict[str, int] = {}
     responses: list[Json] = []
@@ -754,6 +905,15 @@ def _batch(emulator: GraphEmulator, body: Any, headers: Mapping[str, str],
     return (200, {}, {"responses": responses}), lost
 
 
+def _fully_sequential_or_parallel(requests: list[Any]) -> bool:
+    """No item has `dependsOn`, or every item after the first depends on exactly the one before it."""
+    depends = [list(item.get("dependsOn") or []) if isinstance(item, dict) else [] for item in requests]
+    if not any(depends):
+        return True
+    ids = [str(item.get("id")) if isinstance(item, dict) else "" for item in requests]
+    return not depends[0] and all([str(d) for d in depends[i]] == [ids[i - 1]] for i in range(1, len(ids)))
+
+
 def open_directory(state_file: Path | None, seed_file: Path | None, *,
                    domains: Iterable[str] = ("example.sch.uk",)) -> Directory:
     """The saved state when there is one, else the seed, else an empty sandbox tenant with `domains`."""
@@ -774,13 +934,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-limit", type=int, default=None, help="writes per window per app (Graph: 3000)")
     parser.add_argument("--write-window", type=float, default=150.0, help="seconds (Graph: 150)")
     parser.add_argument("--no-retry-after", action="store_true", help="answer 429 without Retry-After")
+    parser.add_argument("--replication-window", type=float, default=REPLICATION_WINDOW,
+                        help="seconds a just-created object stays invisible (0: off)")
     parser.add_argument("--app", action="append", default=[], metavar="CLIENT_ID:SECRET_FILE",
                         help="register an app whose client secret is the content of SECRET_FILE")
     args = parser.parse_args(argv)
     tls_dir = args.tls_dir or (args.state.parent if args.state else Path.cwd()) / "tls"
     emulator = GraphEmulator(open_directory(args.state, args.seed), port=args.port, tls_dir=tls_dir,
                              state_file=args.state, latency=args.latency_ms / 1000, write_limit=args.write_limit,
-                             write_window=args.write_window, send_retry_after=not args.no_retry_after)
+                             write_window=args.write_window, send_retry_after=not args.no_retry_after,
+                             replication_window=args.replication_window)
     for app in args.app:
         client_id, _, secret_file = app.partition(":")
         emulator.register_application(client_id, secret=Path(secret_file).read_text(encoding="utf-8").strip())

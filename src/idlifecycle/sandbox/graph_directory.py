@@ -38,9 +38,19 @@ SYNCED_USER_PROPERTIES = frozenset({
 WRITABLE_USER_PROPERTIES = SYNCED_USER_PROPERTIES | {"usageLocation", "passwordPolicies", "preferredLanguage"}
 PASSWORD_SYMBOLS = set("@#$%^&*-_!+=[]{}|\\:',.?/`~\"();<> ")
 MEMBER_BIND_LIMIT = 20
+USER_PROPERTY_LIMITS: dict[str, int] = {
+    "employeeId": 16, "mailNickname": 64, "displayName": 256, "givenName": 64, "surname": 64,
+    "department": 64, "jobTitle": 128, "companyName": 64,
+}
+"""Maximum lengths Graph enforces on user properties (https://learn.microsoft.com/en-us/graph/api/resources/user,
+each property's description; companyName: microsoft-graph-docs#7979). Over one, a create or update is
+refused whole: 400 Request_BadRequest "Invalid value specified for property '…' of resource 'User'."."""
 PAGE_DEFAULT = 100
 PAGE_MAX = 999
 CURSOR_TTL_SECONDS = 600
+DELTA_TOKEN_TTL_SECONDS = 7 * 24 * 3600.0
+"""Delta links for identity resources live seven days; an older one is a 400 syncStateNotFound
+(https://devblogs.microsoft.com/microsoft365dev/duration-of-change-tracking-tokens-for-identity-and-education-resources/)."""
 
 # Which application permissions (any one of the tuple) allow an operation, as Graph's docs list them.
 PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -76,6 +86,11 @@ class GraphError(Exception):
         if self.details:
             error["details"] = self.details
         return self.status, self.headers, {"error": error}
+
+
+def service_principal_id(app_id: str) -> str:
+    """The object id of an app's service principal in this tenant (the `oid` of its tokens)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, app_id))
 
 
 def now_iso() -> str:
@@ -174,7 +189,9 @@ class Directory:
         self.dirty = False
         self.cursors: dict[str, Json] = {}
         self._upns: dict[str, str] | None = None
+        self._proxies: dict[str, str] | None = None
         self.base_url = "https://graph.microsoft.com/v1.0"
+        self.delta_token_ttl = DELTA_TOKEN_TTL_SECONDS
 
     # construction and persistence -------------------------------------------------------------
     @classmethod
@@ -194,6 +211,7 @@ class Directory:
         directory = cls.empty(str(seed.get("tenant_id", "sandbox-tenant")), domains)
         state = directory.state
         state["skus"] = list(seed.get("subscribedSkus", []))
+        state["premium"] = bool(seed.get("premium", False))
         by_upn: dict[str, str] = {}
         for raw in seed.get("users", []):
             user = directory._new_user_record(dict(raw))
@@ -336,6 +354,40 @@ class Directory:
                 "Another object with the same value for property userPrincipalName already exists.",
                 details=[{"code": "ObjectConflict", "target": "userPrincipalName"}])
 
+    def _proxy_owner(self, address: str) -> str | None:
+        """Id of the user (live or deleted) or group holding `address` among its proxyAddresses."""
+        if self._proxies is None:
+            self._proxies = {}
+            for obj in (*self.state["users"].values(), *self.state["deleted"].values(),
+                        *self.state["groups"].values()):
+                for proxy in obj.get("proxyAddresses") or []:
+                    kind, _, value = str(proxy).partition(":")
+                    if kind.lower() == "smtp":
+                        self._proxies[value.lower()] = obj["id"]
+        return self._proxies.get(address.lower())
+
+    def _check_proxy_addresses(self, upn: str, mail: Any, nickname: Any, except_id: str | None = None) -> None:
+        """proxyAddresses are unique across users, groups and contacts, and a new UPN, mail or mailNickname
+        address may not equal another object's: 400 "Another object with the same value for property
+        proxyAddresses already exists." (https://learn.microsoft.com/en-us/graph/api/resources/user, "mail
+        and proxyAddresses"; the answer's body as reported in
+        https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/8421)."""
+        domain = upn.rsplit("@", 1)[-1]
+        addresses = {upn, *([str(mail)] if mail else []), *([f"{nickname}@{domain}"] if nickname else [])}
+        if any(self._proxy_owner(a) not in (None, except_id) for a in addresses):
+            message = "Another object with the same value for property proxyAddresses already exists."
+            raise bad_request(message, details=[
+                {"code": "ObjectConflict", "message": message, "target": "proxyAddresses"},
+                {"code": "ConflictingObjects", "message": message, "target": "proxyAddresses"}])
+
+    @staticmethod
+    def _check_lengths(body: Json) -> None:
+        for name, limit in USER_PROPERTY_LIMITS.items():
+            value = body.get(name)
+            if isinstance(value, str) and len(value) > limit:
+                raise bad_request(f"Invalid value specified for property '{name}' of resource 'User'.",
+                                  details=[{"code": "InvalidLength", "target": name}])
+
     # users --------------------------------------------------------------------------------------
     def create_user(self, body: Json) -> Json:
         with self.lock:
@@ -347,11 +399,13 @@ class Directory:
             unknown = set(body) - WRITABLE_USER_PROPERTIES
             if unknown:
                 raise bad_request(f"Invalid property '{sorted(unknown)[0]}'.", "BadRequest")
+            self._check_lengths(body)
             password = str(body["passwordProfile"].get("password") or "")
             if not password_is_complex(password):
                 raise bad_request("The specified password does not comply with password complexity requirements. "
                                   "Please provide a different password.")
             self._check_upn(str(body["userPrincipalName"]))
+            self._check_proxy_addresses(str(body["userPrincipalName"]), body.get("mail"), body.get("mailNickname"))
             user = self._new_user_record(copy.deepcopy(body))
             self.state["users"][user["id"]] = user
             return project(user, None, DEFAULT_USER_PROPERTIES)
@@ -362,11 +416,16 @@ class Directory:
             unknown = set(body) - WRITABLE_USER_PROPERTIES
             if unknown:
                 raise bad_request(f"Invalid property '{sorted(unknown)[0]}'.", "BadRequest")
+            self._check_lengths(body)
             if user.get("onPremisesSyncEnabled") and set(body) & SYNCED_USER_PROPERTIES:
                 raise bad_request("Unable to update the specified properties for on-premises mastered Directory "
                                   "Sync objects or objects currently undergoing migration.")
+            if {"userPrincipalName", "mail", "mailNickname"} & set(body):
+                self._check_proxy_addresses(str(body.get("userPrincipalName") or user["userPrincipalName"]),
+                                            body.get("mail"), body.get("mailNickname"), user["id"])
             if "userPrincipalName" in body and body["userPrincipalName"] != user["userPrincipalName"]:
                 self._check_upn(str(body["userPrincipalName"]), user["id"])
+                self._proxies = None  # an alias may be added below
                 if user.get("mail"):
                     # Exchange keeps the old primary address as an alias when the UPN changes.
                     user["proxyAddresses"] = [a.lower() if a.startswith("SMTP:") else a
@@ -428,6 +487,7 @@ class Directory:
             if purged is None:
                 raise not_found(key)
             self._index_upn(purged["userPrincipalName"], None, key)
+            self._proxies = None
             self.state["tombstones"][key] = {"kind": "user", "reason": "deleted", "seq": self._bump()}
 
     def revoke_sessions(self, key: str) -> None:
@@ -545,13 +605,42 @@ class Directory:
     def list_members(self, member_ids: Iterable[str], select: list[str] | None) -> list[Json]:
         with self.lock:
             out = []
+            apps = {service_principal_id(a): a for a in self.state["applications"]}
             for member_id in member_ids:
                 obj = self.state["users"].get(member_id) or self.state["groups"].get(member_id)
                 if obj is not None:
                     item = project(obj, select, ("id", "displayName"))
                     item["@odata.type"] = self._object_type(member_id)
                     out.append(item)
+                elif member_id in apps:  # an app's service principal holding a directory role
+                    principal = {"id": member_id, "appId": apps[member_id], "displayName": apps[member_id]}
+                    item = {k: v for k, v in principal.items() if select is None or k in select or k == "id"}
+                    item["@odata.type"] = "#microsoft.graph.servicePrincipal"
+                    out.append(item)
             return out
+
+    def assign_app_roles(self, app_id: str, names: Iterable[str]) -> None:
+        """Make the app's service principal a member of exactly these directory roles (created when missing)."""
+        with self.lock:
+            principal = service_principal_id(app_id)
+            names = list(names)
+            for held in self.state["roles"].values():
+                if held["displayName"] not in names and principal in held["members"]:
+                    held["members"].remove(principal)
+            for name in names:
+                role: Json | None = next((r for r in self.state["roles"].values() if r["displayName"] == name), None)
+                if role is None:
+                    role_id = str(uuid.uuid4())
+                    role = {"id": role_id, "displayName": name, "roleTemplateId": str(uuid.uuid4()), "members": []}
+                    self.state["roles"][role_id] = role
+                if principal not in role["members"]:
+                    role["members"].append(principal)
+            self.dirty = True
+
+    def holds_role(self, principal: str, names: Iterable[str]) -> bool:
+        with self.lock:
+            wanted = set(names)
+            return any(principal in r["members"] for r in self.state["roles"].values() if r["displayName"] in wanted)
 
     def group_member_ids(self, key: str) -> list[str]:
         with self.lock:
@@ -572,15 +661,19 @@ class Directory:
 
     # delta --------------------------------------------------------------------------------------
     def delta_token(self, seq: int, select: list[str] | None) -> str:
-        raw = json.dumps({"e": self.state["epoch"], "s": seq, "sel": select or []})
+        raw = json.dumps({"e": self.state["epoch"], "s": seq, "sel": select or [], "t": round(time.time(), 3)})
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     def read_delta_token(self, token: str) -> tuple[int, list[str] | None]:
         try:
             data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             seq, epoch, select = int(data["s"]), data["e"], list(data["sel"]) or None
+            issued = float(data.get("t", 0))
         except (ValueError, KeyError, TypeError):
             raise bad_request("Invalid delta token.", "BadRequest") from None
+        if time.time() - issued > self.delta_token_ttl:
+            raise GraphError(400, "syncStateNotFound", "The sync state generation is not found. The delta token is "
+                             "expired and data must be synchronized again.")
         if epoch != self.state["epoch"] or seq < self.state["min_delta_seq"]:
             raise GraphError(410, "syncStateNotFound",
                              "The sync state is no longer valid: restart the synchronization without a delta token.")
@@ -660,6 +753,7 @@ class Directory:
         with self.lock:
             user = self._new_user_record(dict(properties))
             self.state["users"][user["id"]] = user
+            self._proxies = None
             return str(user["id"])
 
     def add_group(self, display_name: str, *, description: str | None = None, members: Iterable[str] = ()) -> str:
