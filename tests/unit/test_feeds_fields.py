@@ -77,3 +77,15 @@ def test_dates_in_the_forms_uk_exports_use(written, when):
 def test_things_that_are_not_dates_are_refused(written):
     with pytest.raises(ValueError):
         parse_date(written)
+
+
+def test_bidi_overrides_and_zero_width_characters_in_a_name_are_refused_but_joiners_are_kept():
+    from idlifecycle.feeds._fields import RowCheck
+
+    for hostile in ("Evil\u202enimdA", "Ad\u200bmin", "\ufeffJames", "Jo\u2066e"):
+        check = RowCheck("pupils.csv", 7)
+        check.name("Legal Forename", hostile)
+        assert check.errors and "invisible formatting character" in check.errors[0].message, hostile
+    persian = RowCheck("pupils.csv", 8)
+    persian.name("Legal Forename", "می\u200cخواهم")
+    assert persian.errors == []

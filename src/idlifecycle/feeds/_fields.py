@@ -20,6 +20,9 @@ MAX_USERNAME_LENGTH = 64
 USERNAME = re.compile(r"[A-Za-z0-9_'-](?:[A-Za-z0-9._'-]*[A-Za-z0-9_'-])?")
 """A user name's local part that AD, Entra and Google all accept."""
 
+JOINERS = frozenset({"\u200c", "\u200d"})
+"""Zero-width non-joiner and joiner: part of correct spelling in Persian, Hindi, Malayalam and other scripts."""
+
 MAX_NAME_LENGTH = 60
 """The DfE common basic data set allows 35; MIS exports allow up to 60 (FACTS §4)."""
 
@@ -211,8 +214,14 @@ class RowCheck:
             self.error(field, f"'{value}' has a character lost in an earlier export (U+FFFD); correct it in the MIS")
         else:
             control = next((char for char in value if unicodedata.category(char) == "Cc"), None)
+            hidden = next((char for char in value if unicodedata.category(char) == "Cf" and char not in JOINERS), None)
             if control is not None:
                 self.error(field, f"contains a control character (U+{ord(control):04X})")
+            elif hidden is not None:
+                # A bidi override or zero-width character makes a name display as something else
+                # ("Evil\u202enimdA" shows as "EvilAdmin"): refused, so the office retypes it.
+                self.error(field, f"contains an invisible formatting character (U+{ord(hidden):04X} "
+                                  f"{unicodedata.name(hidden, 'format character')}); retype the name in the MIS")
         return value
 
     def date(self, field: str, value: str) -> dt.date | None:
