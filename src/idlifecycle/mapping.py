@@ -58,7 +58,7 @@ def status(person: Person, rules: KindRules, today: date) -> Status:
     return Status.ACTIVE
 
 
-def _fields(person: Person) -> dict[str, str]:
+def template_values(person: Person) -> dict[str, str]:
     return {
         "year": year_label(person.year_group),
         "year_group": person.year_group or "",
@@ -68,7 +68,7 @@ def _fields(person: Person) -> dict[str, str]:
     }
 
 
-def _expand(template: str, values: Mapping[str, str]) -> str | None:
+def expand_template(template: str, values: Mapping[str, str]) -> str | None:
     """The template filled in, or None when a field it uses is empty (so "Reg {registration_group}" is skipped)."""
     try:
         text = template.format(**values)
@@ -82,8 +82,8 @@ def _expand(template: str, values: Mapping[str, str]) -> str | None:
 
 def desired_groups(person: Person, rules: MappingRules, capabilities: Capabilities) -> frozenset[str]:
     kind_rules = rules.kinds[person.kind]
-    values = _fields(person)
-    names = {g for g in (_expand(t, values) for t in kind_rules.groups) if g}
+    values = template_values(person)
+    names = {g for g in (expand_template(t, values) for t in kind_rules.groups) if g}
     for role in person.roles:
         for role_name, groups in rules.role_groups.items():
             if role_name.lower() == role.lower():
@@ -97,9 +97,9 @@ def desired_account(
     person: Person, username: str, directory: str, capabilities: Capabilities, rules: MappingRules
 ) -> DesiredAccount:
     kind_rules = rules.kinds[person.kind]
-    values = _fields(person)
-    container = (_expand(kind_rules.container, values) or "") if capabilities.containers else ""
-    attributes = {k: v for k, v in ((k, _expand(t, values)) for k, t in kind_rules.attributes.items()) if v}
+    values = template_values(person)
+    container = (expand_template(kind_rules.container, values) or "") if capabilities.containers else ""
+    attributes = {k: v for k, v in ((k, expand_template(t, values)) for k, t in kind_rules.attributes.items()) if v}
     return DesiredAccount(
         directory=directory,
         person_id=person.person_id,

@@ -26,7 +26,7 @@ from datetime import date, timedelta
 from typing import Any, Protocol
 
 from idlifecycle.guards import GuardLimits
-from idlifecycle.mapping import MappingRules, Status, status
+from idlifecycle.mapping import MappingRules, Status, expand_template, status, template_values
 from idlifecycle.model import Action, Change, Kind, Person, RowError
 from idlifecycle.naming import year_label
 
@@ -145,20 +145,11 @@ def protected_group_rows(
         kind_rules = rules.kinds.get(person.kind)
         if kind_rules is None:
             continue
-        values = {
-            "year": year_label(person.year_group), "year_group": person.year_group or "",
-            "registration_group": person.registration_group or "",
-            "role": person.roles[0] if person.roles else "", "kind": str(person.kind),
-        }
+        values = template_values(person)
         for template in kind_rules.groups:
             fields = [name for name in FEED_FIELDS if "{" + name + "}" in template]
-            if not fields or any(not values[name] for name in fields):
-                continue
-            try:
-                name = template.format(**values).strip()
-            except (KeyError, IndexError, ValueError):
-                continue
-            clash = protected.get(group_key(name))
+            name = expand_template(template, values) if fields else None
+            clash = protected.get(group_key(name)) if name else None
             if clash is None:
                 continue
             file, _, line = person.source.rpartition(":")
