@@ -22,7 +22,7 @@ from idlifecycle.errors import GuardTripped, UserError
 
 EXIT_OK, EXIT_ERROR, EXIT_GUARD = 0, 1, 2
 
-AREA_MODULES = ("sync", "passwords", "access", "report")
+AREA_MODULES = ("sync", "passwords", "access", "report", "state")
 """Each `idlifecycle.cli.<area>` module adds its commands with `register(subparsers)`."""
 
 
