@@ -97,7 +97,7 @@ def test_a_job_with_one_real_connector_gets_no_generated_key(tmp_path, monkeypat
     config = load_job_config(write_job(
         tmp_path / "job.toml", connectors=[ROOT / "connectors" / "entra-sandbox.toml", ROOT / "connectors" / "ad.toml"],
         mappings=[ROOT / "mappings" / "school.toml"]))
-    with pytest.raises(UserError, match="secret 'audit_key' is missing: .* set IDLIFECYCLE_AUDIT_KEY"):
+    with pytest.raises(UserError, match=r"secret 'audit_key' is missing: .* set IDLIFECYCLE_AUDIT_KEY"):
         audit_key(config, Secrets(tmp_path / "no-secrets"))
     assert not (tmp_path / "state" / "audit_key").exists()
     assert config.checkpoint_path == tmp_path / "state.checkpoint.json"
