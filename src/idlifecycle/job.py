@@ -8,7 +8,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -117,9 +117,16 @@ class Job:
     def config_error(self, key: str, message: str) -> ConfigError:
         return ConfigError(str(self.config.path), key, message)
 
-    def lock(self) -> AbstractContextManager[None]:
-        """Two runs of the same job never overlap: the second stops with a clear message."""
-        return job_lock(self.config)
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Two runs of the same job never overlap: the second stops with a clear message.
+
+        What was done holding it (a run, an approval from the long-running web server) is checkpointed as
+        the lock is released, so the next run can tell a database rolled back to before it.
+        """
+        with job_lock(self.config):
+            yield
+            checkpoint.record(self.config, self.store)
 
     @contextmanager
     def open_connectors(self) -> Iterator[dict[str, Connector]]:
