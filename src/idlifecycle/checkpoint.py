@@ -105,9 +105,13 @@ def current(store: Store, job: str) -> Checkpoint:
 
 
 def read_checkpoint(path: Path) -> Checkpoint | None:
-    """The checkpoint in `path`; None when there is no such file (no run has written one yet)."""
+    """The checkpoint in `path`; None when there is no such file (no run has written one yet).
+
+    The file a run wrote, or a line saved from the system log or the summary mail: the JSON object in it.
+    """
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
+        data, _ = json.JSONDecoder().raw_decode(text, text.index("{"))
         return Checkpoint(job=str(data["job"]), database_id=str(data["database_id"]), run=int(data["run"]),
                           audit_seq=int(data["audit_seq"]), head_mac=str(data["head_mac"]), at=str(data["at"]))
     except FileNotFoundError:

@@ -405,8 +405,16 @@ def run_sync(
 
 
 def _checkpoint(job: Job) -> Mapping[str, Any] | None:
-    """The checkpoint as the run finished, written before the summary that carries it is sent."""
-    written = checkpoint.record(job.config, job.store)
+    """The checkpoint as the run finished, written before the summary that carries it is sent.
+
+    A checkpoint that cannot be written here (the disk that failed the run) leaves the summary without
+    it; `Job.close` tries again and says so.
+    """
+    try:
+        written = checkpoint.record(job.config, job.store)
+    except (UserError, OSError) as error:
+        log.warning(json.dumps({"event": "state-checkpoint-not-written", "reason": str(error)}))
+        return None
     return None if written is None else written.to_json()
 
 

@@ -147,8 +147,9 @@ def test_a_checkpoint_kept_elsewhere_catches_a_rollback_of_database_and_checkpoi
     shutil.copy2(checkpoint_file(tmp_path), tmp_path / "backup.checkpoint.json")
     write_pupils(tmp_path / "pupils.csv", 40, leaving={3: "22/07/2026"})
     assert idl(tmp_path, "sync", "--quiet").returncode == 0
-    kept = tmp_path / "kept-off-the-server.json"
-    shutil.copy2(checkpoint_file(tmp_path), kept)
+    # As a school would keep it: the line the system log received, pasted into a file.
+    kept = tmp_path / "kept-off-the-server.txt"
+    kept.write_text("Nov 24 02:31:07 server idlifecycle: " + checkpoint_file(tmp_path).read_text().strip() + "\n")
     restore(tmp_path / "backup.db", tmp_path)
     shutil.copy2(tmp_path / "backup.checkpoint.json", checkpoint_file(tmp_path))
     assert verify(tmp_path).returncode == 0, "the server's own copies agree with each other"
