@@ -26,7 +26,8 @@ from idlifecycle.config import JobConfig
 from idlifecycle.errors import GuardTripped, UserError
 from idlifecycle.store import GENESIS, Store, utcnow
 
-log = logging.getLogger("idlifecycle")
+log = logging.getLogger("idlifecycle.checkpoint")
+"""One `state-checkpoint` line per checkpoint written (under cron, in the job's log; quiet in a terminal)."""
 
 AUDIT_KEY = "audit_key"
 """The secret the audit chain is keyed with (`IDLIFECYCLE_AUDIT_KEY` or a file `audit_key` in the secrets folder)."""
@@ -164,6 +165,8 @@ def record(config: JobConfig, store: Store, *, replacing: bool = False) -> Check
     path = config.checkpoint_path
     with _locked(path.parent):
         before = read_checkpoint(path)
+        if before is None and store.is_empty():
+            return None  # nothing recorded yet, so nothing a lost database could take with it
         now = current(store, config.name)
         if before is not None and not replacing:
             if state_problems(before, store, config.state_db, path):
