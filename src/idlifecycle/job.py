@@ -325,7 +325,8 @@ class Job:
         # A held person's accounts are left as they are: no termly flag or cleared "never expires" either.
         termly = [c for c in passwords.termly_changes(self, snapshots, people) if not held.holds(c.person_id)]
         plan = replace(plan, changes=plan.changes + tuple(termly),
-                       rejected_rows=tuple(str(error) for error in feed.errors))
+                       rejected_rows=tuple(str(error) for error in feed.errors),
+                       notes=plan.notes + tuple(note for s in snapshots.values() for note in s.notes))
         return plan, held, termly
 
 

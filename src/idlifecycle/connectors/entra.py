@@ -164,6 +164,8 @@ class EntraConnector(Connector):
         self.cursors = cursors
         self.cache_file = cache_file
         self.cache: _Cache | None = None
+        self._notes: list[str] = []
+        """Notes of the snapshot being read (Snapshot.notes)."""
         self._stop = stop
         self._domains = {d.lower() for d in settings.domains.values()}
         self._licence_debt: dict[str, float] | None = None
@@ -210,6 +212,7 @@ class EntraConnector(Connector):
 
     # reading ------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
+        self._notes = []
         cache = self._refresh()
         sign_ins = self.session.run(self._sign_ins()) if self.settings.sign_in_activity else {}
         accounts: list[Account] = []
@@ -244,7 +247,7 @@ class EntraConnector(Connector):
         )
         managed_names = {a.username.lower() for a in accounts}
         return Snapshot(self.name, tuple(sorted(accounts, key=lambda a: a.key)), groups,
-                        frozenset(outside - managed_names))
+                        frozenset(outside - managed_names), notes=tuple(self._notes))
 
     def _owed_licences(self, cache: _Cache) -> dict[str, float]:
         """Accounts this tool created whose direct licence is still to be assigned (kept in the store).
@@ -355,6 +358,7 @@ class EntraConnector(Connector):
         """Merge what changed into `cache`; (whether the directory did, whether a delta link did)."""
         select_users = self._users_select()
         prefer = {"Prefer": f"odata.maxpagesize={MAX_PAGE}"}
+        refused: list[str] = []
 
         async def read(link: str | None, first: str) -> tuple[list[Any], str | None, bool]:
             if link:
@@ -371,6 +375,7 @@ class EntraConnector(Connector):
                         raise
                     log.warning("%s: Graph refused the stored %s delta link (%s): reading the whole directory "
                                 "once instead", self.name, first.split("/")[1], error)
+                    refused.append(f"{first.split('/')[1]} ({error.response.error_code or error.response.status})")
             items, new_link = await self.session.read_all(first, prefer)
             return items, new_link, True
 
@@ -378,6 +383,10 @@ class EntraConnector(Connector):
             read(cache.users_link, f"/users/delta?$select={select_users}"),
             read(cache.groups_link, f"/groups/delta?$select={GROUP_FIELDS}"),
         )
+        if refused:
+            self._notes.append(f"{self.name}: Graph refused the stored delta links for {' and '.join(sorted(refused))}"
+                               " (they expire after about 7 days without a run): the whole directory was read "
+                               "once instead")
         if users_full:
             cache.users, cache.deleted = {}, {}
         if groups_full:
@@ -429,6 +438,8 @@ class EntraConnector(Connector):
             # Sign-in activity needs Entra ID P1 in the tenant: the access review goes without it.
             log.warning("%s: sign_in_activity: the tenant has no Entra ID P1 licence, so Graph does not give "
                         "last sign-in dates; the access review is made without them", self.name)
+            self._notes.append(f"{self.name}: no last sign-in dates (sign_in_activity needs Entra ID P1, which "
+                               "the tenant does not have)")
             return {}
         return {str(u["id"]): _when((u.get("signInActivity") or {}).get("lastSignInDateTime")) for u in items}
 
