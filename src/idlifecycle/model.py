@@ -131,6 +131,9 @@ class Snapshot:
     groups: tuple[Group, ...]
     names_outside_scope: frozenset[str] = frozenset()
     """Usernames held by accounts outside the managed scope: never issued to anyone."""
+    notes: tuple[str, ...] = ()
+    """What the school should know about how the directory was read (a refused delta link meant a
+    full read; sign-in dates unavailable): carried into the plan's notes and the run summary."""
 
     def fingerprint(self) -> str:
         """A digest of everything the planner reads, so a stale plan can be refused."""

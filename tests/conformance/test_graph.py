@@ -292,3 +292,37 @@ def test_just_created_user_reaches_delta_late_but_is_never_lost(make_emulator: C
 
     assert user["id"] not in {u["id"] for u in first["value"]}
     assert user["id"] in {u["id"] for u in second["value"]}
+
+
+def test_extension_attributes_are_set_one_by_one_hold_1024_characters_and_are_read_only_when_synced(
+        make_emulator: Callable[..., GraphEmulator]) -> None:
+    """onPremisesExtensionAttributes: extensionAttribute1-15, each at most 1,024 characters; settable on a
+    cloud-only user at create and update (an update sets only the attributes it names, null clears one);
+    read-only on a user synchronised from AD.
+
+    Sources: https://learn.microsoft.com/en-us/graph/api/resources/onpremisesextensionattributes
+    ("For a cloud-only user … these properties can be set during the creation or update"; "for an
+    onPremisesSyncEnabled user, the source of authority for this set of properties is the on-premises
+    and is read-only"; the 1,024-character limit) and the example "Update the onPremisesExtensionAttributes
+    of a user" in https://learn.microsoft.com/en-us/graph/api/user-update (extensionAttribute13 set to null).
+    """
+    emulator = make_emulator(replication_window=0)
+    with _client(emulator) as graph:
+        created = graph.post("/users", json={**_new_user("25ext"), "onPremisesExtensionAttributes": {
+            "extensionAttribute15": "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", "extensionAttribute13": "keep"}})
+        assert created.status_code == 201
+        key = created.json()["id"]
+        assert graph.patch(f"/users/{key}", json={"onPremisesExtensionAttributes": {
+            "extensionAttribute1": "one", "extensionAttribute13": None}}).status_code == 204
+        read = graph.get(f"/users/{key}?$select=onPremisesExtensionAttributes").json()["onPremisesExtensionAttributes"]
+        assert (read["extensionAttribute1"], read["extensionAttribute13"], read["extensionAttribute15"]) == (
+            "one", None, "f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+
+        too_long = graph.patch(f"/users/{key}",
+                               json={"onPremisesExtensionAttributes": {"extensionAttribute2": "a" * 1025}})
+        assert too_long.status_code == 400 and _error(too_long)["code"] == "Request_BadRequest"
+
+        synced = emulator.directory.user(f"hybridteacher@{STAFF}")["id"]
+        refused = graph.patch(f"/users/{synced}", json={"onPremisesExtensionAttributes": {"extensionAttribute15": "x"}})
+        assert refused.status_code == 400
+        assert "on-premises mastered Directory Sync objects" in _error(refused)["message"]

@@ -50,6 +50,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from idlifecycle.anchors import directory_anchor
 from idlifecycle.connectors.base import (
     AuthError,
     Capabilities,
@@ -76,6 +77,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 UAC_DISABLED = 0x2
+EMPLOYEE_ID_LIMIT = 16
+"""employeeID's rangeUpper (MS-ADA1 "Employee-ID"): a longer person id is written as its short anchor
+(idlifecycle.anchors), resolved back to the full id by the job from the ids it knows."""
 UAC_NORMAL_ACCOUNT = 0x200
 UAC_DONT_EXPIRE_PASSWORD = 0x10000
 GLOBAL_SECURITY_GROUP = -2147483646
@@ -348,7 +352,8 @@ class ADConnector(Connector):
     """One Active Directory domain's managed tree."""
 
     capabilities = Capabilities(containers=True, max_username_length=20, revoke_sessions=False,
-                                password_rules="ad")  # noqa: S106 - which rules apply, not a secret
+                                password_rules="ad",  # noqa: S106 - which rules apply, not a secret
+                                max_anchor_length=EMPLOYEE_ID_LIMIT)
 
     def __init__(self, name: str, settings: ADSettings, cursors: CursorStore) -> None:
         super().__init__(name)
@@ -843,7 +848,8 @@ class ADConnector(Connector):
         enabled = bool(after.get("enabled", True)) and change.password is not None
         values: dict[str, Any] = {
             "sAMAccountName": username, "userPrincipalName": login, "givenName": after.get("given_name"),
-            "sn": after.get("surname"), "displayName": after.get("display_name"), "employeeID": after.get("anchor"),
+            "sn": after.get("surname"), "displayName": after.get("display_name"),
+            "employeeID": _anchor_value(after.get("anchor")),
             "userAccountControl": UAC_NORMAL_ACCOUNT | (0 if enabled else UAC_DISABLED),
         }
         if self.settings.mail_from_login:
@@ -877,7 +883,7 @@ class ADConnector(Connector):
         for dn, raw in self._search(self._domain_dn(), f"(sAMAccountName={escape_filter_chars(username)})",
                                     ["objectGUID", "employeeID"]):
             anchor = _text(raw, "employeeID")
-            if anchor == change.after.get("anchor") and _within(dn, self.settings.base_dn):
+            if anchor == _anchor_value(change.after.get("anchor")) and _within(dn, self.settings.base_dn):
                 return self._done(change, Outcome.ALREADY, key=_guid(raw["objectGUID"][0]))
             where = "inside" if _within(dn, self.settings.base_dn) else "outside"
             raise Conflict(f"create {username}: the name is already used by {dn} ({where} the managed tree"
@@ -887,7 +893,7 @@ class ADConnector(Connector):
 
     def _adopt(self, change: Change) -> Result:
         dn, raw = self._require(change)
-        anchor = str(change.after["anchor"])
+        anchor = directory_anchor(str(change.after["anchor"]), EMPLOYEE_ID_LIMIT)
         current = _text(raw, "employeeID")
         if current == anchor:
             return self._done(change, Outcome.ALREADY)
@@ -1103,3 +1109,8 @@ class ADConnector(Connector):
             mapped = self._mapped(error, change)
             return Result(change.change_id, Outcome.FAILED, str(mapped), retryable=mapped.retryable)
         return self._done(change)
+
+
+def _anchor_value(person_id: Any) -> str | None:
+    """employeeID for a person id: the id itself, or its short anchor when longer than employeeID holds."""
+    return directory_anchor(str(person_id), EMPLOYEE_ID_LIMIT) if person_id else None

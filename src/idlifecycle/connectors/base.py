@@ -56,6 +56,9 @@ class Capabilities:
     """Some accounts may be owned by on-prem AD (Entra Connect): their synced attributes are read-only."""
     password_rules: str = ""
     """Which directory's password rules apply: "ad", "entra" or "google"."""
+    max_anchor_length: int | None = None
+    """How many characters the person-id attribute holds; a longer id is written as its short anchor
+    (`idlifecycle.anchors`), and the snapshot's anchors are given back the full ids by the job."""
 
 
 class CursorStore(Protocol):

@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
+from idlifecycle.anchors import directory_anchor, is_short_anchor
 from idlifecycle.connectors.base import (
     AuthError,
     Capabilities,
@@ -87,9 +88,13 @@ from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, R
 
 log = logging.getLogger(__name__)
 LICENCE_DEBT_DAYS = 14
+EMPLOYEE_ID_LIMIT = 16
+"""employeeId holds at most 16 characters (https://learn.microsoft.com/en-us/graph/api/resources/user):
+a longer person id is written as its short anchor (idlifecycle.anchors)."""
+EXTENSION_ATTRIBUTES = tuple(f"extensionAttribute{n}" for n in range(1, 16))
 USER_FIELDS = ("id", "userPrincipalName", "givenName", "surname", "displayName", "employeeId", "accountEnabled",
                "createdDateTime", "lastPasswordChangeDateTime", "passwordPolicies", "onPremisesSyncEnabled",
-               "usageLocation", "mailNickname", "proxyAddresses")
+               "usageLocation", "mailNickname", "proxyAddresses", "onPremisesExtensionAttributes")
 GROUP_FIELDS = "displayName,description,proxyAddresses,members"
 PASSWORD_ACTIONS = (Action.SET_PASSWORD, Action.REQUIRE_PASSWORD_CHANGE)
 DELTA_UNSUPPORTED = frozenset({
@@ -115,6 +120,8 @@ class _Settings:
     attributes: tuple[str, ...]
     assign_licences: dict[str, list[str]]
     sign_in_activity: bool
+    full_id_attribute: str = "extensionAttribute15"
+    """Where a person id too long for employeeId is written in full (onPremisesExtensionAttributes), "" for nowhere."""
 
 
 @dataclass
@@ -146,6 +153,7 @@ class EntraConnector(Connector):
     capabilities: ClassVar[Capabilities] = Capabilities(
         containers=False, max_username_length=64, revoke_sessions=True, licence_groups=True, hybrid=True,
         password_rules="entra",  # noqa: S106 - names a rule set, not a password
+        max_anchor_length=EMPLOYEE_ID_LIMIT,
     )
 
     def __init__(self, name: str, session: GraphSession, settings: _Settings, cursors: CursorStore,
@@ -156,6 +164,8 @@ class EntraConnector(Connector):
         self.cursors = cursors
         self.cache_file = cache_file
         self.cache: _Cache | None = None
+        self._notes: list[str] = []
+        """Notes of the snapshot being read (Snapshot.notes)."""
         self._stop = stop
         self._domains = {d.lower() for d in settings.domains.values()}
         self._licence_debt: dict[str, float] | None = None
@@ -202,6 +212,7 @@ class EntraConnector(Connector):
 
     # reading ------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
+        self._notes = []
         cache = self._refresh()
         sign_ins = self.session.run(self._sign_ins()) if self.settings.sign_in_activity else {}
         accounts: list[Account] = []
@@ -236,7 +247,7 @@ class EntraConnector(Connector):
         )
         managed_names = {a.username.lower() for a in accounts}
         return Snapshot(self.name, tuple(sorted(accounts, key=lambda a: a.key)), groups,
-                        frozenset(outside - managed_names))
+                        frozenset(outside - managed_names), notes=tuple(self._notes))
 
     def _owed_licences(self, cache: _Cache) -> dict[str, float]:
         """Accounts this tool created whose direct licence is still to be assigned (kept in the store).
@@ -285,7 +296,7 @@ class EntraConnector(Connector):
         return Account(
             directory=self.name, key=str(user["id"]), username=upn.split("@")[0], login=upn,
             given_name=str(user.get("givenName") or ""), surname=str(user.get("surname") or ""),
-            display_name=str(user.get("displayName") or ""), anchor=user.get("employeeId") or None,
+            display_name=str(user.get("displayName") or ""), anchor=self._person_id(user),
             enabled=bool(user.get("accountEnabled")), container="",
             attributes={a: str(user[a]) for a in self.settings.attributes if user.get(a)},
             password_never_expires="DisablePasswordExpiration" in policies,
@@ -293,6 +304,29 @@ class EntraConnector(Connector):
             created=_when(user.get("createdDateTime")), last_sign_in=last_sign_in,
             password_last_set=_when(user.get("lastPasswordChangeDateTime")),
         )
+
+    def _person_id(self, user: Mapping[str, Any]) -> str | None:
+        """The person id an account carries: employeeId, or the full id behind a short anchor.
+
+        The full id is taken from the extension attribute only when it hashes to the employeeId, so an
+        edited attribute cannot move an account to another person; otherwise the job resolves the
+        short anchor from the ids it knows (Job.snapshots).
+        """
+        anchor = user.get("employeeId") or None
+        if anchor is None or not is_short_anchor(anchor) or not self.settings.full_id_attribute:
+            return anchor
+        full = (user.get("onPremisesExtensionAttributes") or {}).get(self.settings.full_id_attribute)
+        if isinstance(full, str) and full and directory_anchor(full, EMPLOYEE_ID_LIMIT) == anchor:
+            return full
+        return str(anchor)
+
+    def _anchor_fields(self, person_id: str) -> dict[str, Any]:
+        """What a create or adopt writes to anchor an account to `person_id`."""
+        anchor = directory_anchor(person_id, EMPLOYEE_ID_LIMIT)
+        fields: dict[str, Any] = {"employeeId": anchor}
+        if anchor != person_id and self.settings.full_id_attribute:
+            fields["onPremisesExtensionAttributes"] = {self.settings.full_id_attribute: person_id}
+        return fields
 
     def _refresh(self) -> _Cache:
         """Bring the cache up to date through delta links; a full read when there are none or they expired."""
@@ -324,6 +358,7 @@ class EntraConnector(Connector):
         """Merge what changed into `cache`; (whether the directory did, whether a delta link did)."""
         select_users = self._users_select()
         prefer = {"Prefer": f"odata.maxpagesize={MAX_PAGE}"}
+        refused: list[str] = []
 
         async def read(link: str | None, first: str) -> tuple[list[Any], str | None, bool]:
             if link:
@@ -340,6 +375,7 @@ class EntraConnector(Connector):
                         raise
                     log.warning("%s: Graph refused the stored %s delta link (%s): reading the whole directory "
                                 "once instead", self.name, first.split("/")[1], error)
+                    refused.append(f"{first.split('/')[1]} ({error.response.error_code or error.response.status})")
             items, new_link = await self.session.read_all(first, prefer)
             return items, new_link, True
 
@@ -347,6 +383,10 @@ class EntraConnector(Connector):
             read(cache.users_link, f"/users/delta?$select={select_users}"),
             read(cache.groups_link, f"/groups/delta?$select={GROUP_FIELDS}"),
         )
+        if refused:
+            self._notes.append(f"{self.name}: Graph refused the stored delta links for {' and '.join(sorted(refused))}"
+                               " (they expire after about 7 days without a run): the whole directory was read "
+                               "once instead")
         if users_full:
             cache.users, cache.deleted = {}, {}
         if groups_full:
@@ -398,6 +438,8 @@ class EntraConnector(Connector):
             # Sign-in activity needs Entra ID P1 in the tenant: the access review goes without it.
             log.warning("%s: sign_in_activity: the tenant has no Entra ID P1 licence, so Graph does not give "
                         "last sign-in dates; the access review is made without them", self.name)
+            self._notes.append(f"{self.name}: no last sign-in dates (sign_in_activity needs Entra ID P1, which "
+                               "the tenant does not have)")
             return {}
         return {str(u["id"]): _when((u.get("signInActivity") or {}).get("lastSignInDateTime")) for u in items}
 
@@ -590,9 +632,9 @@ class EntraConnector(Connector):
         path = f"/users/{target}"
         if action is Action.ADOPT:
             anchor = str(change.after.get("anchor") or change.person_id or "")
-            if user.get("employeeId") == anchor:
+            if user.get("employeeId") == directory_anchor(anchor, EMPLOYEE_ID_LIMIT):
                 return self._done(change, Outcome.ALREADY, key=target)
-            return self._simple(change, [BatchRequest("PATCH", path, {"employeeId": anchor})], key=target)
+            return self._simple(change, [BatchRequest("PATCH", path, self._anchor_fields(anchor))], key=target)
         if action is Action.UPDATE:
             body = self._update_body(change.after)
             if synced and set(body) & {"givenName", "surname", "displayName", *self.settings.attributes}:
@@ -688,7 +730,8 @@ class EntraConnector(Connector):
         A leaver's account still in the recycle bin is restored rather than created anew.
         """
         after = change.after
-        anchor = str(after.get("anchor") or change.person_id or "")
+        person_id = str(after.get("anchor") or change.person_id or "")
+        anchor = directory_anchor(person_id, EMPLOYEE_ID_LIMIT) if person_id else ""
         login = str(after["login"])
         kind = next((k for k, d in self.settings.domains.items() if d.lower() == login.rsplit("@", 1)[-1].lower()), "")
         skus = self.settings.assign_licences.get(kind, [])
@@ -712,7 +755,7 @@ class EntraConnector(Connector):
         body.update({
             "accountEnabled": bool(after.get("enabled", True)), "userPrincipalName": login,
             "mailNickname": _mail_nickname(str(after.get("username") or login.split("@")[0])),
-            "employeeId": anchor, "usageLocation": self.settings.usage_location,
+            **self._anchor_fields(person_id), "usageLocation": self.settings.usage_location,
             "passwordProfile": {"password": change.password or _generate_password(),
                                 "forceChangePasswordNextSignIn": bool(after.get("must_change_password", True))},
         })
@@ -940,6 +983,7 @@ class _CloudOnlyEntraConnector(EntraConnector):
     capabilities: ClassVar[Capabilities] = Capabilities(
         containers=False, max_username_length=64, revoke_sessions=True, licence_groups=True, hybrid=False,
         password_rules="entra",  # noqa: S106 - names a rule set, not a password
+        max_anchor_length=EMPLOYEE_ID_LIMIT,
     )
 
 
@@ -968,12 +1012,17 @@ def _read_settings(context: ConnectorContext) -> _Settings:
         value = context.option(key, 1)
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise ConfigError(source, key, f"must be a positive number, not {value!r}")
+    full_id_attribute = context.option("full_id_attribute", "extensionAttribute15")
+    if full_id_attribute not in ("", *EXTENSION_ATTRIBUTES):
+        raise ConfigError(source, "full_id_attribute", "must be one of extensionAttribute1 … extensionAttribute15, "
+                          f"or \"\" to write person ids too long for employeeId nowhere, not {full_id_attribute!r}")
     return _Settings(
         domains={str(k): str(v) for k, v in domains.items()},
         group_marker=str(context.option("group_marker", "Managed by idlifecycle")),
         usage_location=str(context.option("usage_location", "GB")), hybrid=hybrid,
         attributes=tuple(attributes), assign_licences={str(k): [str(s) for s in v] for k, v in licences.items()},
         sign_in_activity=bool(context.option("sign_in_activity", False)),
+        full_id_attribute=full_id_attribute,
     )
 
 
