@@ -11,7 +11,6 @@ from datetime import date
 from functools import cache
 
 from anyascii import anyascii
-from confusable_homoglyphs.confusables import confusables_data
 
 from idlifecycle.errors import UserError
 from idlifecycle.model import Kind, Person
@@ -101,6 +100,9 @@ def _prototypes() -> dict[str, str]:
     prototype, a prototype lists all its sources. A pair that lists only each other is ambiguous;
     either member serves as the pair's key, so the smaller is taken for both.
     """
+    # Imported here: loading the table takes 0.17 s, which commands that issue no names need not pay.
+    from confusable_homoglyphs.confusables import confusables_data
+
     def plain(text: str) -> str:
         return text.replace("\u200e", "")  # the file's left-to-right marks around right-to-left letters
 
