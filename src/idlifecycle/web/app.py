@@ -14,6 +14,7 @@ it does not, and sends mail only for known ones, after the answer has gone.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
 import threading
@@ -121,6 +122,17 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate if self.rate else 3600.0
 
 
+def _client_key(address: str) -> str:
+    """The bucket of an address: an IPv6 client is its /64, which one home or one attacker holds whole."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class FormThrottle:
     """The form's buckets. Used from the event loop only, so no lock."""
 
@@ -133,6 +145,7 @@ class FormThrottle:
     def wait(self, address: str) -> float:
         """0 when `address` may send the form now, else the seconds to wait (Retry-After)."""
         now = self.clock()
+        address = _client_key(address)
         bucket = self.addresses.get(address)
         if bucket is None:
             if len(self.addresses) >= self.limits.max_addresses:
