@@ -73,8 +73,11 @@ def test_no_generated_string_becomes_a_formula_in_the_csv_files(value: str, tmp_
                 assert not is_live(field, field.startswith("'")), (repr(value), repr(field))
 
 
-def test_a_control_character_before_an_equals_sign_no_longer_hides_a_hyperlink() -> None:
-    assert cell_text('\x01=HYPERLINK("http://x","Click")') == '=HYPERLINK("http://x","Click")'
+def test_a_control_character_before_an_equals_sign_no_longer_hides_a_hyperlink(tmp_path: Path) -> None:
+    path = tmp_path / "review.xlsx"
+    write_xlsx(sheets('\x01=HYPERLINK("http://x","Click")'), path)
+    cell = load_workbook(path)["People"]["A2"]
+    assert (cell.value, cell.data_type, cell.quotePrefix) == ('=HYPERLINK("http://x","Click")', "s", True)
 
 
 def test_a_reason_keeps_its_line_breaks_and_a_joiner_inside_a_word_but_a_heading_is_one_line() -> None:
