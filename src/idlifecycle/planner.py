@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from idlifecycle.connectors.base import Capabilities
 from idlifecycle.mapping import MappingRules, Status, desired_account, status
 from idlifecycle.model import Account, Action, Change, DesiredAccount, Group, Kind, Person, Plan, Snapshot
-from idlifecycle.naming import assign_usernames, base_username
+from idlifecycle.naming import assign_usernames, base_username, reserved_clash
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ def choose_usernames(
                        base_username(person, rules.naming, today).rstrip("0123456789")))
         if current is None or renamed:
             wanted = person.username if rules.use_feed_usernames else None
-            if wanted and wanted.lower() not in taken and wanted.lower() not in rules.naming.reserved:
+            if wanted and wanted.lower() not in taken and not reserved_clash(wanted, rules.naming.reserved):
                 names[person.person_id] = wanted
                 taken.add(wanted.lower())
             else:

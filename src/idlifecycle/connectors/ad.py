@@ -291,6 +291,18 @@ def _plain_dn(dn: str) -> str:
     return dn.rsplit(">;", 1)[-1] if dn.startswith("<") else dn
 
 
+def _parent_dn(dn: str) -> str:
+    r"""The DN one level up, split at the first unescaped comma (`CN=Doe\, Jane,OU=Staff` -> `OU=Staff`)."""
+    return ",".join(_split_unescaped(_plain_dn(dn), ",")[1:])
+
+
+def _same_dn(left: str, right: str) -> bool:
+    try:
+        return _dn_parts(left) == _dn_parts(right)
+    except ValueError:
+        return False
+
+
 def _rdn_values(dn: str) -> list[str]:
     """The (first) value of each RDN, unescaped, in DN order."""
     return [_unescape(_split_unescaped(rdn, "+")[0].partition("=")[2].strip())
@@ -930,7 +942,11 @@ class ADConnector(Connector):
         if _text(raw, "cn") != username:
             self._check_in_scope(dn)
             self._conn.modify_dn(dn, f"CN={escape_rdn(username)}")
-            dn = self._require(change)[0]
+            parent = _parent_dn(dn)
+            dn, raw = self._require(change)
+            if _text(raw, "cn") != username or not _same_dn(_parent_dn(dn), parent):
+                raise ConnectorError(f"{change.action} {change.username}: the DC answered success but the "
+                                     f"account is now {dn}; check it by hand")
             applied = True
         replace: dict[str, Any] = {}
         if _text(raw, "sAMAccountName") != username:
@@ -946,14 +962,18 @@ class ADConnector(Connector):
     def _move(self, change: Change) -> Result:
         dn, _ = self._require(change)
         target = self._container_dn(str(change.after.get("container") or ""))
-        parent = dn.split(",", 1)[1] if "," in dn else ""
-        if _within(parent, target) and _within(target, parent):
+        if _same_dn(_parent_dn(dn), target):
             return self._done(change, Outcome.ALREADY)
         target = self._ensure_container(str(change.after.get("container") or ""))
         self._check_in_scope(dn)
         self._check_in_scope(target)
-        rdn = dn.split(",", 1)[0]
+        # The RDN exactly as the DC wrote it (`CN=Doe\, Jane`): split on unescaped commas only.
+        rdn = _split_unescaped(_plain_dn(dn), ",")[0]
         self._conn.modify_dn(dn, rdn, new_superior=target)
+        moved, _ = self._require(change)
+        if not (_same_dn(_parent_dn(moved), target) and _rdn_values(moved)[0] == _rdn_values(dn)[0]):
+            raise ConnectorError(f"{change.action} {change.username}: the DC answered success but the account "
+                                 f"is now {_plain_dn(moved)}, not under {target}; check it by hand")
         return self._done(change)
 
     def _set_enabled(self, change: Change, enabled: bool) -> Result:
