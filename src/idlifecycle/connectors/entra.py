@@ -271,21 +271,31 @@ class EntraConnector(Connector):
         return {key: ", ".join(sorted(roles)) for key, roles in privileged.items()}
 
     async def _role_holders(self) -> dict[str, set[str]]:
-        """Principal id -> role names, from `roleAssignments`, `directoryRoles` members and PIM eligibilities."""
+        """Principal id -> role names: active `roleAssignments` (or `directoryRoles` members) and PIM eligibilities.
+
+        Three reads a snapshot (role names, assignments, eligibilities): not cached, because a role
+        assignment reaches neither delta query.
+        """
         roles, _ = await self.session.read_all("/directoryRoles?$select=id,displayName,roleTemplateId")
         names = {str(r.get("roleTemplateId")): str(r.get("displayName")) for r in roles}
         names.update({str(r["id"]): str(r.get("displayName")) for r in roles})
         held: dict[str, set[str]] = {}
-        assignments, _ = await self.session.read_all(
-            f"/roleManagement/directory/roleAssignments?$select=principalId,roleDefinitionId&$top={MAX_PAGE}")
+        try:
+            assignments, _ = await self.session.read_all(
+                f"/roleManagement/directory/roleAssignments?$select=principalId,roleDefinitionId&$top={MAX_PAGE}")
+        except ResponseError as error:
+            if error.response.status != 400:
+                raise
+            # Early versions of this API wanted a $filter; each activated role's members say the same.
+            log.warning("%s: Graph refused to list role assignments (%s): reading each directory role's members",
+                        self.name, error)
+            members = await asyncio.gather(*(self.session.read_all(f"/directoryRoles/{r['id']}/members?$select=id")
+                                             for r in roles))
+            assignments = [{"principalId": m["id"], "roleDefinitionId": r["id"]}
+                           for r, (items, _) in zip(roles, members, strict=True) for m in items]
         for item in assignments:
             role = names.get(str(item.get("roleDefinitionId")), f"directory role {item.get('roleDefinitionId')}")
             held.setdefault(str(item["principalId"]), set()).add(role)
-        members = await asyncio.gather(*(self.session.read_all(f"/directoryRoles/{r['id']}/members?$select=id")
-                                         for r in roles))
-        for role, (items, _) in zip(roles, members, strict=True):
-            for member in items:
-                held.setdefault(str(member["id"]), set()).add(str(role.get("displayName")))
         try:
             eligible, _ = await self.session.read_all(
                 "/roleManagement/directory/roleEligibilityScheduleInstances?$select=principalId,roleDefinitionId"
@@ -295,7 +305,7 @@ class EntraConnector(Connector):
                 raise
             # PIM needs Entra ID P2 (and RoleEligibilitySchedule.Read.Directory): without it only active
             # roles are known, which is all a tenant without PIM has.
-            log.warning("%s: eligible (PIM) role assignments could not be read (%s): only active directory roles "
+            log.info("%s: eligible (PIM) role assignments could not be read (%s): only active directory roles "
                         "mark accounts as privileged", self.name, error)
             eligible = []
         for item in eligible:
