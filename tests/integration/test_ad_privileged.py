@@ -13,10 +13,12 @@ import ldap3
 import pytest
 
 from idlifecycle.cli import main
+from idlifecycle.connectors.ad import ADConnector
 from idlifecycle.errors import GuardTripped, UserError
 from idlifecycle.job import Job, load_job, run_sync
 from idlifecycle.model import Action, Change, Outcome
 from idlifecycle.passwords.reset import reset_password
+from idlifecycle.store import Store
 from tests.integration.access_support import (
     Mailbox,
     mailbox,
@@ -188,3 +190,27 @@ def test_a_restricted_group_loses_domain_users_outside_accounts_groups_and_conta
                                               "Visiting Auditor"}
     assert all(i["state"] == "removed" for i in audit)
     assert sum(1 for line in report.incidents if line.startswith("SECURITY INCIDENT")) == 4
+
+
+def test_a_create_that_meets_a_privileged_account_with_its_name_and_anchor_is_a_conflict(
+        samba_dc: DomainController) -> None:
+    """A saved plan applied after someone made `badmin` (anchored to the same person) a Domain Admin."""
+    dc = samba_dc
+    admin_dn = f"CN=badmin,{dc.managed_dn}"
+    conn = dc.connection()
+    assert conn.add(admin_dn, ["top", "person", "organizationalPerson", "user"], {
+        "sAMAccountName": "badmin", "userPrincipalName": "badmin@test.example.com", "employeeID": "BAD",
+        "userAccountControl": 514}), conn.result
+    conn.unbind()
+    modify_group(dc, f"CN=Domain Admins,CN=Users,{dc.domain_dn}", admin_dn)
+    store = Store(dc.root / "conflict-state.db")
+    try:
+        with ADConnector.from_config(dc.connector_context(store)) as ad:
+            create = Change("ad", Action.CREATE, "BAD", "badmin", "new staff", after={
+                "username": "badmin", "login": "badmin@test.example.com", "given_name": "Bea", "surname": "Admin",
+                "display_name": "Bea Admin", "container": "", "attributes": {}, "enabled": True, "anchor": "BAD"})
+            [result] = list(ad.apply([create]))
+    finally:
+        store.close()
+    assert result.outcome is Outcome.FAILED and result.key is None
+    assert "privileged account (member of Domain Admins)" in result.detail

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date
 
 from idlifecycle.connectors.base import Capabilities
-from idlifecycle.model import Action, Kind, Outcome, Person
+from idlifecycle.model import Action, Change, Kind, Outcome, Person
 from idlifecycle.planner import NoShareGroups, PlanState, plan
 from tests.factories import school_rules
 from tests.integration.google_fixtures import DOMAINS, ROOT, Tenant, tenant_fixture
@@ -62,3 +62,22 @@ def test_google_admins_are_not_adopted_and_a_nested_group_leaves_a_restricted_gr
         assert connector.privileged_reason(gail["id"]) == "super admin"
     finally:
         connector.close()
+
+
+def test_a_create_that_meets_a_super_admin_with_its_address_and_anchor_is_a_conflict(tenant: Tenant) -> None:
+    directory = tenant.emulator.directory
+    directory.add_orgunit_path(f"{ROOT}/Staff")
+    admin = directory.add_user(f"cadmin@{DOMAINS['staff']}", "Cal", "Admin", "correct-horse-battery",
+                               org_unit=f"{ROOT}/Staff", admin=True)
+    admin["externalIds"] = [{"type": "organization", "value": "CAD"}]
+    create = Change("google", Action.CREATE, "CAD", "cadmin", "new staff", after={
+        "username": "cadmin", "login": f"cadmin@{DOMAINS['staff']}", "given_name": "Cal", "surname": "Admin",
+        "display_name": "Cal Admin", "container": "Staff", "attributes": {}, "enabled": True, "anchor": "CAD"},
+        password="Correct-Horse-42")
+    connector = tenant.connector()
+    try:
+        [result] = list(connector.apply([create]))
+    finally:
+        connector.close()
+    assert result.outcome is Outcome.FAILED and result.key is None
+    assert "conflict" in result.detail and "super admin" in result.detail

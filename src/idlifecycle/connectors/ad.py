@@ -945,8 +945,13 @@ class ADConnector(Connector):
         for dn, raw in self._search(self._domain_dn(), f"(sAMAccountName={escape_filter_chars(username)})",
                                     ["objectGUID", "employeeID"]):
             anchor = _text(raw, "employeeID")
+            key = _guid(raw["objectGUID"][0])
+            why = self.privileged_reason(key) if _within(dn, self.settings.base_dn) else ""
+            if why:
+                raise Conflict(f"create {username}: the name is already used by {dn}, a privileged account ({why}); "
+                               "it is never taken as this person's account")
             if anchor == change.after.get("anchor") and _within(dn, self.settings.base_dn):
-                return self._done(change, Outcome.ALREADY, key=_guid(raw["objectGUID"][0]))
+                return self._done(change, Outcome.ALREADY, key=key)
             where = "inside" if _within(dn, self.settings.base_dn) else "outside"
             raise Conflict(f"create {username}: the name is already used by {dn} ({where} the managed tree"
                            f"{', anchor ' + anchor if anchor else ', no anchor'})")

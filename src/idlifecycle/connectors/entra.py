@@ -306,7 +306,7 @@ class EntraConnector(Connector):
             # PIM needs Entra ID P2 (and RoleEligibilitySchedule.Read.Directory): without it only active
             # roles are known, which is all a tenant without PIM has.
             log.info("%s: eligible (PIM) role assignments could not be read (%s): only active directory roles "
-                        "mark accounts as privileged", self.name, error)
+                     "mark accounts as privileged", self.name, error)
             eligible = []
         for item in eligible:
             role = names.get(str(item.get("roleDefinitionId")), f"directory role {item.get('roleDefinitionId')}")

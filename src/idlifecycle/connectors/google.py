@@ -701,6 +701,15 @@ class GoogleConnector(Connector):
                 user = self._get_user(call.lookup, USER_FIELDS)
             ids = [str(e.get("value")) for e in (user or {}).get("externalIds", []) or []
                    if e.get("type") == ANCHOR_TYPE]
+            outside = user is not None and (self._container(str(user.get("orgUnitPath", "/"))) is None
+                                            or _admin_role(user))
+            if outside and user is not None:
+                # Ours only if it is in the managed org units and holds no admin role, whatever it carries.
+                where = _admin_role(user) or f"in {user.get('orgUnitPath')}, outside {self.options.org_unit_root}"
+                call.outcome = Outcome.FAILED
+                call.detail = (f"conflict: {call.lookup} is already taken by an account that is {where}; "
+                               "not taken over")
+                return
             if user is not None and str(user["primaryEmail"]).lower() == call.lookup.lower() and call.anchor in ids:
                 call.outcome, call.key, call.detail = Outcome.ALREADY, str(user["id"]), "already created"
                 self._emails[call.key] = call.lookup
