@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from idlifecycle.config import Secrets
+from idlifecycle.connectors.entra import EntraConnector
 from idlifecycle.job import load_job, run_sync
 from idlifecycle.model import Action, Outcome
 from idlifecycle.reports.access_review import PRIVILEGED, build_review
 from idlifecycle.reports.collect import collect_review
 from idlifecycle.sandbox.graph import GraphEmulator
 from tests.integration.graph_fixtures import *  # noqa: F403
-from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, MARKER, PUPILS, STAFF
+from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, MARKER, PUPILS, STAFF, starter
 from tests.jobfiles import LENIENT_GUARDS, write_connector, write_job
 
 GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
@@ -131,3 +132,19 @@ def test_global_admins_are_never_adopted_or_taken_for_a_starter_and_are_reviewed
     assert rows[("Global Administrator", f"gadmin@{STAFF}")][-1] == "privileged, not managed"
     assert rows[("Global Administrator", "breakglass@example.sch.uk")][-1] == "privileged, not managed"
     assert rows[("Global Administrator", f"gadmin@{STAFF}")][5] == "No person ID"
+
+
+def test_a_deleted_account_outside_the_domains_with_a_starters_anchor_is_not_restored_for_them(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector]) -> None:
+    emulator = make_emulator(seed())
+    with emulator.directory.lock:
+        old = next(u for u in emulator.directory.state["users"].values()
+                   if u["userPrincipalName"] == "breakglass@example.sch.uk")
+    emulator.directory.delete_user(old["id"])
+    entra = make_connector(emulator)
+    entra.snapshot()
+    [result] = list(entra.apply([starter("JNE", "jnew", "Jo", "New", domain=STAFF)]))
+    assert result.outcome is Outcome.FAILED and result.key is None
+    assert "deleted account" in result.detail and "outside the managed domains" in result.detail
+    with emulator.directory.lock:
+        assert old["id"] in emulator.directory.state["deleted"], "left in the recycle bin"
