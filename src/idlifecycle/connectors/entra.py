@@ -25,8 +25,9 @@ Secrets (environment or secret files, see `idlifecycle.config.Secrets`): `<name>
 (the PEM private key of `certificate`) or, without a certificate, `<name>_client_secret`.
 
 Graph application permissions (least privilege, each needs admin consent): User.ReadWrite.All,
-GroupMember.ReadWrite.All; Group.Create to create groups; RoleManagement.Read.Directory for the
-access review's admin roles; LicenseAssignment.ReadWrite.All only with `assign_licences`;
+GroupMember.ReadWrite.All; Group.Create to create groups; RoleManagement.Read.Directory to know the
+directory role holders (every snapshot marks them privileged, and nothing changes them) and for the
+access review; LicenseAssignment.ReadWrite.All only with `assign_licences`;
 AuditLog.Read.All only with `sign_in_activity`. Setting passwords also needs the app's service
 principal to hold the User Administrator role (or higher): Graph refuses app-only passwordProfile
 writes without it, whatever the permissions (checked once per run, see `_may_not_set_passwords`).
