@@ -12,6 +12,7 @@ from typing import Any
 import ldap3
 import pytest
 
+from idlifecycle.access.service import Access
 from idlifecycle.cli import main
 from idlifecycle.connectors.ad import ADConnector
 from idlifecycle.errors import GuardTripped, UserError
@@ -135,6 +136,12 @@ def test_a_staff_row_never_takes_over_an_unanchored_domain_admin(samba_dc: Domai
         assert result.outcome is Outcome.FAILED and "privileged account (member of Backup Operators)" in result.detail
         failed = [e.data for e in job.store.audit_entries() if e.event == "change-failed"]
         assert failed[-1]["target"] == helen_key and "privileged" in failed[-1]["detail"]
+        # An approved grant gives her no group either.
+        access = Access(job)
+        notes = access.apply(access.share("sen-records"), "HCA", Action.ADD_MEMBER, "siro@school.example.org",
+                             "grant #1 approved")
+        assert any("refused: " in n and "privileged account (member of Backup Operators)" in n for n in notes), notes
+        assert [e.data["person_id"] for e in job.store.audit_entries() if e.event == "access-apply-refused"] == ["HCA"]
     finally:
         job.close()
     assert main(["--config", str(school_job), "passwords", "reset", "HCA"]) == 1
