@@ -122,7 +122,8 @@ PROTECTED_GROUPS = (
 and its well-known RID ("Well-known SIDs", learn.microsoft.com/windows-server/identity/ad-ds/manage/
 understand-security-identifiers): found by SID because the names differ by language."""
 IN_CHAIN = "1.2.840.113556.1.4.1941"
-"""LDAP_MATCHING_RULE_IN_CHAIN: membership through any depth of nested groups."""
+"""LDAP_MATCHING_RULE_IN_CHAIN: membership through any depth of nested groups (the access review's
+role holders; too slow on Samba for every snapshot, see `_privileged_in_scope`)."""
 STATE_VERSION = 2
 """The cached snapshot's shape (2: group members with their names, wherever they live)."""
 
@@ -603,17 +604,58 @@ class ADConnector(Connector):
         return groups
 
     def _privileged_in_scope(self) -> dict[str, str]:
-        """objectGUID -> why, for the accounts under base_dn holding a protected group, nested or not."""
-        privileged: dict[str, str] = {}
+        """objectGUID -> why, for the accounts under base_dn holding a protected group, nested or not.
+
+        The nesting is walked one level per search over `memberOf` (indexed), not with the in-chain
+        matching rule, which Samba evaluates object by object (15 such searches: about 1 s for 300
+        accounts, measured, against 30 ms this way).
+        """
+        domain = self._domain_dn()
+        role_of: dict[tuple[tuple[tuple[str, str], ...], ...], str] = {}
+        primary: dict[str, str] = {}
+        frontier: list[str] = []
         for role, dn, sid, relative_to in self._protected_groups():
-            # A primary group is not listed in `member`: a user whose primaryGroupID is 512 is a Domain Admin.
-            primary = f"(primaryGroupID={sid.rsplit('-', 1)[1]})" if relative_to == "domain" else ""
-            search = f"(&(objectCategory=person)(|(memberOf:{IN_CHAIN}:={escape_filter_chars(dn)}){primary}))"
-            for _, raw in self._search(self.settings.base_dn, search, ["objectGUID"]):
-                privileged.setdefault(_guid(raw["objectGUID"][0]), f"member of {role}")
+            role_of.setdefault(tuple(_dn_parts(dn)), role)
+            frontier.append(dn)
+            if relative_to == "domain":
+                # A primary group is not listed in `member`: a user whose primaryGroupID is 512 is a Domain Admin.
+                primary[sid.rsplit("-", 1)[1]] = role
+        groups = list(frontier)
+        while frontier:
+            nested: list[str] = []
+            for start in range(0, len(frontier), 100):
+                clauses = "".join(f"(memberOf={escape_filter_chars(dn)})" for dn in frontier[start:start + 100])
+                for dn, raw in self._search(domain, f"(&(objectClass=group)(|{clauses}))", ["memberOf"]):
+                    parts = tuple(_dn_parts(dn))
+                    if parts not in role_of:
+                        role_of[parts] = self._first_role(raw, role_of) or "a protected group"
+                        nested.append(_plain_dn(dn))
+            groups += nested
+            frontier = nested
+        privileged: dict[str, str] = {}
+        for start in range(0, len(groups), 100):
+            clauses = "".join(f"(memberOf={escape_filter_chars(dn)})" for dn in groups[start:start + 100])
+            if start == 0:
+                clauses += "".join(f"(primaryGroupID={rid})" for rid in primary)
+            for _, raw in self._search(self.settings.base_dn, f"(&(objectCategory=person)(|{clauses}))",
+                                       ["objectGUID", "memberOf", "primaryGroupID"]):
+                role = self._first_role(raw, role_of) or primary.get(_text(raw, "primaryGroupID") or "", "")
+                if role:
+                    privileged.setdefault(_guid(raw["objectGUID"][0]), f"member of {role}")
         for _, raw in self._search(self.settings.base_dn, "(&(objectCategory=person)(adminCount=1))", ["objectGUID"]):
             privileged.setdefault(_guid(raw["objectGUID"][0]), "adminCount=1: protected by AdminSDHolder")
         return privileged
+
+    @staticmethod
+    def _first_role(raw: Mapping[str, Any], role_of: Mapping[tuple[tuple[tuple[str, str], ...], ...], str]) -> str:
+        """The protected role an object holds through the first of its groups that leads to one."""
+        for value in raw.get("memberOf", []):
+            dn = value.decode() if isinstance(value, bytes) else str(value)
+            with contextlib.suppress(ValueError):
+                role = role_of.get(tuple(_dn_parts(dn)))
+                if role:
+                    return role
+        return ""
 
     def privileged_reason(self, key: str) -> str:
         """Why the account with this objectGUID is privileged ("" if it is not), read afresh when no
