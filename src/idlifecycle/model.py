@@ -97,6 +97,10 @@ class Account:
     created: datetime | None = None
     last_sign_in: datetime | None = None
     password_last_set: datetime | None = None
+    privileged: str = ""
+    """Why the account is privileged ("member of Domain Admins", "Global Administrator"), "" when it is
+    not: such an account is never adopted, renamed, moved, disabled, deleted, given a password or a
+    group by this tool, whatever its domain or OU (README "Safety")."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ class Snapshot:
                         account.surname, account.display_name, account.anchor, account.enabled,
                         account.container, sorted(account.attributes.items()),
                         account.password_never_expires, account.synced_from_on_premises,
+                        account.privileged,
                     ],
                     default=str,
                 ).encode()

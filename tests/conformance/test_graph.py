@@ -326,3 +326,41 @@ def test_extension_attributes_are_set_one_by_one_hold_1024_characters_and_are_re
         refused = graph.patch(f"/users/{synced}", json={"onPremisesExtensionAttributes": {"extensionAttribute15": "x"}})
         assert refused.status_code == 400
         assert "on-premises mastered Directory Sync objects" in _error(refused)["message"]
+
+
+def test_directory_role_holders_are_listed_as_role_assignments_and_role_members(
+        make_emulator: Callable[..., GraphEmulator]) -> None:
+    """Active directory roles show as unifiedRoleAssignments (principalId, roleDefinitionId = the role's
+    template id for a built-in role, directoryScopeId "/" tenant-wide) and as members of the activated
+    directoryRole; PIM eligibilities are listed only in a tenant with Entra ID P2, and an eligible
+    principal is not a member of the directoryRole until it activates.
+
+    Sources: https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleassignments (List
+    unifiedRoleAssignments; $filter on principalId, roleDefinitionId), https://learn.microsoft.com/en-us/
+    graph/api/resources/unifiedroleassignment, https://learn.microsoft.com/en-us/graph/api/
+    directoryrole-list-members and https://learn.microsoft.com/en-us/graph/api/
+    rbacapplication-list-roleeligibilityscheduleinstances (PIM needs Microsoft Entra ID P2).
+    """
+    global_admin = "62e90394-69f5-4237-9190-012177145e10"  # Global Administrator's template id in every tenant
+    seed = school_seed()
+    seed["directoryRoles"] = [{"displayName": "Global Administrator", "roleTemplateId": global_admin,
+                               "members": ["it.admin@example.org"], "eligible": [f"jsmith@{STAFF}"]}]
+    for pim in (False, True):
+        with _client(make_emulator({**seed, "pim": pim})) as graph:
+            users = {u["userPrincipalName"]: u["id"] for u in graph.get("/users").json()["value"]}
+            assignments = graph.get("/roleManagement/directory/roleAssignments").json()["value"]
+            mine = [a for a in assignments if a["principalId"] == users["it.admin@example.org"]]
+            assert [(a["roleDefinitionId"], a["directoryScopeId"]) for a in mine] == [(global_admin, "/")]
+            assert users[f"jsmith@{STAFF}"] not in {a["principalId"] for a in assignments}
+            only = graph.get("/roleManagement/directory/roleAssignments",
+                             params={"$filter": f"principalId eq '{users['it.admin@example.org']}'"}).json()["value"]
+            assert [a["principalId"] for a in only] == [users["it.admin@example.org"]]
+            [role] = [r for r in graph.get("/directoryRoles").json()["value"] if r["roleTemplateId"] == global_admin]
+            members = graph.get(f"/directoryRoles/{role['id']}/members").json()["value"]
+            assert [m["id"] for m in members] == [users["it.admin@example.org"]]
+            eligible = graph.get("/roleManagement/directory/roleEligibilityScheduleInstances")
+            if pim:
+                assert [(e["principalId"], e["roleDefinitionId"]) for e in eligible.json()["value"]] == [
+                    (users[f"jsmith@{STAFF}"], global_admin)]
+            else:
+                assert eligible.status_code == 403

@@ -336,6 +336,13 @@ class Access:
                 if account is None:
                     notes.append(f"{directory}: {person_id} has no account; nothing to change")
                     continue
+                if account.privileged and action is Action.ADD_MEMBER:
+                    notes.append(f"{directory}: refused: {account.username} is a privileged account "
+                                 f"({account.privileged}); idlifecycle never gives privileged accounts a group")
+                    self.job.store.audit("access-apply-refused", {
+                        "share": share.name, "person_id": person_id, "directory": directory,
+                        "account": account.key, "reason": f"privileged: {account.privileged}"}, actor=actor)
+                    continue
                 group = next((g for g in snapshot.groups if g.name.lower() == group_name.lower()), None)
                 member = group is not None and account.key in group.members
                 if action is Action.ADD_MEMBER:

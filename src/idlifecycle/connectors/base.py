@@ -123,6 +123,14 @@ class Connector(ABC):
             except ConnectorError as error:
                 yield Result(change.change_id, Outcome.FAILED, str(error), retryable=error.retryable)
 
+    def privileged_reason(self, key: str) -> str:
+        """Why the object with this key holds a privileged role or group ("" when it holds none).
+
+        The executor asks before every change with a target, so that no path (a run, a reset, an
+        approval, a saved plan) changes an admin account even when a snapshot missed it.
+        """
+        return ""
+
     def privileged_roles(self) -> Sequence[RoleHolder]:
         """Holders of administrative roles, for the access review; empty where not supported."""
         return ()

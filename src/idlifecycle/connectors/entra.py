@@ -25,8 +25,9 @@ Secrets (environment or secret files, see `idlifecycle.config.Secrets`): `<name>
 (the PEM private key of `certificate`) or, without a certificate, `<name>_client_secret`.
 
 Graph application permissions (least privilege, each needs admin consent): User.ReadWrite.All,
-GroupMember.ReadWrite.All; Group.Create to create groups; RoleManagement.Read.Directory for the
-access review's admin roles; LicenseAssignment.ReadWrite.All only with `assign_licences`;
+GroupMember.ReadWrite.All; Group.Create to create groups; RoleManagement.Read.Directory to know the
+directory role holders (every snapshot marks them privileged, and nothing changes them) and for the
+access review; LicenseAssignment.ReadWrite.All only with `assign_licences`;
 AuditLog.Read.All only with `sign_in_activity`. Setting passwords also needs the app's service
 principal to hold the User Administrator role (or higher): Graph refuses app-only passwordProfile
 writes without it, whatever the permissions (checked once per run, see `_may_not_set_passwords`).
@@ -60,7 +61,7 @@ import secrets
 import string
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -172,6 +173,8 @@ class EntraConnector(Connector):
         """Accounts created without their direct licence -> when (epoch seconds); kept in the store."""
         self._password_refusal: str | None = None
         """After the first password change of the session: "" when the app may set passwords, else why not."""
+        self._privileged: dict[str, str] | None = None
+        """User id -> the directory roles it holds, as the last snapshot read them."""
 
     # configuration ------------------------------------------------------------------------------
     @classmethod
@@ -215,6 +218,7 @@ class EntraConnector(Connector):
         self._notes = []
         cache = self._refresh()
         sign_ins = self.session.run(self._sign_ins()) if self.settings.sign_in_activity else {}
+        privileged = self._privileged = self._read_privileged(cache)
         accounts: list[Account] = []
         outside: set[str] = set()
         debt = self._owed_licences(cache)
@@ -227,7 +231,8 @@ class EntraConnector(Connector):
                 outside.add(upn.split("@")[0].lower())
                 continue
             if self._in_scope(user):
-                accounts.append(self._account(user, sign_ins.get(user["id"])))
+                accounts.append(replace(self._account(user, sign_ins.get(user["id"])),
+                                        privileged=privileged.get(str(user["id"]), "")))
             elif upn:
                 outside.add(upn.split("@")[0].lower())
         for user in cache.deleted.values():
@@ -248,6 +253,93 @@ class EntraConnector(Connector):
         managed_names = {a.username.lower() for a in accounts}
         return Snapshot(self.name, tuple(sorted(accounts, key=lambda a: a.key)), groups,
                         frozenset(outside - managed_names), notes=tuple(self._notes))
+
+    def _read_privileged(self, cache: _Cache) -> dict[str, str]:
+        """User id -> the directory roles it holds, active or (where PIM can be read) eligible.
+
+        Read afresh for every snapshot: a role assignment changes neither the user nor the group
+        deltas. A role held by a role-assignable group makes its members, nested or not, privileged.
+        """
+        try:
+            held = self.session.run(self._role_holders())
+        except ResponseError as error:
+            if error.response.status == 403:
+                raise AuthError("Graph refused to list directory role assignments, so admin accounts cannot be "
+                                "told apart and none is touched: the app needs the application permission "
+                                "RoleManagement.Read.Directory with admin consent") from None
+            raise self._read_error(error) from None
+        privileged: dict[str, set[str]] = {}
+        for principal, roles in held.items():
+            pending, seen = [principal], set()
+            while pending:
+                key = pending.pop()
+                if key in seen:
+                    continue
+                seen.add(key)
+                if key in cache.users:
+                    privileged.setdefault(key, set()).update(roles)
+                elif key in cache.groups:
+                    pending.extend(cache.groups[key].get("members") or [])
+        return {key: ", ".join(sorted(roles)) for key, roles in privileged.items()}
+
+    async def _role_holders(self) -> dict[str, set[str]]:
+        """Principal id -> role names: active `roleAssignments` (or `directoryRoles` members) and PIM eligibilities.
+
+        Three reads a snapshot (role names, assignments, eligibilities): not cached, because a role
+        assignment reaches neither delta query.
+        """
+        roles, _ = await self.session.read_all("/directoryRoles?$select=id,displayName,roleTemplateId")
+        names = {str(r.get("roleTemplateId")): str(r.get("displayName")) for r in roles}
+        names.update({str(r["id"]): str(r.get("displayName")) for r in roles})
+        held: dict[str, set[str]] = {}
+        try:
+            assignments, _ = await self.session.read_all(
+                f"/roleManagement/directory/roleAssignments?$select=principalId,roleDefinitionId&$top={MAX_PAGE}")
+        except ResponseError as error:
+            if error.response.status != 400:
+                raise
+            # Early versions of this API wanted a $filter; each activated role's members say the same.
+            log.warning("%s: Graph refused to list role assignments (%s): reading each directory role's members",
+                        self.name, error)
+            members = await asyncio.gather(*(self.session.read_all(f"/directoryRoles/{r['id']}/members?$select=id")
+                                             for r in roles))
+            assignments = [{"principalId": m["id"], "roleDefinitionId": r["id"]}
+                           for r, (items, _) in zip(roles, members, strict=True) for m in items]
+        for item in assignments:
+            role = names.get(str(item.get("roleDefinitionId")), f"directory role {item.get('roleDefinitionId')}")
+            held.setdefault(str(item["principalId"]), set()).add(role)
+        try:
+            eligible, _ = await self.session.read_all(
+                "/roleManagement/directory/roleEligibilityScheduleInstances?$select=principalId,roleDefinitionId"
+                f"&$top={MAX_PAGE}")
+        except ResponseError as error:
+            if error.response.status not in (400, 403):
+                raise
+            # PIM needs Entra ID P2 (and RoleEligibilitySchedule.Read.Directory): without it only active
+            # roles are known, which is all a tenant without PIM has.
+            log.info("%s: eligible (PIM) role assignments could not be read (%s): only active directory roles "
+                     "mark accounts as privileged", self.name, error)
+            eligible = []
+        for item in eligible:
+            role = names.get(str(item.get("roleDefinitionId")), f"directory role {item.get('roleDefinitionId')}")
+            held.setdefault(str(item["principalId"]), set()).add(f"eligible for {role}")
+        return held
+
+    def privileged_reason(self, key: str) -> str:
+        if self._privileged is None:
+            self._privileged = self._read_privileged(self.cache or self._refresh())
+        return self._privileged.get(key, "")
+
+    def _claimable(self, user: Mapping[str, Any] | None) -> str:
+        """Why an existing user found by a lookup must not be taken as a change's account ("" if it may be)."""
+        if user is None:
+            return ""
+        upn = str(user.get("userPrincipalName") or user.get("id"))
+        domain = upn.rsplit("@", 1)[-1].lower()
+        if domain not in self._domains:
+            return f"{upn} is outside the managed domains ({', '.join(sorted(self._domains))})"
+        why = (self._privileged or {}).get(str(user.get("id")), "")
+        return f"{upn} is a privileged account ({why})" if why else ""
 
     def _owed_licences(self, cache: _Cache) -> dict[str, float]:
         """Accounts this tool created whose direct licence is still to be assigned (kept in the store).
@@ -738,6 +830,13 @@ class EntraConnector(Connector):
         owed = self._licence_debt
         assert owed is not None, "apply() loads the licence debt first"
         existing = by_anchor.get(anchor) if anchor else None
+        conflict = self._claimable(cache.users.get(existing)) if existing is not None else ""
+        if conflict:
+            # Never resolved to an account outside the scope or holding a role (a break-glass admin
+            # carrying a starter's employeeId): the starter's groups would be given to it.
+            return self._done(change, Outcome.FAILED, f"conflict: {conflict} and carries the anchor {anchor}; it is "
+                              "not taken as this person's account: remove the employeeId from it, or make this "
+                              "account by hand")
         if existing is not None and existing in owed:
             return self._licence_left_over(change, existing, skus, owed)
         if existing is not None:
@@ -745,6 +844,10 @@ class EntraConnector(Connector):
         profile = {"given_name": after.get("given_name"), "surname": after.get("surname"),
                    "display_name": after.get("display_name"), "attributes": after.get("attributes") or {}}
         deleted = deleted_by_anchor.get(anchor)
+        refused = self._claimable({"id": deleted, **cache.deleted.get(deleted, {})}) if deleted is not None else ""
+        if refused:
+            return self._done(change, Outcome.FAILED, f"conflict: the deleted account {refused} carries the anchor "
+                              f"{anchor}; it is not restored for this person")
         if deleted is not None:
             body = {**self._update_body(profile), "userPrincipalName": login,
                     "accountEnabled": bool(after.get("enabled", True))}
@@ -769,7 +872,9 @@ class EntraConnector(Connector):
                 "GET", f"/users?$filter={quote(f'employeeId eq {_literal(anchor)}')}"
                        "&$select=id,userPrincipalName,employeeId")
             values = found.body.get("value", []) if found.ok else []
-            return values[0] if values else None
+            # Only one of ours is our create landing: an account elsewhere with the anchor is not it.
+            ours = [v for v in values if not self._claimable(v)]
+            return ours[0] if ours else None
 
         async def uncertain(index: int) -> GraphResponse | None:
             nonlocal reply_lost
@@ -802,7 +907,11 @@ class EntraConnector(Connector):
                 return Result(change.change_id, Outcome.APPLIED, key=key)
             if created.status == 400 and "same value for property userPrincipalName" in created.error_message:
                 # Graph just said the UPN is taken: a 404 on reading it is replication lag.
-                holder = await self.session.get_replicated(f"/users/{quote(login)}?$select=id,employeeId")
+                holder = await self.session.get_replicated(
+                    f"/users/{quote(login)}?$select=id,employeeId,userPrincipalName")
+                refused = self._claimable(holder.body) if holder.ok else ""
+                if refused:
+                    return Result(change.change_id, Outcome.FAILED, f"conflict: {login} is already used: {refused}")
                 if holder.ok and holder.body.get("employeeId") == anchor:
                     if reply_lost:  # our own first send made it; its reply was lost
                         self.session.note_created(holder.body)

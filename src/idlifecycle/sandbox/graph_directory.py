@@ -219,6 +219,7 @@ class Directory:
         state = directory.state
         state["skus"] = list(seed.get("subscribedSkus", []))
         state["premium"] = bool(seed.get("premium", False))
+        state["pim"] = bool(seed.get("pim", False))
         by_upn: dict[str, str] = {}
         for raw in seed.get("users", []):
             user = directory._new_user_record(dict(raw))
@@ -243,6 +244,7 @@ class Directory:
                 "id": role_id, "displayName": raw["displayName"],
                 "roleTemplateId": raw.get("roleTemplateId", str(uuid.uuid4())),
                 "members": [resolve(m) for m in raw.get("members", [])],
+                "eligible": [resolve(m) for m in raw.get("eligible", [])],
             }
         for app in seed.get("applications", []):
             state["applications"][app["appId"]] = {
@@ -670,6 +672,23 @@ class Directory:
         with self.lock:
             return [{"id": r["id"], "displayName": r["displayName"], "roleTemplateId": r["roleTemplateId"]}
                     for r in self.state["roles"].values()]
+
+    def role_assignments(self, clauses: list[tuple[str, str, Any]], *, eligible: bool = False) -> list[Json]:
+        """unifiedRoleAssignment (or, `eligible`, unifiedRoleEligibilityScheduleInstance) documents: one per
+        holder of a role, tenant-wide, the role definition named by its template id as Graph does for
+        built-in roles."""
+        with self.lock:
+            out: list[Json] = []
+            for role in self.state["roles"].values():
+                for principal in role.get("eligible" if eligible else "members", []):
+                    item: Json = {"id": f"{role['roleTemplateId']}-{principal}", "principalId": principal,
+                                  "roleDefinitionId": role["roleTemplateId"], "directoryScopeId": "/"}
+                    if eligible:
+                        item.update({"memberType": "Direct", "startDateTime": "2026-01-01T00:00:00Z",
+                                     "endDateTime": None, "roleEligibilityScheduleId": item["id"]})
+                    if matches(item, clauses):
+                        out.append(item)
+            return out
 
     def role_member_ids(self, key: str) -> list[str]:
         with self.lock:
