@@ -97,6 +97,10 @@ class Account:
     created: datetime | None = None
     last_sign_in: datetime | None = None
     password_last_set: datetime | None = None
+    privileged: str = ""
+    """Why the account is privileged ("member of Domain Admins", "Global Administrator"), "" when it is
+    not: such an account is never adopted, renamed, moved, disabled, deleted, given a password or a
+    group by this tool, whatever its domain or OU (README "Safety")."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,9 @@ class Snapshot:
     groups: tuple[Group, ...]
     names_outside_scope: frozenset[str] = frozenset()
     """Usernames held by accounts outside the managed scope: never issued to anyone."""
+    notes: tuple[str, ...] = ()
+    """What the school should know about how the directory was read (a refused delta link meant a
+    full read; sign-in dates unavailable): carried into the plan's notes and the run summary."""
 
     def fingerprint(self) -> str:
         """A digest of everything the planner reads, so a stale plan can be refused."""
@@ -143,6 +150,7 @@ class Snapshot:
                         account.surname, account.display_name, account.anchor, account.enabled,
                         account.container, sorted(account.attributes.items()),
                         account.password_never_expires, account.synced_from_on_premises,
+                        account.privileged,
                     ],
                     default=str,
                 ).encode()

@@ -102,6 +102,10 @@ def rebuild(config: JobConfig, today: date, secrets: Secrets | None = None) -> l
         kept = set_aside(config.state_db)
         job = Job(config, today=today, secrets=found, check_state=False)
         try:
+            # Short anchors (ids longer than a directory holds) are given back their full ids from the ids
+            # the old database had linked and the feed's, as a night would from its own store.
+            job.check_feed()
+            job.feed_person_ids |= set(old.usernames.values())
             with job.open_connectors() as connectors:
                 snapshots = job.snapshots(connectors)
         except BaseException:

@@ -56,6 +56,9 @@ class Capabilities:
     """Some accounts may be owned by on-prem AD (Entra Connect): their synced attributes are read-only."""
     password_rules: str = ""
     """Which directory's password rules apply: "ad", "entra" or "google"."""
+    max_anchor_length: int | None = None
+    """How many characters the person-id attribute holds; a longer id is written as its short anchor
+    (`idlifecycle.anchors`), and the snapshot's anchors are given back the full ids by the job."""
 
 
 class CursorStore(Protocol):
@@ -119,6 +122,14 @@ class Connector(ABC):
                 yield self.apply_one(change)
             except ConnectorError as error:
                 yield Result(change.change_id, Outcome.FAILED, str(error), retryable=error.retryable)
+
+    def privileged_reason(self, key: str) -> str:
+        """Why the object with this key holds a privileged role or group ("" when it holds none).
+
+        The executor asks before every change with a target, so that no path (a run, a reset, an
+        approval, a saved plan) changes an admin account even when a snapshot missed it.
+        """
+        return ""
 
     def privileged_roles(self) -> Sequence[RoleHolder]:
         """Holders of administrative roles, for the access review; empty where not supported."""
