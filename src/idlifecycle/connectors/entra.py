@@ -156,6 +156,12 @@ class EntraConnector(Connector):
         max_anchor_length=EMPLOYEE_ID_LIMIT,
     )
 
+    option_keys: ClassVar[frozenset[str]] = frozenset({
+        "assign_licences", "attributes", "authority_host", "ca_file", "certificate", "client_id", "domains",
+        "full_id_attribute", "graph_url", "group_marker", "hybrid", "max_batches_in_flight", "sandbox", "seed",
+        "sign_in_activity", "tenant_id", "timeout_seconds", "usage_location", "write_limit_per_second",
+    })
+
     def __init__(self, name: str, session: GraphSession, settings: _Settings, cursors: CursorStore,
                  cache_file: Path, stop: Callable[[], None] | None = None) -> None:
         super().__init__(name)
