@@ -68,6 +68,9 @@ class ConnectorContext:
     """Where sandbox emulators keep their data between runs of the demo."""
     secrets: Mapping[str, str] = field(default_factory=dict)
     """Secrets resolved from the environment or secret files (never from the TOML)."""
+    cache_dir: Path | None = None
+    """Where a connector keeps what it read last (the Entra delta cache); the state directory's own
+    `cache/` folder in a job, never the sandbox's; `state_dir` when not given."""
 
     def option(self, key: str, default: Any = None, *, required: bool = False) -> Any:
         if key not in self.options:
