@@ -28,14 +28,6 @@ class ConnectorError(Exception):
         super().__init__(message)
 
 
-class Throttled(ConnectorError):
-    """The service asked us to slow down."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, retryable=True)
-
-
 class Conflict(ConnectorError):
     """The object already exists and is not ours (e.g. a duplicate name with another anchor)."""
 
