@@ -41,7 +41,7 @@ are in scope but read-only for their synced attributes (only group membership, l
 session revocation are written); with `"off"` they are treated as outside the scope.
 
 Snapshots read `/users/delta` and `/groups/delta`; the delta links are kept with the state
-store's cursors and the directory as last seen in `<state_dir>/entra-<name>/directory-cache.json`,
+store's cursors and the directory as last seen in `<state>/cache/entra-<name>/directory-cache.json`,
 so a nightly run reads only what changed. Writes go in fully parallel JSON $batches of 20, paced
 under `write_limit_per_second`, with creates never duplicated (see `_create`, `_create_group`); a
 404 on an object this run created is replication delay and retried (`entra_graph.REPLICATION_PATIENCE`).
@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import secrets
 import string
@@ -157,6 +158,12 @@ class EntraConnector(Connector):
         max_anchor_length=EMPLOYEE_ID_LIMIT,
     )
 
+    option_keys: ClassVar[frozenset[str]] = frozenset({
+        "assign_licences", "attributes", "authority_host", "ca_file", "certificate", "client_id", "domains",
+        "full_id_attribute", "graph_url", "group_marker", "hybrid", "max_batches_in_flight", "sandbox", "seed",
+        "sign_in_activity", "tenant_id", "timeout_seconds", "usage_location", "write_limit_per_second",
+    })
+
     def __init__(self, name: str, session: GraphSession, settings: _Settings, cursors: CursorStore,
                  cache_file: Path, stop: Callable[[], None] | None = None) -> None:
         super().__init__(name)
@@ -205,7 +212,8 @@ class EntraConnector(Connector):
                 stop()
             raise
         connector_type: type[EntraConnector] = _CloudOnlyEntraConnector if settings.hybrid == "off" else cls
-        return connector_type(context.name, session, settings, context.cursors, home / "directory-cache.json", stop)
+        cache = (context.cache_dir or context.state_dir) / f"entra-{context.name}" / "directory-cache.json"
+        return connector_type(context.name, session, settings, context.cursors, cache, stop)
 
     def close(self) -> None:
         self.session.close()
@@ -557,11 +565,19 @@ class EntraConnector(Connector):
     def _save_cache(self, cache: _Cache) -> str:
         """Write the cache file under a new generation (returned, for the store)."""
         generation = secrets.token_hex(8)
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        # Every user's details are in it: private whatever the umask (0700 folder, 0600 file), and
+        # written whole (temporary file, fsync, rename) so a kill never leaves half a cache.
+        self.cache_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         temporary = self.cache_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"generation": generation, "select": [self._users_select(), GROUP_FIELDS],
-                                         "users": cache.users, "deleted": cache.deleted, "groups": cache.groups},
-                                        separators=(",", ":")), encoding="utf-8")
+        body = json.dumps({"generation": generation, "select": [self._users_select(), GROUP_FIELDS],
+                           "users": cache.users, "deleted": cache.deleted, "groups": cache.groups},
+                          separators=(",", ":")).encode("utf-8")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # an older temporary file may have other bits
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
         temporary.replace(self.cache_file)
         return generation
 

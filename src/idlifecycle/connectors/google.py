@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httplib2
 from google.auth.exceptions import RefreshError, TransportError
@@ -202,6 +202,12 @@ class GoogleConnector(Connector):
 
     capabilities = Capabilities(containers=True, password_rules="google", revoke_sessions=True,  # noqa: S106
                                 max_username_length=64)
+
+    option_keys: ClassVar[frozenset[str]] = frozenset({
+        "admin", "api_endpoint", "batch_size", "customer", "domains", "group_domain", "leavers",
+        "managed_group_marker", "org_unit_root", "quota_per_minute", "replication_wait", "sandbox", "secret",
+        "timeout", "token_uri",
+    })
 
     def __init__(self, name: str, options: GoogleOptions, key_info: Mapping[str, str], *,
                  source: str = "", token_uri: str | None = None, on_close: Callable[[], None] | None = None) -> None:
