@@ -542,7 +542,12 @@ class GraphSession:
             while not done.is_set():
                 getter = asyncio.ensure_future(queue.get())
                 waiter = asyncio.ensure_future(done.wait())
-                await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                except asyncio.CancelledError:
+                    getter.cancel()
+                    waiter.cancel()
+                    raise
                 if not getter.done():
                     getter.cancel()
                     waiter.cancel()
