@@ -83,7 +83,10 @@ def test_a_night_with_one_connection_in_five_reset_fails_nothing_and_applies_eac
         Fault("GET", r"^/v1\.0/(users|groups)$", mode="drop", times=10**6, chance=0.2, seed=3),
     ]
 
+    started = time.monotonic()
     results = Executor(store, {"entra": entra}, today=TODAY).run("run-1", night)
+    print(f"\n20 % resets: {sum(r.outcome is Outcome.FAILED for r in results)} of {len(night)} changes failed, "
+          f"{time.monotonic() - started:.1f} s")  # the figure in the report: pytest -s -k one_connection_in_five
 
     assert emulator.faults[1].times < 10**6 and emulator.faults[2].times < 10**6  # the faults did fire
     failed = [(r.change_id, r.detail) for r in results if r.outcome is Outcome.FAILED]
@@ -166,6 +169,7 @@ def test_a_graph_that_stops_answering_fails_entras_changes_within_give_up_after_
     finally:
         job.close()
     took = time.monotonic() - started
+    print(f"\nGraph {mode}: the run ended after {took:.1f} s (give_up_after_seconds = 3)")
 
     directory_of = {c.change_id: c.directory for c in report.plan.changes}
     entra = [r for r in report.results if directory_of[r.change_id] == "entra"]
