@@ -228,6 +228,7 @@ class EntraConnector(Connector):
     # reading ------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         cache = self._refresh()
+        self._unreachable = None  # Graph answered a whole read: later changes are sent again
         sign_ins = self.session.run(self._sign_ins()) if self.settings.sign_in_activity else {}
         accounts: list[Account] = []
         outside: set[str] = set()
@@ -524,6 +525,8 @@ class EntraConnector(Connector):
                 try:
                     result = arrived.get(timeout=0.2)
                 except queue.Empty:
+                    if failure is not None:
+                        break  # given up on, and the cancelled requests did not unwind in time
                     silent = self.session.silent_for()
                     if not stopped.is_set() and silent > self.settings.give_up_after:
                         self._unreachable = failure = (
@@ -534,8 +537,7 @@ class EntraConnector(Connector):
                                     silent)
                         future.cancel()
                         stopped.wait(10)  # the cancelled requests unwind; nothing is sent after this
-                        break
-                    continue
+                    continue  # what was decided before a cancel is still handed over
                 if result.change_id in wanted and result.change_id not in given:
                     given.add(result.change_id)
                     yield result
