@@ -185,3 +185,19 @@ def test_a_graph_that_stops_answering_fails_entras_changes_within_give_up_after_
         {"000201", "000202", "000205", "JDO"}
     assert emulator.write_log == []
     assert took < 3 + 15, f"the run took {took:.0f} s"
+
+
+def test_an_account_created_without_its_licence_is_remembered_when_its_outcome_arrives_not_at_the_end(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector],
+        store: Store) -> None:
+    sku = "94763226-9b3c-4e75-a931-5c89701abe66"
+    emulator = make_emulator(replication_window=0.0)
+    entra = make_connector(emulator, assign_licences={"staff": [sku]})
+    entra.snapshot()
+    emulator.faults.append(Fault("POST", r"/assignLicense$", mode="status", status=400))
+    [created] = [starter("S801", "nunpaid", "New", "Unpaid", domain="staff.example.sch.uk")]
+
+    for result in entra.apply([created]):
+        # Read while the generator is paused on this outcome: a run killed now keeps the debt.
+        assert result.outcome is Outcome.FAILED and result.key
+        assert result.key in (store.get_cursor("entra", "licence_debt") or "")

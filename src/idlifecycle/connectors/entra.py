@@ -285,8 +285,8 @@ class EntraConnector(Connector):
             self._save_licence_debt()
         return dict(self._licence_debt)
 
-    def _save_licence_debt(self) -> None:
-        owed = self._licence_debt or {}
+    def _save_licence_debt(self, owed: Mapping[str, float] | None = None) -> None:
+        owed = (self._licence_debt or {}) if owed is None else owed
         self.cursors.set_cursor(self.name, "licence_debt", json.dumps(owed, sort_keys=True) if owed else None)
 
     def _in_scope(self, user: Mapping[str, Any]) -> bool:
@@ -540,6 +540,12 @@ class EntraConnector(Connector):
                     continue  # what was decided before a cancel is still handed over
                 if result.change_id in wanted and result.change_id not in given:
                     given.add(result.change_id)
+                    owed = (self._licence_debt or {}).copy()  # one C call: safe beside the loop's writes
+                    if owed != before:
+                        # An account created without its licence is kept as it arrives, like the
+                        # outcome: a run killed later still plans its licence the next night.
+                        self._save_licence_debt(owed)
+                        before = owed
                     yield result
             if failure is None and future.done() and not future.cancelled():
                 raised = future.exception()
