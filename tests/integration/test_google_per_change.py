@@ -5,10 +5,16 @@ own change, and a Google that stops answering given up on within `give_up_after`
 from __future__ import annotations
 
 import time
+from collections import Counter
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
 
-from idlifecycle.model import Outcome
+from idlifecycle.executor import Executor
+from idlifecycle.model import Action, Outcome
 from idlifecycle.sandbox.google import Fault
-from tests.integration.google_fixtures import Tenant, starter, tenant_fixture  # noqa: F401
+from idlifecycle.store import Store
+from tests.integration.google_fixtures import Tenant, change, starter, tenant_fixture  # noqa: F401
 
 
 def _created(tenant: Tenant) -> int:
@@ -52,3 +58,33 @@ def test_a_google_that_answers_nothing_fails_the_rest_within_give_up_after_and_t
     assert all(r.retryable and "answered nothing" in r.detail for r in results + later), {r.detail for r in results}
     # One request may block for `timeout` before the silence is noticed; nothing is sent after.
     assert took < 3 + 2 * 2 + 2, f"gave up after {took:.1f} s"
+
+
+def test_a_night_with_one_connection_in_five_reset_fails_nothing_and_makes_each_object_once(
+        tenant: Tenant, tmp_path: Path) -> None:
+    groups = [change(Action.CREATE_GROUP, "", group=f"Form 7{letter}") for letter in "ABC"]
+    pupils = [starter(f"F{n:02d}", f"reset.n{n:02d}") for n in range(30)]
+    joins = [change(Action.ADD_MEMBER, "", group=f"Form 7{'ABC'[n % 3]}", person_id=p.person_id,
+                    username=p.username) for n, p in enumerate(pupils)]
+    night = [*groups, *pupils, *joins]
+    for seed, action in ((1, "drop"), (2, "lose_response")):
+        tenant.emulator.inject(Fault(action=action, method="POST", path="/batch", times=10**6, chance=0.1, seed=seed))
+    store = Store(tmp_path / "state.db")
+    try:
+        with tenant.connector(batch_size=10) as google:
+            started = time.monotonic()
+            results = Executor(store, {"google": google}, today=date(2026, 9, 3)).run("run-1", [
+                replace(c, target=None) if c.action is Action.ADD_MEMBER else c for c in night])
+        outcomes = Counter(r.outcome for r in results)
+        print(f"\nGoogle, 20 % resets: {outcomes[Outcome.FAILED]} of {len(night)} failed, "
+              f"{outcomes[Outcome.ALREADY]} 'already so', {time.monotonic() - started:.1f} s")
+        audited = Counter(e.event for e in store.audit_entries() if e.event.startswith("change-"))
+    finally:
+        store.close()
+    assert tenant.emulator.stats.faults_fired > 0
+    assert outcomes[Outcome.FAILED] == 0, [r.detail for r in results if r.outcome is Outcome.FAILED]
+    assert outcomes == {Outcome.APPLIED: len(night)}  # this run's own writes, none "already so"
+    assert audited["change-failed"] == 0
+    made = Counter(u["primaryEmail"] for u in tenant.emulator.directory.users.values())
+    assert all(n == 1 for n in made.values()) and len([m for m in made if m.startswith("reset.")]) == 30
+    assert len([g for g in tenant.emulator.directory.groups.values() if g["name"].startswith("Form 7")]) == 3

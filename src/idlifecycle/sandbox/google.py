@@ -22,6 +22,7 @@ import base64
 import email.parser
 import json
 import os
+import random
 import re
 import secrets
 import signal
@@ -129,9 +130,18 @@ class Fault:
     times: int = 1
     delay: float = 3600.0
     """Seconds a "hang" holds the request."""
+    chance: float = 1.0
+    """Below 1: the share of matching calls the fault fires on, drawn from a generator seeded with `seed`
+    (one connection in five reset, the same ones on every run)."""
+    seed: int = 0
+    _random: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)  # noqa: S311 - reproducible faults, not security
 
     def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and (self.path is None or self.path in path)
+        return ((self.method is None or self.method == method) and (self.path is None or self.path in path)
+                and (self.chance >= 1 or self._random.random() < self.chance))
 
 
 @dataclass
