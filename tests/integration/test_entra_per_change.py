@@ -70,8 +70,9 @@ def test_each_outcome_is_journalled_while_the_rest_of_the_phase_is_still_being_s
     assert creates_landed < 60, "the first outcome was recorded only after the whole phase was sent"
 
 
+@pytest.mark.parametrize("mixed", [False, True], ids=["resets", "resets-503s-and-429s"])
 def test_a_night_with_one_connection_in_five_reset_fails_nothing_and_applies_each_change_once(
-        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector], store: Store) -> None:
+        emulator: GraphEmulator, make_connector: Callable[..., EntraConnector], store: Store, mixed: bool) -> None:
     entra = make_connector(emulator)
     amy = next(a for a in entra.snapshot().accounts if a.anchor == "P001")
     night = [*_night(40, 4), change(Action.DISABLE, amy.key, person_id="P001", username="23abrown")]
@@ -82,6 +83,13 @@ def test_a_night_with_one_connection_in_five_reset_fails_nothing_and_applies_eac
         Fault("POST", r"^/v1\.0/\$batch$", mode="drop_after", times=10**6, chance=0.1, seed=2),
         Fault("GET", r"^/v1\.0/(users|groups)$", mode="drop", times=10**6, chance=0.2, seed=3),
     ]
+    if mixed:
+        # And items answered 503 after Graph did them (a gateway timing out), or 429 before.
+        emulator.faults += [
+            Fault("POST", r"^/v1\.0/(users|groups)$", mode="after", status=503, times=10**6, chance=0.1, seed=4),
+            Fault("PATCH", r"^/v1\.0/(users|groups)/", mode="status", status=429, retry_after=0, times=10**6,
+                  chance=0.1, seed=5),
+        ]
 
     started = time.monotonic()
     results = Executor(store, {"entra": entra}, today=TODAY).run("run-1", night)
