@@ -98,9 +98,11 @@ def apply_part(starters: int, latency_ms: float, limit: float, window: float,
             before = stats(ready)
             started = time.perf_counter()
             created = list(entra.apply(creates))
-            keys = [r.key for r in created if r.outcome is Outcome.APPLIED]
-            joins = [Change("entra", Action.ADD_MEMBER, c.person_id, c.username, "new account", target=key,
-                            group=g) for c, key in zip(creates, keys, strict=True) for g in GROUPS]
+            # Results arrive as Graph answers, not in the order sent: matched by change id.
+            made = {r.change_id: r.key for r in created if r.outcome is Outcome.APPLIED}
+            keys = [made[c.change_id] for c in creates if c.change_id in made]
+            joins = [Change("entra", Action.ADD_MEMBER, c.person_id, c.username, "new account",
+                            target=made[c.change_id], group=g) for c in creates if c.change_id in made for g in GROUPS]
             joined = list(entra.apply(joins))
             wall = time.perf_counter() - started
             after = stats(ready)

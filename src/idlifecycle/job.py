@@ -139,6 +139,7 @@ class Job:
                 context = ConnectorContext(
                     name=spec.name, type=spec.type, options=spec.options, source=spec.source,
                     cursors=self.store, state_dir=self.config.state_dir / "sandbox", secrets=self.secrets,
+                    cache_dir=self.config.state_dir / "cache",
                 )
                 connector = build_connector(context)
                 stack.callback(connector.close)

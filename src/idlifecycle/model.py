@@ -353,3 +353,26 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         plan_id=str(data.get("plan_id") or ""),
         origin=str(data.get("origin") or "feed"),
     )
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a directory can do, declared rather than discovered by trial and error.
+
+    Declared by each connector class; read by the planner and mapping, so it lives in the model (the
+    core knows no connector module). `connectors.base` re-exports it for connectors.
+    """
+
+    containers: bool = True
+    """Has OUs / org units; Entra has none, so MOVE is never planned there."""
+    max_username_length: int | None = None
+    revoke_sessions: bool = True
+    licence_groups: bool = False
+    """Licences are assigned by membership of licence groups (Entra group-based licensing)."""
+    hybrid: bool = False
+    """Some accounts may be owned by on-prem AD (Entra Connect): their synced attributes are read-only."""
+    password_rules: str = ""
+    """Which directory's password rules apply: "ad", "entra" or "google"."""
+    max_anchor_length: int | None = None
+    """How many characters the person-id attribute holds; a longer id is written as its short anchor
+    (`idlifecycle.anchors`), and the snapshot's anchors are given back the full ids by the job."""

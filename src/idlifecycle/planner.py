@@ -9,9 +9,8 @@ from datetime import date, timedelta
 from functools import cached_property
 from typing import Any, Protocol
 
-from idlifecycle.connectors.base import Capabilities
 from idlifecycle.mapping import MappingRules, Status, desired_account, status
-from idlifecycle.model import Account, Action, Change, DesiredAccount, Group, Kind, Person, Plan, Snapshot
+from idlifecycle.model import Account, Action, Capabilities, Change, DesiredAccount, Group, Kind, Person, Plan, Snapshot
 from idlifecycle.naming import assign_usernames, base_username, reserved_clash
 
 

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 import ldap3
@@ -391,6 +391,11 @@ class ADConnector(Connector):
     capabilities = Capabilities(containers=True, max_username_length=20, revoke_sessions=False,
                                 password_rules="ad",  # noqa: S106 - which rules apply, not a secret
                                 max_anchor_length=EMPLOYEE_ID_LIMIT)
+
+    option_keys: ClassVar[frozenset[str]] = frozenset({
+        "attributes", "base_dn", "bind_dn", "ca_file", "connections", "groups_container", "home_directory",
+        "home_drive", "mail_from_login", "page_size", "servers", "start_tls", "timeout", "tls_verify", "upn_suffix",
+    })
 
     def __init__(self, name: str, settings: ADSettings, cursors: CursorStore) -> None:
         super().__init__(name)
