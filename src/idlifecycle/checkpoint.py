@@ -27,7 +27,8 @@ from idlifecycle.errors import GuardTripped, UserError
 from idlifecycle.store import GENESIS, Store, utcnow
 
 log = logging.getLogger("idlifecycle.checkpoint")
-"""One `state-checkpoint` line per checkpoint written (under cron, in the job's log; quiet in a terminal)."""
+"""One `state-checkpoint` line per checkpoint written, with -v (the system log always gets it): a command's
+stderr stays the one line that says what went wrong."""
 
 AUDIT_KEY = "audit_key"
 """The secret the audit chain is keyed with (`IDLIFECYCLE_AUDIT_KEY` or a file `audit_key` in the secrets folder)."""
@@ -175,7 +176,7 @@ def record(config: JobConfig, store: Store, *, replacing: bool = False) -> Check
                 return before
         write_checkpoint(path, now)
     line = json.dumps({"event": "state-checkpoint", **now.to_json()}, sort_keys=True)
-    log.info(line)
+    log.debug(line)
     _to_syslog(config.syslog_address, line)
     return now
 

@@ -91,7 +91,7 @@ def setup_logging(log_format: str, verbose: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
     # In a terminal the progress bar and the printed plan say it; under cron each change is a log line.
-    for name in ("idlifecycle.changes", "idlifecycle.feed", "idlifecycle.checkpoint"):
+    for name in ("idlifecycle.changes", "idlifecycle.feed"):
         logging.getLogger(name).setLevel(logging.INFO if verbose or not sys.stderr.isatty() else logging.WARNING)
 
 
