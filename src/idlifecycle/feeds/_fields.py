@@ -7,6 +7,7 @@ the messages say what was found and what is expected, because a school office re
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 import unicodedata
 from collections import defaultdict
@@ -61,12 +62,11 @@ UPN_SHAPE = re.compile(rf"[{UPN_CHECK_LETTERS}]\d{{11}}[\d{UPN_CHECK_LETTERS}]")
 
 def upn_check_letter(upn: str) -> str:
     """The check letter the DfE algorithm gives for characters 2 to 13 of a UPN."""
-    total = 0
-    for position, char in enumerate(upn[1:13], start=2):
-        value = _UPN_VALUES.get(char)
-        if value is None:  # a digit of another script, which \d lets through
-            value = int(char) if char.isdigit() else UPN_CHECK_LETTERS.index(char)
-        total += value * position
+    try:
+        total = sum(map(operator.mul, map(_UPN_VALUES.__getitem__, upn[1:13]), range(2, 14)))
+    except KeyError:  # a digit of another script, which \d lets through
+        total = sum((int(char) if char.isdigit() else UPN_CHECK_LETTERS.index(char)) * position
+                    for position, char in enumerate(upn[1:13], start=2))
     return UPN_CHECK_LETTERS[total % 23]
 
 
