@@ -251,14 +251,8 @@ def choose_usernames(
 def _groups_by_member(snapshot: Snapshot) -> dict[str, set[str]]:
     member_of: dict[str, set[str]] = {}
     for group in snapshot.groups:
-        name = group.name
         for key in group.members:
-            # Not setdefault(key, set()): that makes and drops a set per membership, a million on a trust's night.
-            groups = member_of.get(key)
-            if groups is None:
-                member_of[key] = {name}
-            else:
-                groups.add(name)
+            member_of.setdefault(key, set()).add(group.name)
     return member_of
 
 
