@@ -44,10 +44,14 @@ class Secrets(Mapping[str, str]):
         # Two lookups, each through one pydantic-settings source: the environment with the
         # IDLIFECYCLE_ prefix, then a file named plainly <name> (pydantic-settings would otherwise
         # put the prefix on file names too, and systemd credentials are named without it).
-        for source, prefix in (("env", "IDLIFECYCLE_"), ("file", "")):
+        # A file may also be named idlifecycle_<name>: systemd names each file of a directory loaded with
+        # `LoadCredential=idlifecycle:/etc/idlifecycle/credentials` so (jobs/idlifecycle-nightly.service).
+        for source, prefix, field_name in (("env", "IDLIFECYCLE_", key), ("file", "", key),
+                                           ("file", "", f"idlifecycle_{key}")):
             if source == "file" and secrets_dir is None:
                 continue
-            value = getattr(_lookup_model(key, source)(_secrets_dir=secrets_dir, _env_prefix=prefix), key)
+            value = getattr(_lookup_model(field_name, source)(_secrets_dir=secrets_dir, _env_prefix=prefix),
+                            field_name)
             if value is not None:
                 return str(value.get_secret_value()).strip()
         return None

@@ -192,6 +192,24 @@ def reconcile_started(store: Store, snapshots: Mapping[str, Snapshot], *, found_
     return settled
 
 
+def _privileged_refusal(connector: Connector, change: Change) -> str:
+    """Why a change must not be sent because its target is a privileged account ("" when it may be).
+
+    The last line of defence behind the planner, reset and approvals: only taking such an account
+    out of a restricted share's group is let through, which takes access away and changes the group.
+    """
+    if change.target is None or (change.action is Action.REMOVE_MEMBER and change.restricted):
+        return ""
+    try:
+        why = connector.privileged_reason(change.target)
+    except ConnectorError as error:
+        return f"not sent: whether {change.username} is a privileged account could not be read ({error})"
+    if not why:
+        return ""
+    return (f"refused: {change.username} is a privileged account ({why}); idlifecycle never changes privileged "
+            f"accounts ({change.action} not sent)")
+
+
 class Executor:
     def __init__(
         self,
@@ -241,6 +259,12 @@ class Executor:
                 result = Result(change.change_id, Outcome.FAILED,
                                 f"the account for {change.username} was not created, so this was not attempted")
                 self._record(run_plan_id, change, change, result, None)
+                results.append(result)
+                continue
+            refusal = _privileged_refusal(connector, resolved)
+            if refusal:
+                result = Result(change.change_id, Outcome.FAILED, refusal)
+                self._record(run_plan_id, change, resolved, result, resolved.target)
                 results.append(result)
                 continue
             if resolved.action in (Action.CREATE, Action.SET_PASSWORD) and resolved.password is None \

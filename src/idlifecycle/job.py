@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from idlifecycle import access, passwords
+from idlifecycle.anchors import is_short_anchor, resolve_anchors
 from idlifecycle.config import JobConfig, Secrets, load_job_config
 from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorError, build_connector
 from idlifecycle.errors import ConfigError, FeedError, GuardTripped, StalePlan, UserError
@@ -95,6 +96,8 @@ class Job:
         self.today = today or date.today()
         self.secrets = secrets if secrets is not None else Secrets()
         self.store = Store(config.state_db)
+        self.feed_person_ids: set[str] = set()
+        """The ids in the feed this job last read (rows refused included), for resolving short anchors."""
 
     def close(self) -> None:
         self.store.close()
@@ -138,6 +141,7 @@ class Job:
                 context = ConnectorContext(
                     name=spec.name, type=spec.type, options=spec.options, source=spec.source,
                     cursors=self.store, state_dir=self.config.state_dir / "sandbox", secrets=self.secrets,
+                    cache_dir=self.config.state_dir / "cache",
                 )
                 connector = build_connector(context)
                 stack.callback(connector.close)
@@ -169,6 +173,8 @@ class Job:
             refused = {error.person_id for error in protected}
             result = replace(result, people=tuple(p for p in result.people if p.person_id not in refused),
                              errors=result.errors + tuple(protected))
+        self.feed_person_ids = ({p.person_id for p in result.people}
+                                | {e.person_id for e in result.errors if e.person_id} | set(result.skipped_ids))
         previous = (self.store.feed_profile(self.config.name) or {}).get("columns")
         return result, column_problems(result.columns, mapping, previous)
 
@@ -181,12 +187,24 @@ class Job:
         return result
 
     def snapshots(self, connectors: Mapping[str, Connector]) -> dict[str, Snapshot]:
+        """Each directory's snapshot, its accounts' anchors carrying full person ids.
+
+        A directory whose anchor attribute is shorter than some ids (Entra and AD: 16) holds short
+        anchors for them (idlifecycle.anchors); they are resolved here, once, from every id the store
+        has linked to an account and every id in the feed, so nothing after this sees them.
+        """
         snapshots: dict[str, Snapshot] = {}
+        known: set[str] | None = None
         for name, connector in connectors.items():
             try:
-                snapshots[name] = connector.snapshot()
+                snapshot = connector.snapshot()
             except ConnectorError as error:
                 raise UserError(f"{name}: could not read the directory: {error}") from None
+            limit = type(connector).capabilities.max_anchor_length
+            if limit is not None and any(is_short_anchor(a.anchor) for a in snapshot.accounts):
+                known = known if known is not None else self.store.known_person_ids() | self.feed_person_ids
+                snapshot = resolve_anchors(snapshot, known, limit)
+            snapshots[name] = snapshot
         return snapshots
 
     def plan_state(self) -> PlanState:
@@ -308,7 +326,8 @@ class Job:
         # A held person's accounts are left as they are: no termly flag or cleared "never expires" either.
         termly = [c for c in passwords.termly_changes(self, snapshots, people) if not held.holds(c.person_id)]
         plan = replace(plan, changes=plan.changes + tuple(termly),
-                       rejected_rows=tuple(str(error) for error in feed.errors))
+                       rejected_rows=tuple(str(error) for error in feed.errors),
+                       notes=plan.notes + tuple(note for s in snapshots.values() for note in s.notes))
         return plan, held, termly
 
 

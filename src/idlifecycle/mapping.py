@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 
-from idlifecycle.connectors.base import Capabilities
-from idlifecycle.model import DesiredAccount, Kind, Person
+from idlifecycle.model import Capabilities, DesiredAccount, Kind, Person
 from idlifecycle.naming import NamingRules, ascii_display, year_label
 
 

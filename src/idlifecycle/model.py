@@ -97,6 +97,10 @@ class Account:
     created: datetime | None = None
     last_sign_in: datetime | None = None
     password_last_set: datetime | None = None
+    privileged: str = ""
+    """Why the account is privileged ("member of Domain Admins", "Global Administrator"), "" when it is
+    not: such an account is never adopted, renamed, moved, disabled, deleted, given a password or a
+    group by this tool, whatever its domain or OU (README "Safety")."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,9 @@ class Snapshot:
     groups: tuple[Group, ...]
     names_outside_scope: frozenset[str] = frozenset()
     """Usernames held by accounts outside the managed scope: never issued to anyone."""
+    notes: tuple[str, ...] = ()
+    """What the school should know about how the directory was read (a refused delta link meant a
+    full read; sign-in dates unavailable): carried into the plan's notes and the run summary."""
 
     def fingerprint(self) -> str:
         """A digest of everything the planner reads, so a stale plan can be refused."""
@@ -144,6 +151,7 @@ class Snapshot:
                         account.surname, account.display_name, account.anchor, account.enabled,
                         account.container, sorted(account.attributes.items()),
                         account.password_never_expires, account.synced_from_on_premises,
+                        account.privileged,
                     ],
                 ).encode()
             )
@@ -348,3 +356,26 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         plan_id=str(data.get("plan_id") or ""),
         origin=str(data.get("origin") or "feed"),
     )
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a directory can do, declared rather than discovered by trial and error.
+
+    Declared by each connector class; read by the planner and mapping, so it lives in the model (the
+    core knows no connector module). `connectors.base` re-exports it for connectors.
+    """
+
+    containers: bool = True
+    """Has OUs / org units; Entra has none, so MOVE is never planned there."""
+    max_username_length: int | None = None
+    revoke_sessions: bool = True
+    licence_groups: bool = False
+    """Licences are assigned by membership of licence groups (Entra group-based licensing)."""
+    hybrid: bool = False
+    """Some accounts may be owned by on-prem AD (Entra Connect): their synced attributes are read-only."""
+    password_rules: str = ""
+    """Which directory's password rules apply: "ad", "entra" or "google"."""
+    max_anchor_length: int | None = None
+    """How many characters the person-id attribute holds; a longer id is written as its short anchor
+    (`idlifecycle.anchors`), and the snapshot's anchors are given back the full ids by the job."""

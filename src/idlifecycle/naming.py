@@ -1,16 +1,18 @@
-"""Usernames: templates, transliteration to ASCII, length limits and collision suffixes (pure)."""
+"""Usernames: templates, transliteration to ASCII, length limits, reserved names and collision suffixes (pure)."""
 
 from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from anyascii import anyascii
 
+from idlifecycle.errors import UserError
 from idlifecycle.model import Kind, Person
 
 _NOT_NAME = re.compile(r"[^a-z0-9]")
@@ -91,6 +93,88 @@ class NamingRules:
     reserved: frozenset[str] = frozenset()
 
 
+@cache
+def _prototypes() -> dict[str, str]:
+    """Each character of Unicode's confusables.txt (UTS #39) to the prototype it is confused with.
+
+    confusable-homoglyphs ships the file as pairs listed both ways: a source lists only its
+    prototype, a prototype lists all its sources. A pair that lists only each other is ambiguous;
+    either member serves as the pair's key, so the smaller is taken for both.
+    """
+    # Imported here: loading the table takes 0.17 s, which commands that issue no names need not pay.
+    from confusable_homoglyphs.confusables import confusables_data
+
+    def plain(text: str) -> str:
+        return text.replace("\u200e", "")  # the file's left-to-right marks around right-to-left letters
+
+    listed = {plain(char): [plain(entry["c"]) for entry in entries] for char, entries in confusables_data.items()}
+    prototypes: dict[str, str] = {}
+    for char, others in listed.items():
+        if len(char) != 1 or len(others) != 1:
+            continue  # a prototype (or a sequence): it stands for itself
+        other = others[0]
+        if len(listed.get(other, [])) == 1 and len(other) == 1:
+            prototypes[char] = min(char, other)
+        else:
+            prototypes[char] = other
+    return prototypes
+
+
+@cache
+def _skeleton_of(char: str) -> str:
+    prototypes = _prototypes()
+    text = "".join(prototypes.get(c, c) for c in unicodedata.normalize("NFD", char))
+    # TR39's prototype of capital I is l and of 0 is O; compared without case, i, I, l and 1 are one
+    # shape, as are o, O and 0 (adm1n, admIn and admin look the same in a sign-in box).
+    return unicodedata.normalize("NFD", text).casefold().replace("i", "l")
+
+
+def skeleton(name: str) -> str:
+    """The name as it looks: UTS #39's skeleton of its NFKC case-folded form, compared without case.
+
+    `adm1n`, `аdmin` (Cyrillic a) and `admin` have one skeleton.
+    """
+    return "".join(_skeleton_of(c) for c in unicodedata.normalize("NFKC", name).casefold())
+
+
+SEPARATORS = "._-"
+MAX_SUFFIX = 10_000
+
+
+@cache
+def _reserved_skeletons(reserved: frozenset[str]) -> dict[str, str]:
+    return {skeleton(word): word for word in reserved if word.strip()}
+
+
+def reserved_clash(name: str, reserved: frozenset[str]) -> str | None:
+    """The reserved word `name` passes for, or None.
+
+    A name is reserved when it looks like a reserved word (same skeleton) on its own, or followed
+    by digits (`admin2`, `administrator3`, `it2`), by a separator and anything (`admin.jones`), or
+    by another reserved name (`itadmin`, `admin-support1`). Any other continuation is an ordinary
+    name, however short the reserved word: `italo`, `adminah` and `hrithik` are not blocked.
+    """
+    words = _reserved_skeletons(reserved)
+    if not words:
+        return None
+    chars = unicodedata.normalize("NFKC", name).casefold()
+    return _clash(chars, [_skeleton_of(c) for c in chars], words, 0)
+
+
+def _clash(chars: str, shapes: list[str], words: Mapping[str, str], start: int) -> str | None:
+    head = ""
+    for end in range(start, len(chars)):
+        head += shapes[end]
+        word = words.get(head)
+        if word is None:
+            continue
+        rest = chars[end + 1:]
+        if (not rest or rest[0] in SEPARATORS or rest.isdigit()
+                or _clash(chars, shapes, words, end + 1) is not None):
+            return word
+    return None
+
+
 def base_username(person: Person, rules: NamingRules, today: date) -> str:
     name = rules.templates[person.kind].format(**template_values(person, today))
     return name[: rules.max_length]
@@ -103,16 +187,24 @@ def assign_usernames(
 
     `taken` holds every name that may not be issued: every name ever issued by the tool, names in
     every directory (inside and outside the managed scope). Collisions get 2, 3, … with the base
-    shortened so the whole name still fits the length limit.
+    shortened so the whole name still fits the length limit. A name that `reserved_clash` matches is
+    never issued.
     """
-    used = {name.lower() for name in taken} | {name.lower() for name in rules.reserved}
+    used = {name.lower() for name in taken}
     assigned: dict[str, str] = {}
     for person in sorted(people, key=lambda p: p.person_id):
         base = base_username(person, rules, today)
+        if reserved_clash(base + "2", rules.reserved):
+            # No number makes this name ordinary (Ad Min -> admin, admin2, …): the person's MIS id
+            # stands in for it, which no reserved word can match by prefix.
+            base = ("user" + template_values(person, today)["person_id"])[: rules.max_length]
         candidate = base
         suffix = 1
-        while candidate in used:
+        while candidate in used or reserved_clash(candidate, rules.reserved):
             suffix += 1
+            if suffix > MAX_SUFFIX:
+                raise UserError(f"no username can be made for {person.person_id} ({base}): every name up to "
+                                f"{candidate} is taken or reserved; check [naming] reserved in the mapping")
             tail = str(suffix)
             candidate = base[: rules.max_length - len(tail)] + tail
         used.add(candidate)

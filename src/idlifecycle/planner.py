@@ -9,10 +9,9 @@ from datetime import date, timedelta
 from functools import cached_property
 from typing import Any, Protocol
 
-from idlifecycle.connectors.base import Capabilities
 from idlifecycle.mapping import DesiredAccounts, MappingRules, Status, status
-from idlifecycle.model import Account, Action, Change, DesiredAccount, Group, Kind, Person, Plan, Snapshot
-from idlifecycle.naming import assign_usernames, base_username
+from idlifecycle.model import Account, Action, Capabilities, Change, DesiredAccount, Group, Kind, Person, Plan, Snapshot
+from idlifecycle.naming import assign_usernames, base_username, reserved_clash
 
 
 @dataclass(frozen=True)
@@ -169,12 +168,16 @@ def match_accounts(
     people: Sequence[Person], snapshot: Snapshot, rules: MappingRules, statuses: Mapping[str, Status],
     logins: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Account], set[str], list[str]]:
-    """person_id -> account (by anchor, else by the kind's match rules), the adopted ids, and notes."""
+    """person_id -> account (by anchor, else by the kind's match rules), the adopted ids, and notes.
+
+    A privileged account is never matched, by its anchor or otherwise: it is noted and left alone
+    (see `privileged_notes`), and the person it is anchored to gets no account planned here.
+    """
     logins = logins or {}
     notes: list[str] = []
     matched: dict[str, Account] = {}
     for account in sorted(snapshot.accounts, key=lambda a: a.key):
-        if account.anchor is None:
+        if account.anchor is None or account.privileged:
             continue
         if account.anchor in matched:
             notes.append(
@@ -183,7 +186,8 @@ def match_accounts(
             )
             continue
         matched[account.anchor] = account
-    unanchored = sorted((a for a in snapshot.accounts if a.anchor is None), key=lambda a: a.key)
+    unanchored = sorted((a for a in snapshot.accounts if a.anchor is None and not a.privileged),
+                        key=lambda a: a.key)
     index = _Unanchored(unanchored)
     adopted: set[str] = set()
     claimed: set[str] = set()
@@ -208,6 +212,29 @@ def match_accounts(
             notes.append(f"{snapshot.directory}: unmanaged: {account.login} is in the managed scope but matches "
                          "nobody in the feed; left unchanged")
     return matched, adopted, notes
+
+
+def privileged_notes(people: Sequence[Person], snapshot: Snapshot, rules: MappingRules,
+                     logins: Mapping[str, str]) -> tuple[set[str], list[str]]:
+    """The people whose anchor a privileged account carries (planned nothing here), and one note per
+    privileged account: "privileged, not managed", with whom it would otherwise have been matched to."""
+    people_by_id = {p.person_id: p for p in people}
+    blocked: set[str] = set()
+    notes: list[str] = []
+    for account in sorted((a for a in snapshot.accounts if a.privileged), key=lambda a: a.login.lower()):
+        person = people_by_id.get(account.anchor) if account.anchor else None
+        if person is not None:
+            blocked.add(person.person_id)
+            whose = (f"; it carries the anchor of {person.display_name} ({person.person_id}), who gets no account "
+                     "changes here until it holds no privileged role")
+        else:
+            would = next((p for p in people if any(
+                _match_rule(rule, p, account, logins.get(p.person_id)) for rule in rules.kinds[p.kind].match)), None)
+            whose = (f"; not adopted for {would.display_name} ({would.person_id}), who gets an account of their own"
+                     if would is not None and account.anchor is None else "")
+        notes.append(f"{snapshot.directory}: privileged, not managed: {account.login or account.username} "
+                     f"({account.privileged}){whose}")
+    return blocked, notes
 
 
 def choose_usernames(
@@ -239,7 +266,7 @@ def choose_usernames(
                        base_username(person, rules.naming, today).rstrip("0123456789")))
         if current is None or renamed:
             wanted = person.username if rules.use_feed_usernames else None
-            if wanted and wanted.lower() not in taken and wanted.lower() not in rules.naming.reserved:
+            if wanted and wanted.lower() not in taken and not reserved_clash(wanted, rules.naming.reserved):
                 names[person.person_id] = wanted
                 taken.add(wanted.lower())
             else:
@@ -434,7 +461,10 @@ def plan(
     adopted: dict[str, set[str]] = {}
     notes: list[str] = []
     logins = expected_logins(people, rules, today)
+    blocked: dict[str, set[str]] = {}
     for directory, snapshot in snapshots.items():
+        blocked[directory], found = privileged_notes(people, snapshot, rules, logins)
+        notes.extend(found)
         matched[directory], adopted[directory], found = match_accounts(people, snapshot, rules, statuses, logins)
         notes.extend(found)
     names = choose_usernames(people, active, matched, snapshots, rules, state, today)
@@ -453,6 +483,8 @@ def plan(
             managed_keys.add(kept.key)
             held_lines[held.keys[normalise_id(person_id)]].append(f"{directory} {kept.username}")
         for person in active:
+            if person.person_id in blocked[directory]:
+                continue
             desired = desired_accounts.account(person, names[person.person_id], directory, caps)
             extra = shares.desired.get(person.person_id, {}).get(directory, frozenset())
             if extra:
@@ -484,7 +516,7 @@ def plan(
     return Plan(
         changes=tuple(changes),
         fingerprints={d: s.fingerprint() for d, s in snapshots.items()},
-        managed_counts={d: len(s.accounts) for d, s in snapshots.items()},
+        managed_counts={d: sum(1 for a in s.accounts if not a.privileged) for d, s in snapshots.items()},
         people_count=people_count,
         created_at=today.isoformat(),
         notes=tuple(notes),

@@ -19,6 +19,7 @@ each rule here stops the run (or, for the feed's columns, fails it) naming what 
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -127,8 +128,9 @@ FEED_FIELDS = ("registration_group", "role", "year", "year_group")
 
 
 def group_key(name: str) -> str:
-    """A group name as compared for collisions: "Share-SEN-Restricted" and "share sen restricted" agree."""
-    return "".join(char for char in name.casefold() if char.isalnum())
+    """A group name as compared for collisions: "Share-SEN-Restricted", "share sen restricted" and the
+    full-width "Ｓｈａｒｅ-SEN-Restricted" agree (NFKC first: directories compare some names width-blind)."""
+    return "".join(char for char in unicodedata.normalize("NFKC", name).casefold() if char.isalnum())
 
 
 def protected_group_rows(

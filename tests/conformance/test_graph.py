@@ -292,3 +292,75 @@ def test_just_created_user_reaches_delta_late_but_is_never_lost(make_emulator: C
 
     assert user["id"] not in {u["id"] for u in first["value"]}
     assert user["id"] in {u["id"] for u in second["value"]}
+
+
+def test_extension_attributes_are_set_one_by_one_hold_1024_characters_and_are_read_only_when_synced(
+        make_emulator: Callable[..., GraphEmulator]) -> None:
+    """onPremisesExtensionAttributes: extensionAttribute1-15, each at most 1,024 characters; settable on a
+    cloud-only user at create and update (an update sets only the attributes it names, null clears one);
+    read-only on a user synchronised from AD.
+
+    Sources: https://learn.microsoft.com/en-us/graph/api/resources/onpremisesextensionattributes
+    ("For a cloud-only user … these properties can be set during the creation or update"; "for an
+    onPremisesSyncEnabled user, the source of authority for this set of properties is the on-premises
+    and is read-only"; the 1,024-character limit) and the example "Update the onPremisesExtensionAttributes
+    of a user" in https://learn.microsoft.com/en-us/graph/api/user-update (extensionAttribute13 set to null).
+    """
+    emulator = make_emulator(replication_window=0)
+    with _client(emulator) as graph:
+        created = graph.post("/users", json={**_new_user("25ext"), "onPremisesExtensionAttributes": {
+            "extensionAttribute15": "f81d4fae-7dec-11d0-a765-00a0c91e6bf6", "extensionAttribute13": "keep"}})
+        assert created.status_code == 201
+        key = created.json()["id"]
+        assert graph.patch(f"/users/{key}", json={"onPremisesExtensionAttributes": {
+            "extensionAttribute1": "one", "extensionAttribute13": None}}).status_code == 204
+        read = graph.get(f"/users/{key}?$select=onPremisesExtensionAttributes").json()["onPremisesExtensionAttributes"]
+        assert (read["extensionAttribute1"], read["extensionAttribute13"], read["extensionAttribute15"]) == (
+            "one", None, "f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+
+        too_long = graph.patch(f"/users/{key}",
+                               json={"onPremisesExtensionAttributes": {"extensionAttribute2": "a" * 1025}})
+        assert too_long.status_code == 400 and _error(too_long)["code"] == "Request_BadRequest"
+
+        synced = emulator.directory.user(f"hybridteacher@{STAFF}")["id"]
+        refused = graph.patch(f"/users/{synced}", json={"onPremisesExtensionAttributes": {"extensionAttribute15": "x"}})
+        assert refused.status_code == 400
+        assert "on-premises mastered Directory Sync objects" in _error(refused)["message"]
+
+
+def test_directory_role_holders_are_listed_as_role_assignments_and_role_members(
+        make_emulator: Callable[..., GraphEmulator]) -> None:
+    """Active directory roles show as unifiedRoleAssignments (principalId, roleDefinitionId = the role's
+    template id for a built-in role, directoryScopeId "/" tenant-wide) and as members of the activated
+    directoryRole; PIM eligibilities are listed only in a tenant with Entra ID P2, and an eligible
+    principal is not a member of the directoryRole until it activates.
+
+    Sources: https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleassignments (List
+    unifiedRoleAssignments; $filter on principalId, roleDefinitionId), https://learn.microsoft.com/en-us/
+    graph/api/resources/unifiedroleassignment, https://learn.microsoft.com/en-us/graph/api/
+    directoryrole-list-members and https://learn.microsoft.com/en-us/graph/api/
+    rbacapplication-list-roleeligibilityscheduleinstances (PIM needs Microsoft Entra ID P2).
+    """
+    global_admin = "62e90394-69f5-4237-9190-012177145e10"  # Global Administrator's template id in every tenant
+    seed = school_seed()
+    seed["directoryRoles"] = [{"displayName": "Global Administrator", "roleTemplateId": global_admin,
+                               "members": ["it.admin@example.org"], "eligible": [f"jsmith@{STAFF}"]}]
+    for pim in (False, True):
+        with _client(make_emulator({**seed, "pim": pim})) as graph:
+            users = {u["userPrincipalName"]: u["id"] for u in graph.get("/users").json()["value"]}
+            assignments = graph.get("/roleManagement/directory/roleAssignments").json()["value"]
+            mine = [a for a in assignments if a["principalId"] == users["it.admin@example.org"]]
+            assert [(a["roleDefinitionId"], a["directoryScopeId"]) for a in mine] == [(global_admin, "/")]
+            assert users[f"jsmith@{STAFF}"] not in {a["principalId"] for a in assignments}
+            only = graph.get("/roleManagement/directory/roleAssignments",
+                             params={"$filter": f"principalId eq '{users['it.admin@example.org']}'"}).json()["value"]
+            assert [a["principalId"] for a in only] == [users["it.admin@example.org"]]
+            [role] = [r for r in graph.get("/directoryRoles").json()["value"] if r["roleTemplateId"] == global_admin]
+            members = graph.get(f"/directoryRoles/{role['id']}/members").json()["value"]
+            assert [m["id"] for m in members] == [users["it.admin@example.org"]]
+            eligible = graph.get("/roleManagement/directory/roleEligibilityScheduleInstances")
+            if pim:
+                assert [(e["principalId"], e["roleDefinitionId"]) for e in eligible.json()["value"]] == [
+                    (users[f"jsmith@{STAFF}"], global_admin)]
+            else:
+                assert eligible.status_code == 403

@@ -104,11 +104,12 @@ class Mailbox:
         self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message, raw))
         return "250 OK"
 
-    def wait_for(self, to: str, subject_contains: str, timeout: float = 10) -> Received:
+    def wait_for(self, to: str, subject_contains: str, timeout: float = 10, text_contains: str = "") -> Received:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for received in self.messages:
-                if to in received.recipients and subject_contains in str(received.message["Subject"]):
+                if to in received.recipients and subject_contains in str(received.message["Subject"]) \
+                        and text_contains in received.text:
                     return received
             time.sleep(0.05)
         raise AssertionError(f"no email to {to} about {subject_contains!r}; got "
@@ -270,8 +271,10 @@ class ServedApp:
     thread: threading.Thread
 
 
-def serve(job_path: Path, port: int) -> ServedApp:
-    app = create_app(lambda: load_job(job_path), secure_cookies=False)
+def serve(job_path: Path, port: int, app: Any = None) -> ServedApp:
+    """The approval app (or `app`) under uvicorn on 127.0.0.1, trusting X-Forwarded-For from there as a
+    reverse proxy's, so a test can speak from other addresses."""
+    app = app or create_app(lambda: load_job(job_path), secure_cookies=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            proxy_headers=True, lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -227,6 +227,6 @@ def test_staff_request_form_sends_the_request_to_the_siro(school: School) -> Non
             "csrf": csrf.group(1), "requester": "someone@gmail.com", "share": "sen-records",
             "person": "TBR", "reason": "x", "days": "5"})
         assert outsider.status_code == 400 and "school email" in outsider.text
-    request_id = int(re.search(r"Request #(\d+)", sent.text).group(1))  # type: ignore[union-attr]
-    school.mailbox.wait_for(SIRO, f"Access request #{request_id}:")
+    received = school.mailbox.wait_for(SIRO, "Tom Brown to SEN records", text_contains="Annual review prep")
+    request_id = int(re.search(r"Access request #(\d+)", str(received.message["Subject"])).group(1))  # type: ignore[union-attr]
     school.mailbox.wait_for("teacher@school.example.org", f"Access request #{request_id} sent")

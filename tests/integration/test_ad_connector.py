@@ -515,3 +515,28 @@ def test_connection_lost_after_the_dc_applied_a_create_is_not_repeated(
 def test_the_scope_rule_compares_whole_rdns_never_string_endings(dn: str, inside: bool) -> None:
     from idlifecycle.connectors.ad import _within
     assert _within(dn, "OU=School,DC=test,DC=example,DC=com") is inside
+
+
+def test_an_adopted_account_whose_cn_has_an_escaped_comma_keeps_it_when_moved_and_renamed(
+        ad: ADConnector, samba_dc: DomainController) -> None:
+    # Issue 14, item 8: a move once cut `CN=Doe\, Jane` to `CN=Doe\` and reported success.
+    key = create(ad, "jdoe1", container="Pupils/Year 7")
+    conn = samba_dc.connection()
+    year7 = f"OU=Year 7,OU=Pupils,{samba_dc.managed_dn}"
+    assert conn.modify_dn(f"CN=jdoe1,{year7}", "CN=Doe\\, Jane")
+    conn.unbind()
+    move = change(Action.MOVE, key, "jdoe1", after={"container": "Pupils/Year 8, North"})
+    assert one(ad, move).outcome is Outcome.APPLIED
+    found = entry(samba_dc, "(sAMAccountName=jdoe1)", ["cn"])
+    assert found is not None
+    assert found[0] == f"CN=Doe\\, Jane,OU=Year 8\\, North,OU=Pupils,{samba_dc.managed_dn}"
+    assert found[1]["cn"] == [b"Doe, Jane"]
+    assert account(ad, key).container == "Pupils/Year 8, North"
+    assert one(ad, move).outcome is Outcome.ALREADY
+    back = change(Action.MOVE, key, "jdoe1", after={"container": "Pupils/Year 7"})
+    assert one(ad, back).outcome is Outcome.APPLIED
+    assert entry(samba_dc, "(sAMAccountName=jdoe1)", ["cn"])[0] == f"CN=Doe\\, Jane,{year7}"  # type: ignore[index]
+    rename = change(Action.RENAME, key, "jdoe1", before={"username": "jdoe1"},
+                    after={"username": "jdoe2", "login": "jdoe2@test.example.com"})
+    assert one(ad, rename).outcome is Outcome.APPLIED
+    assert entry(samba_dc, "(sAMAccountName=jdoe2)", ["cn"])[0] == f"CN=jdoe2,{year7}"  # type: ignore[index]

@@ -74,14 +74,9 @@ def test_a_feed_username_longer_than_sam_account_name_allows_is_refused_for_ad_o
     assert checked(path2, "entra", "google").errors == ()
 
 
-def test_an_id_longer_than_employee_id_allows_is_refused_for_entra_and_ad(tmp_path):
+def test_an_id_longer_than_employee_id_holds_is_not_refused_the_connectors_write_its_short_anchor(tmp_path):
     path = pupils(tmp_path, "f81d4fae-7dec-11d0-a765-00a0c91e6bf6,Ann,Lee,7,7K,")
-    assert checked(path, "google").errors == ()
-    (error,) = checked(path, "entra").errors
-    assert (error.field, error.message) == (
-        "Adno",
-        "'f81d4fae-7dec-11d0-a765-00a0c91e6bf6' is 36 characters long; Entra ID allows at most 16 in employeeId",
-    )
+    assert checked(path, "google", "entra", "ad").errors == ()
 
 
 def test_a_role_is_held_to_the_job_title_limits_and_the_group_name_rules(tmp_path):

@@ -199,3 +199,23 @@ def test_an_sds_upn_username_is_used_as_the_local_part_of_the_mappings_domain():
     creates = {c.person_id: c.after["login"] for c in p.changes if c.action is Action.CREATE}
     assert creates["221001"] == "awhite@pupils.example.sch.uk"
     assert all(login.count("@") == 1 for login in creates.values())
+
+
+def test_a_full_width_or_differently_cased_share_group_name_from_the_feed_is_refused_every_night():
+    """Issue 14, item 4: a case variant of a restricted group's name joined it and flipped in and out."""
+    from dataclasses import replace as changed
+
+    from idlifecycle.shape import protected_group_rows
+
+    pupil_rules = changed(RULES.kinds[Kind.PUPIL], groups=("{registration_group}",))
+    rules = changed(RULES, kinds={**RULES.kinds, Kind.PUPIL: pupil_rules})
+    hostile = [pupil("1001", "Ann", "Lee", reg="\uff33\uff48\uff41\uff52\uff45-SEN-Restricted", source="p.csv:2"),
+               pupil("1002", "Bob", "Lee", reg="SHARE-sen-restricted", source="p.csv:3"),
+               pupil("1003", "Cat", "Lee", reg="\uff24omain \uff21dmins", source="p.csv:4"),
+               pupil("1004", "Dan", "Lee", reg="7A", source="p.csv:5")]
+    for _night in (1, 2):
+        errors = protected_group_rows(hostile, rules, {"Share-SEN-Restricted"})
+        assert [e.person_id for e in errors] == ["1001", "1002", "1003"]
+        p = plan(hostile, {"ad": Snapshot("ad", (), ())}, {"ad": AD_LIKE}, rules, PlanState(), TODAY,
+                 held=held_rows(errors))
+        assert {c.person_id for c in p.changes if c.person_id} == {"1004"}

@@ -5,6 +5,7 @@ from datetime import date
 from hypothesis import given
 from hypothesis import strategies as st
 
+from idlifecycle.config import DEFAULT_RESERVED
 from idlifecycle.model import Kind, Person
 from idlifecycle.naming import NamingRules, ascii_name, assign_usernames, intake_year
 from tests.factories import TODAY, pupil, staff
@@ -40,10 +41,50 @@ def test_a_leavers_username_is_never_issued_again():
     assert names["S1"] == "jsmith2"
 
 
-def test_reserved_names_are_never_issued():
+def test_reserved_names_are_never_issued_nor_with_a_number_after_them():
     rules = NamingRules({Kind.STAFF: "{surname}"}, reserved=frozenset({"head"}))
     names = assign_usernames([staff("S1", "Anna", "Head")], rules, taken=[], today=TODAY)
-    assert names["S1"] == "head2"
+    # head2 would pass for a head teacher's second account: the MIS id stands in.
+    assert names["S1"] == "users1"
+
+
+DEFAULTS = frozenset(DEFAULT_RESERVED)
+
+
+def issued(surname: str, reserved: frozenset[str] = DEFAULTS) -> str:
+    rules = NamingRules({Kind.STAFF: "{surname}"}, reserved=reserved)
+    return assign_usernames([staff("S1", "Anna", surname)], rules, taken=[], today=TODAY)["S1"]
+
+
+def test_a_reserved_name_followed_by_a_number_or_another_reserved_name_is_not_issued():
+    # Issue 14, item 8: admin2, administrator3 and it2 were issued; a staff row "Ian Tadmin" matched itadmin.
+    for surname in ("admin2", "administrator3", "it2", "itadmin", "helpdesk01", "office-2"):
+        assert issued(surname) == "users1", surname
+
+
+def test_a_name_that_only_looks_like_a_reserved_one_is_not_issued():
+    for surname in ("adm1n", "0ffice", "adminlstrat0r", "supp0rt", "r00t", "adrnin"):
+        assert issued(surname) == "users1", surname
+
+
+def test_ordinary_names_that_begin_with_a_reserved_word_are_issued():
+    for surname in ("italo", "adminah", "hrithik", "testa", "headley", "officer", "dslater", "rooting"):
+        assert issued(surname) == surname, surname
+
+
+def test_a_feed_username_in_cyrillic_letters_that_spells_admin_is_not_used():
+    from dataclasses import replace as changed
+
+    from idlifecycle.model import Snapshot
+    from idlifecycle.planner import PlanState, plan
+    from tests.factories import AD_LIKE, school_rules
+
+    rules = changed(school_rules(), use_feed_usernames=True)
+    rules = changed(rules, naming=changed(rules.naming, reserved=DEFAULTS))
+    hostile = staff("S9", "Ann", "Lee", username="\u0430dmin")  # Cyrillic a, then Latin dmin
+    p = plan([hostile], {"ad": Snapshot("ad", (), ())}, {"ad": AD_LIKE}, rules, PlanState(), TODAY)
+    [create] = [c for c in p.changes if c.person_id == "S9" and c.action.value == "create"]
+    assert create.username != "\u0430dmin" and not create.username.startswith("admin")
 
 
 def test_long_names_are_cut_to_twenty_characters_even_with_a_suffix():

@@ -134,11 +134,12 @@ def test_the_restricted_access_sheet_lists_each_member_with_why_and_a_keep_remov
 
 
 def test_admin_roles_show_who_holds_them_and_whether_they_are_still_staff(workbook: openpyxl.Workbook) -> None:
-    rows = [(r["Directory"], r["Role"], r["Username"], r["In the MIS feed as"]) for r in records(workbook[PRIVILEGED])]
+    rows = [(r["Directory"], r["Role"], r["Username"], r["In the MIS feed as"], r["Managed by idlifecycle"])
+            for r in records(workbook[PRIVILEGED])]
     assert rows == [
-        ("ad", "Domain Admins", "bcox", "Staff: Left 03/04/2026"),
-        ("entra", "Global Administrator", "alovelace", "Staff: Current"),
-        ("entra", "Global Administrator", "breakglass", "No person ID"),
+        ("ad", "Domain Admins", "bcox", "Staff: Left 03/04/2026", "privileged, not managed"),
+        ("entra", "Global Administrator", "alovelace", "Staff: Current", "privileged, not managed"),
+        ("entra", "Global Administrator", "breakglass", "No person ID", "privileged, not managed"),
     ]
 
 

@@ -59,11 +59,26 @@ class Holding:
     reason: str = ""
 
 
+REFUSAL_WINDOW = timedelta(minutes=1)
+MAX_TALLY_CLIENTS = 20
+
+
+@dataclass
+class RefusalTally:
+    """Refusals of one kind counted after the first of its minute, not yet written."""
+
+    first: datetime
+    last: datetime
+    count: int = 0
+    clients: set[str] = field(default_factory=set)
+
+
 class Access:
     """The access area of one job (use from one thread: it holds the job's store)."""
 
     def __init__(self, job: AccessJob) -> None:
         self.job = job
+        self._refusals: dict[str, RefusalTally] = {}
         self.settings: AccessSettings = access_settings(job)
         self.registry: Registry = registry_for(job, self.settings)
         self.records = AccessRecords(job.store)
@@ -92,14 +107,12 @@ class Access:
 
     # requests ---------------------------------------------------------------------------------
 
-    def request(self, share_name: str, person_id: str, reason: str, days: int, requester: str,
-                *, now: datetime | None = None) -> AccessRequest:
-        """Record a request and email the SIRO a link.
+    def check_request(self, share_name: str, reason: str, days: int) -> tuple[Share, str]:
+        """The share and the trimmed reason of a request that may be made; UserError naming what is wrong.
 
-        The link is never returned or printed: whoever holds it can decide the request, and the
-        requester must not be able to approve their own request.
+        Nothing here depends on the person, so the web form's answer to a bad request is the same
+        whoever it names.
         """
-        now = now or utcnow()
         share = self.share(share_name)
         reason = reason.strip()
         if not reason:
@@ -109,23 +122,58 @@ class Access:
         if not 1 <= days <= share.max_grant_days:
             raise UserError(f"--days must be between 1 and {share.max_grant_days} for {share.name} "
                             f"(its maximum grant length)")
+        self._mailer()
+        return share, reason
+
+    def request(self, share_name: str, person_id: str, reason: str, days: int, requester: str,
+                *, now: datetime | None = None) -> AccessRequest:
+        """Record a request and email the SIRO a link.
+
+        The link is never returned or printed: whoever holds it can decide the request, and the
+        requester must not be able to approve their own request.
+        """
+        share, reason = self.check_request(share_name, reason, days)
         person = self.people().get(person_id)
         if person is None:
             raise UserError(f"person {person_id!r} is not in the feed: use the MIS id")
+        return self._record_request(share, person, reason, days, requester, now or utcnow())
+
+    def request_if_known(self, share_name: str, person_id: str, reason: str, days: int, requester: str,
+                         client: Client) -> AccessRequest | None:
+        """The web form's request: the SIRO is asked only when the MIS knows the person.
+
+        An unknown id is recorded in the audit log and nothing is sent, and the form answers the
+        same either way, so the form cannot be used to find out who is on the school's roll.
+        """
+        share, reason = self.check_request(share_name, reason, days)
+        person = self.people().get(person_id)
+        if person is None:
+            self.job.store.audit("access-request-unknown-person", {
+                "share": share.name, "person_id": person_id[:64], "requester": requester,
+                "client": client.address}, actor=requester)
+            return None
+        return self._record_request(share, person, reason, days, requester, utcnow())
+
+    def _record_request(self, share: Share, person: Person, reason: str, days: int, requester: str,
+                        now: datetime) -> AccessRequest:
         mailer = self._mailer()
         access_request = self.records.add_request(share.name, person.person_id, person.display_name, reason,
                                                   days, requester, now)
         self.job.store.audit("access-requested", {
             "request_id": access_request.request_id, "share": share.name, "person_id": person.person_id,
             "reason": reason, "days": days, "requester": requester}, actor=requester)
-        self.send_link(access_request, now=now, mailer=mailer)
+        self.send_link(access_request, now=now, mailer=mailer, person=person)
         if valid_email(requester):
             self._send(mailer, requester, request_received(access_request, share, self.settings.siro_name))
         return access_request
 
     def send_link(self, access_request: AccessRequest, *, now: datetime | None = None,
-                  mailer: Mailer | None = None, approver: str | None = None) -> None:
-        """Mint a link for the approver (the SIRO unless named), store it and email it."""
+                  mailer: Mailer | None = None, approver: str | None = None, person: Person | None = None) -> None:
+        """Mint a link for the approver (the SIRO unless named), store it and email it.
+
+        The email says whether the person is a pupil or staff as the MIS has them (never as the
+        requester said), so a request for a pupil dressed up as a colleague's stands out.
+        """
         if access_request.status != "pending":
             raise UserError(f"request #{access_request.request_id} was already {access_request.status}")
         now = now or utcnow()
@@ -135,7 +183,9 @@ class Access:
         self.records.add_link(claims.nonce, access_request.request_id, approver, now, expires)
         url = f"{web_settings(self.job).public_base_url}/approve?t={token}"
         share = self.share(access_request.share)
-        email = approval_request(access_request, share, self.settings.siro_name, url, expires)
+        person = person or self.people().get(access_request.person_id)
+        kind = str(person.kind).capitalize() if person is not None else "not in the MIS feed now"
+        email = approval_request(access_request, share, self.settings.siro_name, url, expires, kind)
         self._send(mailer or self._mailer(), approver, email,
                    names={approver: self.settings.siro_name} if approver == self.siro else None)
         self.job.store.audit("approval-link-sent", {
@@ -176,10 +226,36 @@ class Access:
                               claims.request_id)
         return claims, access_request
 
-    def refused(self, refused: LinkRefused, client: Client) -> None:
+    def refused(self, refused: LinkRefused, client: Client, *, now: datetime | None = None) -> None:
+        """Audit a refused link or form, grouped: the first refusal of a kind in a minute is written in
+        full, the rest of that minute as one `links-refused` row with their count.
+
+        Anyone can send forged links, and one row per attempt would let them flood the audit log.
+        """
+        now = now or utcnow()
+        self.flush_refusals(now)
+        tally = self._refusals.get(refused.reason)
+        if tally is not None:
+            tally.count += 1
+            tally.last = now
+            if len(tally.clients) < MAX_TALLY_CLIENTS:
+                tally.clients.add(client.address)
+            return
+        self._refusals[refused.reason] = RefusalTally(now, now)
         self.job.store.audit("approval-link-refused", {
             "reason": refused.reason, "request_id": refused.request_id,
             "client": client.address, "user_agent": client.user_agent[:200]}, actor="web")
+
+    def flush_refusals(self, now: datetime | None = None) -> None:
+        """Write the count of each kind's refusals whose minute has passed (all of them when `now` is None)."""
+        for reason, tally in list(self._refusals.items()):
+            if now is not None and now - tally.first < REFUSAL_WINDOW:
+                continue
+            del self._refusals[reason]
+            if tally.count:
+                self.job.store.audit("links-refused", {
+                    "reason": reason, "count": tally.count, "first": tally.first.isoformat(),
+                    "last": tally.last.isoformat(), "clients": sorted(tally.clients)}, actor="web")
 
     def decide(self, token: str, decision: str, csrf_cookie: str | None, csrf_field: str | None,
                client: Client, *, now: datetime | None = None) -> Decision:
@@ -259,6 +335,13 @@ class Access:
                 account = next((a for a in snapshot.accounts if a.anchor == person_id), None)
                 if account is None:
                     notes.append(f"{directory}: {person_id} has no account; nothing to change")
+                    continue
+                if account.privileged and action is Action.ADD_MEMBER:
+                    notes.append(f"{directory}: refused: {account.username} is a privileged account "
+                                 f"({account.privileged}); idlifecycle never gives privileged accounts a group")
+                    self.job.store.audit("access-apply-refused", {
+                        "share": share.name, "person_id": person_id, "directory": directory,
+                        "account": account.key, "reason": f"privileged: {account.privileged}"}, actor=actor)
                     continue
                 group = next((g for g in snapshot.groups if g.name.lower() == group_name.lower()), None)
                 member = group is not None and account.key in group.members

@@ -16,8 +16,15 @@ forces a full read, as do a new invocationId (a restored DC), a different DC or 
 Writes: every change first reads the object's current state, so re-running a change after a lost
 connection (retried with tenacity on a fresh connection, failing over to the next server) reports
 ALREADY instead of doing it twice; a create that hit an existing name is ALREADY when that object
-carries our anchor, a Conflict otherwise. Memberships of one group go in one modify. Group members
-outside the managed tree are neither reported in the snapshot nor ever removed.
+carries our anchor, a Conflict otherwise. Memberships of one group go in one modify. A group's
+members are reported whole, wherever they live (CN=Users, other OUs, foreign security principals,
+contacts, nested groups), so that a restricted share's group can be held to its approved members.
+
+Privileged accounts: every snapshot reads afresh (membership changes do not move a user's uSNChanged)
+which accounts under base_dn have `adminCount=1` or are members, nested or by primary group, of a
+protected group found by its well-known SID (`PROTECTED_GROUPS`: names are localised). Their
+Account.privileged says why; the planner leaves them alone, and `privileged_reason` refuses any
+change to them but a removal from a restricted group (the last line of defence).
 
 The bind password is the secret `<name>_bind_password` (env `IDLIFECYCLE_AD_BIND_PASSWORD` for a
 connector named "ad").
@@ -40,7 +47,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 import ldap3
@@ -50,6 +57,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from idlifecycle.anchors import directory_anchor
 from idlifecycle.connectors.base import (
     AuthError,
     Capabilities,
@@ -76,6 +84,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 UAC_DISABLED = 0x2
+EMPLOYEE_ID_LIMIT = 16
+"""employeeID's rangeUpper (MS-ADA1 "Employee-ID"): a longer person id is written as its short anchor
+(idlifecycle.anchors), resolved back to the full id by the job from the ids it knows."""
 UAC_NORMAL_ACCOUNT = 0x200
 UAC_DONT_EXPIRE_PASSWORD = 0x10000
 GLOBAL_SECURITY_GROUP = -2147483646
@@ -102,11 +113,23 @@ ACCOUNT_ATTRIBUTES = [
 ]
 GROUP_ATTRIBUTES = ["objectGUID", "cn", "sAMAccountName", "member", "objectClass"]
 
-PRIVILEGED_GROUPS = (
-    ("Domain Admins", "-512"), ("Enterprise Admins", "-519"), ("Schema Admins", "-518"),
-    ("Administrators", "S-1-5-32-544"), ("Account Operators", "S-1-5-32-548"),
+PROTECTED_GROUPS = (
+    ("Domain Admins", "domain", 512), ("Enterprise Admins", "root", 519), ("Schema Admins", "root", 518),
+    ("Administrators", "builtin", 544), ("Account Operators", "builtin", 548),
+    ("Server Operators", "builtin", 549), ("Print Operators", "builtin", 550), ("Backup Operators", "builtin", 551),
+    ("Replicator", "builtin", 552), ("Domain Controllers", "domain", 516),
+    ("Read-only Domain Controllers", "domain", 521), ("Cert Publishers", "domain", 517),
+    ("Group Policy Creator Owners", "domain", 520), ("Key Admins", "domain", 526),
+    ("Enterprise Key Admins", "root", 527),
 )
-"""Role name -> well-known RID (relative to the domain SID) or fixed SID: names differ by language."""
+"""Role name, whose SID it is relative to (this domain, the forest root domain, or BUILTIN S-1-5-32)
+and its well-known RID ("Well-known SIDs", learn.microsoft.com/windows-server/identity/ad-ds/manage/
+understand-security-identifiers): found by SID because the names differ by language."""
+IN_CHAIN = "1.2.840.113556.1.4.1941"
+"""LDAP_MATCHING_RULE_IN_CHAIN: membership through any depth of nested groups (the access review's
+role holders; too slow on Samba for every snapshot, see `_privileged_in_scope`)."""
+STATE_VERSION = 2
+"""The cached snapshot's shape (2: group members with their names, wherever they live)."""
 
 UNREACHABLE_FOR = 30.0
 """Seconds after every DC failed during which no new connection is attempted."""
@@ -207,8 +230,8 @@ class ADSettings:
 
     def fingerprint(self) -> str:
         """What a cached snapshot depends on: another tree or attribute list needs a full read."""
-        return hashlib.sha256(json.dumps([self.base_dn.lower(), self.groups_container, self.attributes]).encode()
-                              ).hexdigest()[:16]
+        return hashlib.sha256(json.dumps([self.base_dn.lower(), self.groups_container, self.attributes,
+                                          STATE_VERSION]).encode()).hexdigest()[:16]
 
 
 def _server_address(source: str, url: str, start_tls: bool) -> ServerAddress:
@@ -287,6 +310,18 @@ def _plain_dn(dn: str) -> str:
     return dn.rsplit(">;", 1)[-1] if dn.startswith("<") else dn
 
 
+def _parent_dn(dn: str) -> str:
+    r"""The DN one level up, split at the first unescaped comma (`CN=Doe\, Jane,OU=Staff` -> `OU=Staff`)."""
+    return ",".join(_split_unescaped(_plain_dn(dn), ",")[1:])
+
+
+def _same_dn(left: str, right: str) -> bool:
+    try:
+        return _dn_parts(left) == _dn_parts(right)
+    except ValueError:
+        return False
+
+
 def _rdn_values(dn: str) -> list[str]:
     """The (first) value of each RDN, unescaped, in DN order."""
     return [_unescape(_split_unescaped(rdn, "+")[0].partition("=")[2].strip())
@@ -336,6 +371,12 @@ def _text(entry: Mapping[str, Any], name: str) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def _member_name(value: str) -> str:
+    """The display name of a member from its extended DN: its CN (the first RDN's value)."""
+    values = _rdn_values(value)
+    return values[0] if values else value
+
+
 def _member_guid(value: str) -> str | None:
     match = re.match(r"<GUID=([0-9a-fA-F-]+)>", value)
     if match is None:
@@ -348,7 +389,13 @@ class ADConnector(Connector):
     """One Active Directory domain's managed tree."""
 
     capabilities = Capabilities(containers=True, max_username_length=20, revoke_sessions=False,
-                                password_rules="ad")  # noqa: S106 - which rules apply, not a secret
+                                password_rules="ad",  # noqa: S106 - which rules apply, not a secret
+                                max_anchor_length=EMPLOYEE_ID_LIMIT)
+
+    option_keys: ClassVar[frozenset[str]] = frozenset({
+        "attributes", "base_dn", "bind_dn", "ca_file", "connections", "groups_container", "home_directory",
+        "home_drive", "mail_from_login", "page_size", "servers", "start_tls", "timeout", "tls_verify", "upn_suffix",
+    })
 
     def __init__(self, name: str, settings: ADSettings, cursors: CursorStore) -> None:
         super().__init__(name)
@@ -363,6 +410,8 @@ class ADConnector(Connector):
         self._unreachable: tuple[float, str] | None = None
         self.last_read = ""
         """"full" or "incremental": how the last snapshot was read (for logs and tests)."""
+        self._privileged: dict[str, str] | None = None
+        """objectGUID -> why it is privileged, as the last snapshot read it."""
 
     @classmethod
     def from_config(cls, context: ConnectorContext) -> ADConnector:
@@ -516,8 +565,9 @@ class ADConnector(Connector):
         dn = _plain_dn(dn)
         classes = {(c.decode() if isinstance(c, bytes) else c).lower() for c in raw.get("objectClass", [])}
         if "group" in classes:
-            members = [g for v in raw.get("member", []) if (g := _member_guid(
-                v.decode() if isinstance(v, bytes) else v)) is not None]
+            # Every member, with its CN for messages: one outside the tree is as much a member.
+            values = [v.decode() if isinstance(v, bytes) else v for v in raw.get("member", [])]
+            members = {g: _member_name(v) for v in values if (g := _member_guid(v)) is not None}
             return "group", {"dn": dn, "cn": _text(raw, "cn"), "members": members}
         return "account", self._account_record(dn, raw)
 
@@ -551,7 +601,93 @@ class ADConnector(Connector):
             state = self._full_read()
         state.update(invocation=invocation, usn=high, settings=self.settings.fingerprint())
         self._save_state(state)
-        return self._snapshot_from(state)
+        self._privileged = self._privileged_in_scope()
+        return self._snapshot_from(state, self._privileged)
+
+    def _protected_groups(self) -> list[tuple[str, str, str, str]]:
+        """(role name, DN, SID, what it is relative to) of each protected group this forest has
+        (Key Admins needs the 2016 functional level)."""
+        dse = self._read_one("", ["defaultNamingContext", "rootDomainNamingContext"])
+        raw = dse[1] if dse else {}
+        domain = _text(raw, "defaultNamingContext") or self._domain_dn()
+        root = _text(raw, "rootDomainNamingContext") or domain
+        sids = {"builtin": "S-1-5-32"}
+        for kind, dn in (("domain", domain), ("root", root)):
+            found = self._read_one(dn, ["objectSid"])
+            sids[kind] = format_sid(found[1]["objectSid"][0]) if found and found[1].get("objectSid") else ""
+        groups: list[tuple[str, str, str, str]] = []
+        for role, relative_to, rid in PROTECTED_GROUPS:
+            if not sids[relative_to]:
+                continue
+            sid = f"{sids[relative_to]}-{rid}"
+            group = self._read_one(f"<SID={sid}>", ["objectGUID"])
+            if group is not None:
+                groups.append((role, _plain_dn(group[0]), sid, relative_to))
+        return groups
+
+    def _privileged_in_scope(self) -> dict[str, str]:
+        """objectGUID -> why, for the accounts under base_dn holding a protected group, nested or not.
+
+        The nesting is walked one level per search over `memberOf` (indexed), not with the in-chain
+        matching rule, which Samba evaluates object by object (15 such searches: about 1 s for 300
+        accounts, measured, against 30 ms this way).
+        """
+        domain = self._domain_dn()
+        role_of: dict[tuple[tuple[tuple[str, str], ...], ...], str] = {}
+        primary: dict[str, str] = {}
+        frontier: list[str] = []
+        for role, dn, sid, relative_to in self._protected_groups():
+            role_of.setdefault(tuple(_dn_parts(dn)), role)
+            frontier.append(dn)
+            if relative_to == "domain":
+                # A primary group is not listed in `member`: a user whose primaryGroupID is 512 is a Domain Admin.
+                primary[sid.rsplit("-", 1)[1]] = role
+        groups = list(frontier)
+        while frontier:
+            nested: list[str] = []
+            for start in range(0, len(frontier), 100):
+                clauses = "".join(f"(memberOf={escape_filter_chars(dn)})" for dn in frontier[start:start + 100])
+                for dn, raw in self._search(domain, f"(&(objectClass=group)(|{clauses}))", ["memberOf"]):
+                    parts = tuple(_dn_parts(dn))
+                    if parts not in role_of:
+                        role_of[parts] = self._first_role(raw, role_of) or "a protected group"
+                        nested.append(_plain_dn(dn))
+            groups += nested
+            frontier = nested
+        privileged: dict[str, str] = {}
+        for start in range(0, len(groups), 100):
+            clauses = "".join(f"(memberOf={escape_filter_chars(dn)})" for dn in groups[start:start + 100])
+            if start == 0:
+                clauses += "".join(f"(primaryGroupID={rid})" for rid in primary)
+            for _, raw in self._search(self.settings.base_dn, f"(&(objectCategory=person)(|{clauses}))",
+                                       ["objectGUID", "memberOf", "primaryGroupID"]):
+                role = self._first_role(raw, role_of) or primary.get(_text(raw, "primaryGroupID") or "", "")
+                if role:
+                    privileged.setdefault(_guid(raw["objectGUID"][0]), f"member of {role}")
+        for _, raw in self._search(self.settings.base_dn, "(&(objectCategory=person)(adminCount=1))", ["objectGUID"]):
+            privileged.setdefault(_guid(raw["objectGUID"][0]), "adminCount=1: protected by AdminSDHolder")
+        return privileged
+
+    @staticmethod
+    def _first_role(raw: Mapping[str, Any], role_of: Mapping[tuple[tuple[tuple[str, str], ...], ...], str]) -> str:
+        """The protected role an object holds through the first of its groups that leads to one."""
+        for value in raw.get("memberOf", []):
+            dn = value.decode() if isinstance(value, bytes) else str(value)
+            with contextlib.suppress(ValueError):
+                role = role_of.get(tuple(_dn_parts(dn)))
+                if role:
+                    return role
+        return ""
+
+    def privileged_reason(self, key: str) -> str:
+        """Why the account with this objectGUID is privileged ("" if it is not), read afresh when no
+        snapshot was taken by this connector yet."""
+        if self._privileged is None:
+            try:
+                self._privileged = self._retrying(self._privileged_in_scope)
+            except ldap_errors.LDAPException as error:
+                raise ConnectorError(f"reading the privileged accounts failed: {error}", retryable=True) from None
+        return self._privileged.get(key.lower(), "")
 
     def _full_read(self) -> dict[str, Any]:
         objects: dict[str, dict[str, Any]] = {}
@@ -630,12 +766,13 @@ class ADConnector(Connector):
             last_sign_in=_filetime(record.get("lastLogonTimestamp")), password_last_set=_filetime(pwd_last_set),
         )
 
-    def _snapshot_from(self, state: Mapping[str, Any]) -> Snapshot:
+    def _snapshot_from(self, state: Mapping[str, Any], privileged: Mapping[str, str]) -> Snapshot:
         objects: Mapping[str, Mapping[str, Any]] = state["objects"]
-        accounts = {key: self._account_from(key, r) for key, r in objects.items() if r["type"] == "account"}
+        accounts = {key: replace(self._account_from(key, r), privileged=privileged.get(key, ""))
+                    for key, r in objects.items() if r["type"] == "account"}
         groups = tuple(
             Group(self.name, key, r.get("cn") or "",
-                  {m: accounts[m].display_name for m in r["members"] if m in accounts})
+                  {m: accounts[m].display_name if m in accounts else name for m, name in r["members"].items()})
             for key, r in objects.items() if r["type"] == "group"
         )
         return Snapshot(self.name, tuple(accounts.values()), groups,
@@ -659,14 +796,9 @@ class ADConnector(Connector):
     def privileged_roles(self) -> Sequence[RoleHolder]:
         def read() -> list[RoleHolder]:
             domain = self._domain_dn()
-            found = self._read_one(domain, ["objectSid"])
-            domain_sid = format_sid(found[1]["objectSid"][0]) if found else ""
             holders: list[RoleHolder] = []
-            for role, sid in PRIVILEGED_GROUPS:
-                group = self._read_one(f"<SID={domain_sid + sid if sid.startswith('-') else sid}>", ["cn"])
-                if group is None:
-                    continue
-                chain = f"(&(objectCategory=person)(memberOf:1.2.840.113556.1.4.1941:={escape_filter_chars(group[0])}))"
+            for role, dn, _, _ in self._protected_groups():
+                chain = f"(&(objectCategory=person)(memberOf:{IN_CHAIN}:={escape_filter_chars(dn)}))"
                 for _, raw in self._search(domain, chain, ["sAMAccountName", "displayName", "employeeID"]):
                     holders.append(RoleHolder(self.name, role, _text(raw, "sAMAccountName") or "",
                                               _text(raw, "displayName") or "", _text(raw, "employeeID")))
@@ -843,7 +975,8 @@ class ADConnector(Connector):
         enabled = bool(after.get("enabled", True)) and change.password is not None
         values: dict[str, Any] = {
             "sAMAccountName": username, "userPrincipalName": login, "givenName": after.get("given_name"),
-            "sn": after.get("surname"), "displayName": after.get("display_name"), "employeeID": after.get("anchor"),
+            "sn": after.get("surname"), "displayName": after.get("display_name"),
+            "employeeID": _anchor_value(after.get("anchor")),
             "userAccountControl": UAC_NORMAL_ACCOUNT | (0 if enabled else UAC_DISABLED),
         }
         if self.settings.mail_from_login:
@@ -877,8 +1010,13 @@ class ADConnector(Connector):
         for dn, raw in self._search(self._domain_dn(), f"(sAMAccountName={escape_filter_chars(username)})",
                                     ["objectGUID", "employeeID"]):
             anchor = _text(raw, "employeeID")
-            if anchor == change.after.get("anchor") and _within(dn, self.settings.base_dn):
-                return self._done(change, Outcome.ALREADY, key=_guid(raw["objectGUID"][0]))
+            key = _guid(raw["objectGUID"][0])
+            why = self.privileged_reason(key) if _within(dn, self.settings.base_dn) else ""
+            if why:
+                raise Conflict(f"create {username}: the name is already used by {dn}, a privileged account ({why}); "
+                               "it is never taken as this person's account")
+            if anchor == _anchor_value(change.after.get("anchor")) and _within(dn, self.settings.base_dn):
+                return self._done(change, Outcome.ALREADY, key=key)
             where = "inside" if _within(dn, self.settings.base_dn) else "outside"
             raise Conflict(f"create {username}: the name is already used by {dn} ({where} the managed tree"
                            f"{', anchor ' + anchor if anchor else ', no anchor'})")
@@ -887,7 +1025,7 @@ class ADConnector(Connector):
 
     def _adopt(self, change: Change) -> Result:
         dn, raw = self._require(change)
-        anchor = str(change.after["anchor"])
+        anchor = directory_anchor(str(change.after["anchor"]), EMPLOYEE_ID_LIMIT)
         current = _text(raw, "employeeID")
         if current == anchor:
             return self._done(change, Outcome.ALREADY)
@@ -924,7 +1062,11 @@ class ADConnector(Connector):
         if _text(raw, "cn") != username:
             self._check_in_scope(dn)
             self._conn.modify_dn(dn, f"CN={escape_rdn(username)}")
-            dn = self._require(change)[0]
+            parent = _parent_dn(dn)
+            dn, raw = self._require(change)
+            if _text(raw, "cn") != username or not _same_dn(_parent_dn(dn), parent):
+                raise ConnectorError(f"{change.action} {change.username}: the DC answered success but the "
+                                     f"account is now {dn}; check it by hand")
             applied = True
         replace: dict[str, Any] = {}
         if _text(raw, "sAMAccountName") != username:
@@ -940,14 +1082,18 @@ class ADConnector(Connector):
     def _move(self, change: Change) -> Result:
         dn, _ = self._require(change)
         target = self._container_dn(str(change.after.get("container") or ""))
-        parent = dn.split(",", 1)[1] if "," in dn else ""
-        if _within(parent, target) and _within(target, parent):
+        if _same_dn(_parent_dn(dn), target):
             return self._done(change, Outcome.ALREADY)
         target = self._ensure_container(str(change.after.get("container") or ""))
         self._check_in_scope(dn)
         self._check_in_scope(target)
-        rdn = dn.split(",", 1)[0]
+        # The RDN exactly as the DC wrote it (`CN=Doe\, Jane`): split on unescaped commas only.
+        rdn = _split_unescaped(_plain_dn(dn), ",")[0]
         self._conn.modify_dn(dn, rdn, new_superior=target)
+        moved, _ = self._require(change)
+        if not (_same_dn(_parent_dn(moved), target) and _rdn_values(moved)[0] == _rdn_values(dn)[0]):
+            raise ConnectorError(f"{change.action} {change.username}: the DC answered success but the account "
+                                 f"is now {_plain_dn(moved)}, not under {target}; check it by hand")
         return self._done(change)
 
     def _set_enabled(self, change: Change, enabled: bool) -> Result:
@@ -1103,3 +1249,8 @@ class ADConnector(Connector):
             mapped = self._mapped(error, change)
             return Result(change.change_id, Outcome.FAILED, str(mapped), retryable=mapped.retryable)
         return self._done(change)
+
+
+def _anchor_value(person_id: Any) -> str | None:
+    """employeeID for a person id: the id itself, or its short anchor when longer than employeeID holds."""
+    return directory_anchor(str(person_id), EMPLOYEE_ID_LIMIT) if person_id else None

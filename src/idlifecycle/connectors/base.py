@@ -7,6 +7,7 @@ Every connector subclasses `Connector`, implements `snapshot` and `apply_one`, a
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from idlifecycle.errors import ConfigError, UserError
+from idlifecycle.model import Capabilities as Capabilities  # moved to the model; re-exported for connectors
 from idlifecycle.model import Change, Outcome, Result, RoleHolder, Snapshot
 
 
@@ -26,36 +28,12 @@ class ConnectorError(Exception):
         super().__init__(message)
 
 
-class Throttled(ConnectorError):
-    """The service asked us to slow down."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, retryable=True)
-
-
 class Conflict(ConnectorError):
     """The object already exists and is not ours (e.g. a duplicate name with another anchor)."""
 
 
 class AuthError(ConnectorError, UserError):
     """Could not sign in to the directory; the message names the fix (tenant, secret, consent)."""
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a directory can do, declared rather than discovered by trial and error."""
-
-    containers: bool = True
-    """Has OUs / org units; Entra has none, so MOVE is never planned there."""
-    max_username_length: int | None = None
-    revoke_sessions: bool = True
-    licence_groups: bool = False
-    """Licences are assigned by membership of licence groups (Entra group-based licensing)."""
-    hybrid: bool = False
-    """Some accounts may be owned by on-prem AD (Entra Connect): their synced attributes are read-only."""
-    password_rules: str = ""
-    """Which directory's password rules apply: "ad", "entra" or "google"."""
 
 
 class CursorStore(Protocol):
@@ -82,6 +60,9 @@ class ConnectorContext:
     """Where sandbox emulators keep their data between runs of the demo."""
     secrets: Mapping[str, str] = field(default_factory=dict)
     """Secrets resolved from the environment or secret files (never from the TOML)."""
+    cache_dir: Path | None = None
+    """Where a connector keeps what it read last (the Entra delta cache); the state directory's own
+    `cache/` folder in a job, never the sandbox's; `state_dir` when not given."""
 
     def option(self, key: str, default: Any = None, *, required: bool = False) -> Any:
         if key not in self.options:
@@ -95,6 +76,10 @@ class Connector(ABC):
     """One directory. Subclasses set `capabilities` and implement the two abstract methods."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()
+    option_keys: ClassVar[frozenset[str]] = frozenset()
+    """Every key the connector's TOML table may hold (besides name and type): any other is refused when the
+    job loads, naming the file and key, so `tls_verfy = false` cannot silently leave TLS checking on or off.
+    Empty: not checked (a school's own connector that does not declare its keys)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -119,6 +104,14 @@ class Connector(ABC):
                 yield self.apply_one(change)
             except ConnectorError as error:
                 yield Result(change.change_id, Outcome.FAILED, str(error), retryable=error.retryable)
+
+    def privileged_reason(self, key: str) -> str:
+        """Why the object with this key holds a privileged role or group ("" when it holds none).
+
+        The executor asks before every change with a target, so that no path (a run, a reset, an
+        approval, a saved plan) changes an admin account even when a snapshot missed it.
+        """
+        return ""
 
     def privileged_roles(self) -> Sequence[RoleHolder]:
         """Holders of administrative roles, for the access review; empty where not supported."""
@@ -166,4 +159,16 @@ def build_connector(context: ConnectorContext) -> Connector:
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Connector)):
         raise ConfigError(context.source, "type", f"{target} is not a Connector class")
+    check_option_keys(context, cls.option_keys)
     return cls.from_config(context)
+
+
+def check_option_keys(context: ConnectorContext, known: frozenset[str]) -> None:
+    """ConfigError for the first key of the connector's table that the connector does not read."""
+    if not known:
+        return
+    for key in sorted(set(context.options) - known):
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = (f"did you mean {close[0]!r}?" if close
+                else f"the {context.type} connector reads {', '.join(sorted(known))}")
+        raise ConfigError(context.source, key, f"unknown option; {hint}")

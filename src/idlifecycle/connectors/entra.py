@@ -25,8 +25,9 @@ Secrets (environment or secret files, see `idlifecycle.config.Secrets`): `<name>
 (the PEM private key of `certificate`) or, without a certificate, `<name>_client_secret`.
 
 Graph application permissions (least privilege, each needs admin consent): User.ReadWrite.All,
-GroupMember.ReadWrite.All; Group.Create to create groups; RoleManagement.Read.Directory for the
-access review's admin roles; LicenseAssignment.ReadWrite.All only with `assign_licences`;
+GroupMember.ReadWrite.All; Group.Create to create groups; RoleManagement.Read.Directory to know the
+directory role holders (every snapshot marks them privileged, and nothing changes them) and for the
+access review; LicenseAssignment.ReadWrite.All only with `assign_licences`;
 AuditLog.Read.All only with `sign_in_activity`. Setting passwords also needs the app's service
 principal to hold the User Administrator role (or higher): Graph refuses app-only passwordProfile
 writes without it, whatever the permissions (checked once per run, see `_may_not_set_passwords`).
@@ -40,7 +41,7 @@ are in scope but read-only for their synced attributes (only group membership, l
 session revocation are written); with `"off"` they are treated as outside the scope.
 
 Snapshots read `/users/delta` and `/groups/delta`; the delta links are kept with the state
-store's cursors and the directory as last seen in `<state_dir>/entra-<name>/directory-cache.json`,
+store's cursors and the directory as last seen in `<state>/cache/entra-<name>/directory-cache.json`,
 so a nightly run reads only what changed. Writes go in fully parallel JSON $batches of 20, paced
 under `write_limit_per_second`, with creates never duplicated (see `_create`, `_create_group`); a
 404 on an object this run created is replication delay and retried (`entra_graph.REPLICATION_PATIENCE`).
@@ -55,17 +56,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import secrets
 import string
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
+from idlifecycle.anchors import directory_anchor, is_short_anchor
 from idlifecycle.connectors.base import (
     AuthError,
     Capabilities,
@@ -87,9 +90,13 @@ from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, R
 
 log = logging.getLogger(__name__)
 LICENCE_DEBT_DAYS = 14
+EMPLOYEE_ID_LIMIT = 16
+"""employeeId holds at most 16 characters (https://learn.microsoft.com/en-us/graph/api/resources/user):
+a longer person id is written as its short anchor (idlifecycle.anchors)."""
+EXTENSION_ATTRIBUTES = tuple(f"extensionAttribute{n}" for n in range(1, 16))
 USER_FIELDS = ("id", "userPrincipalName", "givenName", "surname", "displayName", "employeeId", "accountEnabled",
                "createdDateTime", "lastPasswordChangeDateTime", "passwordPolicies", "onPremisesSyncEnabled",
-               "usageLocation", "mailNickname", "proxyAddresses")
+               "usageLocation", "mailNickname", "proxyAddresses", "onPremisesExtensionAttributes")
 GROUP_FIELDS = "displayName,description,proxyAddresses,members"
 PASSWORD_ACTIONS = (Action.SET_PASSWORD, Action.REQUIRE_PASSWORD_CHANGE)
 DELTA_UNSUPPORTED = frozenset({
@@ -115,6 +122,8 @@ class _Settings:
     attributes: tuple[str, ...]
     assign_licences: dict[str, list[str]]
     sign_in_activity: bool
+    full_id_attribute: str = "extensionAttribute15"
+    """Where a person id too long for employeeId is written in full (onPremisesExtensionAttributes), "" for nowhere."""
 
 
 @dataclass
@@ -146,7 +155,14 @@ class EntraConnector(Connector):
     capabilities: ClassVar[Capabilities] = Capabilities(
         containers=False, max_username_length=64, revoke_sessions=True, licence_groups=True, hybrid=True,
         password_rules="entra",  # noqa: S106 - names a rule set, not a password
+        max_anchor_length=EMPLOYEE_ID_LIMIT,
     )
+
+    option_keys: ClassVar[frozenset[str]] = frozenset({
+        "assign_licences", "attributes", "authority_host", "ca_file", "certificate", "client_id", "domains",
+        "full_id_attribute", "graph_url", "group_marker", "hybrid", "max_batches_in_flight", "sandbox", "seed",
+        "sign_in_activity", "tenant_id", "timeout_seconds", "usage_location", "write_limit_per_second",
+    })
 
     def __init__(self, name: str, session: GraphSession, settings: _Settings, cursors: CursorStore,
                  cache_file: Path, stop: Callable[[], None] | None = None) -> None:
@@ -156,12 +172,16 @@ class EntraConnector(Connector):
         self.cursors = cursors
         self.cache_file = cache_file
         self.cache: _Cache | None = None
+        self._notes: list[str] = []
+        """Notes of the snapshot being read (Snapshot.notes)."""
         self._stop = stop
         self._domains = {d.lower() for d in settings.domains.values()}
         self._licence_debt: dict[str, float] | None = None
         """Accounts created without their direct licence -> when (epoch seconds); kept in the store."""
         self._password_refusal: str | None = None
         """After the first password change of the session: "" when the app may set passwords, else why not."""
+        self._privileged: dict[str, str] | None = None
+        """User id -> the directory roles it holds, as the last snapshot read them."""
 
     # configuration ------------------------------------------------------------------------------
     @classmethod
@@ -192,7 +212,8 @@ class EntraConnector(Connector):
                 stop()
             raise
         connector_type: type[EntraConnector] = _CloudOnlyEntraConnector if settings.hybrid == "off" else cls
-        return connector_type(context.name, session, settings, context.cursors, home / "directory-cache.json", stop)
+        cache = (context.cache_dir or context.state_dir) / f"entra-{context.name}" / "directory-cache.json"
+        return connector_type(context.name, session, settings, context.cursors, cache, stop)
 
     def close(self) -> None:
         self.session.close()
@@ -202,8 +223,10 @@ class EntraConnector(Connector):
 
     # reading ------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
+        self._notes = []
         cache = self._refresh()
         sign_ins = self.session.run(self._sign_ins()) if self.settings.sign_in_activity else {}
+        privileged = self._privileged = self._read_privileged(cache)
         accounts: list[Account] = []
         outside: set[str] = set()
         debt = self._owed_licences(cache)
@@ -216,7 +239,8 @@ class EntraConnector(Connector):
                 outside.add(upn.split("@")[0].lower())
                 continue
             if self._in_scope(user):
-                accounts.append(self._account(user, sign_ins.get(user["id"])))
+                accounts.append(replace(self._account(user, sign_ins.get(user["id"])),
+                                        privileged=privileged.get(str(user["id"]), "")))
             elif upn:
                 outside.add(upn.split("@")[0].lower())
         for user in cache.deleted.values():
@@ -236,7 +260,94 @@ class EntraConnector(Connector):
         )
         managed_names = {a.username.lower() for a in accounts}
         return Snapshot(self.name, tuple(sorted(accounts, key=lambda a: a.key)), groups,
-                        frozenset(outside - managed_names))
+                        frozenset(outside - managed_names), notes=tuple(self._notes))
+
+    def _read_privileged(self, cache: _Cache) -> dict[str, str]:
+        """User id -> the directory roles it holds, active or (where PIM can be read) eligible.
+
+        Read afresh for every snapshot: a role assignment changes neither the user nor the group
+        deltas. A role held by a role-assignable group makes its members, nested or not, privileged.
+        """
+        try:
+            held = self.session.run(self._role_holders())
+        except ResponseError as error:
+            if error.response.status == 403:
+                raise AuthError("Graph refused to list directory role assignments, so admin accounts cannot be "
+                                "told apart and none is touched: the app needs the application permission "
+                                "RoleManagement.Read.Directory with admin consent") from None
+            raise self._read_error(error) from None
+        privileged: dict[str, set[str]] = {}
+        for principal, roles in held.items():
+            pending, seen = [principal], set()
+            while pending:
+                key = pending.pop()
+                if key in seen:
+                    continue
+                seen.add(key)
+                if key in cache.users:
+                    privileged.setdefault(key, set()).update(roles)
+                elif key in cache.groups:
+                    pending.extend(cache.groups[key].get("members") or [])
+        return {key: ", ".join(sorted(roles)) for key, roles in privileged.items()}
+
+    async def _role_holders(self) -> dict[str, set[str]]:
+        """Principal id -> role names: active `roleAssignments` (or `directoryRoles` members) and PIM eligibilities.
+
+        Three reads a snapshot (role names, assignments, eligibilities): not cached, because a role
+        assignment reaches neither delta query.
+        """
+        roles, _ = await self.session.read_all("/directoryRoles?$select=id,displayName,roleTemplateId")
+        names = {str(r.get("roleTemplateId")): str(r.get("displayName")) for r in roles}
+        names.update({str(r["id"]): str(r.get("displayName")) for r in roles})
+        held: dict[str, set[str]] = {}
+        try:
+            assignments, _ = await self.session.read_all(
+                f"/roleManagement/directory/roleAssignments?$select=principalId,roleDefinitionId&$top={MAX_PAGE}")
+        except ResponseError as error:
+            if error.response.status != 400:
+                raise
+            # Early versions of this API wanted a $filter; each activated role's members say the same.
+            log.warning("%s: Graph refused to list role assignments (%s): reading each directory role's members",
+                        self.name, error)
+            members = await asyncio.gather(*(self.session.read_all(f"/directoryRoles/{r['id']}/members?$select=id")
+                                             for r in roles))
+            assignments = [{"principalId": m["id"], "roleDefinitionId": r["id"]}
+                           for r, (items, _) in zip(roles, members, strict=True) for m in items]
+        for item in assignments:
+            role = names.get(str(item.get("roleDefinitionId")), f"directory role {item.get('roleDefinitionId')}")
+            held.setdefault(str(item["principalId"]), set()).add(role)
+        try:
+            eligible, _ = await self.session.read_all(
+                "/roleManagement/directory/roleEligibilityScheduleInstances?$select=principalId,roleDefinitionId"
+                f"&$top={MAX_PAGE}")
+        except ResponseError as error:
+            if error.response.status not in (400, 403):
+                raise
+            # PIM needs Entra ID P2 (and RoleEligibilitySchedule.Read.Directory): without it only active
+            # roles are known, which is all a tenant without PIM has.
+            log.info("%s: eligible (PIM) role assignments could not be read (%s): only active directory roles "
+                     "mark accounts as privileged", self.name, error)
+            eligible = []
+        for item in eligible:
+            role = names.get(str(item.get("roleDefinitionId")), f"directory role {item.get('roleDefinitionId')}")
+            held.setdefault(str(item["principalId"]), set()).add(f"eligible for {role}")
+        return held
+
+    def privileged_reason(self, key: str) -> str:
+        if self._privileged is None:
+            self._privileged = self._read_privileged(self.cache or self._refresh())
+        return self._privileged.get(key, "")
+
+    def _claimable(self, user: Mapping[str, Any] | None) -> str:
+        """Why an existing user found by a lookup must not be taken as a change's account ("" if it may be)."""
+        if user is None:
+            return ""
+        upn = str(user.get("userPrincipalName") or user.get("id"))
+        domain = upn.rsplit("@", 1)[-1].lower()
+        if domain not in self._domains:
+            return f"{upn} is outside the managed domains ({', '.join(sorted(self._domains))})"
+        why = (self._privileged or {}).get(str(user.get("id")), "")
+        return f"{upn} is a privileged account ({why})" if why else ""
 
     def _owed_licences(self, cache: _Cache) -> dict[str, float]:
         """Accounts this tool created whose direct licence is still to be assigned (kept in the store).
@@ -285,7 +396,7 @@ class EntraConnector(Connector):
         return Account(
             directory=self.name, key=str(user["id"]), username=upn.split("@")[0], login=upn,
             given_name=str(user.get("givenName") or ""), surname=str(user.get("surname") or ""),
-            display_name=str(user.get("displayName") or ""), anchor=user.get("employeeId") or None,
+            display_name=str(user.get("displayName") or ""), anchor=self._person_id(user),
             enabled=bool(user.get("accountEnabled")), container="",
             attributes={a: str(user[a]) for a in self.settings.attributes if user.get(a)},
             password_never_expires="DisablePasswordExpiration" in policies,
@@ -293,6 +404,29 @@ class EntraConnector(Connector):
             created=_when(user.get("createdDateTime")), last_sign_in=last_sign_in,
             password_last_set=_when(user.get("lastPasswordChangeDateTime")),
         )
+
+    def _person_id(self, user: Mapping[str, Any]) -> str | None:
+        """The person id an account carries: employeeId, or the full id behind a short anchor.
+
+        The full id is taken from the extension attribute only when it hashes to the employeeId, so an
+        edited attribute cannot move an account to another person; otherwise the job resolves the
+        short anchor from the ids it knows (Job.snapshots).
+        """
+        anchor = user.get("employeeId") or None
+        if anchor is None or not is_short_anchor(anchor) or not self.settings.full_id_attribute:
+            return anchor
+        full = (user.get("onPremisesExtensionAttributes") or {}).get(self.settings.full_id_attribute)
+        if isinstance(full, str) and full and directory_anchor(full, EMPLOYEE_ID_LIMIT) == anchor:
+            return full
+        return str(anchor)
+
+    def _anchor_fields(self, person_id: str) -> dict[str, Any]:
+        """What a create or adopt writes to anchor an account to `person_id`."""
+        anchor = directory_anchor(person_id, EMPLOYEE_ID_LIMIT)
+        fields: dict[str, Any] = {"employeeId": anchor}
+        if anchor != person_id and self.settings.full_id_attribute:
+            fields["onPremisesExtensionAttributes"] = {self.settings.full_id_attribute: person_id}
+        return fields
 
     def _refresh(self) -> _Cache:
         """Bring the cache up to date through delta links; a full read when there are none or they expired."""
@@ -324,6 +458,7 @@ class EntraConnector(Connector):
         """Merge what changed into `cache`; (whether the directory did, whether a delta link did)."""
         select_users = self._users_select()
         prefer = {"Prefer": f"odata.maxpagesize={MAX_PAGE}"}
+        refused: list[str] = []
 
         async def read(link: str | None, first: str) -> tuple[list[Any], str | None, bool]:
             if link:
@@ -340,6 +475,7 @@ class EntraConnector(Connector):
                         raise
                     log.warning("%s: Graph refused the stored %s delta link (%s): reading the whole directory "
                                 "once instead", self.name, first.split("/")[1], error)
+                    refused.append(f"{first.split('/')[1]} ({error.response.error_code or error.response.status})")
             items, new_link = await self.session.read_all(first, prefer)
             return items, new_link, True
 
@@ -347,6 +483,10 @@ class EntraConnector(Connector):
             read(cache.users_link, f"/users/delta?$select={select_users}"),
             read(cache.groups_link, f"/groups/delta?$select={GROUP_FIELDS}"),
         )
+        if refused:
+            self._notes.append(f"{self.name}: Graph refused the stored delta links for {' and '.join(sorted(refused))}"
+                               " (they expire after about 7 days without a run): the whole directory was read "
+                               "once instead")
         if users_full:
             cache.users, cache.deleted = {}, {}
         if groups_full:
@@ -398,6 +538,8 @@ class EntraConnector(Connector):
             # Sign-in activity needs Entra ID P1 in the tenant: the access review goes without it.
             log.warning("%s: sign_in_activity: the tenant has no Entra ID P1 licence, so Graph does not give "
                         "last sign-in dates; the access review is made without them", self.name)
+            self._notes.append(f"{self.name}: no last sign-in dates (sign_in_activity needs Entra ID P1, which "
+                               "the tenant does not have)")
             return {}
         return {str(u["id"]): _when((u.get("signInActivity") or {}).get("lastSignInDateTime")) for u in items}
 
@@ -423,11 +565,19 @@ class EntraConnector(Connector):
     def _save_cache(self, cache: _Cache) -> str:
         """Write the cache file under a new generation (returned, for the store)."""
         generation = secrets.token_hex(8)
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        # Every user's details are in it: private whatever the umask (0700 folder, 0600 file), and
+        # written whole (temporary file, fsync, rename) so a kill never leaves half a cache.
+        self.cache_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         temporary = self.cache_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"generation": generation, "select": [self._users_select(), GROUP_FIELDS],
-                                         "users": cache.users, "deleted": cache.deleted, "groups": cache.groups},
-                                        separators=(",", ":")), encoding="utf-8")
+        body = json.dumps({"generation": generation, "select": [self._users_select(), GROUP_FIELDS],
+                           "users": cache.users, "deleted": cache.deleted, "groups": cache.groups},
+                          separators=(",", ":")).encode("utf-8")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # an older temporary file may have other bits
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
         temporary.replace(self.cache_file)
         return generation
 
@@ -590,9 +740,9 @@ class EntraConnector(Connector):
         path = f"/users/{target}"
         if action is Action.ADOPT:
             anchor = str(change.after.get("anchor") or change.person_id or "")
-            if user.get("employeeId") == anchor:
+            if user.get("employeeId") == directory_anchor(anchor, EMPLOYEE_ID_LIMIT):
                 return self._done(change, Outcome.ALREADY, key=target)
-            return self._simple(change, [BatchRequest("PATCH", path, {"employeeId": anchor})], key=target)
+            return self._simple(change, [BatchRequest("PATCH", path, self._anchor_fields(anchor))], key=target)
         if action is Action.UPDATE:
             body = self._update_body(change.after)
             if synced and set(body) & {"givenName", "surname", "displayName", *self.settings.attributes}:
@@ -688,13 +838,21 @@ class EntraConnector(Connector):
         A leaver's account still in the recycle bin is restored rather than created anew.
         """
         after = change.after
-        anchor = str(after.get("anchor") or change.person_id or "")
+        person_id = str(after.get("anchor") or change.person_id or "")
+        anchor = directory_anchor(person_id, EMPLOYEE_ID_LIMIT) if person_id else ""
         login = str(after["login"])
         kind = next((k for k, d in self.settings.domains.items() if d.lower() == login.rsplit("@", 1)[-1].lower()), "")
         skus = self.settings.assign_licences.get(kind, [])
         owed = self._licence_debt
         assert owed is not None, "apply() loads the licence debt first"
         existing = by_anchor.get(anchor) if anchor else None
+        conflict = self._claimable(cache.users.get(existing)) if existing is not None else ""
+        if conflict:
+            # Never resolved to an account outside the scope or holding a role (a break-glass admin
+            # carrying a starter's employeeId): the starter's groups would be given to it.
+            return self._done(change, Outcome.FAILED, f"conflict: {conflict} and carries the anchor {anchor}; it is "
+                              "not taken as this person's account: remove the employeeId from it, or make this "
+                              "account by hand")
         if existing is not None and existing in owed:
             return self._licence_left_over(change, existing, skus, owed)
         if existing is not None:
@@ -702,6 +860,10 @@ class EntraConnector(Connector):
         profile = {"given_name": after.get("given_name"), "surname": after.get("surname"),
                    "display_name": after.get("display_name"), "attributes": after.get("attributes") or {}}
         deleted = deleted_by_anchor.get(anchor)
+        refused = self._claimable({"id": deleted, **cache.deleted.get(deleted, {})}) if deleted is not None else ""
+        if refused:
+            return self._done(change, Outcome.FAILED, f"conflict: the deleted account {refused} carries the anchor "
+                              f"{anchor}; it is not restored for this person")
         if deleted is not None:
             body = {**self._update_body(profile), "userPrincipalName": login,
                     "accountEnabled": bool(after.get("enabled", True))}
@@ -712,7 +874,7 @@ class EntraConnector(Connector):
         body.update({
             "accountEnabled": bool(after.get("enabled", True)), "userPrincipalName": login,
             "mailNickname": _mail_nickname(str(after.get("username") or login.split("@")[0])),
-            "employeeId": anchor, "usageLocation": self.settings.usage_location,
+            **self._anchor_fields(person_id), "usageLocation": self.settings.usage_location,
             "passwordProfile": {"password": change.password or _generate_password(),
                                 "forceChangePasswordNextSignIn": bool(after.get("must_change_password", True))},
         })
@@ -726,7 +888,9 @@ class EntraConnector(Connector):
                 "GET", f"/users?$filter={quote(f'employeeId eq {_literal(anchor)}')}"
                        "&$select=id,userPrincipalName,employeeId")
             values = found.body.get("value", []) if found.ok else []
-            return values[0] if values else None
+            # Only one of ours is our create landing: an account elsewhere with the anchor is not it.
+            ours = [v for v in values if not self._claimable(v)]
+            return ours[0] if ours else None
 
         async def uncertain(index: int) -> GraphResponse | None:
             nonlocal reply_lost
@@ -759,7 +923,11 @@ class EntraConnector(Connector):
                 return Result(change.change_id, Outcome.APPLIED, key=key)
             if created.status == 400 and "same value for property userPrincipalName" in created.error_message:
                 # Graph just said the UPN is taken: a 404 on reading it is replication lag.
-                holder = await self.session.get_replicated(f"/users/{quote(login)}?$select=id,employeeId")
+                holder = await self.session.get_replicated(
+                    f"/users/{quote(login)}?$select=id,employeeId,userPrincipalName")
+                refused = self._claimable(holder.body) if holder.ok else ""
+                if refused:
+                    return Result(change.change_id, Outcome.FAILED, f"conflict: {login} is already used: {refused}")
                 if holder.ok and holder.body.get("employeeId") == anchor:
                     if reply_lost:  # our own first send made it; its reply was lost
                         self.session.note_created(holder.body)
@@ -940,6 +1108,7 @@ class _CloudOnlyEntraConnector(EntraConnector):
     capabilities: ClassVar[Capabilities] = Capabilities(
         containers=False, max_username_length=64, revoke_sessions=True, licence_groups=True, hybrid=False,
         password_rules="entra",  # noqa: S106 - names a rule set, not a password
+        max_anchor_length=EMPLOYEE_ID_LIMIT,
     )
 
 
@@ -968,12 +1137,17 @@ def _read_settings(context: ConnectorContext) -> _Settings:
         value = context.option(key, 1)
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise ConfigError(source, key, f"must be a positive number, not {value!r}")
+    full_id_attribute = context.option("full_id_attribute", "extensionAttribute15")
+    if full_id_attribute not in ("", *EXTENSION_ATTRIBUTES):
+        raise ConfigError(source, "full_id_attribute", "must be one of extensionAttribute1 … extensionAttribute15, "
+                          f"or \"\" to write person ids too long for employeeId nowhere, not {full_id_attribute!r}")
     return _Settings(
         domains={str(k): str(v) for k, v in domains.items()},
         group_marker=str(context.option("group_marker", "Managed by idlifecycle")),
         usage_location=str(context.option("usage_location", "GB")), hybrid=hybrid,
         attributes=tuple(attributes), assign_licences={str(k): [str(s) for s in v] for k, v in licences.items()},
         sign_in_activity=bool(context.option("sign_in_activity", False)),
+        full_id_attribute=full_id_attribute,
     )
 
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httplib2
 from google.auth.exceptions import RefreshError, TransportError
@@ -69,7 +69,8 @@ ANCHOR_TYPE = "organization"
 """externalIds type the anchor is written under (the Admin console's "Employee ID")."""
 
 USER_FIELDS = ("id,primaryEmail,aliases,name(givenName,familyName,displayName,fullName),suspended,orgUnitPath,"
-               "externalIds,organizations,creationTime,lastLoginTime,changePasswordAtNextLogin")
+               "externalIds,organizations,creationTime,lastLoginTime,changePasswordAtNextLogin,isAdmin,"
+               "isDelegatedAdmin")
 NEVER_SIGNED_IN = "1970-01-01T00:00:00.000Z"
 MAX_ATTEMPTS = 7
 PASSWORD_ALPHABET = string.ascii_letters + string.digits + "!#$%&*+-=?@^_"
@@ -145,6 +146,13 @@ class GoogleOptions:
         )
 
 
+def _admin_role(user: Mapping[str, Any]) -> str:
+    """Why a Google user is privileged: a super admin, or an admin with delegated roles ("" for neither)."""
+    if user.get("isAdmin"):
+        return "super admin"
+    return "delegated admin" if user.get("isDelegatedAdmin") else ""
+
+
 def _parse_time(value: str | None) -> datetime | None:
     if not value or value == NEVER_SIGNED_IN:
         return None
@@ -195,6 +203,12 @@ class GoogleConnector(Connector):
     capabilities = Capabilities(containers=True, password_rules="google", revoke_sessions=True,  # noqa: S106
                                 max_username_length=64)
 
+    option_keys: ClassVar[frozenset[str]] = frozenset({
+        "admin", "api_endpoint", "batch_size", "customer", "domains", "group_domain", "leavers",
+        "managed_group_marker", "org_unit_root", "quota_per_minute", "replication_wait", "sandbox", "secret",
+        "timeout", "token_uri",
+    })
+
     def __init__(self, name: str, options: GoogleOptions, key_info: Mapping[str, str], *,
                  source: str = "", token_uri: str | None = None, on_close: Callable[[], None] | None = None) -> None:
         super().__init__(name)
@@ -238,6 +252,8 @@ class GoogleConnector(Connector):
         """user key -> primary email, for adding members (Google wants the member's address)."""
         self._raw: dict[str, dict[str, Any]] = {}
         """user key -> externalIds and organizations as read, so a patch keeps entries it does not own."""
+        self._privileged: dict[str, str] = {}
+        """user key -> its admin role ("" for none), as last read."""
         self._groups: dict[str, str] | None = None
         """managed group name / email / local part (lower-case) -> group key."""
         self._org_units: set[str] | None = None
@@ -369,6 +385,7 @@ class GoogleConnector(Connector):
         outside: set[str] = set()
         self._emails.clear()
         self._raw.clear()
+        self._privileged.clear()
         for user in self._pages(users.list, "users", customer=self.options.customer, maxResults=500,
                                 projection="basic", fields=f"nextPageToken,users({USER_FIELDS})"):
             email = str(user["primaryEmail"])
@@ -391,12 +408,14 @@ class GoogleConnector(Connector):
             if self.options.managed_group_marker not in str(group.get("description", "")):
                 continue
             self._remember_group(group)
+            # Every member with an id (users anywhere, nested groups, the whole customer): a restricted
+            # share's group is held to its approved members, so none may be left out of sight.
             members = {
                 str(m["id"]): accounts_by_key[m["id"]].display_name if m["id"] in accounts_by_key
                 else str(m.get("email", m["id"]))
                 for m in self._pages(self._members.list, "members", groupKey=group["id"], maxResults=200,
                                      fields="nextPageToken,members(id,email,type)")
-                if m.get("type", "USER") == "USER" and "id" in m}
+                if "id" in m}
             groups.append(Group(self.name, str(group["id"]), str(group.get("name") or group["email"]), members))
         return Snapshot(self.name, tuple(accounts), tuple(groups), frozenset(outside))
 
@@ -412,6 +431,7 @@ class GoogleConnector(Connector):
         self._emails[key] = str(user["primaryEmail"])
         self._raw[key] = {"externalIds": user.get("externalIds") or [],
                           "organizations": user.get("organizations") or []}
+        self._privileged[key] = _admin_role(user)
         return Account(
             directory=self.name, key=key, username=str(user["primaryEmail"]).partition("@")[0],
             login=str(user["primaryEmail"]), given_name=str(name.get("givenName", "")),
@@ -419,7 +439,17 @@ class GoogleConnector(Connector):
             display_name=str(name.get("displayName") or name.get("fullName", "")), anchor=anchor,
             enabled=not user.get("suspended", False), container=container, attributes=attributes,
             must_change_password=bool(user.get("changePasswordAtNextLogin", False)),
-            created=_parse_time(user.get("creationTime")), last_sign_in=_parse_time(user.get("lastLoginTime")))
+            created=_parse_time(user.get("creationTime")), last_sign_in=_parse_time(user.get("lastLoginTime")),
+            privileged=self._privileged[key])
+
+    def privileged_reason(self, key: str) -> str:
+        if key.lower() in self._born:
+            return ""  # made by this run, as an ordinary account
+        if key not in self._privileged:
+            user = self._execute(lambda: self._users.get(userKey=key, fields="isAdmin,isDelegatedAdmin"),
+                                 missing_ok=True)
+            self._privileged[key] = _admin_role(user or {})
+        return self._privileged[key]
 
     def _remember_group(self, group: Mapping[str, Any]) -> None:
         assert self._groups is not None
@@ -677,6 +707,15 @@ class GoogleConnector(Connector):
                 user = self._get_user(call.lookup, USER_FIELDS)
             ids = [str(e.get("value")) for e in (user or {}).get("externalIds", []) or []
                    if e.get("type") == ANCHOR_TYPE]
+            outside = user is not None and (self._container(str(user.get("orgUnitPath", "/"))) is None
+                                            or _admin_role(user))
+            if outside and user is not None:
+                # Ours only if it is in the managed org units and holds no admin role, whatever it carries.
+                where = _admin_role(user) or f"in {user.get('orgUnitPath')}, outside {self.options.org_unit_root}"
+                call.outcome = Outcome.FAILED
+                call.detail = (f"conflict: {call.lookup} is already taken by an account that is {where}; "
+                               "not taken over")
+                return
             if user is not None and str(user["primaryEmail"]).lower() == call.lookup.lower() and call.anchor in ids:
                 call.outcome, call.key, call.detail = Outcome.ALREADY, str(user["id"]), "already created"
                 self._emails[call.key] = call.lookup

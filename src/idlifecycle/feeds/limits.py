@@ -9,12 +9,15 @@ Sources, per directory (checked December 2026):
 
 - AD: the attribute's rangeUpper in the AD schema (MS-ADA1/MS-ADA3 and learn.microsoft.com
   /windows/win32/adschema): givenName 64, sn 64 (MS-ADA3 2.275), displayName 256, cn 64 (MS-ADLS
-  "Common-Name", rangeUpper 64; the connector names the object after the username), employeeID
-  16 (MS-ADA1 "Employee-ID"), department 64, title 64 (a-title, Range-Upper 64). sAMAccountName
+  "Common-Name", rangeUpper 64; the connector names the object after the username), department 64,
+  title 64 (a-title, Range-Upper 64). sAMAccountName
   has rangeUpper 256 but "must be 20 characters or fewer to support earlier clients" (a-samaccountname),
   and Windows logons refuse longer ones, so 20.
 - Entra (Microsoft Graph user resource): givenName 64, surname 64, displayName 256, mailNickname 64,
-  employeeId 16, department 64, jobTitle 128.
+  department 64, jobTitle 128.
+
+employeeID (AD) and employeeId (Entra) hold at most 16 characters, but a longer person id (a GUID
+sourcedId) is not refused: the connectors write its short anchor (idlifecycle.anchors).
 - Google (Admin SDK Directory API, User.name): givenName and familyName at most 60 characters,
   displayName 256; usernames at most 64 (Admin Help, support.google.com/a/answer/9193374). The
   Groups Settings API allows a group name of 75 characters, more than the 64 every registration
@@ -56,7 +59,6 @@ LIMITS: dict[str, tuple[Limit, ...]] = {
         Limit("last_name", "sn", 64),
         Limit("display_name", "displayName", 256),
         Limit("username", "sAMAccountName", 20),
-        Limit("person_id", "employeeID", 16),
         Limit("registration_group", "department", 64),
         Limit("roles", "title", 64),
     ),
@@ -65,7 +67,6 @@ LIMITS: dict[str, tuple[Limit, ...]] = {
         Limit("last_name", "surname", 64),
         Limit("display_name", "displayName", 256),
         Limit("username", "mailNickname", 64),
-        Limit("person_id", "employeeId", 16),
         Limit("registration_group", "department", 64),
         Limit("roles", "jobTitle", 128),
     ),

@@ -147,10 +147,6 @@ class PasswordIssuer:
 
         return give
 
-    @property
-    def issued_count(self) -> int:
-        return len(self._issued)
-
     def deliver(self, mailer: Mailer | None, *, applied: Collection[str] | None = None,
                 set_in: Mapping[str, Collection[str]] | None = None) -> DeliveryReport:
         """Hand out what was issued: slips per registration group, email to line managers.

@@ -40,6 +40,14 @@ def reset_password(job: Job, connectors: Mapping[str, Connector], person_id: str
     if person is None:
         raise UserError(f"{person_id} is not in the feed; passwords are reset only for current staff and pupils")
     accounts = accounts_to_reset(person_id, job.snapshots(connectors))
+    privileged = [a for a in accounts if a.privileged]
+    if privileged:
+        # A new password for an admin account would be printed on a slip or mailed: never.
+        which = ", ".join(f"{a.directory} {a.username} ({a.privileged})" for a in privileged)
+        job.store.audit("password-reset-refused", {"person_id": person_id, "reason": "privileged account",
+                                                   "accounts": which}, actor=actor)
+        raise UserError(f"{person.display_name} ({person_id}): refused: {which} is a privileged account, and "
+                        "idlifecycle never sets passwords of privileged accounts; reset it by hand in the directory")
     if not accounts:
         raise UserError(f"{person.display_name} ({person_id}) has no enabled account this tool manages")
     username = Counter(a.username for a in accounts).most_common(1)[0][0]

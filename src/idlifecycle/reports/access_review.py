@@ -23,6 +23,7 @@ SUMMARY = "Summary"
 PEOPLE = "People and accounts"
 RESTRICTED = "Restricted access"
 PRIVILEGED = "Privileged roles"
+PRIVILEGED_NOT_MANAGED = "privileged, not managed"
 EXCEPTIONS = "Exceptions"
 CHANGES = "Changes this year"
 
@@ -408,9 +409,11 @@ def _privileged(data: ReviewInput) -> Sheet:
                 on_feed = "Not in feed"
             else:
                 on_feed = f"{person.kind.value.capitalize()}: {feed_status(person, data.today)}"
-            rows.append([directory, holder.role, holder.username, holder.display_name, holder.anchor, on_feed])
+            # Whatever the feed says, the tool leaves every role holder alone (README "Safety").
+            rows.append([directory, holder.role, holder.username, holder.display_name, holder.anchor, on_feed,
+                         PRIVILEGED_NOT_MANAGED])
     columns = (Column("Directory", 11), Column("Role", 32), Column("Username", 20), Column("Name", 26),
-               Column("Person ID", 12), Column("In the MIS feed as", 24))
+               Column("Person ID", 12), Column("In the MIS feed as", 24), Column("Managed by idlifecycle", 24))
     return Sheet(PRIVILEGED, (Table(columns, rows),))
 
 

@@ -48,6 +48,7 @@ def run_summary(job_name: str, report: RunReport) -> tuple[str, str]:
         ("Held: nothing was created, changed, disabled or removed for them:", report.plan.held),
         ("Passwords not yet delivered (the next run sets a fresh one for each and delivers it):",
          report.owed_passwords),
+        ("Notes:", report.plan.notes),
     )
     for title, items in sections:
         if items:

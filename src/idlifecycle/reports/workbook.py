@@ -1,9 +1,11 @@
 """Sheets as plain tables, written to an .xlsx workbook or to CSV files, safe from formula injection.
 
 A report is built as `Sheet` values (pure data); this module is the only place that knows
-openpyxl or the csv module. Every text value is written as text: a name such as
-`=HYPERLINK("http://x")` or `+44 7700` that a spreadsheet would otherwise run as a formula is
-stored as a string with Excel's quote-prefix flag, and in CSV behind a leading apostrophe.
+openpyxl or the csv module. Every text value is written as text, in two steps and in this order:
+first `cell_text` normalises it (control and Unicode format characters removed, so
+`"\x01=HYPERLINK(…)"` cannot hide its `=` behind a character that is stripped later), then a value
+that a spreadsheet would run as a formula (`=HYPERLINK("http://x")`, `+44 7700`, a full-width `＝1+1`)
+is stored as a string with Excel's quote-prefix flag, and in CSV behind a leading apostrophe.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -30,10 +33,18 @@ Value = str | int | date | datetime | None
 """What a report cell may hold. Aware datetimes are shown in UK time."""
 
 UK = ZoneInfo("Europe/London")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-"""First characters that make Excel, LibreOffice or Sheets treat typed or imported text as a formula."""
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20", "\u2212",
+                  "\ufe62", "\ufe63", "\ufe66")
+"""First characters that make Excel, LibreOffice or Sheets treat typed or imported text as a formula.
+
+OWASP's CSV-injection list, plus the full-width and small forms (＝ ＋ － ＠, ﹢ ﹣ ﹦) and the minus
+sign, which East Asian input methods type and which spreadsheets or an NFKC step can turn into
+the ASCII character.
+"""
 EXCEL_ERROR_CODES = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"})
-_ILLEGAL_XML = re.compile(r"[\000-\010\013\014\016-\037]")
+JOINERS = frozenset({"\u200c", "\u200d"})
+"""Zero-width non-joiner and joiner: part of correct spelling in some scripts (kept inside a word,
+as the feed check keeps them)."""
 MAX_CELL_TEXT = 32767
 """Excel refuses longer cell text."""
 
@@ -88,13 +99,30 @@ class Sheet:
 
 
 def needs_quoting(text: str) -> bool:
-    """True when a spreadsheet would read `text` as a formula or an error value."""
-    return text.startswith(FORMULA_STARTS) or text in EXCEL_ERROR_CODES
+    """True when a spreadsheet would read `text` (already normalised by `cell_text`) as a formula or an
+    error value. Leading white space and joiners are looked past: some imports trim them first."""
+    start = 0
+    while start < len(text) and text[start] not in "\t\r\n" and (text[start].isspace() or text[start] in JOINERS):
+        start += 1
+    return text[start:].startswith(FORMULA_STARTS) or text.strip() in EXCEL_ERROR_CODES
 
 
-def clean_text(text: str) -> str:
-    """Text an .xlsx file can hold: no XML-illegal control characters, no more than Excel's limit."""
-    text = _ILLEGAL_XML.sub("", text)
+def cell_text(text: str, *, multiline: bool = False) -> str:
+    """What a text cell holds: control (Cc) and format (Cf) characters removed, line and paragraph
+    separators and surrogates too, at most Excel's length.
+
+    A data cell (`multiline`) keeps tab, CR and LF (a reason typed in a form has line breaks); a
+    heading, title or note is one line, so there they become spaces. Joiners are kept between two
+    characters and dropped at the ends, where they join nothing and could hide what follows.
+    """
+    kept: list[str] = []
+    for char in text:
+        if char in "\t\r\n":
+            kept.append(char if multiline else " ")
+        elif char in JOINERS or unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            kept.append(char)
+    joiners = "".join(JOINERS)
+    text = "".join(kept).strip(joiners)
     if len(text) > MAX_CELL_TEXT:
         text = text[: MAX_CELL_TEXT - 1] + "…"
     return text
@@ -254,7 +282,7 @@ def _set_height(ws: Any, row: int, columns: Sequence[Column], values: Sequence[V
 
 def _styled(ws: Any, value: Value, *, font: Font | None = None, fill: PatternFill | None = None,
             wrap: bool = False) -> WriteOnlyCell:
-    cell = _cell(ws, value)
+    cell = _cell(ws, value, multiline=False)
     if font is not None:
         cell.font = font
     if fill is not None:
@@ -264,9 +292,9 @@ def _styled(ws: Any, value: Value, *, font: Font | None = None, fill: PatternFil
     return cell
 
 
-def _cell(ws: Any, value: Value) -> WriteOnlyCell:
+def _cell(ws: Any, value: Value, *, multiline: bool = True) -> WriteOnlyCell:
     if isinstance(value, str):
-        text = clean_text(value)
+        text = cell_text(value, multiline=multiline)
         cell = WriteOnlyCell(ws, text)
         if needs_quoting(text):
             # Stored as a string (never a formula), flagged so Excel keeps it text when edited.
@@ -286,9 +314,12 @@ def _cell(ws: Any, value: Value) -> WriteOnlyCell:
 def _data_cells(ws: Any, columns: Sequence[Column], values: Sequence[Value], *, boxed: bool) -> Iterator[Any]:
     for column, value in zip(columns, values, strict=True):
         plain = not boxed and column.kind is not ColumnKind.SCORE
+        if isinstance(value, str):
+            # Normalised before the formula check, never after: that order is the whole defence.
+            value = cell_text(value, multiline=True)
         if plain and (value is None or isinstance(value, int) or (isinstance(value, str) and not needs_quoting(value))):
             # The common case goes through openpyxl's fast path: no per-cell object.
-            yield value if not isinstance(value, str) else clean_text(value)
+            yield value
             continue
         cell = _cell(ws, value)
         if column.kind is ColumnKind.SCORE and isinstance(value, int):
@@ -305,8 +336,9 @@ def _data_cells(ws: Any, columns: Sequence[Column], values: Sequence[Value], *, 
 # -- csv ----------------------------------------------------------------------------------------
 
 
-def csv_text(value: Value) -> str:
-    """One CSV field: dates as ISO dates, UK time for times, risky text behind an apostrophe."""
+def csv_text(value: Value, *, multiline: bool = True) -> str:
+    """One CSV field: dates as ISO dates, UK time for times, text normalised and, when risky, behind an
+    apostrophe."""
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -315,8 +347,9 @@ def csv_text(value: Value) -> str:
         return value.isoformat()
     if isinstance(value, int):
         return str(value)
+    text = cell_text(value, multiline=multiline)
     # OWASP's advice for CSV: a leading apostrophe makes every spreadsheet show the text as typed.
-    return "'" + value if needs_quoting(value) else value
+    return "'" + text if needs_quoting(text) else text
 
 
 def csv_file_name(sheet_name: str) -> str:
@@ -332,18 +365,18 @@ def write_csv(sheets: Sequence[Sheet], directory: Path) -> list[Path]:
         with path.open("w", newline="", encoding="utf-8-sig") as handle:
             writer = csv.writer(handle)
             for line in sheet.heading:
-                writer.writerow([csv_text(line)])
+                writer.writerow([csv_text(line, multiline=False)])
             if sheet.heading:
                 writer.writerow([])
             for index, table in enumerate(sheet.tables):
                 if index:
                     writer.writerow([])
                 if table.title:
-                    writer.writerow([csv_text(table.title)])
-                writer.writerow([csv_text(c.header) for c in table.columns])
+                    writer.writerow([csv_text(table.title, multiline=False)])
+                writer.writerow([csv_text(c.header, multiline=False) for c in table.columns])
                 writer.writerows([csv_text(v) for v in row] for row in table.rows)
             for line in sheet.notes:
-                writer.writerow([csv_text(line)])
+                writer.writerow([csv_text(line, multiline=False)])
         written.append(path)
     return written
 

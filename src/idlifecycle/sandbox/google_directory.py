@@ -534,6 +534,16 @@ class Directory:
             return self._refused_fresh("Resource Not Found: groupKey")
         member_key = str(body.get("email") or body.get("id") or "")
         user = self.find_user(member_key) if member_key else None
+        nested = self._find_group(member_key) if member_key and user is None else None
+        if nested is not None:
+            # A group may be a member of another (members.insert: "The member can be a user or a group").
+            if nested["id"] in self.members[group["id"]]:
+                return _err(409, "Member already exists.", "duplicate")
+            self.members[group["id"]][nested["id"]] = {
+                "kind": "admin#directory#member", "etag": '"m"', "id": nested["id"], "email": nested["email"],
+                "role": str(body.get("role") or "MEMBER"), "type": "GROUP", "status": "ACTIVE"}
+            group["directMembersCount"] = str(len(self.members[group["id"]]))
+            return 200, self.members[group["id"]][nested["id"]]
         if user is None:
             return _err(404, "Resource Not Found: memberKey", "notFound")
         if self.settling(user["id"]):
@@ -553,11 +563,11 @@ class Directory:
         group = self._find_group(group_key)
         if group is None:
             return _err(404, "Resource Not Found: groupKey", "notFound")
-        user = self.find_user(member_key)
+        member = self.find_user(member_key) or self._find_group(member_key)
         members = self.members[group["id"]]
-        if user is None or user["id"] not in members:
+        if member is None or member["id"] not in members:
             return _err(404, "Resource Not Found: memberKey", "notFound")
-        del members[user["id"]]
+        del members[member["id"]]
         group["directMembersCount"] = str(len(members))
         return 204, None
 

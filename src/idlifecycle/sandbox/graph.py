@@ -14,11 +14,12 @@ otherwise, FACTS.md section 2). One port serves both parts:
   `syncStateNotFound`, `Directory.expire_delta_tokens` -> 410; profile properties in the users
   delta `$select` -> 400 naming them),
   `directory/deletedItems` (list, restore, purge), `revokeSignInSessions`, `assignLicense`,
-  `directoryRoles` + members, `subscribedSkus`, JSON `$batch` (more than 20 -> 400; absolute item
-  URLs -> per-item 400; `dependsOn` -> 424 when the dependency failed; a batch that is neither
-  fully sequential nor fully parallel -> 400 for the whole batch). Each token carries the
-  app's consented application permissions; a call without one answers 403
-  `Authorization_RequestDenied` as Graph does.
+  `directoryRoles` + members, `roleManagement/directory/roleAssignments` and (seed `"pim": true`, Entra ID
+  P2) `roleEligibilityScheduleInstances` from the same roles (seed `eligible` members), `subscribedSkus`,
+  JSON `$batch` (more than 20 -> 400; absolute item URLs -> per-item 400; `dependsOn` -> 424 when
+  the dependency failed; a batch that is neither fully sequential nor fully parallel -> 400 for the
+  whole batch). Each token carries the app's consented application permissions; a call without one
+  answers 403 `Authorization_RequestDenied` as Graph does.
 - Write throttling: `write_limit` writes per `write_window` seconds per app, every batch item
   counted; over it, 429 `TooManyRequests` with or without `Retry-After`.
 - Replication delay (`Replication`): a just-created user or group answers 404 for a short,
@@ -46,7 +47,9 @@ Seed file (JSON), read when the state file does not exist yet::
                  "signInActivity": {"lastSignInDateTime": "2026-09-01T08:00:00Z"}}],
       "groups": [{"displayName": "All Staff", "description": "Managed by idlifecycle",
                   "members": ["j.smith@staff.example.sch.uk"]}],
-      "directoryRoles": [{"displayName": "Global Administrator", "members": ["..."]}],
+      "pim": false,                 # Entra ID P2: PIM eligibilities can be listed
+      "directoryRoles": [{"displayName": "Global Administrator", "roleTemplateId": "62e90394-…",
+                          "members": ["..."], "eligible": ["..."]}],
       "applications": [{"appId": "...", "secrets": ["<sha256 hex of the secret>"],
                         "certificates": ["-----BEGIN CERTIFICATE-----..."], "roles": ["User.ReadWrite.All"]}]
     }
@@ -752,6 +755,26 @@ def _role_members(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str]
                   b: Any) -> Reply:
     ids = em.directory.role_member_ids(args[0])
     return em.page(em.directory.list_members(ids, _select(q)), q, h, "directoryObjects")
+
+
+@route("GET", r"/roleManagement/directory/roleAssignments", "roles.read")
+def _role_assignments(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
+                      b: Any) -> Reply:
+    # https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleassignments: active assignments,
+    # $filter on principalId / roleDefinitionId (eq, in).
+    return em.page(em.directory.role_assignments(_filter(q)), q, h, "roleManagement/directory/roleAssignments")
+
+
+@route("GET", r"/roleManagement/directory/roleEligibilityScheduleInstances", "roles.read")
+def _role_eligibilities(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
+                        b: Any) -> Reply:
+    # https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleeligibilityscheduleinstances:
+    # PIM eligibilities, which Graph lists only in a tenant with Entra ID P2 (seed `"pim": true`).
+    if not em.directory.state.get("pim"):
+        raise GraphError(403, "AadPremiumLicenseRequired",
+                         "The tenant needs an AAD Premium 2 license to use Privileged Identity Management.")
+    return em.page(em.directory.role_assignments(_filter(q), eligible=True), q, h,
+                   "roleManagement/directory/roleEligibilityScheduleInstances")
 
 
 @route("GET", r"/subscribedSkus", "licences")

@@ -32,9 +32,16 @@ DEFAULT_USER_PROPERTIES = (
 SYNCED_USER_PROPERTIES = frozenset({
     "givenName", "surname", "displayName", "userPrincipalName", "accountEnabled", "employeeId",
     "department", "jobTitle", "employeeType", "mailNickname", "mail", "passwordProfile",
-    "companyName", "officeLocation",
+    "companyName", "officeLocation", "onPremisesExtensionAttributes",
 })
-"""Attributes Entra Connect owns on a synced user: Graph refuses to write them."""
+"""Attributes Entra Connect owns on a synced user: Graph refuses to write them (onPremisesExtensionAttributes:
+"for an onPremisesSyncEnabled user, the source of authority for this set of properties is the on-premises
+and is read-only", https://learn.microsoft.com/en-us/graph/api/resources/onpremisesextensionattributes)."""
+EXTENSION_ATTRIBUTE_NAMES = frozenset(f"extensionAttribute{n}" for n in range(1, 16))
+EXTENSION_ATTRIBUTE_LIMIT = 1024
+"""onPremisesExtensionAttributes holds extensionAttribute1-15, each of at most 1,024 characters
+(https://learn.microsoft.com/en-us/graph/api/resources/onpremisesextensionattributes); an update
+sets only the attributes it names, and null clears one (the user-update example)."""
 WRITABLE_USER_PROPERTIES = SYNCED_USER_PROPERTIES | {"usageLocation", "passwordPolicies", "preferredLanguage"}
 PASSWORD_SYMBOLS = set("@#$%^&*-_!+=[]{}|\\:',.?/`~\"();<> ")
 MEMBER_BIND_LIMIT = 20
@@ -212,6 +219,7 @@ class Directory:
         state = directory.state
         state["skus"] = list(seed.get("subscribedSkus", []))
         state["premium"] = bool(seed.get("premium", False))
+        state["pim"] = bool(seed.get("pim", False))
         by_upn: dict[str, str] = {}
         for raw in seed.get("users", []):
             user = directory._new_user_record(dict(raw))
@@ -236,6 +244,7 @@ class Directory:
                 "id": role_id, "displayName": raw["displayName"],
                 "roleTemplateId": raw.get("roleTemplateId", str(uuid.uuid4())),
                 "members": [resolve(m) for m in raw.get("members", [])],
+                "eligible": [resolve(m) for m in raw.get("eligible", [])],
             }
         for app in seed.get("applications", []):
             state["applications"][app["appId"]] = {
@@ -382,6 +391,15 @@ class Directory:
 
     @staticmethod
     def _check_lengths(body: Json) -> None:
+        extensions = body.get("onPremisesExtensionAttributes")
+        if extensions is not None:
+            if not isinstance(extensions, dict) or set(extensions) - EXTENSION_ATTRIBUTE_NAMES:
+                raise bad_request("Invalid property 'onPremisesExtensionAttributes'.", "BadRequest")
+            for name, value in extensions.items():
+                if value is not None and (not isinstance(value, str) or len(value) > EXTENSION_ATTRIBUTE_LIMIT):
+                    raise bad_request(f"Invalid value specified for property '{name}' of resource "
+                                      "'OnPremisesExtensionAttributes'.", details=[{"code": "InvalidLength",
+                                                                                      "target": name}])
         for name, limit in USER_PROPERTY_LIMITS.items():
             value = body.get(name)
             if isinstance(value, str) and len(value) > limit:
@@ -445,7 +463,10 @@ class Directory:
                 if "forceChangePasswordNextSignIn" in profile:
                     user["_forceChangePasswordNextSignIn"] = bool(profile["forceChangePasswordNextSignIn"])
             for name, value in body.items():
-                if name != "passwordProfile":
+                if name == "onPremisesExtensionAttributes":
+                    merged = {**dict.fromkeys(sorted(EXTENSION_ATTRIBUTE_NAMES)), **(user.get(name) or {})}
+                    user[name] = {**merged, **(value or {})}
+                elif name != "passwordProfile":
                     user[name] = copy.deepcopy(value)
             user["_seq"] = self._bump()
 
@@ -651,6 +672,23 @@ class Directory:
         with self.lock:
             return [{"id": r["id"], "displayName": r["displayName"], "roleTemplateId": r["roleTemplateId"]}
                     for r in self.state["roles"].values()]
+
+    def role_assignments(self, clauses: list[tuple[str, str, Any]], *, eligible: bool = False) -> list[Json]:
+        """unifiedRoleAssignment (or, `eligible`, unifiedRoleEligibilityScheduleInstance) documents: one per
+        holder of a role, tenant-wide, the role definition named by its template id as Graph does for
+        built-in roles."""
+        with self.lock:
+            out: list[Json] = []
+            for role in self.state["roles"].values():
+                for principal in role.get("eligible" if eligible else "members", []):
+                    item: Json = {"id": f"{role['roleTemplateId']}-{principal}", "principalId": principal,
+                                  "roleDefinitionId": role["roleTemplateId"], "directoryScopeId": "/"}
+                    if eligible:
+                        item.update({"memberType": "Direct", "startDateTime": "2026-01-01T00:00:00Z",
+                                     "endDateTime": None, "roleEligibilityScheduleId": item["id"]})
+                    if matches(item, clauses):
+                        out.append(item)
+            return out
 
     def role_member_ids(self, key: str) -> list[str]:
         with self.lock:

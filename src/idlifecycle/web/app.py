@@ -2,23 +2,35 @@
 
 GET never changes a request or a grant (mail scanners open links); decisions are POSTs carrying
 the link's token and a CSRF token tied to a SameSite=Strict cookie. Every page is built here with
-every value escaped, and sent with a strict Content-Security-Policy and no third-party assets.
-All work on the job (its SQLite store, connectors) runs on one worker thread, as the store requires.
+every value escaped, and sent with a strict Content-Security-Policy and no third-party assets;
+error pages (400, 404, 429, 500) carry the same headers. All work on the job (its SQLite store,
+connectors) runs on one worker thread, as the store requires.
+
+The request form is open to anyone who can reach it, so it is throttled (token buckets per
+address and for the whole form, `FormLimits`), answers the same for a person the MIS knows and one
+it does not, and sends mail only for known ones, after the answer has gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
+import math
 import threading
+import time
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from html import escape
 from importlib.resources import files
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -26,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from idlifecycle.access._job import AccessJob
 from idlifecycle.access.messages import request_rows, when
+from idlifecycle.access.records import utcnow
 from idlifecycle.access.service import Access, Client
 from idlifecycle.access.shares import web_settings
 from idlifecycle.access.tokens import LinkRefused, new_cookie_value
@@ -33,8 +46,12 @@ from idlifecycle.errors import UserError
 from idlifecycle.notify import valid_email
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 CSRF_COOKIE = "idl_csrf"
 MAX_BODY = 16 * 1024
+MAX_FIELDS = 20
+FORM_ANSWER = ("If this person is known to the school's records, {siro} (SIRO) will be asked to decide, and "
+               "you will get an email when it is decided. If you get no email within a day, ask the IT team.")
 REQUEST_FORM = "request-form"
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -69,6 +86,86 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+@dataclass(frozen=True)
+class FormLimits:
+    """How often the anonymous request form may be sent: a token bucket per client address and one for
+    the whole form. A bucket holds `burst` sends and refills at `per_hour`; an empty one answers 429
+    with Retry-After. The defaults allow a member of staff a few requests in a row and the school a
+    busy morning, but not a script (issue 14: 648 emails in 10 s)."""
+
+    burst_per_address: int = 5
+    per_address_per_hour: int = 20
+    burst_total: int = 30
+    total_per_hour: int = 120
+    max_addresses: int = 10_000
+    """Addresses remembered at once; the fullest (idlest) are forgotten first, so spoofed addresses
+    cannot grow memory without bound."""
+
+
+class TokenBucket:
+    def __init__(self, burst: int, per_hour: int, now: float) -> None:
+        self.burst = burst
+        self.rate = per_hour / 3600
+        self.tokens = float(burst)
+        self.at = now
+
+    def level(self, now: float) -> float:
+        return min(self.burst, self.tokens + (now - self.at) * self.rate)
+
+    def take(self, now: float) -> float:
+        """0 when a send is allowed (and counted), else the seconds until one will be."""
+        self.tokens = self.level(now)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate if self.rate else 3600.0
+
+
+def _client_key(address: str) -> str:
+    """The bucket of an address: an IPv6 client is its /64, which one home or one attacker holds whole."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+class FormThrottle:
+    """The form's buckets. Used from the event loop only, so no lock."""
+
+    def __init__(self, limits: FormLimits, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.clock = clock
+        self.total = TokenBucket(limits.burst_total, limits.total_per_hour, clock())
+        self.addresses: dict[str, TokenBucket] = {}
+
+    def wait(self, address: str) -> float:
+        """0 when `address` may send the form now, else the seconds to wait (Retry-After)."""
+        now = self.clock()
+        address = _client_key(address)
+        bucket = self.addresses.get(address)
+        if bucket is None:
+            if len(self.addresses) >= self.limits.max_addresses:
+                self._forget(now)
+            bucket = self.addresses[address] = TokenBucket(self.limits.burst_per_address,
+                                                           self.limits.per_address_per_hour, now)
+        wait = bucket.take(now)
+        if wait:
+            return wait
+        wait = self.total.take(now)
+        if wait:
+            bucket.tokens += 1  # this address did not get to send: give its token back
+        return wait
+
+    def _forget(self, now: float) -> None:
+        fullest = sorted(self.addresses, key=lambda a: -self.addresses[a].level(now))
+        for address in fullest[: max(1, len(fullest) // 10)]:
+            del self.addresses[address]
+
+
 class Worker:
     """One thread that owns the job: the store's SQLite connection may not cross threads."""
 
@@ -85,26 +182,49 @@ class Worker:
         return access
 
     async def run(self, fn: Callable[[Access], T]) -> T:
-        return await asyncio.wrap_future(self._pool.submit(lambda: fn(self._access())))
+        def job() -> T:
+            access = self._access()
+            access.flush_refusals(utcnow())  # a minute's grouped refusals are written once it is over
+            return fn(access)
+
+        return await asyncio.wrap_future(self._pool.submit(job))
 
     def close(self) -> None:
         def close_store() -> None:
             access: Access | None = getattr(self._local, "access", None)
             if access is not None:
+                access.flush_refusals()
                 access.job.store.close()
 
         self._pool.submit(close_store).result()
         self._pool.shutdown()
 
 
-def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+def page(title: str, body: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
     return HTMLResponse(
         "<!DOCTYPE html><html lang=\"en-GB\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{escape(title)}</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>"
         f"<body><h1>{escape(title)}</h1>{body}</body></html>",
-        status_code=status,
+        status_code=status, headers=headers,
     )
+
+
+def failed_page() -> HTMLResponse:
+    """An internal error, said without its details (they go to the log), with the security headers set
+    here as well: Starlette answers an unhandled error outside every middleware."""
+    return page("Something went wrong", '<p class="notice refused">The service could not finish this. The '
+                "IT team can see why in its log; try again later.</p>", 500, headers=dict(SECURITY_HEADERS))
+
+
+def error_page(request: Request, error: Exception) -> Response:
+    """Starlette's 404, 405 and the like as our page, so they look like the service and not a framework."""
+    status = int(getattr(error, "status_code", 500))
+    if status >= 500:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+        return failed_page()
+    return page("That did not work", f'<p class="notice refused">{escape(str(getattr(error, "detail", "")))}'
+                "</p>", status)
 
 
 def refused_page(refused: LinkRefused) -> HTMLResponse:
@@ -126,14 +246,22 @@ def client_of(request: Request) -> Client:
 
 
 async def form_of(request: Request) -> dict[str, str]:
-    """An urlencoded form (the only kind our pages send), capped in size."""
+    """An urlencoded form (the only kind our pages send), capped in size and fields, without control
+    characters (a NUL in an address once reached the mailer as a 500)."""
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            return {}
-    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=20)
-    return {k: v[0] for k, v in fields.items()}
+            raise UserError(f"The form is larger than {MAX_BODY // 1024} KB; shorten the reason and send it again.")
+    try:
+        fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except ValueError:
+        raise UserError(f"The form has more than {MAX_FIELDS} fields; send it from the page itself.") from None
+    form = {k: v[0] for k, v in fields.items()}
+    for name, value in form.items():
+        if any(unicodedata.category(c) == "Cc" and c not in "\r\n\t" for c in name + value):
+            raise UserError(f"The field {name[:40]!r} holds a control character; type it again without it.")
+    return form
 
 
 def with_cookie(response: Response, value: str, secure: bool) -> Response:
@@ -141,9 +269,11 @@ def with_cookie(response: Response, value: str, secure: bool) -> Response:
     return response
 
 
-def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = True) -> Starlette:
+def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = True,
+               form_limits: FormLimits | None = None) -> Starlette:
     """The ASGI app; `job_factory` builds the job on the worker thread (e.g. `lambda: load_job(path)`)."""
     worker = Worker(job_factory)
+    throttle = FormThrottle(form_limits or FormLimits())
 
     def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         async def wrapped(request: Request) -> Response:
@@ -153,6 +283,9 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
                 return refused_page(refused)
             except UserError as error:
                 return page("That did not work", f'<p class="notice refused">{escape(str(error))}</p>', 400)
+            except Exception:
+                log.exception("%s %s failed", request.method, request.url.path)
+                return failed_page()
         return wrapped
 
     async def healthz(request: Request) -> Response:
@@ -238,11 +371,17 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
         return with_cookie(page("Ask for access to a share", body), cookie, secure_cookies)
 
     async def submit_request(request: Request) -> Response:
-        form = await form_of(request)
         client = client_of(request)
+        wait = throttle.wait(client.address)
+        if wait:
+            minutes = math.ceil(wait / 60)
+            return page("Too many requests", f'<p class="notice refused">The request form has been sent too often. '
+                        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.</p>", 429,
+                        headers={"retry-after": str(math.ceil(wait))})
+        form = await form_of(request)
         cookie = request.cookies.get(CSRF_COOKIE)
 
-        def submit(access: Access) -> Any:
+        def check(access: Access) -> tuple[str, str, str, str, int, str]:
             form_open(access)
             if not access.signer.csrf_ok(cookie, REQUEST_FORM, form.get("csrf")):
                 refused = LinkRefused("csrf", 403, "This form did not come from the request page in this browser.")
@@ -256,12 +395,24 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
                 days = int(form.get("days", ""))
             except ValueError:
                 raise UserError("Give the number of days as a whole number.") from None
-            return access.request(form.get("share", ""), form.get("person", "").strip(),
-                                  form.get("reason", ""), days, requester)
+            share, reason = access.check_request(form.get("share", ""), form.get("reason", ""), days)
+            return access.settings.siro_name, share.name, form.get("person", "").strip(), reason, days, requester
 
-        access_request = await worker.run(submit)
-        return page("Request sent", f"<p class=\"notice\">Request #{access_request.request_id} has been sent to "
-                                    "the SIRO. You will get an email when it is decided.</p>")
+        siro, share, person, reason, days, requester = await worker.run(check)
+
+        def ask(access: Access) -> None:
+            access.request_if_known(share, person, reason, days, requester, client)
+
+        async def ask_after_answering() -> None:
+            # After the answer has gone, so a known and an unknown id also take the same time to answer.
+            try:
+                await worker.run(ask)
+            except Exception:
+                log.exception("the request for %s to %s from %s could not be sent", person[:64], share, requester)
+
+        response = page("Request received", f'<p class="notice">{escape(FORM_ANSWER.format(siro=siro))}</p>')
+        response.background = BackgroundTask(ask_after_answering)
+        return response
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -278,6 +429,7 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
             Route("/request", guarded(submit_request), methods=["POST"]),
         ],
         lifespan=lifespan,
+        exception_handlers={Exception: error_page, 404: error_page, 405: error_page},
     )
     app.add_middleware(SecurityHeaders)
     return app
