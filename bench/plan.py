@@ -32,11 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from idlifecycle.config import load_mapping
-from idlifecycle.connectors.base import Capabilities
 from idlifecycle.feeds import FeedSpec, check_bad_rows, read_feeds
 from idlifecycle.feeds._fields import upn_check_letter
 from idlifecycle.mapping import MappingRules, desired_account
-from idlifecycle.model import Account, Group, Kind, Person, Snapshot
+from idlifecycle.model import Account, Capabilities, Group, Kind, Person, Snapshot
 from idlifecycle.naming import assign_usernames
 from idlifecycle.planner import PlanState, plan
 
