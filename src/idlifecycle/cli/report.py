@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from idlifecycle.cli import add_command
 from idlifecycle.errors import UserError
 from idlifecycle.executor import new_plan_id
 from idlifecycle.job import Job, failures_of, load_job
@@ -93,7 +94,7 @@ def cmd_apply_decisions(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    report = subparsers.add_parser("report", help="the SIRO's access review").add_subparsers(
+    report = add_command(subparsers, "report").add_subparsers(
         dest="report_command", required=True)
 
     p = report.add_parser("access-review", help="write the access-review workbook (.xlsx), and CSV on request")

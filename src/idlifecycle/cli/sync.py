@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from idlifecycle.cli import today_arg
+from idlifecycle.cli import add_command, today_arg
 from idlifecycle.errors import FeedError, UserError
 from idlifecycle.executor import new_plan_id
 from idlifecycle.feeds import (
@@ -277,24 +277,24 @@ def register(subparsers: Any) -> None:
                        help="run although this date (which must be the run's own) is before the last run's, or "
                             "more than max_days_between_runs after it (recorded in the audit log)")
 
-    p = subparsers.add_parser("plan", help="show what would change, and optionally save the plan")
+    p = add_command(subparsers, "plan")
     p.add_argument("--out", metavar="PLAN.json", help="write the plan as JSON for `idlifecycle apply`")
     allow(p)
     p.set_defaults(handler=cmd_plan)
 
-    p = subparsers.add_parser("apply", help="apply a saved plan (refused if the directories moved since)")
+    p = add_command(subparsers, "apply")
     p.add_argument("plan", metavar="PLAN.json")
     allow(p)
     allow_date(p)
     p.set_defaults(handler=cmd_apply)
 
-    p = subparsers.add_parser("sync", help="the nightly job: plan, check the guards, apply")
+    p = add_command(subparsers, "sync")
     p.add_argument("--quiet", action="store_true", help="do not print the plan")
     allow(p)
     allow_date(p)
     p.set_defaults(handler=cmd_sync)
 
-    feed = subparsers.add_parser("feed", help="feed commands").add_subparsers(dest="feed_command", required=True)
+    feed = add_command(subparsers, "feed").add_subparsers(dest="feed_command", required=True)
     p = feed.add_parser("check", help="validate a feed and print every problem as file:line: field: message")
     p.add_argument("path", nargs="?", help="an export to check instead of the job's feeds: a CSV file or a folder")
     p.add_argument("--format", choices=sorted(READERS), help="the export's format (default: told from the files)")
@@ -303,7 +303,7 @@ def register(subparsers: Any) -> None:
                    help="how the export writes dates, when every date could be dd/mm or mm/dd")
     p.set_defaults(handler=cmd_feed_check)
 
-    audit = subparsers.add_parser("audit", help="audit log commands").add_subparsers(dest="audit_command",
+    audit = add_command(subparsers, "audit").add_subparsers(dest="audit_command",
                                                                                       required=True)
     p = audit.add_parser("verify", help="check that no audit row was edited or deleted")
     p.set_defaults(handler=cmd_audit_verify)
