@@ -1,16 +1,21 @@
-"""The SIRO's Remove decisions, read back from the access-review workbook and turned into Changes.
+"""The SIRO's Keep and Remove decisions, read back from the access-review workbook and turned into Changes.
 
-The workbook is a file someone may have edited by hand, so nothing in it is trusted: each Remove
+The workbook is a file someone may have edited by hand, so nothing in it is trusted: each decided
 row must name a share, a directory, that share's access group in that directory and an account
 that exists there. Every problem is reported with its sheet row number, all at once, and nothing
 is planned until the sheet is clean.
+
+Every decision (Keep with its note, or Remove) is then recorded as the standing one for that share,
+directory and person (`record_decisions`): the nightly plan honours a Remove although a baseline
+rule would add the person back, until a later review marks Keep (a grant approved later puts
+them in for its term).
 """
 
 from __future__ import annotations
 
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,8 +26,15 @@ from openpyxl.utils.exceptions import InvalidFileException
 from idlifecycle.errors import UserError
 from idlifecycle.model import Action, Change, Snapshot
 from idlifecycle.reports.access_review import KEEP, REMOVE, RESTRICTED, RestrictedAccessRow
+from idlifecycle.store import AccessDecision, Store, utcnow
 
 REQUIRED_HEADERS = ("Share", "Directory", "Group", "Person ID", "Username", "Account key", "Decision")
+NOTE = "Note"
+"""The SIRO's reason for a decision; optional, so a workbook made before it existed still reads."""
+REVIEWED_EVENT = "access-reviewed"
+"""Audit event written when the SIRO's decisions are applied; it dates each row's last review."""
+DECIDED_EVENT = "access-decision"
+"""Audit event for each decision applied, with who decided, the share, the person and the review."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,7 @@ class Decision:
     member_key: str
     choice: str
     """KEEP or REMOVE."""
+    note: str = ""
 
 
 def _text(value: Any) -> str:
@@ -73,7 +86,7 @@ def read_decisions(path: Path) -> list[Decision]:
         problems: list[str] = []
         for number, values in enumerate(rows, start=2):
             def cell(name: str, values: Sequence[Any] = values) -> str:
-                index = columns[name]
+                index = columns.get(name, len(values))
                 return _text(values[index]) if index < len(values) else ""
 
             choice = cell("Decision")
@@ -81,7 +94,7 @@ def read_decisions(path: Path) -> list[Decision]:
             if choice.lower() in known:
                 decisions.append(Decision(number, cell("Share"), cell("Directory"), cell("Group"),
                                           cell("Person ID") or None, cell("Username"), cell("Account key"),
-                                          known[choice.lower()]))
+                                          known[choice.lower()], cell(NOTE)))
             elif choice:
                 problems.append(f"row {number}: Decision {choice!r} is neither {KEEP} nor {REMOVE}")
     finally:
@@ -110,6 +123,8 @@ class Removals:
     changes: list[Change]
     notes: list[str]
     """Rows that need no change (the person already left the group), said in words."""
+    decided: list[Decision]
+    """Every decision checked against the directories, its person ID the account's own: what is recorded."""
 
 
 def plan_removals(
@@ -119,18 +134,18 @@ def plan_removals(
     """REMOVE_MEMBER changes (restricted, so the guards count them) for each valid Remove decision.
 
     `shares` maps share -> directory -> access group name as the job defines them now; a row
-    naming anything else is an error, so an edited sheet can never remove other memberships.
+    naming anything else is an error, so an edited sheet can never remove other memberships. Keep
+    rows are checked the same way, since recording one lifts an earlier Remove for that person.
     """
     problems: list[str] = []
     changes: list[Change] = []
     notes: list[str] = []
+    decided: list[Decision] = []
     seen: set[tuple[str, str, str]] = set()
     reason = f"removed at the access review by {siro} on {on.isoformat()}"
     accounts = {name: {a.key: a for a in s.accounts} for name, s in snapshots.items()}
     members = {name: {g.name: g.members for g in s.groups} for name, s in snapshots.items()}
     for d in decisions:
-        if d.choice != REMOVE:
-            continue
         where = f"row {d.row}"
         snapshot = snapshots.get(d.directory)
         if d.share not in shares:
@@ -155,6 +170,9 @@ def plan_removals(
             problems.append(f"{where}: person ID {d.person_id!r} does not match account {account.username!r} "
                             f"in {d.directory} (its person ID is {account.anchor!r})")
             continue
+        decided.append(replace(d, person_id=account.anchor))
+        if d.choice != REMOVE:
+            continue
         if account.key not in members[d.directory].get(d.group, {}):
             notes.append(f"{where}: {account.display_name} ({account.username}) is no longer in "
                          f"{d.group} in {d.directory}: nothing to remove")
@@ -168,5 +186,36 @@ def plan_removals(
             group=d.group, restricted=True,
         ))
     _raise(path, problems)
-    return Removals(changes, notes)
+    return Removals(changes, notes, decided)
+
+
+def decisions_to_json(decisions: Sequence[Decision], *, siro: str, review: str) -> dict[str, Any]:
+    """What a saved access-review plan carries so `idlifecycle apply` records the decisions it applies."""
+    return {"siro": siro, "review": review, "rows": [asdict(d) for d in decisions]}
+
+
+def decisions_from_json(data: Mapping[str, Any]) -> tuple[list[Decision], str, str]:
+    """The decisions, the SIRO and the review workbook's name from `decisions_to_json`."""
+    return [Decision(**row) for row in data.get("rows", [])], str(data["siro"]), str(data["review"])
+
+
+def record_decisions(store: Store, decisions: Sequence[Decision], *, siro: str, review: str) -> None:
+    """Keep each decision as the standing one for its share, directory and person, each audited.
+
+    One transaction: the decisions, an audit entry per decision and the review's entry (which dates
+    each row's last review) are all kept or none is.
+    """
+    at = utcnow().isoformat()
+    with store.transaction():
+        for d in decisions:
+            store.record_access_decision(AccessDecision(
+                share=d.share, directory=d.directory, group=d.group, person_id=d.person_id, member_key=d.member_key,
+                username=d.username, choice=d.choice, note=d.note, decided_by=siro, decided_at=at, review=review))
+            store.audit(DECIDED_EVENT, {"share": d.share, "directory": d.directory, "group": d.group,
+                                        "person_id": d.person_id, "username": d.username, "decision": d.choice,
+                                        "note": d.note, "review": review}, actor=siro)
+        store.audit(REVIEWED_EVENT, {
+            "workbook": review, "siro": siro,
+            "rows": [[d.share, d.directory, d.member_key, d.choice] for d in decisions],
+        }, actor=siro)
 
