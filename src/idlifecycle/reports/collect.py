@@ -166,7 +166,10 @@ def share_memberships(job: Job, people: Sequence[Person], snapshots: Mapping[str
                 person_id = account.anchor if account else None
                 person = by_id.get(person_id or "")
                 held = grants.get((share.name, person_id or ""), [])
-                basis = ([f"baseline ({share.baseline})"] if person and share.in_baseline(person) else []) + [
+                decision = standing.get((share.name, directory, person_id or f"key:{key}"))
+                # A standing Remove takes the person out of the baseline (the nightly plan honours it too).
+                baseline = person is not None and share.in_baseline(person) and not (decision and decision.removes)
+                basis = ([f"baseline ({share.baseline})"] if baseline else []) + [
                     f"grant #{g.grant_id}" for g in held]
                 latest = max(held, key=lambda g: g.expires_at, default=None)
                 rows.append(RestrictedAccessRow(
@@ -178,7 +181,7 @@ def share_memberships(job: Job, people: Sequence[Person], snapshots: Mapping[str
                     approved_at=latest.granted_at if latest else None,
                     expires=latest.expires_at.date() if latest else None,
                     last_reviewed=reviewed.get((share.name, directory, key)),
-                    decision=standing.get((share.name, directory, person_id or f"key:{key}")),
+                    decision=decision,
                 ))
             rows.extend(_kept_out(share.name, directory, group.name if group else group_name, members, standing,
                                   {a.anchor: a for a in snapshot.accounts if a.anchor}, share.classification,
