@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import openpyxl
 import pytest
 
+from idlifecycle.cli import main
 from idlifecycle.errors import UserError
-from idlifecycle.model import Action
+from idlifecycle.model import Action, Plan, plan_to_json
 from idlifecycle.reports.access_review import RESTRICTED, build_review
 from idlifecycle.reports.decisions import plan_removals, read_decisions, share_groups
 from idlifecycle.reports.workbook import write_xlsx
@@ -103,3 +105,33 @@ def test_a_file_that_is_not_the_review_workbook_is_a_clear_error(tmp_path: Path)
     openpyxl.Workbook().save(other)
     with pytest.raises(UserError, match="no sheet named 'Restricted access'"):
         read_decisions(other)
+
+
+def test_a_keep_row_edited_to_name_another_person_is_refused_since_a_keep_lifts_an_earlier_remove(
+        tmp_path: Path) -> None:
+    path = returned_workbook(tmp_path, {3: "Keep"}, edits={"F3": "S004"})
+    with pytest.raises(UserError) as caught:
+        plan(path)
+    assert "row 3: person ID 'S004' does not match account 'alovelace' in entra (its person ID is 'S001')" \
+        in str(caught.value)
+
+
+def test_every_checked_decision_is_kept_with_the_siros_note_and_the_accounts_own_person_id(tmp_path: Path) -> None:
+    path = returned_workbook(tmp_path, {2: "Remove", 3: "Keep"}, edits={"F2": None, "P3": "Needs it for EHCPs"})
+    decided = plan(path).decided
+    assert [(d.row, d.choice, d.person_id, d.note) for d in decided] == [
+        (2, "Remove", "S001", ""), (3, "Keep", "S001", "Needs it for EHCPs")]
+
+
+def test_a_saved_decisions_plan_whose_decisions_were_edited_is_refused_in_one_line_before_anything_is_applied(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    saved = Plan((), {}, plan_id="review-plan", origin="access-review",
+                 decisions={"siro": "Dinah Craik", "rows": [{"row": 2, "share": "Safeguarding"}]})
+    path = tmp_path / "decisions.json"
+    path.write_text(json.dumps(plan_to_json(saved)))
+    # No job file is needed to see it: the plan is read first.
+    assert main(["--config", str(tmp_path / "job.toml"), "apply", str(path)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"idlifecycle: {path}: its \"decisions\" are not as `report apply-decisions --out` "
+                            "wrote them")
+    assert "\n" not in error and "Traceback" not in error
