@@ -151,3 +151,10 @@ def test_sencos_the_siro_removed_stay_out_of_entra_and_google_the_night_after_th
         assert str(sen[(directory, "TBR")]["Basis"]).startswith("grant #")
         assert sen[(directory, "SEV")]["Last reviewed"] is not None
     assert len(reviewed) == 4
+
+    # A later review says otherwise: the SIRO marks Siân Keep on her kept-out rows, and the baseline adds her back.
+    decide_in_workbook(later, {("sen-records", d, "SEV"): ("Keep", "Back in the SEN team") for d in GROUPS})
+    assert main(["--config", config, "report", "apply-decisions", str(later), "--apply"]) == 0
+    night = run_sync(load_job(job_path))
+    assert sen_members(load_job(job_path)) == {"entra": {"SEV", "TBR"}, "google": {"SEV", "TBR"}}
+    assert not [n for n in night.plan.notes if "by the SIRO's decision of" in n]

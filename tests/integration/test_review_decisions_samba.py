@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from idlifecycle.access.records import AccessRecords
+from idlifecycle.access.service import Access
 from idlifecycle.cli import main
 from idlifecycle.job import load_job, run_sync
 from idlifecycle.model import Action
@@ -128,3 +129,12 @@ def test_sencos_the_siro_removed_stay_out_the_night_after_the_review_until_a_gra
     assert sen["TBR"]["Earlier decision"] == f"Remove on {uk} by Dr Ada Okafor ({review.name})"
     saved = json.loads(plan_file.read_text())
     assert {row["person_id"] for row in saved["decisions"]["rows"]} == {"SEV", "TBR", "HCA"}
+
+    # The grant revoked early: the baseline does not cover Tom (the SIRO removed him), so he goes at once.
+    job = sencos.job()
+    try:
+        _, notes = Access(job).revoke(grant.grant_id, "siro@school.example.org")
+    finally:
+        job.close()
+    assert notes == [f"ad: tbrown removed from {SEN_GROUP}"]
+    assert members_of(sencos.job(), SEN_GROUP) == set()

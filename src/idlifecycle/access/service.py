@@ -397,7 +397,10 @@ class Access:
                for g in self.records.open_grants()):
             return True
         person = self.people().get(person_id)
-        return person is not None and share.in_baseline(person)
+        # A person the SIRO removed at a review is not covered by the baseline (the nightly plan agrees).
+        removed = any(d.removes and d.share == share.name and d.person_id == person_id
+                      for d in self.job.store.access_decisions())
+        return person is not None and share.in_baseline(person) and not removed
 
     def tell_ended(self, grant: Grant, share: Share, why: str) -> bool:
         mailer = self.mailer
