@@ -124,7 +124,7 @@ class Removals:
     notes: list[str]
     """Rows that need no change (the person already left the group), said in words."""
     decided: list[Decision]
-    """Every decision checked against the directories, its person ID the account's own: what is recorded."""
+    """Every decision checked against the directories, with the account's own person ID and username."""
 
 
 def plan_removals(
@@ -170,7 +170,7 @@ def plan_removals(
             problems.append(f"{where}: person ID {d.person_id!r} does not match account {account.username!r} "
                             f"in {d.directory} (its person ID is {account.anchor!r})")
             continue
-        decided.append(replace(d, person_id=account.anchor))
+        decided.append(replace(d, person_id=account.anchor, username=account.username))
         if d.choice != REMOVE:
             continue
         if account.key not in members[d.directory].get(d.group, {}):
