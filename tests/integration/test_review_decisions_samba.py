@@ -68,7 +68,7 @@ def sencos(samba_dc: DomainController, mailbox: Mailbox, tmp_path_factory: pytes
 
 
 def test_sencos_the_siro_removed_stay_out_the_night_after_the_review_until_a_grant_is_approved(
-        sencos: School, tmp_path: Path) -> None:
+        sencos: School, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = str(sencos.job_path)
     first = run_sync(sencos.job())
     assert first.status == "ok", first.failures
@@ -95,6 +95,9 @@ def test_sencos_the_siro_removed_stay_out_the_night_after_the_review_until_a_gra
     kept_out = [n for n in night.plan.notes if "kept out of Share-SEN-Restricted" in n]
     assert len(kept_out) == 2 and all("by the SIRO's decision of" in n and review.name in n for n in kept_out)
     assert any("(SEV)" in n for n in kept_out) and any("(TBR)" in n for n in kept_out)
+    capsys.readouterr()
+    assert main(["--config", config, "access", "list", "--share", "sen-records"]) == 0
+    assert "(nobody holds any share's group)" in capsys.readouterr().out  # not "baseline" for either SENCo
     # The saved plan applied with `idlifecycle apply` dated the rows' last review.
     again = tmp_path / "review-next.xlsx"
     assert main(["--config", config, "report", "access-review", "--out", str(again)]) == 0

@@ -397,10 +397,13 @@ class Access:
                for g in self.records.open_grants()):
             return True
         person = self.people().get(person_id)
-        # A person the SIRO removed at a review is not covered by the baseline (the nightly plan agrees).
-        removed = any(d.removes and d.share == share.name and d.person_id == person_id
-                      for d in self.job.store.access_decisions())
-        return person is not None and share.in_baseline(person) and not removed
+        return person is not None and share.in_baseline(person) and not self.removed_at_review(share, person_id)
+
+    def removed_at_review(self, share: Share, person_id: str) -> bool:
+        """The SIRO's standing Remove for this person and share: the baseline no longer covers them
+        (as in the nightly plan, `drift.desired_share_groups`)."""
+        return any(d.removes and d.share == share.name and d.person_id == person_id
+                   for d in self.job.store.access_decisions())
 
     def tell_ended(self, grant: Grant, share: Share, why: str) -> bool:
         mailer = self.mailer
@@ -415,7 +418,7 @@ class Access:
         rows: list[Holding] = []
         for share in sorted(self.registry.shares.values(), key=lambda s: s.name):
             rows += [Holding(share.name, p.person_id, p.display_name, "baseline")
-                     for p in people if share.in_baseline(p)]
+                     for p in people if share.in_baseline(p) and not self.removed_at_review(share, p.person_id)]
             rows += [Holding(share.name, g.person_id, g.person_name, f"grant #{g.grant_id}", g.approver,
                              g.expires_at, g.reason)
                      for g in self.records.open_grants() if g.share == share.name and g.active(now)]
