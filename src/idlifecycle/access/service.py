@@ -400,8 +400,8 @@ class Access:
         return person is not None and share.in_baseline(person) and not self.removed_at_review(share, person_id)
 
     def removed_at_review(self, share: Share, person_id: str) -> bool:
-        """The SIRO's standing Remove for this person and share: the baseline no longer covers them
-        (as in the nightly plan, `drift.desired_share_groups`)."""
+        """The SIRO's standing Remove for this person and share (in any directory): the baseline no
+        longer covers them, as in the nightly plan (`drift.desired_share_groups`, per directory)."""
         return any(d.removes and d.share == share.name and d.person_id == person_id
                    for d in self.job.store.access_decisions())
 

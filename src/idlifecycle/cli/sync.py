@@ -168,7 +168,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
                                            password_for=password_for)
             if decisions is not None:
                 # The SIRO's decisions stand (and date the rows' last review) once their plan is applied.
-                record_decisions(job.store, decisions[0], siro=decisions[1], review=decisions[2])
+                record_decisions(job.store, decisions[0], siro=decisions[1], review=decisions[2],
+                                 plan_id=plan.plan_id)
             if issuer is not None:
                 given = passwords_set_in(plan, results)
                 issuer.deliver(Mailer.from_job(job), applied=set(given), set_in=given)

@@ -199,14 +199,19 @@ def decisions_from_json(data: Mapping[str, Any]) -> tuple[list[Decision], str, s
     return [Decision(**row) for row in data.get("rows", [])], str(data["siro"]), str(data["review"])
 
 
-def record_decisions(store: Store, decisions: Sequence[Decision], *, siro: str, review: str) -> None:
+def record_decisions(store: Store, decisions: Sequence[Decision], *, siro: str, review: str,
+                     plan_id: str = "") -> None:
     """Keep each decision as the standing one for its share, directory and person, each audited.
 
     One transaction: the decisions, an audit entry per decision and the review's entry (which dates
-    each row's last review) are all kept or none is.
+    each row's last review) are all kept or none is. A saved plan (`plan_id`) records its decisions
+    once: applying the same file again does not re-date them.
     """
     at = utcnow().isoformat()
     with store.transaction():
+        if plan_id and any(e.event == REVIEWED_EVENT and e.data.get("plan_id") == plan_id
+                           for e in store.audit_entries()):
+            return
         for d in decisions:
             store.record_access_decision(AccessDecision(
                 share=d.share, directory=d.directory, group=d.group, person_id=d.person_id, member_key=d.member_key,
@@ -215,7 +220,7 @@ def record_decisions(store: Store, decisions: Sequence[Decision], *, siro: str, 
                                         "person_id": d.person_id, "username": d.username, "decision": d.choice,
                                         "note": d.note, "review": review}, actor=siro)
         store.audit(REVIEWED_EVENT, {
-            "workbook": review, "siro": siro,
+            "workbook": review, "siro": siro, "plan_id": plan_id,
             "rows": [[d.share, d.directory, d.member_key, d.choice] for d in decisions],
         }, actor=siro)
 
