@@ -504,7 +504,7 @@ class AccessDecision:
     member_key: str
     username: str
     choice: str
-    """"Keep" or "Remove", as marked in the workbook."""
+    """"Keep", "Remove" or "Change expiry", as marked in the workbook."""
     note: str
     decided_by: str
     decided_at: str
@@ -518,7 +518,9 @@ class AccessDecision:
 
     @property
     def removes(self) -> bool:
-        return self.choice == "Remove"  # the workbook's word (reports.access_review.REMOVE)
+        """A Remove, or a Change expiry (access only until the grant's new end): either way no baseline
+        rule puts the person back. The workbook's words (reports.access_review.REMOVE, CHANGE_EXPIRY)."""
+        return self.choice in ("Remove", "Change expiry")
 
 
 def _chain_hash(prev: str, at: str, event: str, actor: str, body: str) -> str:

@@ -374,8 +374,10 @@ def review_rows(path: Path, sheet: str) -> list[dict[str, Any]]:
     return [dict(zip(values[0], row, strict=True)) for row in values[1:]]
 
 
-def decide_in_workbook(path: Path, choices: dict[tuple[str, str, str], tuple[str, str]]) -> None:
-    """What the SIRO does in Excel: (share, directory, person ID) -> (Decision, Note) on Restricted access."""
+def decide_in_workbook(path: Path, choices: dict[tuple[str, str, str], tuple[str, str]],
+                       expires: dict[tuple[str, str, str], dt.date] | None = None) -> None:
+    """What the SIRO does in Excel: (share, directory, person ID) -> (Decision, Note) on Restricted access,
+    and a new Expires date where the decision is Change expiry."""
     book = openpyxl.load_workbook(path)
     sheet = book[RESTRICTED]
     header = {str(cell.value): cell.column for cell in sheet[1]}
@@ -390,6 +392,8 @@ def decide_in_workbook(path: Path, choices: dict[tuple[str, str, str], tuple[str
             sheet.cell(number, header["Decision"], choice)
             if note:
                 sheet.cell(number, header["Note"], note)
+            if key in (expires or {}):
+                sheet.cell(number, header["Expires"], (expires or {})[key])
             marked.add(key)
     assert marked == set(choices), f"rows not on the sheet: {set(choices) - marked}"
     book.save(path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,20 @@ def test_sencos_the_siro_removed_stay_out_the_night_after_the_review_until_a_gra
     assert sen["TBR"]["Earlier decision"] == f"Remove on {uk} by Dr Ada Okafor ({review.name})"
     saved = json.loads(plan_file.read_text())
     assert {row["person_id"] for row in saved["decisions"]["rows"]} == {"SEV", "TBR", "HCA"}
+
+    # At the next review the SIRO shortens Tom's grant: it now ends after the day written in Expires.
+    last_day = date.today() + timedelta(days=3)
+    decide_in_workbook(final, {("sen-records", "ad", "TBR"): ("Change expiry", "Reviews done by then")},
+                       expires={("sen-records", "ad", "TBR"): last_day})
+    assert main(["--config", config, "report", "apply-decisions", str(final), "--apply"]) == 0
+    job = sencos.job()
+    try:
+        changed = AccessRecords(job.store).grant(grant.grant_id)
+    finally:
+        job.close()
+    assert changed is not None and changed.expires_at == datetime.combine(last_day + timedelta(days=1), time(), UTC)
+    assert [e["grant_id"] for e in sencos.audit("grant-expiry-changed")] == [grant.grant_id]
+    assert members_of(sencos.job(), SEN_GROUP) == {"TBR"}
 
     # The grant revoked early: the baseline does not cover Tom (the SIRO removed him), so he goes at once.
     job = sencos.job()

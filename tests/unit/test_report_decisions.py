@@ -60,7 +60,7 @@ def test_rows_edited_to_name_something_else_are_refused_with_their_row_numbers(t
     with pytest.raises(UserError) as caught:
         plan(path)
     # The bad Decision value is found while reading, before anything is matched against the job.
-    assert "row 4: Decision 'Delete' is neither Keep nor Remove" in str(caught.value)
+    assert "row 4: Decision 'Delete' is neither Keep, Remove nor Change expiry" in str(caught.value)
 
     path = returned_workbook(tmp_path, {2: "Remove", 3: "Remove", 4: "Remove"},
                              edits={"A2": "Finance", "D3": "moodle", "E4": "All Staff"})
@@ -135,3 +135,25 @@ def test_a_saved_decisions_plan_whose_decisions_were_edited_is_refused_in_one_li
     assert error.startswith(f"idlifecycle: {path}: its \"decisions\" are not as `report apply-decisions --out` "
                             "wrote them")
     assert "\n" not in error and "Traceback" not in error
+
+
+def test_a_change_of_expiry_needs_a_date_after_today_and_a_grant_to_change(tmp_path: Path) -> None:
+    path = returned_workbook(tmp_path, {2: "Change expiry", 3: "Change expiry"}, edits={"M2": "soon"})
+    with pytest.raises(UserError) as caught:
+        read_decisions(path)
+    assert "row 2: Change expiry needs the new end date in Expires (dd/mm/yyyy), not 'soon'" in str(caught.value)
+
+    path = returned_workbook(tmp_path, {2: "Change expiry", 3: "Change expiry"},
+                             edits={"M2": "01/08/2026", "M3": "19/07/2026"})
+    with pytest.raises(UserError) as caught:
+        plan_removals(path, read_decisions(path), snapshots=snapshots(), shares=share_groups(restricted()),
+                      siro="Dinah Craik", on=TODAY, grants={("Safeguarding", "S001"): 7})
+    assert "row 3: the new expiry 2026-07-19 is not after today (2026-07-20)" in str(caught.value)
+    grants = {("Safeguarding", "S001"): 7}
+    path = returned_workbook(tmp_path, {2: "Change expiry", 4: "Change expiry"},
+                             edits={"M2": "01/08/2026", "M4": "01/08/2026"})
+    with pytest.raises(UserError) as caught:
+        plan_removals(path, read_decisions(path), snapshots=snapshots(), shares=share_groups(restricted()),
+                      siro="Dinah Craik", on=TODAY, grants=grants)
+    assert "row 4: bcox holds no grant for 'Safeguarding' whose expiry could change" in str(caught.value)
+    assert "row 2" not in str(caught.value)

@@ -14,7 +14,7 @@ from idlifecycle.executor import new_plan_id
 from idlifecycle.job import Job, failures_of, load_job
 from idlifecycle.model import Plan, plan_to_json
 from idlifecycle.reports.access_review import build_review
-from idlifecycle.reports.collect import collect_review, report_options
+from idlifecycle.reports.collect import collect_review, open_grants, report_options
 from idlifecycle.reports.decisions import decisions_to_json, plan_removals, read_decisions, record_decisions
 from idlifecycle.reports.workbook import write_csv, write_xlsx
 
@@ -60,7 +60,7 @@ def cmd_apply_decisions(args: argparse.Namespace) -> int:
         with job.lock(), job.open_connectors() as connectors:
             review, shares = collect_review(job, connectors)
             removals = plan_removals(workbook, decisions, snapshots=review.snapshots, shares=shares,
-                                     siro=siro, on=job.today)
+                                     siro=siro, on=job.today, grants=open_grants(job))
             for note in removals.notes:
                 print(f"note: {note}")
             for change in removals.changes:

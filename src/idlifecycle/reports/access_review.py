@@ -29,6 +29,8 @@ CHANGES = "Changes this year"
 
 KEEP = "Keep"
 REMOVE = "Remove"
+CHANGE_EXPIRY = "Change expiry"
+"""Keeps a grant with the new end date the SIRO wrote in its Expires cell."""
 KEPT_OUT = "kept out by the SIRO's decision"
 """The basis of a row for someone a standing Remove keeps out of the group (they are not a member)."""
 
@@ -37,7 +39,7 @@ RESTRICTED_COLUMNS = (
     Column("Group", 24), Column("Person ID", 12), Column("Name", 24), Column("Username", 18),
     Column("Account key", 14), Column("Basis", 22), Column("Approver", 20),
     Column("Approved at", 16, ColumnKind.DATETIME), Column("Expires", 12, ColumnKind.DATE),
-    Column("Last reviewed", 13, ColumnKind.DATE), Column("Decision", 11, choices=(KEEP, REMOVE)),
+    Column("Last reviewed", 13, ColumnKind.DATE), Column("Decision", 14, choices=(KEEP, REMOVE, CHANGE_EXPIRY)),
     Column("Note", 30), Column("Earlier decision", 40),
 )
 """The Restricted access sheet; `decisions` reads the SIRO's choices back by these headers."""

@@ -20,7 +20,6 @@ from idlifecycle.notify import valid_email
 from idlifecycle.passwords.settings import load_settings
 from idlifecycle.reports.access_review import (
     KEPT_OUT,
-    REMOVE,
     ReportOptions,
     RestrictedAccessRow,
     ReviewInput,
@@ -192,11 +191,12 @@ def share_memberships(job: Job, people: Sequence[Person], snapshots: Mapping[str
 def _kept_out(share: str, directory: str, group: str, members: Mapping[str, str],
               standing: Mapping[tuple[str, str, str], AccessDecision], accounts: Mapping[str, Account],
               classification: str, owner: str) -> list[RestrictedAccessRow]:
-    """Rows for people a standing Remove keeps out of the group, while their account is still there."""
+    """Rows for people a standing Remove (or an ended Change expiry) keeps out of the group, while their
+    account is still there."""
     rows: list[RestrictedAccessRow] = []
     for (of_share, of_directory, _), decision in sorted(standing.items()):
         account = accounts.get(decision.person_id or "")
-        if (of_share, of_directory) != (share, directory) or decision.choice != REMOVE or account is None \
+        if (of_share, of_directory) != (share, directory) or not decision.removes or account is None \
                 or account.key in members:
             continue
         rows.append(RestrictedAccessRow(
@@ -205,6 +205,15 @@ def _kept_out(share: str, directory: str, group: str, members: Mapping[str, str]
             classification=classification, owner=owner,
             last_reviewed=datetime.fromisoformat(decision.decided_at).date(), decision=decision))
     return rows
+
+
+def open_grants(job: Job) -> dict[tuple[str, str], int]:
+    """(share, person_id) -> the latest unexpired grant: what a Change expiry decision changes."""
+    if not job.section("access"):
+        return {}
+    now = datetime.now(UTC)
+    return {(g.share, g.person_id): g.grant_id
+            for g in sorted(Access(job).records.open_grants(), key=lambda g: g.expires_at) if g.active(now)}
 
 
 def collect_review(job: Job, connectors: Mapping[str, Connector]) -> tuple[ReviewInput, dict[str, dict[str, str]]]:

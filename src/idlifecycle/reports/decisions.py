@@ -16,16 +16,17 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
 
+from idlifecycle.access.records import AccessRecords
 from idlifecycle.errors import UserError
 from idlifecycle.model import Action, Change, Snapshot
-from idlifecycle.reports.access_review import KEEP, REMOVE, RESTRICTED, RestrictedAccessRow
+from idlifecycle.reports.access_review import CHANGE_EXPIRY, KEEP, REMOVE, RESTRICTED, RestrictedAccessRow
 from idlifecycle.store import AccessDecision, Store, utcnow
 
 REQUIRED_HEADERS = ("Share", "Directory", "Group", "Person ID", "Username", "Account key", "Decision")
@@ -52,6 +53,10 @@ class Decision:
     choice: str
     """KEEP or REMOVE."""
     note: str = ""
+    expires: str = ""
+    """Change expiry: the new last day of the grant (ISO), from the row's Expires cell."""
+    grant_id: int | None = None
+    """Change expiry: the grant it changes, filled in when the row is checked against the job."""
 
 
 def _text(value: Any) -> str:
@@ -90,17 +95,40 @@ def read_decisions(path: Path) -> list[Decision]:
                 return _text(values[index]) if index < len(values) else ""
 
             choice = cell("Decision")
-            known = {KEEP.lower(): KEEP, REMOVE.lower(): REMOVE}
+            known = {KEEP.lower(): KEEP, REMOVE.lower(): REMOVE, CHANGE_EXPIRY.lower(): CHANGE_EXPIRY}
             if choice.lower() in known:
+                expires = ""
+                if known[choice.lower()] == CHANGE_EXPIRY:
+                    index = columns.get("Expires", len(values))
+                    expires = _day(values[index] if index < len(values) else None) or ""
+                    if not expires:
+                        problems.append(f"row {number}: {CHANGE_EXPIRY} needs the new end date in Expires "
+                                        f"(dd/mm/yyyy), not {cell('Expires')!r}")
+                        continue
                 decisions.append(Decision(number, cell("Share"), cell("Directory"), cell("Group"),
                                           cell("Person ID") or None, cell("Username"), cell("Account key"),
-                                          known[choice.lower()], cell(NOTE)))
+                                          known[choice.lower()], cell(NOTE), expires))
             elif choice:
-                problems.append(f"row {number}: Decision {choice!r} is neither {KEEP} nor {REMOVE}")
+                problems.append(f"row {number}: Decision {choice!r} is neither {KEEP}, {REMOVE} nor {CHANGE_EXPIRY}")
     finally:
         book.close()
     _raise(path, problems)
     return decisions
+
+
+def _day(value: Any) -> str | None:
+    """An Expires cell as an ISO date: a date cell, or text as dd/mm/yyyy or yyyy-mm-dd; None if neither."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    text = _text(value)
+    for pattern in ("%d/%m/%Y", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, pattern).date().isoformat()
+        except ValueError:
+            continue
+    return None
 
 
 def _raise(path: Path, problems: Sequence[str]) -> None:
@@ -130,12 +158,15 @@ class Removals:
 def plan_removals(
     path: Path, decisions: Sequence[Decision], *, snapshots: Mapping[str, Snapshot],
     shares: Mapping[str, Mapping[str, str]], siro: str, on: date,
+    grants: Mapping[tuple[str, str], int] | None = None,
 ) -> Removals:
     """REMOVE_MEMBER changes (restricted, so the guards count them) for each valid Remove decision.
 
     `shares` maps share -> directory -> access group name as the job defines them now; a row
     naming anything else is an error, so an edited sheet can never remove other memberships. Keep
     rows are checked the same way, since recording one lifts an earlier Remove for that person.
+    A Change expiry row must name a person holding a grant for the share (`grants`: (share,
+    person_id) -> the latest open grant) and a date after `on`.
     """
     problems: list[str] = []
     changes: list[Change] = []
@@ -170,6 +201,17 @@ def plan_removals(
             problems.append(f"{where}: person ID {d.person_id!r} does not match account {account.username!r} "
                             f"in {d.directory} (its person ID is {account.anchor!r})")
             continue
+        if d.choice == CHANGE_EXPIRY:
+            grant_id = (grants or {}).get((d.share, account.anchor or ""))
+            if grant_id is None:
+                problems.append(f"{where}: {account.username} holds no grant for {d.share!r} whose expiry could "
+                                f"change; mark {KEEP} or {REMOVE}")
+                continue
+            if date.fromisoformat(d.expires) <= on:
+                problems.append(f"{where}: the new expiry {d.expires} is not after today ({on.isoformat()}); "
+                                f"mark {REMOVE} to end the access now")
+                continue
+            d = replace(d, grant_id=grant_id)
         decided.append(replace(d, person_id=account.anchor, username=account.username))
         if d.choice != REMOVE:
             continue
@@ -208,6 +250,7 @@ def record_decisions(store: Store, decisions: Sequence[Decision], *, siro: str, 
     once: applying the same file again does not re-date them.
     """
     at = utcnow().isoformat()
+    records = AccessRecords(store)
     with store.transaction():
         if plan_id and any(e.event == REVIEWED_EVENT and e.data.get("plan_id") == plan_id
                            for e in store.audit_entries()):
@@ -219,6 +262,13 @@ def record_decisions(store: Store, decisions: Sequence[Decision], *, siro: str, 
             store.audit(DECIDED_EVENT, {"share": d.share, "directory": d.directory, "group": d.group,
                                         "person_id": d.person_id, "username": d.username, "decision": d.choice,
                                         "note": d.note, "review": review}, actor=siro)
+            if d.choice == CHANGE_EXPIRY and d.grant_id is not None:
+                # The grant lasts to the end of the day the SIRO wrote.
+                until = datetime.combine(date.fromisoformat(d.expires) + timedelta(days=1), time(), UTC)
+                if records.change_expiry(d.grant_id, until):
+                    store.audit("grant-expiry-changed", {"grant_id": d.grant_id, "share": d.share,
+                                                         "person_id": d.person_id, "expires": until.isoformat(),
+                                                         "review": review}, actor=siro)
         store.audit(REVIEWED_EVENT, {
             "workbook": review, "siro": siro, "plan_id": plan_id,
             "rows": [[d.share, d.directory, d.member_key, d.choice] for d in decisions],
