@@ -5,10 +5,10 @@ row must name a share, a directory, that share's access group in that directory 
 that exists there. Every problem is reported with its sheet row number, all at once, and nothing
 is planned until the sheet is clean.
 
-Every decision (Keep with its note, or Remove) is then recorded as the standing one for that share,
-directory and person (`record_decisions`): the nightly plan honours a Remove although a baseline
-rule would add the person back, until a later review marks Keep (a grant approved later puts
-them in for its term).
+Every decision (Keep with its note, Remove, or Change expiry of a grant) is then recorded as the
+standing one for that share, directory and person (`record_decisions`): the nightly plan honours a
+Remove although a baseline rule would add the person back, until a later review marks Keep (a
+grant approved later puts them in for its term).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ DECIDED_EVENT = "access-decision"
 
 @dataclass(frozen=True)
 class Decision:
-    """One row of the Restricted access sheet the SIRO marked Keep or Remove."""
+    """One row of the Restricted access sheet the SIRO marked Keep, Remove or Change expiry."""
 
     row: int
     """The row number as the SIRO sees it in the sheet."""
@@ -51,7 +51,7 @@ class Decision:
     username: str
     member_key: str
     choice: str
-    """KEEP or REMOVE."""
+    """KEEP, REMOVE or CHANGE_EXPIRY."""
     note: str = ""
     expires: str = ""
     """Change expiry: the new last day of the grant (ISO), from the row's Expires cell."""
