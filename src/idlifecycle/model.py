@@ -298,6 +298,8 @@ class Plan:
     origin: str = "feed"
     """What the plan was computed from: "feed" (the nightly plan) or "access-review" (the SIRO's
     decisions), which decides how `apply` checks that it is still called for."""
+    decisions: Mapping[str, Any] = field(default_factory=dict)
+    """An access-review plan's decisions (`reports.decisions.decisions_to_json`), recorded when it is applied."""
 
     def for_directory(self, directory: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.directory == directory)
@@ -338,6 +340,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "held": list(plan.held),
         "rejected_rows": list(plan.rejected_rows),
         "changes": [c.to_json() for c in plan.changes],
+        "decisions": dict(plan.decisions),
     }
 
 
@@ -355,6 +358,7 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         rejected_rows=tuple(data.get("rejected_rows", ())),
         plan_id=str(data.get("plan_id") or ""),
         origin=str(data.get("origin") or "feed"),
+        decisions=dict(data.get("decisions") or {}),
     )
 
 

@@ -27,6 +27,7 @@ from idlifecycle.model import Action, Change, Plan, Result, plan_from_json, plan
 from idlifecycle.notify import Mailer
 from idlifecycle.passwords.issuer import PasswordIssuer
 from idlifecycle.passwords.owed import still_owed
+from idlifecycle.reports.decisions import Decision, decisions_from_json, record_decisions
 
 EXIT_ROWS_REFUSED = 3
 """Done, but some feed rows were refused: their people were held (nothing changed for them)."""
@@ -149,6 +150,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise UserError(f"{args.plan}: file not found") from None
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(f"{args.plan}: not a plan file: {error}") from None
+    decisions = _saved_decisions(args.plan, plan) if plan.decisions else None
     job = _job(args)
     progress = Progress()
     progress.start(len(plan.changes))
@@ -164,6 +166,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
             results = job.apply_saved_plan(plan, connectors, actor="apply", on_result=progress.tick,
                                            allow_destructive=args.allow_destructive, allow_date=args.allow_date,
                                            password_for=password_for)
+            if decisions is not None:
+                # The SIRO's decisions stand (and date the rows' last review) once their plan is applied.
+                record_decisions(job.store, decisions[0], siro=decisions[1], review=decisions[2],
+                                 plan_id=plan.plan_id)
             if issuer is not None:
                 given = passwords_set_in(plan, results)
                 issuer.deliver(Mailer.from_job(job), applied=set(given), set_in=given)
@@ -174,6 +180,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     code = _report_results(plan, results)
     _report_owed(owed)
     return code
+
+
+def _saved_decisions(path: str, plan: Plan) -> tuple[list[Decision], str, str]:
+    try:
+        return decisions_from_json(plan.decisions)
+    except (KeyError, TypeError) as error:
+        raise UserError(f"{path}: its \"decisions\" are not as `report apply-decisions --out` wrote them "
+                        f"({error}); make the plan again") from None
 
 
 def _report_owed(owed: tuple[str, ...]) -> None:
