@@ -325,7 +325,8 @@ class Job:
         termly = [c for c in passwords.termly_changes(self, snapshots, people) if not held.holds(c.person_id)]
         plan = replace(plan, changes=plan.changes + tuple(termly),
                        rejected_rows=tuple(str(error) for error in feed.errors),
-                       notes=plan.notes + tuple(note for s in snapshots.values() for note in s.notes))
+                       notes=plan.notes + tuple(note for s in snapshots.values() for note in s.notes)
+                       + (shares.kept_out if shares is not None else ()))
         return plan, held, termly
 
 

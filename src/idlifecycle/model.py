@@ -16,7 +16,7 @@ class Kind(StrEnum):
     PUPIL = "pupil"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Person:
     """One human from the feed, as the school's MIS knows them."""
 
@@ -142,9 +142,10 @@ class Snapshot:
     def fingerprint(self) -> str:
         """A digest of everything the planner reads, so a stale plan can be refused."""
         digest = hashlib.sha256()
+        encode = json.JSONEncoder(default=str).encode  # json.dumps(..., default=str), made once, not per account
         for account in sorted(self.accounts, key=lambda a: a.key):
             digest.update(
-                json.dumps(
+                encode(
                     [
                         account.key, account.username, account.login, account.given_name,
                         account.surname, account.display_name, account.anchor, account.enabled,
@@ -152,7 +153,6 @@ class Snapshot:
                         account.password_never_expires, account.synced_from_on_premises,
                         account.privileged,
                     ],
-                    default=str,
                 ).encode()
             )
         for group in sorted(self.groups, key=lambda g: g.key):
@@ -161,7 +161,7 @@ class Snapshot:
         return digest.hexdigest()[:32]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredAccount:
     """What one person's account in one directory should look like (mapping output)."""
 
@@ -196,11 +196,14 @@ class Action(StrEnum):
     REVOKE_SESSIONS = "revoke-sessions"
 
 
+_CHANGE_ID_JSON = json.JSONEncoder(default=str, sort_keys=True)
+"""What json.dumps(..., default=str, sort_keys=True) uses, made once rather than per call."""
+
 DESTRUCTIVE_ACTIONS = frozenset({Action.DISABLE, Action.DELETE})
 """Always counted by the guard; REMOVE_MEMBER counts when the group is restricted."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One planned operation on one directory object, with the reason a person would give.
 
@@ -224,16 +227,16 @@ class Change:
     """True for a REMOVE_MEMBER from a restricted share's group (counted as destructive)."""
     password: str | None = field(default=None, repr=False, compare=False)
     """Set by the executor just before apply for CREATE / SET_PASSWORD; never serialised."""
+    change_id: str = field(init=False, repr=False, compare=False)
+    """Deterministic id: the same change planned twice has the same id (journal key)."""
 
-    @property
-    def change_id(self) -> str:
-        """Deterministic id: the same change planned twice has the same id (journal key)."""
-        payload = json.dumps(
-            [self.directory, self.action, self.person_id, self.target, self.group,
-             sorted(self.after.items())],
-            default=str, sort_keys=True,
+    def __post_init__(self) -> None:
+        # Worked out once: the planner, guards, executor and journal read it hundreds of thousands of times
+        # on a trust's first night, and a JSON encoding and a SHA-256 each time cost seconds.
+        payload = _CHANGE_ID_JSON.encode(
+            [self.directory, self.action, self.person_id, self.target, self.group, sorted(self.after.items())]
         )
-        return hashlib.sha256(payload.encode()).hexdigest()[:24]
+        object.__setattr__(self, "change_id", hashlib.sha256(payload.encode()).hexdigest()[:24])
 
     @property
     def destructive(self) -> bool:
@@ -295,6 +298,8 @@ class Plan:
     origin: str = "feed"
     """What the plan was computed from: "feed" (the nightly plan) or "access-review" (the SIRO's
     decisions), which decides how `apply` checks that it is still called for."""
+    decisions: Mapping[str, Any] = field(default_factory=dict)
+    """An access-review plan's decisions (`reports.decisions.decisions_to_json`), recorded when it is applied."""
 
     def for_directory(self, directory: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.directory == directory)
@@ -335,6 +340,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "held": list(plan.held),
         "rejected_rows": list(plan.rejected_rows),
         "changes": [c.to_json() for c in plan.changes],
+        "decisions": dict(plan.decisions),
     }
 
 
@@ -352,6 +358,7 @@ def plan_from_json(data: Mapping[str, Any]) -> Plan:
         rejected_rows=tuple(data.get("rejected_rows", ())),
         plan_id=str(data.get("plan_id") or ""),
         origin=str(data.get("origin") or "feed"),
+        decisions=dict(data.get("decisions") or {}),
     )
 
 

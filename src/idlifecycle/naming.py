@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
+from functools import cache, lru_cache
 
 from anyascii import anyascii
 
@@ -22,6 +22,7 @@ TEMPLATE_FIELDS = frozenset(
 )
 
 
+@lru_cache(maxsize=2**16)
 def ascii_name(value: str) -> str:
     """Lower-case ASCII letters and digits only: "Nguyễn" -> "nguyen", "O'Brien" -> "obrien"."""
     return _NOT_NAME.sub("", anyascii(value).lower())

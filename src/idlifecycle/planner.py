@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from functools import cached_property
 from typing import Any, Protocol
 
-from idlifecycle.mapping import MappingRules, Status, desired_account, status
+from idlifecycle.mapping import DesiredAccounts, MappingRules, Status, status
 from idlifecycle.model import Account, Action, Capabilities, Change, DesiredAccount, Group, Kind, Person, Plan, Snapshot
 from idlifecycle.naming import assign_usernames, base_username, reserved_clash
 
@@ -59,7 +59,8 @@ class Held:
         return {normalise_id(person_id): person_id for person_id in self.rows}
 
     def holds(self, person_id: str | None) -> bool:
-        return person_id is not None and normalise_id(person_id) in self.keys
+        # Asked for every account in every directory: most nights nobody is held, and then nothing is normalised.
+        return person_id is not None and bool(self.keys) and normalise_id(person_id) in self.keys
 
 
 class ShareGroupsLike(Protocol):
@@ -122,6 +123,33 @@ def _match_rule(rule: str, person: Person, account: Account, expected_login: str
     return False
 
 
+class _Unanchored:
+    """Accounts with no anchor, by what each match rule compares, so a first run does not compare every
+    person with every account. `candidates` may return more than match; `_match_rule` still decides."""
+
+    def __init__(self, accounts: Sequence[Account]) -> None:
+        self.by_login: dict[str, list[Account]] = {}
+        self.by_username: dict[str, list[Account]] = {}
+        self.by_employee_number: dict[str | None, list[Account]] = {}
+        for account in accounts:
+            self.by_login.setdefault(account.login.lower(), []).append(account)
+            self.by_username.setdefault(account.username.lower(), []).append(account)
+            self.by_employee_number.setdefault(account.attributes.get("employeeNumber"), []).append(account)
+
+    def candidates(self, rule: str, person: Person, expected_login: str | None) -> list[Account]:
+        """In the accounts' order (by key), as the rules are tried."""
+        if rule == "login":
+            return self.by_login.get(expected_login or "", [])
+        if rule == "email":
+            return self.by_login.get((person.email or "").lower(), [])
+        if rule == "username":
+            return self.by_username.get((person.username or "").lower(), [])
+        if rule == "employee_number":
+            numbers = {person.person_id, person.upn}
+            return sorted((a for n in numbers for a in self.by_employee_number.get(n, [])), key=lambda a: a.key)
+        return []
+
+
 def expected_logins(people: Sequence[Person], rules: MappingRules, today: date) -> dict[str, str]:
     """person_id -> the sign-in the naming convention gives them, for the "login" match rule.
 
@@ -160,6 +188,7 @@ def match_accounts(
         matched[account.anchor] = account
     unanchored = sorted((a for a in snapshot.accounts if a.anchor is None and not a.privileged),
                         key=lambda a: a.key)
+    index = _Unanchored(unanchored)
     adopted: set[str] = set()
     claimed: set[str] = set()
     for person in people:
@@ -167,7 +196,7 @@ def match_accounts(
         if person.person_id in matched or statuses[person.person_id] is Status.FUTURE:
             continue
         for rule in rules.kinds[person.kind].match:
-            found = [a for a in unanchored
+            found = [a for a in index.candidates(rule, person, logins.get(person.person_id))
                      if a.key not in claimed and _match_rule(rule, person, a, logins.get(person.person_id))]
             if len(found) == 1:
                 matched[person.person_id] = found[0]
@@ -310,9 +339,11 @@ class _DirectoryPlanner:
                          after={"username": desired.username, "login": desired.login})
             before: dict[str, Any] = {}
             after: dict[str, Any] = {}
-            for attr in ("given_name", "surname", "display_name"):
-                if getattr(account, attr) != getattr(desired, attr):
-                    before[attr], after[attr] = getattr(account, attr), getattr(desired, attr)
+            if (account.given_name, account.surname, account.display_name) != (
+                    desired.given_name, desired.surname, desired.display_name):
+                for attr in ("given_name", "surname", "display_name"):
+                    if getattr(account, attr) != getattr(desired, attr):
+                        before[attr], after[attr] = getattr(account, attr), getattr(desired, attr)
             attr_changes = {k: v for k, v in desired.attributes.items() if account.attributes.get(k) != v}
             if attr_changes:
                 before["attributes"] = {k: account.attributes.get(k) for k in attr_changes}
@@ -325,6 +356,8 @@ class _DirectoryPlanner:
                 self.add(Action.MOVE, pid, name, f"moved to {where}", target=account.key,
                          before={"container": account.container}, after={"container": desired.container})
         current = self.member_of.get(account.key, set()) & self.owned
+        if current == desired.groups:  # as nearly every account is, most nights
+            return
         for group in sorted(desired.groups - current):
             self.want_group(group, f"needed by {name}")
             self.add(Action.ADD_MEMBER, pid, name, f"should be in {group}", target=account.key, group=group,
@@ -417,7 +450,7 @@ def plan(
     """
     shares = shares or NoShareGroups()
     held = held or Held()
-    read_ids = {normalise_id(p.person_id) for p in people}
+    read_ids = {normalise_id(p.person_id) for p in people} if held.keys else set()
     people_count = len(people) + len(set(held.keys) - read_ids) + len(held.unidentified)
     people = [p for p in people if not held.holds(p.person_id)]
     held_lines: dict[str, list[str]] = {key: [] for key in held.rows}
@@ -435,6 +468,7 @@ def plan(
         matched[directory], adopted[directory], found = match_accounts(people, snapshot, rules, statuses, logins)
         notes.extend(found)
     names = choose_usernames(people, active, matched, snapshots, rules, state, today)
+    desired_accounts = DesiredAccounts(rules)
 
     changes: list[Change] = []
     unidentified_waits: list[str] = []
@@ -451,7 +485,7 @@ def plan(
         for person in active:
             if person.person_id in blocked[directory]:
                 continue
-            desired = desired_account(person, names[person.person_id], directory, caps, rules)
+            desired = desired_accounts.account(person, names[person.person_id], directory, caps)
             extra = shares.desired.get(person.person_id, {}).get(directory, frozenset())
             if extra:
                 desired = replace(desired, groups=desired.groups | extra)

@@ -21,6 +21,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx
+import openpyxl
 import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
@@ -33,6 +35,7 @@ from cryptography.x509.oid import NameOID
 from idlifecycle.access.service import Access
 from idlifecycle.job import Job, load_job
 from idlifecycle.model import Action, Change, Kind
+from idlifecycle.reports.access_review import RESTRICTED
 from idlifecycle.web.app import create_app
 from tests.integration.samba import DomainController
 
@@ -145,6 +148,22 @@ def link_in(received: Received) -> str:
     match = LINK.search(received.text)
     assert match, received.text
     return match.group(1)
+
+
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def approve_by_link(link: str) -> httpx.Response:
+    """What the SIRO's browser does: open the emailed link, then press Approve on that page."""
+    with httpx.Client() as browser:
+        page = browser.get(link)
+        assert page.status_code == 200, page.text
+        csrf = CSRF_FIELD.search(page.text)
+        assert csrf, page.text
+        base, token = link.split("/approve?t=", 1)
+        done = browser.post(f"{base}/approve", data={"t": token, "csrf": csrf.group(1), "decision": "approve"})
+    assert done.status_code == 200, done.text
+    return done
 
 
 STAFF_CSV = """Staff Code,Forename,Surname,Role,Start Date,End Date
@@ -347,3 +366,34 @@ def school(samba_dc: DomainController, mailbox: Mailbox, tmp_path_factory: pytes
             yield School(job_path, app, mailbox)
         finally:
             stop(app)
+
+
+def review_rows(path: Path, sheet: str) -> list[dict[str, Any]]:
+    """A sheet of the access-review workbook as the SIRO reads it: one dict per row, by header."""
+    values = list(openpyxl.load_workbook(path)[sheet].iter_rows(values_only=True))
+    return [dict(zip(values[0], row, strict=True)) for row in values[1:]]
+
+
+def decide_in_workbook(path: Path, choices: dict[tuple[str, str, str], tuple[str, str]],
+                       expires: dict[tuple[str, str, str], dt.date] | None = None) -> None:
+    """What the SIRO does in Excel: (share, directory, person ID) -> (Decision, Note) on Restricted access,
+    and a new Expires date where the decision is Change expiry."""
+    book = openpyxl.load_workbook(path)
+    sheet = book[RESTRICTED]
+    header = {str(cell.value): cell.column for cell in sheet[1]}
+    marked = set()
+    for number in range(2, sheet.max_row + 1):
+        def value(name: str, number: int = number) -> Any:
+            return sheet.cell(number, header[name]).value
+
+        key = (value("Share"), value("Directory"), value("Person ID"))
+        if key in choices:
+            choice, note = choices[key]
+            sheet.cell(number, header["Decision"], choice)
+            if note:
+                sheet.cell(number, header["Note"], note)
+            if key in (expires or {}):
+                sheet.cell(number, header["Expires"], (expires or {})[key])
+            marked.add(key)
+    assert marked == set(choices), f"rows not on the sheet: {set(choices) - marked}"
+    book.save(path)

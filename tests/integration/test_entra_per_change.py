@@ -166,9 +166,10 @@ def test_a_graph_that_stops_answering_fails_entras_changes_within_give_up_after_
     emulator = make_emulator(seed())
     monkeypatch.setenv("IDLIFECYCLE_ENTRA_CLIENT_SECRET", CLIENT_SECRET)
     job_file = _two_directory_school(tmp_path, emulator, give_up_after=3)
-    # The snapshot's delta reads are answered; every request after them Graph takes and never
+    # The snapshot's reads (deltas, role holders) are answered; every request after them Graph takes and never
     # answers (or closes unanswered, before doing anything).
-    emulator.faults.append(Fault("*", r"^/v1\.0/(?!(users|groups)/delta)", mode=mode, times=10**6))
+    snapshot_reads = r"^/v1\.0/(?!(users|groups)/delta|directoryRoles|roleManagement)"
+    emulator.faults.append(Fault("*", snapshot_reads, mode=mode, times=10**6))
     job = load_job(job_file, today=TODAY, secrets=Secrets())
 
     started = time.monotonic()

@@ -11,7 +11,7 @@ import pytest
 
 from idlifecycle.cli import main
 from idlifecycle.job import run_sync
-from idlifecycle.reports.access_review import PEOPLE, RESTRICTED
+from idlifecycle.reports.access_review import KEPT_OUT, PEOPLE, RESTRICTED
 from tests.integration.access_support import School, mailbox, members_of, school
 from tests.integration.samba import samba_dc, samba_template
 
@@ -88,7 +88,9 @@ def test_the_review_of_a_live_school_matches_the_directory_and_a_remove_decision
     again = tmp_path / "again.xlsx"
     assert main(["--config", config, "report", "access-review", "--out", str(again)]) == 0
     assert all(r["Last reviewed"] is not None for r in rows(again, RESTRICTED))
-    assert "TBR" not in {r["Person ID"] for r in rows(again, RESTRICTED) if r["Share"] == "staff-shared"}
+    # Tom is no longer a member: he is shown as kept out, with the SIRO's decision and its date.
+    tom = [r for r in rows(again, RESTRICTED) if r["Share"] == "staff-shared" and r["Person ID"] == "TBR"]
+    assert [(r["Basis"], str(r["Earlier decision"]).split(" on ")[0]) for r in tom] == [(KEPT_OUT, "Remove")]
 
 
 def test_the_nightly_run_summary_is_mailed_to_the_configured_address(reviewed_school: School) -> None:

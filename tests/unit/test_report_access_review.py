@@ -128,7 +128,7 @@ def test_the_restricted_access_sheet_lists_each_member_with_why_and_a_keep_remov
     assert brian["Expires"] == datetime(2026, 3, 31)
     assert brian["Decision"] is None
     [validation] = ws.data_validations.dataValidation
-    assert validation.type == "list" and validation.formula1 == '"Keep,Remove"'
+    assert validation.type == "list" and validation.formula1 == '"Keep,Remove,Change expiry"'
     assert str(validation.sqref) == "O2:O4"
     assert ws["O1"].value == "Decision"
 

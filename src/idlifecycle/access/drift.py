@@ -25,13 +25,22 @@ class ShareGroups:
     """directory -> names of restricted shares' groups: anyone else found in them is removed (restricted=True)."""
     managed: Mapping[str, frozenset[str]]
     """directory -> names of every share group (created when missing; members kept to `desired`)."""
+    kept_out: tuple[str, ...] = ()
+    """For the plan's notes: each person a baseline rule would add whom the SIRO's standing Remove keeps out."""
 
 
 def desired_share_groups(job: AccessJob, people: Sequence[Person], *, now: datetime | None = None) -> ShareGroups:
-    """Baseline ∪ unexpired grants for every person in the feed, per directory."""
+    """Baseline ∪ unexpired grants for every person in the feed, per directory.
+
+    A person the SIRO removed at an access review (a standing Remove decision for that share and
+    directory) is not in the baseline there, until a later review marks Keep; an unexpired grant
+    still puts them in, for its term, since the SIRO approved it.
+    """
     access = Access(job)
     now = now or utcnow()
     granted = {(g.person_id, g.share) for g in access.records.open_grants() if g.active(now)}
+    removed = {(d.share, d.directory, d.person_id): d for d in job.store.access_decisions() if d.removes}
+    kept_out: list[str] = []
     desired: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     restricted: dict[str, set[str]] = defaultdict(set)
     managed: dict[str, set[str]] = defaultdict(set)
@@ -41,13 +50,22 @@ def desired_share_groups(job: AccessJob, people: Sequence[Person], *, now: datet
             if share.restricted:
                 restricted[directory].add(group)
         for person in people:
-            if share.in_baseline(person) or (person.person_id, share.name) in granted:
-                for directory, group in share.groups.items():
-                    desired[person.person_id][directory].add(group)
+            has_grant = (person.person_id, share.name) in granted
+            if not (has_grant or share.in_baseline(person)):
+                continue
+            for directory, group in share.groups.items():
+                decision = None if has_grant else removed.get((share.name, directory, person.person_id))
+                if decision is not None:
+                    kept_out.append(f"{directory}: {person.display_name} ({person.person_id}) is kept out of {group} "
+                                    f"({share.name}) by the SIRO's decision of {decision.decided_at[:10]} "
+                                    f"({decision.review}), although the baseline would add them")
+                    continue
+                desired[person.person_id][directory].add(group)
     return ShareGroups(
         desired={pid: {d: frozenset(g) for d, g in dirs.items()} for pid, dirs in desired.items()},
         restricted={d: frozenset(g) for d, g in restricted.items()},
         managed={d: frozenset(g) for d, g in managed.items()},
+        kept_out=tuple(sorted(kept_out)),
     )
 
 

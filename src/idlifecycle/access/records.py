@@ -171,6 +171,11 @@ class AccessRecords:
         return [_grant(r) for r in self.db.execute(
             "SELECT * FROM access_grants WHERE ended_at IS NULL ORDER BY grant_id")]
 
+    def change_expiry(self, grant_id: int, expires: datetime) -> bool:
+        """The SIRO's Change expiry at an access review; False when the grant has ended meanwhile."""
+        return self.db.execute("UPDATE access_grants SET expires_at=? WHERE grant_id=? AND ended_at IS NULL",
+                               (expires.isoformat(), grant_id)).rowcount == 1
+
     def end_grant(self, grant_id: int, by: str, reason: str, now: datetime) -> bool:
         return self.db.execute(
             "UPDATE access_grants SET ended_at=?, ended_by=?, end_reason=? WHERE grant_id=? AND ended_at IS NULL",

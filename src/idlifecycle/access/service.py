@@ -397,7 +397,13 @@ class Access:
                for g in self.records.open_grants()):
             return True
         person = self.people().get(person_id)
-        return person is not None and share.in_baseline(person)
+        return (person is not None and share.in_baseline(person)
+                and (share.name, person_id) not in self.removed_at_review())
+
+    def removed_at_review(self) -> set[tuple[str, str | None]]:
+        """(share, person_id) of each standing Remove of the SIRO's (in any directory): the baseline no
+        longer covers them, as in the nightly plan (`drift.desired_share_groups`, per directory)."""
+        return {(d.share, d.person_id) for d in self.job.store.access_decisions() if d.removes}
 
     def tell_ended(self, grant: Grant, share: Share, why: str) -> bool:
         mailer = self.mailer
@@ -410,9 +416,10 @@ class Access:
         """Who should be in each share's group and why: the baseline, then each unexpired grant."""
         now = now or utcnow()
         rows: list[Holding] = []
+        removed = self.removed_at_review()
         for share in sorted(self.registry.shares.values(), key=lambda s: s.name):
             rows += [Holding(share.name, p.person_id, p.display_name, "baseline")
-                     for p in people if share.in_baseline(p)]
+                     for p in people if share.in_baseline(p) and (share.name, p.person_id) not in removed]
             rows += [Holding(share.name, g.person_id, g.person_name, f"grant #{g.grant_id}", g.approver,
                              g.expires_at, g.reason)
                      for g in self.records.open_grants() if g.share == share.name and g.active(now)]

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -22,8 +23,33 @@ from idlifecycle.errors import GuardTripped, UserError
 
 EXIT_OK, EXIT_ERROR, EXIT_GUARD = 0, 1, 2
 
-AREA_MODULES = ("sync", "passwords", "access", "report", "state")
-"""Each `idlifecycle.cli.<area>` module adds its commands with `register(subparsers)`."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A top-level command as `idlifecycle --help` lists it, without importing the module that runs it."""
+
+    area: str
+    """The `idlifecycle.cli.<area>` module whose `register(subparsers)` adds the command's arguments (with
+    `add_command`) and whose handler runs it; imported only when the command is run."""
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "plan": Command("sync", "show what would change, and optionally save the plan"),
+    "apply": Command("sync", "apply a saved plan (refused if the directories moved since)"),
+    "sync": Command("sync", "the nightly job: plan, check the guards, apply"),
+    "feed": Command("sync", "feed commands"),
+    "audit": Command("sync", "audit log commands"),
+    "passwords": Command("passwords", "password commands"),
+    "access": Command("access", "restricted shares: requests, SIRO approvals, grants"),
+    "serve": Command("access", "run the approval web app (behind a reverse proxy)"),
+    "report": Command("report", "the SIRO's access review"),
+    "state": Command("state", "the state database: rebuild it from the directories"),
+}
+"""Every top-level command, in the order `--help` lists them. Building the parser from every area would
+import every SDK (msgraph, googleapiclient, ldap3, openpyxl, starlette), a second of CPU that a cron line,
+a shell completion or `--help` would pay each time; so only the area of the command being run is imported."""
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -49,7 +75,15 @@ def today_arg(value: str) -> date:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2026-09-01") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_command(subparsers: Any, name: str) -> argparse.ArgumentParser:
+    """The parser of top-level command `name` (listed in COMMANDS), for an area's `register`."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=COMMANDS[name].help)
+    return parser
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser for `command` (only its area's module is imported); without one, or for an
+    unknown one, every command is listed by name and help alone (enough for `--help` and its errors)."""
     parser = argparse.ArgumentParser(prog="idlifecycle", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"idlifecycle {__version__}")
     parser.add_argument("--config", default=default_job(), metavar="JOB.toml",
@@ -60,15 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="json gives one structured line per event, for cron and log shippers")
     parser.add_argument("-v", "--verbose", action="store_true")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for area in AREA_MODULES:
-        try:
-            module = importlib.import_module(f"idlifecycle.cli.{area}")
-        except ModuleNotFoundError as error:
-            if error.name == f"idlifecycle.cli.{area}":
-                continue
-            raise
-        module.register(subparsers)
+    if command in COMMANDS:
+        importlib.import_module(f"idlifecycle.cli.{COMMANDS[command].area}").register(subparsers)
+    else:
+        for name, listed in COMMANDS.items():
+            subparsers.add_parser(name, help=listed.help, add_help=False)
     return parser
+
+
+def command_in(argv: Sequence[str] | None) -> str:
+    """The top-level command `argv` names; `--help`, `--version` and a missing command end here."""
+    named: str = build_parser().parse_known_args(argv)[0].command
+    return named
 
 
 class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -112,8 +149,7 @@ is its user's alone, whatever umask cron or a shell hands it: files 0600, folder
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(PRIVATE_UMASK)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser(command_in(argv)).parse_args(argv)
     setup_logging(args.log_format, args.verbose)
     try:
         code: int = args.handler(args)

@@ -8,6 +8,7 @@ from typing import Any
 
 from idlifecycle.access.service import Access
 from idlifecycle.access.shares import web_settings
+from idlifecycle.cli import add_command
 from idlifecycle.errors import UserError
 from idlifecycle.job import Job, load_job
 
@@ -107,7 +108,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    access = subparsers.add_parser("access", help="restricted shares: requests, SIRO approvals, grants")
+    access = add_command(subparsers, "access")
     commands = access.add_subparsers(dest="access_command", metavar="ACCESS_COMMAND", required=True)
 
     p = commands.add_parser("request", help="ask the SIRO to grant someone a share for a number of days")
@@ -131,7 +132,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--share", help="only this share")
     p.set_defaults(handler=list_access)
 
-    p = subparsers.add_parser("serve", help="run the approval web app (behind a reverse proxy)")
+    p = add_command(subparsers, "serve")
     p.add_argument("--host", help="listen address (default: web.host)")
     p.add_argument("--port", type=int, help="listen port (default: web.port)")
     p.set_defaults(handler=serve)

@@ -7,6 +7,7 @@ import getpass
 import sys
 from typing import Any
 
+from idlifecycle.cli import add_command
 from idlifecycle.job import Job, load_job
 from idlifecycle.notify import Mailer
 from idlifecycle.passwords.audit import format_table, password_audit
@@ -51,7 +52,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    passwords = subparsers.add_parser("passwords", help="password commands").add_subparsers(
+    passwords = add_command(subparsers, "passwords").add_subparsers(
         dest="passwords_command", required=True)
     p = passwords.add_parser("reset", help="set one new password in every directory the person has an account in")
     p.add_argument("person", metavar="PERSON_ID", help="the person's MIS id (admission number, staff code)")

@@ -1,5 +1,6 @@
 """Commands of the access review: `report access-review` writes the SIRO's workbook (and CSV);
-`report apply-decisions` turns the returned workbook's Remove rows into a guarded, audited plan."""
+`report apply-decisions` turns the returned workbook's Remove rows into a guarded, audited plan and, once
+applied, records every decision as the standing one the nightly plan honours."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from idlifecycle.cli import add_command
 from idlifecycle.errors import UserError
 from idlifecycle.executor import new_plan_id
 from idlifecycle.job import Job, failures_of, load_job
 from idlifecycle.model import Plan, plan_to_json
 from idlifecycle.reports.access_review import build_review
-from idlifecycle.reports.collect import collect_review, record_review, report_options
-from idlifecycle.reports.decisions import plan_removals, read_decisions
+from idlifecycle.reports.collect import collect_review, open_grants, report_options
+from idlifecycle.reports.decisions import decisions_to_json, plan_removals, read_decisions, record_decisions
 from idlifecycle.reports.workbook import write_csv, write_xlsx
 
 
@@ -59,7 +61,7 @@ def cmd_apply_decisions(args: argparse.Namespace) -> int:
         with job.lock(), job.open_connectors() as connectors:
             review, shares = collect_review(job, connectors)
             removals = plan_removals(workbook, decisions, snapshots=review.snapshots, shares=shares,
-                                     siro=siro, on=job.today)
+                                     siro=siro, on=job.today, grants=open_grants(job))
             for note in removals.notes:
                 print(f"note: {note}")
             for change in removals.changes:
@@ -73,7 +75,8 @@ def cmd_apply_decisions(args: argparse.Namespace) -> int:
                             {d: len(review.snapshots[d].accounts) for d in sorted(directories)},
                             created_at=job.today.isoformat(),
                             notes=(f"access review decisions from {workbook.name} by {siro}",),
-                            plan_id=new_plan_id(), origin="access-review")
+                            plan_id=new_plan_id(), origin="access-review",
+                            decisions=decisions_to_json(removals.decided, siro=siro, review=workbook.name))
                 Path(args.out).write_text(json.dumps(plan_to_json(plan), indent=2) + "\n")
                 print(f"Plan written to {args.out}; apply it with: idlifecycle apply {args.out}")
             if not args.apply:
@@ -82,7 +85,7 @@ def cmd_apply_decisions(args: argparse.Namespace) -> int:
                 return 0
             results = job.apply_changes(removals.changes, connectors, actor=f"access review ({siro})",
                                         allow_destructive=args.allow_destructive)
-            record_review(job, decisions, siro=siro, workbook=workbook.name)
+            record_decisions(job.store, removals.decided, siro=siro, review=workbook.name)
         failures = failures_of(Plan(tuple(removals.changes), {}), results)
         for failure in failures:
             print(f"  failed: {failure}")
@@ -93,7 +96,7 @@ def cmd_apply_decisions(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    report = subparsers.add_parser("report", help="the SIRO's access review").add_subparsers(
+    report = add_command(subparsers, "report").add_subparsers(
         dest="report_command", required=True)
 
     p = report.add_parser("access-review", help="write the access-review workbook (.xlsx), and CSV on request")

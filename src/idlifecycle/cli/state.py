@@ -6,6 +6,7 @@ import argparse
 from datetime import date
 from typing import Any
 
+from idlifecycle.cli import add_command
 from idlifecycle.config import load_job_config
 from idlifecycle.rebuild import preview, rebuild
 
@@ -24,8 +25,7 @@ def cmd_state_rebuild(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    state = subparsers.add_parser("state", help="state database commands").add_subparsers(
-        dest="state_command", required=True)
+    state = add_command(subparsers, "state").add_subparsers(dest="state_command", required=True)
     p = state.add_parser("rebuild", help="rebuild the state database from the directories (after it was lost "
                                          "or restored from an old backup); shows what it will do without --yes")
     p.add_argument("--yes", action="store_true", help="do it (audited; the old database is kept beside it)")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from idlifecycle.checkpoint import audit_key, read_checkpoint, state_problems
-from idlifecycle.cli import today_arg
+from idlifecycle.cli import add_command, today_arg
 from idlifecycle.config import Secrets, load_job_config
 from idlifecycle.errors import FeedError, UserError
 from idlifecycle.executor import new_plan_id
@@ -29,6 +29,7 @@ from idlifecycle.model import Action, Change, Plan, Result, plan_from_json, plan
 from idlifecycle.notify import Mailer
 from idlifecycle.passwords.issuer import PasswordIssuer
 from idlifecycle.passwords.owed import still_owed
+from idlifecycle.reports.decisions import Decision, decisions_from_json, record_decisions
 from idlifecycle.store import Store
 
 EXIT_ROWS_REFUSED = 3
@@ -152,6 +153,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         raise UserError(f"{args.plan}: file not found") from None
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(f"{args.plan}: not a plan file: {error}") from None
+    decisions = _saved_decisions(args.plan, plan) if plan.decisions else None
     job = _job(args)
     progress = Progress()
     progress.start(len(plan.changes))
@@ -167,6 +169,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
             results = job.apply_saved_plan(plan, connectors, actor="apply", on_result=progress.tick,
                                            allow_destructive=args.allow_destructive, allow_date=args.allow_date,
                                            password_for=password_for)
+            if decisions is not None:
+                # The SIRO's decisions stand (and date the rows' last review) once their plan is applied.
+                record_decisions(job.store, decisions[0], siro=decisions[1], review=decisions[2],
+                                 plan_id=plan.plan_id)
             if issuer is not None:
                 given = passwords_set_in(plan, results)
                 issuer.deliver(Mailer.from_job(job), applied=set(given), set_in=given)
@@ -177,6 +183,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     code = _report_results(plan, results)
     _report_owed(owed)
     return code
+
+
+def _saved_decisions(path: str, plan: Plan) -> tuple[list[Decision], str, str]:
+    try:
+        return decisions_from_json(plan.decisions)
+    except (KeyError, TypeError) as error:
+        raise UserError(f"{path}: its \"decisions\" are not as `report apply-decisions --out` wrote them "
+                        f"({error}); make the plan again") from None
 
 
 def _report_owed(owed: tuple[str, ...]) -> None:
@@ -298,24 +312,24 @@ def register(subparsers: Any) -> None:
                        help="run although this date (which must be the run's own) is before the last run's, or "
                             "more than max_days_between_runs after it (recorded in the audit log)")
 
-    p = subparsers.add_parser("plan", help="show what would change, and optionally save the plan")
+    p = add_command(subparsers, "plan")
     p.add_argument("--out", metavar="PLAN.json", help="write the plan as JSON for `idlifecycle apply`")
     allow(p)
     p.set_defaults(handler=cmd_plan)
 
-    p = subparsers.add_parser("apply", help="apply a saved plan (refused if the directories moved since)")
+    p = add_command(subparsers, "apply")
     p.add_argument("plan", metavar="PLAN.json")
     allow(p)
     allow_date(p)
     p.set_defaults(handler=cmd_apply)
 
-    p = subparsers.add_parser("sync", help="the nightly job: plan, check the guards, apply")
+    p = add_command(subparsers, "sync")
     p.add_argument("--quiet", action="store_true", help="do not print the plan")
     allow(p)
     allow_date(p)
     p.set_defaults(handler=cmd_sync)
 
-    feed = subparsers.add_parser("feed", help="feed commands").add_subparsers(dest="feed_command", required=True)
+    feed = add_command(subparsers, "feed").add_subparsers(dest="feed_command", required=True)
     p = feed.add_parser("check", help="validate a feed and print every problem as file:line: field: message")
     p.add_argument("path", nargs="?", help="an export to check instead of the job's feeds: a CSV file or a folder")
     p.add_argument("--format", choices=sorted(READERS), help="the export's format (default: told from the files)")
@@ -324,7 +338,7 @@ def register(subparsers: Any) -> None:
                    help="how the export writes dates, when every date could be dd/mm or mm/dd")
     p.set_defaults(handler=cmd_feed_check)
 
-    audit = subparsers.add_parser("audit", help="audit log commands").add_subparsers(dest="audit_command",
+    audit = add_command(subparsers, "audit").add_subparsers(dest="audit_command",
                                                                                       required=True)
     p = audit.add_parser("verify", help="check that no audit row was edited, forged or deleted, and that the "
                                         "state database is the one the last checkpoint describes")

@@ -180,6 +180,9 @@ def _bad_rows(result: FeedResult) -> int:
 
 def _without_shared_ids(people: Iterable[Person]) -> tuple[tuple[Person, ...], tuple[RowError, ...]]:
     """Drop every person whose id another row also uses: the id is the account's anchor."""
+    people = tuple(people)
+    if len({person.person_id for person in people}) == len(people):
+        return people, ()  # the usual export: every id once, told without a list per person
     by_id: dict[str, list[Person]] = {}
     for person in people:
         by_id.setdefault(person.person_id, []).append(person)

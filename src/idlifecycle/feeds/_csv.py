@@ -24,7 +24,7 @@ _BOMS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     """One data row: the line it starts on and its values keyed by the file's own header."""
 
@@ -129,17 +129,19 @@ def read_table(path: Path, display: str | None = None, encoding: str | None = No
     start = skipped + 1
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line), strict=True)
     header: list[str] | None = None
+    repeated = False
     rows: list[Row] = []
     errors: list[RowError] = []
     refused: dict[int, tuple[str, ...]] = {}
     try:
         for record in reader:
             line, start = start, skipped + reader.line_num + 1
-            if not any(value.strip() for value in record):
-                continue
             values = [value.strip() for value in record]
+            if not any(values):
+                continue
             if header is None:
                 header = values
+                repeated = len(set(header)) < len(header)
                 continue
             extra = [value for value in values[len(header) :] if value]
             if extra:
@@ -151,6 +153,9 @@ def read_table(path: Path, display: str | None = None, encoding: str | None = No
                     )
                 )
                 refused[line] = tuple(values)
+                continue
+            if not repeated:
+                rows.append(Row(line, dict(zip(header, values, strict=False))))
                 continue
             named: dict[str, str] = {}
             for column, value in zip(header, values, strict=False):

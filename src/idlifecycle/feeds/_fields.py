@@ -7,11 +7,13 @@ the messages say what was found and what is expected, because a school office re
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from idlifecycle.errors import FeedError
 from idlifecycle.model import RowError
@@ -52,12 +54,19 @@ GRADE_SCHEMES = ("uk", "us")
 """How numeric grades in SDS and OneRoster files count: UK years, or US grades (year = grade + 1)."""
 
 
+_UPN_VALUES = {**{str(digit): digit for digit in range(10)}, **{char: n for n, char in enumerate(UPN_CHECK_LETTERS)}}
+"""Each UPN character's value in the check-letter sum, looked up rather than worked out for every pupil."""
+
+UPN_SHAPE = re.compile(rf"[{UPN_CHECK_LETTERS}]\d{{11}}[\d{UPN_CHECK_LETTERS}]")
+
+
 def upn_check_letter(upn: str) -> str:
     """The check letter the DfE algorithm gives for characters 2 to 13 of a UPN."""
-    total = 0
-    for position, char in enumerate(upn[1:13], start=2):
-        value = int(char) if char.isdigit() else UPN_CHECK_LETTERS.index(char)
-        total += value * position
+    try:
+        total = sum(map(operator.mul, map(_UPN_VALUES.__getitem__, upn[1:13]), range(2, 14)))
+    except KeyError:  # a digit of another script, which \d lets through
+        total = sum((int(char) if char.isdigit() else UPN_CHECK_LETTERS.index(char)) * position
+                    for position, char in enumerate(upn[1:13], start=2))
     return UPN_CHECK_LETTERS[total % 23]
 
 
@@ -65,6 +74,7 @@ NUMERIC_DATE = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T]\d{1,2}:\d
 """dd/mm/yyyy or mm/dd/yyyy, with an optional time: the only shape whose order can be in doubt."""
 
 
+@lru_cache(maxsize=2**12)  # an export's dates repeat: a year's intake shares a handful of admission dates
 def parse_date(text: str, date_order: str = "dmy") -> dt.date:
     """A date as UK exports write it: dd/mm/yyyy (or mm/dd/yyyy), ISO date or datetime."""
     value = text.strip()
@@ -83,6 +93,7 @@ def parse_date(text: str, date_order: str = "dmy") -> dt.date:
     raise ValueError(value)
 
 
+@lru_cache(maxsize=2**10)  # a school writes its year groups a few dozen ways, on every row
 def normalise_year_group(text: str, grades: str = "uk") -> str:
     """ "Year 7", "Y7", "07", "NC Year 7" -> "7"; "Reception", "YR" -> "R"; "Nursery" -> "N2".
 
@@ -152,7 +163,7 @@ def settle_date_order(file: str, values: Iterable[str], date_order: str, configu
     """
     ambiguous: str | None = None
     day_first = month_first = False
-    for value in values:
+    for value in dict.fromkeys(values):  # each date once, in the order first seen
         numeric = NUMERIC_DATE.fullmatch(value.strip())
         if not numeric:
             continue
@@ -212,7 +223,7 @@ class RowCheck:
             self.error(field, f"is {len(value)} characters long; a name may have at most {MAX_NAME_LENGTH}")
         elif "\ufffd" in value:
             self.error(field, f"'{value}' has a character lost in an earlier export (U+FFFD); correct it in the MIS")
-        else:
+        elif not value.isprintable():  # a printable name has no control or formatting character: no need to look
             control = next((char for char in value if unicodedata.category(char) == "Cc"), None)
             hidden = next((char for char in value if unicodedata.category(char) == "Cf" and char not in JOINERS), None)
             if control is not None:
@@ -294,8 +305,7 @@ class RowCheck:
         if not value:
             return None
         upn = value.upper()
-        letters = UPN_CHECK_LETTERS
-        if not re.fullmatch(rf"[{letters}]\d{{11}}[\d{letters}]", upn):
+        if not UPN_SHAPE.fullmatch(upn):
             self.error(field, f"'{value}' is not a UPN (13 characters: a check letter, 11 digits, a digit or letter)")
             return None
         expected = upn_check_letter(upn)

@@ -17,7 +17,7 @@ from typing import Any
 
 from idlifecycle.model import Account, Kind, Person, RoleHolder, Snapshot
 from idlifecycle.reports.workbook import Column, ColumnKind, Sheet, Table, Value, score_band
-from idlifecycle.store import AuditEntry
+from idlifecycle.store import AccessDecision, AuditEntry
 
 SUMMARY = "Summary"
 PEOPLE = "People and accounts"
@@ -29,13 +29,18 @@ CHANGES = "Changes this year"
 
 KEEP = "Keep"
 REMOVE = "Remove"
+CHANGE_EXPIRY = "Change expiry"
+"""Keeps a grant with the new end date the SIRO wrote in its Expires cell."""
+KEPT_OUT = "kept out by the SIRO's decision"
+"""The basis of a row for someone a standing Remove keeps out of the group (they are not a member)."""
 
 RESTRICTED_COLUMNS = (
     Column("Share", 24), Column("Classification", 14), Column("Owner", 20), Column("Directory", 11),
     Column("Group", 24), Column("Person ID", 12), Column("Name", 24), Column("Username", 18),
     Column("Account key", 14), Column("Basis", 22), Column("Approver", 20),
     Column("Approved at", 16, ColumnKind.DATETIME), Column("Expires", 12, ColumnKind.DATE),
-    Column("Last reviewed", 13, ColumnKind.DATE), Column("Decision", 11, choices=(KEEP, REMOVE)),
+    Column("Last reviewed", 13, ColumnKind.DATE), Column("Decision", 14, choices=(KEEP, REMOVE, CHANGE_EXPIRY)),
+    Column("Note", 30), Column("Earlier decision", 40),
 )
 """The Restricted access sheet; `decisions` reads the SIRO's choices back by these headers."""
 
@@ -66,6 +71,17 @@ class RestrictedAccessRow:
     approved_at: datetime | None = None
     expires: date | None = None
     last_reviewed: date | None = None
+    decision: AccessDecision | None = None
+    """The SIRO's standing decision for this person, share and directory, from an earlier review."""
+
+
+def earlier_decision(decision: AccessDecision | None) -> str | None:
+    """The decision in words, dated, for the next review: "Remove on 02/12/2026 by … (review.xlsx): note"."""
+    if decision is None:
+        return None
+    day = uk_date(datetime.fromisoformat(decision.decided_at).date())
+    return (f"{decision.choice} on {day} by {decision.decided_by} ({decision.review})"
+            + (f": {decision.note}" if decision.note else ""))
 
 
 @dataclass(frozen=True)
@@ -391,7 +407,8 @@ def _people_and_accounts(data: ReviewInput) -> Sheet:
 def _restricted(data: ReviewInput) -> Sheet:
     rows: list[list[Value]] = [
         [r.share, r.classification, r.owner, r.directory, r.group, r.person_id, r.display_name, r.username,
-         r.member_key, r.basis, r.approver, r.approved_at, r.expires, r.last_reviewed, None]
+         r.member_key, r.basis, r.approver, r.approved_at, r.expires, r.last_reviewed, None, None,
+         earlier_decision(r.decision)]
         for r in sorted(data.restricted, key=lambda r: (r.share.lower(), r.directory, r.display_name.lower()))
     ]
     return Sheet(RESTRICTED, (Table(RESTRICTED_COLUMNS, rows),))

@@ -15,14 +15,18 @@ from idlifecycle.access.service import Access
 from idlifecycle.connectors.base import Connector, ConnectorError
 from idlifecycle.errors import UserError
 from idlifecycle.job import Job
-from idlifecycle.model import Person, RoleHolder, Snapshot
+from idlifecycle.model import Account, Person, RoleHolder, Snapshot
 from idlifecycle.notify import valid_email
 from idlifecycle.passwords.settings import load_settings
-from idlifecycle.reports.access_review import ReportOptions, RestrictedAccessRow, ReviewInput, audit_since
-from idlifecycle.reports.decisions import Decision
-
-REVIEWED_EVENT = "access-reviewed"
-"""Audit event written when the SIRO's decisions are applied; it dates each row's last review."""
+from idlifecycle.reports.access_review import (
+    KEPT_OUT,
+    ReportOptions,
+    RestrictedAccessRow,
+    ReviewInput,
+    audit_since,
+)
+from idlifecycle.reports.decisions import REVIEWED_EVENT
+from idlifecycle.store import AccessDecision
 
 
 class ReportSection(BaseModel):
@@ -127,7 +131,11 @@ def share_memberships(job: Job, people: Sequence[Person], snapshots: Mapping[str
         list[RestrictedAccessRow], dict[str, dict[str, str]]]:
     """Every member of every restricted or protected share's group, with the basis the access area
     knows for them (baseline rule or grant) — "not approved" when it knows none — and the share ->
-    directory -> group map the decisions are checked against. Empty when the job has no `[access]`."""
+    directory -> group map the decisions are checked against. Empty when the job has no `[access]`.
+
+    Each row carries the SIRO's standing decision for it; someone a standing Remove keeps out of the
+    group gets a row too (basis "kept out by the SIRO's decision"), so the next review shows the
+    decision and its date, and marking it Keep lifts it."""
     if not job.section("access"):
         return [], {}
     access = Access(job)
@@ -138,6 +146,7 @@ def share_memberships(job: Job, people: Sequence[Person], snapshots: Mapping[str
             grants[(grant.share, grant.person_id)].append(grant)
     by_id = {p.person_id: p for p in people}
     reviewed = last_reviewed(job)
+    standing = {(d.share, d.directory, d.person): d for d in job.store.access_decisions()}
     rows: list[RestrictedAccessRow] = []
     groups: dict[str, dict[str, str]] = {}
     for share in sorted(access.registry.shares.values(), key=lambda s: s.name):
@@ -150,12 +159,16 @@ def share_memberships(job: Job, people: Sequence[Person], snapshots: Mapping[str
                 continue
             accounts = {a.key: a for a in snapshot.accounts}
             group = next((g for g in snapshot.groups if g.name.lower() == group_name.lower()), None)
-            for key, member_name in sorted((group.members if group else {}).items(), key=lambda m: m[1].lower()):
+            members = group.members if group else {}
+            for key, member_name in sorted(members.items(), key=lambda m: m[1].lower()):
                 account = accounts.get(key)
                 person_id = account.anchor if account else None
                 person = by_id.get(person_id or "")
                 held = grants.get((share.name, person_id or ""), [])
-                basis = ([f"baseline ({share.baseline})"] if person and share.in_baseline(person) else []) + [
+                decision = standing.get((share.name, directory, person_id or f"key:{key}"))
+                # A standing Remove takes the person out of the baseline (the nightly plan honours it too).
+                baseline = person is not None and share.in_baseline(person) and not (decision and decision.removes)
+                basis = ([f"baseline ({share.baseline})"] if baseline else []) + [
                     f"grant #{g.grant_id}" for g in held]
                 latest = max(held, key=lambda g: g.expires_at, default=None)
                 rows.append(RestrictedAccessRow(
@@ -167,8 +180,40 @@ def share_memberships(job: Job, people: Sequence[Person], snapshots: Mapping[str
                     approved_at=latest.granted_at if latest else None,
                     expires=latest.expires_at.date() if latest else None,
                     last_reviewed=reviewed.get((share.name, directory, key)),
+                    decision=decision,
                 ))
+            rows.extend(_kept_out(share.name, directory, group.name if group else group_name, members, standing,
+                                  {a.anchor: a for a in snapshot.accounts if a.anchor}, share.classification,
+                                  share.owner))
     return rows, groups
+
+
+def _kept_out(share: str, directory: str, group: str, members: Mapping[str, str],
+              standing: Mapping[tuple[str, str, str], AccessDecision], accounts: Mapping[str, Account],
+              classification: str, owner: str) -> list[RestrictedAccessRow]:
+    """Rows for people a standing Remove (or an ended Change expiry) keeps out of the group, while their
+    account is still there."""
+    rows: list[RestrictedAccessRow] = []
+    for (of_share, of_directory, _), decision in sorted(standing.items()):
+        account = accounts.get(decision.person_id or "")
+        if (of_share, of_directory) != (share, directory) or not decision.removes or account is None \
+                or account.key in members:
+            continue
+        rows.append(RestrictedAccessRow(
+            share=share, directory=directory, group=group, member_key=account.key, username=account.username,
+            display_name=account.display_name, person_id=account.anchor, basis=KEPT_OUT,
+            classification=classification, owner=owner,
+            last_reviewed=datetime.fromisoformat(decision.decided_at).date(), decision=decision))
+    return rows
+
+
+def open_grants(job: Job) -> dict[tuple[str, str], int]:
+    """(share, person_id) -> the latest unexpired grant: what a Change expiry decision changes."""
+    if not job.section("access"):
+        return {}
+    now = datetime.now(UTC)
+    return {(g.share, g.person_id): g.grant_id
+            for g in sorted(Access(job).records.open_grants(), key=lambda g: g.expires_at) if g.active(now)}
 
 
 def collect_review(job: Job, connectors: Mapping[str, Connector]) -> tuple[ReviewInput, dict[str, dict[str, str]]]:
@@ -183,11 +228,3 @@ def collect_review(job: Job, connectors: Mapping[str, Connector]) -> tuple[Revie
         options=options, password_limits=password_limits(job, people),
     )
     return review, groups
-
-
-def record_review(job: Job, decisions: Sequence[Decision], *, siro: str, workbook: str) -> None:
-    """Audit the SIRO's decisions (Keep and Remove), which dates each row's last review next year."""
-    job.store.audit(REVIEWED_EVENT, {
-        "workbook": workbook, "siro": siro,
-        "rows": [[d.share, d.directory, d.member_key, d.choice] for d in decisions],
-    }, actor=siro)
