@@ -153,6 +153,10 @@ class JobModel(_Strict):
     connectors: list[str] = Field(min_length=1)
     mappings: list[str] = Field(min_length=1)
     lock: str | None = None
+    checkpoint: str | None = None
+    """Where each run's state checkpoint is kept; default `<state_dir>.checkpoint.json`, beside the folder."""
+    syslog: str = "/dev/log"
+    """The system log socket each checkpoint is also sent to ("" for none); skipped quietly when absent."""
 
 
 class KindModel(_Strict):
@@ -202,6 +206,14 @@ class JobConfig:
     guards: GuardLimits
     sections: Mapping[str, Mapping[str, Any]]
     """Every top-level table of the job file, for the area modules (passwords, access, mail, web, report)."""
+    checkpoint_path: Path = Path()
+    """The state checkpoint file, outside the state database (checkpoint.py)."""
+    syslog_address: str = ""
+
+    @property
+    def sandbox_only(self) -> bool:
+        """Every connector is an embedded sandbox emulator (the demo): nothing real can be changed."""
+        return sandbox_only(self.connectors)
 
     @property
     def state_db(self) -> Path:
@@ -294,7 +306,22 @@ def load_job_config(path: Path | str) -> JobConfig:
         mapping=load_mapping([resolve(m) for m in job.mappings]),
         guards=GuardLimits(**guards.model_dump()),
         sections={k: v for k, v in data.items() if isinstance(v, dict)},
+        checkpoint_path=resolve(job.checkpoint) if job.checkpoint else default_checkpoint(resolve(job.state_dir),
+                                                                                       connectors),
+        syslog_address=job.syslog,
     )
+
+
+def sandbox_only(connectors: tuple[ConnectorSpec, ...]) -> bool:
+    return all(spec.options.get("sandbox") is True for spec in connectors)
+
+
+def default_checkpoint(state_dir: Path, connectors: tuple[ConnectorSpec, ...]) -> Path:
+    """Beside the state folder, so losing the folder (database and all) is noticed; inside it for a demo
+    job, whose directories live in that folder too: deleting it starts the whole demo afresh."""
+    if sandbox_only(connectors):
+        return state_dir / "checkpoint.json"
+    return state_dir.with_name(state_dir.name + ".checkpoint.json")
 
 
 def _job_ok(raw: Any) -> bool:

@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from idlifecycle import access, passwords
+from idlifecycle import access, checkpoint, passwords
 from idlifecycle.anchors import is_short_anchor, resolve_anchors
 from idlifecycle.config import JobConfig, Secrets, load_job_config
 from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorError, build_connector
@@ -53,7 +53,6 @@ from idlifecycle.shape import (
     protected_group_rows,
     shape_reasons,
 )
-from idlifecycle.store import Store
 
 log = logging.getLogger("idlifecycle")
 feed_log = logging.getLogger("idlifecycle.feed")
@@ -77,6 +76,8 @@ class RunReport:
     """The feed's columns and group sizes, kept when the run succeeds for the next run's shape guards."""
     owed_passwords: tuple[str, ...] = ()
     """Everyone still waiting for a password after this run (`passwords.owed.still_owed`)."""
+    checkpoint: Mapping[str, Any] | None = None
+    """The state checkpoint written as the run finished, for the summary (a copy kept off the machine)."""
 
     def counts(self) -> dict[str, int]:
         """Applied changes by action."""
@@ -91,16 +92,24 @@ class RunReport:
 class Job:
     """One configured job, with its store open; the area modules reach everything through it."""
 
-    def __init__(self, config: JobConfig, *, today: date | None = None, secrets: Secrets | None = None) -> None:
+    def __init__(self, config: JobConfig, *, today: date | None = None, secrets: Secrets | None = None,
+                 check_state: bool = True) -> None:
+        """Opens the store, keyed with the audit key, once it is shown to be the database the last checkpoint
+        describes (`checkpoint.StateMismatch`, exit 2, if not); `check_state=False` only for `state rebuild`."""
         self.config = config
         self.today = today or date.today()
         self.secrets = secrets if secrets is not None else Secrets()
-        self.store = Store(config.state_db)
+        self.store = checkpoint.open_checked_store(config, checkpoint.audit_key(config, self.secrets),
+                                                   check=check_state)
         self.feed_person_ids: set[str] = set()
         """The ids in the feed this job last read (rows refused included), for resolving short anchors."""
 
     def close(self) -> None:
-        self.store.close()
+        """Every command ends here: a checkpoint of what it recorded is kept outside the database."""
+        try:
+            checkpoint.record(self.config, self.store)
+        finally:
+            self.store.close()
 
     def section(self, name: str) -> Mapping[str, Any]:
         return self.config.sections.get(name, {})
@@ -113,25 +122,14 @@ class Job:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Two runs of the same job never overlap: the second stops with a clear message."""
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.config.state_dir / f"{self.config.name}.lock"
-        with path.open("a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise UserError(f"job {self.config.name!r} is already running (pid {holder}); "
-                                f"lock file {path}") from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(os.getpid()))
-            handle.flush()
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        """Two runs of the same job never overlap: the second stops with a clear message.
+
+        What was done holding it (a run, an approval from the long-running web server) is checkpointed as
+        the lock is released, so the next run can tell a database rolled back to before it.
+        """
+        with job_lock(self.config):
+            yield
+            checkpoint.record(self.config, self.store)
 
     @contextmanager
     def open_connectors(self) -> Iterator[dict[str, Connector]]:
@@ -332,8 +330,32 @@ class Job:
         return plan, held, termly
 
 
-def load_job(path: Path | str, *, today: date | None = None, secrets: Secrets | None = None) -> Job:
-    return Job(load_job_config(path), today=today, secrets=secrets)
+@contextmanager
+def job_lock(config: JobConfig) -> Iterator[None]:
+    """The job's lock, also held by `state rebuild` before it has a store to open."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    path = config.state_dir / f"{config.name}.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UserError(f"job {config.name!r} is already running (pid {holder}); "
+                            f"lock file {path}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load_job(path: Path | str, *, today: date | None = None, secrets: Secrets | None = None,
+             check_state: bool = True) -> Job:
+    return Job(load_job_config(path), today=today, secrets=secrets, check_state=check_state)
 
 
 def failures_of(plan: Plan, results: Sequence[Result]) -> tuple[str, ...]:
@@ -377,13 +399,14 @@ def run_sync(
             if apply:
                 empty = Plan(changes=(), fingerprints={})
                 _send_summary(job, RunReport(run_id, "guard", seen[-1] if seen else empty,
-                                             guard_reasons=tuple(tripped.reasons)))
+                                             guard_reasons=tuple(tripped.reasons),
+                                             checkpoint=_checkpoint(job)))
             raise
         except UserError as error:
             job.store.finish_run(run_id, "error", None, {"error": str(error)})
             if apply:
                 _send_summary(job, RunReport(run_id, "error", Plan(changes=(), fingerprints={}),
-                                             failures=(str(error),)))
+                                             failures=(str(error),), checkpoint=_checkpoint(job)))
             raise
         except BaseException as error:
             job.store.finish_run(run_id, "error", None, {"error": type(error).__name__})
@@ -396,8 +419,23 @@ def run_sync(
         if apply and report.feed_profile:
             job.store.record_feed_profile(job.config.name, run_id, report.feed_profile)
         if apply:
+            report = replace(report, checkpoint=_checkpoint(job))
             _send_summary(job, report)
         return report
+
+
+def _checkpoint(job: Job) -> Mapping[str, Any] | None:
+    """The checkpoint as the run finished, written before the summary that carries it is sent.
+
+    A checkpoint that cannot be written here (the disk that failed the run) leaves the summary without
+    it; `Job.close` tries again and says so.
+    """
+    try:
+        written = checkpoint.record(job.config, job.store)
+    except (UserError, OSError) as error:
+        log.warning(json.dumps({"event": "state-checkpoint-not-written", "reason": str(error)}))
+        return None
+    return None if written is None else written.to_json()
 
 
 def mark_interrupted_runs(job: Job, actor: str) -> list[int]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import hmac
 import json
+import secrets
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -60,6 +62,7 @@ CREATE TABLE IF NOT EXISTS audit (
     at TEXT NOT NULL, event TEXT NOT NULL, actor TEXT NOT NULL, data TEXT NOT NULL,
     prev_hash TEXT NOT NULL, hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 GENESIS = "0" * 64
@@ -150,10 +153,16 @@ class _Connection(sqlite3.Connection):
 
 
 class Store:
-    """One SQLite file. Not shared between threads: open one per thread."""
+    """One SQLite file. Not shared between threads: open one per thread.
 
-    def __init__(self, path: Path | str) -> None:
+    With `audit_key` (the secret `audit_key`, never stored here) each audit entry is chained to the one
+    before by HMAC-SHA256, so nobody without the key can edit, forge or re-chain an entry unnoticed.
+    Without it the store reads, and keeps writing an old unkeyed chain, but will not append to a keyed one.
+    """
+
+    def __init__(self, path: Path | str, audit_key: bytes | None = None) -> None:
         self.path = Path(path)
+        self.audit_key = audit_key
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None, factory=_Connection)
@@ -177,6 +186,12 @@ class Store:
             self.db.execute("ALTER TABLE journal ADD COLUMN change TEXT")
         if "disable_pending" not in self._columns("accounts"):
             self.db.execute("ALTER TABLE accounts ADD COLUMN disable_pending TEXT")
+        # 1 for an entry chained with the audit key; stores made before the key have 0 throughout.
+        if "keyed" not in self._columns("audit"):
+            self.db.execute("ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0")
+        # Made once, with the database: a checkpoint names it, so a different file in its place is noticed.
+        self.db.execute("INSERT INTO meta VALUES ('database_id', ?) ON CONFLICT DO NOTHING",
+                        (secrets.token_hex(16),))
 
     def _columns(self, table: str) -> set[str]:
         return {str(r["name"]) for r in self.db.execute(f"PRAGMA table_info({table})")}
@@ -415,18 +430,62 @@ class Store:
                              str(r["since"]))
                 for r in self.db.execute("SELECT * FROM passwords_owed ORDER BY since, person_id, directory")]
 
-    # audit: append-only, each row chained to the one before by hash
+    # identity and counters, for the checkpoint kept outside this file (checkpoint.py)
+    @property
+    def database_id(self) -> str:
+        row = self.db.execute("SELECT value FROM meta WHERE name='database_id'").fetchone()
+        return str(row[0])
+
+    def run_counter(self) -> int:
+        """The highest run number this database has given out (0 before the first run)."""
+        row = self.db.execute("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name='runs'), 0), "
+                              "COALESCE((SELECT MAX(run_id) FROM runs), 0))").fetchone()
+        return int(row[0])
+
+    def audit_head(self) -> tuple[int, str]:
+        """(sequence number, MAC) of the newest audit entry; (0, GENESIS) when there is none."""
+        row = self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        return (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
+
+    def audit_mac(self, seq: int) -> str | None:
+        row = self.db.execute("SELECT hash FROM audit WHERE seq=?", (seq,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def is_empty(self) -> bool:
+        """Nothing was ever recorded here: no run, no audit entry, no username."""
+        row = self.db.execute("SELECT (SELECT COUNT(*) FROM runs) + (SELECT COUNT(*) FROM audit) "
+                              "+ (SELECT COUNT(*) FROM usernames)").fetchone()
+        return int(row[0]) == 0
+
+    def key_the_chain(self) -> None:
+        """The one-time upgrade of a store made before the audit key: the first keyed entry says so and
+        follows the unkeyed chain's head, so the old entries stay verifiable and cannot be re-chained."""
+        if self.audit_key is None:
+            return
+        row = self.db.execute("SELECT seq, hash, keyed FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is not None and not row["keyed"]:
+            self.audit("audit-chain-keyed", {"unkeyed_entries": int(row["seq"]), "unkeyed_head": str(row["hash"])})
+
+    # audit: append-only, each row chained to the one before by a keyed MAC (or, before the key, a hash)
     def audit(self, event: str, data: Mapping[str, Any], actor: str = "idlifecycle") -> None:
         """Appends one entry; inside a transaction it commits with what it describes, or not at all."""
         with self.transaction() as db:
-            row = db.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            prev = GENESIS if row is None else str(row[0])
+            row = db.execute("SELECT seq, hash, keyed FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            if row is not None and row["keyed"] and self.audit_key is None:
+                raise UserError(f"{self.path}: its audit log is keyed; open it with the secret 'audit_key'")
+            prev = GENESIS if row is None else str(row["hash"])
+            last = db.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'").fetchone()
+            # Numbers are never reused, even after rows at the end were deleted: the MAC covers the number.
+            seq = max(0 if row is None else int(row["seq"]), 0 if last is None else int(last[0])) + 1
             at = utcnow().isoformat()
             body = json.dumps(data, sort_keys=True, default=str)
-            digest = _chain_hash(prev, at, event, actor, body)
+            if self.audit_key is None:
+                digest = _chain_hash(prev, at, event, actor, body)
+            else:
+                digest = chain_mac(self.audit_key, prev, seq, at, event, actor, body)
             db.execute(
-                "INSERT INTO audit (at, event, actor, data, prev_hash, hash) VALUES (?,?,?,?,?,?)",
-                (at, event, actor, body, prev, digest),
+                "INSERT INTO audit (seq, at, event, actor, data, prev_hash, hash, keyed) VALUES (?,?,?,?,?,?,?,?)",
+                (seq, at, event, actor, body, prev, digest, int(self.audit_key is not None)),
             )
 
     def audit_entries(self, since: str | None = None) -> list[AuditEntry]:
@@ -435,10 +494,15 @@ class Store:
                 for r in rows]
 
     def verify_audit(self) -> list[str]:
-        """Problems found in the chain: an edited, inserted or deleted row breaks it."""
+        """Problems found in the chain: an edited, inserted, forged or deleted row breaks it.
+
+        With the audit key every entry after the unkeyed ones of a store made before the key must carry
+        a valid MAC; without it a keyed entry cannot be checked, and says so.
+        """
         problems: list[str] = []
         prev = GENESIS
         expected_seq = None
+        keyed_seen = False
         for r in self.db.execute("SELECT * FROM audit ORDER BY seq"):
             seq = int(r["seq"])
             if expected_seq is not None and seq != expected_seq:
@@ -446,8 +510,18 @@ class Store:
                                 + " is missing (deleted)")
             if r["prev_hash"] != prev:
                 problems.append(f"audit row {seq}: does not follow the row before it (a row was removed or edited)")
-            digest = _chain_hash(str(r["prev_hash"]), str(r["at"]), str(r["event"]), str(r["actor"]), str(r["data"]))
-            if digest != r["hash"]:
+            fields = (str(r["prev_hash"]), str(r["at"]), str(r["event"]), str(r["actor"]), str(r["data"]))
+            if r["keyed"]:
+                keyed_seen = True
+                if self.audit_key is None:
+                    problems.append(f"audit row {seq}: is keyed; verify it with the secret 'audit_key'")
+                elif not hmac.compare_digest(chain_mac(self.audit_key, fields[0], seq, *fields[1:]),
+                                             str(r["hash"])):
+                    problems.append(f"audit row {seq}: its MAC does not match (changed, or written without "
+                                    f"the audit key)")
+            elif keyed_seen:
+                problems.append(f"audit row {seq}: is not keyed, after keyed rows (written without the audit key)")
+            elif _chain_hash(*fields) != r["hash"]:
                 problems.append(f"audit row {seq}: its content was changed after it was written")
             prev = str(r["hash"])
             expected_seq = seq + 1
@@ -521,6 +595,12 @@ class AccessDecision:
         """A Remove, or a Change expiry (access only until the grant's new end): either way no baseline
         rule puts the person back. The workbook's words (reports.access_review.REMOVE, CHANGE_EXPIRY)."""
         return self.choice in ("Remove", "Change expiry")
+
+
+def chain_mac(key: bytes, prev: str, seq: int, at: str, event: str, actor: str, body: str) -> str:
+    """HMAC-SHA256 over the previous entry's MAC and this entry's number and fields."""
+    message = "\x1f".join((prev, str(seq), at, event, actor, body)).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def _chain_hash(prev: str, at: str, event: str, actor: str, body: str) -> str:

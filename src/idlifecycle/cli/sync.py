@@ -10,7 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from idlifecycle.checkpoint import audit_key, read_checkpoint, state_problems
 from idlifecycle.cli import add_command, today_arg
+from idlifecycle.config import Secrets, load_job_config
 from idlifecycle.errors import FeedError, UserError
 from idlifecycle.executor import new_plan_id
 from idlifecycle.feeds import (
@@ -28,6 +30,7 @@ from idlifecycle.notify import Mailer
 from idlifecycle.passwords.issuer import PasswordIssuer
 from idlifecycle.passwords.owed import still_owed
 from idlifecycle.reports.decisions import Decision, decisions_from_json, record_decisions
+from idlifecycle.store import Store
 
 EXIT_ROWS_REFUSED = 3
 """Done, but some feed rows were refused: their people were held (nothing changed for them)."""
@@ -265,18 +268,36 @@ def cmd_feed_check(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    job = _job(args)
-    try:
-        problems = job.store.verify_audit()
-        count = len(job.store.audit_entries())
-    finally:
-        job.close()
+    """The chain checked with the key, and the database against the checkpoint given or the job's own."""
+    config = load_job_config(args.config)
+    key = audit_key(config, Secrets())
+    checkpoint_path = Path(args.checkpoint) if args.checkpoint else config.checkpoint_path
+    if args.checkpoint and not checkpoint_path.exists():
+        raise UserError(f"{checkpoint_path}: file not found (the checkpoint to verify against)")
+    checkpoint = read_checkpoint(checkpoint_path)
+    if not config.state_db.exists():
+        if checkpoint is None:
+            print(f"Nothing to verify: there is no state database at {config.state_db} and no checkpoint at "
+                  f"{checkpoint_path} (has the job ever run?).")
+            return 1
+        problems, count = state_problems(checkpoint, None, config.state_db, checkpoint_path), 0
+    else:
+        store = Store(config.state_db, audit_key=key)
+        try:
+            problems = store.verify_audit()
+            if checkpoint is not None:
+                problems += state_problems(checkpoint, store, config.state_db, checkpoint_path)
+            count = len(store.audit_entries())
+        finally:
+            store.close()
     if problems:
         for problem in problems:
             print(problem)
         print(f"The audit log has been tampered with: {len(problems)} problem(s) found.")
         return 1
-    print(f"The audit log is intact: {count} entries, each chained to the one before.")
+    against = (f", and it reaches the checkpoint {checkpoint_path} ({checkpoint.describe()})" if checkpoint
+               else f"; there is no checkpoint at {checkpoint_path} to check its end against")
+    print(f"The audit log is intact: {count} entries, each chained to the one before with the audit key{against}.")
     return 0
 
 
@@ -319,5 +340,9 @@ def register(subparsers: Any) -> None:
 
     audit = add_command(subparsers, "audit").add_subparsers(dest="audit_command",
                                                                                       required=True)
-    p = audit.add_parser("verify", help="check that no audit row was edited or deleted")
+    p = audit.add_parser("verify", help="check that no audit row was edited, forged or deleted, and that the "
+                                        "state database is the one the last checkpoint describes")
+    p.add_argument("--checkpoint", metavar="FILE", help="a checkpoint kept elsewhere (a copy of the file, or the "
+                                                        "JSON line from the system log or the run summary); "
+                                                        "default: the job's checkpoint file")
     p.set_defaults(handler=cmd_audit_verify)

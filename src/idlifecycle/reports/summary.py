@@ -3,6 +3,7 @@ security incidents, and failures — built as text by a pure function, then sent
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 
@@ -53,6 +54,10 @@ def run_summary(job_name: str, report: RunReport) -> tuple[str, str]:
     for title, items in sections:
         if items:
             lines += ["", title, *(f"  - {item}" for item in items)]
+    if report.checkpoint:
+        lines += ["", "State checkpoint (keep this mail: `idlifecycle audit verify --checkpoint FILE` checks the "
+                      "state database against it, saved as a file):",
+                  "  " + json.dumps(dict(report.checkpoint), sort_keys=True)]
     lines += ["", "Exit codes: 0 done or nothing to do, 1 error, 2 stopped by a guard, "
                   "3 done but feed rows were refused."]
     return subject, "\n".join(lines) + "\n"
