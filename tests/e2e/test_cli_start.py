@@ -58,6 +58,11 @@ def test_audit_verify_of_a_fresh_job_imports_no_sdk(tmp_path):
     write_pupils(tmp_path / "pupils.csv", 20)
     write_staff(tmp_path / "staff.csv", [("JDO", "Jane", "Doe", "Teacher")])
     write_job(tmp_path)
+    # One night first, in its own process: a job that never ran has nothing to verify (exit 1).
+    night = subprocess.run([sys.executable, "-m", "idlifecycle", "--config", str(tmp_path / "job.toml"), "sync"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert night.returncode == 0, night.stderr
     code, loaded, _ = started(tmp_path, "--config", str(tmp_path / "job.toml"), "audit", "verify")
     assert code == 0
     assert loaded & SDKS == set()

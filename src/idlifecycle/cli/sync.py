@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from idlifecycle.checkpoint import audit_key, read_checkpoint, state_problems
 from idlifecycle.cli import add_command, today_arg
@@ -29,8 +29,10 @@ from idlifecycle.model import Action, Change, Plan, Result, plan_from_json, plan
 from idlifecycle.notify import Mailer
 from idlifecycle.passwords.issuer import PasswordIssuer
 from idlifecycle.passwords.owed import still_owed
-from idlifecycle.reports.decisions import Decision, decisions_from_json, record_decisions
 from idlifecycle.store import Store
+
+if TYPE_CHECKING:
+    from idlifecycle.reports.decisions import Decision
 
 EXIT_ROWS_REFUSED = 3
 """Done, but some feed rows were refused: their people were held (nothing changed for them)."""
@@ -170,6 +172,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
                                            allow_destructive=args.allow_destructive, allow_date=args.allow_date,
                                            password_for=password_for)
             if decisions is not None:
+                from idlifecycle.reports.decisions import record_decisions  # openpyxl: only when a review's plan
+
                 # The SIRO's decisions stand (and date the rows' last review) once their plan is applied.
                 record_decisions(job.store, decisions[0], siro=decisions[1], review=decisions[2],
                                  plan_id=plan.plan_id)
@@ -186,6 +190,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def _saved_decisions(path: str, plan: Plan) -> tuple[list[Decision], str, str]:
+    # Imported here: the reports pull in openpyxl, which only a review's saved plan needs.
+    from idlifecycle.reports.decisions import decisions_from_json
+
     try:
         return decisions_from_json(plan.decisions)
     except (KeyError, TypeError) as error:
