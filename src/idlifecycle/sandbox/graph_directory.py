@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from idlifecycle.sandbox.files import write_atomically
+
 Json = dict[str, Any]
 Reply = tuple[int, dict[str, str], Any]
 
@@ -252,9 +254,8 @@ class Directory:
         with self.lock:
             text = json.dumps(self.state, separators=(",", ":"))
             self.dirty = False
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
+        # Atomic and 0600: the tenant (app secrets' hashes, password hashes) is never half-written.
+        write_atomically(path, text.encode("utf-8"))
 
     # helpers ------------------------------------------------------------------------------------
     def _bump(self) -> int:
