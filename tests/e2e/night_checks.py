@@ -164,10 +164,11 @@ def audit_entries(night: SchoolNight) -> list[tuple[str, dict[str, Any]]]:
         store.close()
 
 
-def audited_effects(night: SchoolNight, names: Names, event: str = "change-applied") -> Counter[Effect]:
-    """The changes the audit trail says were applied, named like `logged_effects`."""
+def audited_effects(night: SchoolNight, names: Names, event: str = "change-applied",
+                    entries: list[tuple[str, dict[str, Any]]] | None = None) -> Counter[Effect]:
+    """The changes the audit trail (or `entries` of it) says were applied, named like the write logs' effects."""
     found: Counter[Effect] = Counter()
-    for name, data in audit_entries(night):
+    for name, data in audit_entries(night) if entries is None else entries:
         if name != event:
             continue
         directory, action = str(data["directory"]), str(data["action"])
@@ -284,6 +285,50 @@ class Final:
     audited: Counter[Effect]
     unknown: Counter[Effect]
     already: Counter[Effect]
+
+
+@dataclass(frozen=True)
+class Kill:
+    """What was known the moment a run was killed: the killed emulator's write log, and the audit trail."""
+
+    directory: str
+    point: int
+    writes: list[dict[str, Any]]
+    killed_at: float
+    audit: list[tuple[str, dict[str, Any]]]
+
+
+def kill_record(night: SchoolNight, directory: str, point: int) -> Kill:
+    answer = night.emulators()[directory]._call("GET", "/_emulator/writes")
+    return Kill(directory, point, list(answer["writes"]), float(answer["killed_at"] or 0.0), audit_entries(night))
+
+
+HEARD_GRACE = 1.0
+"""Seconds between the tool receiving a reply and committing its outcome, at most, on a busy machine."""
+
+
+def heard_but_unrecorded(night: SchoolNight, kills: list[Kill]) -> list[str]:
+    """For each kill, the changes whose replies the tool had had for over HEARD_GRACE s but had not recorded.
+
+    Results are recorded as each reply arrives: what a killed run had heard of is in its journal and
+    audit trail, and only what was still in flight is left for the next run to find out.
+    """
+    names = names_of(night)
+    problems = []
+    for number, kill in enumerate(kills, 1):
+        effects = _graph_effects if kill.directory == "entra" else _google_effects
+        heard: Counter[Effect] = Counter()
+        for write in kill.writes:
+            if write.get("answered") is not None and write["answered"] < kill.killed_at - HEARD_GRACE:
+                heard.update(e for e in effects(write, names) if e[1] not in NOT_CHANGES)
+        told = audited_effects(night, names, "change-applied", kill.audit) + \
+            audited_effects(night, names, "change-outcome-unknown", kill.audit)
+        unrecorded = heard - told
+        if unrecorded:
+            problems.append(f"kill {number} ({kill.directory} write {kill.point}): {sum(unrecorded.values())} of "
+                            f"{sum(heard.values())} changes answered over {HEARD_GRACE:g} s before the kill had no "
+                            f"outcome recorded ({dict(Counter(e[1] for e in unrecorded.elements()))})")
+    return problems
 
 
 def collect(night: SchoolNight) -> Final:

@@ -26,7 +26,7 @@ import pytest
 
 from idlifecycle.sandbox.faults import FaultSpec, kill_points
 from idlifecycle.sandbox.night import SchoolNight
-from tests.e2e.night_checks import Effect, check_night, collect, view
+from tests.e2e.night_checks import Effect, Kill, check_night, collect, heard_but_unrecorded, kill_record, view
 from tests.factories import ROOT
 from tests.integration.access_support import SMTP_PASSWORD, SMTP_USER, Mailbox, mailbox
 
@@ -103,11 +103,11 @@ def night_factory(tmp_path: Path, mailbox: Mailbox) -> Iterator[Any]:
         night.stop()
 
 
-def _killed_night(night: SchoolNight, reference: Reference, seed: int) -> list[str]:
+def _killed_night(night: SchoolNight, reference: Reference, seed: int) -> list[Kill]:
     """`idlifecycle sync` killed at KILLS seeded points spread over the night's writes, resumed each time."""
     order = list(night.emulators())  # the directories are applied one after the other, in this order
     total = sum(reference.writes[name] for name in order)
-    kills: list[str] = []
+    kills: list[Kill] = []
     for point in kill_points(seed, total, KILLS):
         name = order[0]
         for name in order:
@@ -119,9 +119,9 @@ def _killed_night(night: SchoolNight, reference: Reference, seed: int) -> list[s
         out, err = run.communicate(timeout=300)
         for emulator in night.emulators().values():
             emulator.disarm()
-        assert run.returncode == -signal.SIGKILL, \
-            f"kill {len(kills) + 1} ({name} write {point}) never came: exit {run.returncode}\n{out[-2000:]}{err[-2000:]}"
-        kills.append(f"{name}:{point}")
+        never = f"kill {len(kills) + 1} ({name} write {point}) never came: exit {run.returncode}\n"
+        assert run.returncode == -signal.SIGKILL, never + out[-2000:] + err[-2000:]
+        kills.append(kill_record(night, name, point))
     resumed = night.run(TODAY)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     return kills
@@ -138,6 +138,8 @@ def test_a_first_night_killed_twenty_times_and_resumed_ends_as_if_never_killed(
     night = night_factory(google=False)
     kills = _killed_night(night, entra_reference, seed=12)
     assert len(kills) == KILLS
+    late = heard_but_unrecorded(night, kills)
+    assert not late, f"{len(late)} of {KILLS} kills found replies heard and not recorded: " + "; ".join(late[:4])
     check_night(night, collect(night), entra_reference.view, entra_reference.effects, TODAY, mailbox=mailbox)
     _next_night_has_nothing_to_do(night)
 
@@ -146,7 +148,9 @@ def test_a_first_night_with_google_beside_entra_killed_twenty_times_ends_as_if_n
         night_factory: Any, both_reference: Reference, mailbox: Mailbox) -> None:
     night = night_factory(google=True)
     kills = _killed_night(night, both_reference, seed=13)
-    assert {k.split(":")[0] for k in kills} == {"entra", "google"}
+    assert {k.directory for k in kills} == {"entra", "google"}
+    late = heard_but_unrecorded(night, kills)
+    assert not late, f"{len(late)} of {KILLS} kills found replies heard and not recorded: " + "; ".join(late[:4])
     check_night(night, collect(night), both_reference.view, both_reference.effects, TODAY, mailbox=mailbox)
     _next_night_has_nothing_to_do(night)
 

@@ -32,7 +32,9 @@ import os
 import random
 import signal
 import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,40 +139,75 @@ class FaultInjector:
 
 
 class WriteLog:
-    """Every write an emulator applied, in order; and the kill point armed on it, if any."""
+    """Every write an emulator applied, in order; when its reply left; and the kill point armed on it.
+
+    Each entry holds `at` (when it was applied) and, once the reply that carried it was sent,
+    `answered` (both `time.monotonic()` of the emulator's process); `killed_at` is when the armed
+    kill fired. A write answered well before the kill is one the tool had heard of: a test can ask
+    whether the tool had recorded it by then (results recorded as they arrive, not per phase).
+    """
 
     def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.killed_at: float | None = None
         self._kill: tuple[int, int] | None = None
+        self._unanswered: dict[int, list[int]] = {}
+        """Per handler thread (one connection each): entries applied by the request it is answering."""
 
     def __len__(self) -> int:
         with self.lock:
             return len(self.entries)
 
     def record(self, entry: dict[str, Any]) -> None:
-        """One applied write (never a password: `passwordProfile`/`password` are kept as "(set)")."""
+        """One applied write (never a password: see `without_secrets`)."""
         with self.lock:
-            self.entries.append({"n": len(self.entries) + 1, **entry})
+            self.entries.append({"n": len(self.entries) + 1, "at": time.monotonic(), **entry})
+            self._unanswered.setdefault(threading.get_ident(), []).append(len(self.entries) - 1)
             kill = self._kill
             if kill is not None and len(self.entries) >= kill[1]:
                 self._kill = None
+                self.killed_at = time.monotonic()
                 # Before the reply leaves: the caller dies not knowing this write landed.
                 with contextlib.suppress(ProcessLookupError):  # it ended already
                     os.kill(kill[0], signal.SIGKILL)
 
+    def answered(self) -> None:
+        """The reply to this thread's request was sent: its writes are known to the caller."""
+        with self.lock:
+            now = time.monotonic()
+            for index in self._unanswered.pop(threading.get_ident(), []):
+                self.entries[index]["answered"] = now
+
+    def lost(self) -> None:
+        """This thread's reply was never sent (a dropped connection): its writes stay unheard of."""
+        with self.lock:
+            self._unanswered.pop(threading.get_ident(), None)
+
     def since(self, start: int = 0) -> list[dict[str, Any]]:
         with self.lock:
-            return list(self.entries[start:])
+            return [dict(entry) for entry in self.entries[start:]]
 
     def arm_kill(self, pid: int, after: int) -> None:
         """SIGKILL `pid` once the log holds `after` writes (at once if it already does, on the next write)."""
         with self.lock:
             self._kill = (pid, max(after, len(self.entries) + 1))
+            self.killed_at = None
 
     def disarm(self) -> None:
         with self.lock:
             self._kill = None
+
+    def __iter__(self) -> Iterator[tuple[float, str, str, int]]:
+        """(applied at, method, path, status) of each write."""
+        return iter([(e["at"], e["method"], e["path"], e["status"]) for e in self.since()])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return list(self) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def without_secrets(body: Any) -> Any:

@@ -539,7 +539,7 @@ class GoogleEmulator:
             return 200, {**asdict(self.stats), "applied_writes": len(self.write_log),
                          "faults": dict(self.injector.fired)}
         if path == "/_emulator/writes" and method == "GET":
-            return 200, {"writes": self.write_log.since()}
+            return 200, {"writes": self.write_log.since(), "killed_at": self.write_log.killed_at}
         if path == "/_emulator/kill" and method == "POST":
             order = json.loads(body or b"{}")
             if order.get("pid") is None:
@@ -652,9 +652,12 @@ class _Handler(EmulatorHandler):
             if connection_fault is None:
                 self._send_json(status, answer)
         if connection_fault is not None:
+            emulator.write_log.lost()
             if drawn == "hang":
                 time.sleep(emulator.injector.spec.hang)
             self.close_connection = True
+        else:
+            emulator.write_log.answered()
 
     def _send_json(self, status: int, answer: Mapping[str, Any] | None, headers: Mapping[str, str] | None = None) \
             -> None:

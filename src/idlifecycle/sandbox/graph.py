@@ -806,11 +806,13 @@ class _Handler(EmulatorHandler):
         try:
             status, headers, body = self._dispatch(emulator, method, path, raw)
         except DropConnection as drop:
+            emulator.write_log.lost()
             time.sleep(drop.delay)
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         self._reply(status, headers, body)
+        emulator.write_log.answered()
 
     def _dispatch(self, emulator: GraphEmulator, method: str, path: str, raw: bytes) -> Reply:
         if path.startswith("/_emulator/"):
@@ -870,7 +872,7 @@ def _control(emulator: GraphEmulator, method: str, path: str, raw: bytes) -> Rep
         return 200, {}, {**emulator.stats, "applied_writes": len(emulator.write_log),
                          "faults": dict(emulator.injector.fired)}
     if method == "GET" and path == "/_emulator/writes":
-        return 200, {}, {"writes": emulator.write_log.since()}
+        return 200, {}, {"writes": emulator.write_log.since(), "killed_at": emulator.write_log.killed_at}
     if method == "POST" and path == "/_emulator/kill":
         order = json.loads(raw or b"{}")
         if order.get("pid") is None:
