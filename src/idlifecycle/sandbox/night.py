@@ -147,7 +147,7 @@ class SchoolNight:
     @classmethod
     def start(cls, folder: Path, *, google: bool = False, faults: FaultSpec | None = None,
               mail: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-              timeout_seconds: float = 10) -> SchoolNight:
+              timeout_seconds: float = 10, write_limit_per_second: float = 500) -> SchoolNight:
         """Both emulators started and the job written; `mail`: a [mail] section (staff passwords by email)."""
         folder.mkdir(parents=True, exist_ok=True)
         entra = start_graph(folder / "entra", faults=faults)
@@ -157,17 +157,17 @@ class SchoolNight:
             entra.stop()
             raise
         night = cls(folder, entra, other, mail, dict(env or {}))
-        night.write_job(timeout_seconds)
+        night.write_job(timeout_seconds, write_limit_per_second)
         return night
 
-    def write_job(self, timeout_seconds: float) -> None:
+    def write_job(self, timeout_seconds: float, write_limit_per_second: float = 500) -> None:
         connectors = [self.folder / "entra.toml"]
         info = self.entra.info
         _write_toml(self.folder / "entra.toml", {
             "name": "entra", "type": "entra", "tenant_id": info["tenant_id"], "client_id": CLIENT_ID,
             "authority_host": self.entra.url.split("://", 1)[1], "graph_url": self.entra.url + "/v1.0",
             "ca_file": info["certificate"], "domains": DOMAINS, "group_marker": MARKER, "usage_location": "GB",
-            "write_limit_per_second": 500, "timeout_seconds": timeout_seconds,
+            "write_limit_per_second": write_limit_per_second, "timeout_seconds": timeout_seconds,
         })
         self.env["IDLIFECYCLE_ENTRA_CLIENT_SECRET"] = info["secret"]
         if self.google is not None:
