@@ -13,7 +13,7 @@ import pytest
 
 from idlifecycle.connectors.base import ConnectorContext
 from idlifecycle.connectors.entra import EntraConnector
-from idlifecycle.model import Action, Change
+from idlifecycle.model import Action, Change, Result
 from idlifecycle.sandbox.graph import GraphEmulator
 from idlifecycle.sandbox.graph_directory import Directory
 from idlifecycle.store import Store
@@ -133,6 +133,12 @@ def starter(person_id: str, username: str, given: str, surname: str, domain: str
     )
 
 
+def in_order(entra: EntraConnector, changes: list[Change]) -> list[Result]:
+    """Applies the changes and lists their Results in the changes' order (apply yields them as they arrive)."""
+    arrived = {r.change_id: r for r in entra.apply(changes)}
+    return [arrived[c.change_id] for c in changes]
+
+
 def change(action: Action, target: str | None, **fields: Any) -> Change:
     return Change(directory="entra", action=action, person_id=fields.pop("person_id", None),
                   username=fields.pop("username", "someone"), reason="test", target=target, **fields)
@@ -140,5 +146,5 @@ def change(action: Action, target: str | None, **fields: Any) -> Change:
 
 __all__ = [
     "CLIENT_ID", "CLIENT_SECRET", "MARKER", "PASSWORD", "PUPILS", "STAFF", "change", "emulator", "entra",
-    "graph_tls_dir", "make_connector", "make_emulator", "school_seed", "starter", "store",
+    "graph_tls_dir", "in_order", "make_connector", "make_emulator", "school_seed", "starter", "store",
 ]

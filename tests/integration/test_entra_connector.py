@@ -18,7 +18,7 @@ from idlifecycle.model import Action, Outcome
 from idlifecycle.sandbox.graph import Fault, GraphEmulator
 from idlifecycle.store import Store
 from tests.integration.graph_fixtures import *  # noqa: F403
-from tests.integration.graph_fixtures import MARKER, PUPILS, STAFF, change, school_seed, starter
+from tests.integration.graph_fixtures import MARKER, PUPILS, STAFF, change, in_order, school_seed, starter
 
 
 def test_snapshot_holds_managed_accounts_and_groups_and_reserves_everyone_elses_names(entra: EntraConnector) -> None:
@@ -141,11 +141,11 @@ def test_hybrid_teacher_synced_from_ad_is_left_alone_except_cloud_groups_and_ses
     hal = next(a for a in entra.snapshot().accounts if a.anchor == "S002")
     before = emulator.directory.user(hal.key)
 
-    results = list(entra.apply([
+    results = in_order(entra, [
         change(Action.UPDATE, hal.key, after={"surname": "Hybrid-Jones"}),
         change(Action.DISABLE, hal.key),
         change(Action.REVOKE_SESSIONS, hal.key),
-    ]))
+    ])
     member = list(entra.apply([change(Action.ADD_MEMBER, hal.key, group="All Staff")]))
 
     assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.FAILED, Outcome.APPLIED]
@@ -242,7 +242,7 @@ def test_group_the_school_made_by_hand_is_not_taken_over(entra: EntraConnector) 
     create = change(Action.CREATE_GROUP, None, group="Chess Club", after={"name": "Chess Club"})
     new = change(Action.CREATE_GROUP, None, group="Year 7 Pupils", after={"name": "Year 7 Pupils"})
 
-    results = list(entra.apply([create, new]))
+    results = in_order(entra, [create, new])
 
     assert results[0].outcome is Outcome.FAILED and MARKER in results[0].detail
     assert results[1].outcome is Outcome.APPLIED and results[1].key

@@ -16,7 +16,7 @@ from idlifecycle.model import Action, Outcome
 from idlifecycle.sandbox.graph import Fault, GraphEmulator
 from idlifecycle.sandbox.tls import make_key_and_certificate
 from tests.integration.graph_fixtures import *  # noqa: F403
-from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, PUPILS, STAFF, change, starter
+from tests.integration.graph_fixtures import CLIENT_ID, CLIENT_SECRET, PUPILS, STAFF, change, in_order, starter
 
 
 def _pupils(emulator: GraphEmulator) -> list[dict[str, object]]:
@@ -124,7 +124,7 @@ def test_account_made_by_a_crashed_earlier_run_is_adopted_and_someone_elses_is_a
     creates = [starter("P600", "25ghost", "G", "Host"), starter("P601", "25taken", "T", "Aken"),
                starter("P602", "25bare", "B", "Are")]
 
-    results = list(entra.apply(creates))
+    results = in_order(entra, creates)
 
     assert (results[0].outcome, results[0].key) == (Outcome.ALREADY, mine)
     assert results[1].outcome is Outcome.FAILED and "anchor 'P999'" in results[1].detail
@@ -153,7 +153,7 @@ def test_member_added_by_hand_meanwhile_does_not_sink_the_other_nineteen(
     emulator.directory.add_member_ref(group.key, {"@odata.id": f"{emulator.graph_url}/directoryObjects/{keys[7]}"})
     removal = change(Action.REMOVE_MEMBER, next(iter(group.members)), group="All Pupils")
 
-    results = list(entra.apply([*(change(Action.ADD_MEMBER, k, group="All Pupils") for k in keys), removal]))
+    results = in_order(entra, [*(change(Action.ADD_MEMBER, k, group="All Pupils") for k in keys), removal])
 
     outcomes = [r.outcome for r in results]
     assert outcomes[7] is Outcome.ALREADY
@@ -320,11 +320,11 @@ def test_app_without_the_user_administrator_role_is_told_once_and_no_password_ch
     amy, jo = accounts["P001"], accounts["S001"]
     writes_before = emulator.stats["writes"]
 
-    results = list(entra.apply([
+    results = in_order(entra, [
         change(Action.SET_PASSWORD, amy.key, after={"must_change_password": True}, password="Sunny-Days-2026"),
         change(Action.REQUIRE_PASSWORD_CHANGE, jo.key),
         change(Action.UPDATE, amy.key, after={"attributes": {"department": "Year 8"}}),
-    ]))
+    ])
 
     assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.FAILED, Outcome.APPLIED]
     assert results[0].detail == results[1].detail

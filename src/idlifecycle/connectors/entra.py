@@ -19,7 +19,10 @@ Settings (a `connectors/*.toml` table; secrets never live there):
     authority_host = "login.microsoftonline.com"
     graph_url = "https://graph.microsoft.com/v1.0"
     ca_file = "…"                        # optional: a private CA to trust (TLS-inspecting proxies)
-    timeout_seconds = 60
+    timeout_seconds = 60                 # longest wait for the next bytes of a reply
+    connect_timeout_seconds = 10         # to open a connection (TCP and TLS)
+    request_timeout_seconds = 120        # one whole request, reply included (default: twice timeout_seconds)
+    give_up_after_seconds = 120          # Graph answers nothing for this long: the rest of the run's changes fail
 
 Secrets (environment or secret files, see `idlifecycle.config.Secrets`): `<name>_certificate_key`
 (the PEM private key of `certificate`) or, without a certificate, `<name>_client_secret`.
@@ -44,6 +47,13 @@ store's cursors and the directory as last seen in `<state_dir>/entra-<name>/dire
 so a nightly run reads only what changed. Writes go in fully parallel JSON $batches of 20, paced
 under `write_limit_per_second`, with creates never duplicated (see `_create`, `_create_group`); a
 404 on an object this run created is replication delay and retried (`entra_graph.REPLICATION_PATIENCE`).
+Each change's Result is yielded as soon as its requests are answered, not when the phase ends
+(see `apply`). A lost reply, a reset connection or a 5xx makes only the changes in that batch
+uncertain: each is settled by reading the object back (retried, `GraphSession.lookup`) or sent
+again, and a change whose earlier, unanswered attempt landed is APPLIED, not "already so". When
+Graph has answered nothing for `give_up_after_seconds` (it hangs, or refuses connections) the
+changes not yet answered, and any later ones this run, fail at once (retryable): a directory
+that stops answering costs the run at most that long, and the other directories go on.
 
 `sandbox = true` (+ `seed = "file.json"`, relative to the TOML file) starts the Graph emulator
 (`idlifecycle.sandbox.graph`) in-process on a free 127.0.0.1 port with its data under the state
@@ -55,9 +65,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
 import re
 import secrets
 import string
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +116,10 @@ MAX_PAGE = 999
 MEMBERS_PER_PATCH = 20
 PASSWORD_SYMBOLS = "!#$%&*+-=?@^_"  # noqa: S105 - the symbols Entra accepts, not a password
 Interpret = Callable[[list[GraphResponse]], Awaitable[Result]]
+Emit = Callable[[Result], None]
+"""Hands one change's Result to `apply`'s caller as soon as it is decided (called on the session's loop)."""
+GIVE_UP_AFTER = 120.0
+"""Default `give_up_after_seconds`: how long Graph may answer nothing before the run's remaining changes fail."""
 
 
 @dataclass
@@ -115,6 +131,7 @@ class _Settings:
     attributes: tuple[str, ...]
     assign_licences: dict[str, list[str]]
     sign_in_activity: bool
+    give_up_after: float = GIVE_UP_AFTER
 
 
 @dataclass
@@ -140,6 +157,9 @@ class _Step:
     """Asked after a lost reply or a 5xx: a stand-in reply when the write did happen (see RequestGroup)."""
     extra: dict[str, Result] = field(default_factory=dict)
     """Results of further changes this step's requests carried (20 member adds in one PATCH)."""
+    lost: set[int] = field(default_factory=set)
+    """Indexes of this step's requests whose reply was lost (or a 5xx) before they were sent again: an
+    "already so" answer to the resend is this run's own write landing (APPLIED, not ALREADY)."""
 
 
 class EntraConnector(Connector):
@@ -162,6 +182,8 @@ class EntraConnector(Connector):
         """Accounts created without their direct licence -> when (epoch seconds); kept in the store."""
         self._password_refusal: str | None = None
         """After the first password change of the session: "" when the app may set passwords, else why not."""
+        self._unreachable: str | None = None
+        """Set when Graph stopped answering during this run: why every later change fails at once."""
 
     # configuration ------------------------------------------------------------------------------
     @classmethod
@@ -184,6 +206,9 @@ class EntraConnector(Connector):
             session = GraphSession(
                 credentials, graph_url, ca_file=str(ca_file) if ca_file else None,
                 timeout=float(context.option("timeout_seconds", 60)),
+                connect_timeout=float(context.option("connect_timeout_seconds", 10)),
+                request_timeout=(float(context.option("request_timeout_seconds"))
+                                 if context.option("request_timeout_seconds") is not None else None),
                 max_in_flight=int(context.option("max_batches_in_flight", 4)),
                 write_limit_per_second=float(context.option("write_limit_per_second", 20)), needs=needs,
             )
@@ -459,36 +484,94 @@ class EntraConnector(Connector):
         return next(iter(self.apply([change])))
 
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+        """Yields each change's Result as soon as Graph's answers decide it, while the rest are still sent.
+
+        The requests run on the session's event loop; each Result crosses to this thread through a
+        queue the moment its request group is answered, so the executor records it (journal, audit,
+        username, disable date) before the next batches are even sent: a run killed mid-phase loses
+        no outcome it had heard. Phases keep their order inside one call (groups, then accounts,
+        then memberships). Should Graph answer nothing at all for `give_up_after_seconds`, the
+        changes not yet answered fail (retryable) and so does every later change this run.
+        """
+        changes = list(changes)
+        if self._unreachable is not None:
+            yield from (Result(c.change_id, Outcome.FAILED, self._unreachable, retryable=True) for c in changes)
+            return
         try:
             # The snapshot the plan came from is fresh enough: a change behind our back is met by
             # Graph's own answers (duplicate name, not found), read as ALREADY / Conflict below.
             cache = self.cache or self._refresh()
             before = self._owed_licences(cache)
-            results = self.session.run(self._apply(cache, list(changes)))
-            if self._licence_debt != before:
-                self._save_licence_debt()  # here, not in the event loop's thread: the store is not shared
         except ConnectorError as error:
-            results = [Result(c.change_id, Outcome.FAILED, str(error), retryable=error.retryable) for c in changes]
-        yield from results
+            yield from (Result(c.change_id, Outcome.FAILED, str(error), retryable=error.retryable) for c in changes)
+            return
+        arrived: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        stopped = threading.Event()
 
-    async def _apply(self, cache: _Cache, changes: list[Change]) -> list[Result]:
-        results: dict[str, Result] = {}
+        async def guarded() -> None:
+            try:
+                await self._apply(cache, changes, arrived.put)
+            finally:
+                stopped.set()
+
+        wanted = {c.change_id for c in changes}
+        given: set[str] = set()
+        failure: str | None = None
+        retryable = True
+        future = self.session.submit(guarded())
+        try:
+            while not stopped.is_set() or not arrived.empty():
+                try:
+                    result = arrived.get(timeout=0.2)
+                except queue.Empty:
+                    silent = self.session.silent_for()
+                    if not stopped.is_set() and silent > self.settings.give_up_after:
+                        self._unreachable = failure = (
+                            f"Graph answered nothing for {silent:.0f} s (give_up_after_seconds = "
+                            f"{self.settings.give_up_after:g}), so {self.name} was given up on for this run: "
+                            "this change was not made, or not confirmed; the next run looks again")
+                        log.warning("%s: Graph answered nothing for %.0f s: the remaining changes fail", self.name,
+                                    silent)
+                        future.cancel()
+                        stopped.wait(10)  # the cancelled requests unwind; nothing is sent after this
+                        break
+                    continue
+                if result.change_id in wanted and result.change_id not in given:
+                    given.add(result.change_id)
+                    yield result
+            if failure is None and future.done() and not future.cancelled():
+                raised = future.exception()
+                if isinstance(raised, ConnectorError):
+                    failure, retryable = str(raised), raised.retryable
+                elif raised is not None:
+                    raise raised
+        finally:
+            if not future.done():
+                future.cancel()  # the caller stopped reading (generator closed): stop sending
+                stopped.wait(10)
+        if self._licence_debt != before:
+            self._save_licence_debt()  # here, not in the event loop's thread: the store is not shared
+        for change in changes:
+            if change.change_id not in given:
+                yield Result(change.change_id, Outcome.FAILED, failure or "Graph gave no answer for this change",
+                             retryable=retryable)
+
+    async def _apply(self, cache: _Cache, changes: list[Change], emit: Emit) -> None:
         membership = (Action.ADD_MEMBER, Action.REMOVE_MEMBER)
         group_changes = [c for c in changes if c.action is Action.CREATE_GROUP]
         member_changes = [c for c in changes if c.action in membership]
         user_changes = [c for c in changes if c.action is not Action.CREATE_GROUP and c.action not in membership]
         if group_changes:
-            results.update(await self._run_steps([[self._create_group(cache, c)] for c in group_changes]))
+            await self._run_steps([[self._create_group(cache, c)] for c in group_changes], emit)
         passwords = [c for c in user_changes if c.action in PASSWORD_ACTIONS]
         if passwords and await self._may_not_set_passwords():
             for refused in passwords:
-                results[refused.change_id] = Result(refused.change_id, Outcome.FAILED, self._password_refusal or "")
+                emit(Result(refused.change_id, Outcome.FAILED, self._password_refusal or ""))
             user_changes = [c for c in user_changes if c.action not in PASSWORD_ACTIONS]
         if user_changes:
-            results.update(await self._run_steps(await self._user_chains(cache, user_changes)))
+            await self._run_steps(await self._user_chains(cache, user_changes), emit)
         if member_changes:
-            results.update(await self._membership(cache, member_changes))
-        return [results[c.change_id] for c in changes]
+            await self._membership(cache, member_changes, emit)
 
     async def _may_not_set_passwords(self) -> bool:
         """Whether the app lacks a directory role that may set passwords (checked once, before the first).
@@ -517,16 +600,21 @@ class EntraConnector(Connector):
                     "assignments, add the app, and run again")
         return bool(self._password_refusal)
 
-    async def _run_steps(self, chains: list[list[_Step]]) -> dict[str, Result]:
-        """Send each chain (one account's steps, in order) as one request group; interpret per step."""
+    async def _run_steps(self, chains: list[list[_Step]], emit: Emit) -> None:
+        """Send each chain (one account's steps, in order) as one request group; emit each step's Result
+        as soon as its group is answered."""
         groups: list[tuple[list[_Step], RequestGroup]] = []
         for chain in chains:
+            for step in chain:
+                if step.result is not None:
+                    emit(step.result)  # decided without sending anything
             pending = [s for s in chain if s.result is None]
             requests = [r for s in pending for r in s.requests]
             if requests:
-                groups.append((pending, RequestGroup(requests, pending[0].uncertain)))
-        await self.session.run_groups([g for _, g in groups])
-        for pending, group in groups:
+                groups.append((pending, RequestGroup(requests, _uncertain_hook(pending))))
+
+        async def settle(pending: list[_Step], group: RequestGroup) -> None:
+            await group.finished.wait()
             position = 0
             failed_before = False
             for step in pending:
@@ -535,16 +623,24 @@ class EntraConnector(Connector):
                 if failed_before:
                     step.result = Result(step.change.change_id, Outcome.FAILED,
                                          "not attempted: an earlier change to this account failed", retryable=True)
-                    continue
-                step.result = await step.interpret(replies)
-                failed_before = step.result.outcome is Outcome.FAILED
-        results: dict[str, Result] = {}
-        for chain in chains:
-            for step in chain:
-                results.update(step.extra)
-                if step.result is not None:
-                    results[step.change.change_id] = step.result
-        return results
+                else:
+                    try:
+                        step.result = await step.interpret(replies)
+                    except ConnectorError as error:  # a read while interpreting failed: this change only
+                        step.result = Result(step.change.change_id, Outcome.FAILED, str(error),
+                                             retryable=error.retryable)
+                    failed_before = step.result.outcome is Outcome.FAILED
+                for extra in step.extra.values():
+                    emit(extra)
+                emit(step.result)
+
+        settling = [asyncio.ensure_future(settle(p, g)) for p, g in groups]
+        try:
+            await self.session.run_groups([g for _, g in groups])
+            await asyncio.gather(*settling)
+        finally:
+            for task in settling:
+                task.cancel()
 
     async def _user_chains(self, cache: _Cache, changes: list[Change]) -> list[list[_Step]]:
         deleted_by_anchor: dict[str, str] = {}
@@ -658,9 +754,12 @@ class EntraConnector(Connector):
             if failed is None:
                 return Result(change.change_id, Outcome.APPLIED, detail, key=key)
             if gone_is_already and failed.status == 404:
+                if step.lost:  # our own delete, whose reply was lost, landed
+                    return Result(change.change_id, Outcome.APPLIED, "applied; the reply to it was lost", key=key)
                 return Result(change.change_id, Outcome.ALREADY, "no such account", key=key)
             return self._failure(change, failed)
-        return _Step(change, requests, interpret)
+        step = _Step(change, requests, interpret)
+        return step
 
     def _failure(self, change: Change, response: GraphResponse) -> Result:
         if response.status == 403 and not response.from_graph:
@@ -722,9 +821,8 @@ class EntraConnector(Connector):
         reply_lost = False
 
         async def find_by_anchor() -> dict[str, Any] | None:
-            found = await self.session.send(
-                "GET", f"/users?$filter={quote(f'employeeId eq {_literal(anchor)}')}"
-                       "&$select=id,userPrincipalName,employeeId")
+            found = await self.session.lookup(
+                f"/users?$filter={quote(f'employeeId eq {_literal(anchor)}')}&$select=id,userPrincipalName,employeeId")
             values = found.body.get("value", []) if found.ok else []
             return values[0] if values else None
 
@@ -820,8 +918,8 @@ class EntraConnector(Connector):
             # the create stays undecided until the next run's snapshot shows whether it happened.
             for wait in (0.0, 0.5, 1.0, 2.0):
                 await asyncio.sleep(wait)
-                found = await self.session.send(
-                    "GET", f"/groups?$filter={quote(f'displayName eq {_literal(name)}')}&$select=id,description")
+                found = await self.session.lookup(
+                    f"/groups?$filter={quote(f'displayName eq {_literal(name)}')}&$select=id,description")
                 for group in found.body.get("value", []) if found.ok else []:
                     if self.settings.group_marker.lower() in str(group.get("description") or "").lower():
                         return GraphResponse(201, {}, group)
@@ -840,7 +938,7 @@ class EntraConnector(Connector):
 
         return _Step(change, [BatchRequest("POST", "/groups", body)], interpret, uncertain=uncertain)
 
-    async def _membership(self, cache: _Cache, changes: list[Change]) -> dict[str, Result]:
+    async def _membership(self, cache: _Cache, changes: list[Change], emit: Emit) -> None:
         """Adds 20 members per PATCH (`members@odata.bind`), removals one `$ref` DELETE each."""
         results: dict[str, Result] = {}
         adds: dict[str, list[Change]] = {}
@@ -872,7 +970,9 @@ class EntraConnector(Connector):
             else:
                 removals.append([self._remove_member(cache, key, change)])
         chains: list[list[_Step]] = []
-        one_by_one: list[tuple[str, Change]] = []
+        one_by_one: list[tuple[str, Change, bool]] = []
+        redone: set[str] = set()
+        """Adds whose PATCH was refused and that are sent again one by one: their first answer is not theirs."""
         for key, group_changes in adds.items():
             unique = list({str(c.target): c for c in group_changes}.values())
             kept = {c.change_id for c in unique}
@@ -880,22 +980,31 @@ class EntraConnector(Connector):
                 if duplicate.change_id not in kept:
                     results[duplicate.change_id] = Result(duplicate.change_id, Outcome.ALREADY)
             for start in range(0, len(unique), MEMBERS_PER_PATCH):
-                chains.append([self._add_members(cache, key, unique[start:start + MEMBERS_PER_PATCH], one_by_one)])
-        results.update(await self._run_steps(chains + removals))
+                chains.append([self._add_members(cache, key, unique[start:start + MEMBERS_PER_PATCH], one_by_one,
+                                                 redone)])
+        for result in results.values():
+            emit(result)
+
+        def emit_unless_redone(result: Result) -> None:
+            if result.change_id not in redone:
+                emit(result)
+
+        await self._run_steps(chains + removals, emit_unless_redone)
         if one_by_one:
             # A rejected PATCH (someone added one of them meanwhile, or one vanished) is redone member by member.
-            results.update(await self._run_steps([[self._add_member_ref(cache, k, c)] for k, c in one_by_one]))
-        return results
+            await self._run_steps([[self._add_member_ref(cache, k, c, lost)] for k, c, lost in one_by_one], emit)
 
     def _add_members(self, cache: _Cache, key: str, changes: list[Change],
-                     one_by_one: list[tuple[str, Change]]) -> _Step:
+                     one_by_one: list[tuple[str, Change, bool]], redone: set[str]) -> _Step:
         binds = [f"{self.session.graph_url}/directoryObjects/{c.target}" for c in changes]
         first = changes[0]
 
         async def interpret(replies: list[GraphResponse]) -> Result:
             reply = replies[0]
             if reply.status in (400, 404):
-                one_by_one.extend((key, c) for c in changes)
+                # After a lost reply, "already exist" may be this PATCH's own first send landing.
+                one_by_one.extend((key, c, bool(step.lost)) for c in changes)
+                redone.update(c.change_id for c in changes)
                 results = [Result(c.change_id, Outcome.FAILED, "retried one by one", retryable=True) for c in changes]
             elif reply.ok:
                 # Appended, not re-sorted: `_membership` sent only accounts not yet in the group, and
@@ -910,28 +1019,54 @@ class EntraConnector(Connector):
         step = _Step(first, [BatchRequest("PATCH", f"/groups/{key}", {"members@odata.bind": binds})], interpret)
         return step
 
-    def _add_member_ref(self, cache: _Cache, key: str, change: Change) -> _Step:
+    def _add_member_ref(self, cache: _Cache, key: str, change: Change, after_lost: bool = False) -> _Step:
         async def interpret(replies: list[GraphResponse]) -> Result:
             reply = replies[0]
             if reply.ok:
                 cache.groups[key]["members"] = sorted({*cache.groups[key]["members"], str(change.target)})
                 return Result(change.change_id, Outcome.APPLIED)
             if reply.status == 400 and "already exist" in reply.error_message:
+                if after_lost or step.lost:  # not a member when planned; our own unanswered add landed
+                    cache.groups[key]["members"] = sorted({*cache.groups[key]["members"], str(change.target)})
+                    return Result(change.change_id, Outcome.APPLIED, "applied; the reply to it was lost")
                 return Result(change.change_id, Outcome.ALREADY)
             if reply.status == 404:
                 return Result(change.change_id, Outcome.FAILED, f"account {change.target} no longer exists")
             return self._failure(change, reply)
         body = {"@odata.id": f"{self.session.graph_url}/directoryObjects/{change.target}"}
-        return _Step(change, [BatchRequest("POST", f"/groups/{key}/members/$ref", body)], interpret)
+        step = _Step(change, [BatchRequest("POST", f"/groups/{key}/members/$ref", body)], interpret)
+        return step
 
     def _remove_member(self, cache: _Cache, key: str, change: Change) -> _Step:
         async def interpret(replies: list[GraphResponse]) -> Result:
             reply = replies[0]
             if reply.ok or reply.status == 404:
                 cache.groups[key]["members"] = [m for m in cache.groups[key]["members"] if m != change.target]
-                return Result(change.change_id, Outcome.APPLIED if reply.ok else Outcome.ALREADY)
+                # A member when planned: gone after our own unanswered removal is that removal landing.
+                done = reply.ok or bool(step.lost)
+                return Result(change.change_id, Outcome.APPLIED if done else Outcome.ALREADY)
             return self._failure(change, reply)
-        return _Step(change, [BatchRequest("DELETE", f"/groups/{key}/members/{change.target}/$ref")], interpret)
+        step = _Step(change, [BatchRequest("DELETE", f"/groups/{key}/members/{change.target}/$ref")], interpret)
+        return step
+
+
+def _uncertain_hook(pending: list[_Step]) -> Callable[[int], Awaitable[GraphResponse | None]]:
+    """A request group's `uncertain` hook: notes which step's request was in doubt and asks that step's own hook.
+
+    The group's index runs over all its steps' requests; each step sees its own (0 = its first).
+    """
+    spans: list[tuple[int, _Step]] = []
+    start = 0
+    for step in pending:
+        spans.append((start, step))
+        start += len(step.requests)
+
+    async def uncertain(index: int) -> GraphResponse | None:
+        first, step = next((f, s) for f, s in reversed(spans) if index >= f)
+        step.lost.add(index - first)
+        return None if step.uncertain is None else await step.uncertain(index - first)
+
+    return uncertain
 
 
 class _CloudOnlyEntraConnector(EntraConnector):
@@ -964,7 +1099,8 @@ def _read_settings(context: ConnectorContext) -> _Settings:
     licences = context.option("assign_licences", {})
     if not isinstance(licences, Mapping) or not all(isinstance(v, list) for v in licences.values()):
         raise ConfigError(source, "assign_licences", "must be a table of kind = [\"skuId\", …]")
-    for key in ("write_limit_per_second", "max_batches_in_flight", "timeout_seconds"):
+    for key in ("write_limit_per_second", "max_batches_in_flight", "timeout_seconds", "connect_timeout_seconds",
+                "request_timeout_seconds", "give_up_after_seconds"):
         value = context.option(key, 1)
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise ConfigError(source, key, f"must be a positive number, not {value!r}")
@@ -974,6 +1110,7 @@ def _read_settings(context: ConnectorContext) -> _Settings:
         usage_location=str(context.option("usage_location", "GB")), hybrid=hybrid,
         attributes=tuple(attributes), assign_licences={str(k): [str(s) for s in v] for k, v in licences.items()},
         sign_in_activity=bool(context.option("sign_in_activity", False)),
+        give_up_after=float(context.option("give_up_after_seconds", GIVE_UP_AFTER)),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import random
 import re
@@ -41,6 +42,10 @@ T = TypeVar("T")
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BATCH_LIMIT = 20
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+CONNECT_TIMEOUT = 10.0
+"""Seconds to open a connection to Graph (TCP and TLS) before the attempt counts as lost."""
+LOOKUP_TRIES = 5
+"""A lookup after an uncertain write is asked this many times (lost replies, 5xx) before it is left undecided."""
 REPLICATION_PATIENCE = 90.0
 """Seconds after its create in which a 404 on an object this session made is read as replication lag.
 
@@ -161,6 +166,8 @@ class RequestGroup:
     uncertain: Callable[[int], Awaitable[GraphResponse | None]] | None = None
     responses: list[GraphResponse] = field(default_factory=list)
     attempts: int = 0
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once every item is answered: the connector reads this group's results at once, not at the phase's end."""
 
 
 class Pacer:
@@ -210,12 +217,19 @@ class GraphSession:
 
     def __init__(self, credentials: Credentials, graph_url: str, *, ca_file: str | None = None,
                  timeout: float = 60.0, max_in_flight: int = 4, write_limit_per_second: float = 20.0,
-                 needs: Sequence[str] = ()) -> None:
+                 needs: Sequence[str] = (), connect_timeout: float = CONNECT_TIMEOUT,
+                 request_timeout: float | None = None) -> None:
         self.credentials = credentials
         self.graph_url = graph_url.rstrip("/")
         self.graph_host = urlsplit(self.graph_url).hostname or ""
         self.ca_file = ca_file
         self.timeout = timeout
+        """Seconds between bytes of a reply (httpx's read timeout)."""
+        self.connect_timeout = min(connect_timeout, timeout)
+        self.request_timeout = request_timeout if request_timeout is not None else 2 * timeout
+        """Seconds for one whole request, reply included: a reply trickling in never outlasts it."""
+        self._silent_since: float | None = None
+        """When the first request sent since Graph last answered anything went out (None: it just answered)."""
         self.max_in_flight = max_in_flight
         self.write_limit_per_second = write_limit_per_second
         self.needs = tuple(needs)
@@ -236,11 +250,22 @@ class GraphSession:
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start a coroutine on the session's loop without waiting for it (cancel the future to stop it)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def silent_for(self) -> float:
+        """Seconds Graph has been asked and has answered nothing at all (0 while it answers)."""
+        since = self._silent_since
+        return 0.0 if since is None else time.monotonic() - since
+
     async def _make_adapter(self) -> GraphRequestAdapter:
         verify: ssl.SSLContext | bool = True
         if self.ca_file:
             verify = ssl.create_default_context(cafile=self.ca_file)
-        client = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(self.timeout),
+        # Connect, read (between bytes), write and pool waits are each bounded; the whole request is
+        # bounded in `send`, since httpx has no overall timeout.
+        client = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
                                    limits=httpx.Limits(max_connections=self.max_in_flight + 2))
         client = GraphClientFactory.create_with_default_middleware(client=client)
         adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(_MsalTokens(self)), client=client)
@@ -369,15 +394,19 @@ class GraphSession:
         if not retry:
             info.add_request_options([RetryHandlerOption(delay=0, max_retries=0, should_retry=False)])
         span = self._adapter.start_tracing_span(info, "idlifecycle.entra")
+        if self._silent_since is None:
+            self._silent_since = time.monotonic()
         try:
-            response = await self._adapter.get_http_response_message(info, span)
-        except httpx.TimeoutException:
+            response = await asyncio.wait_for(self._adapter.get_http_response_message(info, span),
+                                              self.request_timeout)
+        except (httpx.TimeoutException, TimeoutError):
             raise TransportFailure(f"no reply from Graph within {self.timeout:g} s ({method} {urlsplit(url).path})") \
                 from None
         except httpx.TransportError as error:
             raise TransportFailure(f"connection to Graph failed ({type(error).__name__})") from None
         finally:
             span.end()
+        self._silent_since = None
         content = response.content
         parsed = json.loads(content) if content and "json" in response.headers.get("content-type", "") else None
         return GraphResponse(response.status_code, dict(response.headers), parsed)
@@ -410,13 +439,31 @@ class GraphSession:
 
     async def get_replicated(self, url: str, tries: int = 6) -> GraphResponse:
         """A GET of an object Graph has just said exists (e.g. a duplicate UPN): a 404 is lag, asked again."""
-        response = await self.send("GET", url)
+        response = await self.lookup(url)
         for attempt in range(1, tries):
             if response.status != 404:
                 break
             await asyncio.sleep(_backoff(attempt))
-            response = await self.send("GET", url)
+            response = await self.lookup(url)
         return response
+
+    async def lookup(self, url: str, tries: int = LOOKUP_TRIES) -> GraphResponse:
+        """A GET that decides an uncertain write: asked again after a lost reply or a 5xx, and never raising.
+
+        A lookup is what settles one change after a reset connection or a lost reply; when it
+        fails too, only that change stays undecided (status 0, "cannot tell"), never the batch.
+        """
+        response = GraphResponse(0, {}, None)
+        for attempt in range(1, tries + 1):
+            try:
+                response = await self.send("GET", url)
+            except TransportFailure as failure:
+                response = GraphResponse(0, {}, {"error": {"code": "transport", "message": str(failure)}})
+            if response.status != 0 and not response.transient:
+                return response
+            if attempt < tries:
+                await asyncio.sleep(_backoff(attempt, response.retry_after() or 0.5))
+        return GraphResponse(0, {}, response.body)
 
     def get(self, url: str, headers: Mapping[str, str] | None = None) -> GraphResponse:
         return self.run(self.send("GET", url, headers=headers))
@@ -489,12 +536,18 @@ class GraphSession:
             finally:
                 in_flight.release()
 
+        tasks: set[asyncio.Task[None]] = set()
+
         async def pump() -> None:
-            tasks: set[asyncio.Task[None]] = set()
             while not done.is_set():
                 getter = asyncio.ensure_future(queue.get())
                 waiter = asyncio.ensure_future(done.wait())
-                await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                except asyncio.CancelledError:
+                    getter.cancel()
+                    waiter.cancel()
+                    raise
                 if not getter.done():
                     getter.cancel()
                     waiter.cancel()
@@ -512,7 +565,12 @@ class GraphSession:
             if tasks:
                 await asyncio.gather(*tasks)
 
-        await pump()
+        try:
+            await pump()
+        finally:
+            # Cancelled (the connector gave up on a silent Graph): no batch goes on being sent.
+            for task in list(tasks):
+                task.cancel()
         if failures:
             raise failures[0]
 
@@ -545,7 +603,13 @@ class GraphSession:
         except (TransportFailure, ResponseError) as failure:
             status = failure.response.status if isinstance(failure, ResponseError) else 0
             if isinstance(failure, ResponseError) and not failure.response.transient:
-                raise
+                # Graph refused the batch itself (e.g. 400, 401): the changes in it fail with its
+                # answer; the other batches go on.
+                for group in batch:
+                    group.responses.extend(failure.response for _ in range(len(group.responses),
+                                                                             len(group.requests)))
+                    group.finished.set()
+                return len(batch)
             if status not in RETRYABLE_STATUSES:
                 status = 503 if status else 504  # a proxy's page or no reply: not known to have reached Graph
             lost = GraphResponse(status, {}, {"error": {"code": "transport", "message": str(failure)}})
@@ -560,7 +624,7 @@ class GraphSession:
         # The lookups after lost replies run side by side: each may wait out replication for seconds.
         doubtful = [(g, a) for g, a in zip(batch, answers, strict=True)
                     if a.status in RETRYABLE_STATUSES and a.status != 429 and g.uncertain is not None]
-        decided = await asyncio.gather(*(g.uncertain(len(g.responses)) for g, _ in doubtful if g.uncertain))
+        decided = await asyncio.gather(*(_decide(g) for g, _ in doubtful))
         stand_ins = {id(g): d for (g, _), d in zip(doubtful, decided, strict=True)}
         finished = 0
         for group, response in zip(batch, answers, strict=True):
@@ -573,6 +637,7 @@ class GraphSession:
                     response = stand_in
                 elif group.attempts >= max_attempts:
                     group.responses.extend(response for _ in range(index, len(group.requests)))
+                    group.finished.set()
                     finished += 1
                     continue
                 else:
@@ -599,8 +664,18 @@ class GraphSession:
                 continue
             # Done, or stopped by a failure: the items after a failed one are answered with it.
             group.responses.extend(response for _ in range(len(group.responses), len(group.requests)))
+            group.finished.set()
             finished += 1
         return finished
+
+
+async def _decide(group: RequestGroup) -> GraphResponse | None:
+    """A group's `uncertain` hook, contained: a hook that cannot reach Graph leaves the item to be sent again."""
+    assert group.uncertain is not None
+    try:
+        return await group.uncertain(len(group.responses))
+    except ConnectorError:
+        return None
 
 
 def _backoff(attempt: int, first: float = 0.5) -> float:

@@ -10,9 +10,14 @@ What each documented error reason means to the connector is one table: google_pa
 
 Configuration (connectors/google.toml): `admin`, `domains`, `org_unit_root`, and optionally
 `customer`, `group_domain`, `leavers`, `managed_group_marker`, `quota_per_minute`, `batch_size`,
-`timeout`, `replication_wait`, `api_endpoint`, `secret`. The service-account key (the JSON text, or the path of the
-JSON file) comes from the secret `<name>_service_account`, never from the TOML. `sandbox = true`
-starts the local emulator instead (idlifecycle.sandbox.google) with its own generated key.
+`timeout`, `give_up_after`, `replication_wait`, `api_endpoint`, `secret`. The service-account key (the JSON
+text, or the path of the JSON file) comes from the secret `<name>_service_account`, never from the TOML.
+`sandbox = true` starts the local emulator instead (idlifecycle.sandbox.google) with its own generated key.
+
+Each change's Result is yielded as soon as its calls are settled, batch by batch, not when the
+wave ends. `timeout` bounds every socket operation (connect, each read); when Google has answered
+nothing at all for `give_up_after` seconds (it hangs or refuses connections), the changes not yet
+settled, and every later one this run, fail at once (retryable) so the other directories go on.
 """
 
 from __future__ import annotations
@@ -91,6 +96,9 @@ class GoogleOptions:
     quota_per_minute: int = 2400
     batch_size: int = 100
     timeout: float = 30.0
+    """Seconds for each socket operation (connecting, and each read of an answer)."""
+    give_up_after: float = 120.0
+    """Seconds Google may answer nothing at all before the run's remaining changes to it fail."""
     replication_wait: float = 60.0
     """Seconds after one of its own creates during which a 404 or "User creation is not complete"
     about that object is waited out and retried rather than failed."""
@@ -139,6 +147,7 @@ class GoogleOptions:
             quota_per_minute=int(number("quota_per_minute", cls.quota_per_minute, 1, 1_000_000)),
             batch_size=int(number("batch_size", cls.batch_size, 1, 1000)),
             timeout=number("timeout", cls.timeout, 1, 600),
+            give_up_after=number("give_up_after", cls.give_up_after, 1, 3600),
             replication_wait=number("replication_wait", cls.replication_wait, 0, 600),
             api_endpoint=endpoint if endpoint.endswith("/") else endpoint + "/",
             secret=text("secret", f"{context.name}_service_account"),
@@ -180,6 +189,8 @@ class _Call:
     settling: bool = False
     """Sent again because of the propagation delay: does not use up an attempt."""
     settling_since: float | None = None
+    lost: bool = False
+    """An earlier send's answer was lost: "already so" to a later send is that send landing (APPLIED)."""
 
 
 @dataclass
@@ -234,6 +245,8 @@ class GoogleConnector(Connector):
         self._batch_cap = options.batch_size
         """Largest batch Google has taken without quotaExceeded (its concurrency limit) this run."""
         self._stopped: str | None = None
+        self._silent_since: float | None = None
+        """When the first call sent since Google last answered anything went out (None: it just answered)."""
         self._emails: dict[str, str] = {}
         """user key -> primary email, for adding members (Google wants the member's address)."""
         self._raw: dict[str, dict[str, Any]] = {}
@@ -284,12 +297,16 @@ class GoogleConnector(Connector):
     def _execute(self, request: Callable[[], HttpRequest], *, missing_ok: bool = False) -> Any:
         """One paced call with retries; returns the parsed answer (None for 404 when missing_ok)."""
         for attempt in range(MAX_ATTEMPTS):
-            if self._stopped:
-                raise ConnectorError(self._stopped, retryable=True)
+            if self._stopped or self._given_up():
+                raise ConnectorError(str(self._stopped), retryable=True)
             self.pacer.acquire(1)
+            self._sending()
             try:
-                return request().execute(num_retries=0)
+                answered = request().execute(num_retries=0)
+                self._silent_since = None
+                return answered
             except HttpError as error:
+                self._silent_since = None
                 answer = read_error(error.resp.status, error.content)
                 if answer.verdict is Verdict.NOT_FOUND and missing_ok:
                     return None
@@ -306,6 +323,19 @@ class GoogleConnector(Connector):
                 self.pacer.record(1)
             time.sleep(backoff(attempt))
         raise AssertionError("unreachable")
+
+    def _sending(self) -> None:
+        if self._silent_since is None:
+            self._silent_since = time.monotonic()
+
+    def _given_up(self) -> bool:
+        """Whether Google has answered nothing for `give_up_after` seconds; if so the run stops sending to it."""
+        since = self._silent_since
+        if self._stopped is None and since is not None and time.monotonic() - since > self.options.give_up_after:
+            self._stopped = (f"Google answered nothing for {time.monotonic() - since:.0f} s (give_up_after = "
+                             f"{self.options.give_up_after:g}), so {self.name} was given up on for this run: this "
+                             "change was not made, or not confirmed; the next run looks again")
+        return self._stopped is not None
 
     def _pages(self, method: Callable[..., HttpRequest], key: str, **params: Any) -> Iterator[dict[str, Any]]:
         token: str | None = None
@@ -507,10 +537,19 @@ class GoogleConnector(Connector):
                 continue
             if not item.calls:
                 item.result = Result(item.change.change_id, Outcome.ALREADY, "nothing to change in Google")
-        calls = [call for item in wave if item.result is None for call in item.calls]
-        self._run(calls)
         for item in wave:
-            yield item.result or self._result(item)
+            if item.result is not None:
+                yield item.result
+        waiting = [item for item in wave if item.result is None]
+        calls = [call for item in waiting for call in item.calls]
+        for _ in self._run(calls):
+            # After each batch: the changes whose calls are all settled go to the caller now.
+            settled = [item for item in waiting if all(c.done for c in item.calls)]
+            waiting = [item for item in waiting if not all(c.done for c in item.calls)]
+            for item in settled:
+                yield self._result(item)
+        for item in waiting:
+            yield self._result(item)
 
     def _result(self, item: _Pending) -> Result:
         change_id = item.change.change_id
@@ -525,18 +564,22 @@ class GoogleConnector(Connector):
             return Result(change_id, Outcome.ALREADY, item.calls[0].detail, key=key)
         return Result(change_id, Outcome.APPLIED, key=key)
 
-    def _run(self, calls: list[_Call]) -> None:
-        """Send calls in batches until each is settled, retrying what Google says is transient."""
+    def _run(self, calls: list[_Call]) -> Iterator[None]:
+        """Send calls in batches until each is settled, retrying what Google says is transient.
+
+        Yields after each batch, so that what it settled is recorded before the next is sent.
+        """
         attempt = 0
         todo = calls
-        while todo and not self._stopped:
+        while todo and not self._given_up():
             retry: list[_Call] = []
             start = 0
-            while start < len(todo) and not self._stopped:
+            while start < len(todo) and not self._given_up():
                 # The cap can shrink during the pass, when Google says quotaExceeded.
                 chunk = todo[start:start + self._batch_cap]
                 start += len(chunk)
                 retry.extend(self._send_batch(chunk))
+                yield
             todo = [c for c in retry if not c.done]
             for call in todo:
                 if call.settling:
@@ -563,11 +606,14 @@ class GoogleConnector(Connector):
         for number, call in enumerate(chunk):
             batch.add(call.request(), request_id=str(number))
         self.pacer.acquire(len(chunk))
+        self._sending()
         try:
             batch.execute(http=self._http)
+            self._silent_since = None
         except RefreshError as error:
             raise self._auth_error(error) from None
         except HttpError as error:
+            self._silent_since = None
             answer = read_error(error.resp.status, error.content)
             if answer.verdict is not Verdict.RETRY:
                 raise self._error(answer.status, answer.reason, answer.message) from None
@@ -575,8 +621,18 @@ class GoogleConnector(Connector):
         except (*_TRANSPORT_ERRORS, TransportError):
             # The answer was lost: the writes may or may not have happened. Inserts are looked up
             # before being sent again; every other call is safe to repeat (patches set values,
-            # 409 on a member and 404 on a delete read as "already so").
-            return [call for call in chunk if not self._settle_lost_insert(call)]
+            # 409 on a member and 404 on a delete then mean this send landed). A lookup that
+            # cannot be made leaves only its own insert to be sent again (a duplicate answer tells).
+            again: list[_Call] = []
+            for call in chunk:
+                call.lost = True
+                try:
+                    settled = self._settle_lost_insert(call)
+                except ConnectorError:
+                    settled = False
+                if not settled:
+                    again.append(call)
+            return again
         finally:
             self.calls_sent += len(chunk)
             self.pacer.record(len(chunk))
@@ -661,9 +717,15 @@ class GoogleConnector(Connector):
         elif verdict is Verdict.NOT_FOUND and call.kind in ("delete-member", "delete-user"):
             call.outcome, call.detail = Outcome.ALREADY, "already gone"
         elif verdict is Verdict.CONFLICT and call.kind in ("insert-user", "insert-group"):
-            self._adopt_existing(call)
+            try:
+                self._adopt_existing(call)
+            except ConnectorError as error:  # the read that tells whose it is failed: this change only
+                call.outcome, call.detail, call.retryable = Outcome.FAILED, str(error), error.retryable
         else:
             call.outcome = Outcome.FAILED
+        if call.lost and call.outcome is Outcome.ALREADY:
+            # Not so when planned; sent, its answer lost, sent again: this run's own write landed.
+            call.outcome, call.detail = Outcome.APPLIED, ""
 
     def _adopt_existing(self, call: _Call) -> None:
         """After a duplicate: the object is ours (an earlier, unanswered attempt) only if it carries our mark."""

@@ -114,7 +114,9 @@ class ServiceAccountGrant:
 class Fault:
     """A failure to inject. `action` "error" answers `status`/`reason` for matching calls (batch
     parts included); "drop" closes the connection before doing anything; "lose_response" does
-    the work and then closes the connection without answering (a response lost on the way)."""
+    the work and then closes the connection without answering (a response lost on the way);
+    "hang" takes the request and neither does it nor answers (a service that has stopped
+    answering) for `delay` seconds, or until the emulator stops, then closes the connection."""
 
     action: str = "error"
     status: int = 503
@@ -124,6 +126,8 @@ class Fault:
     path: str | None = None
     """A substring of the call's path (e.g. "/members", "signOut")."""
     times: int = 1
+    delay: float = 3600.0
+    """Seconds a "hang" holds the request."""
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and (self.path is None or self.path in path)
@@ -617,12 +621,14 @@ class _Handler(EmulatorHandler):
         calls = (emulator.batch_paths(body) if path.startswith("/batch") else [(method, path)]) or [(method, path)]
         connection_fault: Fault | None = None
         with emulator.lock:
-            for action in ("drop", "lose_response"):
+            for action in ("drop", "hang", "lose_response"):
                 connection_fault = next((f for m, p in [(method, path), *calls]
                                          for f in [emulator._take_fault(action, m, p)] if f), None)
                 if connection_fault:
                     break
-        if connection_fault is not None and connection_fault.action == "drop":
+        if connection_fault is not None and connection_fault.action in ("drop", "hang"):
+            if connection_fault.action == "hang":
+                emulator._stopping.wait(connection_fault.delay)
             self.close_connection = True
             return
         drawn = emulator.injector.draw(writes=method != "GET" or path.startswith("/batch")) \

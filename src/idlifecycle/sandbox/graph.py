@@ -123,6 +123,8 @@ page lists them as returned only for a single user) and signInActivity
 (https://github.com/microsoftgraph/microsoft-graph-explorer-v4/issues/3189)."""
 PASSWORD_ADMIN_ROLES = ("User Administrator", "Privileged Authentication Administrator", "Global Administrator")
 BATCH_LIMIT = 20
+HANG_SECONDS = 3600.0
+"""How long a "hang" fault without a `delay` holds a request: longer than any client waits."""
 
 
 @dataclass
@@ -133,8 +135,12 @@ class Fault:
     (e.g. 504: the write happened but the caller sees a gateway timeout); "drop" closes the
     connection without applying; "drop_after" applies, then closes the connection without a
     reply (inside a batch: the whole batch's reply is lost); "hang_after" applies, then waits
-    `delay` seconds before closing without a reply (the caller's timeout fires first). `times`
-    counts down to 0. `html` answers with an HTML page instead of Graph's JSON error, as a proxy
+    `delay` seconds before closing without a reply (the caller's timeout fires first); "hang"
+    accepts the request and never answers nor applies it (a directory that has stopped
+    answering: `delay` seconds, or until the emulator stops, then the connection closes). `times`
+    counts down to 0; `chance` below 1 fires the fault on that share of matching requests only,
+    drawn from a generator seeded with `seed` (20 % connection resets the same on every run).
+    `method` "*" matches every method. `html` answers with an HTML page instead of Graph's JSON error, as a proxy
     or gateway in front of Graph does ("Some HTTP responses may not contain a code/message/value
     response body because the request was routed through proxy and gateway services":
     https://learn.microsoft.com/en-us/previous-versions/azure/ad/graph/howto/azure-ad-graph-api-error-codes-and-error-handling).
@@ -149,9 +155,16 @@ class Fault:
     retry_after: int | None = None
     delay: float = 0.0
     html: bool = False
+    chance: float = 1.0
+    seed: int = 0
+    _random: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)  # noqa: S311 - reproducible faults, not security
 
     def matches(self, method: str, path: str) -> bool:
-        return self.times > 0 and method == self.method and re.search(self.path, path) is not None
+        return (self.times > 0 and self.method in (method, "*") and re.search(self.path, path) is not None
+                and (self.chance >= 1 or self._random.random() < self.chance))
 
 
 @dataclass
@@ -253,6 +266,8 @@ class GraphEmulator:
         self.injector = FaultInjector(faults or FaultSpec())
         """Random faults at a rate (`idlifecycle.sandbox.faults`), beside the scripted `faults` above."""
         self.write_log = WriteLog()
+        """Every write the directory carried out (2xx), batch items included: what tests count "applied
+        exactly once" against; iterating it gives (monotonic time, method, path, status) of each."""
         self.stats: dict[str, int] = {"requests": 0, "writes": 0, "throttled": 0, "batches": 0}
         self.signing_key = secrets.token_bytes(32)
         self._stats_lock = threading.Lock()
@@ -467,7 +482,7 @@ class GraphEmulator:
             reply = route.handler(self, args, query, headers, body)
         except GraphError as error:
             return error.reply()
-        if write and reply[0] < 300:
+        if write and 200 <= reply[0] < 300:
             made = reply[2].get("id") if isinstance(reply[2], dict) else None
             self.write_log.record({"method": method, "path": path, "status": reply[0], "body": without_secrets(body),
                                    "id": made})
@@ -807,7 +822,7 @@ class _Handler(EmulatorHandler):
             status, headers, body = self._dispatch(emulator, method, path, raw)
         except DropConnection as drop:
             emulator.write_log.lost()
-            time.sleep(drop.delay)
+            emulator._stopping.wait(drop.delay)  # a hang ends when the emulator stops
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
@@ -823,9 +838,11 @@ class _Handler(EmulatorHandler):
             form = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
             return emulator.issue_token(match.group(1), form)
         fault = emulator.take_fault(method, path)
-        if fault is not None and fault.mode in ("status", "drop"):
+        if fault is not None and fault.mode in ("status", "drop", "hang"):
             if fault.mode == "drop":
                 raise DropConnection
+            if fault.mode == "hang":
+                raise DropConnection(fault.delay or HANG_SECONDS)
             return _fault_reply(fault)
         drawn = emulator.injector.draw(writes=method != "GET") if path.startswith("/v1.0/") else None
         if drawn == "reset_before":
