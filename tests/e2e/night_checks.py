@@ -303,8 +303,9 @@ def kill_record(night: SchoolNight, directory: str, point: int) -> Kill:
     return Kill(directory, point, list(answer["writes"]), float(answer["killed_at"] or 0.0), audit_entries(night))
 
 
-HEARD_GRACE = 1.0
-"""Seconds between the tool receiving a reply and committing its outcome, at most, on a busy machine."""
+HEARD_GRACE = 3.0
+"""Seconds between the tool receiving a reply and committing its outcome, at most, on a busy machine (the
+member phase's replies carry 400 changes each: recording them lags by up to about a second)."""
 
 
 def heard_but_unrecorded(night: SchoolNight, kills: list[Kill]) -> list[str]:

@@ -37,6 +37,10 @@ NEXT_NIGHT = "2026-11-24"
 KILLS = 20
 FAULTS = FaultSpec(rate=0.2, seed=7, hang=20.0)
 """20 % of requests (and of batch parts) meet a fault, all five kinds; a hang outlasts the timeout."""
+WRITES_PER_SECOND = 40
+"""Entra's pace here: a real tenant takes 20 writes a second, so a phase of 300 writes lasts long enough
+for a kill to find what per-phase recording leaves unrecorded (a faster pace hides it in the reply
+bursts; the night costs about 20 s more)."""
 TIMEOUT = 4.0
 """The connectors' per-request timeout in these nights: a hang costs this long, not a minute."""
 
@@ -49,7 +53,7 @@ def mail_section(box: Mailbox) -> dict[str, Any]:
 def start(folder: Path, box: Mailbox, *, google: bool, faults: FaultSpec | None = None) -> SchoolNight:
     box.messages.clear()
     return SchoolNight.start(folder, google=google, faults=faults, mail=mail_section(box), timeout_seconds=TIMEOUT,
-                             env={"IDLIFECYCLE_SMTP_PASSWORD": SMTP_PASSWORD})
+                             write_limit_per_second=WRITES_PER_SECOND, env={"IDLIFECYCLE_SMTP_PASSWORD": SMTP_PASSWORD})
 
 
 @dataclass(frozen=True)
