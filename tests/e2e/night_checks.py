@@ -289,30 +289,27 @@ class Final:
 
 @dataclass(frozen=True)
 class Kill:
-    """What was known the moment a run was killed: the killed emulator's write log, and the audit trail."""
+    """What was known when a run was killed: the killed emulator's write log, and the audit trail."""
 
     directory: str
     point: int
     writes: list[dict[str, Any]]
-    killed_at: float
+    frozen_at: float
     audit: list[tuple[str, dict[str, Any]]]
 
 
 def kill_record(night: SchoolNight, directory: str, point: int) -> Kill:
     answer = night.emulators()[directory]._call("GET", "/_emulator/writes")
-    return Kill(directory, point, list(answer["writes"]), float(answer["killed_at"] or 0.0), audit_entries(night))
-
-
-HEARD_GRACE = 3.0
-"""Seconds between the tool receiving a reply and committing its outcome, at most, on a busy machine (the
-member phase's replies carry 400 changes each: recording them lags by up to about a second)."""
+    frozen = answer["frozen_at"] or answer["killed_at"] or 0.0
+    return Kill(directory, point, list(answer["writes"]), float(frozen), audit_entries(night))
 
 
 def heard_but_unrecorded(night: SchoolNight, kills: list[Kill]) -> list[str]:
-    """For each kill, the changes whose replies the tool had had for over HEARD_GRACE s but had not recorded.
+    """For each kill, the changes whose replies the run had had before the emulator froze but never recorded.
 
-    Results are recorded as each reply arrives: what a killed run had heard of is in its journal and
-    audit trail, and only what was still in flight is left for the next run to find out.
+    Results are recorded as each reply arrives: a run killed after the directory stopped answering
+    (and after it went idle) has recorded everything it heard, and only what was in flight is left for
+    the next run to find out. Recording a phase's results at its end leaves the whole phase so far.
     """
     names = names_of(night)
     problems = []
@@ -320,15 +317,15 @@ def heard_but_unrecorded(night: SchoolNight, kills: list[Kill]) -> list[str]:
         effects = _graph_effects if kill.directory == "entra" else _google_effects
         heard: Counter[Effect] = Counter()
         for write in kill.writes:
-            if write.get("answered") is not None and write["answered"] < kill.killed_at - HEARD_GRACE:
+            if write.get("answered") is not None and write["answered"] < kill.frozen_at:
                 heard.update(e for e in effects(write, names) if e[1] not in NOT_CHANGES)
         told = audited_effects(night, names, "change-applied", kill.audit) + \
             audited_effects(night, names, "change-outcome-unknown", kill.audit)
         unrecorded = heard - told
         if unrecorded:
             problems.append(f"kill {number} ({kill.directory} write {kill.point}): {sum(unrecorded.values())} of "
-                            f"{sum(heard.values())} changes answered over {HEARD_GRACE:g} s before the kill had no "
-                            f"outcome recorded ({dict(Counter(e[1] for e in unrecorded.elements()))})")
+                            f"{sum(heard.values())} changes answered before the kill had no outcome recorded "
+                            f"({dict(Counter(e[1] for e in unrecorded.elements()))})")
     return problems
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 
 from idlifecycle.sandbox.faults import FaultSpec, kill_points
-from idlifecycle.sandbox.night import SchoolNight
+from idlifecycle.sandbox.night import EmulatorProcess, SchoolNight
 from tests.e2e.night_checks import Effect, Kill, check_night, collect, heard_but_unrecorded, kill_record, view
 from tests.factories import ROOT
 from tests.integration.access_support import SMTP_PASSWORD, SMTP_USER, Mailbox, mailbox
@@ -37,10 +38,10 @@ NEXT_NIGHT = "2026-11-24"
 KILLS = 20
 FAULTS = FaultSpec(rate=0.2, seed=7, hang=20.0)
 """20 % of requests (and of batch parts) meet a fault, all five kinds; a hang outlasts the timeout."""
-WRITES_PER_SECOND = 40
-"""Entra's pace here: a real tenant takes 20 writes a second, so a phase of 300 writes lasts long enough
-for a kill to find what per-phase recording leaves unrecorded (a faster pace hides it in the reply
-bursts; the night costs about 20 s more)."""
+SETTLE = 5.0
+"""At a kill point the emulator stops answering; the run is killed once idle, or after this many seconds."""
+IDLE = 0.5
+"""Seconds without a new audit entry after which a frozen run has recorded all it heard."""
 TIMEOUT = 4.0
 """The connectors' per-request timeout in these nights: a hang costs this long, not a minute."""
 
@@ -53,7 +54,7 @@ def mail_section(box: Mailbox) -> dict[str, Any]:
 def start(folder: Path, box: Mailbox, *, google: bool, faults: FaultSpec | None = None) -> SchoolNight:
     box.messages.clear()
     return SchoolNight.start(folder, google=google, faults=faults, mail=mail_section(box), timeout_seconds=TIMEOUT,
-                             write_limit_per_second=WRITES_PER_SECOND, env={"IDLIFECYCLE_SMTP_PASSWORD": SMTP_PASSWORD})
+                             env={"IDLIFECYCLE_SMTP_PASSWORD": SMTP_PASSWORD})
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,11 @@ def _killed_night(night: SchoolNight, reference: Reference, seed: int) -> list[K
                 break
             point -= reference.writes[name]
         run = night.sync(TODAY)
-        night.emulators()[name].arm_kill(run.pid, point)
-        out, err = run.communicate(timeout=300)
+        killer = night.emulators()[name]
+        killer.arm_kill(run.pid, point, settle=SETTLE)
+        _kill_once_idle(night, killer, run)
+        run.wait(timeout=300)
+        out, err = night.output(run)
         for emulator in night.emulators().values():
             emulator.disarm()
         never = f"kill {len(kills) + 1} ({name} write {point}) never came: exit {run.returncode}\n"
@@ -129,6 +133,31 @@ def _killed_night(night: SchoolNight, reference: Reference, seed: int) -> list[K
     resumed = night.run(TODAY)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     return kills
+
+
+def _kill_once_idle(night: SchoolNight, killer: EmulatorProcess, run: subprocess.Popen[str]) -> None:
+    """Once the emulator froze at the kill point, SIGKILL the run as soon as its audit trail stops growing.
+
+    The run has heard nothing since the freeze, so what it records meanwhile is what it had heard; the
+    emulator kills it after SETTLE seconds anyway."""
+    while run.poll() is None and not killer.frozen():
+        time.sleep(0.01)
+    last, still_since = -1, time.monotonic()
+    while run.poll() is None and time.monotonic() - still_since < IDLE:
+        count = _audit_length(night)
+        if count != last:
+            last, still_since = count, time.monotonic()
+        time.sleep(0.05)
+    if run.poll() is None:
+        killer.kill_now(run.pid)
+
+
+def _audit_length(night: SchoolNight) -> int:
+    db = sqlite3.connect(f"file:{night.folder / 'state' / 'idlifecycle.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0])
+    finally:
+        db.close()
 
 
 def _next_night_has_nothing_to_do(night: SchoolNight) -> None:

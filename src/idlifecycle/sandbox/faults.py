@@ -21,7 +21,10 @@ and the `/_emulator/...` control paths never fault.
 services count them; passwords never kept), read back over `GET /_emulator/writes`. A kill point
 armed on it (`POST /_emulator/kill {"pid": P, "after": N}`) sends SIGKILL to process P the moment
 the log holds N writes: after the Nth write is applied and before its reply leaves, which is the
-worst moment for the caller. `kill_points` picks such points at random (seeded), spread over a run.
+worst moment for the caller. With `"settle": S` the emulator freezes there instead (answers nothing
+more) and kills P S seconds later, or when told (`{"pid": P, "now": true}`): whatever the caller
+had heard by the freeze it has had time to record, so a test can ask whether it did.
+`kill_points` picks such points at random (seeded), spread over a run.
 """
 
 from __future__ import annotations
@@ -151,7 +154,12 @@ class WriteLog:
         self.entries: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.killed_at: float | None = None
-        self._kill: tuple[int, int] | None = None
+        self.frozen_at: float | None = None
+        """When an armed kill point with `settle` was reached: from then on nothing is answered."""
+        self._kill: tuple[int, int, float] | None = None
+        self._thawed = threading.Event()
+        self._thawed.set()
+        self._killed: set[int] = set()
         self._unanswered: dict[int, list[int]] = {}
         """Per handler thread (one connection each): entries applied by the request it is answering."""
 
@@ -167,10 +175,37 @@ class WriteLog:
             kill = self._kill
             if kill is not None and len(self.entries) >= kill[1]:
                 self._kill = None
-                self.killed_at = time.monotonic()
-                # Before the reply leaves: the caller dies not knowing this write landed.
-                with contextlib.suppress(ProcessLookupError):  # it ended already
-                    os.kill(kill[0], signal.SIGKILL)
+                if kill[2] > 0:
+                    # The directory stops answering, then the caller dies: it has `settle` seconds to
+                    # record what it had heard, and hears nothing more.
+                    self.frozen_at = time.monotonic()
+                    self._thawed.clear()
+                    threading.Timer(kill[2], self.kill_now, (kill[0],)).start()
+                else:
+                    self._kill_locked(kill[0])
+
+    def _kill_locked(self, pid: int) -> None:
+        self._killed.add(pid)
+        self.killed_at = time.monotonic()
+        # Before the reply leaves: the caller dies not knowing this write landed.
+        with contextlib.suppress(ProcessLookupError):  # it ended already
+            os.kill(pid, signal.SIGKILL)
+
+    def kill_now(self, pid: int) -> None:
+        """SIGKILL `pid` now (the end of a freeze: a test may end it sooner, once the caller is idle)."""
+        with self.lock:
+            if pid not in self._killed:  # once: a freeze's timer may fire after the test killed it
+                self._kill_locked(pid)
+
+    def hold(self) -> bool:
+        """Called before a request is served and before a reply is sent: waits out a freeze.
+
+        True when the request came during a freeze: the caller is dead by now, so the request is not
+        served and the reply not sent (its writes stay unheard of)."""
+        if self._thawed.is_set():
+            return False
+        self._thawed.wait()
+        return True
 
     def answered(self) -> None:
         """The reply to this thread's request was sent: its writes are known to the caller."""
@@ -188,15 +223,21 @@ class WriteLog:
         with self.lock:
             return [dict(entry) for entry in self.entries[start:]]
 
-    def arm_kill(self, pid: int, after: int) -> None:
-        """SIGKILL `pid` once the log holds `after` writes (at once if it already does, on the next write)."""
+    def arm_kill(self, pid: int, after: int, settle: float = 0.0) -> None:
+        """SIGKILL `pid` once the log holds `after` writes (at once if it already does, on the next write).
+
+        `settle` > 0: freeze instead (nothing more is answered) and kill `settle` seconds later, or
+        sooner through `kill_now`.
+        """
         with self.lock:
-            self._kill = (pid, max(after, len(self.entries) + 1))
-            self.killed_at = None
+            self._kill = (pid, max(after, len(self.entries) + 1), settle)
+            self.killed_at = self.frozen_at = None
 
     def disarm(self) -> None:
+        """No kill point; a freeze ends (what was held is dropped)."""
         with self.lock:
             self._kill = None
+        self._thawed.set()
 
     def __iter__(self) -> Iterator[tuple[float, str, str, int]]:
         """(applied at, method, path, status) of each write."""
@@ -208,6 +249,20 @@ class WriteLog:
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def kill_order(log: WriteLog, order: dict[str, Any]) -> dict[str, Any]:
+    """`POST /_emulator/kill`: {"pid", "after", "settle"} arms, {"pid", "now": true} kills, {"pid": null}
+    disarms, {"peek": true} only tells."""
+    if order.get("peek"):
+        pass
+    elif order.get("pid") is None:
+        log.disarm()
+    elif order.get("now"):
+        log.kill_now(int(order["pid"]))
+    else:
+        log.arm_kill(int(order["pid"]), int(order["after"]), float(order.get("settle", 0.0)))
+    return {"applied_writes": len(log), "frozen_at": log.frozen_at, "killed_at": log.killed_at}
 
 
 def without_secrets(body: Any) -> Any:

@@ -42,7 +42,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from googleapiclient.discovery_cache import get_static_doc
 
-from idlifecycle.sandbox.faults import FaultInjector, FaultSpec, WriteLog, faults_argument, without_secrets
+from idlifecycle.sandbox.faults import (
+    FaultInjector,
+    FaultSpec,
+    WriteLog,
+    faults_argument,
+    kill_order,
+    without_secrets,
+)
 from idlifecycle.sandbox.files import write_atomically
 from idlifecycle.sandbox.google_directory import (
     REPLICATION_WINDOW_SECONDS,
@@ -543,14 +550,10 @@ class GoogleEmulator:
             return 200, {**asdict(self.stats), "applied_writes": len(self.write_log),
                          "faults": dict(self.injector.fired)}
         if path == "/_emulator/writes" and method == "GET":
-            return 200, {"writes": self.write_log.since(), "killed_at": self.write_log.killed_at}
+            return 200, {"writes": self.write_log.since(), "killed_at": self.write_log.killed_at,
+                         "frozen_at": self.write_log.frozen_at}
         if path == "/_emulator/kill" and method == "POST":
-            order = json.loads(body or b"{}")
-            if order.get("pid") is None:
-                self.write_log.disarm()
-            else:
-                self.write_log.arm_kill(int(order["pid"]), int(order["after"]))
-            return 200, {"applied_writes": len(self.write_log)}
+            return 200, kill_order(self.write_log, json.loads(body or b"{}"))
         if path == "/_emulator/faults" and method == "POST":
             self.inject(Fault(**json.loads(body)))
             return 200, {}
@@ -616,6 +619,9 @@ class _Handler(EmulatorHandler):
         if path.startswith("/_emulator/"):
             self._send_json(*emulator.control(method, path, body))
             return
+        if emulator.write_log.hold():
+            self.close_connection = True  # came while frozen for a kill: its caller is gone
+            return
         if emulator.latency:
             time.sleep(emulator.latency)
         calls = (emulator.batch_paths(body) if path.startswith("/batch") else [(method, path)]) or [(method, path)]
@@ -650,11 +656,15 @@ class _Handler(EmulatorHandler):
             with emulator.lock:
                 emulator.stats.batches += 1
             content_type, payload = emulator.batch(self.headers.get("Content-Type", ""), body)
+            if connection_fault is None and emulator.write_log.hold():
+                connection_fault = Fault(action="lose_response")  # frozen for a kill: never answered
             if connection_fault is None:
                 self._send(200, content_type, payload)
         else:
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, answer = emulator.call(method, self.path, headers, body)
+            if connection_fault is None and emulator.write_log.hold():
+                connection_fault = Fault(action="lose_response")  # frozen for a kill: never answered
             if connection_fault is None:
                 self._send_json(status, answer)
         if connection_fault is not None:

@@ -91,7 +91,14 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from idlifecycle.sandbox.faults import FaultInjector, FaultSpec, WriteLog, faults_argument, without_secrets
+from idlifecycle.sandbox.faults import (
+    FaultInjector,
+    FaultSpec,
+    WriteLog,
+    faults_argument,
+    kill_order,
+    without_secrets,
+)
 from idlifecycle.sandbox.graph_directory import (
     DEFAULT_USER_PROPERTIES,
     MEMBER_BIND_LIMIT,
@@ -815,6 +822,9 @@ class _Handler(EmulatorHandler):
             emulator.count("requests")
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if not self.path.startswith("/_emulator/") and emulator.write_log.hold():
+            self._drop()  # came while frozen for a kill: its caller is gone
+            return
         if emulator.latency:
             time.sleep(emulator.latency)
         path = urlsplit(self.path).path
@@ -826,8 +836,17 @@ class _Handler(EmulatorHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if not path.startswith("/_emulator/") and emulator.write_log.hold():
+            emulator.write_log.lost()
+            self._drop()
+            return
         self._reply(status, headers, body)
         emulator.write_log.answered()
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _dispatch(self, emulator: GraphEmulator, method: str, path: str, raw: bytes) -> Reply:
         if path.startswith("/_emulator/"):
@@ -889,14 +908,10 @@ def _control(emulator: GraphEmulator, method: str, path: str, raw: bytes) -> Rep
         return 200, {}, {**emulator.stats, "applied_writes": len(emulator.write_log),
                          "faults": dict(emulator.injector.fired)}
     if method == "GET" and path == "/_emulator/writes":
-        return 200, {}, {"writes": emulator.write_log.since(), "killed_at": emulator.write_log.killed_at}
+        return 200, {}, {"writes": emulator.write_log.since(), "killed_at": emulator.write_log.killed_at,
+                         "frozen_at": emulator.write_log.frozen_at}
     if method == "POST" and path == "/_emulator/kill":
-        order = json.loads(raw or b"{}")
-        if order.get("pid") is None:
-            emulator.write_log.disarm()
-        else:
-            emulator.write_log.arm_kill(int(order["pid"]), int(order["after"]))
-        return 200, {}, {"applied_writes": len(emulator.write_log)}
+        return 200, {}, kill_order(emulator.write_log, json.loads(raw or b"{}"))
     return GraphError(404, "NotFound", f"no emulator path {path}").reply()
 
 

@@ -66,9 +66,16 @@ class EmulatorProcess:
         """The emulator's write log: every write it applied, in order."""
         return list(self._call("GET", "/_emulator/writes")["writes"])
 
-    def arm_kill(self, pid: int, after: int) -> None:
-        """SIGKILL `pid` when the write log holds `after` writes."""
-        self._call("POST", "/_emulator/kill", {"pid": pid, "after": after})
+    def arm_kill(self, pid: int, after: int, settle: float = 0.0) -> None:
+        """SIGKILL `pid` when the write log holds `after` writes (`settle`: freeze there, kill that much later)."""
+        self._call("POST", "/_emulator/kill", {"pid": pid, "after": after, "settle": settle})
+
+    def kill_now(self, pid: int) -> None:
+        self._call("POST", "/_emulator/kill", {"pid": pid, "now": True})
+
+    def frozen(self) -> bool:
+        """Whether an armed kill point with `settle` was reached."""
+        return self._call("POST", "/_emulator/kill", {"peek": True}).get("frozen_at") is not None
 
     def disarm(self) -> None:
         self._call("POST", "/_emulator/kill", {"pid": None})
@@ -83,8 +90,11 @@ class EmulatorProcess:
 
 
 def start_graph(folder: Path, *, faults: FaultSpec | None = None, seed: Path = SAMPLE / "entra-seed.json",
-                secret: str | None = None) -> EmulatorProcess:
-    """The Graph emulator on a free port, seeded with the sample school's tenant, one app registered."""
+                secret: str | None = None, write_limit: tuple[int, float] | None = None) -> EmulatorProcess:
+    """The Graph emulator on a free port, seeded with the sample school's tenant, one app registered.
+
+    `write_limit`: (writes, seconds) Graph takes before answering 429 (Graph's own: 3,000 per 150 s).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     secret = secret or secrets.token_urlsafe(24)
     secret_file = folder / "client_secret"
@@ -95,6 +105,8 @@ def start_graph(folder: Path, *, faults: FaultSpec | None = None, seed: Path = S
                f"{CLIENT_ID}:{secret_file}"]
     if faults is not None:
         command += ["--faults", faults.to_arg()]
+    if write_limit is not None:
+        command += ["--write-limit", str(write_limit[0]), "--write-window", str(write_limit[1])]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -143,14 +155,19 @@ class SchoolNight:
     google: EmulatorProcess | None = None
     mail: Mapping[str, Any] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    _outputs: dict[int, Path] = field(default_factory=dict)
 
     @classmethod
     def start(cls, folder: Path, *, google: bool = False, faults: FaultSpec | None = None,
               mail: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-              timeout_seconds: float = 10, write_limit_per_second: float = 500) -> SchoolNight:
-        """Both emulators started and the job written; `mail`: a [mail] section (staff passwords by email)."""
+              timeout_seconds: float = 10, write_limit_per_second: float = 500,
+              graph_write_limit: tuple[int, float] | None = None) -> SchoolNight:
+        """Both emulators started and the job written; `mail`: a [mail] section (staff passwords by email).
+
+        `write_limit_per_second` is the Entra connector's own pace; `graph_write_limit` the emulator's limit.
+        """
         folder.mkdir(parents=True, exist_ok=True)
-        entra = start_graph(folder / "entra", faults=faults)
+        entra = start_graph(folder / "entra", faults=faults, write_limit=graph_write_limit)
         try:
             other = start_google(folder / "google", faults=faults) if google else None
         except BaseException:
@@ -198,9 +215,24 @@ class SchoolNight:
                 *(args or ("sync",))]
 
     def sync(self, today: str, *args: str) -> subprocess.Popen[str]:
-        """`idlifecycle sync` (or `args`) for `today`, started in its own process."""
-        return subprocess.Popen(self.command(today, *args), cwd=self.folder, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env={**os.environ, **self.env})
+        """`idlifecycle sync` (or `args`) for `today`, started in its own process.
+
+        Its output goes to files (`output(run)`), not pipes: a run nobody reads from while it is
+        frozen for a kill must not stall on a full pipe.
+        """
+        logs = self.folder / "runs"
+        logs.mkdir(exist_ok=True)
+        number = len(list(logs.glob("*.out")))
+        with (logs / f"{number:03d}.out").open("w") as out, (logs / f"{number:03d}.err").open("w") as err:
+            run = subprocess.Popen(self.command(today, *args), cwd=self.folder, stdout=out, stderr=err, text=True,
+                                   env={**os.environ, **self.env})
+        self._outputs[run.pid] = logs / f"{number:03d}"
+        return run
+
+    def output(self, run: subprocess.Popen[str]) -> tuple[str, str]:
+        """What a run started by `sync` printed: (stdout, stderr)."""
+        stem = self._outputs[run.pid]
+        return stem.with_suffix(".out").read_text(), stem.with_suffix(".err").read_text()
 
     def run(self, today: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.command(today, *args), cwd=self.folder, capture_output=True, text=True,
