@@ -252,17 +252,27 @@ def _check_passwords(night: SchoolNight, creates: list[Effect], mailbox: Any | N
         for message in mailbox.messages:
             for username, password in re.findall(r"Username: (\S+).*?Password: (\S+)", message.text, re.S):
                 handed.setdefault(username.lower(), []).append(password)
-    entra = {u["userPrincipalName"].split("@")[0].lower(): u for u in night.entra_state()["users"].values()}
+    # What each directory holds of its accounts' passwords: a digest (Graph emulator), a salted one (Google's).
+    holds: dict[tuple[str, str], Any] = {}
+    for user in night.entra_state()["users"].values():
+        holds[("entra", user["userPrincipalName"].lower())] = lambda p, u=user: u.get("_passwordSha256") == \
+            hashlib.sha256(p.encode()).hexdigest()
+    if night.google is not None:
+        google = night.google_state()
+        for user_id, user in google["users"].items():
+            kept = google["secrets"][user_id]
+            holds[("google", user["primaryEmail"].lower())] = lambda p, k=kept: k["password"] == \
+                hashlib.sha256((k["salt"] + p).encode()).hexdigest()
     wrong = []
-    for _directory, _action, name, _ in creates:
+    for directory, _action, name, _ in creates:
         local = name.split("@")[0]
         given = handed.get(local, [])
         if len(given) != 1:
             wrong.append(f"{local}: {len(given)} passwords handed out")
             continue
-        account = entra.get(local)
-        if account is not None and account.get("_passwordSha256") != hashlib.sha256(given[0].encode()).hexdigest():
-            wrong.append(f"{local}: the password handed out is not the account's")
+        check = holds.get((directory, name))
+        if check is None or not check(given[0]):
+            wrong.append(f"{local}: the password handed out is not the {directory} account's")
     assert not wrong, f"{len(wrong)} of {len(creates)} new starters' passwords: {wrong[:5]}"
 
 
