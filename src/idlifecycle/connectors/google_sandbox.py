@@ -9,6 +9,7 @@ and kept beside it with mode 0600: it never enters the repository.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from dataclasses import replace
 from pathlib import Path
@@ -28,8 +29,6 @@ delay (the emulator's own default is shorter, to keep the test suite quick)."""
 
 
 def start_sandbox(cls: type[GoogleConnector], context: ConnectorContext, options: GoogleOptions) -> GoogleConnector:
-    from idlifecycle.connectors.google import SCOPES
-
     if "quota_per_minute" not in context.options:
         # The real default would make the demo wait on a tenant that lives in this very process.
         options = replace(options, quota_per_minute=SANDBOX_QUOTA_PER_MINUTE)
@@ -42,12 +41,7 @@ def start_sandbox(cls: type[GoogleConnector], context: ConnectorContext, options
                               replication_window=SANDBOX_REPLICATION_WINDOW)
     emulator.start()
     try:
-        if key_file.exists():
-            info = json.loads(key_file.read_text())
-        else:
-            info = generate_service_account(key_file, client_email="idlifecycle@school-sandbox.iam.gserviceaccount.com",
-                                            token_uri=emulator.token_uri)
-            emulator.add_service_account(info, list(SCOPES))
+        info = _sandbox_key(key_file, emulator)
         directory = emulator.directory
         with emulator.lock:
             if directory.find_user(options.admin) is None:
@@ -61,3 +55,24 @@ def start_sandbox(cls: type[GoogleConnector], context: ConnectorContext, options
         emulator.stop()
         raise
 
+
+def _sandbox_key(key_file: Path, emulator: GoogleEmulator) -> dict[str, str]:
+    """The sandbox's service-account key, trusted by its tenant: made once, then read.
+
+    The tenant is told of the key every start, and saved before the key file is written (both
+    atomically): a run killed in its first seconds used to leave a key file its tenant had never
+    saved, and every later run was refused sign-in ("Invalid JWT Signature").
+    """
+    from idlifecycle.connectors.google import SCOPES
+
+    if key_file.exists():
+        info: dict[str, str] = json.loads(key_file.read_text())
+        emulator.add_service_account(info, list(SCOPES))
+        return info
+    made = key_file.with_name(key_file.name + ".new")
+    info = generate_service_account(made, client_email="idlifecycle@school-sandbox.iam.gserviceaccount.com",
+                                    token_uri=emulator.token_uri)
+    emulator.add_service_account(info, list(SCOPES))
+    emulator.save()
+    os.replace(made, key_file)
+    return info

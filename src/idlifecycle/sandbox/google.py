@@ -12,7 +12,9 @@ be a user, every requested scope must be authorised for the client).
 
 Plain HTTP on 127.0.0.1: google-auth accepts an http `token_uri`, and nothing here leaves the
 machine. The `/_emulator/...` paths let a test or the bench inject faults and read counters
-from another process; they exist only in the emulator.
+from another process; they exist only in the emulator. `--faults rate=…,seed=…,kinds=…` (or
+`faults=FaultSpec(...)`) injects seeded random faults; `GET /_emulator/writes` is the write log and
+`POST /_emulator/kill` arms a kill point on it (`idlifecycle.sandbox.faults`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import argparse
 import base64
 import email.parser
 import json
-import os
 import random
 import re
 import secrets
@@ -42,6 +43,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from googleapiclient.discovery_cache import get_static_doc
 
+from idlifecycle.sandbox.faults import (
+    FaultInjector,
+    FaultSpec,
+    WriteLog,
+    faults_argument,
+    kill_order,
+    without_secrets,
+)
+from idlifecycle.sandbox.files import write_atomically
 from idlifecycle.sandbox.google_directory import (
     REPLICATION_WINDOW_SECONDS,
     Answer,
@@ -93,11 +103,7 @@ def generate_service_account(path: Path, *, client_email: str, token_uri: str) -
         "client_id": str(100000000000000000000 + secrets.randbelow(10**20)),
         "token_uri": token_uri,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(info, handle, indent=2)
-    os.chmod(path, 0o600)
+    write_atomically(path, json.dumps(info, indent=2).encode())
     return info
 
 
@@ -177,7 +183,7 @@ class GoogleEmulator:
                  quota_per_minute: int | None = None, rate_limit_status: int = 403,
                  daily_quota: int | None = None,
                  concurrent_limit: int | None = CONCURRENT_CALLS_PER_OPERATION,
-                 replication_window: float = REPLICATION_WINDOW_SECONDS) -> None:
+                 replication_window: float = REPLICATION_WINDOW_SECONDS, faults: FaultSpec | None = None) -> None:
         self.state_file = state_file
         self.latency = latency
         self.quota_per_minute = quota_per_minute
@@ -197,6 +203,9 @@ class GoogleEmulator:
             self.directory = Directory(domains=list(domains or ["school.example"]))
         self.directory.replication_window = replication_window
         self.faults: list[Fault] = []
+        self.injector = FaultInjector(faults or FaultSpec())
+        """Random faults at a rate (`idlifecycle.sandbox.faults`), beside the scripted `faults` above."""
+        self.write_log = WriteLog()
         self.stats = Stats()
         self.tokens: dict[str, Token] = {}
         self._window: deque[float] = deque()
@@ -262,9 +271,8 @@ class GoogleEmulator:
             text = json.dumps({"directory": self.directory.to_json(),
                                "service_accounts": [asdict(sa) for sa in self.service_accounts.values()]})
             self._dirty = False
-        temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(text)
-        temporary.replace(self.state_file)
+        # Atomic and 0600: a kill mid-save leaves the previous tenant, never a torn file.
+        write_atomically(self.state_file, text.encode("utf-8"))
 
     # -- set-up, for tests, the demo and the bench --
 
@@ -422,6 +430,9 @@ class GoogleEmulator:
             self.stats.replication_refusals += self.directory.replication_refusals - refused_before
             if method != "GET" and status < 300:
                 self._dirty = True
+                made = answer.get("id") if isinstance(answer, dict) else None
+                self.write_log.record({"method": method, "path": path, "status": status,
+                                       "body": without_secrets(payload), "id": made})
         if answer is not None and params.get("fields") and status < 300:
             try:
                 answer = project(answer, parse_fields(params["fields"]))
@@ -522,8 +533,12 @@ class GoogleEmulator:
                 r"\r?\n\r?\n", rest) else (rest, "", "")
             headers = {k.lower(): v for k, v in email.parser.Parser().parsestr(head + "\n\n").items()}
             method, target, _version = request_line.split(" ", 2)
-            name, (status, answer) = self.start_call(method, target, headers, part_body.encode())
-            started.append(name)
+            drawn = self.injector.draw(writes=method != "GET", part=True)
+            if drawn is not None:
+                status, answer = _drawn_answer(drawn)
+            else:
+                name, (status, answer) = self.start_call(method, target, headers, part_body.encode())
+                started.append(name)
             payload = b"" if answer is None else json.dumps(answer).encode()
             content_id = part.get("Content-ID", "<0 + 0>")
             out.append(
@@ -542,7 +557,13 @@ class GoogleEmulator:
 
     def control(self, method: str, path: str, body: bytes) -> Answer:
         if path == "/_emulator/stats" and method == "GET":
-            return 200, asdict(self.stats)
+            return 200, {**asdict(self.stats), "applied_writes": len(self.write_log),
+                         "faults": dict(self.injector.fired)}
+        if path == "/_emulator/writes" and method == "GET":
+            return 200, {"writes": self.write_log.since(), "killed_at": self.write_log.killed_at,
+                         "frozen_at": self.write_log.frozen_at}
+        if path == "/_emulator/kill" and method == "POST":
+            return 200, kill_order(self.write_log, json.loads(body or b"{}"))
         if path == "/_emulator/faults" and method == "POST":
             self.inject(Fault(**json.loads(body)))
             return 200, {}
@@ -577,6 +598,14 @@ class GoogleEmulator:
             self._dirty = True
 
 
+def _drawn_answer(kind: str) -> Answer:
+    """A random fault's answer (`idlifecycle.sandbox.faults`): 429 rateLimitExceeded, or 503 backendError."""
+    if kind == "throttle":
+        return 429, google_error(429, "Quota exceeded for quota metric 'Queries' (injected).", "rateLimitExceeded",
+                                 rpc_status="RESOURCE_EXHAUSTED")
+    return 503, google_error(503, "Backend Error (injected).", "backendError")
+
+
 _PART_REQUEST = re.compile(rb"^(GET|POST|PATCH|PUT|DELETE) (\S+) HTTP/1\.1", re.M)
 _REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
             403: "Forbidden", 404: "Not Found", 409: "Conflict", 412: "Precondition Failed", 429: "Too Many Requests",
@@ -600,6 +629,9 @@ class _Handler(EmulatorHandler):
         if path.startswith("/_emulator/"):
             self._send_json(*emulator.control(method, path, body))
             return
+        if emulator.write_log.hold():
+            self.close_connection = True  # came while frozen for a kill: its caller is gone
+            return
         if emulator.latency:
             time.sleep(emulator.latency)
         calls = (emulator.batch_paths(body) if path.startswith("/batch") else [(method, path)]) or [(method, path)]
@@ -615,27 +647,51 @@ class _Handler(EmulatorHandler):
                 emulator._stopping.wait(connection_fault.delay)
             self.close_connection = True
             return
+        drawn = emulator.injector.draw(writes=method != "GET" or path.startswith("/batch")) \
+            if path != "/token" else None
+        if drawn == "reset_before":
+            self.close_connection = True
+            return
+        if drawn in ("throttle", "unavailable"):
+            status, answer = _drawn_answer(drawn)
+            wait = {"Retry-After": str(emulator.injector.spec.retry_after)} if drawn == "throttle" else {}
+            self._send_json(status, answer, wait)
+            return
+        if drawn in ("reset_after", "hang"):
+            # Applied below, then the reply is lost (at once, or after the caller's timeout).
+            connection_fault = Fault(action="lose_response")
         if path == "/token" and method == "POST":
             self._send_json(*emulator.issue_token(dict(parse_qsl(body.decode()))))
         elif path.startswith("/batch") and method == "POST":
             with emulator.lock:
                 emulator.stats.batches += 1
             content_type, payload = emulator.batch(self.headers.get("Content-Type", ""), body)
+            if connection_fault is None and emulator.write_log.hold():
+                connection_fault = Fault(action="lose_response")  # frozen for a kill: never answered
             if connection_fault is None:
                 self._send(200, content_type, payload)
         else:
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, answer = emulator.call(method, self.path, headers, body)
+            if connection_fault is None and emulator.write_log.hold():
+                connection_fault = Fault(action="lose_response")  # frozen for a kill: never answered
             if connection_fault is None:
                 self._send_json(status, answer)
         if connection_fault is not None:
+            emulator.write_log.lost()
+            if drawn == "hang":
+                time.sleep(emulator.injector.spec.hang)
             self.close_connection = True
+        else:
+            emulator.write_log.answered()
 
-    def _send_json(self, status: int, answer: Mapping[str, Any] | None) -> None:
-        self._send(status, "application/json; charset=UTF-8", b"" if answer is None else json.dumps(answer).encode())
+    def _send_json(self, status: int, answer: Mapping[str, Any] | None, headers: Mapping[str, str] | None = None) \
+            -> None:
+        self._send(status, "application/json; charset=UTF-8", b"" if answer is None else json.dumps(answer).encode(),
+                   headers)
 
-    def _send(self, status: int, content_type: str, payload: bytes) -> None:
-        self.send_payload(status, payload, {"Content-Type": content_type if status != 204 else ""})
+    def _send(self, status: int, content_type: str, payload: bytes, headers: Mapping[str, str] | None = None) -> None:
+        self.send_payload(status, payload, {"Content-Type": content_type if status != 204 else "", **(headers or {})})
 
 
 def _serve(argv: list[str] | None = None) -> None:
@@ -653,13 +709,16 @@ def _serve(argv: list[str] | None = None) -> None:
                         help="seconds a new user or group is not yet usable (0: off)")
     parser.add_argument("--concurrent-limit", type=int, default=CONCURRENT_CALLS_PER_OPERATION,
                         help="calls of one operation at once before 403 quotaExceeded (0: off)")
+    parser.add_argument("--faults", type=faults_argument, default=None, metavar="rate=0.2,seed=7,kinds=...",
+                        help="random faults (idlifecycle.sandbox.faults); kinds: "
+                        "throttle+unavailable+reset_before+reset_after+hang")
     parser.add_argument("--seed-users", type=int, default=0)
     parser.add_argument("--seed-org-unit", default="/Seeded")
     args = parser.parse_args(argv)
     emulator = GoogleEmulator(domains=args.domain or None, state_file=args.state, port=args.port,
                               latency=args.latency, quota_per_minute=args.quota_per_minute,
                               replication_window=args.replication_window,
-                              concurrent_limit=args.concurrent_limit or None)
+                              concurrent_limit=args.concurrent_limit or None, faults=args.faults)
     if args.admin and emulator.directory.find_user(args.admin) is None:
         emulator.directory.add_user(args.admin, "Site", "Admin", secrets.token_urlsafe(16), admin=True)
     for path in args.org_unit:

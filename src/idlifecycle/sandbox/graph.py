@@ -30,9 +30,13 @@ otherwise, FACTS.md section 2). One port serves both parts:
   only in a tenant with Entra ID P1 (seed `"premium": true`). `tests/conformance/test_graph.py`
   holds the emulator to them.
 - `latency` seconds added to every request; `faults` (see `Fault`) inject status codes, dropped
-  connections and "applied, then the response was lost".
+  connections and "applied, then the response was lost"; `--faults rate=…,seed=…,kinds=…`
+  (`idlifecycle.sandbox.faults.FaultSpec`) injects seeded random ones at a rate.
 - `GET /_emulator/stats` -> counters for the bench: `requests` (Graph HTTP requests), `writes`
-  (write operations, each batch item counted as Graph counts it), `throttled` (429s), `batches`.
+  (write operations, each batch item counted as Graph counts it), `throttled` (429s), `batches`,
+  `applied_writes`, `faults` (random faults injected, by kind). `GET /_emulator/writes` -> the
+  write log (every write applied, passwords left out); `POST /_emulator/kill {"pid", "after"}`
+  SIGKILLs a process once the log holds `after` writes (`idlifecycle.sandbox.faults.WriteLog`).
 
 Seed file (JSON), read when the state file does not exist yet::
 
@@ -90,6 +94,14 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from idlifecycle.sandbox.faults import (
+    FaultInjector,
+    FaultSpec,
+    WriteLog,
+    faults_argument,
+    kill_order,
+    without_secrets,
+)
 from idlifecycle.sandbox.graph_directory import (
     DEFAULT_USER_PROPERTIES,
     MEMBER_BIND_LIMIT,
@@ -252,7 +264,7 @@ class GraphEmulator:
                  tls_dir: Path | None = None, state_file: Path | None = None, latency: float = 0.0,
                  write_limit: int | None = None, write_window: float = 150.0, send_retry_after: bool = True,
                  replication_window: float = REPLICATION_WINDOW, replication_seed: int = 0,
-                 delta_token_ttl: float | None = None) -> None:
+                 delta_token_ttl: float | None = None, faults: FaultSpec | None = None) -> None:
         self.directory = directory
         if delta_token_ttl is not None:
             directory.delta_token_ttl = delta_token_ttl
@@ -261,10 +273,12 @@ class GraphEmulator:
         self.latency = latency
         self.throttle = Throttle(write_limit, write_window, send_retry_after)
         self.faults: list[Fault] = []
+        self.injector = FaultInjector(faults or FaultSpec())
+        """Random faults at a rate (`idlifecycle.sandbox.faults`), beside the scripted `faults` above."""
+        self.write_log = WriteLog()
+        """Every write the directory carried out (2xx), batch items included: what tests count "applied
+        exactly once" against; iterating it gives (monotonic time, method, path, status) of each."""
         self.stats: dict[str, int] = {"requests": 0, "writes": 0, "throttled": 0, "batches": 0}
-        self.write_log: list[tuple[float, str, str, int]] = []
-        """(monotonic time, method, path, status) of every write the directory carried out (2xx), batch
-        items included: what tests count "applied exactly once" against, and when each write landed."""
         self.signing_key = secrets.token_bytes(32)
         self._stats_lock = threading.Lock()
         self.certificate: CertificateFiles | None = None
@@ -479,8 +493,9 @@ class GraphEmulator:
         except GraphError as error:
             return error.reply()
         if write and 200 <= reply[0] < 300:
-            with self._stats_lock:
-                self.write_log.append((time.monotonic(), method, path, reply[0]))
+            made = reply[2].get("id") if isinstance(reply[2], dict) else None
+            self.write_log.record({"method": method, "path": path, "status": reply[0], "body": without_secrets(body),
+                                   "id": made})
         return reply
 
     def page(self, items: list[Json], query: Mapping[str, str], headers: Mapping[str, str], context: str,
@@ -830,21 +845,35 @@ class _Handler(EmulatorHandler):
             emulator.count("requests")
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if not self.path.startswith("/_emulator/") and emulator.write_log.hold():
+            self._drop()  # came while frozen for a kill: its caller is gone
+            return
         if emulator.latency:
             time.sleep(emulator.latency)
         path = urlsplit(self.path).path
         try:
             status, headers, body = self._dispatch(emulator, method, path, raw)
         except DropConnection as drop:
+            emulator.write_log.lost()
             emulator._stopping.wait(drop.delay)  # a hang ends when the emulator stops
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if not path.startswith("/_emulator/") and emulator.write_log.hold():
+            emulator.write_log.lost()
+            self._drop()
+            return
         self._reply(status, headers, body)
+        emulator.write_log.answered()
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _dispatch(self, emulator: GraphEmulator, method: str, path: str, raw: bytes) -> Reply:
-        if path == "/_emulator/stats":
-            return 200, {}, dict(emulator.stats)
+        if path.startswith("/_emulator/"):
+            return _control(emulator, method, path, raw)
         if match := re.match(r"^/([^/]+)/v2\.0/\.well-known/openid-configuration$", path):
             return emulator.openid_configuration(match.group(1))
         if method == "POST" and (match := re.match(r"^/([^/]+)/oauth2/v2\.0/token$", path)):
@@ -857,6 +886,11 @@ class _Handler(EmulatorHandler):
             if fault.mode == "hang":
                 raise DropConnection(fault.delay or HANG_SECONDS)
             return _fault_reply(fault)
+        drawn = emulator.injector.draw(writes=method != "GET") if path.startswith("/v1.0/") else None
+        if drawn == "reset_before":
+            raise DropConnection
+        if drawn in ("throttle", "unavailable"):
+            return _drawn_reply(emulator, drawn)
         try:
             claims = emulator.caller(self.headers.get("Authorization"))
             roles = list(claims.get("roles", []))
@@ -876,6 +910,8 @@ class _Handler(EmulatorHandler):
             if fault.mode in ("drop_after", "hang_after"):
                 raise DropConnection(fault.delay)
             return _fault_reply(fault)
+        if drawn in ("reset_after", "hang"):
+            raise DropConnection(emulator.injector.spec.hang if drawn == "hang" else 0.0)
         if lost is not None:
             raise DropConnection(lost.delay)
         return reply
@@ -887,6 +923,27 @@ class _Handler(EmulatorHandler):
         data = b"" if body is None else json.dumps(body).encode()
         content_type = "application/json; odata.metadata=minimal; charset=utf-8" if data else ""
         self.send_payload(status, data, {**headers, "Content-Type": content_type, "request-id": str(uuid.uuid4())})
+
+
+def _control(emulator: GraphEmulator, method: str, path: str, raw: bytes) -> Reply:
+    """The emulator's own paths, for tests and the bench in another process (never Graph's)."""
+    if method == "GET" and path == "/_emulator/stats":
+        return 200, {}, {**emulator.stats, "applied_writes": len(emulator.write_log),
+                         "faults": dict(emulator.injector.fired)}
+    if method == "GET" and path == "/_emulator/writes":
+        return 200, {}, {"writes": emulator.write_log.since(), "killed_at": emulator.write_log.killed_at,
+                         "frozen_at": emulator.write_log.frozen_at}
+    if method == "POST" and path == "/_emulator/kill":
+        return 200, {}, kill_order(emulator.write_log, json.loads(raw or b"{}"))
+    return GraphError(404, "NotFound", f"no emulator path {path}").reply()
+
+
+def _drawn_reply(emulator: GraphEmulator, kind: str) -> Reply:
+    """A random fault's answer (`idlifecycle.sandbox.faults`): 429 with Retry-After, or 503."""
+    if kind == "throttle":
+        wait = {"Retry-After": str(emulator.injector.spec.retry_after)}
+        return GraphError(429, "TooManyRequests", "Too many requests (injected).", headers=wait).reply()
+    return GraphError(503, "serviceNotAvailable", "Service unavailable (injected).").reply()
 
 
 def _fault_reply(fault: Fault) -> Reply:
@@ -931,8 +988,11 @@ def _batch(emulator: GraphEmulator, body: Any, headers: Mapping[str, str],
             reply = GraphError(424, "FailedDependency", "Failed Dependency").reply()
         else:
             fault = emulator.take_fault(method, "/v1.0" + urlsplit(url).path)
+            drawn = emulator.injector.draw(writes=method != "GET", part=True)
             if fault is not None and fault.mode == "status":
                 reply = _fault_reply(fault)
+            elif drawn is not None:
+                reply = _drawn_reply(emulator, drawn)
             else:
                 item_headers = {**{k.lower(): v for k, v in (item.get("headers") or {}).items()}, **headers}
                 reply = emulator.graph(method, "/v1.0" + url, item_headers, item.get("body"), roles)
@@ -981,6 +1041,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-retry-after", action="store_true", help="answer 429 without Retry-After")
     parser.add_argument("--replication-window", type=float, default=REPLICATION_WINDOW,
                         help="seconds a just-created object stays invisible (0: off)")
+    parser.add_argument("--faults", type=faults_argument, default=None, metavar="rate=0.2,seed=7,kinds=...",
+                        help="random faults (idlifecycle.sandbox.faults); kinds: "
+                        "throttle+unavailable+reset_before+reset_after+hang")
     parser.add_argument("--app", action="append", default=[], metavar="CLIENT_ID:SECRET_FILE",
                         help="register an app whose client secret is the content of SECRET_FILE")
     args = parser.parse_args(argv)
@@ -988,7 +1051,7 @@ def main(argv: list[str] | None = None) -> int:
     emulator = GraphEmulator(open_directory(args.state, args.seed), port=args.port, tls_dir=tls_dir,
                              state_file=args.state, latency=args.latency_ms / 1000, write_limit=args.write_limit,
                              write_window=args.write_window, send_retry_after=not args.no_retry_after,
-                             replication_window=args.replication_window)
+                             replication_window=args.replication_window, faults=args.faults)
     for app in args.app:
         client_id, _, secret_file = app.partition(":")
         emulator.register_application(client_id, secret=Path(secret_file).read_text(encoding="utf-8").strip())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import re
 import secrets
@@ -21,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from idlifecycle.sandbox.files import write_atomically
 
 Json = dict[str, Any]
 Reply = tuple[int, dict[str, str], Any]
@@ -261,9 +264,8 @@ class Directory:
         with self.lock:
             text = json.dumps(self.state, separators=(",", ":"))
             self.dirty = False
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
+        # Atomic and 0600: the tenant (app secrets' hashes, password hashes) is never half-written.
+        write_atomically(path, text.encode("utf-8"))
 
     # helpers ------------------------------------------------------------------------------------
     def _bump(self) -> int:
@@ -285,6 +287,10 @@ class Directory:
         user.update(raw)
         user["mailNickname"] = user.get("mailNickname") or user["userPrincipalName"].split("@")[0]
         user["_forceChangePasswordNextSignIn"] = bool(password.get("forceChangePasswordNextSignIn", False))
+        if password.get("password"):
+            # Graph never returns a password; the emulator keeps its digest so that a test can tell
+            # whether the password handed to a person is the one their account has.
+            user["_passwordSha256"] = hashlib.sha256(str(password["password"]).encode()).hexdigest()
         user["_seq"] = self._bump()
         self._index_upn(None, user["userPrincipalName"], user["id"])
         return user
@@ -460,6 +466,7 @@ class Directory:
                         raise bad_request("The specified password does not comply with password complexity "
                                           "requirements. Please provide a different password.")
                     user["lastPasswordChangeDateTime"] = now_iso()
+                    user["_passwordSha256"] = hashlib.sha256(str(profile["password"]).encode()).hexdigest()
                 if "forceChangePasswordNextSignIn" in profile:
                     user["_forceChangePasswordNextSignIn"] = bool(profile["forceChangePasswordNextSignIn"])
             for name, value in body.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
-import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from idlifecycle.sandbox.files import write_atomically
 
 
 @dataclass(frozen=True)
@@ -69,16 +70,13 @@ def ensure_certificate(directory: Path, *, hosts: tuple[str, ...] = ("127.0.0.1"
     if not (files.cert.exists() and files.key.exists()):
         key_pem, cert_pem = make_key_and_certificate("idlifecycle sandbox", hosts=hosts)
         write_private(files.key, key_pem)
-        files.cert.write_bytes(cert_pem)
+        write_atomically(files.cert, cert_pem, mode=0o644)  # public, but never half-written
     return files
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a secret so that only the owner can ever read it (created 0600, not chmod-ed later)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    """Write a secret so that only the owner can ever read it (created 0600), whole or not at all."""
+    write_atomically(path, data)
 
 
 def sha1_thumbprint(cert_pem: bytes) -> str:
