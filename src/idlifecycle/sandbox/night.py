@@ -117,9 +117,18 @@ def start_graph(folder: Path, *, faults: FaultSpec | None = None, seed: Path = S
     return EmulatorProcess(process, ready["url"], ready["certificate"], {**ready, "secret": secret})
 
 
+DELEGATED_SCOPES = (
+    "https://www.googleapis.com/auth/admin.directory.user",
+    "https://www.googleapis.com/auth/admin.directory.user.security",
+    "https://www.googleapis.com/auth/admin.directory.group",
+    "https://www.googleapis.com/auth/admin.directory.orgunit",
+)
+"""The domain-wide delegation the README asks a school to grant, as its admin would enter it (written out
+here, not imported from the connector: the emulators know no connector module)."""
+
+
 def start_google(folder: Path, *, faults: FaultSpec | None = None) -> EmulatorProcess:
     """The Google emulator on a free port with the sample school's domains, an admin and a trusted key."""
-    from idlifecycle.connectors.google import SCOPES
     from idlifecycle.sandbox.google import generate_service_account
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,7 +138,7 @@ def start_google(folder: Path, *, faults: FaultSpec | None = None) -> EmulatorPr
     command = [sys.executable, "-m", "idlifecycle.sandbox.google", "--state", str(folder / "google-state.json"),
                "--domain", STAFF, "--domain", PUPILS, "--admin", GOOGLE_ADMIN, "--service-account", str(key_file),
                "--org-unit", "/School"]
-    for scope in SCOPES:
+    for scope in DELEGATED_SCOPES:
         command += ["--scope", scope]
     if faults is not None:
         command += ["--faults", faults.to_arg()]
