@@ -908,6 +908,7 @@ class EntraConnector(Connector):
 
     def _simple(self, change: Change, requests: list[BatchRequest], detail: str = "", *, key: str | None = None,
                 gone_is_already: bool = False) -> _Step:
+        """A change whose requests need only Graph's answers; a PATCH first is settled by reading it back."""
         async def interpret(replies: list[GraphResponse]) -> Result:
             failed = next((r for r in replies if not r.ok), None)
             if failed is None:
@@ -917,8 +918,32 @@ class EntraConnector(Connector):
                     return Result(change.change_id, Outcome.APPLIED, "applied; the reply to it was lost", key=key)
                 return Result(change.change_id, Outcome.ALREADY, "no such account", key=key)
             return self._failure(change, failed)
-        step = _Step(change, requests, interpret)
+        step = _Step(change, requests, interpret, uncertain=self._read_back(requests[0]) if requests else None)
         return step
+
+    def _read_back(self, request: BatchRequest) -> Callable[[int], Awaitable[GraphResponse | None]] | None:
+        """For a PATCH whose reply was lost: did it land? Read the object back before sending it again.
+
+        PATCHes are idempotent in effect, but sent twice they are two writes (and two audit-worthy
+        changes in the directory's own log): "nothing is done twice". When every property the PATCH
+        set already reads as sent, a stand-in 204 settles it; otherwise (or when the read fails too)
+        it is sent again as before.
+        """
+        body = request.body
+        if request.method != "PATCH" or not isinstance(body, dict) or not body or "passwordProfile" in body \
+                or any(isinstance(v, dict | list) for v in body.values()):
+            return None
+        fields = ",".join(sorted(body))
+
+        async def uncertain(index: int) -> GraphResponse | None:
+            if index != 0:
+                return None
+            found = await self.session.lookup(f"{request.url}?$select=id,{fields}")
+            if found.ok and isinstance(found.body, dict) and all(_same(found.body.get(k), v) for k, v in body.items()):
+                return GraphResponse(204, {}, None)
+            return None
+
+        return uncertain
 
     def _failure(self, change: Change, response: GraphResponse) -> Result:
         if response.status == 403 and not response.from_graph:
