@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from idlifecycle.executor import new_plan_id
@@ -73,16 +74,21 @@ def start(tmp: Path, *args: str, delay: str) -> subprocess.Popen[str]:
     )
 
 
-def kill_after_writes(tmp: Path, run: subprocess.Popen[str], writes: int) -> None:
-    """SIGKILL the run once the directory has taken `writes` more writes (the double records each)."""
-    seen = directory(tmp)
-    target = len(seen.writes()) + writes
+def kill_when(run: subprocess.Popen[str], reached: Callable[[], bool]) -> None:
+    """SIGKILL the run as soon as `reached()` is true (polled; at most a minute), while it still runs."""
     deadline = time.monotonic() + 60
-    while len(seen.writes()) < target and time.monotonic() < deadline and run.poll() is None:
+    while not reached() and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.01)
     assert run.poll() is None, run.communicate()
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
+
+
+def kill_after_writes(tmp: Path, run: subprocess.Popen[str], writes: int) -> None:
+    """SIGKILL the run once the directory has taken `writes` more writes (the double records each)."""
+    seen = directory(tmp)
+    target = len(seen.writes()) + writes
+    kill_when(run, lambda: len(seen.writes()) >= target)
 
 
 def audit_events(tmp: Path, event: str) -> list[dict[str, object]]:
@@ -105,13 +111,7 @@ def two_leavers_planned_and_partly_applied(tmp: Path) -> None:
     # recorded, and before the second is sent (0.5 s later): waiting for the record, not only for the
     # write, so a loaded machine cannot kill it between the two.
     planned = {c["change_id"] for c in plan["changes"]}
-    run = start(tmp, "apply", "plan.json", delay="0.5")
-    deadline = time.monotonic() + 60
-    while len(applied_ids(tmp) & planned) < 1 and time.monotonic() < deadline and run.poll() is None:
-        time.sleep(0.01)
-    assert run.poll() is None, run.communicate()
-    os.kill(run.pid, signal.SIGKILL)
-    run.wait()
+    kill_when(start(tmp, "apply", "plan.json", delay="0.5"), lambda: len(applied_ids(tmp) & planned) >= 1)
     assert len(applied_ids(tmp) & planned) == 1
 
 

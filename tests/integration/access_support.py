@@ -346,12 +346,10 @@ class School:
             job.close()
 
 
-@pytest.fixture(scope="module")
-def school(samba_dc: DomainController, mailbox: Mailbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
-    root = tmp_path_factory.mktemp("school")
+def running_school(samba_dc: DomainController, mailbox: Mailbox, root: Path, **write_options: Any) -> Iterator[School]:
+    """A school job on the DC with Helen, Sian and Tom's staff accounts, its approval server running."""
     port = free_port()
-    options = samba_dc.connector_options()
-    job_path = write_school(root, options, mailbox, f"http://127.0.0.1:{port}")
+    job_path = write_school(root, samba_dc.connector_options(), mailbox, f"http://127.0.0.1:{port}", **write_options)
     with pytest.MonkeyPatch.context() as env:
         for name, value in school_secrets(samba_dc.admin_password).items():
             env.setenv(name, value)
@@ -366,6 +364,11 @@ def school(samba_dc: DomainController, mailbox: Mailbox, tmp_path_factory: pytes
             yield School(job_path, app, mailbox)
         finally:
             stop(app)
+
+
+@pytest.fixture(scope="module")
+def school(samba_dc: DomainController, mailbox: Mailbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
+    yield from running_school(samba_dc, mailbox, tmp_path_factory.mktemp("school"))
 
 
 def review_rows(path: Path, sheet: str) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import pytest
 from idlifecycle.access.records import AccessRecords
 from idlifecycle.access.service import Access
 from idlifecycle.cli import main
-from idlifecycle.job import load_job, run_sync
+from idlifecycle.job import run_sync
 from idlifecycle.model import Action
 from idlifecycle.reports.access_review import KEPT_OUT, RESTRICTED
 from idlifecycle.reports.decisions import DECIDED_EVENT
@@ -22,16 +22,11 @@ from tests.integration.access_support import (
     Mailbox,
     School,
     approve_by_link,
-    create_staff_accounts,
     decide_in_workbook,
-    free_port,
     mailbox,
     members_of,
     review_rows,
-    school_secrets,
-    serve,
-    stop,
-    write_school,
+    running_school,
 )
 from tests.integration.samba import DomainController, samba_dc, samba_template
 
@@ -48,24 +43,7 @@ TBR,Tom,Brown,SENCo,01/09/2020,
 
 @pytest.fixture(scope="module")
 def sencos(samba_dc: DomainController, mailbox: Mailbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
-    root = tmp_path_factory.mktemp("sencos")
-    port = free_port()
-    job_path = write_school(root, samba_dc.connector_options(), mailbox, f"http://127.0.0.1:{port}",
-                            staff_csv=TWO_SENCOS)
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in school_secrets(samba_dc.admin_password).items():
-            env.setenv(name, value)
-        job = load_job(job_path)
-        try:
-            create_staff_accounts(job, [("HCA", "Helen", "Carter"), ("SEV", "Sian", "Evans"),
-                                        ("TBR", "Tom", "Brown")])
-        finally:
-            job.close()
-        app = serve(job_path, port)
-        try:
-            yield School(job_path, app, mailbox)
-        finally:
-            stop(app)
+    yield from running_school(samba_dc, mailbox, tmp_path_factory.mktemp("sencos"), staff_csv=TWO_SENCOS)
 
 
 def test_sencos_the_siro_removed_stay_out_the_night_after_the_review_until_a_grant_is_approved(
