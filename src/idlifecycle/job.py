@@ -358,6 +358,16 @@ def load_job(path: Path | str, *, today: date | None = None, secrets: Secrets | 
     return Job(load_job_config(path), today=today, secrets=secrets, check_state=check_state)
 
 
+@contextmanager
+def open_job(path: Path | str, *, today: date | None = None, secrets: Secrets | None = None) -> Iterator[Job]:
+    """The job of one command: built once, and closed (its checkpoint kept) however the command ends."""
+    job = load_job(path, today=today, secrets=secrets)
+    try:
+        yield job
+    finally:
+        job.close()
+
+
 def failures_of(plan: Plan, results: Sequence[Result]) -> tuple[str, ...]:
     by_id = {c.change_id: c for c in plan.changes}
     return tuple(
