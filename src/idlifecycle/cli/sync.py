@@ -25,11 +25,12 @@ from idlifecycle.feeds import (
     guess_format,
     read_feeds,
 )
-from idlifecycle.job import RunReport, failures_of, open_job, passwords_set_in, run_sync
+from idlifecycle.job import failures_of, open_job, passwords_set_in, run_sync
 from idlifecycle.model import Action, Change, Plan, Result, plan_from_json, plan_to_json
 from idlifecycle.notify import Mailer
 from idlifecycle.passwords.issuer import PasswordIssuer
 from idlifecycle.passwords.owed import still_owed
+from idlifecycle.run_report import RunReport
 from idlifecycle.store import Store
 
 if TYPE_CHECKING:
