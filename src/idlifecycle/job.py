@@ -63,7 +63,10 @@ ResultHook = Callable[[Change, Result], None]
 
 
 class Job:
-    """One configured job, with its store open; the area modules reach everything through it."""
+    """One configured job, with its store open: the composition root of a command (see `open_job`).
+
+    The areas (access, passwords, reports, notify) receive it as Protocols of what they read and never
+    import this module, so nothing circles back here."""
 
     def __init__(self, config: JobConfig, *, today: date | None = None, secrets: Secrets | None = None,
                  check_state: bool = True) -> None:
