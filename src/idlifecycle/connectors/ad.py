@@ -796,8 +796,9 @@ class ADConnector(Connector):
 
     def recycle_bin(self) -> list[DeletedAccount]:
         """The deleted user objects (CN=Deleted Objects, read with the show-deleted control) that were last
-        under `base_dn`: AD keeps sAMAccountName and lastKnownParent on a deleted object (with the AD
-        Recycle Bin, employeeID too). whenChanged is the deletion time: deleting is the object's last change.
+        under `base_dn`. A deleted object keeps sAMAccountName and lastKnownParent; employeeID only with the
+        AD Recycle Bin feature (Samba without it drops it: tests/integration/test_rebuild_recycle_bin_ad.py),
+        so the anchor is often None. whenChanged is the deletion time: deleting is the object's last change.
         An object without lastKnownParent is kept: a name reserved too many is never wrong."""
         def read() -> list[DeletedAccount]:
             found = []
