@@ -400,3 +400,28 @@ def test_deleted_users_are_listed_only_through_the_user_cast_paged_and_with_what
             found.extend(page["value"])
     assert sorted(u["employeeId"] for u in found) == ["000900", "000901", "000902"]
     assert all(set(u) == {"id", "userPrincipalName", "employeeId", "deletedDateTime"} for u in found)
+
+
+def test_a_deleted_users_upn_is_listed_prefixed_with_its_object_id_and_comes_back_on_restore(
+        make_emulator: Callable[..., GraphEmulator]) -> None:
+    """Entra renames a soft-deleted user's UPN to `<object id without dashes><original UPN>` in deleted items;
+    restoring the user gives the original UPN back.
+
+    Sources: https://github.com/onyx-dot-app/onyx/pull/14074 ("When a user is soft-deleted in Entra ID,
+    Entra frees their UPN by renaming it to `<objectId hex, no dashes><original UPN>`", seen live) and
+    https://learn.microsoft.com/en-us/graph/api/directory-deleteditems-restore (restore brings the user back
+    as it was; `newUserPrincipalName` only for a UPN taken meanwhile,
+    https://github.com/microsoftgraph/entra-powershell/issues/1484).
+    """
+    seed = school_seed()
+    seed["users"] = [*seed.get("users", []), {"userPrincipalName": f"gone@{PUPILS}", "displayName": "Gone"}]
+    emulator = make_emulator(seed)
+    key = emulator.directory.user(f"gone@{PUPILS}")["id"]
+    emulator.directory.delete_user(key)
+    with _client(emulator) as graph:
+        listed = graph.get("/directory/deletedItems/microsoft.graph.user",
+                           params={"$select": "id,userPrincipalName"}).json()["value"]
+        assert listed == [{"id": key, "userPrincipalName": key.replace("-", "") + f"gone@{PUPILS}"}]
+        restored = graph.post(f"/directory/deletedItems/{key}/restore")
+        assert restored.status_code == 200
+        assert restored.json()["userPrincipalName"] == f"gone@{PUPILS}"
