@@ -272,8 +272,9 @@ class EntraConnector(Connector):
                 outside.add(upn.split("@")[0].lower())
         for user in cache.deleted.values():
             if user.get("userPrincipalName"):
-                # Graph keeps a deleted user's UPN taken until it is purged.
-                outside.add(str(user["userPrincipalName"]).split("@")[0].lower())
+                # A deleted user's name is not reissued while it can be restored (deleted items list its
+                # UPN with an id prefix, `_deleted_upn`).
+                outside.add(_deleted_upn(user).split("@")[0].lower())
         # An address in any object's proxyAddresses (a renamed or deleted person's old address, a
         # mail-enabled group's) is refused for a new UPN: "Another object with the same value for
         # property proxyAddresses already exists" (microsoft-graph-docs-contrib#8421). Their local
