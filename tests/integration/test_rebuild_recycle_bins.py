@@ -20,10 +20,11 @@ import pytest
 
 from idlifecycle.checkpoint import StateMismatch
 from idlifecycle.config import JobConfig, Secrets, load_job_config
+from idlifecycle.errors import UserError
 from idlifecycle.job import load_job, run_sync
 from idlifecycle.model import Action, Change, Outcome
 from idlifecycle.rebuild import rebuild
-from idlifecycle.sandbox.graph import GraphEmulator
+from idlifecycle.sandbox.graph import Fault, GraphEmulator
 from tests.integration.graph_fixtures import *  # noqa: F403
 from tests.integration.graph_fixtures import CLIENT_SECRET, PUPILS
 from tests.integration.test_entra_job import AMY, CLARA, RORY, seed, write_school
@@ -137,3 +138,25 @@ def test_google_a_deleted_pupils_name_is_not_reissued_after_a_rebuild(tmp_path: 
     google_school(tmp_path, [*staying, ["009001", "", *leaver[2:]]])
     given = new_username(job_file, "google", "009001")
     assert given.lower() != gone.lower() and given.lower().startswith(gone.lower())
+
+
+def test_a_bin_that_cannot_be_read_stops_the_rebuild_and_leaves_nothing_half_built(
+        make_emulator: Callable[..., GraphEmulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    emulator = make_emulator(seed())
+    monkeypatch.setenv("IDLIFECYCLE_ENTRA_CLIENT_SECRET", CLIENT_SECRET)
+    job_file = write_school(tmp_path, emulator, [AMY, RORY, CLARA])
+    assert run_sync(load_job(job_file, today=AUTUMN, secrets=Secrets())).status == "ok"
+    config = load_job_config(job_file)
+    lose_the_state(config)
+    checkpoint = config.checkpoint_path.read_bytes()
+    emulator.faults.append(Fault("GET", r"/directory/deletedItems/", status=403, times=5))
+
+    with pytest.raises(UserError) as refused:
+        rebuild(config, SPRING, Secrets())
+    assert str(refused.value).startswith("entra: could not read the recycle bin: "), refused.value
+    assert "\n" not in str(refused.value)
+    assert not config.state_db.exists(), "no new database is left behind"
+    assert config.checkpoint_path.read_bytes() == checkpoint, "the checkpoint is not replaced"
+
+    emulator.faults.clear()
+    assert "Recycle bins: entra: 0 usernames reserved." in rebuild(config, SPRING, Secrets())
