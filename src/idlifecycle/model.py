@@ -104,6 +104,24 @@ class Account:
 
 
 @dataclass(frozen=True)
+class DeletedAccount:
+    """An account in a directory's recycle bin (deleted, still restorable): its name is still held.
+
+    Read only by `state rebuild` (`Connector.recycle_bin`), which reserves the name in the never-reissue record.
+    """
+
+    directory: str
+    key: str
+    """The directory's own id of the deleted object."""
+    username: str
+    """The short login name it held (sAMAccountName, local part of the UPN / primary email)."""
+    anchor: str | None = None
+    """The person id it carried, where the bin keeps it."""
+    deleted_at: datetime | None = None
+    """When it was deleted, where the service says (Graph deletedDateTime, Google deletionTime; AD: whenChanged)."""
+
+
+@dataclass(frozen=True)
 class Group:
     """A group in a directory with its members (account key -> display name)."""
 
@@ -383,3 +401,6 @@ class Capabilities:
     max_anchor_length: int | None = None
     """How many characters the person-id attribute holds; a longer id is written as its short anchor
     (`idlifecycle.anchors`), and the snapshot's anchors are given back the full ids by the job."""
+    recycle_bin: bool = False
+    """Can list the deleted, still restorable accounts of its scope (`Connector.recycle_bin`), whose names
+    `state rebuild` reserves."""

@@ -4,27 +4,36 @@ emptied, replaced or rolled back (the start-of-run check stops every run until t
 What the directories cannot say is made safe rather than guessed: a disabled account whose disable date is
 not in the old database is given the rebuild date, so its deletion comes later than it would have, never
 earlier. The old database, whatever it is, is kept beside the new one, and its never-reissue names carried
-over: a name once issued stays reserved.
+over: a name once issued stays reserved. So are the names of the accounts in the directories' recycle bins
+(deleted, still restorable), read from every connector that can list them (`Capabilities.recycle_bin`).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
 from idlifecycle import checkpoint
+from idlifecycle.anchors import directory_anchor, is_short_anchor
 from idlifecycle.config import JobConfig, Secrets
+from idlifecycle.connectors.base import Connector, ConnectorError
 from idlifecycle.errors import UserError
 from idlifecycle.job import Job, job_lock
-from idlifecycle.model import Snapshot
+from idlifecycle.model import DeletedAccount, Snapshot
 from idlifecycle.store import utcnow
 
 ACTOR = "state rebuild"
-RECYCLE_BINS = ("recycle bins (Entra deleted items, Google deleted users): not read, no connector exposes its "
-                "deleted accounts yet; a name held only there is not reserved until it is restored or purged")
+RECYCLE_BINS = ("read the recycle bins (Entra deleted items, Google deleted users, AD Deleted Objects) of the "
+                "directories whose connector can list them, and reserve every name there in the never-reissue "
+                "record, for its person where the bin keeps the id; a directory whose connector cannot is named in "
+                "the report, and a name held only in its bin is not reserved until it is restored or purged")
+NOT_READ = "its connector cannot list deleted accounts, so a name held only there is not reserved"
+
+Bins = dict[str, list[DeletedAccount] | None]
+"""Directory -> the accounts in its recycle bin, None where its connector cannot list them."""
 DISABLE_DATES = ("no directory records the date an account was disabled in an attribute the tool reads, so a "
                  "date comes from the old database or is the rebuild date")
 
@@ -108,6 +117,7 @@ def rebuild(config: JobConfig, today: date, secrets: Secrets | None = None) -> l
             job.feed_person_ids |= set(old.usernames.values())
             with job.open_connectors() as connectors:
                 snapshots = job.snapshots(connectors)
+                bins = read_recycle_bins(connectors, job.feed_person_ids)
         except BaseException:
             # The directories could not be read: the old database goes back as it was, nothing is replaced.
             job.store.close()
@@ -123,9 +133,12 @@ def rebuild(config: JobConfig, today: date, secrets: Secrets | None = None) -> l
             }, actor=ACTOR)
             run_id = job.store.start_run(config.name)
             counts = _record(job, snapshots, old, today)
+            counts["recycle_bin"] = _reserve_deleted(job, bins)
+            binned = bin_counts(bins)
             job.store.finish_run(run_id, "rebuild", None, counts)
-            job.store.audit("state-rebuild-recorded", {**counts, "run": run_id, "recycle_bins": RECYCLE_BINS},
-                            actor=ACTOR)
+            job.store.audit("state-rebuild-recorded", {
+                **counts, "run": run_id, "recycle_bins": binned,
+                "recycle_bins_not_read": sorted(name for name, n in binned.items() if n is None)}, actor=ACTOR)
             fresh = checkpoint.record(config, job.store, replacing=True)
         finally:
             job.close()
@@ -135,7 +148,8 @@ def rebuild(config: JobConfig, today: date, secrets: Secrets | None = None) -> l
         f"recorded ({counts['carried_over']} more carried over from the old database), {counts['linked']} "
         f"accounts linked, {counts['disable_dates_kept']} disable dates kept and {counts['disable_dates_today']} "
         f"set to {today}.",
-        f"Note: {RECYCLE_BINS}.",
+        "Recycle bins: " + "; ".join(f"{name}: {NOT_READ}" if n is None else f"{name}: {n} usernames reserved"
+                                     for name, n in binned.items()) + ".",
         "The old state database was kept as " + (str(kept) if kept else "(there was none)") + ".",
         f"New checkpoint {config.checkpoint_path}: {fresh.describe()}.",
     ]
@@ -164,3 +178,40 @@ def _record(job: Job, snapshots: Mapping[str, Snapshot], old: OldState, today: d
                 job.store.record_username(username, person_id)
                 counts["carried_over"] += 1
     return counts
+
+
+
+def read_recycle_bins(connectors: Mapping[str, Connector], known: Iterable[str]) -> Bins:
+    """Each directory's recycle bin, a short anchor given back the full id among `known` (as Job.snapshots)."""
+    bins: Bins = {}
+    for name, connector in connectors.items():
+        capabilities = type(connector).capabilities
+        if not capabilities.recycle_bin:
+            bins[name] = None
+            continue
+        try:
+            found = list(connector.recycle_bin())
+        except ConnectorError as error:
+            raise UserError(f"{name}: could not read the recycle bin: {error}") from None
+        limit = capabilities.max_anchor_length
+        if limit is not None and any(is_short_anchor(a.anchor) for a in found):
+            full = {directory_anchor(p, limit): p for p in known}
+            found = [replace(a, anchor=full.get(a.anchor, a.anchor)) if a.anchor else a for a in found]
+        bins[name] = found
+    return bins
+
+
+def bin_counts(bins: Bins) -> dict[str, int | None]:
+    """Directory -> how many names its bin holds (None: not read), for the report and the audit entry."""
+    return {name: None if found is None else len({a.username.lower() for a in found}) for name, found in bins.items()}
+
+
+def _reserve_deleted(job: Job, bins: Bins) -> int:
+    """Reserves every name in the bins for the person the deleted account carries, else for nobody in the feed."""
+    reserved = 0
+    with job.store.transaction():
+        for name, found in bins.items():
+            for account in found or ():
+                job.store.record_username(account.username, account.anchor or f"deleted:{name}:{account.key}")
+                reserved += 1
+    return reserved

@@ -243,3 +243,34 @@ def test_the_rules_are_on_by_default() -> None:
     with GoogleEmulator() as emulator:
         assert emulator.directory.replication_window > 0
         assert emulator.concurrent_limit == CONCURRENT_CALLS_PER_OPERATION
+
+
+def test_show_deleted_lists_only_the_deleted_users_paged_with_their_deletion_time(tenant: Tenant) -> None:
+    """`users.list(showDeleted="true")` "retrieves the list of deleted users"; a deleted user carries
+    `deletionTime`; the list pages through nextPageToken, at most 500 a page.
+
+    Sources: https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/list (showDeleted,
+    maxResults, nextPageToken) and https://developers.google.com/admin-sdk/directory/reference/rest/v1/users
+    (deletionTime: "The time when the user was deleted").
+    """
+    directory = tenant.emulator.directory
+    for i in range(3):
+        directory.add_user(f"gone{i}@{PUPILS}", "Gone", f"Number{i}", "correct-horse-battery")
+    directory.add_user(f"stays@{PUPILS}", "Stays", "Here", "correct-horse-battery")
+    service = _service(tenant)
+    for i in range(3):
+        service.users().delete(userKey=f"gone{i}@{PUPILS}").execute()
+    found: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = service.users().list(customer="my_customer", showDeleted="true", maxResults=2,
+                                    **({"pageToken": token} if token else {})).execute()
+        found.extend(page.get("users", []))
+        token = page.get("nextPageToken")
+        if not token:
+            break
+    assert sorted(u["primaryEmail"] for u in found) == [f"gone{i}@{PUPILS}" for i in range(3)]
+    assert all(u.get("deletionTime") for u in found)
+    live = service.users().list(customer="my_customer", maxResults=500).execute()["users"]
+    assert f"stays@{PUPILS}" in {u["primaryEmail"] for u in live}
+    assert not {u["primaryEmail"] for u in live} & {u["primaryEmail"] for u in found}

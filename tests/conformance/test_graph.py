@@ -364,3 +364,64 @@ def test_directory_role_holders_are_listed_as_role_assignments_and_role_members(
                     (users[f"jsmith@{STAFF}"], global_admin)]
             else:
                 assert eligible.status_code == 403
+
+
+def test_deleted_users_are_listed_only_through_the_user_cast_paged_and_with_what_select_names(
+        make_emulator: Callable[..., GraphEmulator]) -> None:
+    """Deleted users: `GET /directory/deletedItems/microsoft.graph.user`; the bare collection is refused.
+
+    Sources: https://learn.microsoft.com/en-us/graph/api/directory-deleteditems-list ("The OData cast type
+    is a required part of the URI and calling GET /directory/deleteditems without a type is not supported";
+    the cast's own query parameters, $select and $top among them, apply); the default properties of a user
+    (employeeId is not one) and $top's 1-999 range: https://learn.microsoft.com/en-us/graph/api/user-list
+    and https://learn.microsoft.com/en-us/graph/paging (follow @odata.nextLink until there is none).
+    """
+    seed = school_seed()
+    seed["users"] = [*seed.get("users", []), *({"userPrincipalName": f"gone{i}@{PUPILS}", "displayName": f"Gone {i}",
+                                                 "employeeId": f"00090{i}"} for i in range(3))]
+    emulator = make_emulator(seed)
+    for i in range(3):
+        emulator.directory.delete_user(emulator.directory.user(f"gone{i}@{PUPILS}")["id"])
+    with _client(emulator) as graph:
+        bare = graph.get("/directory/deletedItems")
+        assert bare.status_code == 400
+        assert "deletedItems" in _error(bare)["message"]
+        assert graph.get("/directory/deletedItems/microsoft.graph.user", params={"$top": "1000"}).status_code == 400
+
+        default = graph.get("/directory/deletedItems/microsoft.graph.user").json()["value"]
+        assert default and all("employeeId" not in user for user in default)
+
+        page = graph.get("/directory/deletedItems/microsoft.graph.user",
+                         params={"$top": "2", "$select": "id,userPrincipalName,employeeId,deletedDateTime"}).json()
+        found = list(page["value"])
+        assert len(found) == 2 and "@odata.nextLink" in page
+        while "@odata.nextLink" in page:
+            page = graph.get(page["@odata.nextLink"]).json()
+            found.extend(page["value"])
+    assert sorted(u["employeeId"] for u in found) == ["000900", "000901", "000902"]
+    assert all(set(u) == {"id", "userPrincipalName", "employeeId", "deletedDateTime"} for u in found)
+
+
+def test_a_deleted_users_upn_is_listed_prefixed_with_its_object_id_and_comes_back_on_restore(
+        make_emulator: Callable[..., GraphEmulator]) -> None:
+    """Entra renames a soft-deleted user's UPN to `<object id without dashes><original UPN>` in deleted items;
+    restoring the user gives the original UPN back.
+
+    Sources: https://github.com/onyx-dot-app/onyx/pull/14074 ("When a user is soft-deleted in Entra ID,
+    Entra frees their UPN by renaming it to `<objectId hex, no dashes><original UPN>`", seen live) and
+    https://learn.microsoft.com/en-us/graph/api/directory-deleteditems-restore (restore brings the user back
+    as it was; `newUserPrincipalName` only for a UPN taken meanwhile,
+    https://github.com/microsoftgraph/entra-powershell/issues/1484).
+    """
+    seed = school_seed()
+    seed["users"] = [*seed.get("users", []), {"userPrincipalName": f"gone@{PUPILS}", "displayName": "Gone"}]
+    emulator = make_emulator(seed)
+    key = emulator.directory.user(f"gone@{PUPILS}")["id"]
+    emulator.directory.delete_user(key)
+    with _client(emulator) as graph:
+        listed = graph.get("/directory/deletedItems/microsoft.graph.user",
+                           params={"$select": "id,userPrincipalName"}).json()["value"]
+        assert listed == [{"id": key, "userPrincipalName": key.replace("-", "") + f"gone@{PUPILS}"}]
+        restored = graph.post(f"/directory/deletedItems/{key}/restore")
+        assert restored.status_code == 200
+        assert restored.json()["userPrincipalName"] == f"gone@{PUPILS}"

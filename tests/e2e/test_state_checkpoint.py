@@ -236,11 +236,15 @@ def test_after_a_rebuild_the_next_sync_runs_and_no_name_is_reissued(tmp_path):
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert "1 more carried over from the old database" in rebuilt.stdout
     assert "1 disable dates kept" in rebuilt.stdout
+    # The file directory's connector cannot list a recycle bin: the rebuild goes on and says so.
+    assert "Recycle bins: ad: its connector cannot list deleted accounts" in rebuilt.stdout, rebuilt.stdout
     db = raw(tmp_path)
     assert dict(db.execute("SELECT username, person_id FROM usernames").fetchall()) == issued
     first = db.execute("SELECT event, data FROM audit ORDER BY seq LIMIT 1").fetchone()
     assert first[0] == "state-rebuilt"
     assert json.loads(first[1])["replaces_checkpoint"] == old_checkpoint
+    recorded = json.loads(db.execute("SELECT data FROM audit WHERE event = 'state-rebuild-recorded'").fetchone()[0])
+    assert recorded["recycle_bins"] == {"ad": None} and recorded["recycle_bins_not_read"] == ["ad"]
     assert list(tmp_path.glob("state/idlifecycle.db.replaced-*")), "the old database is kept"
 
     # A new pupil whose name would give the deleted pupil's name, and one with an existing pupil's name.

@@ -72,6 +72,7 @@ from idlifecycle.model import (
     Account,
     Action,
     Change,
+    DeletedAccount,
     Group,
     Outcome,
     Result,
@@ -390,7 +391,7 @@ class ADConnector(Connector):
 
     capabilities = Capabilities(containers=True, max_username_length=20, revoke_sessions=False,
                                 password_rules="ad",  # noqa: S106 - which rules apply, not a secret
-                                max_anchor_length=EMPLOYEE_ID_LIMIT)
+                                max_anchor_length=EMPLOYEE_ID_LIMIT, recycle_bin=True)
 
     option_keys: ClassVar[frozenset[str]] = frozenset({
         "attributes", "base_dn", "bind_dn", "ca_file", "connections", "groups_container", "home_directory",
@@ -792,6 +793,29 @@ class ADConnector(Connector):
             return self._retrying(read)
         except ldap_errors.LDAPException as error:
             raise ConnectorError(f"reading the domain's password policy failed: {error}", retryable=True) from None
+
+    def recycle_bin(self) -> list[DeletedAccount]:
+        """The deleted user objects (CN=Deleted Objects, read with the show-deleted control) that were last
+        under `base_dn`. A deleted object keeps sAMAccountName and lastKnownParent; employeeID only with the
+        AD Recycle Bin feature (Samba without it drops it: tests/integration/test_rebuild_recycle_bin_ad.py),
+        so the anchor is often None. whenChanged is the deletion time: deleting is the object's last change.
+        An object without lastKnownParent is kept: a name reserved too many is never wrong."""
+        def read() -> list[DeletedAccount]:
+            found = []
+            for _, raw in self._search(
+                    self._domain_dn(), "(&(isDeleted=TRUE)(objectClass=user)(!(objectClass=computer)))",
+                    ["objectGUID", "sAMAccountName", "employeeID", "lastKnownParent", "whenChanged"],
+                    controls=[SHOW_DELETED_CONTROL]):
+                username, parent = _text(raw, "sAMAccountName"), _text(raw, "lastKnownParent")
+                if not username or (parent and not _within(parent, self.settings.base_dn)):
+                    continue
+                found.append(DeletedAccount(self.name, _guid(raw["objectGUID"][0]), username,
+                                            _text(raw, "employeeID"), _generalized(_text(raw, "whenChanged"))))
+            return found
+        try:
+            return self._retrying(read)
+        except ldap_errors.LDAPException as error:
+            raise ConnectorError(f"reading the deleted objects failed: {error}", retryable=True) from None
 
     def privileged_roles(self) -> Sequence[RoleHolder]:
         def read() -> list[RoleHolder]:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.model import Capabilities as Capabilities  # moved to the model; re-exported for connectors
-from idlifecycle.model import Change, Outcome, Result, RoleHolder, Snapshot
+from idlifecycle.model import Change, DeletedAccount, Outcome, Result, RoleHolder, Snapshot
 
 
 class ConnectorError(Exception):
@@ -112,6 +112,15 @@ class Connector(ABC):
         approval, a saved plan) changes an admin account even when a snapshot missed it.
         """
         return ""
+
+    def recycle_bin(self) -> Sequence[DeletedAccount]:
+        """The deleted but still restorable accounts of the managed scope (Entra deleted items, Google
+        deleted users, AD Deleted Objects), for `state rebuild` to reserve their names.
+
+        Only for a connector whose `capabilities.recycle_bin` is true; raises ConnectorError when the
+        directory cannot be read.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not read its recycle bin")
 
     def privileged_roles(self) -> Sequence[RoleHolder]:
         """Holders of administrative roles, for the access review; empty where not supported."""

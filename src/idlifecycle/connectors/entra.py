@@ -98,7 +98,7 @@ from idlifecycle.connectors.entra_graph import (
     ResponseError,
 )
 from idlifecycle.errors import ConfigError, UserError
-from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, RoleHolder, Snapshot
+from idlifecycle.model import Account, Action, Change, DeletedAccount, Group, Outcome, Result, RoleHolder, Snapshot
 
 log = logging.getLogger(__name__)
 LICENCE_DEBT_DAYS = 14
@@ -174,7 +174,7 @@ class EntraConnector(Connector):
     capabilities: ClassVar[Capabilities] = Capabilities(
         containers=False, max_username_length=64, revoke_sessions=True, licence_groups=True, hybrid=True,
         password_rules="entra",  # noqa: S106 - names a rule set, not a password
-        max_anchor_length=EMPLOYEE_ID_LIMIT,
+        max_anchor_length=EMPLOYEE_ID_LIMIT, recycle_bin=True,
     )
 
     option_keys: ClassVar[frozenset[str]] = frozenset({
@@ -278,8 +278,9 @@ class EntraConnector(Connector):
                 outside.add(upn.split("@")[0].lower())
         for user in cache.deleted.values():
             if user.get("userPrincipalName"):
-                # Graph keeps a deleted user's UPN taken until it is purged.
-                outside.add(str(user["userPrincipalName"]).split("@")[0].lower())
+                # A deleted user's name is not reissued while it can be restored (deleted items list its
+                # UPN with an id prefix, `_deleted_upn`).
+                outside.add(_deleted_upn(user).split("@")[0].lower())
         # An address in any object's proxyAddresses (a renamed or deleted person's old address, a
         # mail-enabled group's) is refused for a new UPN: "Another object with the same value for
         # property proxyAddresses already exists" (microsoft-graph-docs-contrib#8421). Their local
@@ -478,6 +479,29 @@ class EntraConnector(Connector):
         if generation is not None:
             self.cursors.set_cursor(self.name, "cache_generation", generation)
         return cache
+
+    def recycle_bin(self) -> list[DeletedAccount]:
+        """The deleted users (restorable for 30 days) whose UPN is in one of `domains`.
+
+        `GET /directory/deletedItems/microsoft.graph.user`: the cast is required (the bare collection is
+        not supported), paged through @odata.nextLink (`read_all`); $select names what is read, since
+        employeeId is not among a user's default properties.
+        """
+        fields = "id,userPrincipalName,employeeId,deletedDateTime"
+        if self.settings.full_id_attribute:
+            fields += ",onPremisesExtensionAttributes"
+        try:
+            items, _ = self.session.run(self.session.read_all(
+                f"/directory/deletedItems/microsoft.graph.user?$select={fields}&$top={MAX_PAGE}"))
+        except ResponseError as error:
+            raise self._read_error(error) from None
+        found = []
+        for item in items:
+            username, _, domain = _deleted_upn(item).rpartition("@")
+            if username and domain.lower() in self._domains:
+                found.append(DeletedAccount(self.name, str(item["id"]), username, self._person_id(item),
+                                            _when(item.get("deletedDateTime"))))
+        return found
 
     def _read_error(self, error: ResponseError) -> ConnectorError:
         if error.response.status == 403 and error.response.from_graph:
@@ -1277,13 +1301,21 @@ def _uncertain_hook(pending: list[_Step]) -> Callable[[int], Awaitable[GraphResp
     return uncertain
 
 
+def _deleted_upn(item: Mapping[str, Any]) -> str:
+    """The UPN a deleted user held. Entra may show it prefixed with the user's object id (no dashes), so
+    that the name is free for a new user while the deleted one waits; the prefix is not part of the name."""
+    upn = str(item.get("userPrincipalName") or "")
+    prefix = str(item.get("id") or "").replace("-", "")
+    return upn[len(prefix):] if prefix and upn.lower().startswith(prefix.lower()) and len(upn) > len(prefix) else upn
+
+
 class _CloudOnlyEntraConnector(EntraConnector):
     """`hybrid = "off"`: accounts synchronised from AD are outside the scope altogether."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
         containers=False, max_username_length=64, revoke_sessions=True, licence_groups=True, hybrid=False,
         password_rules="entra",  # noqa: S106 - names a rule set, not a password
-        max_anchor_length=EMPLOYEE_ID_LIMIT,
+        max_anchor_length=EMPLOYEE_ID_LIMIT, recycle_bin=True,
     )
 
 

@@ -550,9 +550,16 @@ class Directory:
                     if matches(u, clauses)]
 
     def list_deleted(self, select: list[str] | None) -> list[Json]:
+        """Deleted users as Graph lists them: the UPN shown prefixed with the object id without dashes, as
+        Entra renames a soft-deleted user's UPN (it comes back on restore; tests/conformance/test_graph.py)."""
         with self.lock:
-            return [project(u, select, (*DEFAULT_USER_PROPERTIES, "deletedDateTime"))
-                    for u in self.state["deleted"].values()]
+            listed = []
+            for user in self.state["deleted"].values():
+                shown = project(user, select, (*DEFAULT_USER_PROPERTIES, "deletedDateTime"))
+                if "userPrincipalName" in shown:
+                    shown["userPrincipalName"] = user["id"].replace("-", "") + user["userPrincipalName"]
+                listed.append(shown)
+            return listed
 
     # groups -------------------------------------------------------------------------------------
     def create_group(self, body: Json) -> Json:
