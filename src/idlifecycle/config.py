@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from idlifecycle.connectors.base import SANDBOX_TYPES, type_named
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.guards import GuardLimits
 from idlifecycle.mapping import KindRules, MappingRules
@@ -313,7 +314,7 @@ def load_job_config(path: Path | str) -> JobConfig:
 
 
 def sandbox_only(connectors: tuple[ConnectorSpec, ...]) -> bool:
-    return all(spec.options.get("sandbox") is True for spec in connectors)
+    return all(type_named(spec.type, spec.options) in SANDBOX_TYPES for spec in connectors)
 
 
 def default_checkpoint(state_dir: Path, connectors: tuple[ConnectorSpec, ...]) -> Path:

@@ -9,7 +9,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from idlifecycle.notify import Mailer
 from idlifecycle.passwords.owed import owed_changes, still_owed
 from idlifecycle.planner import Held, PlanState, ShareGroupsLike
 from idlifecycle.planner import plan as make_plan
+from idlifecycle.run_report import RunReport as RunReport  # re-exported: what run_sync returns
 from idlifecycle.shape import (
     change_reasons,
     column_problems,
@@ -61,36 +62,11 @@ feed_log = logging.getLogger("idlifecycle.feed")
 ResultHook = Callable[[Change, Result], None]
 
 
-@dataclass(frozen=True)
-class RunReport:
-    run_id: int
-    status: str
-    """"ok", "nothing-to-do", "guard", "partial" (some changes failed) or "error"."""
-    plan: Plan
-    results: tuple[Result, ...] = ()
-    guard_reasons: tuple[str, ...] = ()
-    incidents: tuple[str, ...] = ()
-    failures: tuple[str, ...] = ()
-    feed_errors: tuple[str, ...] = field(default=())
-    feed_profile: Mapping[str, Any] = field(default_factory=dict)
-    """The feed's columns and group sizes, kept when the run succeeds for the next run's shape guards."""
-    owed_passwords: tuple[str, ...] = ()
-    """Everyone still waiting for a password after this run (`passwords.owed.still_owed`)."""
-    checkpoint: Mapping[str, Any] | None = None
-    """The state checkpoint written as the run finished, for the summary (a copy kept off the machine)."""
-
-    def counts(self) -> dict[str, int]:
-        """Applied changes by action."""
-        by_id = {c.change_id: c for c in self.plan.changes}
-        counted = Counter(
-            str(by_id[r.change_id].action) for r in self.results
-            if r.outcome is Outcome.APPLIED and r.change_id in by_id
-        )
-        return dict(sorted(counted.items()))
-
-
 class Job:
-    """One configured job, with its store open; the area modules reach everything through it."""
+    """One configured job, with its store open: the composition root of a command (see `open_job`).
+
+    The areas (access, passwords, reports, notify) receive it as Protocols of what they read and never
+    import this module, so nothing circles back here."""
 
     def __init__(self, config: JobConfig, *, today: date | None = None, secrets: Secrets | None = None,
                  check_state: bool = True) -> None:
@@ -358,6 +334,16 @@ def load_job(path: Path | str, *, today: date | None = None, secrets: Secrets | 
     return Job(load_job_config(path), today=today, secrets=secrets, check_state=check_state)
 
 
+@contextmanager
+def open_job(path: Path | str, *, today: date | None = None, secrets: Secrets | None = None) -> Iterator[Job]:
+    """The job of one command: built once, and closed (its checkpoint kept) however the command ends."""
+    job = load_job(path, today=today, secrets=secrets)
+    try:
+        yield job
+    finally:
+        job.close()
+
+
 def failures_of(plan: Plan, results: Sequence[Result]) -> tuple[str, ...]:
     by_id = {c.change_id: c for c in plan.changes}
     return tuple(
@@ -478,7 +464,7 @@ def check_date(job: Job, run_id: int, apply: bool, allow_date: date | None, acto
 
 def _send_summary(job: Job, report: RunReport) -> None:
     """Mail the run summary; a mail problem is logged, never allowed to change the run's outcome."""
-    # Imported here: the reports package builds on this module.
+    # Imported here: the reports package pulls in openpyxl, which a command that sends no summary never needs.
     from idlifecycle.reports.summary import send_run_summary
 
     try:

@@ -12,12 +12,15 @@ from idlifecycle.connectors.ad import ADConnector
 from idlifecycle.connectors.base import Connector
 from idlifecycle.connectors.entra import EntraConnector
 from idlifecycle.connectors.google import GoogleConnector
+from idlifecycle.sandbox.launch import EntraSandbox, GoogleSandbox
 from tests import jobfiles
 from tests.e2e.school import write_pupils, write_staff
 from tests.e2e.test_cli import STAFF, idl
 from tests.factories import ROOT
 
 CONNECTORS: dict[str, type[Connector]] = {"ad": ADConnector, "entra": EntraConnector, "google": GoogleConnector}
+SANDBOXES: dict[str, type[Connector]] = {"entra-sandbox": EntraSandbox, "google-sandbox": GoogleSandbox}
+LAUNCHER = ROOT / "src" / "idlifecycle" / "sandbox" / "launch.py"
 
 
 def job_with(tmp: Path, connector_file: Path) -> None:
@@ -58,6 +61,19 @@ def test_every_option_a_connector_reads_and_every_shipped_key_is_declared(kind: 
     modules = sorted((ROOT / "src" / "idlifecycle" / "connectors").glob(f"{kind}*.py"))
     read = set().union(*(_keys_read(m) for m in modules))
     assert read - declared == set(), f"read by the {kind} connector but refused in its TOML table"
-    for shipped in sorted((ROOT / "connectors").glob(f"{kind}*.toml")):
-        keys = set(tomllib.loads(shipped.read_text(encoding="utf-8"))) - {"name", "type"}
-        assert keys <= declared, f"{shipped.name} holds keys its connector does not read: {keys - declared}"
+
+
+@pytest.mark.parametrize("kind", sorted(SANDBOXES))
+def test_every_option_a_sandbox_launcher_reads_is_declared_and_the_rest_are_its_connectors(kind: str) -> None:
+    declared = SANDBOXES[kind].option_keys
+    assert _keys_read(LAUNCHER) - set().union(*(c.option_keys for c in SANDBOXES.values())) == set()
+    real = CONNECTORS[kind.removesuffix("-sandbox")].option_keys
+    assert declared - real <= _keys_read(LAUNCHER), f"the {kind} type declares keys nothing reads"
+
+
+@pytest.mark.parametrize("shipped", sorted((ROOT / "connectors").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_key_is_declared_by_the_type_it_names(shipped: Path) -> None:
+    table = tomllib.loads(shipped.read_text(encoding="utf-8"))
+    declared = {**CONNECTORS, **SANDBOXES}[table["type"]].option_keys
+    keys = set(table) - {"name", "type"}
+    assert keys <= declared, f"{shipped.name} holds keys its connector does not read: {keys - declared}"

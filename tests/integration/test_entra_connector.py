@@ -7,11 +7,12 @@ import os
 import stat
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from idlifecycle.connectors.base import ConnectorContext
+from idlifecycle.connectors.base import ConnectorContext, build_connector
 from idlifecycle.connectors.entra import EntraConnector
 from idlifecycle.errors import ConfigError
 from idlifecycle.model import Action, Outcome
@@ -259,14 +260,17 @@ def test_sandbox_mode_starts_its_own_tenant_and_keeps_it_between_runs(tmp_path: 
     context = ConnectorContext(name="entra", type="entra", source=str(tmp_path / "entra-sandbox.toml"),
                                options={"sandbox": True, "seed": "seed.json", "domains": {"pupil": PUPILS}},
                                cursors=store, state_dir=tmp_path / "state")
-    with EntraConnector.from_config(context) as connector:
+    # The older spelling of `type = "entra-sandbox"`: the launcher starts the tenant, the real connector reads it.
+    with build_connector(context) as connector:
+        assert isinstance(connector, EntraConnector)
         assert [a.login for a in connector.snapshot().accounts] == [f"old@{PUPILS}"]
         [result] = list(connector.apply([starter("P9", "new", "New", "One")]))
         assert result.outcome is Outcome.APPLIED
     secret_file = tmp_path / "state" / "entra-entra" / "client_secret"
     assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
 
-    with EntraConnector.from_config(context) as again:
+    with build_connector(replace(context, type="entra-sandbox", options={"seed": "seed.json",
+                                                                       "domains": {"pupil": PUPILS}})) as again:
         assert sorted(a.login for a in again.snapshot().accounts) == [f"new@{PUPILS}", f"old@{PUPILS}"]
 
 

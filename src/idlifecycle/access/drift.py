@@ -70,7 +70,7 @@ def desired_share_groups(job: AccessJob, people: Sequence[Person], *, now: datet
 
 
 class RunOutcome(Protocol):
-    """What `after_run` reads from `idlifecycle.job.RunReport`."""
+    """What `after_run` reads from `idlifecycle.run_report.RunReport`."""
 
     @property
     def run_id(self) -> int: ...

@@ -10,11 +10,7 @@ from idlifecycle.access.service import Access
 from idlifecycle.access.shares import web_settings
 from idlifecycle.cli import add_command
 from idlifecycle.errors import UserError
-from idlifecycle.job import Job, load_job
-
-
-def _job(args: argparse.Namespace) -> Job:
-    return load_job(args.config, today=args.today)
+from idlifecycle.job import load_job, open_job
 
 
 def _actor() -> str:
@@ -22,46 +18,36 @@ def _actor() -> str:
 
 
 def request(args: argparse.Namespace) -> int:
-    job = _job(args)
-    try:
+    with open_job(args.config, today=args.today) as job:
         access = Access(job)
         made = access.request(args.share, args.person, args.reason, args.days, args.requester or _actor())
         print(f"Request #{made.request_id} for {made.person_name} to {made.share} ({made.days} days) "
               f"sent to {access.settings.siro_name} <{access.settings.siro_email}> for approval.")
-    finally:
-        job.close()
     return 0
 
 
 def approve_link(args: argparse.Namespace) -> int:
-    job = _job(args)
-    try:
+    with open_job(args.config, today=args.today) as job:
         access = Access(job)
         pending = access.records.request(args.request_id)
         if pending is None:
             raise UserError(f"there is no request #{args.request_id}")
         access.send_link(pending)
         print(f"A new approval link for request #{pending.request_id} was emailed to {access.settings.siro_email}.")
-    finally:
-        job.close()
     return 0
 
 
 def revoke(args: argparse.Namespace) -> int:
-    job = _job(args)
-    try:
+    with open_job(args.config, today=args.today) as job:
         grant, notes = Access(job).revoke(args.grant_id, args.by or _actor())
         print(f"Grant #{grant.grant_id} ({grant.person_name} to {grant.share}) ended.")
         for note in notes:
             print(f"  {note}")
-    finally:
-        job.close()
     return 0
 
 
 def list_access(args: argparse.Namespace) -> int:
-    job = _job(args)
-    try:
+    with open_job(args.config, today=args.today) as job:
         access = Access(job)
         rows = access.holdings(job.read_people().people)
         if args.share:
@@ -78,8 +64,6 @@ def list_access(args: argparse.Namespace) -> int:
             print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         if not rows:
             print("(nobody holds any share's group)")
-    finally:
-        job.close()
     return 0
 
 
@@ -88,14 +72,11 @@ def serve(args: argparse.Namespace) -> int:
 
     from idlifecycle.web.app import create_app
 
-    job = _job(args)
-    try:
+    with open_job(args.config, today=args.today) as job:
         access = Access(job)
         settings = web_settings(job)
         access.signer  # noqa: B018 - fail now, not on the SIRO's first click, when the signing key is missing
         access.mailer  # noqa: B018 - likewise for a bad [mail] table
-    finally:
-        job.close()
     config_path, today = args.config, args.today
     app = create_app(lambda: load_job(config_path, today=today), secure_cookies=settings.secure)
     print(f"Serving {settings.public_base_url} on {args.host or settings.host}:{args.port or settings.port}")

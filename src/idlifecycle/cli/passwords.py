@@ -8,24 +8,16 @@ import sys
 from typing import Any
 
 from idlifecycle.cli import add_command
-from idlifecycle.job import Job, load_job
+from idlifecycle.job import open_job
 from idlifecycle.notify import Mailer
 from idlifecycle.passwords.audit import format_table, password_audit
 from idlifecycle.passwords.issuer import settings_for_job
 from idlifecycle.passwords.reset import reset_password
 
 
-def _job(args: argparse.Namespace) -> Job:
-    return load_job(args.config, today=args.today)
-
-
 def cmd_reset(args: argparse.Namespace) -> int:
-    job = _job(args)
-    try:
-        with job.lock(), job.open_connectors() as connectors:
-            outcome = reset_password(job, connectors, args.person, actor=args.actor, mailer=Mailer.from_job(job))
-    finally:
-        job.close()
+    with open_job(args.config, today=args.today) as job, job.lock(), job.open_connectors() as connectors:
+        outcome = reset_password(job, connectors, args.person, actor=args.actor, mailer=Mailer.from_job(job))
     who = f"{outcome.person.display_name} ({outcome.username})"
     if outcome.set_in:
         print(f"New password set for {who} in {', '.join(outcome.set_in)}; it must be changed at first sign-in.")
@@ -39,15 +31,12 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    job = _job(args)
-    try:
+    with open_job(args.config, today=args.today) as job:
         settings = settings_for_job(job)
         people = {p.person_id: p for p in job.read_people().people}
         with job.open_connectors() as connectors:
             snapshots = job.snapshots(connectors)
         print(format_table(password_audit(settings, snapshots, people, job.today)))
-    finally:
-        job.close()
     return 0
 
 

@@ -12,16 +12,12 @@ from typing import Any
 from idlifecycle.cli import add_command
 from idlifecycle.errors import UserError
 from idlifecycle.executor import new_plan_id
-from idlifecycle.job import Job, failures_of, load_job
+from idlifecycle.job import failures_of, open_job
 from idlifecycle.model import Plan, plan_to_json
 from idlifecycle.reports.access_review import build_review
 from idlifecycle.reports.collect import collect_review, open_grants, report_options
 from idlifecycle.reports.decisions import decisions_to_json, plan_removals, read_decisions, record_decisions
 from idlifecycle.reports.workbook import write_csv, write_xlsx
-
-
-def _job(args: argparse.Namespace) -> Job:
-    return load_job(args.config, today=args.today)
 
 
 def _out_path(out: str, today: str) -> Path:
@@ -31,8 +27,7 @@ def _out_path(out: str, today: str) -> Path:
 
 
 def cmd_access_review(args: argparse.Namespace) -> int:
-    job = _job(args)
-    try:
+    with open_job(args.config, today=args.today) as job:
         with job.open_connectors() as connectors:
             review, _ = collect_review(job, connectors)
         sheets = build_review(review)
@@ -44,16 +39,13 @@ def cmd_access_review(args: argparse.Namespace) -> int:
         if args.csv:
             for path in write_csv(sheets, Path(args.csv)):
                 print(f"  {path}")
-    finally:
-        job.close()
     return 0
 
 
 def cmd_apply_decisions(args: argparse.Namespace) -> int:
     workbook = Path(args.workbook)
     decisions = read_decisions(workbook)
-    job = _job(args)
-    try:
+    with open_job(args.config, today=args.today) as job:
         siro = args.siro or report_options(job).siro_name
         if not siro:
             raise job.config_error("report.siro_name", "name the SIRO (or pass --siro NAME): removals record who "
@@ -91,8 +83,6 @@ def cmd_apply_decisions(args: argparse.Namespace) -> int:
             print(f"  failed: {failure}")
         print(f"Applied: {len(results) - len(failures)} done, {len(failures)} failed.")
         return 1 if failures else 0
-    finally:
-        job.close()
 
 
 def register(subparsers: Any) -> None:

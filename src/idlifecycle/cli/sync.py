@@ -18,17 +18,19 @@ from idlifecycle.executor import new_plan_id
 from idlifecycle.feeds import (
     DEFAULT_MAX_BAD_PERCENT,
     READERS,
+    FeedResult,
     FeedSpec,
     check_bad_rows,
     format_report,
     guess_format,
     read_feeds,
 )
-from idlifecycle.job import Job, RunReport, failures_of, load_job, passwords_set_in, run_sync
+from idlifecycle.job import failures_of, open_job, passwords_set_in, run_sync
 from idlifecycle.model import Action, Change, Plan, Result, plan_from_json, plan_to_json
 from idlifecycle.notify import Mailer
 from idlifecycle.passwords.issuer import PasswordIssuer
 from idlifecycle.passwords.owed import still_owed
+from idlifecycle.run_report import RunReport
 from idlifecycle.store import Store
 
 if TYPE_CHECKING:
@@ -112,10 +114,6 @@ class Progress:
             self.bar.close()
 
 
-def _job(args: argparse.Namespace) -> Job:
-    return load_job(args.config, today=args.today)
-
-
 def _report_results(plan: Plan, results: list[Result] | tuple[Result, ...]) -> int:
     failures = failures_of(plan, results)
     applied = Counter(str(r.outcome) for r in results)
@@ -127,24 +125,23 @@ def _report_results(plan: Plan, results: list[Result] | tuple[Result, ...]) -> i
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    job = _job(args)
     seen: list[Plan] = []
 
     def show(plan: Plan) -> None:
         seen.append(plan)
         print(render_plan(plan))
 
-    try:
-        run_sync(job, apply=False, allow_destructive=args.allow_destructive, on_plan=show, actor="plan")
-    finally:
-        # Saved even when a guard stops the run: that is when a person most needs to review it.
-        # Applying it is guarded again.
-        if args.out and seen:
-            # Its own id: applying this file resumes this file's journal and nothing else.
-            saved = replace(seen[-1], plan_id=new_plan_id())
-            Path(args.out).write_text(json.dumps(plan_to_json(saved), indent=2) + "\n")
-            print(f"Plan written to {args.out}; apply it with: idlifecycle apply {args.out}")
-        job.close()
+    with open_job(args.config, today=args.today) as job:
+        try:
+            run_sync(job, apply=False, allow_destructive=args.allow_destructive, on_plan=show, actor="plan")
+        finally:
+            # Saved even when a guard stops the run: that is when a person most needs to review it.
+            # Applying it is guarded again.
+            if args.out and seen:
+                # Its own id: applying this file resumes this file's journal and nothing else.
+                saved = replace(seen[-1], plan_id=new_plan_id())
+                Path(args.out).write_text(json.dumps(plan_to_json(saved), indent=2) + "\n")
+                print(f"Plan written to {args.out}; apply it with: idlifecycle apply {args.out}")
     return EXIT_ROWS_REFUSED if seen and seen[-1].rejected_rows else 0
 
 
@@ -156,34 +153,33 @@ def cmd_apply(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(f"{args.plan}: not a plan file: {error}") from None
     decisions = _saved_decisions(args.plan, plan) if plan.decisions else None
-    job = _job(args)
-    progress = Progress()
-    progress.start(len(plan.changes))
-    try:
-        with job.lock(), job.open_connectors() as connectors:
-            # New accounts and resets get their passwords as in `sync`, and they are delivered the same way.
-            issuer: PasswordIssuer | None = None
-            password_for = None
-            if any(c.action in (Action.CREATE, Action.SET_PASSWORD) for c in plan.changes):
-                issuer = PasswordIssuer.for_job(job, connectors)
-                password_for = issuer.password_for({p.person_id: p for p in job.read_people().people},
-                                                   plan.changes)
-            results = job.apply_saved_plan(plan, connectors, actor="apply", on_result=progress.tick,
-                                           allow_destructive=args.allow_destructive, allow_date=args.allow_date,
-                                           password_for=password_for)
-            if decisions is not None:
-                from idlifecycle.reports.decisions import record_decisions  # openpyxl: only when a review's plan
+    with open_job(args.config, today=args.today) as job:
+        progress = Progress()
+        progress.start(len(plan.changes))
+        try:
+            with job.lock(), job.open_connectors() as connectors:
+                # New accounts and resets get their passwords as in `sync`, and they are delivered the same way.
+                issuer: PasswordIssuer | None = None
+                password_for = None
+                if any(c.action in (Action.CREATE, Action.SET_PASSWORD) for c in plan.changes):
+                    issuer = PasswordIssuer.for_job(job, connectors)
+                    password_for = issuer.password_for({p.person_id: p for p in job.read_people().people},
+                                                       plan.changes)
+                results = job.apply_saved_plan(plan, connectors, actor="apply", on_result=progress.tick,
+                                               allow_destructive=args.allow_destructive, allow_date=args.allow_date,
+                                               password_for=password_for)
+                if decisions is not None:
+                    from idlifecycle.reports.decisions import record_decisions  # openpyxl: only when a review's plan
 
-                # The SIRO's decisions stand (and date the rows' last review) once their plan is applied.
-                record_decisions(job.store, decisions[0], siro=decisions[1], review=decisions[2],
-                                 plan_id=plan.plan_id)
-            if issuer is not None:
-                given = passwords_set_in(plan, results)
-                issuer.deliver(Mailer.from_job(job), applied=set(given), set_in=given)
-        owed = still_owed(job.store)
-    finally:
-        progress.close()
-        job.close()
+                    # The SIRO's decisions stand (and date the rows' last review) once their plan is applied.
+                    record_decisions(job.store, decisions[0], siro=decisions[1], review=decisions[2],
+                                     plan_id=plan.plan_id)
+                if issuer is not None:
+                    given = passwords_set_in(plan, results)
+                    issuer.deliver(Mailer.from_job(job), applied=set(given), set_in=given)
+            owed = still_owed(job.store)
+        finally:
+            progress.close()
     code = _report_results(plan, results)
     _report_owed(owed)
     return code
@@ -209,7 +205,6 @@ def _report_owed(owed: tuple[str, ...]) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    job = _job(args)
     progress = Progress()
 
     def show(plan: Plan) -> None:
@@ -218,12 +213,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         progress.start(len(plan.changes))
 
-    try:
-        report: RunReport = run_sync(job, allow_destructive=args.allow_destructive, on_plan=show,
-                                     on_result=progress.tick, allow_date=args.allow_date)
-    finally:
-        progress.close()
-        job.close()
+    with open_job(args.config, today=args.today) as job:
+        try:
+            report: RunReport = run_sync(job, allow_destructive=args.allow_destructive, on_plan=show,
+                                         on_result=progress.tick, allow_date=args.allow_date)
+        finally:
+            progress.close()
     code = 0 if report.status == "nothing-to-do" else _report_results(report.plan, report.results)
     _report_owed(report.owed_passwords)
     if code == 0 and report.plan.rejected_rows:
@@ -236,35 +231,49 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_feed_check(args: argparse.Namespace) -> int:
     """The job's feeds, or one export named on the command line (no job file needed)."""
     if args.path:
-        path = Path(args.path)
-        fmt = args.format or guess_format(path)
-        if fmt is None:
-            raise UserError(f"{path}: cannot tell the feed format (no such file, or a folder without users.csv, "
-                            f"roles.csv or Student.csv); name it with --format {'|'.join(READERS)}")
-        options: dict[str, str] = {}
-        if args.kind:
-            options["kind"] = args.kind
-        if args.date_order:
-            options["date_order"] = args.date_order
-        specs, max_bad = [FeedSpec(fmt, path, options, source="--format/--kind/--date-order")], DEFAULT_MAX_BAD_PERCENT
-        told = "given with --format" if args.format else "told from the files"
-    else:
-        job = _job(args)
+        specs, told = _export_specs(args)
+        _print_specs(specs, told)
+        try:
+            result = read_feeds(specs)
+        except FeedError as error:
+            print(f"feed check failed: {error}")
+            return 1
+        return _report_feed(result, DEFAULT_MAX_BAD_PERCENT, [])
+    with open_job(args.config, today=args.today) as job:
         specs, max_bad = job.feed_specs(), job.config.guards.max_bad_rows_percent
-        told = "from the job file"
+        _print_specs(specs, "from the job file")
+        try:
+            # What the run itself would refuse: directory limits, protected group names, lost columns.
+            result, problems = job.check_feed()
+        except FeedError as error:
+            print(f"feed check failed: {error}")
+            return 1
+    return _report_feed(result, max_bad, problems)
+
+
+def _export_specs(args: argparse.Namespace) -> tuple[list[FeedSpec], str]:
+    path = Path(args.path)
+    fmt = args.format or guess_format(path)
+    if fmt is None:
+        raise UserError(f"{path}: cannot tell the feed format (no such file, or a folder without users.csv, "
+                        f"roles.csv or Student.csv); name it with --format {'|'.join(READERS)}")
+    options: dict[str, str] = {}
+    if args.kind:
+        options["kind"] = args.kind
+    if args.date_order:
+        options["date_order"] = args.date_order
+    told = "given with --format" if args.format else "told from the files"
+    return [FeedSpec(fmt, path, options, source="--format/--kind/--date-order")], told
+
+
+def _print_specs(specs: list[FeedSpec], told: str) -> None:
     for spec in specs:
         print(f"feed {spec.path}: {spec.format} ({told})")
-    problems: list[str] = []
+
+
+def _report_feed(result: FeedResult, max_bad: float, problems: list[str]) -> int:
+    print(format_report(result))
     try:
-        if args.path:
-            result = read_feeds(specs)
-        else:
-            # What the run itself would refuse: directory limits, protected group names, lost columns.
-            try:
-                result, problems = job.check_feed()
-            finally:
-                job.close()
-        print(format_report(result))
         check_bad_rows(result, max_bad)
     except FeedError as error:
         print(f"feed check failed: {error}")

@@ -11,7 +11,7 @@ import difflib
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -145,11 +145,36 @@ CONNECTOR_TYPES: dict[str, str] = {
     "entra": "idlifecycle.connectors.entra:EntraConnector",
     "google": "idlifecycle.connectors.google:GoogleConnector",
     "ad": "idlifecycle.connectors.ad:ADConnector",
+    # The demo's embedded tenants: each starts its emulator and hands the real connector above its
+    # endpoint and credentials. Named here, imported only when a job names one (nothing imports sandbox/).
+    "entra-sandbox": "idlifecycle.sandbox.launch:EntraSandbox",
+    "google-sandbox": "idlifecycle.sandbox.launch:GoogleSandbox",
 }
 """type name in connectors/*.toml -> "module:Class"."""
 
 
+SANDBOX_TYPES = frozenset({"entra-sandbox", "google-sandbox"})
+"""The types whose directories are embedded emulators: a job of these alone is the demo (config.sandbox_only)."""
+
+
+def type_named(type_name: str, options: Mapping[str, Any]) -> str:
+    """The type a connector table names. `sandbox = true` beside `type = "entra"` or `"google"` is the older
+    spelling of `type = "entra-sandbox"` / `"google-sandbox"`."""
+    older = f"{type_name}-sandbox"
+    return older if older in SANDBOX_TYPES and options.get("sandbox") is True else type_name
+
+
+def named_type(context: ConnectorContext) -> ConnectorContext:
+    """The context with the type its table names, without the older spelling's `sandbox` key
+    (`sandbox = false` beside a real type says what the type says already)."""
+    if "sandbox" not in context.options or f"{context.type}-sandbox" not in SANDBOX_TYPES:
+        return context
+    options = {key: value for key, value in context.options.items() if key != "sandbox"}
+    return replace(context, type=type_named(context.type, context.options), options=options)
+
+
 def build_connector(context: ConnectorContext) -> Connector:
+    context = named_type(context)
     # A type written as "package.module:Class" names a school's own connector.
     target = CONNECTOR_TYPES.get(context.type) or (context.type if ":" in context.type else None)
     if target is None:

@@ -56,9 +56,9 @@ Graph has answered nothing for `give_up_after_seconds` (it hangs, or refuses con
 changes not yet answered, and any later ones this run, fail at once (retryable): a directory
 that stops answering costs the run at most that long, and the other directories go on.
 
-`sandbox = true` (+ `seed = "file.json"`, relative to the TOML file) starts the Graph emulator
-(`idlifecycle.sandbox.graph`) in-process on a free 127.0.0.1 port with its data under the state
-directory; the connector still talks to it over HTTPS through the real msal and msgraph-sdk.
+The demo's tenant is a connector type of its own, `type = "entra-sandbox"` (idlifecycle.sandbox.launch):
+it starts the Graph emulator and hands this connector its endpoint, credentials and CA file
+(`on_endpoint`), so this module has no sandbox branch.
 """
 
 from __future__ import annotations
@@ -118,7 +118,6 @@ DELTA_UNSUPPORTED = frozenset({
 """User properties Graph's users/delta refuses in $select (microsoft-graph-docs#14141, #4746;
 microsoft-graph-explorer-v4#3189): a snapshot asking for one fails whole."""
 PASSWORD_ROLES = ("User Administrator", "Privileged Authentication Administrator", "Global Administrator")
-SANDBOX_CLIENT_ID = "idlifecycle-sandbox"
 MAX_PAGE = 999
 MEMBERS_PER_PATCH = 20
 PASSWORD_SYMBOLS = "!#$%&*+-=?@^_"  # noqa: S105 - the symbols Entra accepts, not a password
@@ -180,7 +179,7 @@ class EntraConnector(Connector):
 
     option_keys: ClassVar[frozenset[str]] = frozenset({
         "assign_licences", "attributes", "authority_host", "ca_file", "certificate", "client_id", "domains",
-        "full_id_attribute", "graph_url", "group_marker", "hybrid", "max_batches_in_flight", "sandbox", "seed",
+        "full_id_attribute", "graph_url", "group_marker", "hybrid", "max_batches_in_flight",
         "sign_in_activity", "tenant_id", "timeout_seconds", "usage_location", "write_limit_per_second",
         "connect_timeout_seconds", "request_timeout_seconds", "give_up_after_seconds",
     })
@@ -210,14 +209,21 @@ class EntraConnector(Connector):
     @classmethod
     def from_config(cls, context: ConnectorContext) -> EntraConnector:
         settings = _read_settings(context)
-        home = context.state_dir / f"entra-{context.name}"
-        stop: Callable[[], None] | None = None
         ca_file = context.option("ca_file")
         graph_url = str(context.option("graph_url", "https://graph.microsoft.com/v1.0"))
-        if context.option("sandbox", False):
-            credentials, graph_url, ca_file, stop = _start_sandbox(context, home, settings)
-        else:
-            credentials = _read_credentials(context)
+        return cls.on_endpoint(context, settings, _read_credentials(context), graph_url,
+                               str(ca_file) if ca_file else None)
+
+    @classmethod
+    def read_settings(cls, context: ConnectorContext) -> _Settings:
+        """The table's settings, checked (ConfigError naming the file and key), for a launcher to read first."""
+        return _read_settings(context)
+
+    @classmethod
+    def on_endpoint(cls, context: ConnectorContext, settings: _Settings, credentials: Credentials, graph_url: str,
+                    ca_file: str | None, *, stop: Callable[[], None] | None = None) -> EntraConnector:
+        """The connector signed in with `credentials` to the Graph root `graph_url`, trusting `ca_file` when
+        given; `stop` runs when it closes (the sandbox launcher's emulator), and also if it cannot be built."""
         needs = ["Group.Create", "RoleManagement.Read.Directory"]
         if settings.sign_in_activity:
             needs.append("AuditLog.Read.All")
@@ -1382,38 +1388,6 @@ def _read_credentials(context: ConnectorContext) -> Credentials:
     secret_name = f"{context.name}_client_secret"
     return Credentials(tenant_id, client_id, host, client_secret=_secret(context, secret_name),
                        where=f"secret {secret_name}", config_file=context.source)
-
-
-def _start_sandbox(context: ConnectorContext, home: Path,
-                   settings: _Settings) -> tuple[Credentials, str, str, Callable[[], None]]:
-    """The demo's embedded tenant: the emulator on a free port, its client secret made once (0600)."""
-    from idlifecycle.sandbox.graph import GraphEmulator, open_directory
-    from idlifecycle.sandbox.tls import write_private
-
-    seed = context.option("seed")
-    seed_path: Path | None = None
-    if seed:
-        seed_path = Path(str(seed))
-        if not seed_path.is_absolute():
-            seed_path = Path(context.source).parent / seed_path
-        if not seed_path.exists():
-            raise ConfigError(context.source, "seed", f"no such file: {seed_path}")
-    home.mkdir(parents=True, exist_ok=True)
-    secret_file = home / "client_secret"
-    if not secret_file.exists():
-        write_private(secret_file, secrets.token_urlsafe(32).encode())
-    secret = secret_file.read_text(encoding="ascii").strip()
-    try:
-        directory = open_directory(home / "graph-state.json", seed_path, domains=settings.domains.values())
-    except (ValueError, KeyError) as error:
-        raise ConfigError(context.source, "seed", f"{seed_path}: {error}") from None
-    emulator = GraphEmulator(directory, tls_dir=home / "tls", state_file=home / "graph-state.json")
-    emulator.register_application(SANDBOX_CLIENT_ID, secret=secret)
-    emulator.start()
-    assert emulator.certificate is not None
-    credentials = Credentials(emulator.tenant_id, SANDBOX_CLIENT_ID, f"127.0.0.1:{emulator.port}",
-                              client_secret=secret, where=str(secret_file), config_file=context.source)
-    return credentials, emulator.graph_url, str(emulator.certificate.cert), emulator.stop
 
 
 def _when(value: Any) -> datetime | None:

@@ -12,7 +12,8 @@ Configuration (connectors/google.toml): `admin`, `domains`, `org_unit_root`, and
 `customer`, `group_domain`, `leavers`, `managed_group_marker`, `quota_per_minute`, `batch_size`,
 `timeout`, `give_up_after`, `replication_wait`, `api_endpoint`, `secret`. The service-account key (the JSON
 text, or the path of the JSON file) comes from the secret `<name>_service_account`, never from the TOML.
-`sandbox = true` starts the local emulator instead (idlifecycle.sandbox.google) with its own generated key.
+The demo's tenant is a connector type of its own, `type = "google-sandbox"` (idlifecycle.sandbox.launch): it
+starts the emulator and hands this connector its endpoint, key and token URI, so this module has no sandbox branch.
 
 Each change's Result is yielded as soon as its calls are settled, batch by batch, not when the
 wave ends. `timeout` bounds every socket operation (connect, each read); when Google has answered
@@ -216,7 +217,7 @@ class GoogleConnector(Connector):
 
     option_keys: ClassVar[frozenset[str]] = frozenset({
         "admin", "api_endpoint", "batch_size", "customer", "domains", "group_domain", "leavers",
-        "managed_group_marker", "org_unit_root", "quota_per_minute", "replication_wait", "sandbox", "secret",
+        "managed_group_marker", "org_unit_root", "quota_per_minute", "replication_wait", "secret",
         "timeout", "token_uri", "give_up_after",
     })
 
@@ -276,10 +277,6 @@ class GoogleConnector(Connector):
     @classmethod
     def from_config(cls, context: ConnectorContext) -> GoogleConnector:
         options = GoogleOptions.read(context)
-        if context.option("sandbox", False) is True:
-            from idlifecycle.connectors.google_sandbox import start_sandbox
-
-            return start_sandbox(cls, context, options)
         if "token_uri" in context.options:
             raise ConfigError(context.source, "token_uri", "is only for the sandbox; remove it")
         return cls(context.name, options, _read_key(context, options.secret), source=context.source)

@@ -12,11 +12,11 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from idlifecycle.connectors.base import Connector, ConnectorError
 from idlifecycle.errors import UserError
 from idlifecycle.model import Action, Change, Person
+from idlifecycle.passwords._job import PasswordsJob
 from idlifecycle.passwords.delivery import (
     NO_GROUP,
     Issued,
@@ -40,15 +40,12 @@ from idlifecycle.passwords.policy import (
 from idlifecycle.passwords.settings import PasswordSettings, load_settings
 from idlifecycle.store import Store
 
-if TYPE_CHECKING:
-    from idlifecycle.job import Job
-
 log = logging.getLogger(__name__)
 
 STAFF_WITHOUT_EMAIL = "Staff - to hand out"
 
 
-def settings_for_job(job: Job) -> PasswordSettings:
+def settings_for_job(job: PasswordsJob) -> PasswordSettings:
     return load_settings(job.section("passwords"), job_file=Path(job.config.path),
                          state_dir=Path(job.config.state_dir))
 
@@ -94,7 +91,7 @@ class PasswordIssuer:
         self._banned = banned_words_for(settings.school_name, settings.banned)
 
     @classmethod
-    def for_job(cls, job: Job, connectors: Mapping[str, Connector]) -> PasswordIssuer:
+    def for_job(cls, job: PasswordsJob, connectors: Mapping[str, Connector]) -> PasswordIssuer:
         return cls(settings_for_job(job), job.store, rules_of(connectors), job.today)
 
     def policy_for(self, person: Person, directories: Sequence[str]) -> Policy:

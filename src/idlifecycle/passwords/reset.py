@@ -5,16 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from idlifecycle.connectors.base import Connector
 from idlifecycle.errors import UserError
 from idlifecycle.model import Account, Action, Change, Outcome, Person, Snapshot
+from idlifecycle.passwords._job import ResetJob
 from idlifecycle.passwords.delivery import Mailer
 from idlifecycle.passwords.issuer import DeliveryReport, PasswordIssuer
-
-if TYPE_CHECKING:
-    from idlifecycle.job import Job
 
 
 @dataclass(frozen=True)
@@ -33,7 +30,7 @@ def accounts_to_reset(person_id: str, snapshots: Mapping[str, Snapshot]) -> list
             if a.anchor == person_id and a.enabled and not a.synced_from_on_premises]
 
 
-def reset_password(job: Job, connectors: Mapping[str, Connector], person_id: str, *, actor: str,
+def reset_password(job: ResetJob, connectors: Mapping[str, Connector], person_id: str, *, actor: str,
                    mailer: Mailer | None) -> ResetOutcome:
     people = {p.person_id: p for p in job.read_people().people}
     person = people.get(person_id)

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from idlifecycle.model import Action, Change, Outcome, Person, Result, Snapshot
+from idlifecycle.passwords._job import PasswordsJob
 from idlifecycle.passwords.issuer import settings_for_job
 from idlifecycle.passwords.settings import PasswordSettings, Term
 from idlifecycle.store import Store, utcnow
@@ -23,7 +24,6 @@ from idlifecycle.store import Store, utcnow
 if TYPE_CHECKING:
     from datetime import date
 
-    from idlifecycle.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _mark_done(store: Store, term: Term) -> None:
     store.audit("termly-password-change-done", {"term": term.name, "starts": term.starts.isoformat()})
 
 
-def termly_changes(job: Job, snapshots: Mapping[str, Snapshot], people: Mapping[str, Person]) -> list[Change]:
+def termly_changes(job: PasswordsJob, snapshots: Mapping[str, Snapshot], people: Mapping[str, Person]) -> list[Change]:
     """The termly changes due on `job.today` (none on most days). Call after planning, add them to the
     plan, and after applying call `record_termly_results` with the results."""
     settings = settings_for_job(job)
@@ -102,7 +102,7 @@ def termly_changes(job: Job, snapshots: Mapping[str, Snapshot], people: Mapping[
     return changes
 
 
-def record_termly_results(job: Job, changes: Sequence[Change], results: Sequence[Result]) -> None:
+def record_termly_results(job: PasswordsJob, changes: Sequence[Change], results: Sequence[Result]) -> None:
     """Remember which termly changes were applied; the term is done when all of them were."""
     settings = settings_for_job(job)
     term = due_term(settings, job.store, job.today)

@@ -14,10 +14,10 @@ from idlifecycle.access.records import Grant
 from idlifecycle.access.service import Access
 from idlifecycle.connectors.base import Connector, ConnectorError
 from idlifecycle.errors import UserError
-from idlifecycle.job import Job
 from idlifecycle.model import Account, Person, RoleHolder, Snapshot
 from idlifecycle.notify import valid_email
 from idlifecycle.passwords.settings import load_settings
+from idlifecycle.reports._job import JobSections, ReviewJob
 from idlifecycle.reports.access_review import (
     KEPT_OUT,
     ReportOptions,
@@ -72,7 +72,7 @@ class ReportSection(BaseModel):
         return value
 
 
-def report_options(job: Job) -> ReportOptions:
+def report_options(job: JobSections) -> ReportOptions:
     """The `[report]` section, checked; a mistake names the job file and `report.<key>`."""
     try:
         section = ReportSection.model_validate(dict(job.section("report")))
@@ -91,7 +91,7 @@ def report_options(job: Job) -> ReportOptions:
     )
 
 
-def password_limits(job: Job, people: Sequence[Person]) -> dict[str, int]:
+def password_limits(job: ReviewJob, people: Sequence[Person]) -> dict[str, int]:
     """person_id -> the policy's maximum password age for that person, where the policy sets one."""
     section = job.section("passwords")
     if not section:
@@ -115,7 +115,7 @@ def role_holders(connectors: Mapping[str, Connector]) -> dict[str, list[RoleHold
     return holders
 
 
-def last_reviewed(job: Job) -> dict[tuple[str, str, str], date]:
+def last_reviewed(job: ReviewJob) -> dict[tuple[str, str, str], date]:
     """(share, directory, account key) -> the day the SIRO last decided Keep or Remove for it."""
     reviewed: dict[tuple[str, str, str], date] = {}
     for entry in job.store.audit_entries():
@@ -127,7 +127,7 @@ def last_reviewed(job: Job) -> dict[tuple[str, str, str], date]:
     return reviewed
 
 
-def share_memberships(job: Job, people: Sequence[Person], snapshots: Mapping[str, Snapshot]) -> tuple[
+def share_memberships(job: ReviewJob, people: Sequence[Person], snapshots: Mapping[str, Snapshot]) -> tuple[
         list[RestrictedAccessRow], dict[str, dict[str, str]]]:
     """Every member of every restricted or protected share's group, with the basis the access area
     knows for them (baseline rule or grant) — "not approved" when it knows none — and the share ->
@@ -207,7 +207,7 @@ def _kept_out(share: str, directory: str, group: str, members: Mapping[str, str]
     return rows
 
 
-def open_grants(job: Job) -> dict[tuple[str, str], int]:
+def open_grants(job: ReviewJob) -> dict[tuple[str, str], int]:
     """(share, person_id) -> the latest unexpired grant: what a Change expiry decision changes."""
     if not job.section("access"):
         return {}
@@ -216,7 +216,8 @@ def open_grants(job: Job) -> dict[tuple[str, str], int]:
             for g in sorted(Access(job).records.open_grants(), key=lambda g: g.expires_at) if g.active(now)}
 
 
-def collect_review(job: Job, connectors: Mapping[str, Connector]) -> tuple[ReviewInput, dict[str, dict[str, str]]]:
+def collect_review(job: ReviewJob,
+                   connectors: Mapping[str, Connector]) -> tuple[ReviewInput, dict[str, dict[str, str]]]:
     """Everything the workbook shows, read from the live job; plus the share -> directory -> group map."""
     options = report_options(job)
     people = job.read_people().people

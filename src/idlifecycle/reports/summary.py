@@ -7,9 +7,10 @@ import json
 import logging
 from collections import Counter
 
-from idlifecycle.job import Job, RunReport
 from idlifecycle.notify import Mailer
+from idlifecycle.reports._job import SummaryJob
 from idlifecycle.reports.collect import report_options
+from idlifecycle.run_report import RunReport
 
 log = logging.getLogger("idlifecycle")
 
@@ -63,7 +64,7 @@ def run_summary(job_name: str, report: RunReport) -> tuple[str, str]:
     return subject, "\n".join(lines) + "\n"
 
 
-def send_run_summary(job: Job, report: RunReport) -> None:
+def send_run_summary(job: SummaryJob, report: RunReport) -> None:
     """Mail the summary to `[report] summary_to`; does nothing when no one is configured to get it."""
     to = list(report_options(job).summary_to)
     if not to:
