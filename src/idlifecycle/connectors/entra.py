@@ -1015,13 +1015,16 @@ class EntraConnector(Connector):
         if skus:
             requests.append(BatchRequest("POST", f"/users/{quote(login)}/assignLicense", _licence_body(skus)))
         reply_lost = False
+        refused_by = ""  # an account the lookup found with this anchor that may not be taken for it
 
         async def find_by_anchor() -> dict[str, Any] | None:
+            nonlocal refused_by
             found = await self.session.lookup(
                 f"/users?$filter={quote(f'employeeId eq {_literal(anchor)}')}&$select=id,userPrincipalName,employeeId")
             values = found.body.get("value", []) if found.ok else []
             # Only one of ours is our create landing: an account elsewhere with the anchor is not it.
             ours = [v for v in values if not self._claimable(v)]
+            refused_by = next((why for why in map(self._claimable, values) if why), "")
             return ours[0] if ours else None
 
         async def uncertain(index: int) -> GraphResponse | None:
@@ -1037,10 +1040,19 @@ class EntraConnector(Connector):
                 if found is not None:
                     return GraphResponse(201, {}, found)
                 await asyncio.sleep(0.5 * 2 ** attempt)
+            if refused_by:
+                # Only an account outside the scope or holding a role carries the anchor (given it
+                # since the snapshot): never taken, and the create is not sent again, as the plan-time
+                # check would have refused it. Had ours landed unseen, the next snapshot finds it.
+                return GraphResponse(409, {}, {"error": {"code": "conflict", "message": refused_by}})
             return None
 
         async def interpret(replies: list[GraphResponse]) -> Result:
             created = replies[0]
+            if refused_by and not created.ok:
+                return Result(change.change_id, Outcome.FAILED, f"conflict: {refused_by} and carries the anchor "
+                              f"{anchor}; it is not taken as this person's account (the create's reply was lost: "
+                              "the next run looks for it again)")
             if created.ok:
                 key = str(created.body["id"])
                 cache.users[key] = {**body, "id": key, "passwordProfile": None}

@@ -1,0 +1,88 @@
+"""A create whose reply is lost is looked up by its anchor: an admin given that anchor since the snapshot
+(a break-glass account in an unmanaged domain, or a Global Admin in the managed one) is never taken for
+the starter's account, through the nightly job against the Graph emulator (real msgraph-sdk)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from idlifecycle.config import Secrets
+from idlifecycle.job import load_job, run_sync
+from idlifecycle.model import Action, Outcome
+from idlifecycle.sandbox.graph import Fault, GraphEmulator
+from tests.integration.graph_fixtures import *  # noqa: F403
+from tests.integration.graph_fixtures import CLIENT_SECRET, STAFF
+from tests.integration.test_entra_privileged import groups_of, seed, user, write_school
+
+
+@dataclass
+class AnchorGivenMidRun(Fault):
+    """Graph loses the reply to the users' creates; just before, someone gives `admin` Jo New's employeeId.
+
+    The plan-time check has already passed (the snapshot showed no account with the anchor), so
+    only the lookup after the lost reply can meet the admin.
+    """
+
+    admin: dict[str, Any] = field(default_factory=dict)
+
+    def matches(self, method: str, path: str) -> bool:
+        hit = super().matches(method, path)
+        if hit:  # a plain dict write: the emulator's lock is not taken under the fault lock
+            self.admin["employeeId"] = "JNE"
+        return hit
+
+
+@pytest.mark.parametrize(("admin_upn", "why"), [
+    ("breakglass@example.sch.uk", "breakglass@example.sch.uk is outside the managed domains"),
+    (f"gadmin@{STAFF}", f"gadmin@{STAFF} is a privileged account (Global Administrator)"),
+])
+@pytest.mark.parametrize("landed", [False, True], ids=["unapplied-503", "reset-after-write"])
+def test_the_lookup_after_a_lost_create_reply_never_takes_an_admin_carrying_the_anchor(
+        make_emulator: Callable[..., GraphEmulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        admin_upn: str, why: str, landed: bool) -> None:
+    monkeypatch.setenv("IDLIFECYCLE_ENTRA_CLIENT_SECRET", CLIENT_SECRET)
+    school = seed()
+    for row in school["users"]:
+        row.pop("employeeId", None)  # nobody carries Jo New's anchor when the night starts
+    emulator = make_emulator(school)
+    job_file = write_school(tmp_path, emulator)
+    before = user(emulator, admin_upn)
+    with emulator.directory.lock:
+        live = emulator.directory.state["users"][before["id"]]
+    # Landed: the create is applied and the connection reset before the reply. Not landed: Graph
+    # answers 503 without applying it (a reply that says nothing about whether it happened).
+    emulator.faults.append(AnchorGivenMidRun("POST", r"^/v1\.0/users$", mode="drop_after" if landed else "status",
+                                             status=503, retry_after=0, admin=live,
+                                             times=4))  # the night's 4 creates, sent side by side in one batch
+
+    job = load_job(job_file, today=date(2026, 9, 3), secrets=Secrets())
+    try:
+        report = run_sync(job)
+        audit = [(e.event, e.data) for e in job.store.audit_entries()]
+    finally:
+        job.close()
+
+    [jo_create] = [c for c in report.plan.changes if c.action is Action.CREATE and c.person_id == "JNE"]
+    jo = {r.change_id: r for r in report.results}[jo_create.change_id]
+    assert jo.key != before["id"]
+    assert user(emulator, admin_upn) == {**before, "employeeId": "JNE"}, "nothing but the colleague's edit"
+    assert groups_of(emulator, before["id"]) == []
+    with emulator.directory.lock:
+        jos = [u for u in emulator.directory.state["users"].values()
+               if u.get("employeeId") == "JNE" and u["id"] != before["id"]]
+    if landed:
+        # Our own create did land: it, not the admin listed before it, is Jo's account, made once.
+        assert jo.outcome is Outcome.APPLIED and [u["id"] for u in jos] == [jo.key]
+        assert "All Staff" in groups_of(emulator, str(jo.key))
+    else:
+        # Only the admin carries the anchor: a failed change naming the conflict, nothing sent again.
+        assert jo.outcome is Outcome.FAILED and jo.key is None and jos == []
+        assert why in jo.detail and "conflict" in jo.detail and "JNE" in jo.detail, jo.detail
+        assert any(event == "change-failed" and data["person_id"] == "JNE" and why in data["detail"]
+                   for event, data in audit), audit
