@@ -609,17 +609,30 @@ class EntraConnector(Connector):
         return generation
 
     def privileged_roles(self) -> Sequence[RoleHolder]:
+        select = "$select=id,userPrincipalName,displayName,employeeId"
+
         async def read() -> list[RoleHolder]:
             roles, _ = await self.session.read_all("/directoryRoles")
             holders: list[RoleHolder] = []
             for role in roles:
-                members, _ = await self.session.read_all(
-                    f"/directoryRoles/{role['id']}/members?$select=id,userPrincipalName,displayName,employeeId")
-                for member in members:
-                    if member.get("@odata.type") == "#microsoft.graph.servicePrincipal":
+                members, _ = await self.session.read_all(f"/directoryRoles/{role['id']}/members?{select}")
+                pending = [(member, str(role["displayName"])) for member in members]
+                seen: set[str] = set()
+                while pending:
+                    member, held = pending.pop(0)
+                    kind = member.get("@odata.type")
+                    if kind == "#microsoft.graph.servicePrincipal" or member["id"] in seen:
                         continue  # an app (this one, holding User Administrator to set passwords): not a person
+                    seen.add(member["id"])
+                    if kind == "#microsoft.graph.group":
+                        # A role-assignable group holds the role for each of its members: the review
+                        # lists the people, each with the group it comes through.
+                        inside, _ = await self.session.read_all(f"/groups/{member['id']}/members?{select}")
+                        through = f"{role['displayName']} (through the group {member.get('displayName')})"
+                        pending.extend((m, through) for m in inside)
+                        continue
                     holders.append(RoleHolder(
-                        self.name, str(role["displayName"]),
+                        self.name, held,
                         str(member.get("userPrincipalName") or member.get("displayName") or member["id"]),
                         str(member.get("displayName") or ""), member.get("employeeId") or None))
             return holders
