@@ -8,6 +8,7 @@ any Graph client would send them.
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -421,3 +422,27 @@ def test_role_assignable_groups_hold_no_groups_and_need_role_management_to_chang
     with pytest.raises(ValueError, match="not role-assignable"):
         make_emulator({**school_seed(), "directoryRoles": [
             {"displayName": "Global Administrator", "members": ["All Staff"]}]})
+
+
+def test_pim_eligibilities_need_a_pim_or_role_management_permission_not_directory_read_all(
+        make_emulator: Callable[..., GraphEmulator]) -> None:
+    """An app with Directory.Read.All lists active role assignments but not PIM eligibilities: 403, in PIM's own
+    shape (code UnknownError, the message a JSON string with errorCode PermissionScopeNotGranted).
+
+    Sources: https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleeligibilityscheduleinstances
+    (Permissions, Application: RoleEligibilitySchedule.Read.Directory; higher: RoleEligibilitySchedule.ReadWrite.
+    Directory, RoleManagement.Read.All, RoleManagement.Read.Directory, RoleManagement.ReadWrite.Directory) and
+    https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleassignments (Directory.Read.All is
+    enough there); the refusal's body as Graph sent it in microsoft-graph-docs#22292.
+    """
+    emulator = make_emulator({**school_seed(), "pim": True})
+    emulator.register_application(CLIENT_ID, secret=CLIENT_SECRET, roles=("User.Read.All", "Directory.Read.All"))
+    with _client(emulator) as graph:
+        assert graph.get("/roleManagement/directory/roleAssignments").status_code == 200
+        refused = graph.get("/roleManagement/directory/roleEligibilityScheduleInstances")
+    assert refused.status_code == 403
+    error = _error(refused)
+    assert error["code"] == "UnknownError"
+    inner = json.loads(error["message"])
+    assert inner["errorCode"] == "PermissionScopeNotGranted"
+    assert "RoleEligibilitySchedule.Read.Directory" in inner["message"]

@@ -350,15 +350,27 @@ class EntraConnector(Connector):
         except ResponseError as error:
             if error.response.status not in (400, 403):
                 raise
-            # PIM needs Entra ID P2 (and RoleEligibilitySchedule.Read.Directory): without it only active
-            # roles are known, which is all a tenant without PIM has.
-            log.info("%s: eligible (PIM) role assignments could not be read (%s): only active directory roles "
-                     "mark accounts as privileged", self.name, error)
+            self._eligibility_unread(error.response)
             eligible = []
         for item in eligible:
             role = names.get(str(item.get("roleDefinitionId")), f"directory role {item.get('roleDefinitionId')}")
             held.setdefault(str(item["principalId"]), set()).add(f"eligible for {role}")
         return held
+
+    def _eligibility_unread(self, refusal: GraphResponse) -> None:
+        """Graph would not list PIM eligibilities: the run goes on with active roles only, and says so.
+
+        A school must know its protection is partial: an account eligible to activate a role (not
+        holding it now) is then treated as an ordinary account.
+        """
+        why = ("the tenant has no Entra ID P2 licence" if refusal.error_code == "AadPremiumLicenseRequired"
+               else "the app lacks the application permission RoleEligibilitySchedule.Read.Directory"
+               if refusal.status == 403 else f"Graph answered {refusal.error_code or refusal.status}")
+        note = (f"{self.name}: eligible (PIM) directory roles could not be read ({why}): only accounts holding a "
+                "role now are protected as admin accounts; one only eligible for a role is treated as ordinary")
+        log.warning("%s", note)
+        if note not in self._notes:
+            self._notes.append(note)
 
     def privileged_reason(self, key: str) -> str:
         if self._privileged is None:

@@ -817,7 +817,13 @@ def _role_assignments(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, 
 def _role_eligibilities(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                         b: Any) -> Reply:
     # https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleeligibilityscheduleinstances:
-    # PIM eligibilities, which Graph lists only in a tenant with Entra ID P2 (seed `"pim": true`).
+    # PIM eligibilities, which Graph lists only in a tenant with Entra ID P2 (seed `"pim": true`), and only
+    # to an app with one of its own permissions: PIM answers that refusal in its own shape, a JSON string
+    # inside an UnknownError (microsoft-graph-docs#22292).
+    if not set(PERMISSIONS["roles.eligible"]) & set(h.get("x-roles", "").split()):
+        raise GraphError(403, "UnknownError", json.dumps({
+            "errorCode": "PermissionScopeNotGranted", "message": "Authorization failed due to missing permission "
+            f"scope {','.join(PERMISSIONS['roles.eligible'])}.", "instanceAnnotations": []}, separators=(",", ":")))
     if not em.directory.state.get("pim"):
         raise GraphError(403, "AadPremiumLicenseRequired",
                          "The tenant needs an AAD Premium 2 license to use Privileged Identity Management.")

@@ -82,6 +82,10 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "licences": ("LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"),
     "roles.read": ("RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory", "Directory.Read.All",
                    "Directory.ReadWrite.All"),
+    # PIM's own list: not Directory.Read.All (rbacapplication-list-roleeligibilityscheduleinstances, Permissions).
+    "roles.eligible": ("RoleEligibilitySchedule.Read.Directory", "RoleEligibilitySchedule.ReadWrite.Directory",
+                       "RoleManagement.Read.All", "RoleManagement.Read.Directory",
+                       "RoleManagement.ReadWrite.Directory"),
 }
 
 
