@@ -183,13 +183,17 @@ class Access:
         self.records.add_link(claims.nonce, access_request.request_id, approver, now, expires)
         url = f"{web_settings(self.job).public_base_url}/approve?t={token}"
         share = self.share(access_request.share)
-        person = person or self.people().get(access_request.person_id)
-        kind = str(person.kind).capitalize() if person is not None else "not in the MIS feed now"
-        email = approval_request(access_request, share, self.settings.siro_name, url, expires, kind)
+        email = approval_request(access_request, share, self.settings.siro_name, url, expires,
+                                 self.person_kind(access_request.person_id, person))
         self._send(mailer or self._mailer(), approver, email,
                    names={approver: self.settings.siro_name} if approver == self.siro else None)
         self.job.store.audit("approval-link-sent", {
             "request_id": access_request.request_id, "approver": approver, "expires": expires.isoformat()})
+
+    def person_kind(self, person_id: str, person: Person | None = None) -> str:
+        """Pupil or staff as the MIS has the person now (never as the requester said), for the SIRO."""
+        person = person or self.people().get(person_id)
+        return str(person.kind).capitalize() if person is not None else "not in the MIS feed now"
 
     # the link ---------------------------------------------------------------------------------
 

@@ -307,7 +307,7 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
             return (
                 f"<p>Dear {escape(access.settings.siro_name)}, please decide this request. Opening this page "
                 "has changed nothing.</p>"
-                + table(request_rows(access_request, share))
+                + table(request_rows(access_request, share, access.person_kind(access_request.person_id)))
                 + f"<p>This link works once, until {escape(when(claims.expires))}.</p>"
                 '<form method="post" action="/approve">'
                 f'<input type="hidden" name="t" value="{escape(token, quote=True)}">'
