@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from idlifecycle.config import Secrets
+from idlifecycle.connectors.entra import EntraConnector
 from idlifecycle.job import load_job, run_sync
 from idlifecycle.model import Action, Outcome
 from idlifecycle.sandbox.graph import Fault, GraphEmulator
 from tests.integration.graph_fixtures import *  # noqa: F403
-from tests.integration.graph_fixtures import CLIENT_SECRET, STAFF
+from tests.integration.graph_fixtures import CLIENT_SECRET, STAFF, starter
 from tests.integration.test_entra_privileged import groups_of, seed, user, write_school
 
 
@@ -86,3 +87,35 @@ def test_the_lookup_after_a_lost_create_reply_never_takes_an_admin_carrying_the_
         assert why in jo.detail and "conflict" in jo.detail and "JNE" in jo.detail, jo.detail
         assert any(event == "change-failed" and data["person_id"] == "JNE" and why in data["detail"]
                    for event, data in audit), audit
+
+
+@pytest.mark.parametrize("through_group", [False, True], ids=["role", "role-assignable-group"])
+def test_a_global_admin_made_since_the_snapshot_with_the_starters_login_and_anchor_is_not_taken(
+        make_emulator: Callable[..., GraphEmulator], make_connector: Callable[..., EntraConnector],
+        through_group: bool) -> None:
+    """The create-conflict path: Graph says the UPN is taken, and the holder carries the starter's anchor,
+    so it would be "the account already existed". It was made (and given the role) after the snapshot,
+    so the snapshot's role map cannot know it: its roles are read again before it is taken."""
+    school = seed()
+    school["groups"].append({"displayName": "IT Admins", "isAssignableToRole": True, "members": []})
+    school["directoryRoles"][0]["members"].append("IT Admins")
+    emulator = make_emulator(school)
+    entra = make_connector(emulator)
+    entra.snapshot()
+    with emulator.directory.lock:
+        admin = emulator.directory.add_user(userPrincipalName=f"jnew@{STAFF}", displayName="Jo New (admin)",
+                                            employeeId="JNW")
+        state = emulator.directory.state
+        if through_group:
+            group = next(g for g in state["groups"].values() if g["displayName"] == "IT Admins")
+            group["members"][admin] = True
+        else:
+            next(r for r in state["roles"].values() if r["displayName"] == "Global Administrator")[
+                "members"].append(admin)
+    before = user(emulator, f"jnew@{STAFF}")
+
+    [result] = list(entra.apply([starter("JNW", "jnew", "Jo", "New", domain=STAFF)]))
+
+    assert result.outcome is Outcome.FAILED and result.key is None, result
+    assert f"jnew@{STAFF} is a privileged account (Global Administrator)" in result.detail, result.detail
+    assert user(emulator, f"jnew@{STAFF}") == before

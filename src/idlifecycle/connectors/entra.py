@@ -103,6 +103,8 @@ from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, R
 log = logging.getLogger(__name__)
 LICENCE_DEBT_DAYS = 14
 EMPLOYEE_ID_LIMIT = 16
+FRESH_ROLES_SECONDS = 5.0
+"""How long directory roles read for an account the snapshot did not hold serve further such checks."""
 """employeeId holds at most 16 characters (https://learn.microsoft.com/en-us/graph/api/resources/user):
 a longer person id is written as its short anchor (idlifecycle.anchors)."""
 EXTENSION_ATTRIBUTES = tuple(f"extensionAttribute{n}" for n in range(1, 16))
@@ -202,6 +204,7 @@ class EntraConnector(Connector):
         self._password_refusal: str | None = None
         """After the first password change of the session: "" when the app may set passwords, else why not."""
         self._privileged: dict[str, str] | None = None
+        self._fresh_roles: tuple[float, dict[str, set[str]] | None] = (0.0, None)
         """User id -> the directory roles it holds, as the last snapshot read them."""
         self._unreachable: str | None = None
         """Set when Graph stopped answering during this run: why every later change fails at once."""
@@ -387,6 +390,32 @@ class EntraConnector(Connector):
             return f"{upn} is outside the managed domains ({', '.join(sorted(self._domains))})"
         why = (self._privileged or {}).get(str(user.get("id")), "")
         return f"{upn} is a privileged account ({why})" if why else ""
+
+    async def _claimable_now(self, cache: _Cache, user: Mapping[str, Any]) -> str:
+        """`_claimable`, and for an account the snapshot did not hold (made or given this UPN or anchor
+        since) its directory roles read now: the snapshot's role map cannot know it."""
+        why = self._claimable(user)
+        key = str(user.get("id"))
+        if why or key in cache.users:
+            return why
+        held = await self._role_holders_now()
+        roles = set(held.get(key, set()))
+        for principal, names in held.items():
+            if principal in cache.groups:  # a role-assignable group: its members as they are now
+                members, _ = await self.session.read_all(f"/groups/{principal}/members?$select=id")
+                if any(str(m.get("id")) == key for m in members):
+                    roles |= names
+        upn = str(user.get("userPrincipalName") or key)
+        return f"{upn} is a privileged account ({', '.join(sorted(roles))})" if roles else ""
+
+    async def _role_holders_now(self) -> dict[str, set[str]]:
+        """`_role_holders`, read again at most every FRESH_ROLES_SECONDS: many creates whose replies
+        were lost in one batch are looked up side by side, and each would read the roles."""
+        read_at, held = self._fresh_roles
+        if held is None or time.monotonic() - read_at > FRESH_ROLES_SECONDS:
+            held = await self._role_holders()
+            self._fresh_roles = (time.monotonic(), held)
+        return held
 
     def _owed_licences(self, cache: _Cache) -> dict[str, float]:
         """Accounts this tool created whose direct licence is still to be assigned (kept in the store).
@@ -1048,8 +1077,9 @@ class EntraConnector(Connector):
                 f"/users?$filter={quote(f'employeeId eq {_literal(anchor)}')}&$select=id,userPrincipalName,employeeId")
             values = found.body.get("value", []) if found.ok else []
             # Only one of ours is our create landing: an account elsewhere with the anchor is not it.
-            ours = [v for v in values if not self._claimable(v)]
-            refused_by = next((why for why in map(self._claimable, values) if why), "")
+            reasons = [await self._claimable_now(cache, v) for v in values]
+            ours = [v for v, why in zip(values, reasons, strict=True) if not why]
+            refused_by = next((why for why in reasons if why), "")
             return ours[0] if ours else None
 
         async def uncertain(index: int) -> GraphResponse | None:
@@ -1094,7 +1124,7 @@ class EntraConnector(Connector):
                 # Graph just said the UPN is taken: a 404 on reading it is replication lag.
                 holder = await self.session.get_replicated(
                     f"/users/{quote(login)}?$select=id,employeeId,userPrincipalName")
-                refused = self._claimable(holder.body) if holder.ok else ""
+                refused = await self._claimable_now(cache, holder.body) if holder.ok else ""
                 if refused:
                     return Result(change.change_id, Outcome.FAILED, f"conflict: {login} is already used: {refused}")
                 if holder.ok and holder.body.get("employeeId") == anchor:
