@@ -8,6 +8,7 @@ any Graph client would send them.
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -425,3 +426,84 @@ def test_a_deleted_users_upn_is_listed_prefixed_with_its_object_id_and_comes_bac
         restored = graph.post(f"/directory/deletedItems/{key}/restore")
         assert restored.status_code == 200
         assert restored.json()["userPrincipalName"] == f"gone@{PUPILS}"
+
+
+def test_role_assignable_groups_hold_no_groups_and_need_role_management_to_change_members(
+        make_emulator: Callable[..., GraphEmulator]) -> None:
+    """A group created with `isAssignableToRole` true cannot have groups as members (400 "Nesting is
+    currently not supported for groups that can be assigned to a role."), its members are added and
+    removed only with RoleManagement.ReadWrite.Directory (GroupMember/Group.ReadWrite.All: 403), and
+    only such a group can hold a directory role.
+
+    Sources: https://learn.microsoft.com/en-us/entra/identity/role-based-access-control/groups-concept
+    ("Group nesting isn't supported. A group can't be added as a member of a role-assignable group";
+    "the RoleManagement.ReadWrite.Directory permission is required to be able to manage the membership
+    of role-assignable groups. The Group.ReadWrite.All permission won't work"; "Only groups that have
+    the isAssignableToRole property set to true at creation time can be assigned a role"), Graph's
+    message in MicrosoftDocs/azure-docs#88710, microsoft-graph-docs#15815.
+    """
+    seed = school_seed()
+    seed["groups"].append({"displayName": "IT Admins", "isAssignableToRole": True, "members": ["it.admin@example.org"]})
+    emulator = make_emulator(seed)
+    with _client(emulator) as graph:
+        groups = {g["displayName"]: g["id"] for g in graph.get("/groups").json()["value"]}
+        admins, staff = groups["IT Admins"], groups["All Staff"]
+        amy = emulator.directory.user(f"23abrown@{PUPILS}")["id"]
+        flag = graph.get(f"/groups/{admins}", params={"$select": "id,isAssignableToRole"}).json()
+        assert flag["isAssignableToRole"] is True
+
+        # The fixture's app has GroupMember.ReadWrite.All, not RoleManagement.ReadWrite.Directory.
+        for refused in (graph.post(f"/groups/{admins}/members/$ref",
+                                   json={"@odata.id": f"{emulator.graph_url}/directoryObjects/{amy}"}),
+                        graph.patch(f"/groups/{admins}", json={
+                            "members@odata.bind": [f"{emulator.graph_url}/directoryObjects/{amy}"]})):
+            assert refused.status_code == 403
+            assert _error(refused)["code"] == "Authorization_RequestDenied"
+        emulator.register_application(CLIENT_ID, secret=CLIENT_SECRET, roles=(
+            "User.ReadWrite.All", "GroupMember.ReadWrite.All", "RoleManagement.ReadWrite.Directory"))
+    with _client(emulator) as graph:
+        added = graph.post(f"/groups/{admins}/members/$ref",
+                           json={"@odata.id": f"{emulator.graph_url}/directoryObjects/{amy}"})
+        assert added.status_code == 204
+        for nested in (graph.post(f"/groups/{admins}/members/$ref",
+                                  json={"@odata.id": f"{emulator.graph_url}/directoryObjects/{staff}"}),
+                       graph.patch(f"/groups/{admins}", json={
+                           "description": "changed", "members@odata.bind": [
+                               f"{emulator.graph_url}/directoryObjects/{staff}"]})):
+            assert nested.status_code == 400
+            assert _error(nested)["message"] == "Nesting is currently not supported for groups that can be assigned " \
+                                                "to a role."
+        members = {m["id"] for m in graph.get(f"/groups/{admins}/members").json()["value"]}
+        assert staff not in members and amy in members
+        assert graph.get(f"/groups/{admins}", params={"$select": "description"}).json().get("description") is None
+        # A plain group may hold another group; a role-assignable one may be a member of a plain group.
+        assert graph.post(f"/groups/{staff}/members/$ref",
+                          json={"@odata.id": f"{emulator.graph_url}/directoryObjects/{admins}"}).status_code == 204
+
+    with pytest.raises(ValueError, match="not role-assignable"):
+        make_emulator({**school_seed(), "directoryRoles": [
+            {"displayName": "Global Administrator", "members": ["All Staff"]}]})
+
+
+def test_pim_eligibilities_need_a_pim_or_role_management_permission_not_directory_read_all(
+        make_emulator: Callable[..., GraphEmulator]) -> None:
+    """An app with Directory.Read.All lists active role assignments but not PIM eligibilities: 403, in PIM's own
+    shape (code UnknownError, the message a JSON string with errorCode PermissionScopeNotGranted).
+
+    Sources: https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleeligibilityscheduleinstances
+    (Permissions, Application: RoleEligibilitySchedule.Read.Directory; higher: RoleEligibilitySchedule.ReadWrite.
+    Directory, RoleManagement.Read.All, RoleManagement.Read.Directory, RoleManagement.ReadWrite.Directory) and
+    https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleassignments (Directory.Read.All is
+    enough there); the refusal's body as Graph sent it in microsoft-graph-docs#22292.
+    """
+    emulator = make_emulator({**school_seed(), "pim": True})
+    emulator.register_application(CLIENT_ID, secret=CLIENT_SECRET, roles=("User.Read.All", "Directory.Read.All"))
+    with _client(emulator) as graph:
+        assert graph.get("/roleManagement/directory/roleAssignments").status_code == 200
+        refused = graph.get("/roleManagement/directory/roleEligibilityScheduleInstances")
+    assert refused.status_code == 403
+    error = _error(refused)
+    assert error["code"] == "UnknownError"
+    inner = json.loads(error["message"])
+    assert inner["errorCode"] == "PermissionScopeNotGranted"
+    assert "RoleEligibilitySchedule.Read.Directory" in inner["message"]

@@ -43,6 +43,9 @@ def test_siro_opens_the_emailed_link_in_a_browser_and_approves(school: School) -
             assert response is not None and response.status == 200
             assert page.locator("h1").inner_text() == "Access request"
             assert "Covering SEN annual reviews <b>this term</b>" in page.locator("td.reason").inner_text()
+            # Whether the person is a pupil or staff, as the MIS has them, is on the page the SIRO decides on.
+            kind = page.locator("tr", has=page.locator("th", has_text="Pupil or staff (from the MIS)"))
+            assert kind.locator("td").inner_text() == "Staff"
             page.screenshot(path=str(OUTPUT / "approval-page.png"), full_page=True)
 
             assert school.status(request_id) == "pending"  # the GET alone changed nothing

@@ -67,6 +67,18 @@ def test_opening_the_link_changes_nothing_and_approve_grants_the_share_at_once(s
     assert any(d["request_id"] == request_id for d in school.audit("access-approved"))
 
 
+def test_the_approval_page_shows_the_siro_whether_the_person_is_a_pupil_or_staff_from_the_mis(
+        school: School) -> None:
+    """The kind comes from the MIS feed, never from the requester: a request for a pupil dressed up as
+    a colleague's stands out on the page the SIRO decides on, as in the email."""
+    request_id = school.request()
+    with httpx.Client() as browser:
+        page, _ = open_page(browser, school.link_for(request_id))
+    assert "<tr><th>Person</th><td>Tom Brown (TBR)</td></tr><tr><th>Pupil or staff (from the MIS)</th>" \
+           "<td>Staff</td></tr>" in page.text, page.text
+    assert school.status(request_id) == "pending"
+
+
 def test_approval_pages_send_strict_security_headers(school: School) -> None:
     link = school.link_for(school.request())
     for response in (httpx.get(link), httpx.get(f"{school.app.base_url}/approve?t=nonsense")):

@@ -19,7 +19,16 @@ from functools import cached_property
 from idlifecycle.access._job import AccessJob
 from idlifecycle.access.messages import Email, approval_request, decided, grant_ended, request_received
 from idlifecycle.access.records import AccessRecords, AccessRequest, Grant, utcnow
-from idlifecycle.access.shares import AccessSettings, Registry, Share, access_settings, registry_for, web_settings
+from idlifecycle.access.shares import (
+    AccessSettings,
+    Registry,
+    Share,
+    WebLimits,
+    access_settings,
+    registry_for,
+    web_limits,
+    web_settings,
+)
 from idlifecycle.access.tokens import LinkClaims, LinkRefused, Signer
 from idlifecycle.errors import GuardTripped, UserError
 from idlifecycle.model import Action, Change, Outcome, Person
@@ -59,9 +68,6 @@ class Holding:
     reason: str = ""
 
 
-REFUSAL_WINDOW = timedelta(minutes=1)
-MAX_TALLY_CLIENTS = 20
-
 
 @dataclass
 class RefusalTally:
@@ -82,6 +88,11 @@ class Access:
         self.settings: AccessSettings = access_settings(job)
         self.registry: Registry = registry_for(job, self.settings)
         self.records = AccessRecords(job.store)
+
+    @cached_property
+    def limits(self) -> WebLimits:
+        """`[web.limits]`: read when a refusal is first audited, so a job without `[web]` needs none."""
+        return web_limits(self.job)
 
     @cached_property
     def signer(self) -> Signer:
@@ -183,13 +194,17 @@ class Access:
         self.records.add_link(claims.nonce, access_request.request_id, approver, now, expires)
         url = f"{web_settings(self.job).public_base_url}/approve?t={token}"
         share = self.share(access_request.share)
-        person = person or self.people().get(access_request.person_id)
-        kind = str(person.kind).capitalize() if person is not None else "not in the MIS feed now"
-        email = approval_request(access_request, share, self.settings.siro_name, url, expires, kind)
+        email = approval_request(access_request, share, self.settings.siro_name, url, expires,
+                                 self.person_kind(access_request.person_id, person))
         self._send(mailer or self._mailer(), approver, email,
                    names={approver: self.settings.siro_name} if approver == self.siro else None)
         self.job.store.audit("approval-link-sent", {
             "request_id": access_request.request_id, "approver": approver, "expires": expires.isoformat()})
+
+    def person_kind(self, person_id: str, person: Person | None = None) -> str:
+        """Pupil or staff as the MIS has the person now (never as the requester said), for the SIRO."""
+        person = person or self.people().get(person_id)
+        return str(person.kind).capitalize() if person is not None else "not in the MIS feed now"
 
     # the link ---------------------------------------------------------------------------------
 
@@ -227,8 +242,9 @@ class Access:
         return claims, access_request
 
     def refused(self, refused: LinkRefused, client: Client, *, now: datetime | None = None) -> None:
-        """Audit a refused link or form, grouped: the first refusal of a kind in a minute is written in
-        full, the rest of that minute as one `links-refused` row with their count.
+        """Audit a refused link or form, grouped: the first refusal of a kind in a window (`[web.limits]
+        refused_audit_window_seconds`, a minute) is written in full, the rest of that window as one
+        `links-refused` row with their count.
 
         Anyone can send forged links, and one row per attempt would let them flood the audit log.
         """
@@ -238,7 +254,7 @@ class Access:
         if tally is not None:
             tally.count += 1
             tally.last = now
-            if len(tally.clients) < MAX_TALLY_CLIENTS:
+            if len(tally.clients) < self.limits.refused_audit_clients:
                 tally.clients.add(client.address)
             return
         self._refusals[refused.reason] = RefusalTally(now, now)
@@ -249,7 +265,8 @@ class Access:
     def flush_refusals(self, now: datetime | None = None) -> None:
         """Write the count of each kind's refusals whose minute has passed (all of them when `now` is None)."""
         for reason, tally in list(self._refusals.items()):
-            if now is not None and now - tally.first < REFUSAL_WINDOW:
+            window = timedelta(seconds=self.limits.refused_audit_window_seconds)
+            if now is not None and now - tally.first < window:
                 continue
             del self._refusals[reason]
             if tally.count:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from idlifecycle.access._job import AccessJob
 from idlifecycle.errors import ConfigError
@@ -137,6 +137,34 @@ class AccessSettings(BaseModel):
     """Email domains whose staff may use the web request form; empty turns the form off."""
 
 
+class WebLimits(BaseModel):
+    """The job's `[web.limits]` table: how much the anonymous parts of the web app may be used.
+
+    The request form is a token bucket per client address and one for the whole form (a bucket holds
+    its `burst` sends and refills at its `per_hour`); refused approval links are audited the first of a
+    kind in a window in full, the rest of that window as one row with their count and some clients.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    form_burst_per_address: int = Field(default=5, ge=1, le=1000)
+    form_per_address_per_hour: int = Field(default=20, ge=1, le=100_000)
+    form_burst_total: int = Field(default=30, ge=1, le=100_000)
+    form_total_per_hour: int = Field(default=120, ge=1, le=1_000_000)
+    refused_audit_window_seconds: int = Field(default=60, ge=1, le=24 * 3600)
+    refused_audit_clients: int = Field(default=20, ge=0, le=1000)
+    """Client addresses named in one grouped row of refusals, at most."""
+
+    @field_validator("form_burst_total")
+    @classmethod
+    def _total_holds_one_address(cls, value: int, info: ValidationInfo) -> int:
+        per_address = info.data.get("form_burst_per_address")
+        if per_address is not None and value < per_address:
+            raise ValueError(f"must be at least form_burst_per_address ({per_address}): the whole form's burst "
+                             "cannot be smaller than one address's")
+        return value
+
+
 class WebSettings(BaseModel):
     """The job's `[web]` table."""
 
@@ -148,6 +176,7 @@ class WebSettings(BaseModel):
     port: int = Field(8080, ge=1, le=65535)
     forwarded_allow_ips: str = "127.0.0.1"
     """The reverse proxy's address, trusted for X-Forwarded-For / -Proto."""
+    limits: WebLimits = Field(default_factory=WebLimits)
 
     @field_validator("public_base_url")
     @classmethod
@@ -193,6 +222,11 @@ def access_settings(job: AccessJob) -> AccessSettings:
 
 def web_settings(job: AccessJob) -> WebSettings:
     return _section(job, "web", WebSettings)
+
+
+def web_limits(job: AccessJob) -> WebLimits:
+    """`[web.limits]`, checked; the defaults when the job has no `[web]` (the CLI alone serves no form)."""
+    return web_settings(job).limits if job.section("web") else WebLimits()
 
 
 def registry_for(job: AccessJob, settings: AccessSettings | None = None) -> Registry:

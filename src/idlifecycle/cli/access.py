@@ -70,7 +70,7 @@ def list_access(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from idlifecycle.web.app import create_app
+    from idlifecycle.web.app import FormLimits, create_app
 
     with open_job(args.config, today=args.today) as job:
         access = Access(job)
@@ -78,7 +78,8 @@ def serve(args: argparse.Namespace) -> int:
         access.signer  # noqa: B018 - fail now, not on the SIRO's first click, when the signing key is missing
         access.mailer  # noqa: B018 - likewise for a bad [mail] table
     config_path, today = args.config, args.today
-    app = create_app(lambda: load_job(config_path, today=today), secure_cookies=settings.secure)
+    app = create_app(lambda: load_job(config_path, today=today), secure_cookies=settings.secure,
+                     form_limits=FormLimits.of(settings.limits))
     print(f"Serving {settings.public_base_url} on {args.host or settings.host}:{args.port or settings.port}")
     # No access log: approval links carry their token in the query string, and a token is a credential.
     # Decisions and refused links go to the audit log instead.

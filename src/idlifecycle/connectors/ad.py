@@ -635,24 +635,31 @@ class ADConnector(Connector):
         """
         domain = self._domain_dn()
         role_of: dict[tuple[tuple[tuple[str, str], ...], ...], str] = {}
+        # RID -> role, for every group of this domain that is or leads to a protected group: a primary
+        # group is not listed in `member`, so a user whose primaryGroupID is 512 is a Domain Admin, and
+        # one whose primary group is itself nested in Domain Admins or Administrators is one too.
         primary: dict[str, str] = {}
         frontier: list[str] = []
+        domain_sid = ""
         for role, dn, sid, relative_to in self._protected_groups():
             role_of.setdefault(tuple(_dn_parts(dn)), role)
             frontier.append(dn)
             if relative_to == "domain":
-                # A primary group is not listed in `member`: a user whose primaryGroupID is 512 is a Domain Admin.
-                primary[sid.rsplit("-", 1)[1]] = role
+                domain_sid, rid = sid.rsplit("-", 1)
+                primary[rid] = role
         groups = list(frontier)
         while frontier:
             nested: list[str] = []
             for start in range(0, len(frontier), 100):
                 clauses = "".join(f"(memberOf={escape_filter_chars(dn)})" for dn in frontier[start:start + 100])
-                for dn, raw in self._search(domain, f"(&(objectClass=group)(|{clauses}))", ["memberOf"]):
+                for dn, raw in self._search(domain, f"(&(objectClass=group)(|{clauses}))", ["memberOf", "objectSid"]):
                     parts = tuple(_dn_parts(dn))
                     if parts not in role_of:
                         role_of[parts] = self._first_role(raw, role_of) or "a protected group"
                         nested.append(_plain_dn(dn))
+                        sid = format_sid(raw["objectSid"][0]) if raw.get("objectSid") else ""
+                        if domain_sid and sid.startswith(domain_sid + "-"):
+                            primary.setdefault(sid.rsplit("-", 1)[1], role_of[parts])
             groups += nested
             frontier = nested
         privileged: dict[str, str] = {}
@@ -821,9 +828,19 @@ class ADConnector(Connector):
         def read() -> list[RoleHolder]:
             domain = self._domain_dn()
             holders: list[RoleHolder] = []
-            for role, dn, _, _ in self._protected_groups():
-                chain = f"(&(objectCategory=person)(memberOf:{IN_CHAIN}:={escape_filter_chars(dn)}))"
-                for _, raw in self._search(domain, chain, ["sAMAccountName", "displayName", "employeeID"]):
+            protected = self._protected_groups()
+            domain_sid = next((s.rsplit("-", 1)[0] for _, _, s, of in protected if of == "domain"), "")
+            for role, dn, sid, _ in protected:
+                chain = f"(memberOf:{IN_CHAIN}:={escape_filter_chars(dn)})"
+                # A primary group is in no `member` list: look for primaryGroupID naming the group, or
+                # any group of this domain nested in it.
+                sids = [sid] + [format_sid(raw["objectSid"][0]) for _, raw in
+                                self._search(domain, f"(&(objectClass=group){chain})", ["objectSid"])
+                                if raw.get("objectSid")]
+                rids = "".join(f"(primaryGroupID={s.rsplit('-', 1)[1]})" for s in sids
+                               if domain_sid and s.startswith(domain_sid + "-"))
+                found = f"(&(objectCategory=person)(|{chain}{rids}))"
+                for _, raw in self._search(domain, found, ["sAMAccountName", "displayName", "employeeID"]):
                     holders.append(RoleHolder(self.name, role, _text(raw, "sAMAccountName") or "",
                                               _text(raw, "displayName") or "", _text(raw, "employeeID")))
             return holders

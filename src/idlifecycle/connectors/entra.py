@@ -103,6 +103,8 @@ from idlifecycle.model import Account, Action, Change, DeletedAccount, Group, Ou
 log = logging.getLogger(__name__)
 LICENCE_DEBT_DAYS = 14
 EMPLOYEE_ID_LIMIT = 16
+FRESH_ROLES_SECONDS = 5.0
+"""How long directory roles read for an account the snapshot did not hold serve further such checks."""
 """employeeId holds at most 16 characters (https://learn.microsoft.com/en-us/graph/api/resources/user):
 a longer person id is written as its short anchor (idlifecycle.anchors)."""
 EXTENSION_ATTRIBUTES = tuple(f"extensionAttribute{n}" for n in range(1, 16))
@@ -201,6 +203,7 @@ class EntraConnector(Connector):
         self._password_refusal: str | None = None
         """After the first password change of the session: "" when the app may set passwords, else why not."""
         self._privileged: dict[str, str] | None = None
+        self._fresh_roles: tuple[float, dict[str, set[str]] | None] = (0.0, None)
         """User id -> the directory roles it holds, as the last snapshot read them."""
         self._unreachable: str | None = None
         """Set when Graph stopped answering during this run: why every later change fails at once."""
@@ -357,15 +360,27 @@ class EntraConnector(Connector):
         except ResponseError as error:
             if error.response.status not in (400, 403):
                 raise
-            # PIM needs Entra ID P2 (and RoleEligibilitySchedule.Read.Directory): without it only active
-            # roles are known, which is all a tenant without PIM has.
-            log.info("%s: eligible (PIM) role assignments could not be read (%s): only active directory roles "
-                     "mark accounts as privileged", self.name, error)
+            self._eligibility_unread(error.response)
             eligible = []
         for item in eligible:
             role = names.get(str(item.get("roleDefinitionId")), f"directory role {item.get('roleDefinitionId')}")
             held.setdefault(str(item["principalId"]), set()).add(f"eligible for {role}")
         return held
+
+    def _eligibility_unread(self, refusal: GraphResponse) -> None:
+        """Graph would not list PIM eligibilities: the run goes on with active roles only, and says so.
+
+        A school must know its protection is partial: an account eligible to activate a role (not
+        holding it now) is then treated as an ordinary account.
+        """
+        why = ("the tenant has no Entra ID P2 licence" if refusal.error_code == "AadPremiumLicenseRequired"
+               else "the app lacks the application permission RoleEligibilitySchedule.Read.Directory"
+               if refusal.status == 403 else f"Graph answered {refusal.error_code or refusal.status}")
+        note = (f"{self.name}: eligible (PIM) directory roles could not be read ({why}): only accounts holding a "
+                "role now are protected as admin accounts; one only eligible for a role is treated as ordinary")
+        log.warning("%s", note)
+        if note not in self._notes:
+            self._notes.append(note)
 
     def privileged_reason(self, key: str) -> str:
         if self._privileged is None:
@@ -382,6 +397,32 @@ class EntraConnector(Connector):
             return f"{upn} is outside the managed domains ({', '.join(sorted(self._domains))})"
         why = (self._privileged or {}).get(str(user.get("id")), "")
         return f"{upn} is a privileged account ({why})" if why else ""
+
+    async def _claimable_now(self, cache: _Cache, user: Mapping[str, Any]) -> str:
+        """`_claimable`, and for an account the snapshot did not hold (made or given this UPN or anchor
+        since) its directory roles read now: the snapshot's role map cannot know it."""
+        why = self._claimable(user)
+        key = str(user.get("id"))
+        if why or key in cache.users:
+            return why
+        held = await self._role_holders_now()
+        roles = set(held.get(key, set()))
+        for principal, names in held.items():
+            if principal in cache.groups:  # a role-assignable group: its members as they are now
+                members, _ = await self.session.read_all(f"/groups/{principal}/members?$select=id")
+                if any(str(m.get("id")) == key for m in members):
+                    roles |= names
+        upn = str(user.get("userPrincipalName") or key)
+        return f"{upn} is a privileged account ({', '.join(sorted(roles))})" if roles else ""
+
+    async def _role_holders_now(self) -> dict[str, set[str]]:
+        """`_role_holders`, read again at most every FRESH_ROLES_SECONDS: many creates whose replies
+        were lost in one batch are looked up side by side, and each would read the roles."""
+        read_at, held = self._fresh_roles
+        if held is None or time.monotonic() - read_at > FRESH_ROLES_SECONDS:
+            held = await self._role_holders()
+            self._fresh_roles = (time.monotonic(), held)
+        return held
 
     def _owed_licences(self, cache: _Cache) -> dict[str, float]:
         """Accounts this tool created whose direct licence is still to be assigned (kept in the store).
@@ -639,17 +680,30 @@ class EntraConnector(Connector):
         return generation
 
     def privileged_roles(self) -> Sequence[RoleHolder]:
+        select = "$select=id,userPrincipalName,displayName,employeeId"
+
         async def read() -> list[RoleHolder]:
             roles, _ = await self.session.read_all("/directoryRoles")
             holders: list[RoleHolder] = []
             for role in roles:
-                members, _ = await self.session.read_all(
-                    f"/directoryRoles/{role['id']}/members?$select=id,userPrincipalName,displayName,employeeId")
-                for member in members:
-                    if member.get("@odata.type") == "#microsoft.graph.servicePrincipal":
+                members, _ = await self.session.read_all(f"/directoryRoles/{role['id']}/members?{select}")
+                pending = [(member, str(role["displayName"])) for member in members]
+                seen: set[str] = set()
+                while pending:
+                    member, held = pending.pop(0)
+                    kind = member.get("@odata.type")
+                    if kind == "#microsoft.graph.servicePrincipal" or member["id"] in seen:
                         continue  # an app (this one, holding User Administrator to set passwords): not a person
+                    seen.add(member["id"])
+                    if kind == "#microsoft.graph.group":
+                        # A role-assignable group holds the role for each of its members: the review
+                        # lists the people, each with the group it comes through.
+                        inside, _ = await self.session.read_all(f"/groups/{member['id']}/members?{select}")
+                        through = f"{role['displayName']} (through the group {member.get('displayName')})"
+                        pending.extend((m, through) for m in inside)
+                        continue
                     holders.append(RoleHolder(
-                        self.name, str(role["displayName"]),
+                        self.name, held,
                         str(member.get("userPrincipalName") or member.get("displayName") or member["id"]),
                         str(member.get("displayName") or ""), member.get("employeeId") or None))
             return holders
@@ -1045,13 +1099,17 @@ class EntraConnector(Connector):
         if skus:
             requests.append(BatchRequest("POST", f"/users/{quote(login)}/assignLicense", _licence_body(skus)))
         reply_lost = False
+        refused_by = ""  # an account the lookup found with this anchor that may not be taken for it
 
         async def find_by_anchor() -> dict[str, Any] | None:
+            nonlocal refused_by
             found = await self.session.lookup(
                 f"/users?$filter={quote(f'employeeId eq {_literal(anchor)}')}&$select=id,userPrincipalName,employeeId")
             values = found.body.get("value", []) if found.ok else []
             # Only one of ours is our create landing: an account elsewhere with the anchor is not it.
-            ours = [v for v in values if not self._claimable(v)]
+            reasons = [await self._claimable_now(cache, v) for v in values]
+            ours = [v for v, why in zip(values, reasons, strict=True) if not why]
+            refused_by = next((why for why in reasons if why), "")
             return ours[0] if ours else None
 
         async def uncertain(index: int) -> GraphResponse | None:
@@ -1067,10 +1125,19 @@ class EntraConnector(Connector):
                 if found is not None:
                     return GraphResponse(201, {}, found)
                 await asyncio.sleep(0.5 * 2 ** attempt)
+            if refused_by:
+                # Only an account outside the scope or holding a role carries the anchor (given it
+                # since the snapshot): never taken, and the create is not sent again, as the plan-time
+                # check would have refused it. Had ours landed unseen, the next snapshot finds it.
+                return GraphResponse(409, {}, {"error": {"code": "conflict", "message": refused_by}})
             return None
 
         async def interpret(replies: list[GraphResponse]) -> Result:
             created = replies[0]
+            if refused_by and not created.ok:
+                return Result(change.change_id, Outcome.FAILED, f"conflict: {refused_by} and carries the anchor "
+                              f"{anchor}; it is not taken as this person's account (the create's reply was lost: "
+                              "the next run looks for it again)")
             if created.ok:
                 key = str(created.body["id"])
                 cache.users[key] = {**body, "id": key, "passwordProfile": None}
@@ -1087,7 +1154,7 @@ class EntraConnector(Connector):
                 # Graph just said the UPN is taken: a 404 on reading it is replication lag.
                 holder = await self.session.get_replicated(
                     f"/users/{quote(login)}?$select=id,employeeId,userPrincipalName")
-                refused = self._claimable(holder.body) if holder.ok else ""
+                refused = await self._claimable_now(cache, holder.body) if holder.ok else ""
                 if refused:
                     return Result(change.change_id, Outcome.FAILED, f"conflict: {login} is already used: {refused}")
                 if holder.ok and holder.body.get("employeeId") == anchor:

@@ -188,7 +188,9 @@ def find_exceptions(data: ReviewInput) -> list[ExceptionRow]:
     for snapshot in _in_order(data.snapshots):
         for account in sorted(snapshot.accounts, key=lambda a: a.username.lower()):
             person = people.get(account.anchor) if account.anchor else None
-            if account.anchor is None:
+            if account.privileged:
+                pass  # an admin account, on the Privileged roles sheet: not an unmatched person
+            elif account.anchor is None:
                 found.append(ExceptionRow(ExceptionKind.NO_ANCHOR, account,
                                           "no MIS id on the account, so nobody can say whose it is"))
             elif person is None:
@@ -399,7 +401,9 @@ def _people_and_accounts(data: ReviewInput) -> Sheet:
             rows.append([*person_cells, None, None, None, "No account", None, None, None, None, None, None])
         rows.extend([*person_cells, *account_cells(a)] for a in accounts)
     for account in sorted(unmatched, key=lambda a: (a.directory, a.username.lower())):
-        status = "No person ID" if not account.anchor else "Not in feed"
+        # An admin account is never matched to a person on purpose: say so, not "No person ID".
+        status = (f"Privileged, not managed ({account.privileged})" if account.privileged
+                  else "No person ID" if not account.anchor else "Not in feed")
         rows.append([account.anchor, account.display_name, None, None, None, status, *account_cells(account)])
     return Sheet(PEOPLE, (Table(PEOPLE_COLUMNS, rows),))
 
@@ -414,11 +418,26 @@ def _restricted(data: ReviewInput) -> Sheet:
     return Sheet(RESTRICTED, (Table(RESTRICTED_COLUMNS, rows),))
 
 
+def _all_role_holders(data: ReviewInput) -> dict[str, list[RoleHolder]]:
+    """The directories' role holders, plus every account a snapshot marks privileged that they do not list
+    (e.g. eligible for a role through PIM, or privileged by adminCount=1 alone)."""
+    holders = {d: list(h) for d, h in data.role_holders.items()}
+    for snapshot in _in_order(data.snapshots):
+        listed = {h.username.lower() for h in holders.get(snapshot.directory, [])}
+        for account in snapshot.accounts:
+            if account.privileged and not {account.username.lower(), account.login.lower()} & listed:
+                holders.setdefault(snapshot.directory, []).append(RoleHolder(
+                    snapshot.directory, account.privileged, account.login or account.username,
+                    account.display_name, account.anchor))
+    return holders
+
+
 def _privileged(data: ReviewInput) -> Sheet:
     people = {p.person_id: p for p in data.people}
     rows: list[list[Value]] = []
-    for directory in sorted(data.role_holders):
-        for holder in sorted(data.role_holders[directory], key=lambda h: (h.role.lower(), h.username.lower())):
+    role_holders = _all_role_holders(data)
+    for directory in sorted(role_holders):
+        for holder in sorted(role_holders[directory], key=lambda h: (h.role.lower(), h.username.lower())):
             person = people.get(holder.anchor) if holder.anchor else None
             if holder.anchor is None:
                 on_feed = "No person ID"

@@ -27,7 +27,9 @@ otherwise, FACTS.md section 2). One port serves both parts:
 - Graph's other rules, each citing its source where it is kept: proxyAddresses unique across
   objects, user property length limits (`graph_directory`), app-only passwordProfile writes only
   with the User Administrator role (`register_application(directory_roles=…)`), signInActivity
-  only in a tenant with Entra ID P1 (seed `"premium": true`). `tests/conformance/test_graph.py`
+  only in a tenant with Entra ID P1 (seed `"premium": true`), role-assignable groups
+  (`isAssignableToRole`: no groups as members, members changed only with
+  RoleManagement.ReadWrite.Directory, the only groups a seed may give a role). `tests/conformance/test_graph.py`
   holds the emulator to them.
 - `latency` seconds added to every request; `faults` (see `Fault`) inject status codes, dropped
   connections and "applied, then the response was lost"; `--faults rate=…,seed=…,kinds=…`
@@ -108,6 +110,7 @@ from idlifecycle.sandbox.graph_directory import (
     PAGE_DEFAULT,
     PAGE_MAX,
     PERMISSIONS,
+    ROLE_GROUP_MEMBERS_PERMISSION,
     Directory,
     GraphError,
     Json,
@@ -747,9 +750,17 @@ def _get_group(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h
     return 200, {}, em.directory.group(args[0], _select(q))
 
 
+def _may_change_members(em: GraphEmulator, key: str, h: Mapping[str, str]) -> None:
+    """A role-assignable group's members change only with ROLE_GROUP_MEMBERS_PERMISSION."""
+    if em.directory.role_assignable(key) and ROLE_GROUP_MEMBERS_PERMISSION not in h.get("x-roles", "").split():
+        raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+
+
 @route("PATCH", r"/groups/([^/]+)", "groups.members")
 def _patch_group(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                  b: Any) -> Reply:
+    if isinstance(b, dict) and "members@odata.bind" in b:
+        _may_change_members(em, args[0], h)
     em.directory.update_group(args[0], dict(b or {}))
     return 204, {}, None
 
@@ -769,6 +780,7 @@ def _members(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: 
 
 @route("POST", r"/groups/([^/]+)/members/\$ref", "groups.members")
 def _add_ref(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str], b: Any) -> Reply:
+    _may_change_members(em, args[0], h)
     em.directory.add_member_ref(args[0], dict(b or {}))
     return 204, {}, None
 
@@ -776,6 +788,7 @@ def _add_ref(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: 
 @route("DELETE", r"/groups/([^/]+)/members/([^/]+)/\$ref", "groups.members")
 def _remove_ref(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                 b: Any) -> Reply:
+    _may_change_members(em, args[0], h)
     em.directory.remove_member_ref(args[0], args[1])
     return 204, {}, None
 
@@ -804,7 +817,13 @@ def _role_assignments(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, 
 def _role_eligibilities(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
                         b: Any) -> Reply:
     # https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleeligibilityscheduleinstances:
-    # PIM eligibilities, which Graph lists only in a tenant with Entra ID P2 (seed `"pim": true`).
+    # PIM eligibilities, which Graph lists only in a tenant with Entra ID P2 (seed `"pim": true`), and only
+    # to an app with one of its own permissions: PIM answers that refusal in its own shape, a JSON string
+    # inside an UnknownError (microsoft-graph-docs#22292).
+    if not set(PERMISSIONS["roles.eligible"]) & set(h.get("x-roles", "").split()):
+        raise GraphError(403, "UnknownError", json.dumps({
+            "errorCode": "PermissionScopeNotGranted", "message": "Authorization failed due to missing permission "
+            f"scope {','.join(PERMISSIONS['roles.eligible'])}.", "instanceAnnotations": []}, separators=(",", ":")))
     if not em.directory.state.get("pim"):
         raise GraphError(403, "AadPremiumLicenseRequired",
                          "The tenant needs an AAD Premium 2 license to use Privileged Identity Management.")

@@ -55,6 +55,14 @@ USER_PROPERTY_LIMITS: dict[str, int] = {
 """Maximum lengths Graph enforces on user properties (https://learn.microsoft.com/en-us/graph/api/resources/user,
 each property's description; companyName: microsoft-graph-docs#7979). Over one, a create or update is
 refused whole: 400 Request_BadRequest "Invalid value specified for property '…' of resource 'User'."."""
+ROLE_GROUP_NESTING = "Nesting is currently not supported for groups that can be assigned to a role."
+"""A role-assignable group (`isAssignableToRole`) holds users and service principals only: "Group nesting
+isn't supported. A group can't be added as a member of a role-assignable group"
+(https://learn.microsoft.com/en-us/entra/identity/role-based-access-control/groups-concept); Graph's
+message as reported in MicrosoftDocs/azure-docs#88710. Only such a group can hold a directory role."""
+ROLE_GROUP_MEMBERS_PERMISSION = "RoleManagement.ReadWrite.Directory"
+"""Adding or removing members of a role-assignable group needs this permission; Group.ReadWrite.All or
+GroupMember.ReadWrite.All "won't work" (same page; microsoft-graph-docs#15815)."""
 PAGE_DEFAULT = 100
 PAGE_MAX = 999
 CURSOR_TTL_SECONDS = 600
@@ -74,6 +82,10 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "licences": ("LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"),
     "roles.read": ("RoleManagement.Read.Directory", "RoleManagement.ReadWrite.Directory", "Directory.Read.All",
                    "Directory.ReadWrite.All"),
+    # PIM's own list: not Directory.Read.All (rbacapplication-list-roleeligibilityscheduleinstances, Permissions).
+    "roles.eligible": ("RoleEligibilitySchedule.Read.Directory", "RoleEligibilitySchedule.ReadWrite.Directory",
+                       "RoleManagement.Read.All", "RoleManagement.Read.Directory",
+                       "RoleManagement.ReadWrite.Directory"),
 }
 
 
@@ -230,9 +242,11 @@ class Directory:
             by_upn[user["userPrincipalName"].lower()] = user["id"]
 
         def resolve(name: str) -> str:
-            key = by_upn.get(name.lower(), name)
+            """A member named by UPN, by a seeded group's displayName, or by id."""
+            key = by_upn.get(name.lower()) or next(
+                (k for k, g in state["groups"].items() if g["displayName"] == name), name)
             if key not in state["users"] and key not in state["groups"]:
-                raise ValueError(f"seed: member {name!r} is not a user in the seed")
+                raise ValueError(f"seed: member {name!r} is not a user or group in the seed")
             return key
 
         for raw in seed.get("groups", []):
@@ -240,9 +254,19 @@ class Directory:
             state["groups"][group["id"]] = group
         for raw, group in zip(seed.get("groups", []), list(state["groups"].values()), strict=True):
             for member in raw.get("members", []):
-                directory._add_member(group, resolve(member))
+                key = resolve(member)
+                if group["isAssignableToRole"] and key in state["groups"]:
+                    raise ValueError(f"seed: group {member!r} in role-assignable {group['displayName']!r}: "
+                                     f"{ROLE_GROUP_NESTING}")
+                directory._add_member(group, key)
         for raw in seed.get("directoryRoles", []):
             role_id = str(raw.get("id") or uuid.uuid4())
+            holders = [resolve(m) for m in (*raw.get("members", []), *raw.get("eligible", []))]
+            plain = [state["groups"][k]["displayName"] for k in holders
+                     if k in state["groups"] and not state["groups"][k]["isAssignableToRole"]]
+            if plain:
+                raise ValueError(f"seed: role {raw['displayName']!r} given to group {plain[0]!r}, which is not "
+                                 "role-assignable (isAssignableToRole)")
             state["roles"][role_id] = {
                 "id": role_id, "displayName": raw["displayName"],
                 "roleTemplateId": raw.get("roleTemplateId", str(uuid.uuid4())),
@@ -301,13 +325,17 @@ class Directory:
             "id": str(raw.pop("id", None) or uuid.uuid4()), "description": None, "mailEnabled": False,
             "securityEnabled": True, "groupTypes": [], "createdDateTime": now_iso(),
             "mailNickname": re.sub(r"[^A-Za-z0-9]", "", str(raw.get("displayName", ""))) or "group",
+            "isAssignableToRole": False,
         }
         group.update(raw)
+        group["isAssignableToRole"] = bool(group["isAssignableToRole"])
         group["members"] = {}  # member id -> True: insertion-ordered, and O(1) lookups in big groups
         group["_seq"] = self._bump()
         return group
 
     def _add_member(self, group: Json, member_id: str) -> None:
+        if group.get("isAssignableToRole") and member_id in self.state["groups"]:
+            raise bad_request(ROLE_GROUP_NESTING)
         group["members"][member_id] = True
         self.state["member_log"].append([self._bump(), group["id"], member_id, 1])
 
@@ -569,10 +597,13 @@ class Directory:
             if missing:
                 raise bad_request(f"Property '{missing[0]}' is required when creating the group.")
             binds = list(body.pop("members@odata.bind", []))
+            ids = [self._ref_id(ref) for ref in binds]
+            if body.get("isAssignableToRole") and any(i in self.state["groups"] for i in ids):
+                raise bad_request(ROLE_GROUP_NESTING)
             group = self._new_group_record(copy.deepcopy(body))
             self.state["groups"][group["id"]] = group
-            for ref in binds:
-                self._add_member(group, self._ref_id(ref))
+            for member_id in ids:
+                self._add_member(group, member_id)
             return project(group, None, ("id", "displayName", "description", "mailEnabled", "securityEnabled",
                                          "mailNickname", "groupTypes", "createdDateTime"))
 
@@ -594,6 +625,8 @@ class Directory:
                 raise bad_request(f"Cannot add more than {MEMBER_BIND_LIMIT} members in a single request.",
                                   "BadRequest")
             ids = [self._ref_id(ref) for ref in binds]
+            if group["isAssignableToRole"] and any(i in self.state["groups"] for i in ids):
+                raise bad_request(ROLE_GROUP_NESTING)  # refused whole, before anything is set
             if any(i in group["members"] for i in ids) or len(set(ids)) != len(ids):
                 raise bad_request("One or more added object references already exist for the following modified "
                                   "properties: 'members'.")
@@ -676,6 +709,10 @@ class Directory:
         with self.lock:
             wanted = set(names)
             return any(principal in r["members"] for r in self.state["roles"].values() if r["displayName"] in wanted)
+
+    def role_assignable(self, key: str) -> bool:
+        with self.lock:
+            return bool(self._group_ref(key).get("isAssignableToRole"))
 
     def group_member_ids(self, key: str) -> list[str]:
         with self.lock:

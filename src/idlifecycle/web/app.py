@@ -7,8 +7,8 @@ error pages (400, 404, 429, 500) carry the same headers. All work on the job (it
 connectors) runs on one worker thread, as the store requires.
 
 The request form is open to anyone who can reach it, so it is throttled (token buckets per
-address and for the whole form, `FormLimits`), answers the same for a person the MIS knows and one
-it does not, and sends mail only for known ones, after the answer has gone.
+address and for the whole form, `FormLimits`, set by `[web.limits]`), answers the same for a person
+the MIS knows and one it does not, and sends mail only for known ones, after the answer has gone.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from idlifecycle.access._job import AccessJob
 from idlifecycle.access.messages import request_rows, when
 from idlifecycle.access.records import utcnow
 from idlifecycle.access.service import Access, Client
-from idlifecycle.access.shares import web_settings
+from idlifecycle.access.shares import WebLimits, web_settings
 from idlifecycle.access.tokens import LinkRefused, new_cookie_value
 from idlifecycle.errors import UserError
 from idlifecycle.notify import valid_email
@@ -100,6 +100,13 @@ class FormLimits:
     max_addresses: int = 10_000
     """Addresses remembered at once; the fullest (idlest) are forgotten first, so spoofed addresses
     cannot grow memory without bound."""
+
+    @classmethod
+    def of(cls, limits: WebLimits) -> FormLimits:
+        """The job's `[web.limits]` (defaults as here)."""
+        return cls(burst_per_address=limits.form_burst_per_address,
+                   per_address_per_hour=limits.form_per_address_per_hour,
+                   burst_total=limits.form_burst_total, total_per_hour=limits.form_total_per_hour)
 
 
 class TokenBucket:
@@ -307,7 +314,7 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
             return (
                 f"<p>Dear {escape(access.settings.siro_name)}, please decide this request. Opening this page "
                 "has changed nothing.</p>"
-                + table(request_rows(access_request, share))
+                + table(request_rows(access_request, share, access.person_kind(access_request.person_id)))
                 + f"<p>This link works once, until {escape(when(claims.expires))}.</p>"
                 '<form method="post" action="/approve">'
                 f'<input type="hidden" name="t" value="{escape(token, quote=True)}">'
@@ -437,4 +444,5 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
 
 def app_for_job(job_factory: Callable[[], AccessJob], job: AccessJob) -> Starlette:
     """The app with cookies marked Secure when the public address is https."""
-    return create_app(job_factory, secure_cookies=web_settings(job).secure)
+    settings = web_settings(job)
+    return create_app(job_factory, secure_cookies=settings.secure, form_limits=FormLimits.of(settings.limits))
