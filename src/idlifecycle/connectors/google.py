@@ -51,6 +51,7 @@ from idlifecycle.connectors.base import (
     ConnectorError,
 )
 from idlifecycle.connectors.google_pacing import Pacer, Verdict, backoff, read_error, settle_delay
+from idlifecycle.connectors.google_transport import OneSendHttp
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, Snapshot
 
@@ -238,7 +239,7 @@ class GoogleConnector(Connector):
             raise UserError(f"{source}: secret {options.secret}: not a service-account key ({error}); "
                             "download a JSON key for the service account from the Cloud console") from None
         self._http = AuthorizedHttp(credentials.with_subject(options.admin),
-                                    http=httplib2.Http(timeout=options.timeout))
+                                    http=OneSendHttp(timeout=options.timeout))
         # static_discovery: the Directory API's description ships in the package; no network at build.
         self._service = build("admin", "directory_v1", http=self._http, static_discovery=True,
                               client_options={"api_endpoint": options.api_endpoint})
