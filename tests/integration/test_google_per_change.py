@@ -113,3 +113,18 @@ def test_a_create_whose_answer_is_lost_is_sent_once_and_audited_applied(tenant: 
     assert sent == [("POST", "/admin/directory/v1/users")], sent
     # (The connector's own look-up may still meet Google's propagation delay and send the create
     # again; that send's "already exists" then reads as this run's create landing: one write.)
+
+
+def test_a_create_sent_to_a_google_given_up_on_is_unconfirmed_and_one_never_sent_is_not(tenant: Tenant) -> None:
+    # Google applies every request from now on and then holds its answer past the caller's timeout
+    # (the fault harness's "hang"): the first batch's two creates land unanswered, the second
+    # batch is never sent. Only the two that may have landed are left for the next run's look.
+    tenant.emulator.directory.add_orgunit_path(ROOT + "/Pupils/Year 7")
+    with tenant.connector(timeout=2, give_up_after=3, batch_size=2) as google:
+        google.snapshot()
+        tenant.emulator.injector = FaultInjector(FaultSpec(rate=1.0, kinds=("hang",), hang=8))
+        results = list(google.apply([starter(f"U{n}", f"unsure.n{n}") for n in range(4)]))
+    assert [(r.outcome, r.retryable) for r in results] == [(Outcome.FAILED, True)] * 4, [r.detail for r in results]
+    assert [r.unconfirmed for r in results] == [True, True, False, False], [r.detail for r in results]
+    assert sorted(u["primaryEmail"] for u in tenant.emulator.directory.users.values()
+                  if u["primaryEmail"].startswith("unsure.")) == [f"unsure.n{n}@pupils.school.example" for n in (0, 1)]

@@ -200,6 +200,8 @@ class _Call:
     settling_since: float | None = None
     lost: bool = False
     """An earlier send's answer was lost: "already so" to a later send is that send landing (APPLIED)."""
+    unconfirmed: bool = False
+    """Given up on after a send whose answer was lost: it may have landed (see Result.unconfirmed)."""
 
 
 @dataclass
@@ -587,7 +589,12 @@ class GoogleConnector(Connector):
         failed = next((c for c in item.calls if c.outcome is Outcome.FAILED or c.outcome is None), None)
         if failed is not None:
             detail = failed.detail or self._stopped or "not sent"
-            return Result(change_id, Outcome.FAILED, detail, retryable=failed.retryable or failed.outcome is None)
+            # Given up on with a send unanswered, or after some of its calls landed: the next run's look settles it.
+            unconfirmed = any(c.unconfirmed for c in item.calls) or (
+                self._stopped is not None and detail == self._stopped
+                and any(c.outcome is Outcome.APPLIED for c in item.calls))
+            return Result(change_id, Outcome.FAILED, detail, retryable=failed.retryable or failed.outcome is None,
+                          unconfirmed=unconfirmed)
         key = next((c.key for c in item.calls if c.key), None)
         if item.change.action is Action.CREATE_GROUP and key and self._groups is not None:
             self._groups[str(item.change.group).lower()] = key
@@ -628,6 +635,7 @@ class GoogleConnector(Connector):
         for call in calls:
             if not call.done and self._stopped:
                 call.done, call.outcome, call.detail, call.retryable = True, Outcome.FAILED, self._stopped, True
+                call.unconfirmed = call.lost
 
     def _send_batch(self, chunk: list[_Call]) -> list[_Call]:
         """One batch; returns the calls to send again."""
