@@ -23,6 +23,7 @@ settled, and every later one this run, fail at once (retryable) so the other dir
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import re
 import secrets
@@ -81,7 +82,9 @@ NEVER_SIGNED_IN = "1970-01-01T00:00:00.000Z"
 MAX_ATTEMPTS = 7
 PASSWORD_ALPHABET = string.ascii_letters + string.digits + "!#$%&*+-=?@^_"
 
-_TRANSPORT_ERRORS = (httplib2.HttpLib2Error, OSError, socket.timeout, BatchError)
+_TRANSPORT_ERRORS = (httplib2.HttpLib2Error, OSError, socket.timeout, http.client.HTTPException, BatchError)
+"""An answer lost on the way. http.client's own (a torn status line, a body cut short) reach us too:
+the transport sends once and hands them up (google_transport) instead of trying again."""
 
 
 @dataclass(frozen=True)
