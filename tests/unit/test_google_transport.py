@@ -69,7 +69,6 @@ def test_a_connection_closed_before_the_answer_is_not_sent_again() -> None:
 
 
 def test_a_torn_status_line_is_handed_up_once() -> None:
-    with server(b"garbage\r\n\r\n") as (url, received):
-        with pytest.raises(http.client.BadStatusLine):
-            OneSendHttp(timeout=5).request(url, "POST", body="{}")
+    with server(b"garbage\r\n\r\n") as (url, received), pytest.raises(http.client.BadStatusLine):
+        OneSendHttp(timeout=5).request(url, "POST", body="{}")
     assert len(received) == 1
