@@ -7,6 +7,8 @@ record), a leaver's disable date (pending until the disable is seen), a password
 delivered, and the audit entry's intent (`change-started`); the outcome's audit entry commits with
 the outcome. A run killed in between leaves `started` rows, which the next run settles against a
 fresh snapshot (`reconcile_started`): each change that landed is audited as applied exactly once.
+So does a change the connector reports `unconfirmed` (sent to a directory given up on before it
+answered): audited `change-unconfirmed` and left `started`, while the run reports it failed.
 Applying the same saved plan again re-sends what was only started; connectors answer ALREADY for
 those that had in fact landed (they look before they write), audited as the earlier attempt's.
 
@@ -348,6 +350,9 @@ class Executor:
     def _record(self, run_plan_id: str, change: Change, sent: Change, result: Result, target: str | None, *,
                 earlier: bool = False, owed: bool = False) -> None:
         """The outcome of one change, as it arrives: journal, store, and audit commit together."""
+        if result.unconfirmed and result.outcome is Outcome.FAILED:
+            self._record_unconfirmed(run_plan_id, change, sent, result, target)
+            return
         event = "change-" + str(result.outcome)
         detail = result.detail
         if earlier and result.outcome is Outcome.ALREADY:
@@ -369,6 +374,26 @@ class Executor:
             "event": "change", "directory": change.directory, "action": str(change.action),
             "username": change.username, "group": change.group, "outcome": str(result.outcome),
             "reason": change.reason, "detail": result.detail,
+        }))
+        if self.on_result is not None:
+            self.on_result(change, result)
+
+    def _record_unconfirmed(self, run_plan_id: str, change: Change, sent: Change, result: Result,
+                            target: str | None) -> None:
+        """Sent, and the directory was given up on before it answered: the change may have landed.
+
+        Not recorded failed: its journal row stays `started` (with what was written ahead: username,
+        disable date, password owed), so the next run's `reconcile_started` settles it against a
+        fresh snapshot and audits it applied exactly once if it landed. The run still reports it failed.
+        """
+        detail = f"{result.detail}; sent but not confirmed: the next run looks and settles it"
+        with self.store.transaction():
+            self.store.audit("change-unconfirmed", audit_data(run_plan_id, change, sent, target, detail),
+                             actor=self.actor)
+        changes_log.info(json.dumps({
+            "event": "change", "directory": change.directory, "action": str(change.action),
+            "username": change.username, "group": change.group, "outcome": "unconfirmed",
+            "reason": change.reason, "detail": detail,
         }))
         if self.on_result is not None:
             self.on_result(change, result)

@@ -339,6 +339,9 @@ class Result:
     retryable: bool = False
     key: str | None = None
     """The directory key of an object the change created or adopted."""
+    unconfirmed: bool = False
+    """FAILED as far as this run knows, but sent and never answered (the directory was given up
+    on): it may have landed. The executor leaves it `started`, for the next run's fresh look to settle."""
 
 
 PLAN_SCHEMA = "idlifecycle-plan/1"

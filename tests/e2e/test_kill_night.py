@@ -188,12 +188,7 @@ def test_a_first_night_with_google_beside_entra_killed_twenty_times_ends_as_if_n
     _next_night_has_nothing_to_do(night)
 
 
-# Entra only for now: with Google beside it, a faulted night still audits some of Google's own creates as
-# "already so" rather than applied (httplib2 resends a request by itself once when a kept-alive
-# connection closes unanswered, and the connector cannot tell that resend from its own), so the
-# exactly-once audit check fails there; the exactly-once issue keeps it open until the Google
-# transport is fixed. The kill tests above do run with Google beside Entra.
-@pytest.mark.parametrize("google", [False], ids=["entra"])
+@pytest.mark.parametrize("google", [False, True], ids=["entra", "both"])
 def test_a_first_night_with_a_fifth_of_requests_faulted_ends_as_the_clean_one_and_not_ten_times_slower(
         night_factory: Any, entra_reference: Reference, both_reference: Reference, mailbox: Mailbox,
         google: bool) -> None:

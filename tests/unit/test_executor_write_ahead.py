@@ -129,3 +129,42 @@ def test_a_disable_whose_answer_was_lost_gets_its_date_when_the_next_run_sees_it
     later = Snapshot("ad", (account("k-old", "16abrown", anchor="000100", enabled=False),), ())
     reconcile_started(store, {"ad": later}, found_by="run-2", actor="nightly job")
     assert store.disabled_on() == {("ad", "000100"): DAY}, "the retention clock starts on the day it was sent"
+
+
+def test_a_change_sent_to_a_directory_given_up_on_is_left_for_the_next_run_to_settle(tmp_path):
+    store = Store(tmp_path / "state.db")
+    sent = Change("ad", Action.CREATE, "000231", "26zbrown", "new pupil on roll", after=NEW)
+    unsent = Change("ad", Action.CREATE, "000232", "26ygreen", "new pupil on roll",
+                    after={**NEW, "username": "26ygreen", "login": "26ygreen@pupils.example.sch.uk",
+                           "anchor": "000232"})
+    silence = "the directory answered nothing for 120 s, so ad was given up on for this run"
+
+    class GivenUp(Watching):
+        """The first create went out and its answer never came; the second was never sent."""
+
+        def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+            yield Result(changes[0].change_id, Outcome.FAILED, silence, retryable=True, unconfirmed=True)
+            yield Result(changes[1].change_id, Outcome.FAILED, silence, retryable=True)
+
+    results = Executor(store, {"ad": GivenUp(store)}, today=DAY, password_for=lambda c: "Secret-Pass-1234").run(
+        run_journal_id(1), [sent, unsent])
+    # The run still says both failed (the directory did); only the unsent one is recorded so.
+    assert [(r.outcome, r.unconfirmed) for r in results] == [(Outcome.FAILED, True), (Outcome.FAILED, False)]
+    states = store.journal_states(run_journal_id(1))
+    assert (states[sent.change_id].state, states[unsent.change_id].state) == ("started", "failed")
+    events = [(e.event, e.data["person_id"]) for e in store.audit_entries()]
+    assert events == [("change-started", "000231"), ("change-started", "000232"),
+                      ("change-unconfirmed", "000231"), ("change-failed", "000232")]
+    unconfirmed = next(e.data for e in store.audit_entries() if e.event == "change-unconfirmed")
+    assert "the next run looks and settles it" in unconfirmed["detail"]
+    assert [o.person_id for o in store.owed_passwords()] == ["000231"], "a password that may be set stays owed"
+    assert store.issued_usernames() == {"26zbrown": "000231", "26ygreen": "000232"}
+
+    # The next run's look finds the create landed: applied once, by the run that sent it; its key kept.
+    landed = Snapshot("ad", (account("k-new", "26zbrown", anchor="000231"),), ())
+    assert reconcile_started(store, {"ad": landed}, found_by="run-2", actor="nightly job") == 1
+    applied = [e.data for e in store.audit_entries() if e.event == "change-applied"]
+    assert [(d["person_id"], d["journal"]) for d in applied] == [("000231", "run-1")]
+    assert store.db.execute("SELECT key FROM accounts WHERE person_id='000231'").fetchone()[0] == "k-new"
+    assert [o.person_id for o in store.owed_passwords()] == ["000231"], "delivered by the next run, afresh"
+    assert store.verify_audit() == []

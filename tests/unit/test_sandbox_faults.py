@@ -73,3 +73,12 @@ def test_the_write_log_never_keeps_a_password() -> None:
     assert "Secret" not in repr(log.since())
     assert [(m, p, s) for _, m, p, s in log] == [("POST", "/v1.0/users", 201),
                                                   ("PATCH", "/admin/directory/v1/users/x", 200)]
+
+
+def test_a_limit_stops_the_faults_after_that_many() -> None:
+    spec = FaultSpec.parse("rate=1,kinds=reset_after,limit=1")
+    assert FaultSpec.parse(spec.to_arg()) == spec
+    draws = FaultInjector(spec)
+    assert [draws.draw(writes=True) for _ in range(3)] == ["reset_after", None, None]
+    with pytest.raises(ValueError, match=r"^limit is a number of faults"):
+        FaultSpec(limit=-1)

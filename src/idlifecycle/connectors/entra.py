@@ -170,6 +170,8 @@ class _Step:
     lost: set[int] = field(default_factory=set)
     """Indexes of this step's requests whose reply was lost (or a 5xx) before they were sent again: an
     "already so" answer to the resend is this run's own write landing (APPLIED, not ALREADY)."""
+    carries: tuple[str, ...] = ()
+    """Ids of the further changes this step's requests carry (those `extra` answers)."""
 
 
 class EntraConnector(Connector):
@@ -207,6 +209,8 @@ class EntraConnector(Connector):
         """User id -> the directory roles it holds, as the last snapshot read them."""
         self._unreachable: str | None = None
         """Set when Graph stopped answering during this run: why every later change fails at once."""
+        self._sent: set[str] = set()
+        """Ids of the changes in the current `apply` whose write has gone out (they may land unanswered)."""
 
     # configuration ------------------------------------------------------------------------------
     @classmethod
@@ -743,6 +747,7 @@ class EntraConnector(Connector):
             return
         arrived: queue.SimpleQueue[Result] = queue.SimpleQueue()
         stopped = threading.Event()
+        self._sent = set()  # filled from the session's loop as writes go out (see _sending_hook)
 
         async def guarded() -> None:
             try:
@@ -796,8 +801,10 @@ class EntraConnector(Connector):
             self._save_licence_debt()  # here, not in the event loop's thread: the store is not shared
         for change in changes:
             if change.change_id not in given:
+                # Sent and never answered (Graph given up on, or the phase stopped): it may have landed,
+                # so the executor leaves it for the next run's look to settle.
                 yield Result(change.change_id, Outcome.FAILED, failure or "Graph gave no answer for this change",
-                             retryable=retryable)
+                             retryable=retryable, unconfirmed=change.change_id in self._sent)
 
     async def _apply(self, cache: _Cache, changes: list[Change], emit: Emit) -> None:
         membership = (Action.ADD_MEMBER, Action.REMOVE_MEMBER)
@@ -854,7 +861,8 @@ class EntraConnector(Connector):
             pending = [s for s in chain if s.result is None]
             requests = [r for s in pending for r in s.requests]
             if requests:
-                groups.append((pending, RequestGroup(requests, _uncertain_hook(pending))))
+                groups.append((pending, RequestGroup(requests, _uncertain_hook(pending),
+                                                     sending=_sending_hook(pending, self._sent))))
 
         async def settle(pending: list[_Step], group: RequestGroup) -> None:
             await group.finished.wait()
@@ -1315,7 +1323,8 @@ class EntraConnector(Connector):
             step.extra.update({r.change_id: r for r in results[1:]})
             return results[0]
 
-        step = _Step(first, [BatchRequest("PATCH", f"/groups/{key}", {"members@odata.bind": binds})], interpret)
+        step = _Step(first, [BatchRequest("PATCH", f"/groups/{key}", {"members@odata.bind": binds})], interpret,
+                     carries=tuple(c.change_id for c in changes[1:]))
         return step
 
     def _add_member_ref(self, cache: _Cache, key: str, change: Change, after_lost: bool = False) -> _Step:
@@ -1347,6 +1356,21 @@ class EntraConnector(Connector):
             return self._failure(change, reply)
         step = _Step(change, [BatchRequest("DELETE", f"/groups/{key}/members/{change.target}/$ref")], interpret)
         return step
+
+
+def _sending_hook(pending: list[_Step], sent: set[str]) -> Callable[[int], None]:
+    """A request group's `sending` hook: notes the changes whose write went out (they may land unanswered)."""
+    spans: list[tuple[int, _Step]] = []
+    start = 0
+    for step in pending:
+        spans.append((start, step))
+        start += len(step.requests)
+
+    def sending(index: int) -> None:
+        step = next(s for f, s in reversed(spans) if index >= f)
+        sent.update((step.change.change_id, *step.carries))
+
+    return sending
 
 
 def _uncertain_hook(pending: list[_Step]) -> Callable[[int], Awaitable[GraphResponse | None]]:

@@ -168,6 +168,8 @@ class RequestGroup:
     attempts: int = 0
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once every item is answered: the connector reads this group's results at once, not at the phase's end."""
+    sending: Callable[[int], None] | None = None
+    """Called with item `index` as a write item goes on the wire: from then on it may land unanswered."""
 
 
 class Pacer:
@@ -595,6 +597,9 @@ class GraphSession:
             items.append(item)
             item_of[(id(group), index)] = item_id
         self.writes_sent += sum(1 for i in items if i["method"] != "GET")
+        for group in batch:
+            if group.sending is not None and group.requests[len(group.responses)].method != "GET":
+                group.sending(len(group.responses))
         try:
             reply = await self.send("POST", "/$batch", {"requests": items}, retry=False)
             if not reply.ok:

@@ -24,6 +24,7 @@ settled, and every later one this run, fail at once (retryable) so the other dir
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import re
 import secrets
@@ -52,6 +53,7 @@ from idlifecycle.connectors.base import (
     ConnectorError,
 )
 from idlifecycle.connectors.google_pacing import Pacer, Verdict, backoff, read_error, settle_delay
+from idlifecycle.connectors.google_transport import OneSendHttp
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.model import Account, Action, Change, DeletedAccount, Group, Outcome, Result, Snapshot
 
@@ -81,7 +83,9 @@ NEVER_SIGNED_IN = "1970-01-01T00:00:00.000Z"
 MAX_ATTEMPTS = 7
 PASSWORD_ALPHABET = string.ascii_letters + string.digits + "!#$%&*+-=?@^_"
 
-_TRANSPORT_ERRORS = (httplib2.HttpLib2Error, OSError, socket.timeout, BatchError)
+_TRANSPORT_ERRORS = (httplib2.HttpLib2Error, OSError, socket.timeout, http.client.HTTPException, BatchError)
+"""An answer lost on the way. http.client's own (a torn status line, a body cut short) reach us too:
+the transport sends once and hands them up (google_transport) instead of trying again."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,8 @@ class _Call:
     settling_since: float | None = None
     lost: bool = False
     """An earlier send's answer was lost: "already so" to a later send is that send landing (APPLIED)."""
+    unconfirmed: bool = False
+    """Given up on after a send whose answer was lost: it may have landed (see Result.unconfirmed)."""
 
 
 @dataclass
@@ -239,7 +245,7 @@ class GoogleConnector(Connector):
             raise UserError(f"{source}: secret {options.secret}: not a service-account key ({error}); "
                             "download a JSON key for the service account from the Cloud console") from None
         self._http = AuthorizedHttp(credentials.with_subject(options.admin),
-                                    http=httplib2.Http(timeout=options.timeout))
+                                    http=OneSendHttp(timeout=options.timeout))
         # static_discovery: the Directory API's description ships in the package; no network at build.
         self._service = build("admin", "directory_v1", http=self._http, static_discovery=True,
                               client_options={"api_endpoint": options.api_endpoint})
@@ -602,7 +608,12 @@ class GoogleConnector(Connector):
         failed = next((c for c in item.calls if c.outcome is Outcome.FAILED or c.outcome is None), None)
         if failed is not None:
             detail = failed.detail or self._stopped or "not sent"
-            return Result(change_id, Outcome.FAILED, detail, retryable=failed.retryable or failed.outcome is None)
+            # Given up on with a send unanswered, or after some of its calls landed: the next run's look settles it.
+            unconfirmed = any(c.unconfirmed for c in item.calls) or (
+                self._stopped is not None and detail == self._stopped
+                and any(c.outcome is Outcome.APPLIED for c in item.calls))
+            return Result(change_id, Outcome.FAILED, detail, retryable=failed.retryable or failed.outcome is None,
+                          unconfirmed=unconfirmed)
         key = next((c.key for c in item.calls if c.key), None)
         if item.change.action is Action.CREATE_GROUP and key and self._groups is not None:
             self._groups[str(item.change.group).lower()] = key
@@ -643,6 +654,7 @@ class GoogleConnector(Connector):
         for call in calls:
             if not call.done and self._stopped:
                 call.done, call.outcome, call.detail, call.retryable = True, Outcome.FAILED, self._stopped, True
+                call.unconfirmed = call.lost
 
     def _send_batch(self, chunk: list[_Call]) -> list[_Call]:
         """One batch; returns the calls to send again."""

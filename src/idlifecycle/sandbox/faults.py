@@ -60,6 +60,9 @@ class FaultSpec:
     """Seconds a hung request holds its connection before closing it unanswered."""
     writes_only: bool = False
     """Only requests that write (and batches) fault; reads are answered."""
+    limit: int = 0
+    """At most this many faults in all (0: no limit): `rate=1,kinds=reset_after,limit=1` loses the
+    answer to the first request only, so a test can ask what one lost answer leads to."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -70,10 +73,12 @@ class FaultSpec:
                              f"kinds are {'+'.join(FAULT_KINDS)}")
         if self.retry_after < 0 or self.hang < 0:
             raise ValueError("retry_after and hang are seconds, 0 or more")
+        if self.limit < 0:
+            raise ValueError("limit is a number of faults, 0 (no limit) or more")
 
     @classmethod
     def parse(cls, text: str) -> FaultSpec:
-        """`rate=0.2,seed=7,kinds=throttle+hang,retry_after=1,hang=30,writes_only=1` (any subset)."""
+        """`rate=0.2,seed=7,kinds=throttle+hang,retry_after=1,hang=30,writes_only=1,limit=0` (any subset)."""
         values: dict[str, Any] = {}
         for item in filter(None, (part.strip() for part in text.split(","))):
             name, equals, raw = item.partition("=")
@@ -83,7 +88,7 @@ class FaultSpec:
             try:
                 if name == "rate":
                     values[name] = float(raw)
-                elif name in ("seed", "retry_after"):
+                elif name in ("seed", "retry_after", "limit"):
                     values[name] = int(raw)
                 elif name == "hang":
                     values[name] = float(raw)
@@ -93,7 +98,7 @@ class FaultSpec:
                     values[name] = raw.strip().lower() in ("1", "true", "yes")
                 else:
                     raise ValueError(f"unknown setting {name!r}; settings are rate, seed, kinds, retry_after, "
-                                     "hang, writes_only")
+                                     "hang, writes_only, limit")
             except ValueError as error:
                 if "setting" in str(error):
                     raise
@@ -103,7 +108,7 @@ class FaultSpec:
     def to_arg(self) -> str:
         """The `--faults` argument that makes this spec in an emulator process."""
         return (f"rate={self.rate},seed={self.seed},kinds={'+'.join(self.kinds)},retry_after={self.retry_after},"
-                f"hang={self.hang},writes_only={int(self.writes_only)}")
+                f"hang={self.hang},writes_only={int(self.writes_only)},limit={self.limit}")
 
 
 def faults_argument(text: str) -> FaultSpec:
@@ -134,7 +139,7 @@ class FaultInjector:
         with self.lock:
             # Two draws every time, so the stream stays in step whichever kinds are allowed.
             roll, pick = self.random.random(), self.random.random()
-            if not kinds or roll >= spec.rate:
+            if not kinds or roll >= spec.rate or (spec.limit and sum(self.fired.values()) >= spec.limit):
                 return None
             kind = kinds[int(pick * len(kinds))]
             self.fired[kind] += 1
