@@ -248,12 +248,22 @@ def choose_usernames(
 ) -> dict[str, str]:
     """One username per active person, the same in every directory; new names are never reissued ones."""
     names: dict[str, str] = {}
+    renaming: set[str] = set()
     for person in active:
-        existing = [m[person.person_id].username for m in matched.values() if person.person_id in m]
-        if existing:
-            names[person.person_id] = existing[0]
-        elif person.person_id in state.person_usernames:
-            names[person.person_id] = state.person_usernames[person.person_id]
+        held = [m[person.person_id].username for m in matched.values() if person.person_id in m]
+        if person.person_id in state.person_usernames:
+            held.append(state.person_usernames[person.person_id])
+        if not held:
+            continue
+        if rules.kinds[person.kind].rename_on_name_change:
+            # A rename half made (one directory renamed, another not yet: a run given up on or
+            # killed) is finished with the name already issued to this person, not a third one.
+            base = base_username(person, rules.naming, today).rstrip("0123456789")
+            fitting = [n for n in held if n.rstrip("0123456789").startswith(base)]
+            if not fitting:
+                renaming.add(person.person_id)
+            held = fitting or held
+        names[person.person_id] = held[0]
     taken = set(state.issued_usernames) | {n.lower() for n in names.values()}
     for snapshot in snapshots.values():
         taken.update(a.username.lower() for a in snapshot.accounts)
@@ -261,10 +271,7 @@ def choose_usernames(
     needing: list[Person] = []
     for person in active:
         current = names.get(person.person_id)
-        renamed = (current is not None and rules.kinds[person.kind].rename_on_name_change
-                   and not current.rstrip("0123456789").startswith(
-                       base_username(person, rules.naming, today).rstrip("0123456789")))
-        if current is None or renamed:
+        if current is None or person.person_id in renaming:
             wanted = person.username if rules.use_feed_usernames else None
             if wanted and wanted.lower() not in taken and not reserved_clash(wanted, rules.naming.reserved):
                 names[person.person_id] = wanted

@@ -1,6 +1,6 @@
 """The planner, told as the school's year: starters, leavers, roll-over, re-joiners, first runs."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from idlifecycle.model import Action, Group, Snapshot
@@ -181,3 +181,21 @@ def test_a_roll_over_update_says_what_changed():
     p = plan_for([year7], [acct])
     [update] = [c for c in p.changes if c.action is Action.UPDATE]
     assert update.reason == "department: Year 6 -> Year 7"
+
+
+def test_a_rename_made_in_one_directory_but_not_the_other_is_finished_with_the_same_name():
+    # Clara's account was renamed coswald -> 18coswald in one directory; the other directory's rename
+    # was never confirmed (a run given up on). The next night renames the other to 18coswald, the name
+    # already issued to her, and leaves the first alone: never a third name such as 18coswald2.
+    rules = replace(RULES, kinds={k: replace(v, rename_on_name_change=True) for k, v in RULES.kinds.items()})
+    clara = pupil("000205", "Clara", "Oswald", year="8", reg="8A")
+    old = account("e1", "coswald", anchor="000205", directory="entra", container="Pupils/Year 8",
+                  given="Clara", surname="Oswald")
+    new = account("d1", "18coswald", anchor="000205", directory="double", container="Pupils/Year 8",
+                  given="Clara", surname="Oswald")
+    state = PlanState(person_usernames={"000205": "18coswald"},
+                      issued_usernames={"coswald": "000205", "18coswald": "000205"})
+    snapshots = {"entra": Snapshot("entra", (old,), ()), "double": Snapshot("double", (new,), ())}
+    p = plan([clara], snapshots, {"entra": ENTRA_LIKE, "double": AD_LIKE}, rules, state, TODAY)
+    renames = [(c.directory, c.after.get("username")) for c in p.changes if c.action is Action.RENAME]
+    assert renames == [("entra", "18coswald")]
