@@ -1,0 +1,45 @@
+"""Change ids and snapshot fingerprints are journal keys and stale-plan checks: the encoder made once for speed
+must write exactly what json.dumps writes, or a saved plan's ids and fingerprints would no longer match."""
+
+import hashlib
+import json
+from datetime import date, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from idlifecycle.model import Account, Action, Change, Group, Snapshot, _json_encoder
+
+SCALARS = (st.text() | st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+           | st.dates() | st.datetimes())
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4)
+                      | st.tuples(inner, inner), max_leaves=12)
+
+
+@given(VALUES)
+def test_the_encoder_writes_what_json_dumps_writes(value):
+    assert _json_encoder()([value]) == json.dumps([value], default=str)
+    assert _json_encoder(sort_keys=True)([value]) == json.dumps([value], default=str, sort_keys=True)
+
+
+def test_a_change_id_is_the_digest_of_its_json():
+    change = Change("entra", Action.UPDATE, "000231", "19asmith", "name changed in the MIS", target="k-1",
+                    after={"surname": "Smith-Jones", "attributes": {"department": "Year 7", "b": date(2026, 9, 1)}})
+    payload = json.dumps(["entra", Action.UPDATE, "000231", "k-1", None,
+                          sorted(change.after.items())], default=str, sort_keys=True)
+    assert change.change_id == hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def test_a_fingerprint_is_the_digest_of_each_accounts_json():
+    account = Account("entra", "k-1", "19asmith", "19asmith@pupils.example.sch.uk", "Zoë", "Adams", "Zoë Adams",
+                      "000231", True, "Pupils/Year 7", {"department": "7A", "employeeType": "pupil"},
+                      created=datetime(2025, 9, 1, 8, 0))
+    snapshot = Snapshot("entra", (account,), (Group("entra", "g-1", "Year 7", {"k-1": "Zoë Adams"}),),
+                        frozenset({"admin"}))
+    digest = hashlib.sha256()
+    digest.update(json.dumps(["k-1", "19asmith", "19asmith@pupils.example.sch.uk", "Zoë", "Adams", "Zoë Adams",
+                              "000231", True, "Pupils/Year 7", [["department", "7A"], ["employeeType", "pupil"]],
+                              False, False, ""], default=str).encode())
+    digest.update(json.dumps(["g-1", "Year 7", ["k-1"]]).encode())
+    digest.update(json.dumps(["admin"]).encode())
+    assert snapshot.fingerprint() == digest.hexdigest()[:32]
