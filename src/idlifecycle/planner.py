@@ -152,16 +152,26 @@ class _Unanchored:
         return []
 
 
-def expected_logins(people: Sequence[Person], rules: MappingRules, today: date) -> dict[str, str]:
+def base_usernames(people: Sequence[Person], rules: MappingRules, today: date) -> dict[str, str]:
+    """person_id -> the username the naming convention gives them before any collision suffix."""
+    naming = rules.naming
+    return {person.person_id: base_username(person, naming, today) for person in people}
+
+
+def expected_logins(people: Sequence[Person], rules: MappingRules, today: date,
+                    bases: Mapping[str, str] | None = None) -> dict[str, str]:
     """person_id -> the sign-in the naming convention gives them, for the "login" match rule.
 
     People who share a base name (two James Smiths in one intake) get none: which of them owns an
-    existing "19jsmith" cannot be told from the name, so neither is adopted by it.
+    existing "19jsmith" cannot be told from the name, so neither is adopted by it. `bases` are
+    `base_usernames`, when the caller has them already.
     """
+    if bases is None:
+        bases = base_usernames(people, rules, today)
+    domains = {kind: kind_rules.domain for kind, kind_rules in rules.kinds.items()}
     logins: dict[str, str] = {}
     for person in people:
-        username = base_username(person, rules.naming, today)
-        logins[person.person_id] = f"{username}@{rules.kinds[person.kind].domain}".lower()
+        logins[person.person_id] = f"{bases[person.person_id]}@{domains[person.kind]}".lower()
     counts = Counter(logins.values())
     return {pid: login for pid, login in logins.items() if counts[login] == 1}
 
@@ -247,15 +257,25 @@ def choose_usernames(
     rules: MappingRules,
     state: PlanState,
     today: date,
+    bases: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """One username per active person, the same in every directory; new names are never reissued ones."""
+    """One username per active person, the same in every directory; new names are never reissued ones.
+
+    `bases` are `base_usernames`, when the caller has them already."""
+    if bases is None:
+        bases = base_usernames(active, rules, today)
     names: dict[str, str] = {}
+    found_in = list(matched.values())
     for person in active:
-        existing = [m[person.person_id].username for m in matched.values() if person.person_id in m]
-        if existing:
-            names[person.person_id] = existing[0]
-        elif person.person_id in state.person_usernames:
-            names[person.person_id] = state.person_usernames[person.person_id]
+        pid = person.person_id
+        for accounts in found_in:  # the first directory that has the person's account names them
+            account = accounts.get(pid)
+            if account is not None:
+                names[pid] = account.username
+                break
+        else:
+            if pid in state.person_usernames:
+                names[pid] = state.person_usernames[pid]
     taken = set(state.issued_usernames) | {n.lower() for n in names.values()}
     for snapshot in snapshots.values():
         taken.update(a.username.lower() for a in snapshot.accounts)
@@ -264,8 +284,7 @@ def choose_usernames(
     for person in active:
         current = names.get(person.person_id)
         renamed = (current is not None and rules.kinds[person.kind].rename_on_name_change
-                   and not current.rstrip("0123456789").startswith(
-                       base_username(person, rules.naming, today).rstrip("0123456789")))
+                   and not current.rstrip("0123456789").startswith(bases[person.person_id].rstrip("0123456789")))
         if current is None or renamed:
             wanted = person.username if rules.use_feed_usernames else None
             if wanted and wanted.lower() not in taken and not reserved_clash(wanted, rules.naming.reserved):
@@ -518,14 +537,15 @@ def _plan(
     matched: dict[str, dict[str, Account]] = {}
     adopted: dict[str, set[str]] = {}
     notes: list[str] = []
-    logins = expected_logins(people, rules, today)
+    bases = base_usernames(people, rules, today)
+    logins = expected_logins(people, rules, today, bases)
     blocked: dict[str, set[str]] = {}
     for directory, snapshot in snapshots.items():
         blocked[directory], found = privileged_notes(people, snapshot, rules, logins)
         notes.extend(found)
         matched[directory], adopted[directory], found = match_accounts(people, snapshot, rules, statuses, logins)
         notes.extend(found)
-    names = choose_usernames(people, active, matched, snapshots, rules, state, today)
+    names = choose_usernames(people, active, matched, snapshots, rules, state, today, bases)
     desired_accounts = DesiredAccounts(rules)
 
     changes: list[Change] = []
