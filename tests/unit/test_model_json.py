@@ -1,14 +1,17 @@
 """Change ids and snapshot fingerprints are journal keys and stale-plan checks: the encoder made once for speed
 must write exactly what json.dumps writes, or a saved plan's ids and fingerprints would no longer match."""
 
+import dataclasses
 import hashlib
+import inspect
 import json
 from datetime import date, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from idlifecycle.model import Account, Action, Change, Group, Snapshot, _json_encoder
+from idlifecycle.model import Account, Action, Change, DesiredAccount, Group, Kind, Person, Snapshot, _json_encoder
 
 SCALARS = (st.text() | st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
            | st.dates() | st.datetimes())
@@ -43,3 +46,27 @@ def test_a_fingerprint_is_the_digest_of_each_accounts_json():
     digest.update(json.dumps(["g-1", "Year 7", ["k-1"]]).encode())
     digest.update(json.dumps(["admin"]).encode())
     assert snapshot.fingerprint() == digest.hexdigest()[:32]
+
+
+@pytest.mark.parametrize("cls", [Person, DesiredAccount])
+def test_values_made_through_their_slots_take_the_dataclass_parameters(cls):
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    assert [p.name for p in parameters] == [f.name for f in dataclasses.fields(cls)]
+    for parameter, declared in zip(parameters, dataclasses.fields(cls), strict=True):
+        if declared.default is not dataclasses.MISSING:
+            assert parameter.default == declared.default
+        elif declared.default_factory is dataclasses.MISSING:
+            assert parameter.default is inspect.Parameter.empty
+
+
+def test_values_made_through_their_slots_stay_frozen_dataclasses():
+    person = Person("000231", Kind.PUPIL, "Zoë", "Adams", year_group="7")
+    assert (person.preferred_first_name, person.roles, person.source, person.year_group) == (None, (), "", "7")
+    smith = Person("000231", Kind.PUPIL, "Zoë", "Smith", year_group="7")
+    assert dataclasses.replace(person, last_name="Smith") == smith
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        person.last_name = "Smith"  # type: ignore[misc]
+    first = DesiredAccount("entra", "1", Kind.PUPIL, "u", "u@x", "Zoë", "Adams", "Zoë Adams", "", frozenset())
+    second = DesiredAccount("entra", "1", Kind.PUPIL, "u", "u@x", "Zoë", "Adams", "Zoë Adams", "", frozenset())
+    assert first == second and first.attributes == {} and first.attributes is not second.attributes
+    assert first.enabled is True
