@@ -529,11 +529,12 @@ def _plan(
     held = held or Held()
     read_ids = {normalise_id(p.person_id) for p in people} if held.keys else set()
     people_count = len(people) + len(set(held.keys) - read_ids) + len(held.unidentified)
-    people = [p for p in people if not held.holds(p.person_id)]
+    people = [p for p in people if not held.holds(p.person_id)] if held.keys else list(people)
     held_lines: dict[str, list[str]] = {key: [] for key in held.rows}
     statuses = {p.person_id: status(p, rules.kinds[p.kind], today) for p in people}
     by_id = {p.person_id: p for p in people}
     active = [p for p in people if statuses[p.person_id] is Status.ACTIVE]
+    staying = {pid for pid, found in statuses.items() if found is Status.ACTIVE or found is Status.FUTURE}
     matched: dict[str, dict[str, Account]] = {}
     adopted: dict[str, set[str]] = {}
     notes: list[str] = []
@@ -556,27 +557,31 @@ def _plan(
         planner = _DirectoryPlanner(snapshot, caps, rules, shares, today)
         # Held accounts stay in the managed set (so restricted-group policing leaves them be) but get no changes.
         managed_keys = {a.key for a in matched[directory].values()}
-        for person_id in [pid for pid in matched[directory] if held.holds(pid)]:
+        for person_id in [pid for pid in matched[directory] if held.holds(pid)] if held.keys else []:
             kept = matched[directory].pop(person_id)
             managed_keys.add(kept.key)
             held_lines[held.keys[normalise_id(person_id)]].append(f"{directory} {kept.username}")
+        # Looked up once a directory rather than once a person: this loop runs for every person in every directory.
+        blocked_here, matched_here, adopted_here = blocked[directory], matched[directory], adopted[directory]
+        account_for, share_groups = desired_accounts.account, shares.desired
         for person in active:
-            if person.person_id in blocked[directory]:
+            pid = person.person_id
+            if pid in blocked_here:
                 continue
-            desired = desired_accounts.account(person, names[person.person_id], directory, caps)
-            extra = shares.desired.get(person.person_id, {}).get(directory, frozenset())
+            desired = account_for(person, names[pid], directory, caps)
+            extra = share_groups.get(pid, {}).get(directory, frozenset()) if share_groups else frozenset()
             if extra:
                 desired = replace(desired, groups=desired.groups | extra)
-            account = matched[directory].get(person.person_id)
+            account = matched_here.get(pid)
             if account is None:
                 planner.create(desired, person)
                 continue
             if account.synced_from_on_premises and caps.hybrid:
                 notes.append(f"{directory}: {account.login} is synced from on-premises AD: only cloud groups "
                              "and sessions are managed here")
-            planner.update(desired, account, person, person.person_id in adopted[directory])
-        for person_id, account in matched[directory].items():
-            if statuses.get(person_id) in (Status.ACTIVE, Status.FUTURE):
+            planner.update(desired, account, person, pid in adopted_here)
+        for person_id, account in matched_here.items():
+            if person_id in staying:
                 continue
             if person_id not in by_id and normalise_id(person_id) in held.listed_keys:
                 managed_keys.add(account.key)
