@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import cache, lru_cache
@@ -175,9 +175,40 @@ def _clash(chars: str, shapes: list[str], words: Mapping[str, str], start: int) 
     return None
 
 
+_FIELD_VALUES: dict[str, Callable[[Person, date], str]] = {
+    "first_name": lambda person, today: ascii_name(person.first_name) or "x",
+    "first_initial": lambda person, today: (ascii_name(person.first_name) or "x")[0],
+    "legal_first_name": lambda person, today: ascii_name(person.legal_first_name) or ascii_name(person.first_name)
+    or "x",
+    "surname": lambda person, today: ascii_name(person.last_name) or "x",
+    "surname_initial": lambda person, today: (ascii_name(person.last_name) or "x")[0],
+    "intake_year": lambda person, today: intake_year(person.year_group if person.kind is Kind.PUPIL else None, today),
+    "start_year": lambda person, today: f"{(person.start_date or today).year % 100:02d}",
+    "person_id": lambda person, today: ascii_name(person.person_id),
+}
+"""Each template field as template_values works it out, one at a time."""
+
+
+@lru_cache(maxsize=64)
+def _template_fields(template: str) -> tuple[tuple[str, Callable[[Person, date], str]], ...] | None:
+    """The fields a username template names, or None when it names anything else (then it is formatted with
+    every value, and fails as it always did)."""
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    if not all(name in _FIELD_VALUES for name in names):
+        return None
+    return tuple((name, _FIELD_VALUES[name]) for name in dict.fromkeys(names))
+
+
 def base_username(person: Person, rules: NamingRules, today: date) -> str:
-    name = rules.templates[person.kind].format(**template_values(person, today))
-    return name[: rules.max_length]
+    # Only the fields the template names are worked out: this runs for every person on every night, and a
+    # field the template does not use (a person id in "{intake_year}{first_initial}{surname}") costs as much.
+    template = rules.templates[person.kind]
+    fields = _template_fields(template)
+    if fields is None:
+        values = template_values(person, today)
+    else:
+        values = {name: value(person, today) for name, value in fields}
+    return template.format(**values)[: rules.max_length]
 
 
 def assign_usernames(

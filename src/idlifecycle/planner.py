@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from functools import cached_property
@@ -150,16 +152,26 @@ class _Unanchored:
         return []
 
 
-def expected_logins(people: Sequence[Person], rules: MappingRules, today: date) -> dict[str, str]:
+def base_usernames(people: Sequence[Person], rules: MappingRules, today: date) -> dict[str, str]:
+    """person_id -> the username the naming convention gives them before any collision suffix."""
+    naming = rules.naming
+    return {person.person_id: base_username(person, naming, today) for person in people}
+
+
+def expected_logins(people: Sequence[Person], rules: MappingRules, today: date,
+                    bases: Mapping[str, str] | None = None) -> dict[str, str]:
     """person_id -> the sign-in the naming convention gives them, for the "login" match rule.
 
     People who share a base name (two James Smiths in one intake) get none: which of them owns an
-    existing "19jsmith" cannot be told from the name, so neither is adopted by it.
+    existing "19jsmith" cannot be told from the name, so neither is adopted by it. `bases` are
+    `base_usernames`, when the caller has them already.
     """
+    if bases is None:
+        bases = base_usernames(people, rules, today)
+    domains = {kind: kind_rules.domain for kind, kind_rules in rules.kinds.items()}
     logins: dict[str, str] = {}
     for person in people:
-        username = base_username(person, rules.naming, today)
-        logins[person.person_id] = f"{username}@{rules.kinds[person.kind].domain}".lower()
+        logins[person.person_id] = f"{bases[person.person_id]}@{domains[person.kind]}".lower()
     counts = Counter(logins.values())
     return {pid: login for pid, login in logins.items() if counts[login] == 1}
 
@@ -245,25 +257,32 @@ def choose_usernames(
     rules: MappingRules,
     state: PlanState,
     today: date,
+    bases: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """One username per active person, the same in every directory; new names are never reissued ones."""
+    """One username per active person, the same in every directory; new names are never reissued ones.
+
+    `bases` are `base_usernames`, when the caller has them already."""
+    if bases is None:
+        bases = base_usernames(active, rules, today)
     names: dict[str, str] = {}
     renaming: set[str] = set()
+    found_in = list(matched.values())
     for person in active:
-        held = [m[person.person_id].username for m in matched.values() if person.person_id in m]
-        if person.person_id in state.person_usernames:
-            held.append(state.person_usernames[person.person_id])
+        pid = person.person_id
+        held = [accounts[pid].username for accounts in found_in if pid in accounts]
+        if pid in state.person_usernames:
+            held.append(state.person_usernames[pid])
         if not held:
             continue
         if rules.kinds[person.kind].rename_on_name_change:
             # A rename half made (one directory renamed, another not yet: a run given up on or
             # killed) is finished with the name already issued to this person, not a third one.
-            base = base_username(person, rules.naming, today).rstrip("0123456789")
+            base = bases[pid].rstrip("0123456789")
             fitting = [n for n in held if n.rstrip("0123456789").startswith(base)]
             if not fitting:
-                renaming.add(person.person_id)
+                renaming.add(pid)
             held = fitting or held
-        names[person.person_id] = held[0]
+        names[pid] = held[0]  # the first directory that has the person's account names them
     taken = set(state.issued_usernames) | {n.lower() for n in names.values()}
     for snapshot in snapshots.values():
         taken.update(a.username.lower() for a in snapshot.accounts)
@@ -282,12 +301,27 @@ def choose_usernames(
     return names
 
 
-def _groups_by_member(snapshot: Snapshot) -> dict[str, set[str]]:
+def _groups_by_member(snapshot: Snapshot, owned: set[str]) -> dict[str, set[str]]:
+    """Account key -> the names of the owned groups it is in.
+
+    Only owned groups are indexed: the planner reads nothing else of an account's membership, and the
+    names it owns later (groups it will create) have no members yet, so the index stays exact all run.
+    """
     member_of: dict[str, set[str]] = {}
     for group in snapshot.groups:
+        name = group.name
+        if name not in owned:
+            continue
         for key in group.members:
-            member_of.setdefault(key, set()).add(group.name)
+            held = member_of.get(key)
+            if held is None:
+                member_of[key] = {name}
+            else:
+                held.add(name)
     return member_of
+
+
+_NO_GROUPS: frozenset[str] = frozenset()
 
 
 class _DirectoryPlanner:
@@ -301,10 +335,10 @@ class _DirectoryPlanner:
         self.rules = rules
         self.today = today
         self.groups: dict[str, Group] = {g.name: g for g in snapshot.groups}
-        self.member_of = _groups_by_member(snapshot)
         self.restricted = shares.restricted.get(self.directory, frozenset())
         self.owned = ({g.name for g in snapshot.groups if g.managed}
                       | set(shares.managed.get(self.directory, frozenset())) | set(self.restricted))
+        self.member_of = _groups_by_member(snapshot, self.owned)
         self.changes: list[Change] = []
         self.groups_to_create: dict[str, str] = {}
 
@@ -335,34 +369,9 @@ class _DirectoryPlanner:
         if adopted:
             self.add(Action.ADOPT, pid, name, f"existing account matched to {person.display_name} ({pid})",
                      target=account.key, before={"anchor": None}, after={"anchor": pid})
-        hybrid = account.synced_from_on_premises and self.caps.hybrid
-        if not hybrid:
-            if not account.enabled:
-                self.add(Action.ENABLE, pid, name, "back on roll (re-joined)", target=account.key)
-            if desired.username != account.username or desired.login.lower() != account.login.lower():
-                self.add(Action.RENAME, pid, name, "name changed in the MIS" if desired.username != account.username
-                         else f"sign-in domain is now {desired.login.split('@')[1]}", target=account.key,
-                         before={"username": account.username, "login": account.login},
-                         after={"username": desired.username, "login": desired.login})
-            before: dict[str, Any] = {}
-            after: dict[str, Any] = {}
-            if (account.given_name, account.surname, account.display_name) != (
-                    desired.given_name, desired.surname, desired.display_name):
-                for attr in ("given_name", "surname", "display_name"):
-                    if getattr(account, attr) != getattr(desired, attr):
-                        before[attr], after[attr] = getattr(account, attr), getattr(desired, attr)
-            attr_changes = {k: v for k, v in desired.attributes.items() if account.attributes.get(k) != v}
-            if attr_changes:
-                before["attributes"] = {k: account.attributes.get(k) for k in attr_changes}
-                after["attributes"] = attr_changes
-            if after:
-                self.add(Action.UPDATE, pid, name, _update_reason(before, after), target=account.key,
-                         before=before, after=after)
-            if self.caps.containers and account.container != desired.container:
-                where = desired.container.rsplit("/", 1)[-1] or desired.container
-                self.add(Action.MOVE, pid, name, f"moved to {where}", target=account.key,
-                         before={"container": account.container}, after={"container": desired.container})
-        current = self.member_of.get(account.key, set()) & self.owned
+        if not (account.synced_from_on_premises and self.caps.hybrid):
+            self._align(desired, account, pid, name)
+        current = self.member_of.get(account.key, _NO_GROUPS)
         if current == desired.groups:  # as nearly every account is, most nights
             return
         for group in sorted(desired.groups - current):
@@ -373,6 +382,40 @@ class _DirectoryPlanner:
             self.add(Action.REMOVE_MEMBER, pid, name, f"no longer belongs in {group}", target=account.key,
                      group=group, restricted=group in self.restricted,
                      before={"member": True}, after={"member": False})
+
+    def _align(self, desired: DesiredAccount, account: Account, pid: str, name: str) -> None:
+        """Enable, rename, update and move a cloud-owned account, in that order, where it differs.
+
+        Each comparison is tried whole first (an equal login needs no case-folding, equal attribute maps no
+        per-attribute look): on most nights nearly every account is already as desired.
+        """
+        if not account.enabled:
+            self.add(Action.ENABLE, pid, name, "back on roll (re-joined)", target=account.key)
+        if desired.username != account.username or (
+                desired.login != account.login and desired.login.lower() != account.login.lower()):
+            self.add(Action.RENAME, pid, name, "name changed in the MIS" if desired.username != account.username
+                     else f"sign-in domain is now {desired.login.split('@')[1]}", target=account.key,
+                     before={"username": account.username, "login": account.login},
+                     after={"username": desired.username, "login": desired.login})
+        before: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+        if (account.given_name != desired.given_name or account.surname != desired.surname
+                or account.display_name != desired.display_name):
+            for attr in ("given_name", "surname", "display_name"):
+                if getattr(account, attr) != getattr(desired, attr):
+                    before[attr], after[attr] = getattr(account, attr), getattr(desired, attr)
+        if desired.attributes != account.attributes:
+            attr_changes = {k: v for k, v in desired.attributes.items() if account.attributes.get(k) != v}
+            if attr_changes:
+                before["attributes"] = {k: account.attributes.get(k) for k in attr_changes}
+                after["attributes"] = attr_changes
+        if after:
+            self.add(Action.UPDATE, pid, name, _update_reason(before, after), target=account.key,
+                     before=before, after=after)
+        if self.caps.containers and account.container != desired.container:
+            where = desired.container.rsplit("/", 1)[-1] or desired.container
+            self.add(Action.MOVE, pid, name, f"moved to {where}", target=account.key,
+                     before={"container": account.container}, after={"container": desired.container})
 
     def leave(self, account: Account, person: Person | None, disabled_on: date | None,
               adopted: bool = False) -> None:
@@ -392,7 +435,7 @@ class _DirectoryPlanner:
         elif account.enabled:
             self.add(Action.DISABLE, pid, name, reason, target=account.key,
                      before={"enabled": True}, after={"enabled": False})
-        for group in sorted(self.member_of.get(account.key, set()) & self.owned):
+        for group in sorted(self.member_of.get(account.key, _NO_GROUPS)):
             self.add(Action.REMOVE_MEMBER, pid, name, f"{reason}: removed from {group}", target=account.key,
                      group=group, restricted=group in self.restricted,
                      before={"member": True}, after={"member": False})
@@ -441,6 +484,24 @@ class _DirectoryPlanner:
         return sorted(unique.values(), key=lambda c: (phase(c), c.username.lower(), c.group or "", c.action))
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector held off while planning, and let run again after.
+
+    The planner makes hundreds of thousands of acyclic values (indexes, desired accounts, changes) beside
+    inputs of millions of objects; each time the allocations pass the collector's threshold it walks them all
+    looking for cycles there are none of (measured: a third of a trust's planning time). Nothing is freed
+    later than it would be anyway: refcounting frees what the planner drops, as always.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def plan(
     people: Sequence[Person],
     snapshots: Mapping[str, Snapshot],
@@ -455,26 +516,42 @@ def plan(
 
     People in `held` (their feed row was refused) are left exactly as they are in every directory.
     """
+    with _collector_paused():
+        return _plan(people, snapshots, capabilities, rules, state, today, shares, held)
+
+
+def _plan(
+    people: Sequence[Person],
+    snapshots: Mapping[str, Snapshot],
+    capabilities: Mapping[str, Capabilities],
+    rules: MappingRules,
+    state: PlanState,
+    today: date,
+    shares: ShareGroupsLike | None,
+    held: Held | None,
+) -> Plan:
     shares = shares or NoShareGroups()
     held = held or Held()
     read_ids = {normalise_id(p.person_id) for p in people} if held.keys else set()
     people_count = len(people) + len(set(held.keys) - read_ids) + len(held.unidentified)
-    people = [p for p in people if not held.holds(p.person_id)]
+    people = [p for p in people if not held.holds(p.person_id)] if held.keys else list(people)
     held_lines: dict[str, list[str]] = {key: [] for key in held.rows}
     statuses = {p.person_id: status(p, rules.kinds[p.kind], today) for p in people}
     by_id = {p.person_id: p for p in people}
     active = [p for p in people if statuses[p.person_id] is Status.ACTIVE]
+    staying = {pid for pid, found in statuses.items() if found is Status.ACTIVE or found is Status.FUTURE}
     matched: dict[str, dict[str, Account]] = {}
     adopted: dict[str, set[str]] = {}
     notes: list[str] = []
-    logins = expected_logins(people, rules, today)
+    bases = base_usernames(people, rules, today)
+    logins = expected_logins(people, rules, today, bases)
     blocked: dict[str, set[str]] = {}
     for directory, snapshot in snapshots.items():
         blocked[directory], found = privileged_notes(people, snapshot, rules, logins)
         notes.extend(found)
         matched[directory], adopted[directory], found = match_accounts(people, snapshot, rules, statuses, logins)
         notes.extend(found)
-    names = choose_usernames(people, active, matched, snapshots, rules, state, today)
+    names = choose_usernames(people, active, matched, snapshots, rules, state, today, bases)
     desired_accounts = DesiredAccounts(rules)
 
     changes: list[Change] = []
@@ -485,27 +562,31 @@ def plan(
         planner = _DirectoryPlanner(snapshot, caps, rules, shares, today)
         # Held accounts stay in the managed set (so restricted-group policing leaves them be) but get no changes.
         managed_keys = {a.key for a in matched[directory].values()}
-        for person_id in [pid for pid in matched[directory] if held.holds(pid)]:
+        for person_id in [pid for pid in matched[directory] if held.holds(pid)] if held.keys else []:
             kept = matched[directory].pop(person_id)
             managed_keys.add(kept.key)
             held_lines[held.keys[normalise_id(person_id)]].append(f"{directory} {kept.username}")
+        # Looked up once a directory rather than once a person: this loop runs for every person in every directory.
+        blocked_here, matched_here, adopted_here = blocked[directory], matched[directory], adopted[directory]
+        account_for, share_groups = desired_accounts.account, shares.desired
         for person in active:
-            if person.person_id in blocked[directory]:
+            pid = person.person_id
+            if pid in blocked_here:
                 continue
-            desired = desired_accounts.account(person, names[person.person_id], directory, caps)
-            extra = shares.desired.get(person.person_id, {}).get(directory, frozenset())
+            desired = account_for(person, names[pid], directory, caps)
+            extra = share_groups.get(pid, {}).get(directory, frozenset()) if share_groups else frozenset()
             if extra:
                 desired = replace(desired, groups=desired.groups | extra)
-            account = matched[directory].get(person.person_id)
+            account = matched_here.get(pid)
             if account is None:
                 planner.create(desired, person)
                 continue
             if account.synced_from_on_premises and caps.hybrid:
                 notes.append(f"{directory}: {account.login} is synced from on-premises AD: only cloud groups "
                              "and sessions are managed here")
-            planner.update(desired, account, person, person.person_id in adopted[directory])
-        for person_id, account in matched[directory].items():
-            if statuses.get(person_id) in (Status.ACTIVE, Status.FUTURE):
+            planner.update(desired, account, person, pid in adopted_here)
+        for person_id, account in matched_here.items():
+            if person_id in staying:
                 continue
             if person_id not in by_id and normalise_id(person_id) in held.listed_keys:
                 managed_keys.add(account.key)

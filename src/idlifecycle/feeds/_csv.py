@@ -133,18 +133,20 @@ def read_table(path: Path, display: str | None = None, encoding: str | None = No
     rows: list[Row] = []
     errors: list[RowError] = []
     refused: dict[int, tuple[str, ...]] = {}
+    width = 0
+    strip = str.strip
     try:
         for record in reader:
             line, start = start, skipped + reader.line_num + 1
-            values = [value.strip() for value in record]
+            values = list(map(strip, record))
             if not any(values):
                 continue
             if header is None:
                 header = values
+                width = len(header)
                 repeated = len(set(header)) < len(header)
                 continue
-            extra = [value for value in values[len(header) :] if value]
-            if extra:
+            if len(values) > width and any(values[width:]):
                 errors.append(
                     RowError(
                         file, line, "row",

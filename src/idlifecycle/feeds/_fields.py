@@ -11,7 +11,7 @@ import operator
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -324,6 +324,13 @@ class RowCheck:
             )
 
 
+def repeated(values: Sequence[str]) -> bool:
+    """Whether some non-empty value occurs more than once."""
+    distinct = set(values)
+    distinct.discard("")
+    return len(distinct) < len(values) - values.count("")
+
+
 def duplicates(
     file: str, field: str, entries: Iterable[tuple[int, str]], ids: Mapping[int, str] | None = None,
 ) -> tuple[list[RowError], set[int]]:
@@ -334,6 +341,9 @@ def duplicates(
     Neither line is trusted: which of two rows with one admission number is the real pupil is a
     question for the office, not a guess for the tool.
     """
+    entries = list(entries)
+    if not repeated([value for _, value in entries]):
+        return [], set()  # the usual export: every value once, told without a list of lines per value
     lines_by_id: dict[str, list[int]] = defaultdict(list)
     for line, value in entries:
         if value:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 
 from idlifecycle.errors import ConfigError, FeedError
-from idlifecycle.feeds._csv import Table, find_column, read_table
-from idlifecycle.feeds._fields import RowCheck, duplicates, settle_date_order
+from idlifecycle.feeds._csv import Row, Table, find_column, read_table
+from idlifecycle.feeds._fields import RowCheck, duplicates, repeated, settle_date_order
 from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options
 from idlifecycle.model import Kind, Person
 
@@ -83,6 +83,8 @@ KIND_WORDS = {
 
 OPTIONS = frozenset({"kind", "columns"})
 
+ROLE_SEPARATORS = re.compile(r"\s*[;|,]\s*")
+
 
 def read(spec: FeedSpec) -> FeedResult:
     options = Options(spec, OPTIONS)
@@ -98,66 +100,35 @@ def read(spec: FeedSpec) -> FeedResult:
     _require(table, columns, fixed_kind)
 
     id_column = columns["person_id"] or ""
+    rows = table.rows
+    lines = [row.line for row in rows]
+    ids = [row.get(id_column) for row in rows]
     errors = table.row_errors(id_column)
-    duplicate_errors, bad_lines = duplicates(
-        table.file, id_column, ((row.line, row.get(id_column)) for row in table.rows),
-    )
+    duplicate_errors, bad_lines = duplicates(table.file, id_column, zip(lines, ids, strict=True))
     errors += duplicate_errors
     upn_column = columns["upn"]
     if upn_column:
+        upns = [row.get(upn_column).upper() for row in rows]
         upn_errors, upn_lines = duplicates(
-            table.file, upn_column, ((row.line, row.get(upn_column).upper()) for row in table.rows),
-            ids={row.line: row.get(id_column) for row in table.rows},
+            table.file, upn_column, zip(lines, upns, strict=True),
+            # Only a repeated UPN needs its rows' ids, for the message: most exports have none.
+            ids=dict(zip(lines, ids, strict=True)) if repeated(upns) else {},
         )
         errors += upn_errors
         bad_lines |= upn_lines
     date_columns = [column for column in (columns["start_date"], columns["leave_date"]) if column]
     date_order = settle_date_order(
-        table.file, (row.get(column) for row in table.rows for column in date_columns),
+        table.file, (row.get(column) for row in rows for column in date_columns),
         options.date_order, options.date_order_set,
     )
-
     people: list[Person] = []
-    for row in table.rows:
-        check = RowCheck(table.file, row.line, date_order, person_id=row.get(id_column), years=options.years)
-        kind = fixed_kind or _row_kind(check, columns["kind"] or "", row.get(columns["kind"]))
-        person_id = check.required(id_column, row.get(id_column))
-        legal = check.name(columns["legal_first_name"] or "", row.get(columns["legal_first_name"]))
-        preferred = check.name(
-            columns["preferred_first_name"] or "", row.get(columns["preferred_first_name"]), required=False
-        )
-        last = check.name(columns["last_name"] or "", row.get(columns["last_name"]))
-        pupil = kind is Kind.PUPIL
-        year = (
-            check.year_group(columns["year_group"] or "year_group", row.get(columns["year_group"]), required=True)
-            if pupil else None
-        )
-        upn = check.upn(upn_column, row.get(upn_column)) if pupil and upn_column else None
-        start = check.date(columns["start_date"] or "", row.get(columns["start_date"]))
-        leave = check.date(columns["leave_date"] or "", row.get(columns["leave_date"]))
-        check.period(columns["start_date"] or "", start, columns["leave_date"] or "", leave)
+    row_columns = tuple(columns[name] or "" for name in _ROW_FIELDS)
+    for row, person_id in zip(rows, ids, strict=True):
+        check = RowCheck(table.file, row.line, date_order, person_id=person_id, years=options.years)
+        person = _person(check, row, row_columns, fixed_kind)
         errors += check.errors
-        if check.errors or kind is None or row.line in bad_lines or not legal or not last:
-            continue
-        roles = () if pupil else tuple(part for part in re.split(r"\s*[;|,]\s*", row.get(columns["roles"])) if part)
-        people.append(
-            Person(
-                person_id=person_id,
-                kind=kind,
-                legal_first_name=legal,
-                last_name=last,
-                preferred_first_name=preferred if preferred and preferred != legal else None,
-                year_group=year,
-                registration_group=(row.get(columns["registration_group"]) or None) if pupil else None,
-                roles=roles,
-                start_date=start,
-                leave_date=leave,
-                upn=upn,
-                email=row.get(columns["email"]) or None,
-                username=row.get(columns["username"]) or None,
-                source=check.source,
-            )
-        )
+        if person is not None and row.line not in bad_lines:
+            people.append(person)
     # Only the columns this file's rows are read from: a kind column is unused once the kind is
     # known for the whole file, a role column in a pupil report, a year column in a staff one.
     unused: dict[Kind | None, set[str]] = {
@@ -168,6 +139,55 @@ def read(spec: FeedSpec) -> FeedResult:
     return FeedResult(
         tuple(people), tuple(sorted(errors, key=lambda e: e.line)), len(table.rows) + len(table.errors),
         (described,),
+    )
+
+
+_ROW_FIELDS = ("kind", "person_id", "legal_first_name", "preferred_first_name", "last_name", "year_group", "upn",
+               "start_date", "leave_date", "roles", "registration_group", "email", "username")
+"""The fields `_person` reads, in the order it unpacks their columns."""
+
+
+def _person(check: RowCheck, row: Row, columns: tuple[str, ...], fixed_kind: Kind | None) -> Person | None:
+    """One row as a Person, or None when a check refused it (the reasons are in `check.errors`).
+
+    `columns` are the file's headers for `_ROW_FIELDS` ("" where it has none), looked up once per file.
+    """
+    (kind_column, id_column, legal_column, preferred_column, last_column, year_column, upn_column, start_column,
+     leave_column, roles_column, reg_column, email_column, username_column) = columns
+    get = row.values.get
+    kind = fixed_kind or _row_kind(check, kind_column, get(kind_column, "") if kind_column else "")
+    person_id = check.required(id_column, get(id_column, "") if id_column else "")
+    legal = check.name(legal_column, get(legal_column, "") if legal_column else "")
+    preferred = check.name(preferred_column, get(preferred_column, "") if preferred_column else "", required=False)
+    last = check.name(last_column, get(last_column, "") if last_column else "")
+    pupil = kind is Kind.PUPIL
+    year = (
+        check.year_group(year_column or "year_group", get(year_column, "") if year_column else "", required=True)
+        if pupil else None
+    )
+    upn = check.upn(upn_column, get(upn_column, "")) if pupil and upn_column else None
+    start = check.date(start_column, get(start_column, "") if start_column else "")
+    leave = check.date(leave_column, get(leave_column, "") if leave_column else "")
+    check.period(start_column, start, leave_column, leave)
+    if check.errors or kind is None or not legal or not last:
+        return None
+    roles = () if pupil or not roles_column else tuple(part for part in ROLE_SEPARATORS.split(get(roles_column, ""))
+                                                       if part)
+    return Person(
+        person_id=person_id,
+        kind=kind,
+        legal_first_name=legal,
+        last_name=last,
+        preferred_first_name=preferred if preferred and preferred != legal else None,
+        year_group=year,
+        registration_group=((get(reg_column, "") if reg_column else "") or None) if pupil else None,
+        roles=roles,
+        start_date=start,
+        leave_date=leave,
+        upn=upn,
+        email=(get(email_column, "") if email_column else "") or None,
+        username=(get(username_column, "") if username_column else "") or None,
+        source=check.source,
     )
 
 
