@@ -502,6 +502,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+@_collector_paused()  # a ContextDecorator: each call pauses the collector afresh
 def plan(
     people: Sequence[Person],
     snapshots: Mapping[str, Snapshot],
@@ -516,20 +517,6 @@ def plan(
 
     People in `held` (their feed row was refused) are left exactly as they are in every directory.
     """
-    with _collector_paused():
-        return _plan(people, snapshots, capabilities, rules, state, today, shares, held)
-
-
-def _plan(
-    people: Sequence[Person],
-    snapshots: Mapping[str, Snapshot],
-    capabilities: Mapping[str, Capabilities],
-    rules: MappingRules,
-    state: PlanState,
-    today: date,
-    shares: ShareGroupsLike | None,
-    held: Held | None,
-) -> Plan:
     shares = shares or NoShareGroups()
     held = held or Held()
     read_ids = {normalise_id(p.person_id) for p in people} if held.keys else set()
