@@ -230,6 +230,15 @@ def test_a_json_body_in_another_shape_is_read_by_status() -> None:
     assert read_error(400, b'{"error": {"message": "Bad thing"}}').message == "Bad thing"
 
 
+def test_errors_given_as_an_object_or_a_number_are_read_by_status_not_raised() -> None:
+    # Found by these tests: `errors` not a list raised KeyError / TypeError out of read_error, and so
+    # out of the connector's error handling, as a traceback.
+    for body in (b'{"error": {"errors": {"reason": "duplicate"}}}', b'{"error": {"errors": 3}}'):
+        answer = read_error(409, body)
+        assert (answer.reason, answer.verdict) == ("", Verdict.CONFLICT), body
+        assert answer.message == body.decode()
+
+
 # --- back-off and settle waits ---------------------------------------------------------------------
 
 @pytest.mark.parametrize(("attempt", "cap"), [(0, 0.5), (1, 1.0), (3, 4.0), (6, 32.0), (30, 32.0)])
