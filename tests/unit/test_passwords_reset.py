@@ -22,7 +22,7 @@ from idlifecycle.errors import UserError
 from idlifecycle.job import Job, open_job
 from idlifecycle.model import Account, Action, Change, Result, Snapshot
 from idlifecycle.passwords.history import PasswordHistory
-from idlifecycle.passwords.reset import ResetOutcome, accounts_to_reset, reset_password
+from idlifecycle.passwords.reset import ResetOutcome, accounts_to_reset, privileged_accounts, reset_password
 from tests import jobfiles
 from tests.doubles import FileDirectory
 from tests.e2e.school import write_pupils, write_staff
@@ -57,17 +57,17 @@ class RecordingMailer:
         self.sent.append({"to": to, "subject": subject, "text": text})
 
 
-def school(tmp: Path, refusing: tuple[str, ...] = ()) -> Path:
+def school(tmp: Path, refusing: tuple[str, ...] = (), names: tuple[str, ...] = ("ad", "google")) -> Path:
     """Pupils 000001-000003 and Jane Doe in the feed; directories "ad" and "google" (test doubles)."""
     write_pupils(tmp / "pupils.csv", 3)
     write_staff(tmp / "staff.csv", [(STAFF, "Jane", "Doe", "Teacher")])
     (tmp / "connectors").mkdir()
-    names = []
-    for name in ("ad", "google"):
+    files = []
+    for name in names:
         kind = f"{__name__}:RefusingDirectory" if name in refusing else "tests.doubles:FileDirectory"
         jobfiles.write_connector(tmp / "connectors" / f"{name}.toml", name, kind, {"path": str(tmp / f"{name}.sqlite")})
-        names.append(f"connectors/{name}.toml")
-    return jobfiles.write_job(tmp / "job.toml", connectors=names, mappings=[ROOT / "mappings" / "school.toml"],
+        files.append(f"connectors/{name}.toml")
+    return jobfiles.write_job(tmp / "job.toml", connectors=files, mappings=[ROOT / "mappings" / "school.toml"],
                               guards={}, sections={"passwords": PASSWORDS})
 
 
@@ -214,6 +214,18 @@ def test_a_privileged_account_is_refused_and_nothing_is_set_anywhere(tmp_path: P
     assert events(job, "password-delivered") == []
 
 
+def test_an_admin_role_on_the_hybrid_entra_account_refuses_the_ad_reset_that_would_sync_to_it(tmp_path: Path) -> None:
+    # Entra Connect copies the AD password to the synced Entra account: resetting AD would mail the new
+    # password of a Global Administrator. Found by these tests: only the accounts set were checked.
+    seed(tmp_path, "ad", "ad-1", "jdoe", STAFF)
+    seed(tmp_path, "entra", "e-1", "jdoe", STAFF, synced_from_on_premises=True, privileged="Global Administrator")
+    with open_job(school(tmp_path, names=("ad", "entra")), today=TODAY) as job:
+        with pytest.raises(UserError, match=r"refused: entra jdoe \(Global Administrator\) is a privileged account"):
+            reset(job, STAFF, RecordingMailer())
+        assert directory(tmp_path, "ad").password_hashes("ad-1") == []
+        assert [e["accounts"] for e in events(job, "password-reset-refused")] == ["entra jdoe (Global Administrator)"]
+
+
 def test_every_privileged_account_is_named(tmp_path: Path, job: Job) -> None:
     seed(tmp_path, "ad", "ad-1", "jdoe", STAFF, privileged="member of Domain Admins")
     seed(tmp_path, "google", "g-1", "jdoe", STAFF, privileged="Super Admin")
@@ -264,6 +276,20 @@ def test_a_hybrid_entra_account_is_left_to_ad_whose_password_syncs_to_it() -> No
     cloud = account("e-2", "jdoe.cloud", anchor=STAFF, directory="entra")
     assert accounts_to_reset(STAFF, {"ad": snapshot("ad", ad), "entra": snapshot("entra", synced, cloud)}) == [
         ad, cloud]
+
+
+def test_privileged_accounts_are_those_a_reset_would_set_or_sync_to() -> None:
+    admin = account("ad-1", "jdoe", anchor=STAFF, directory="ad", privileged="member of Domain Admins")
+    old_admin = account("ad-2", "jdoe-old", anchor=STAFF, directory="ad", enabled=False, privileged="Domain Admins")
+    synced_off = replace(account("e-1", "jdoe", anchor=STAFF, directory="entra", enabled=False),
+                         synced_from_on_premises=True, privileged="User Administrator")
+    theirs = account("g-1", "boss", anchor="S2", directory="google", privileged="Super Admin")
+    plain = account("g-2", "jdoe", anchor=STAFF, directory="google")
+    snapshots = {"ad": snapshot("ad", admin, old_admin), "entra": snapshot("entra", synced_off),
+                 "google": snapshot("google", theirs, plain)}
+    # A disabled hybrid account still receives the synced password, and has it when enabled again.
+    assert privileged_accounts(STAFF, snapshots) == [admin, synced_off]
+    assert privileged_accounts("S2", snapshots) == [theirs]
 
 
 def test_a_directory_that_cannot_be_read_stops_the_reset_with_one_line(tmp_path: Path, job: Job) -> None:
