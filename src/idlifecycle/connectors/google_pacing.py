@@ -167,7 +167,9 @@ def read_error(status: int, content: bytes | str) -> Answer:
             message = str(error.get("message", ""))
             details = error.get("errors") or [{}]
             reason = str(details[0].get("reason", ""))
-    except (ValueError, AttributeError, IndexError):
+    except (ValueError, AttributeError, IndexError, KeyError, TypeError):
+        # Not Google's shape (a proxy's page, `errors` as an object or a number): read by status, never
+        # raise here, where an escaping KeyError would end the run with a traceback instead of one line.
         message = content.decode(errors="replace")[:200] if isinstance(content, bytes) else str(content)[:200]
     if status < 300:
         verdict = Verdict.OK

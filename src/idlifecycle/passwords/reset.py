@@ -30,14 +30,22 @@ def accounts_to_reset(person_id: str, snapshots: Mapping[str, Snapshot]) -> list
             if a.anchor == person_id and a.enabled and not a.synced_from_on_premises]
 
 
+def privileged_accounts(person_id: str, snapshots: Mapping[str, Snapshot]) -> list[Account]:
+    """The person's accounts with an administrative role that a reset would give the new password: those it
+    sets, and their hybrid Entra accounts, to which Entra Connect copies the AD password it sets."""
+    return [a for _, snap in sorted(snapshots.items()) for a in snap.accounts
+            if a.anchor == person_id and a.privileged and (a.enabled or a.synced_from_on_premises)]
+
+
 def reset_password(job: ResetJob, connectors: Mapping[str, Connector], person_id: str, *, actor: str,
                    mailer: Mailer | None) -> ResetOutcome:
     people = {p.person_id: p for p in job.read_people().people}
     person = people.get(person_id)
     if person is None:
         raise UserError(f"{person_id} is not in the feed; passwords are reset only for current staff and pupils")
-    accounts = accounts_to_reset(person_id, job.snapshots(connectors))
-    privileged = [a for a in accounts if a.privileged]
+    snapshots = job.snapshots(connectors)
+    accounts = accounts_to_reset(person_id, snapshots)
+    privileged = privileged_accounts(person_id, snapshots)
     if privileged:
         # A new password for an admin account would be printed on a slip or mailed: never.
         which = ", ".join(f"{a.directory} {a.username} ({a.privileged})" for a in privileged)
