@@ -22,7 +22,8 @@ from idlifecycle.errors import UserError
 from idlifecycle.job import Job, open_job
 from idlifecycle.model import Account, Action, Change, Result, Snapshot
 from idlifecycle.passwords.history import PasswordHistory
-from idlifecycle.passwords.reset import ResetOutcome, accounts_to_reset, privileged_accounts, reset_password
+from idlifecycle.passwords.owed import privileged_accounts
+from idlifecycle.passwords.reset import ResetOutcome, accounts_to_reset, reset_password
 from tests import jobfiles
 from tests.doubles import FileDirectory
 from tests.e2e.school import write_pupils, write_staff

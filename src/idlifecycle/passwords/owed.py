@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from idlifecycle.model import Action, Change, Person, Snapshot
+from idlifecycle.model import Account, Action, Change, Person, Snapshot
 from idlifecycle.store import OwedPassword, Store
+
+
+def privileged_accounts(person_id: str, snapshots: Mapping[str, Snapshot]) -> list[Account]:
+    """The person's accounts with an administrative role that a password set would give the new password: those it
+    sets, and their hybrid Entra accounts, to which Entra Connect copies the AD password it sets."""
+    return [a for _, snap in sorted(snapshots.items()) for a in snap.accounts
+            if a.anchor == person_id and a.privileged and (a.enabled or a.synced_from_on_premises)]
 
 
 def owed_changes(store: Store, snapshots: Mapping[str, Snapshot], people: Mapping[str, Person],
@@ -43,6 +50,18 @@ def owed_changes(store: Store, snapshots: Mapping[str, Snapshot], people: Mappin
         account = next((a for a in snapshot.accounts if a.anchor == owed.person_id), None)
         if account is None or not account.enabled or account.synced_from_on_premises:
             continue  # no account to set it on (the plan creates it again, or it is disabled): it waits
+        held_by_admin = privileged_accounts(owed.person_id, snapshots)  # as cautious as a reset
+        if held_by_admin:
+            # An admin role came between the set and the delivery (or a synced Entra account holds one):
+            # a fresh password would reach it through the slip or the mail. Never: set it by hand.
+            which = ", ".join(f"{a.directory} {a.username} ({a.privileged})" for a in held_by_admin)
+            with store.transaction():
+                store.settle_password(owed.person_id, [owed.directory])
+                store.audit("password-not-set", {"person_id": owed.person_id, "directory": owed.directory,
+                                                 "username": owed.username,
+                                                 "reason": f"privileged account: {which}; set it by hand"},
+                            actor=actor)
+            continue
         changes.append(Change(owed.directory, Action.SET_PASSWORD, owed.person_id, account.username,
                               f"password never delivered ({owed.reason}, owed since {owed.since[:10]}): a fresh one",
                               target=account.key, after={"must_change_password": True}))

@@ -12,6 +12,7 @@ from idlifecycle.model import Account, Action, Change, Outcome, Person, Snapshot
 from idlifecycle.passwords._job import ResetJob
 from idlifecycle.passwords.delivery import Mailer
 from idlifecycle.passwords.issuer import DeliveryReport, PasswordIssuer
+from idlifecycle.passwords.owed import privileged_accounts
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,6 @@ def accounts_to_reset(person_id: str, snapshots: Mapping[str, Snapshot]) -> list
     """The person's enabled accounts; hybrid Entra accounts are left to AD, whose password syncs."""
     return [a for _, snap in sorted(snapshots.items()) for a in snap.accounts
             if a.anchor == person_id and a.enabled and not a.synced_from_on_premises]
-
-
-def privileged_accounts(person_id: str, snapshots: Mapping[str, Snapshot]) -> list[Account]:
-    """The person's accounts with an administrative role that a reset would give the new password: those it
-    sets, and their hybrid Entra accounts, to which Entra Connect copies the AD password it sets."""
-    return [a for _, snap in sorted(snapshots.items()) for a in snap.accounts
-            if a.anchor == person_id and a.privileged and (a.enabled or a.synced_from_on_premises)]
 
 
 def reset_password(job: ResetJob, connectors: Mapping[str, Connector], person_id: str, *, actor: str,
