@@ -13,6 +13,20 @@ those that had in fact landed (they look before they write), audited as the earl
 A journal belongs to one piece of work, named by the caller: a nightly run (`run_journal_id`), one
 reset or decision (`fresh_journal_id`), or one saved plan file (`saved_plan_journal_id`). Only
 applying the same saved file again reads an earlier journal; a new night never does.
+
+Directories are applied side by side, a thread each, so a night takes as long as its slowest
+directory rather than the sum of them; inside a directory the phases keep the plan's order. Threads,
+not asyncio: the connectors are synchronous generators (ldap3's synchronous strategy, httplib2 under
+google-api-python-client, and Entra's own event loop on its own thread behind a synchronous
+`apply`), so a thread per directory runs them as they are, and the waiting is on the network, where
+the GIL is released. Only this (the calling) thread touches the store (`handover.Writer`): a worker
+hands over each piece of store work in order, and waits for the one a send depends on (issuing
+the batch's passwords and committing its write-ahead rows) before sending; outcomes are recorded
+as the worker goes on reading answers. So every guarantee above holds per change as before, and
+the journal and the audit chain have one writer. Passwords are issued on this thread too, once per
+person for every directory of the plan (`PasswordFor`), whichever directory asks first; no other
+change of a plan depends on another directory's. A directory whose connector fails stops only
+itself (see `Executor.run`). One directory needs no thread and is applied on the calling thread.
 """
 
 from __future__ import annotations
@@ -21,6 +35,8 @@ import hashlib
 import json
 import logging
 import secrets
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
@@ -28,12 +44,15 @@ from itertools import groupby
 from typing import Any
 
 from idlifecycle.connectors.base import Connector, ConnectorError
+from idlifecycle.handover import Handover, Inline, Stopped, Writer
 from idlifecycle.model import Action, Change, Outcome, Plan, Result, Snapshot
 from idlifecycle.planner import phase
 from idlifecycle.store import JournalEntry, Store
 
 changes_log = logging.getLogger("idlifecycle.changes")
 """One structured line per applied change, for cron logs (the CLI quiets it under a progress bar)."""
+timing_log = logging.getLogger("idlifecycle.changes.timing")
+"""Per directory and per run: how long the connector and the store's thread took (read by bench/night.py)."""
 
 PasswordFor = Callable[[Change], str]
 """Gives the initial or new password for a CREATE / SET_PASSWORD change (one per person per run)."""
@@ -227,27 +246,96 @@ class Executor:
         self.actor = actor
         self.password_for = password_for
         self.on_result = on_result
+        self._store_seconds = 0.0
+        """Spent on the store's thread starting and recording changes (journal, audit, log): the overhead."""
 
     def run(self, run_plan_id: str, changes: Sequence[Change]) -> list[Result]:
+        """Applies the changes, each directory's in plan order, the directories side by side.
+
+        Returns the results grouped by directory in the plan's order of directories. A directory
+        whose worker raised stops there (what it had sent and not heard back stays `started`, for
+        the next run to settle); the others run to their end, and then the first such exception is
+        raised here.
+        """
+        began, self._store_seconds = time.perf_counter(), 0.0
         journal = self.store.journal_states(run_plan_id)
+        by_directory: dict[str, list[Change]] = {}
+        for change in changes:
+            by_directory.setdefault(change.directory, []).append(change)
+        if len(by_directory) <= 1:
+            # One directory needs no thread: applied on this one, which owns the store.
+            results = [r for d, in_directory in by_directory.items()
+                       for r in self._run_directory(run_plan_id, d, in_directory, journal, Inline())]
+        else:
+            results = self._side_by_side(run_plan_id, by_directory, journal)
+        if changes:
+            timing_log.info(json.dumps({
+                "event": "apply-timing", "changes": len(changes), "seconds": round(time.perf_counter() - began, 3),
+                "store_ms_per_change": round(1000 * self._store_seconds / len(changes), 4)}))
+        return results
+
+    def _side_by_side(self, run_plan_id: str, by_directory: Mapping[str, list[Change]],
+                      journal: Mapping[str, JournalEntry]) -> list[Result]:
+        """A thread per directory sends and reads answers; this thread does all store work (`handover`)."""
+        writer = Writer()
+        done: dict[str, list[Result]] = {}
+        raised: dict[str, BaseException] = {}
+
+        def work(directory: str, in_directory: list[Change]) -> None:
+            try:
+                done[directory] = self._run_directory(run_plan_id, directory, in_directory, journal, writer)
+            except Stopped:
+                pass
+            except BaseException as error:  # this directory stops; the others go on
+                raised[directory] = error
+            finally:
+                writer.finished()
+
+        threads = [threading.Thread(target=work, args=item, name=f"apply-{item[0]}", daemon=True)
+                   for item in by_directory.items()]
+        self.store.handover = writer  # a connector's cursor read or write from its worker thread
+        try:
+            for thread in threads:
+                thread.start()
+            writer.serve(len(threads))
+        except BaseException:
+            writer.stopped.set()  # the workers send nothing more; what they sent stays `started`
+            raise
+        finally:
+            for thread in threads:
+                thread.join()
+            self.store.handover = None
+        for directory in by_directory:
+            if directory in raised:
+                raise raised[directory]
+        return [r for directory in by_directory for r in done.get(directory, [])]
+
+    def _run_directory(self, run_plan_id: str, directory: str, changes: list[Change],
+                       journal: Mapping[str, JournalEntry], writer: Handover) -> list[Result]:
+        """One directory's changes, phase after phase (a worker thread's work, or this thread's)."""
+        # Keys of accounts created earlier in this journal, for the later phases' changes.
         keys: dict[tuple[str, str], str] = {}
         for change in changes:
             entry = journal.get(change.change_id)
             if entry and entry.key and change.person_id and change.action in (Action.CREATE, Action.ADOPT):
                 keys[(change.directory, change.person_id)] = entry.key
+        connector = self.connectors[directory]
         results: list[Result] = []
-        for directory, in_directory in groupby(changes, key=lambda c: c.directory):
-            connector = self.connectors[directory]
-            for _, batch in groupby(in_directory, key=phase):
-                results.extend(self._run_batch(run_plan_id, connector, list(batch), journal, keys))
+        began, waited = time.perf_counter(), writer.waited()
+        for _, batch in groupby(changes, key=phase):
+            results.extend(self._run_batch(run_plan_id, connector, list(batch), journal, keys, writer))
+        took = time.perf_counter() - began
+        timing_log.info(json.dumps({"event": "directory-timing", "directory": directory, "changes": len(changes),
+                                    "seconds": round(took, 3),
+                                    "connector_seconds": round(took - (writer.waited() - waited), 3)}))
         return results
 
     def _run_batch(self, run_plan_id: str, connector: Connector, batch: list[Change],
-                   journal: Mapping[str, JournalEntry], keys: dict[tuple[str, str], str]) -> list[Result]:
+                   journal: Mapping[str, JournalEntry], keys: dict[tuple[str, str], str],
+                   writer: Handover) -> list[Result]:
+        """One phase of one directory. Runs on the directory's thread: every store write goes to `writer`."""
         results: list[Result] = []
-        # resolved change_id -> the change as planned: journal and audit use the planned id.
-        originals: dict[str, Change] = {}
-        sending: list[Change] = []
+        ready: list[tuple[Change, Change]] = []  # (as planned, as it will be sent)
         for change in batch:
             entry = journal.get(change.change_id)
             if entry is not None and entry.state in _DONE:
@@ -258,40 +346,25 @@ class Executor:
             if resolved is None:
                 result = Result(change.change_id, Outcome.FAILED,
                                 f"the account for {change.username} was not created, so this was not attempted")
-                self._record(run_plan_id, change, change, result, None)
+                writer.post(self._record, run_plan_id, change, change, result, None)
                 results.append(result)
                 continue
             refusal = _privileged_refusal(connector, resolved)
             if refusal:
                 result = Result(change.change_id, Outcome.FAILED, refusal)
-                self._record(run_plan_id, change, resolved, result, resolved.target)
+                writer.post(self._record, run_plan_id, change, resolved, result, resolved.target)
                 results.append(result)
                 continue
-            if resolved.action in (Action.CREATE, Action.SET_PASSWORD) and resolved.password is None \
-                    and self.password_for is not None:
-                resolved = replace(resolved, password=self.password_for(resolved))
-            originals[resolved.change_id] = change
-            sending.append(resolved)
-        if not sending:
+            ready.append((change, resolved))
+        if not ready:
             return results
         # Started in an earlier attempt of this same journal (a saved plan applied again after a kill):
         # the directory answering "already so" for one of these is our own earlier write landing.
-        earlier = {c.change_id for c in originals.values()
+        earlier = {c.change_id for c, _ in ready
                    if journal.get(c.change_id) is not None and journal[c.change_id].state == "started"}
-        # Write-ahead, in one transaction, before anything is sent: what the directory cannot tell the
-        # next run if this one dies after the request lands (the username issued, the leaver's disable
-        # date, a password owed) and the audit entry's intent. The outcome follows per change.
-        owed_here: set[tuple[str, str]] = set()
-        with self.store.transaction():
-            for item in sending:
-                planned = originals[item.change_id]
-                self.store.journal(run_plan_id, planned.change_id, planned.directory, planned.action,
-                                   planned.person_id, planned.username, "started", sent=sent_json(planned, item))
-                if self._write_ahead(planned, item):
-                    owed_here.add((planned.directory, planned.change_id))
-                if planned.change_id not in earlier:  # a resumed send carries on the intent already audited
-                    self.store.audit("change-started", audit_data(run_plan_id, planned, item, item.target, ""),
-                                     actor=self.actor)
+        # Committed before anything is sent; the worker waits for it.
+        sending, owed_here = writer.call(self._start, run_plan_id, ready, earlier)
+        originals = {item.change_id: planned for (planned, _), item in zip(ready, sending, strict=True)}
         sent = {item.change_id: item for item in sending}
         try:
             for result in connector.apply(sending):
@@ -301,19 +374,49 @@ class Executor:
                 mapped = replace(result, change_id=planned.change_id)
                 if planned.person_id and mapped.key and planned.action in (Action.CREATE, Action.ADOPT):
                     keys[(planned.directory, planned.person_id)] = mapped.key
-                self._record(run_plan_id, planned, sent[result.change_id], mapped, self._target(planned, keys),
-                             earlier=planned.change_id in earlier,
-                             owed=(planned.directory, planned.change_id) in owed_here)
+                writer.post(self._record, run_plan_id, planned, sent[result.change_id], mapped,
+                            self._target(planned, keys), earlier=planned.change_id in earlier,
+                            owed=(planned.directory, planned.change_id) in owed_here)
                 results.append(mapped)
         except ConnectorError as error:
             # The batch could not go on (e.g. the directory went away): what was not answered failed,
             # and the next run plans it afresh from a new snapshot.
             for item_id, planned in originals.items():
                 result = Result(planned.change_id, Outcome.FAILED, str(error), retryable=error.retryable)
-                self._record(run_plan_id, planned, sent[item_id], result, self._target(planned, keys),
-                             owed=(planned.directory, planned.change_id) in owed_here)
+                writer.post(self._record, run_plan_id, planned, sent[item_id], result, self._target(planned, keys),
+                            owed=(planned.directory, planned.change_id) in owed_here)
                 results.append(result)
         return results
+
+    def _start(self, run_plan_id: str, ready: list[tuple[Change, Change]],
+               earlier: set[str]) -> tuple[list[Change], set[tuple[str, str]]]:
+        """A batch's passwords and write-ahead, on the store's thread; returns what to send and what is owed.
+
+        The passwords are issued here because issuing one records it in the store's password history;
+        one person gets one password across directories whichever directory asks first (`PasswordFor`).
+        """
+        began = time.perf_counter()
+        sending: list[Change] = []
+        for _, resolved in ready:
+            if resolved.action in (Action.CREATE, Action.SET_PASSWORD) and resolved.password is None \
+                    and self.password_for is not None:
+                resolved = replace(resolved, password=self.password_for(resolved))
+            sending.append(resolved)
+        # Write-ahead, in one transaction, before anything is sent: what the directory cannot tell the
+        # next run if this one dies after the request lands (the username issued, the leaver's disable
+        # date, a password owed) and the audit entry's intent. The outcome follows per change.
+        owed_here: set[tuple[str, str]] = set()
+        with self.store.transaction():
+            for (planned, _), item in zip(ready, sending, strict=True):
+                self.store.journal(run_plan_id, planned.change_id, planned.directory, planned.action,
+                                   planned.person_id, planned.username, "started", sent=sent_json(planned, item))
+                if self._write_ahead(planned, item):
+                    owed_here.add((planned.directory, planned.change_id))
+                if planned.change_id not in earlier:  # a resumed send carries on the intent already audited
+                    self.store.audit("change-started", audit_data(run_plan_id, planned, item, item.target, ""),
+                                     actor=self.actor)
+        self._store_seconds += time.perf_counter() - began
+        return sending, owed_here
 
     def _write_ahead(self, planned: Change, item: Change) -> bool:
         """Records before sending what only this tool can know afterwards; True if a password is newly owed."""
@@ -348,6 +451,7 @@ class Executor:
     def _record(self, run_plan_id: str, change: Change, sent: Change, result: Result, target: str | None, *,
                 earlier: bool = False, owed: bool = False) -> None:
         """The outcome of one change, as it arrives: journal, store, and audit commit together."""
+        began = time.perf_counter()
         event = "change-" + str(result.outcome)
         detail = result.detail
         if earlier and result.outcome is Outcome.ALREADY:
@@ -372,6 +476,7 @@ class Executor:
         }))
         if self.on_result is not None:
             self.on_result(change, result)
+        self._store_seconds += time.perf_counter() - began
 
     def _remember(self, change: Change, result: Result, target: str | None) -> None:
         pid = change.person_id

@@ -12,6 +12,7 @@ import hmac
 import json
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from idlifecycle.errors import UserError
+from idlifecycle.handover import Handover
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cursors (
@@ -171,6 +173,10 @@ class Store:
         assert isinstance(db, _Connection)
         db.store_path = self.path
         self.db: sqlite3.Connection = db
+        self._thread = threading.get_ident()
+        self.handover: Handover | None = None
+        """Set while directories are applied on threads of their own: how a connector's cursor read or
+        write made on such a thread reaches this connection's thread (`idlifecycle.handover`)."""
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         # FULL: a journal row written just before a kill -9 must still be there afterwards.
@@ -219,12 +225,17 @@ class Store:
 
     # cursors (connectors' incremental-read state)
     def get_cursor(self, directory: str, name: str) -> str | None:
+        if self.handover is not None and threading.get_ident() != self._thread:
+            return self.handover.call(self.get_cursor, directory, name)
         row = self.db.execute(
             "SELECT value FROM cursors WHERE directory=? AND name=?", (directory, name)
         ).fetchone()
         return None if row is None else str(row[0])
 
     def set_cursor(self, directory: str, name: str, value: str | None) -> None:
+        if self.handover is not None and threading.get_ident() != self._thread:
+            self.handover.call(self.set_cursor, directory, name, value)
+            return
         if value is None:
             self.db.execute("DELETE FROM cursors WHERE directory=? AND name=?", (directory, name))
         else:

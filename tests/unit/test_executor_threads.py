@@ -1,0 +1,89 @@
+"""Directories on threads of their own, one thread writing the store: the write-ahead `started` rows
+are committed before each send (read back through a connection of the worker's own), passwords are
+issued on the store's thread, and a connector's cursor write from its worker reaches the store."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any, ClassVar
+
+from idlifecycle.connectors.base import Capabilities, Connector, ConnectorContext, CursorStore
+from idlifecycle.executor import Executor, run_journal_id
+from idlifecycle.model import Action, Change, Outcome, Result, Snapshot
+from idlifecycle.store import Store
+
+DAY = date(2026, 12, 2)
+
+
+class Peeking(Connector):
+    """Looks in the state database from its own thread, through its own connection, as each change arrives."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, name: str, state_db: Path, cursors: CursorStore) -> None:
+        super().__init__(name)
+        self.state_db = state_db
+        self.cursors = cursors
+        self.seen: list[dict[str, Any]] = []
+
+    @classmethod
+    def from_config(cls, context: ConnectorContext) -> Connector:  # pragma: no cover - built directly
+        raise NotImplementedError
+
+    def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
+        return Snapshot(self.name, (), ())
+
+    def apply_one(self, change: Change) -> Result:  # pragma: no cover - apply is used
+        raise AssertionError
+
+    def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+        own = sqlite3.connect(self.state_db)  # committed rows only: this is not the writer's connection
+        try:
+            for change in changes:
+                # By person and action: a join is sent with its new key filled in, under a new change_id.
+                row = own.execute("SELECT state FROM journal WHERE directory=? AND person_id=? AND action=?",
+                                  (self.name, change.person_id, str(change.action))).fetchone()
+                self.seen.append({"thread": threading.get_ident(), "state": row and row[0],
+                                  "password": change.password})
+                yield Result(change.change_id, Outcome.APPLIED,
+                             key=f"k-{change.person_id}" if change.action is Action.CREATE else None)
+            self.cursors.set_cursor(self.name, "mark", f"{len(changes)} sent")
+        finally:
+            own.close()
+
+
+def _create(directory: str, person_id: str) -> Change:
+    return Change(directory, Action.CREATE, person_id, f"26p{person_id}", "new pupil on roll",
+                  after={"username": f"26p{person_id}", "anchor": person_id, "enabled": True})
+
+
+def test_each_send_waits_for_its_started_row_to_be_committed_by_the_one_writer(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    directories = {name: Peeking(name, tmp_path / "state.db", store) for name in ("entra", "google", "ad")}
+    issued_on: set[int] = set()
+
+    def password_for(change: Change) -> str:
+        issued_on.add(threading.get_ident())  # it writes the password history: the store's thread only
+        return f"Pass-{change.person_id}-4242"
+
+    changes = [_create(name, pid) for name in directories for pid in ("001", "002", "003")]
+    joins = [Change(name, Action.ADD_MEMBER, pid, f"26p{pid}", "pupil", group="All Pupils")
+             for name in directories for pid in ("001", "002")]
+    results = Executor(store, directories, today=DAY, password_for=password_for).run(
+        run_journal_id(1), [*changes, *joins])
+
+    assert [r.outcome for r in results] == [Outcome.APPLIED] * len(results)
+    assert issued_on == {threading.get_ident()}
+    for name, directory in directories.items():
+        assert [s["state"] for s in directory.seen] == ["started"] * 5, name
+        assert {s["thread"] for s in directory.seen} != {threading.get_ident()}, "applied on the store's thread"
+        assert [s["password"] for s in directory.seen[:3]] == ["Pass-001-4242", "Pass-002-4242", "Pass-003-4242"]
+        assert store.get_cursor(name, "mark") == "2 sent"  # its last batch: the joins, after the creates
+    assert {e.state for e in store.journal_states(run_journal_id(1)).values()} == {"applied"}
+    events = [e.event for e in store.audit_entries()]
+    assert events.count("change-started") == events.count("change-applied") == len(results)
+    store.close()
