@@ -51,8 +51,7 @@ from idlifecycle.store import JournalEntry, Store
 
 changes_log = logging.getLogger("idlifecycle.changes")
 """One structured line per applied change, for cron logs (the CLI quiets it under a progress bar)."""
-timing_log = logging.getLogger("idlifecycle.changes.timing")
-"""Per directory and per run: how long the connector and the store's thread took (read by bench/night.py)."""
+timing_log = logging.getLogger("idlifecycle.changes.timing")  # connector and store times, for bench/night.py
 
 PasswordFor = Callable[[Change], str]
 """Gives the initial or new password for a CREATE / SET_PASSWORD change (one per person per run)."""
@@ -246,18 +245,20 @@ class Executor:
         self.actor = actor
         self.password_for = password_for
         self.on_result = on_result
-        self._store_seconds = 0.0
-        """Spent on the store's thread starting and recording changes (journal, audit, log): the overhead."""
+        self._store_seconds = self._password_seconds = 0.0
+        """Spent on the store's thread starting and recording changes; on the workers, issuing passwords."""
+        # Issuing is the slow part of a new account's write-ahead (a scrypt hash for the history), so the
+        # workers do it, one at a time; the history's store writes are handed to the store's thread.
+        self._issuing = threading.Lock()
 
     def run(self, run_plan_id: str, changes: Sequence[Change]) -> list[Result]:
         """Applies the changes, each directory's in plan order, the directories side by side.
 
-        Returns the results grouped by directory in the plan's order of directories. A directory
-        whose worker raised stops there (what it had sent and not heard back stays `started`, for
-        the next run to settle); the others run to their end, and then the first such exception is
-        raised here.
+        Returns the results by directory, in the plan's order of directories. A directory whose worker
+        raised stops there (what it sent unanswered stays `started`, for the next run to settle); the
+        others run to their end, then the first such exception is raised here.
         """
-        began, self._store_seconds = time.perf_counter(), 0.0
+        began, self._store_seconds, self._password_seconds = time.perf_counter(), 0.0, 0.0
         journal = self.store.journal_states(run_plan_id)
         by_directory: dict[str, list[Change]] = {}
         for change in changes:
@@ -271,13 +272,14 @@ class Executor:
         if changes:
             timing_log.info(json.dumps({
                 "event": "apply-timing", "changes": len(changes), "seconds": round(time.perf_counter() - began, 3),
-                "store_ms_per_change": round(1000 * self._store_seconds / len(changes), 4)}))
+                "store_ms_per_change": round(1000 * self._store_seconds / len(changes), 4),
+                "password_seconds": round(self._password_seconds, 3)}))
         return results
 
     def _side_by_side(self, run_plan_id: str, by_directory: Mapping[str, list[Change]],
                       journal: Mapping[str, JournalEntry]) -> list[Result]:
         """A thread per directory sends and reads answers; this thread does all store work (`handover`)."""
-        writer = Writer()
+        writer = Writer(self.store.transaction)  # outcomes queued up meanwhile commit together
         done: dict[str, list[Result]] = {}
         raised: dict[str, BaseException] = {}
 
@@ -305,6 +307,7 @@ class Executor:
             for thread in threads:
                 thread.join()
             self.store.handover = None
+            self._store_seconds = writer.busy  # the groups' commits included
         for directory in by_directory:
             if directory in raised:
                 raise raised[directory]
@@ -355,6 +358,12 @@ class Executor:
                 writer.post(self._record, run_plan_id, change, resolved, result, resolved.target)
                 results.append(result)
                 continue
+            if resolved.action in (Action.CREATE, Action.SET_PASSWORD) and resolved.password is None \
+                    and self.password_for is not None:
+                issuing = time.perf_counter()
+                with self._issuing:  # one password per person, whichever directory asks first
+                    resolved = replace(resolved, password=self.password_for(resolved))
+                self._password_seconds += time.perf_counter() - issuing
             ready.append((change, resolved))
         if not ready:
             return results
@@ -390,18 +399,8 @@ class Executor:
 
     def _start(self, run_plan_id: str, ready: list[tuple[Change, Change]],
                earlier: set[str]) -> tuple[list[Change], set[tuple[str, str]]]:
-        """A batch's passwords and write-ahead, on the store's thread; returns what to send and what is owed.
-
-        The passwords are issued here because issuing one records it in the store's password history;
-        one person gets one password across directories whichever directory asks first (`PasswordFor`).
-        """
-        began = time.perf_counter()
-        sending: list[Change] = []
-        for _, resolved in ready:
-            if resolved.action in (Action.CREATE, Action.SET_PASSWORD) and resolved.password is None \
-                    and self.password_for is not None:
-                resolved = replace(resolved, password=self.password_for(resolved))
-            sending.append(resolved)
+        """A batch's write-ahead, on the store's thread; returns what to send and what is owed."""
+        began, sending = time.perf_counter(), [resolved for _, resolved in ready]
         # Write-ahead, in one transaction, before anything is sent: what the directory cannot tell the
         # next run if this one dies after the request lands (the username issued, the leaver's disable
         # date, a password owed) and the audit entry's intent. The outcome follows per change.
@@ -451,8 +450,7 @@ class Executor:
     def _record(self, run_plan_id: str, change: Change, sent: Change, result: Result, target: str | None, *,
                 earlier: bool = False, owed: bool = False) -> None:
         """The outcome of one change, as it arrives: journal, store, and audit commit together."""
-        began = time.perf_counter()
-        event = "change-" + str(result.outcome)
+        began, event = time.perf_counter(), "change-" + str(result.outcome)
         detail = result.detail
         if earlier and result.outcome is Outcome.ALREADY:
             # Our own write from the attempt that was killed: it is audited as applied, once, here.

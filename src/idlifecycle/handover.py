@@ -8,16 +8,24 @@ write-ahead `started` rows, a password issued) is `call`ed: the worker blocks un
 committed. An outcome is `post`ed: the worker goes on reading answers while it is recorded, and
 the queue keeps each worker's pieces in the order it handed them over.
 
+What has queued up while the writer was busy is run as one group, in one transaction: one commit
+(one fsync, about 4 ms on this project's machines) for many outcomes instead of one each. A
+`call` returns only once its group has committed, so a write-ahead row is on disk before its send;
+an outcome recorded a moment later than it was heard is, if the run dies in between, a `started`
+row the next run settles, as after any kill.
+
 `Inline` is the same interface run on the caller's own thread, for work that has one directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from queue import SimpleQueue
+from contextlib import AbstractContextManager
+from queue import Empty, SimpleQueue
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -25,6 +33,8 @@ P = ParamSpec("P")
 
 _FINISHED = None
 """Put on the queue by a worker as it ends, so `serve` knows when to return without polling."""
+GROUP = 500
+"""Pieces of work committed together at most: a bound on what one failed commit takes with it."""
 
 
 class Stopped(Exception):
@@ -57,8 +67,12 @@ class Inline:
 class Writer:
     """The store's own thread, serving the work other threads hand over, one piece at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, transaction: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext) -> None:
         self._queue: SimpleQueue[tuple[Callable[[], Any], Future[Any] | None] | None] = SimpleQueue()
+        self._transaction = transaction
+        """The store's transaction, wrapped around each group (the work's own ones join it)."""
+        self.busy = 0.0
+        """Seconds spent running groups, commits included: the cost of recording, for the timings."""
         self.stopped = threading.Event()
         self._waits = threading.local()
 
@@ -94,26 +108,44 @@ class Writer:
         self._queue.put(_FINISHED)
 
     def serve(self, workers: int) -> None:
-        """Runs what is handed over, in order, until `workers` have finished.
+        """Runs what is handed over, in order, group by group, until `workers` have finished.
 
         Work that raises (the store failing) stops the writer and the exception goes up: nothing
         more can be recorded, so nothing more may be sent.
         """
         try:
             while workers:
-                item = self._queue.get()
-                if item is _FINISHED:
-                    workers -= 1
-                    continue
-                work, future = item
-                if future is None:
-                    work()
-                elif future.set_running_or_notify_cancel():
+                group = [self._queue.get()]
+                while len(group) < GROUP:
                     try:
-                        future.set_result(work())
-                    except BaseException as error:
-                        future.set_exception(error)
-                        raise
+                        group.append(self._queue.get_nowait())
+                    except Empty:
+                        break
+                workers -= sum(1 for item in group if item is _FINISHED)
+                self._run_group([item for item in group if item is not _FINISHED])
         except BaseException:
             self.stopped.set()
             raise
+
+    def _run_group(self, group: list[tuple[Callable[[], Any], Future[Any] | None]]) -> None:
+        """One transaction for the group; what waits on a piece hears only after the commit."""
+        if not group:
+            return
+        began = time.perf_counter()
+        answers: list[tuple[Future[Any], Any]] = []
+        try:
+            with self._transaction():
+                for work, future in group:
+                    if future is None:
+                        work()
+                    elif future.set_running_or_notify_cancel():
+                        answers.append((future, work()))
+        except BaseException as error:  # rolled back: nothing in the group happened
+            for _, future in group:
+                if future is not None and future.running():
+                    future.set_exception(error)
+            raise
+        finally:
+            self.busy += time.perf_counter() - began
+        for future, answer in answers:
+            future.set_result(answer)

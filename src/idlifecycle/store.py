@@ -13,15 +13,18 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from idlifecycle.errors import UserError
 from idlifecycle.handover import Handover
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cursors (
@@ -224,9 +227,16 @@ class Store:
         self.db.execute("COMMIT")
 
     # cursors (connectors' incremental-read state)
+    def on_own_thread(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Runs `work` (which uses this connection) on the connection's own thread: here, or handed over
+        to it while the directories are applied side by side (`handover`)."""
+        if self.handover is not None and threading.get_ident() != self._thread:
+            return self.handover.call(work, *args, **kwargs)
+        return work(*args, **kwargs)
+
     def get_cursor(self, directory: str, name: str) -> str | None:
         if self.handover is not None and threading.get_ident() != self._thread:
-            return self.handover.call(self.get_cursor, directory, name)
+            return self.on_own_thread(self.get_cursor, directory, name)
         row = self.db.execute(
             "SELECT value FROM cursors WHERE directory=? AND name=?", (directory, name)
         ).fetchone()
@@ -234,7 +244,7 @@ class Store:
 
     def set_cursor(self, directory: str, name: str, value: str | None) -> None:
         if self.handover is not None and threading.get_ident() != self._thread:
-            self.handover.call(self.set_cursor, directory, name, value)
+            self.on_own_thread(self.set_cursor, directory, name, value)
             return
         if value is None:
             self.db.execute("DELETE FROM cursors WHERE directory=? AND name=?", (directory, name))

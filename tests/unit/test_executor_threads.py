@@ -1,19 +1,23 @@
 """Directories on threads of their own, one thread writing the store: the write-ahead `started` rows
 are committed before each send (read back through a connection of the worker's own), passwords are
-issued on the store's thread, and a connector's cursor write from its worker reaches the store."""
+issued by the workers one at a time (the history's rows handed to the store's thread), and a
+connector's cursor write from its worker reaches the store."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar
 
 from idlifecycle.connectors.base import Capabilities, Connector, ConnectorContext, CursorStore
 from idlifecycle.executor import Executor, run_journal_id
 from idlifecycle.model import Action, Change, Outcome, Result, Snapshot
+from idlifecycle.passwords.history import PasswordHistory
 from idlifecycle.store import Store
 
 DAY = date(2026, 12, 2)
@@ -64,11 +68,17 @@ def _create(directory: str, person_id: str) -> Change:
 def test_each_send_waits_for_its_started_row_to_be_committed_by_the_one_writer(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.db")
     directories = {name: Peeking(name, tmp_path / "state.db", store) for name in ("entra", "google", "ad")}
-    issued_on: set[int] = set()
+    history = PasswordHistory(store, cost=2**4)
+    issuing: list[tuple[float, float]] = []
 
     def password_for(change: Change) -> str:
-        issued_on.add(threading.get_ident())  # it writes the password history: the store's thread only
-        return f"Pass-{change.person_id}-4242"
+        began = time.perf_counter()
+        password = f"Pass-{change.person_id}-4242"
+        # Written from a worker thread: through the store's thread, or sqlite3 refuses the connection.
+        history.record(str(change.person_id), password, keep=3)
+        time.sleep(0.01)
+        issuing.append((began, time.perf_counter()))
+        return password
 
     changes = [_create(name, pid) for name in directories for pid in ("001", "002", "003")]
     joins = [Change(name, Action.ADD_MEMBER, pid, f"26p{pid}", "pupil", group="All Pupils")
@@ -77,7 +87,9 @@ def test_each_send_waits_for_its_started_row_to_be_committed_by_the_one_writer(t
         run_journal_id(1), [*changes, *joins])
 
     assert [r.outcome for r in results] == [Outcome.APPLIED] * len(results)
-    assert issued_on == {threading.get_ident()}
+    issuing.sort()
+    assert len(issuing) == 9 and all(a[1] <= b[0] for a, b in pairwise(issuing)), "issued at once"
+    assert history.count("001") == 3  # once per directory here (the real issuer reuses one per person)
     for name, directory in directories.items():
         assert [s["state"] for s in directory.seen] == ["started"] * 5, name
         assert {s["thread"] for s in directory.seen} != {threading.get_ident()}, "applied on the store's thread"

@@ -60,7 +60,12 @@ class PasswordHistory:
         """scrypt's N for new hashes; old hashes keep the parameters they were made with."""
         store.ensure_schema(DDL)
 
+    # The hashing is done on the caller's thread (an executor worker's, when directories are applied
+    # side by side); the rows are read and written on the store's own (`Store.on_own_thread`).
     def _recent(self, person_id: str, depth: int) -> list[str]:
+        return self.store.on_own_thread(self._recent_rows, person_id, depth)
+
+    def _recent_rows(self, person_id: str, depth: int) -> list[str]:
         rows = self.store.db.execute(
             "SELECT hash FROM password_history WHERE person_id=? ORDER BY seq DESC LIMIT ?", (person_id, depth)
         )
@@ -72,9 +77,12 @@ class PasswordHistory:
 
     def record(self, person_id: str, password: str, keep: int) -> None:
         """Remember a password just issued; hashes older than the last `keep` are dropped."""
+        self.store.on_own_thread(self._keep, person_id, hash_password(password, n=self.cost), keep)
+
+    def _keep(self, person_id: str, hashed: str, keep: int) -> None:
         with self.store.transaction() as db:
             db.execute("INSERT INTO password_history (person_id, set_at, hash) VALUES (?,?,?)",
-                       (person_id, utcnow().isoformat(), hash_password(password, n=self.cost)))
+                       (person_id, utcnow().isoformat(), hashed))
             db.execute(
                 "DELETE FROM password_history WHERE person_id=? AND seq NOT IN "
                 "(SELECT seq FROM password_history WHERE person_id=? ORDER BY seq DESC LIMIT ?)",
