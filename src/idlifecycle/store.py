@@ -234,6 +234,14 @@ class Store:
             return self.handover.call(work, *args, **kwargs)
         return work(*args, **kwargs)
 
+    def on_own_thread_later(self, work: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
+        """`on_own_thread` without waiting for it: handed over pieces run in order, so what the same
+        thread hands over later (a write-ahead it waits for) commits after it."""
+        if self.handover is not None and threading.get_ident() != self._thread:
+            self.handover.post(work, *args, **kwargs)
+        else:
+            work(*args, **kwargs)
+
     def get_cursor(self, directory: str, name: str) -> str | None:
         if self.handover is not None and threading.get_ident() != self._thread:
             return self.on_own_thread(self.get_cursor, directory, name)
