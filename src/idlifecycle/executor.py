@@ -20,10 +20,10 @@ not asyncio: the connectors are synchronous generators (ldap3's synchronous stra
 google-api-python-client, and Entra's own event loop on its own thread behind a synchronous
 `apply`), so a thread per directory runs them as they are, and the waiting is on the network, where
 the GIL is released. Only this (the calling) thread touches the store (`handover.Writer`): a worker
-hands over each piece of store work in order, and waits for the one a send depends on (issuing
-the batch's passwords and committing its write-ahead rows) before sending; outcomes are recorded
-as the worker goes on reading answers. So every guarantee above holds per change as before, and
-the journal and the audit chain have one writer. Passwords are issued on this thread too, once per
+hands over each piece of store work in order, and waits for the one a send depends on (its
+batch's write-ahead rows, committed) before sending; outcomes are recorded as the worker goes on
+reading answers. So every guarantee above holds per change as before, and the journal and the
+audit chain have one writer. The workers issue passwords one at a time, under a lock: once per
 person for every directory of the plan (`PasswordFor`), whichever directory asks first; no other
 change of a plan depends on another directory's. A directory whose connector fails stops only
 itself (see `Executor.run`). One directory needs no thread and is applied on the calling thread.
