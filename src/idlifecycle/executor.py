@@ -27,6 +27,8 @@ audit chain have one writer. The workers issue passwords one at a time, under a 
 person for every directory of the plan (`PasswordFor`), whichever directory asks first; no other
 change of a plan depends on another directory's. A directory whose connector fails stops only
 itself (see `Executor.run`). One directory needs no thread and is applied on the calling thread.
+What the plan adds after its directories' own changes (fresh passwords owed) waits for all of them
+(`rounds`): it is set just before the run delivers it.
 """
 
 from __future__ import annotations
@@ -228,6 +230,24 @@ def _privileged_refusal(connector: Connector, change: Change) -> str:
             f"accounts ({change.action} not sent)")
 
 
+def rounds(changes: Sequence[Change]) -> list[dict[str, list[Change]]]:
+    """The plan cut where it comes back to a directory: each round's directories are applied side by side.
+
+    A plan is each directory's changes in turn, then what is added after planning: the termly
+    password flags and the fresh passwords still owed after a kill (`passwords.owed`). Those come
+    in a round of their own, after every directory's own changes, as they did when directories were
+    applied one after another, so that a password is set just before the run delivers it, not while
+    a slower directory is still being applied: a run killed in between leaves it owed again, and the
+    next run sets yet another one.
+    """
+    cut: list[dict[str, list[Change]]] = []
+    for directory, run in groupby(changes, key=lambda c: c.directory):
+        if not cut or directory in cut[-1]:
+            cut.append({})
+        cut[-1][directory] = list(run)
+    return cut
+
+
 class Executor:
     def __init__(
         self,
@@ -251,40 +271,56 @@ class Executor:
         self._issuing, self._issued_here = threading.Lock(), threading.local()
 
     def run(self, run_plan_id: str, changes: Sequence[Change]) -> list[Result]:
-        """Applies the changes, each directory's in plan order, the directories side by side.
+        """Applies the changes, each directory's in plan order, the directories side by side, round by round.
 
-        Returns the results by directory, in the plan's order of directories. A directory whose worker
-        raised stops there (what it sent unanswered stays `started`, for the next run to settle); the
-        others run to their end, then the first such exception is raised here.
+        Returns the results round by round, by directory in the plan's order of directories. A directory
+        whose worker raised stops there (what it sent unanswered stays `started`, for the next run to
+        settle) and takes no part in later rounds; the others run to their end, then the first such
+        exception is raised here.
         """
         began, self._store_seconds, self._password_seconds = time.perf_counter(), 0.0, 0.0
         journal = self.store.journal_states(run_plan_id)
-        by_directory: dict[str, list[Change]] = {}
+        # Keys of accounts created earlier in this journal, for later phases' (and rounds') changes.
+        keys: dict[str, dict[tuple[str, str], str]] = {c.directory: {} for c in changes}
         for change in changes:
-            by_directory.setdefault(change.directory, []).append(change)
-        if len(by_directory) <= 1:
-            # One directory needs no thread: applied on this one, which owns the store.
-            results = [r for d, in_directory in by_directory.items()
-                       for r in self._run_directory(run_plan_id, d, in_directory, journal, Inline())]
-        else:
-            results = self._side_by_side(run_plan_id, by_directory, journal)
+            entry = journal.get(change.change_id)
+            if entry and entry.key and change.person_id and change.action in (Action.CREATE, Action.ADOPT):
+                keys[change.directory][(change.directory, change.person_id)] = entry.key
+        results: list[Result] = []
+        raised: dict[str, BaseException] = {}
+        for by_directory in rounds(changes):
+            going = {d: in_directory for d, in_directory in by_directory.items() if d not in raised}
+            if len(going) == 1:
+                # One directory needs no thread: applied on this one, which owns the store.
+                [(directory, in_directory)] = going.items()
+                results += self._run_directory(run_plan_id, directory, in_directory, journal, keys[directory],
+                                               Inline())
+            elif going:
+                results += self._side_by_side(run_plan_id, going, journal, keys, raised)
         if changes:
             timing_log.info(json.dumps({
                 "event": "apply-timing", "changes": len(changes), "seconds": round(time.perf_counter() - began, 3),
                 "store_ms_per_change": round(1000 * self._store_seconds / len(changes), 4),
                 "password_seconds": round(self._password_seconds, 3)}))
+        for directory in keys:  # the first in the plan's order of directories
+            if directory in raised:
+                raise raised[directory]
         return results
 
     def _side_by_side(self, run_plan_id: str, by_directory: Mapping[str, list[Change]],
-                      journal: Mapping[str, JournalEntry]) -> list[Result]:
-        """A thread per directory sends and reads answers; this thread does all store work (`handover`)."""
+                      journal: Mapping[str, JournalEntry], keys: Mapping[str, dict[tuple[str, str], str]],
+                      raised: dict[str, BaseException]) -> list[Result]:
+        """A thread per directory sends and reads answers; this thread does all store work (`handover`).
+
+        What a directory's worker raised goes into `raised` (that directory stops; the caller raises it)."""
         writer = Writer(self.store.transaction)  # outcomes queued up meanwhile commit together
         done: dict[str, list[Result]] = {}
-        raised: dict[str, BaseException] = {}
+        store_seconds = self._store_seconds  # the earlier rounds'
 
         def work(directory: str, in_directory: list[Change]) -> None:
             try:
-                done[directory] = self._run_directory(run_plan_id, directory, in_directory, journal, writer)
+                done[directory] = self._run_directory(run_plan_id, directory, in_directory, journal,
+                                                      keys[directory], writer)
             except Stopped:
                 pass
             except BaseException as error:  # this directory stops; the others go on
@@ -306,21 +342,13 @@ class Executor:
             for thread in threads:
                 thread.join()
             self.store.handover = None
-            self._store_seconds = writer.busy  # the groups' commits included
-        for directory in by_directory:
-            if directory in raised:
-                raise raised[directory]
+            self._store_seconds = store_seconds + writer.busy  # the groups' commits included
         return [r for directory in by_directory for r in done.get(directory, [])]
 
     def _run_directory(self, run_plan_id: str, directory: str, changes: list[Change],
-                       journal: Mapping[str, JournalEntry], writer: Handover) -> list[Result]:
-        """One directory's changes, phase after phase (a worker thread's work, or this thread's)."""
-        # Keys of accounts created earlier in this journal, for the later phases' changes.
-        keys: dict[tuple[str, str], str] = {}
-        for change in changes:
-            entry = journal.get(change.change_id)
-            if entry and entry.key and change.person_id and change.action in (Action.CREATE, Action.ADOPT):
-                keys[(change.directory, change.person_id)] = entry.key
+                       journal: Mapping[str, JournalEntry], keys: dict[tuple[str, str], str],
+                       writer: Handover) -> list[Result]:
+        """One directory's changes of a round, phase after phase (a worker thread's work, or this thread's)."""
         connector = self.connectors[directory]
         results: list[Result] = []
         began, waited, issued = time.perf_counter(), writer.waited(), self._issued_here_seconds()

@@ -100,3 +100,50 @@ def test_each_send_waits_for_its_started_row_to_be_committed_by_the_one_writer(t
     events = [e.event for e in store.audit_entries()]
     assert events.count("change-started") == events.count("change-applied") == len(results)
     store.close()
+
+
+class Timed(Connector):
+    """Answers each change after `pause` seconds, noting when it was sent, on a clock both directories share."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, name: str, pause: float, sent: list[tuple[float, str, str]]) -> None:
+        super().__init__(name)
+        self.pause = pause
+        self.sent = sent
+
+    @classmethod
+    def from_config(cls, context: ConnectorContext) -> Connector:  # pragma: no cover - built directly
+        raise NotImplementedError
+
+    def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
+        return Snapshot(self.name, (), ())
+
+    def apply_one(self, change: Change) -> Result:
+        self.sent.append((time.perf_counter(), self.name, str(change.action)))
+        time.sleep(self.pause)
+        return Result(change.change_id, Outcome.APPLIED,
+                      key=f"k-{change.person_id}" if change.action is Action.CREATE else None)
+
+
+def test_a_fresh_password_owed_after_a_kill_is_set_only_once_every_directory_has_done_its_own_changes(
+        tmp_path: Path) -> None:
+    """Owed passwords are added at the plan's end (`passwords.owed`) and delivered as the run ends: set
+    while a slower directory was still busy, a kill before the end would leave them owed once more."""
+    store = Store(tmp_path / "state.db")
+    sent: list[tuple[float, str, str]] = []
+    directories = {"entra": Timed("entra", 0.0, sent), "google": Timed("google", 0.02, sent)}
+    owed = [Change(name, Action.SET_PASSWORD, "001", "26p001", "password never delivered: a fresh one",
+                   target="k-001", after={"must_change_password": True}) for name in directories]
+    plan = [*[_create("entra", pid) for pid in ("002", "003")],
+            *[_create("google", pid) for pid in ("002", "003", "004", "005", "006")], *owed]
+    results = Executor(store, directories, today=DAY, password_for=lambda c: "Fresh-Kettle-4242").run(
+        run_journal_id(1), plan)
+
+    assert [r.outcome for r in results] == [Outcome.APPLIED] * len(plan)
+    last_create = max(at for at, _, action in sent if action == "create")
+    passwords = [at for at, _, action in sent if action == "set-password"]
+    assert len(passwords) == 2 and min(passwords) > last_create, "a fresh password set before the run's end"
+    # And their results come last, as the plan has them.
+    assert [c.change_id for c in owed] == [r.change_id for r in results[-2:]]
+    store.close()
