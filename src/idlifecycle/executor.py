@@ -28,7 +28,7 @@ person for every directory of the plan (`PasswordFor`), whichever directory asks
 change of a plan depends on another directory's. A directory whose connector fails stops only
 itself (see `Executor.run`). One directory needs no thread and is applied on the calling thread.
 What the plan adds after its directories' own changes (fresh passwords owed) waits for all of them
-(`rounds`): it is set just before the run delivers it.
+(`rounds`, even for a directory with nothing else to do): it is set just before the run delivers it.
 """
 
 from __future__ import annotations
@@ -230,20 +230,23 @@ def _privileged_refusal(connector: Connector, change: Change) -> str:
             f"accounts ({change.action} not sent)")
 
 
-def rounds(changes: Sequence[Change]) -> list[dict[str, list[Change]]]:
-    """The plan cut where it comes back to a directory: each round's directories are applied side by side.
+def rounds(changes: Sequence[Change], order: Sequence[str]) -> list[dict[str, list[Change]]]:
+    """The plan cut where it goes back in the directories' `order`: each round's are applied side by side.
 
-    A plan is each directory's changes in turn, then what is added after planning: the termly
-    password flags and the fresh passwords still owed after a kill (`passwords.owed`). Those come
-    in a round of their own, after every directory's own changes, as they did when directories were
-    applied one after another, so that a password is set just before the run delivers it, not while
-    a slower directory is still being applied: a run killed in between leaves it owed again, and the
-    next run sets yet another one.
+    A plan is each directory's changes in turn, in the order the directories are configured, then
+    what is added after planning: the termly password flags and the fresh passwords still owed
+    after a kill (`passwords.owed`). Those come in a round of their own, after the directories' own
+    changes, as they did when directories were applied one after another, so that a password is set
+    just before the run delivers it, not while a slower directory is still being applied: a run
+    killed in between leaves it owed again, and the next run sets yet another one.
     """
+    rank = {directory: n for n, directory in enumerate(order)}
     cut: list[dict[str, list[Change]]] = []
+    previous = len(rank)
     for directory, run in groupby(changes, key=lambda c: c.directory):
-        if not cut or directory in cut[-1]:
+        if rank.get(directory, len(rank)) <= previous or directory in cut[-1]:
             cut.append({})
+        previous = rank.get(directory, len(rank))
         cut[-1][directory] = list(run)
     return cut
 
@@ -288,7 +291,7 @@ class Executor:
                 keys[change.directory][(change.directory, change.person_id)] = entry.key
         results: list[Result] = []
         raised: dict[str, BaseException] = {}
-        for by_directory in rounds(changes):
+        for by_directory in rounds(changes, list(self.connectors)):
             going = {d: in_directory for d, in_directory in by_directory.items() if d not in raised}
             if len(going) == 1:
                 # One directory needs no thread: applied on this one, which owns the store.

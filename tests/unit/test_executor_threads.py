@@ -147,3 +147,17 @@ def test_a_fresh_password_owed_after_a_kill_is_set_only_once_every_directory_has
     # And their results come last, as the plan has them.
     assert [c.change_id for c in owed] == [r.change_id for r in results[-2:]]
     store.close()
+
+
+def test_an_owed_password_of_a_directory_with_nothing_else_to_do_still_waits_for_the_others(tmp_path: Path) -> None:
+    """Entra done on an earlier night, Google not: the plan is Google's creates, then Entra's owed password."""
+    store = Store(tmp_path / "state.db")
+    sent: list[tuple[float, str, str]] = []
+    directories = {"entra": Timed("entra", 0.0, sent), "google": Timed("google", 0.02, sent)}
+    owed = Change("entra", Action.SET_PASSWORD, "001", "26p001", "password never delivered: a fresh one",
+                  target="k-001", after={"must_change_password": True})
+    plan = [*[_create("google", pid) for pid in ("002", "003", "004")], owed]
+    Executor(store, directories, today=DAY, password_for=lambda c: "Fresh-Kettle-4242").run(run_journal_id(1), plan)
+    last_create = max(at for at, _, action in sent if action == "create")
+    assert [at for at, _, action in sent if action == "set-password"][0] > last_create
+    store.close()
