@@ -159,5 +159,5 @@ def test_an_owed_password_of_a_directory_with_nothing_else_to_do_still_waits_for
     plan = [*[_create("google", pid) for pid in ("002", "003", "004")], owed]
     Executor(store, directories, today=DAY, password_for=lambda c: "Fresh-Kettle-4242").run(run_journal_id(1), plan)
     last_create = max(at for at, _, action in sent if action == "create")
-    assert [at for at, _, action in sent if action == "set-password"][0] > last_create
+    assert next(at for at, _, action in sent if action == "set-password") > last_create
     store.close()
