@@ -38,7 +38,8 @@ class FileDirectory(Connector):
     def __init__(self, name: str, path: Path, delay: float = 0.0, delay_after: float = 0.0) -> None:
         super().__init__(name)
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # Used from the thread the executor applies this directory on (one per directory), not the one that built it.
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         self.db.executescript(SCHEMA)
         self.delay = delay
         self.delay_after = delay_after

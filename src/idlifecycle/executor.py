@@ -15,6 +15,22 @@ those that had in fact landed (they look before they write), audited as the earl
 A journal belongs to one piece of work, named by the caller: a nightly run (`run_journal_id`), one
 reset or decision (`fresh_journal_id`), or one saved plan file (`saved_plan_journal_id`). Only
 applying the same saved file again reads an earlier journal; a new night never does.
+
+Directories are applied side by side, a thread each, so a night takes as long as its slowest
+directory rather than the sum of them; inside a directory the phases keep the plan's order. Threads,
+not asyncio: the connectors are synchronous generators (ldap3's synchronous strategy, httplib2 under
+google-api-python-client, and Entra's own event loop on its own thread behind a synchronous
+`apply`), so a thread per directory runs them as they are, and the waiting is on the network, where
+the GIL is released. Only this (the calling) thread touches the store (`handover.Writer`): a worker
+hands over each piece of store work in order, and waits for the one a send depends on (its
+batch's write-ahead rows, committed) before sending; outcomes are recorded as the worker goes on
+reading answers. So every guarantee above holds per change as before, and the journal and the
+audit chain have one writer. The workers issue passwords one at a time, under a lock: once per
+person for every directory of the plan (`PasswordFor`), whichever directory asks first; no other
+change of a plan depends on another directory's. A directory whose connector fails stops only
+itself (see `Executor.run`). One directory needs no thread and is applied on the calling thread.
+What the plan adds after its directories' own changes (fresh passwords owed) waits for all of them
+(`rounds`, even for a directory with nothing else to do): it is set just before the run delivers it.
 """
 
 from __future__ import annotations
@@ -23,6 +39,8 @@ import hashlib
 import json
 import logging
 import secrets
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
@@ -30,12 +48,14 @@ from itertools import groupby
 from typing import Any
 
 from idlifecycle.connectors.base import Connector, ConnectorError
+from idlifecycle.handover import Handover, Inline, Stopped, Writer
 from idlifecycle.model import Action, Change, Outcome, Plan, Result, Snapshot
 from idlifecycle.planner import phase
 from idlifecycle.store import JournalEntry, Store
 
 changes_log = logging.getLogger("idlifecycle.changes")
 """One structured line per applied change, for cron logs (the CLI quiets it under a progress bar)."""
+timing_log = logging.getLogger("idlifecycle.changes.timing")  # connector and store times, for bench/night.py
 
 PasswordFor = Callable[[Change], str]
 """Gives the initial or new password for a CREATE / SET_PASSWORD change (one per person per run)."""
@@ -212,6 +232,27 @@ def _privileged_refusal(connector: Connector, change: Change) -> str:
             f"accounts ({change.action} not sent)")
 
 
+def rounds(changes: Sequence[Change], order: Sequence[str]) -> list[dict[str, list[Change]]]:
+    """The plan cut where it goes back in the directories' `order`: each round's are applied side by side.
+
+    A plan is each directory's changes in turn, in the order the directories are configured, then
+    what is added after planning: the termly password flags and the fresh passwords still owed
+    after a kill (`passwords.owed`). Those come in a round of their own, after the directories' own
+    changes, as they did when directories were applied one after another, so that a password is set
+    just before the run delivers it, not while a slower directory is still being applied: a run
+    killed in between leaves it owed again, and the next run sets yet another one.
+    """
+    rank = {directory: n for n, directory in enumerate(order)}
+    cut: list[dict[str, list[Change]]] = []
+    previous = len(rank)
+    for directory, run in groupby(changes, key=lambda c: c.directory):
+        if rank.get(directory, len(rank)) <= previous or directory in cut[-1]:
+            cut.append({})
+        previous = rank.get(directory, len(rank))
+        cut[-1][directory] = list(run)
+    return cut
+
+
 class Executor:
     def __init__(
         self,
@@ -229,27 +270,110 @@ class Executor:
         self.actor = actor
         self.password_for = password_for
         self.on_result = on_result
+        # Timings: the store's thread starting and recording changes; the workers issuing passwords, the slow
+        # part of a new account's write-ahead (a scrypt hash for the history), one at a time under the lock.
+        self._store_seconds = self._password_seconds = 0.0
+        self._issuing, self._issued_here = threading.Lock(), threading.local()
 
     def run(self, run_plan_id: str, changes: Sequence[Change]) -> list[Result]:
+        """Applies the changes, each directory's in plan order, the directories side by side, round by round.
+
+        Returns the results round by round, by directory in the plan's order of directories. A directory
+        whose worker raised stops there (what it sent unanswered stays `started`, for the next run to
+        settle) and takes no part in later rounds; the others run to their end, then the first such
+        exception is raised here.
+        """
+        began, self._store_seconds, self._password_seconds = time.perf_counter(), 0.0, 0.0
         journal = self.store.journal_states(run_plan_id)
-        keys: dict[tuple[str, str], str] = {}
+        # Keys of accounts created earlier in this journal, for later phases' (and rounds') changes.
+        keys: dict[str, dict[tuple[str, str], str]] = {c.directory: {} for c in changes}
         for change in changes:
             entry = journal.get(change.change_id)
             if entry and entry.key and change.person_id and change.action in (Action.CREATE, Action.ADOPT):
-                keys[(change.directory, change.person_id)] = entry.key
+                keys[change.directory][(change.directory, change.person_id)] = entry.key
         results: list[Result] = []
-        for directory, in_directory in groupby(changes, key=lambda c: c.directory):
-            connector = self.connectors[directory]
-            for _, batch in groupby(in_directory, key=phase):
-                results.extend(self._run_batch(run_plan_id, connector, list(batch), journal, keys))
+        raised: dict[str, BaseException] = {}
+        for by_directory in rounds(changes, list(self.connectors)):
+            going = {d: in_directory for d, in_directory in by_directory.items() if d not in raised}
+            if len(going) == 1:
+                # One directory needs no thread: applied on this one, which owns the store.
+                [(directory, in_directory)] = going.items()
+                results += self._run_directory(run_plan_id, directory, in_directory, journal, keys[directory],
+                                               Inline())
+            elif going:
+                results += self._side_by_side(run_plan_id, going, journal, keys, raised)
+        if changes:
+            timing_log.info(json.dumps({
+                "event": "apply-timing", "changes": len(changes), "seconds": round(time.perf_counter() - began, 3),
+                "store_ms_per_change": round(1000 * self._store_seconds / len(changes), 4),
+                "password_seconds": round(self._password_seconds, 3)}))
+        for directory in keys:  # the first in the plan's order of directories
+            if directory in raised:
+                raise raised[directory]
         return results
 
-    def _run_batch(self, run_plan_id: str, connector: Connector, batch: list[Change],
-                   journal: Mapping[str, JournalEntry], keys: dict[tuple[str, str], str]) -> list[Result]:
+    def _side_by_side(self, run_plan_id: str, by_directory: Mapping[str, list[Change]],
+                      journal: Mapping[str, JournalEntry], keys: Mapping[str, dict[tuple[str, str], str]],
+                      raised: dict[str, BaseException]) -> list[Result]:
+        """A thread per directory sends and reads answers; this thread does all store work (`handover`).
+
+        What a directory's worker raised goes into `raised` (that directory stops; the caller raises it)."""
+        writer = Writer(self.store.transaction)  # outcomes queued up meanwhile commit together
+        done: dict[str, list[Result]] = {}
+        store_seconds = self._store_seconds  # the earlier rounds'
+
+        def work(directory: str, in_directory: list[Change]) -> None:
+            try:
+                done[directory] = self._run_directory(run_plan_id, directory, in_directory, journal,
+                                                      keys[directory], writer)
+            except Stopped:
+                pass
+            except BaseException as error:  # this directory stops; the others go on
+                raised[directory] = error
+            finally:
+                writer.finished()
+
+        threads = [threading.Thread(target=work, args=item, name=f"apply-{item[0]}", daemon=True)
+                   for item in by_directory.items()]
+        self.store.handover = writer  # a connector's cursor read or write from its worker thread
+        try:
+            for thread in threads:
+                thread.start()
+            writer.serve(len(threads))
+        except BaseException:
+            writer.stopped.set()  # the workers send nothing more; what they sent stays `started`
+            raise
+        finally:
+            for thread in threads:
+                thread.join()
+            self.store.handover = None
+            self._store_seconds = store_seconds + writer.busy  # the groups' commits included
+        return [r for directory in by_directory for r in done.get(directory, [])]
+
+    def _run_directory(self, run_plan_id: str, directory: str, changes: list[Change],
+                       journal: Mapping[str, JournalEntry], keys: dict[tuple[str, str], str],
+                       writer: Handover) -> list[Result]:
+        """One directory's changes of a round, phase after phase (a worker thread's work, or this thread's)."""
+        connector = self.connectors[directory]
         results: list[Result] = []
-        # resolved change_id -> the change as planned: journal and audit use the planned id.
-        originals: dict[str, Change] = {}
-        sending: list[Change] = []
+        began, waited, issued = time.perf_counter(), writer.waited(), self._issued_here_seconds()
+        for _, batch in groupby(changes, key=phase):
+            results.extend(self._run_batch(run_plan_id, connector, list(batch), journal, keys, writer))
+        took, issued = time.perf_counter() - began, self._issued_here_seconds() - issued
+        timing_log.info(json.dumps({"event": "directory-timing", "directory": directory, "changes": len(changes),
+                                    "seconds": round(took, 3), "password_seconds": round(issued, 3),
+                                    "connector_seconds": round(took - (writer.waited() - waited) - issued, 3)}))
+        return results
+
+    def _issued_here_seconds(self) -> float:
+        return float(getattr(self._issued_here, "seconds", 0.0))
+
+    def _run_batch(self, run_plan_id: str, connector: Connector, batch: list[Change],
+                   journal: Mapping[str, JournalEntry], keys: dict[tuple[str, str], str],
+                   writer: Handover) -> list[Result]:
+        """One phase of one directory. Runs on the directory's thread: every store write goes to `writer`."""
+        results: list[Result] = []
+        ready: list[tuple[Change, Change]] = []  # (as planned, as it will be sent)
         for change in batch:
             entry = journal.get(change.change_id)
             if entry is not None and entry.state in _DONE:
@@ -260,40 +384,32 @@ class Executor:
             if resolved is None:
                 result = Result(change.change_id, Outcome.FAILED,
                                 f"the account for {change.username} was not created, so this was not attempted")
-                self._record(run_plan_id, change, change, result, None)
+                writer.post(self._record, run_plan_id, change, change, result, None)
                 results.append(result)
                 continue
             refusal = _privileged_refusal(connector, resolved)
             if refusal:
                 result = Result(change.change_id, Outcome.FAILED, refusal)
-                self._record(run_plan_id, change, resolved, result, resolved.target)
+                writer.post(self._record, run_plan_id, change, resolved, result, resolved.target)
                 results.append(result)
                 continue
             if resolved.action in (Action.CREATE, Action.SET_PASSWORD) and resolved.password is None \
                     and self.password_for is not None:
-                resolved = replace(resolved, password=self.password_for(resolved))
-            originals[resolved.change_id] = change
-            sending.append(resolved)
-        if not sending:
+                asked = time.perf_counter()
+                with self._issuing:  # one password per person, whichever directory asks first
+                    issuing, resolved = time.perf_counter(), replace(resolved, password=self.password_for(resolved))
+                    self._password_seconds += time.perf_counter() - issuing
+                self._issued_here.seconds = self._issued_here_seconds() + time.perf_counter() - asked
+            ready.append((change, resolved))
+        if not ready:
             return results
         # Started in an earlier attempt of this same journal (a saved plan applied again after a kill):
         # the directory answering "already so" for one of these is our own earlier write landing.
-        earlier = {c.change_id for c in originals.values()
+        earlier = {c.change_id for c, _ in ready
                    if journal.get(c.change_id) is not None and journal[c.change_id].state == "started"}
-        # Write-ahead, in one transaction, before anything is sent: what the directory cannot tell the
-        # next run if this one dies after the request lands (the username issued, the leaver's disable
-        # date, a password owed) and the audit entry's intent. The outcome follows per change.
-        owed_here: set[tuple[str, str]] = set()
-        with self.store.transaction():
-            for item in sending:
-                planned = originals[item.change_id]
-                self.store.journal(run_plan_id, planned.change_id, planned.directory, planned.action,
-                                   planned.person_id, planned.username, "started", sent=sent_json(planned, item))
-                if self._write_ahead(planned, item):
-                    owed_here.add((planned.directory, planned.change_id))
-                if planned.change_id not in earlier:  # a resumed send carries on the intent already audited
-                    self.store.audit("change-started", audit_data(run_plan_id, planned, item, item.target, ""),
-                                     actor=self.actor)
+        # Committed before anything is sent; the worker waits for it.
+        sending, owed_here = writer.call(self._start, run_plan_id, ready, earlier)
+        originals = {item.change_id: planned for (planned, _), item in zip(ready, sending, strict=True)}
         sent = {item.change_id: item for item in sending}
         try:
             for result in connector.apply(sending):
@@ -303,19 +419,39 @@ class Executor:
                 mapped = replace(result, change_id=planned.change_id)
                 if planned.person_id and mapped.key and planned.action in (Action.CREATE, Action.ADOPT):
                     keys[(planned.directory, planned.person_id)] = mapped.key
-                self._record(run_plan_id, planned, sent[result.change_id], mapped, self._target(planned, keys),
-                             earlier=planned.change_id in earlier,
-                             owed=(planned.directory, planned.change_id) in owed_here)
+                writer.post(self._record, run_plan_id, planned, sent[result.change_id], mapped,
+                            self._target(planned, keys), earlier=planned.change_id in earlier,
+                            owed=(planned.directory, planned.change_id) in owed_here)
                 results.append(mapped)
         except ConnectorError as error:
             # The batch could not go on (e.g. the directory went away): what was not answered failed,
             # and the next run plans it afresh from a new snapshot.
             for item_id, planned in originals.items():
                 result = Result(planned.change_id, Outcome.FAILED, str(error), retryable=error.retryable)
-                self._record(run_plan_id, planned, sent[item_id], result, self._target(planned, keys),
-                             owed=(planned.directory, planned.change_id) in owed_here)
+                writer.post(self._record, run_plan_id, planned, sent[item_id], result, self._target(planned, keys),
+                            owed=(planned.directory, planned.change_id) in owed_here)
                 results.append(result)
         return results
+
+    def _start(self, run_plan_id: str, ready: list[tuple[Change, Change]],
+               earlier: set[str]) -> tuple[list[Change], set[tuple[str, str]]]:
+        """A batch's write-ahead, on the store's thread; returns what to send and what is owed."""
+        began, sending = time.perf_counter(), [resolved for _, resolved in ready]
+        # Write-ahead, in one transaction, before anything is sent: what the directory cannot tell the
+        # next run if this one dies after the request lands (the username issued, the leaver's disable
+        # date, a password owed) and the audit entry's intent. The outcome follows per change.
+        owed_here: set[tuple[str, str]] = set()
+        with self.store.transaction():
+            for (planned, _), item in zip(ready, sending, strict=True):
+                self.store.journal(run_plan_id, planned.change_id, planned.directory, planned.action,
+                                   planned.person_id, planned.username, "started", sent=sent_json(planned, item))
+                if self._write_ahead(planned, item):
+                    owed_here.add((planned.directory, planned.change_id))
+                if planned.change_id not in earlier:  # a resumed send carries on the intent already audited
+                    self.store.audit("change-started", audit_data(run_plan_id, planned, item, item.target, ""),
+                                     actor=self.actor)
+        self._store_seconds += time.perf_counter() - began
+        return sending, owed_here
 
     def _write_ahead(self, planned: Change, item: Change) -> bool:
         """Records before sending what only this tool can know afterwards; True if a password is newly owed."""
@@ -353,7 +489,7 @@ class Executor:
         if result.unconfirmed and result.outcome is Outcome.FAILED:
             self._record_unconfirmed(run_plan_id, change, sent, result, target)
             return
-        event = "change-" + str(result.outcome)
+        began, event = time.perf_counter(), "change-" + str(result.outcome)
         detail = result.detail
         if earlier and result.outcome is Outcome.ALREADY:
             # Our own write from the attempt that was killed: it is audited as applied, once, here.
@@ -377,6 +513,7 @@ class Executor:
         }))
         if self.on_result is not None:
             self.on_result(change, result)
+        self._store_seconds += time.perf_counter() - began
 
     def _record_unconfirmed(self, run_plan_id: str, change: Change, sent: Change, result: Result,
                             target: str | None) -> None:

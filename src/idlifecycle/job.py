@@ -6,6 +6,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -57,6 +58,8 @@ from idlifecycle.shape import (
 
 log = logging.getLogger("idlifecycle")
 feed_log = logging.getLogger("idlifecycle.feed")
+timing_log = logging.getLogger("idlifecycle.changes.timing")
+"""How long each directory's snapshot took to read (bench/night.py reads it; quiet under a progress bar)."""
 """One structured line per refused feed row (the CLI quiets it in a terminal, where the plan shows them)."""
 
 ResultHook = Callable[[Change, Result], None]
@@ -170,10 +173,13 @@ class Job:
         snapshots: dict[str, Snapshot] = {}
         known: set[str] | None = None
         for name, connector in connectors.items():
+            began = time.perf_counter()
             try:
                 snapshot = connector.snapshot()
             except ConnectorError as error:
                 raise UserError(f"{name}: could not read the directory: {error}") from None
+            timing_log.info(json.dumps({"event": "snapshot-timing", "directory": name,
+                                        "seconds": round(time.perf_counter() - began, 3)}))
             limit = type(connector).capabilities.max_anchor_length
             if limit is not None and any(is_short_anchor(a.anchor) for a in snapshot.accounts):
                 known = known if known is not None else self.store.known_person_ids() | self.feed_person_ids

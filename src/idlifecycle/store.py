@@ -12,14 +12,19 @@ import hmac
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from idlifecycle.errors import UserError
+from idlifecycle.handover import Handover
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cursors (
@@ -171,6 +176,10 @@ class Store:
         assert isinstance(db, _Connection)
         db.store_path = self.path
         self.db: sqlite3.Connection = db
+        self._thread = threading.get_ident()
+        self.handover: Handover | None = None
+        """Set while directories are applied on threads of their own: how a connector's cursor read or
+        write made on such a thread reaches this connection's thread (`idlifecycle.handover`)."""
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         # FULL: a journal row written just before a kill -9 must still be there afterwards.
@@ -218,13 +227,33 @@ class Store:
         self.db.execute("COMMIT")
 
     # cursors (connectors' incremental-read state)
+    def on_own_thread(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Runs `work` (which uses this connection) on the connection's own thread: here, or handed over
+        to it while the directories are applied side by side (`handover`)."""
+        if self.handover is not None and threading.get_ident() != self._thread:
+            return self.handover.call(work, *args, **kwargs)
+        return work(*args, **kwargs)
+
+    def on_own_thread_later(self, work: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
+        """`on_own_thread` without waiting for it: handed over pieces run in order, so what the same
+        thread hands over later (a write-ahead it waits for) commits after it."""
+        if self.handover is not None and threading.get_ident() != self._thread:
+            self.handover.post(work, *args, **kwargs)
+        else:
+            work(*args, **kwargs)
+
     def get_cursor(self, directory: str, name: str) -> str | None:
+        if self.handover is not None and threading.get_ident() != self._thread:
+            return self.on_own_thread(self.get_cursor, directory, name)
         row = self.db.execute(
             "SELECT value FROM cursors WHERE directory=? AND name=?", (directory, name)
         ).fetchone()
         return None if row is None else str(row[0])
 
     def set_cursor(self, directory: str, name: str, value: str | None) -> None:
+        if self.handover is not None and threading.get_ident() != self._thread:
+            self.on_own_thread(self.set_cursor, directory, name, value)
+            return
         if value is None:
             self.db.execute("DELETE FROM cursors WHERE directory=? AND name=?", (directory, name))
         else:

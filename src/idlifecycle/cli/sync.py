@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,24 +95,31 @@ def render_plan(plan: Plan) -> str:
 
 
 class Progress:
-    """A progress bar in a terminal, started once the plan's size is known; silent under cron."""
+    """A progress bar per directory in a terminal, started once the plan is known; silent under cron.
+
+    One bar each because the directories are applied side by side (`executor`): each moves at its
+    own service's pace. Ticked from the thread that records the results, never from a worker.
+    """
 
     def __init__(self) -> None:
-        self.bar: Any = None
+        self.bars: dict[str, Any] = {}
 
-    def start(self, total: int) -> None:
-        if sys.stderr.isatty() and total:
+    def start(self, changes: Sequence[Change]) -> None:
+        if sys.stderr.isatty() and changes:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="change", file=sys.stderr)
+            counts = Counter(c.directory for c in changes)
+            self.bars = {directory: tqdm(total=count, desc=directory, unit="change", file=sys.stderr, position=i)
+                         for i, (directory, count) in enumerate(counts.items())}
 
     def tick(self, change: Change, result: Result) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
+        bar = self.bars.get(change.directory)
+        if bar is not None:
+            bar.update(1)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        for bar in self.bars.values():
+            bar.close()
 
 
 def _report_results(plan: Plan, results: list[Result] | tuple[Result, ...]) -> int:
@@ -155,7 +163,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     decisions = _saved_decisions(args.plan, plan) if plan.decisions else None
     with open_job(args.config, today=args.today) as job:
         progress = Progress()
-        progress.start(len(plan.changes))
+        progress.start(plan.changes)
         try:
             with job.lock(), job.open_connectors() as connectors:
                 # New accounts and resets get their passwords as in `sync`, and they are delivered the same way.
@@ -211,7 +219,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(render_plan(plan))
             sys.stdout.flush()
-        progress.start(len(plan.changes))
+        progress.start(plan.changes)
 
     with open_job(args.config, today=args.today) as job:
         try:

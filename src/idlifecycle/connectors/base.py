@@ -98,7 +98,11 @@ class Connector(ABC):
         """Apply one change; return ALREADY when the directory is already in the wanted state."""
 
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
-        """Apply changes in order, yielding one Result each. Overridden with real batching."""
+        """Apply changes in order, yielding one Result each. Overridden with real batching.
+
+        Called on a thread of this directory's own (the executor applies directories side by side),
+        not the one that built the connector or read its snapshot; one call at a time per connector.
+        """
         for change in changes:
             try:
                 yield self.apply_one(change)

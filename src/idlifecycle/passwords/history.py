@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Collection
 
 from idlifecycle.store import Store, utcnow
 
@@ -59,8 +60,26 @@ class PasswordHistory:
         self.cost = cost
         """scrypt's N for new hashes; old hashes keep the parameters they were made with."""
         store.ensure_schema(DDL)
+        self._loaded: dict[str, list[str]] | None = None
+        """Hashes by person (newest first) of the people `load`ed: read without asking the store."""
+
+    def load(self, person_ids: Collection[str]) -> None:
+        """Reads these people's history at once, so that issuing their passwords (an executor worker's
+        job, one at a time) never waits for the store's thread: its writes are handed over and not waited
+        for (`Store.on_own_thread_later`); the executor's write-ahead after them still is."""
+        wanted = set(person_ids)
+        loaded: dict[str, list[str]] = {pid: [] for pid in wanted}
+        for row in self.store.db.execute("SELECT person_id, hash FROM password_history ORDER BY seq DESC"):
+            if row[0] in wanted:
+                loaded[str(row[0])].append(str(row[1]))
+        self._loaded = loaded
 
     def _recent(self, person_id: str, depth: int) -> list[str]:
+        if self._loaded is not None and person_id in self._loaded:
+            return self._loaded[person_id][:depth]
+        return self.store.on_own_thread(self._recent_rows, person_id, depth)
+
+    def _recent_rows(self, person_id: str, depth: int) -> list[str]:
         rows = self.store.db.execute(
             "SELECT hash FROM password_history WHERE person_id=? ORDER BY seq DESC LIMIT ?", (person_id, depth)
         )
@@ -72,9 +91,17 @@ class PasswordHistory:
 
     def record(self, person_id: str, password: str, keep: int) -> None:
         """Remember a password just issued; hashes older than the last `keep` are dropped."""
+        hashed = hash_password(password, n=self.cost)  # the slow part: on the caller's thread
+        if self._loaded is not None and person_id in self._loaded:
+            self._loaded[person_id] = [hashed, *self._loaded[person_id]][:max(keep, 1)]
+            self.store.on_own_thread_later(self._keep, person_id, hashed, keep)
+        else:
+            self.store.on_own_thread(self._keep, person_id, hashed, keep)
+
+    def _keep(self, person_id: str, hashed: str, keep: int) -> None:
         with self.store.transaction() as db:
             db.execute("INSERT INTO password_history (person_id, set_at, hash) VALUES (?,?,?)",
-                       (person_id, utcnow().isoformat(), hash_password(password, n=self.cost)))
+                       (person_id, utcnow().isoformat(), hashed))
             db.execute(
                 "DELETE FROM password_history WHERE person_id=? AND seq NOT IN "
                 "(SELECT seq FROM password_history WHERE person_id=? ORDER BY seq DESC LIMIT ?)",

@@ -135,6 +135,7 @@ class PasswordIssuer:
         for change in changes:
             if change.action in (Action.CREATE, Action.SET_PASSWORD) and change.person_id is not None:
                 directories.setdefault(change.person_id, []).append(change.directory)
+        self.history.load(directories)
 
         def give(change: Change) -> str:
             if change.person_id is None or change.person_id not in people:

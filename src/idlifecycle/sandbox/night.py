@@ -90,10 +90,12 @@ class EmulatorProcess:
 
 
 def start_graph(folder: Path, *, faults: FaultSpec | None = None, seed: Path = SAMPLE / "entra-seed.json",
-                secret: str | None = None, write_limit: tuple[int, float] | None = None) -> EmulatorProcess:
+                secret: str | None = None, write_limit: tuple[int, float] | None = None,
+                latency: float = 0.0) -> EmulatorProcess:
     """The Graph emulator on a free port, seeded with the sample school's tenant, one app registered.
 
-    `write_limit`: (writes, seconds) Graph takes before answering 429 (Graph's own: 3,000 per 150 s).
+    `write_limit`: (writes, seconds) Graph takes before answering 429 (Graph's own: 3,000 per 150 s);
+    `latency`: seconds added to every request.
     """
     folder.mkdir(parents=True, exist_ok=True)
     secret = secret or secrets.token_urlsafe(24)
@@ -107,6 +109,8 @@ def start_graph(folder: Path, *, faults: FaultSpec | None = None, seed: Path = S
         command += ["--faults", faults.to_arg()]
     if write_limit is not None:
         command += ["--write-limit", str(write_limit[0]), "--write-window", str(write_limit[1])]
+    if latency:
+        command += ["--latency-ms", str(latency * 1000)]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -127,8 +131,12 @@ DELEGATED_SCOPES = (
 here, not imported from the connector: the emulators know no connector module)."""
 
 
-def start_google(folder: Path, *, faults: FaultSpec | None = None) -> EmulatorProcess:
-    """The Google emulator on a free port with the sample school's domains, an admin and a trusted key."""
+def start_google(folder: Path, *, faults: FaultSpec | None = None, latency: float = 0.0,
+                 quota_per_minute: int | None = None) -> EmulatorProcess:
+    """The Google emulator on a free port with the sample school's domains, an admin and a trusted key.
+
+    `latency`: seconds added to every request; `quota_per_minute`: calls Google takes a minute (its own: 2,400).
+    """
     from idlifecycle.sandbox.google import generate_service_account
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,6 +148,10 @@ def start_google(folder: Path, *, faults: FaultSpec | None = None) -> EmulatorPr
                "--org-unit", "/School"]
     for scope in DELEGATED_SCOPES:
         command += ["--scope", scope]
+    if latency:
+        command += ["--latency", str(latency)]
+    if quota_per_minute is not None:
+        command += ["--quota-per-minute", str(quota_per_minute)]
     if faults is not None:
         command += ["--faults", faults.to_arg()]
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
@@ -164,25 +176,39 @@ class SchoolNight:
     google: EmulatorProcess | None = None
     mail: Mapping[str, Any] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    feeds: dict[str, Path] = field(default_factory=lambda: {"pupil": SAMPLE / "pupils.csv",
+                                                            "staff": SAMPLE / "staff.csv"})
+    """The job's MIS CSV exports by kind (the sample school's, or a bench's larger one)."""
+    google_quota_per_minute: int = 60_000
+    """The Google connector's own pace."""
     _outputs: dict[int, Path] = field(default_factory=dict)
 
     @classmethod
     def start(cls, folder: Path, *, google: bool = False, faults: FaultSpec | None = None,
               mail: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
               timeout_seconds: float = 10, write_limit_per_second: float = 500,
-              graph_write_limit: tuple[int, float] | None = None) -> SchoolNight:
+              graph_write_limit: tuple[int, float] | None = None, latency: float = 0.0,
+              google_quota: int | None = None, feeds: Mapping[str, Path] | None = None) -> SchoolNight:
         """Both emulators started and the job written; `mail`: a [mail] section (staff passwords by email).
 
-        `write_limit_per_second` is the Entra connector's own pace; `graph_write_limit` the emulator's limit.
+        `write_limit_per_second` is the Entra connector's own pace; `graph_write_limit` the emulator's limit;
+        `google_quota` both Google's limit and the connector's pace (calls per minute); `latency` is added
+        to every request of either emulator; `feeds` replaces the sample school's exports ({"pupil": path,
+        "staff": path}).
         """
         folder.mkdir(parents=True, exist_ok=True)
-        entra = start_graph(folder / "entra", faults=faults, write_limit=graph_write_limit)
+        entra = start_graph(folder / "entra", faults=faults, write_limit=graph_write_limit, latency=latency)
         try:
-            other = start_google(folder / "google", faults=faults) if google else None
+            other = start_google(folder / "google", faults=faults, latency=latency,
+                                 quota_per_minute=google_quota) if google else None
         except BaseException:
             entra.stop()
             raise
         night = cls(folder, entra, other, mail, dict(env or {}))
+        if feeds is not None:
+            night.feeds = dict(feeds)
+        if google_quota is not None:
+            night.google_quota_per_minute = google_quota
         night.write_job(timeout_seconds, write_limit_per_second)
         return night
 
@@ -200,7 +226,8 @@ class SchoolNight:
             connectors.append(self.folder / "google.toml")
             _write_toml(self.folder / "google.toml", {
                 "name": "google", "type": "google", "admin": GOOGLE_ADMIN, "domains": DOMAINS,
-                "org_unit_root": "/School", "api_endpoint": self.google.url, "quota_per_minute": 60_000,
+                "org_unit_root": "/School", "api_endpoint": self.google.url,
+                "quota_per_minute": self.google_quota_per_minute,
                 "timeout": timeout_seconds,
             })
             self.env["IDLIFECYCLE_GOOGLE_SERVICE_ACCOUNT"] = self.google.info["key_file"]
@@ -211,8 +238,8 @@ class SchoolNight:
         text = _toml_table("job", {"name": "nightly", "state_dir": "state",
                                    "connectors": [str(c) for c in connectors],
                                    "mappings": [str(SAMPLE.parents[2].parent / "mappings" / "school.toml")]})
-        for feed, kind in (("pupils.csv", "pupil"), ("staff.csv", "staff")):
-            text += _toml_table("[job.feeds]", {"format": "mis-csv", "path": str(SAMPLE / feed), "kind": kind,
+        for kind, feed in self.feeds.items():
+            text += _toml_table("[job.feeds]", {"format": "mis-csv", "path": str(feed), "kind": kind,
                                                 "date_order": "dmy"})
         text += _toml_table("guards", GUARDS) + _toml_table("passwords", passwords)
         if self.mail:

@@ -1,0 +1,196 @@
+"""Benchmark: a trust-sized first night and the no-change night after it, `idlifecycle sync` end to end.
+
+The Graph and Google emulators run in processes of their own (`idlifecycle.sandbox.night`) with
+`--latency` added to every request and the services' limits on: Graph takes 3,000 writes per
+150 s per app (the Entra connector paces itself at its default, 20 writes/s), Google 2,400 calls a
+minute (the connector paces at the same). The feed is the sample school's pupils plus synthetic
+ones up to `--people`, every one of them in both directories. Each night is the real CLI in a
+subprocess; printed per night: wall time, the sync process's peak RSS, HTTP requests (and writes)
+each emulator served, each directory's snapshot and apply times as the tool logged them, the
+night's wall time divided by the slowest directory's connector-only time (its snapshot plus its
+apply, less the time it waited for the store's thread), and the executor's overhead per change
+(journal, audit and log, on the store's thread). AD (Samba) is not driven by this bench yet: a
+note says so.
+
+    .venv/bin/python bench/night.py                   # 20,000 people (long: the services' write limits)
+    .venv/bin/python bench/night.py --people 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from idlifecycle.feeds._fields import upn_check_letter
+from idlifecycle.sandbox.night import SAMPLE, SchoolNight
+
+FIRST_NIGHT, NEXT_NIGHT = "2026-11-23", "2026-11-24"
+GRAPH_WRITE_LIMIT = (3000, 150.0)
+"""Microsoft Graph, identity and access: 3,000 writes per app per 2.5 minutes (FACTS.md)."""
+GOOGLE_QUOTA = 2400
+"""Google Directory API: 2,400 queries per minute per user per project (FACTS.md)."""
+FORENAMES = ["Oliver", "Amelia", "George", "Isla", "Harry", "Ava", "Noah", "Mia", "Jack", "Ivy", "Leo", "Freya",
+             "Arthur", "Lily", "Oscar", "Grace", "Charlie", "Emily", "Jacob", "Poppy", "Alfie", "Ella", "Theo",
+             "Ruby", "Henry", "Joshua", "Willow", "Finley", "Daisy", "Aisha", "Hamza", "Priya", "Rhys", "Zara"]
+SURNAMES = ["Jones", "Williams", "Brown", "Taylor", "Davies", "Wilson", "Evans", "Thomas", "Johnson", "Roberts",
+            "Walker", "Wright", "Robinson", "Thompson", "White", "Hughes", "Edwards", "Green", "Hall", "Wood",
+            "Harris", "Lewis", "Martin", "Jackson", "Clarke", "Turner", "Hill", "Scott", "Cooper", "Morris",
+            "Ward", "Moore", "King", "Watson", "Baker", "Morgan", "Patel", "Young", "Allen", "Khan", "Bell"]
+
+
+def write_pupils(path: Path, people: int, seed: int = 16) -> int:
+    """The sample school's pupils, then synthetic ones (shaped like them) until there are `people`."""
+    with (SAMPLE / "pupils.csv").open(encoding="utf-8-sig", newline="") as sample:
+        rows = list(csv.reader(sample))
+    header, body = rows[0], rows[1:]
+    rng = random.Random(seed)
+    shapes = [r for r in body if not r[9]]  # on roll: year, reg group, admission date
+    serial = 0
+    while len(body) < people:
+        shape = rng.choice(shapes)
+        tail = f"8014012{10 + serial // 1000:02d}{serial % 1000:03d}"
+        forename = rng.choice(FORENAMES)
+        surname = rng.choice(SURNAMES) + ("-" + rng.choice(SURNAMES) if rng.random() < 0.5 else "")
+        body.append([f"{300_000 + serial:06d}", upn_check_letter("?" + tail) + tail, forename, forename, surname,
+                     rng.choice("FM"), shape[6], shape[7], shape[8], ""])
+        serial += 1
+    with path.open("w", encoding="utf-8", newline="") as out:
+        csv.writer(out, quoting=csv.QUOTE_ALL).writerows([header, *body])
+    return len(body)
+
+
+@dataclass
+class Night:
+    """One `sync` as measured from outside (wall, RSS, requests) and as the tool logged its own timings."""
+
+    wall: float
+    peak_rss_mb: float
+    exit_code: int
+    applied_line: str
+    requests: dict[str, dict[str, int]]
+    snapshot: dict[str, float] = field(default_factory=dict)
+    apply: dict[str, dict[str, float]] = field(default_factory=dict)
+    store_ms_per_change: float | None = None
+    password_seconds: float = 0.0
+    changes: int = 0
+
+
+def counters(school: SchoolNight) -> dict[str, dict[str, int]]:
+    figures: dict[str, dict[str, int]] = {}
+    for name, emulator in school.emulators().items():
+        stats = emulator.stats()
+        figures[name] = {"requests": int(stats.get("requests", stats.get("http_requests", 0))),
+                         "writes": int(stats.get("applied_writes", 0))}
+    return figures
+
+
+def run_night(school: SchoolNight, today: str) -> Night:
+    before = counters(school)
+    began = time.monotonic()
+    with (school.folder / f"{today}.err").open("w") as err, (school.folder / f"{today}.out").open("w") as out:
+        run = subprocess.Popen(school.command(today, "sync", "--quiet"),
+                               cwd=school.folder, stdout=out, stderr=err, env={**os.environ, **school.env})
+        _, status, usage = os.wait4(run.pid, 0)
+    wall = time.monotonic() - began
+    run.returncode = os.waitstatus_to_exitcode(status)
+    after = counters(school)
+    stdout = (school.folder / f"{today}.out").read_text()
+    applied = next((line for line in stdout.splitlines() if line.startswith(("Applied:", "No changes"))),
+                   stdout.strip().splitlines()[-1] if stdout.strip() else "(no output)")
+    if run.returncode not in (0, 3):
+        errors = (school.folder / f"{today}.err").read_text().strip().splitlines()
+        applied += f"; stderr: {errors[-1] if errors else '(nothing)'}"
+    night = Night(wall, usage.ru_maxrss / 1024, run.returncode, applied,
+                  {d: {k: after[d][k] - before[d][k] for k in after[d]} for d in after})
+    read_timings(school.folder / f"{today}.err", night)
+    return night
+
+
+def read_timings(stderr: Path, night: Night) -> None:
+    """The tool's own `*-timing` log lines (one JSON object each, as the text log format prints them)."""
+    for line in stderr.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        if event.get("event") == "snapshot-timing":
+            night.snapshot[event["directory"]] = float(event["seconds"])
+        elif event.get("event") == "directory-timing":
+            night.apply[event["directory"]] = {"seconds": float(event["seconds"]),
+                                               "connector": float(event["connector_seconds"]),
+                                               "passwords": float(event.get("password_seconds", 0.0)),
+                                               "changes": int(event["changes"])}
+        elif event.get("event") == "apply-timing":
+            night.store_ms_per_change = float(event["store_ms_per_change"])
+            night.password_seconds = float(event.get("password_seconds", 0.0))
+            night.changes = int(event["changes"])
+
+
+def report(title: str, night: Night) -> None:
+    print(f"{title}: {night.wall:.1f} s wall, peak RSS {night.peak_rss_mb:.0f} MB (the sync process), "
+          f"exit {night.exit_code}; {night.applied_line}")
+    connector_only: dict[str, float] = {}
+    for directory, counts in night.requests.items():
+        snapshot = night.snapshot.get(directory, 0.0)
+        applied = night.apply.get(directory)
+        connector_only[directory] = snapshot + (applied["connector"] if applied else 0.0)
+        apply_text = (f"apply {applied['seconds']:.1f} s for {applied['changes']:.0f} changes (connector "
+                      f"{applied['connector']:.1f} s, getting passwords {applied['passwords']:.1f} s)"
+                      if applied else "nothing to apply")
+        print(f"  {directory:7}: {counts['requests']:6,} HTTP requests ({counts['writes']:,} writes); "
+              f"snapshot {snapshot:.1f} s, {apply_text}")
+    slowest = max(connector_only, key=lambda d: connector_only[d])
+    if connector_only[slowest] > 0:
+        print(f"  whole night / slowest directory's connector-only time ({slowest}, snapshot + apply "
+              f"{connector_only[slowest]:.1f} s): {night.wall / connector_only[slowest]:.2f}")
+    if night.store_ms_per_change is not None:
+        print(f"  executor overhead: {night.store_ms_per_change:.3f} ms per change (journal + audit + log, "
+              f"{night.changes:,} changes); issuing passwords (a scrypt hash each for the history) "
+              f"{night.password_seconds:.1f} s, on the workers")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=20_000, help="pupils in the feed (the sample's 313 included)")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every emulator request")
+    parser.add_argument("--keep", action="store_true", help="keep the working folder (its path is printed)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="night-bench-"))
+    pupils = write_pupils(work / "pupils.csv", args.people)
+    staff = len((SAMPLE / "staff.csv").read_text(encoding="utf-8-sig").splitlines()) - 1
+    print(f"{pupils:,} pupils and {staff} staff, each in Entra and "
+          f"Google; {args.latency * 1000:.0f} ms latency; Graph {GRAPH_WRITE_LIMIT[0]:,} writes per "
+          f"{GRAPH_WRITE_LIMIT[1]:.0f} s, Google {GOOGLE_QUOTA:,} calls a minute", flush=True)
+    print("  AD: not in this bench yet (bench/ad_apply.py drives Samba alone)")
+    school = SchoolNight.start(work / "night", google=True, latency=args.latency, write_limit_per_second=20,
+                               graph_write_limit=GRAPH_WRITE_LIMIT, google_quota=GOOGLE_QUOTA, timeout_seconds=30,
+                               feeds={"pupil": work / "pupils.csv", "staff": SAMPLE / "staff.csv"})
+    school.env["IDLIFECYCLE_AUDIT_KEY"] = secrets.token_hex(32)  # a fresh school's own key
+    try:
+        report("first night", run_night(school, FIRST_NIGHT))
+        report("no-change night", run_night(school, NEXT_NIGHT))
+    finally:
+        school.stop()
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
