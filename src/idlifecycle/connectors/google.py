@@ -676,7 +676,9 @@ class GoogleConnector(Connector):
             if answer.verdict is not Verdict.RETRY:
                 raise self._error(answer.status, answer.reason, answer.message) from None
             return chunk
-        except (*_TRANSPORT_ERRORS, TransportError):
+        except (*_TRANSPORT_ERRORS, TransportError) as error:
+            if isinstance(error, ConnectionRefusedError):
+                return chunk  # refused at connect: nothing was sent, so nothing can have landed
             # The answer was lost: the writes may or may not have happened. Inserts are looked up
             # before being sent again; every other call is safe to repeat (patches set values,
             # 409 on a member and 404 on a delete then mean this send landed). A lookup that
