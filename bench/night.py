@@ -99,7 +99,8 @@ def run_night(school: SchoolNight, today: str) -> Night:
     began = time.monotonic()
     with (school.folder / f"{today}.err").open("w") as err, (school.folder / f"{today}.out").open("w") as out:
         run = subprocess.Popen(school.command(today, "sync", "--quiet"),
-                               cwd=school.folder, stdout=out, stderr=err, env={**os.environ, **school.env})
+                               cwd=school.folder, stdout=out, stderr=err,
+                               env={**os.environ, **school.env, "IDLIFECYCLE_TIMINGS": "1"})
         _, status, usage = os.wait4(run.pid, 0)
     wall = time.monotonic() - began
     run.returncode = os.waitstatus_to_exitcode(status)

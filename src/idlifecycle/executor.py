@@ -303,7 +303,7 @@ class Executor:
             elif going:
                 results += self._side_by_side(run_plan_id, going, journal, keys, raised)
         if changes:
-            timing_log.info(json.dumps({
+            timing_log.debug(json.dumps({
                 "event": "apply-timing", "changes": len(changes), "seconds": round(time.perf_counter() - began, 3),
                 "store_ms_per_change": round(1000 * self._store_seconds / len(changes), 4),
                 "password_seconds": round(self._password_seconds, 3)}))
@@ -360,7 +360,7 @@ class Executor:
         for _, batch in groupby(changes, key=phase):
             results.extend(self._run_batch(run_plan_id, connector, list(batch), journal, keys, writer))
         took, issued = time.perf_counter() - began, self._issued_here_seconds() - issued
-        timing_log.info(json.dumps({"event": "directory-timing", "directory": directory, "changes": len(changes),
+        timing_log.debug(json.dumps({"event": "directory-timing", "directory": directory, "changes": len(changes),
                                     "seconds": round(took, 3), "password_seconds": round(issued, 3),
                                     "connector_seconds": round(took - (writer.waited() - waited) - issued, 3)}))
         return results

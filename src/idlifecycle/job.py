@@ -178,7 +178,7 @@ class Job:
                 snapshot = connector.snapshot()
             except ConnectorError as error:
                 raise UserError(f"{name}: could not read the directory: {error}") from None
-            timing_log.info(json.dumps({"event": "snapshot-timing", "directory": name,
+            timing_log.debug(json.dumps({"event": "snapshot-timing", "directory": name,
                                         "seconds": round(time.perf_counter() - began, 3)}))
             limit = type(connector).capabilities.max_anchor_length
             if limit is not None and any(is_short_anchor(a.anchor) for a in snapshot.accounts):

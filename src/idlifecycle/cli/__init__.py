@@ -130,6 +130,10 @@ def setup_logging(log_format: str, verbose: bool) -> None:
     # In a terminal the progress bar and the printed plan say it; under cron each change is a log line.
     for name in ("idlifecycle.changes", "idlifecycle.feed"):
         logging.getLogger(name).setLevel(logging.INFO if verbose or not sys.stderr.isatty() else logging.WARNING)
+    # Each directory's snapshot, apply and store times: only when asked (bench/night.py sets it), not
+    # a line in every command's output.
+    timings = logging.getLogger("idlifecycle.changes.timing")
+    timings.setLevel(logging.DEBUG if os.environ.get("IDLIFECYCLE_TIMINGS") == "1" else logging.WARNING)
 
 
 def cannot_write(error: OSError) -> str:
