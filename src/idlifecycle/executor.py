@@ -506,13 +506,7 @@ class Executor:
                     # Nothing was set, so nothing is owed (an obligation from before stays).
                     self.store.settle_password(change.person_id, [change.directory])
             self.store.audit(event, audit_data(run_plan_id, change, sent, target, detail), actor=self.actor)
-        changes_log.info(json.dumps({
-            "event": "change", "directory": change.directory, "action": str(change.action),
-            "username": change.username, "group": change.group, "outcome": str(result.outcome),
-            "reason": change.reason, "detail": result.detail,
-        }))
-        if self.on_result is not None:
-            self.on_result(change, result)
+        self._told(change, result, str(result.outcome), result.detail)
         self._store_seconds += time.perf_counter() - began
 
     def _record_unconfirmed(self, run_plan_id: str, change: Change, sent: Change, result: Result,
@@ -527,9 +521,13 @@ class Executor:
         with self.store.transaction():
             self.store.audit("change-unconfirmed", audit_data(run_plan_id, change, sent, target, detail),
                              actor=self.actor)
+        self._told(change, result, "unconfirmed", detail)
+
+    def _told(self, change: Change, result: Result, outcome: str, detail: str) -> None:
+        """A recorded outcome's log line (for cron logs) and the caller's progress hook."""
         changes_log.info(json.dumps({
             "event": "change", "directory": change.directory, "action": str(change.action),
-            "username": change.username, "group": change.group, "outcome": "unconfirmed",
+            "username": change.username, "group": change.group, "outcome": outcome,
             "reason": change.reason, "detail": detail,
         }))
         if self.on_result is not None:
