@@ -35,6 +35,7 @@ import httpx
 from idlifecycle.connectors.base import ConnectorContext
 from idlifecycle.connectors.entra import EntraConnector
 from idlifecycle.model import Action, Change, Outcome
+from idlifecycle.passwords.generator import throwaway
 from idlifecycle.store import Store
 
 CLIENT_ID = "bench-app"
@@ -71,7 +72,8 @@ def connector(work: Path, ready: dict[str, Any], write_limit_per_second: float) 
                "graph_url": ready["url"] + "/v1.0", "ca_file": ready["certificate"], "domains": {"pupil": DOMAIN},
                "write_limit_per_second": write_limit_per_second, "max_batches_in_flight": 6, "timeout_seconds": 60}
     context = ConnectorContext(name="entra", type="entra", options=options, source="bench", cursors=Store(
-        work / "state.db"), state_dir=work / "state", secrets={"entra_client_secret": SECRET})
+        work / "state.db"), state_dir=work / "state", secrets={"entra_client_secret": SECRET},
+        password_generator=throwaway)
     return EntraConnector.from_config(context)
 
 

@@ -16,10 +16,11 @@ import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from idlifecycle.connectors.base import Capabilities, Connector, ConnectorContext, ConnectorError
+from idlifecycle.connectors.base import Capabilities, Connector, ConnectorContext, ConnectorError, failed_result
 from idlifecycle.model import Account, Action, Change, Group, Outcome, Result, Snapshot
 
 SCHEMA = """
@@ -101,7 +102,14 @@ class FileDirectory(Connector):
     def _save(self, account: Account) -> None:
         self.put(account)
 
-    def apply_one(self, change: Change) -> Result:
+    def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+        for change in changes:
+            try:
+                yield self._apply_logged(change)
+            except ConnectorError as error:
+                yield failed_result(change, error)
+
+    def _apply_logged(self, change: Change) -> Result:
         time.sleep(self.delay)
         # The write and its record land together, as one directory operation would.
         with self.db:

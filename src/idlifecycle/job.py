@@ -40,6 +40,7 @@ from idlifecycle.guards import (
 )
 from idlifecycle.model import Action, Change, Outcome, Person, Plan, Result, RowError, Snapshot
 from idlifecycle.notify import Mailer
+from idlifecycle.passwords.generator import throwaway
 from idlifecycle.passwords.owed import owed_changes, still_owed
 from idlifecycle.planner import Held, PlanState, ShareGroupsLike
 from idlifecycle.planner import plan as make_plan
@@ -118,7 +119,7 @@ class Job:
                 context = ConnectorContext(
                     name=spec.name, type=spec.type, options=spec.options, source=spec.source,
                     cursors=self.store, state_dir=self.config.state_dir / "sandbox", secrets=self.secrets,
-                    cache_dir=self.config.state_dir / "cache",
+                    cache_dir=self.config.state_dir / "cache", password_generator=throwaway,
                 )
                 connector = build_connector(context)
                 stack.callback(connector.close)

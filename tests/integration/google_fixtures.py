@@ -14,6 +14,7 @@ import pytest
 from idlifecycle.connectors.base import ConnectorContext, build_connector
 from idlifecycle.connectors.google import SCOPES, GoogleConnector
 from idlifecycle.model import Action, Change
+from idlifecycle.passwords.generator import throwaway
 from idlifecycle.sandbox.google import GoogleEmulator, generate_service_account
 
 ADMIN = "it.admin@school.example"
@@ -47,7 +48,7 @@ class Tenant:
         context = ConnectorContext(
             name="google", type="google", options=self.options(**overrides), source="connectors/google.toml",
             cursors=MemoryCursors(), state_dir=self.tmp / "state",
-            secrets={"google_service_account": json.dumps(self.key)})
+            secrets={"google_service_account": json.dumps(self.key)}, password_generator=throwaway)
         connector = build_connector(context)
         assert isinstance(connector, GoogleConnector)
         return connector

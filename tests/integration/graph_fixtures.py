@@ -14,6 +14,7 @@ import pytest
 from idlifecycle.connectors.base import ConnectorContext
 from idlifecycle.connectors.entra import EntraConnector
 from idlifecycle.model import Action, Change, Result
+from idlifecycle.passwords.generator import throwaway
 from idlifecycle.sandbox.graph import GraphEmulator
 from idlifecycle.sandbox.graph_directory import Directory
 from idlifecycle.store import Store
@@ -107,6 +108,7 @@ def make_connector(tmp_path: Path, store: Store) -> Iterator[Callable[..., Entra
             name="entra", type="entra", options=connector_options(emulator, **overrides),
             source=str(tmp_path / "entra.toml"), cursors=store, state_dir=tmp_path / "sandbox",
             secrets={"entra_client_secret": CLIENT_SECRET} if secrets is None else secrets,
+            password_generator=throwaway,
         )
         connector = EntraConnector.from_config(context)
         built.append(connector)

@@ -33,6 +33,7 @@ import ldap3
 import pytest
 
 from idlifecycle.connectors.base import ConnectorContext
+from idlifecycle.passwords.generator import throwaway
 from idlifecycle.store import Store
 
 REALM = "TEST.EXAMPLE.COM"
@@ -228,6 +229,7 @@ class DomainController:
             name=name, type="ad", options=self.connector_options(**overrides), source=f"{name}.toml",
             cursors=store, state_dir=self.root / "state",
             secrets=dict(secrets) if secrets is not None else {f"{name}_bind_password": self.admin_password},
+            password_generator=throwaway,
         )
 
 

@@ -16,6 +16,7 @@ from idlifecycle.connectors.base import ConnectorContext, build_connector
 from idlifecycle.connectors.entra import EntraConnector
 from idlifecycle.errors import ConfigError
 from idlifecycle.model import Action, Outcome
+from idlifecycle.passwords.generator import throwaway
 from idlifecycle.sandbox.graph import Fault, GraphEmulator
 from idlifecycle.store import Store
 from tests.integration.graph_fixtures import *  # noqa: F403
@@ -259,7 +260,7 @@ def test_sandbox_mode_starts_its_own_tenant_and_keeps_it_between_runs(tmp_path: 
     (tmp_path / "entra-sandbox.toml").write_text("")
     context = ConnectorContext(name="entra", type="entra", source=str(tmp_path / "entra-sandbox.toml"),
                                options={"sandbox": True, "seed": "seed.json", "domains": {"pupil": PUPILS}},
-                               cursors=store, state_dir=tmp_path / "state")
+                               cursors=store, state_dir=tmp_path / "state", password_generator=throwaway)
     # The older spelling of `type = "entra-sandbox"`: the launcher starts the tenant, the real connector reads it.
     with build_connector(context) as connector:
         assert isinstance(connector, EntraConnector)

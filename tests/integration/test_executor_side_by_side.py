@@ -105,9 +105,6 @@ class Raising(Connector):
     def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
         return Snapshot(self.name, (), ())
 
-    def apply_one(self, change: Change) -> Result:  # pragma: no cover - apply raises first
-        raise AssertionError
-
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
         raise RuntimeError("the connector broke")
 

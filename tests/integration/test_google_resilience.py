@@ -16,6 +16,7 @@ from idlifecycle.connectors.google import SCOPES
 from idlifecycle.connectors.google_pacing import LIMITS, REASONS, Verdict
 from idlifecycle.errors import UserError
 from idlifecycle.model import Action, Outcome
+from idlifecycle.passwords.generator import throwaway
 from idlifecycle.sandbox.google import Fault, generate_service_account
 from tests.integration.google_fixtures import (
     ADMIN,
@@ -156,7 +157,8 @@ def test_a_deleted_key_is_refused_with_the_secret_to_replace(tenant: Tenant) -> 
                                      token_uri=tenant.emulator.token_uri)
     context = ConnectorContext(name="google", type="google", options=tenant.options(), source="google.toml",
                                cursors=MemoryCursors(), state_dir=tenant.tmp,
-                               secrets={"google_service_account": str(tenant.tmp / "old.json")})
+                               secrets={"google_service_account": str(tenant.tmp / "old.json")},
+                               password_generator=throwaway)
     assert stale["client_email"] == CLIENT_EMAIL
     with build_connector(context) as google, pytest.raises(AuthError) as raised:
         google.snapshot()
@@ -173,7 +175,8 @@ def test_a_missing_key_secret_says_where_to_put_it(tenant: Tenant) -> None:
 def test_the_sandbox_tenant_keeps_the_first_runs_pupils_for_the_second(tmp_path: Path) -> None:
     context = ConnectorContext(
         name="google", type="google", source="connectors/google-sandbox.toml", cursors=MemoryCursors(),
-        state_dir=tmp_path, options={"sandbox": True, "admin": ADMIN, "domains": DOMAINS, "org_unit_root": ROOT})
+        state_dir=tmp_path, options={"sandbox": True, "admin": ADMIN, "domains": DOMAINS, "org_unit_root": ROOT},
+        password_generator=throwaway)
     with build_connector(context) as google:
         [created] = google.apply([starter("S1", "first.run")])
         assert created.outcome is Outcome.APPLIED

@@ -41,9 +41,6 @@ class Peeking(Connector):
     def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
         return Snapshot(self.name, (), ())
 
-    def apply_one(self, change: Change) -> Result:  # pragma: no cover - apply is used
-        raise AssertionError
-
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
         own = sqlite3.connect(self.state_db)  # committed rows only: this is not the writer's connection
         try:
@@ -119,11 +116,12 @@ class Timed(Connector):
     def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
         return Snapshot(self.name, (), ())
 
-    def apply_one(self, change: Change) -> Result:
-        self.sent.append((time.perf_counter(), self.name, str(change.action)))
-        time.sleep(self.pause)
-        return Result(change.change_id, Outcome.APPLIED,
-                      key=f"k-{change.person_id}" if change.action is Action.CREATE else None)
+    def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+        for change in changes:
+            self.sent.append((time.perf_counter(), self.name, str(change.action)))
+            time.sleep(self.pause)
+            yield Result(change.change_id, Outcome.APPLIED,
+                         key=f"k-{change.person_id}" if change.action is Action.CREATE else None)
 
 
 def test_a_fresh_password_owed_after_a_kill_is_set_only_once_every_directory_has_done_its_own_changes(

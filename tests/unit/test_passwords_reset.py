@@ -44,10 +44,10 @@ PASSWORDS = {
 class RefusingDirectory(FileDirectory):
     """A directory whose password policy turns every new password down (as AD does for a weak one)."""
 
-    def apply_one(self, change: Change) -> Result:
+    def _apply_logged(self, change: Change) -> Result:
         if change.action is Action.SET_PASSWORD:
             raise ConnectorError(f"set-password {change.username}: the password does not meet the domain's policy")
-        return super().apply_one(change)
+        return super()._apply_logged(change)
 
 
 class RecordingMailer:

@@ -1,8 +1,12 @@
 """The connector contract: snapshot a directory's managed scope and apply Changes to it.
 
-Every connector subclasses `Connector`, implements `snapshot` and `apply_one`, and overrides
-`apply` with its API's own batching. Library exceptions never leave a connector: they become
-`ConnectorError` (or a subclass) or a FAILED `Result`.
+Every connector subclasses `Connector` and implements `snapshot` and the batched `apply` with its
+API's own batching (`apply_one` is one change sent through `apply`). Library exceptions never leave a
+connector: they become `ConnectorError` (or a subclass) or a FAILED `Result` (`failed_result`).
+
+What every connector needs from outside is handed to it in the `ConnectorContext`: its options, its
+secrets (`secret()`, one message for a missing one), and the passwords package's generator for a
+throw-away initial password (`throwaway_password()`), so no connector imports another area.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -63,6 +67,31 @@ class ConnectorContext:
     cache_dir: Path | None = None
     """Where a connector keeps what it read last (the Entra delta cache); the state directory's own
     `cache/` folder in a job, never the sandbox's; `state_dir` when not given."""
+    password_generator: Callable[[], str] | None = None
+    """The passwords package's generator of a throw-away password meeting every directory's rules, for a
+    create planned without one (the job wires it in; a connector never writes its own)."""
+
+    def secret(self, name: str, what: str = "") -> str:
+        """The secret `name`, or one UserError naming the connector's file, the secret and where to put it.
+
+        The job's secrets mapping raises UserError itself for a missing secret; a plain mapping (a test, a
+        school's own wiring) raises KeyError: both end in the same message."""
+        label = f"{what} (secret {name!r})" if what else f"secret {name!r}"
+        try:
+            return str(self.secrets[name])
+        except KeyError:
+            pass
+        except UserError as error:
+            raise UserError(f"{self.source}: {what + ': ' if what else ''}{error}") from None
+        raise UserError(f"{self.source}: missing {label}: set IDLIFECYCLE_{name.upper()} or put it in a file "
+                        f"named {name} in $IDLIFECYCLE_SECRETS_DIR")
+
+    def throwaway_password(self) -> str:
+        """A password nobody is told, for a create planned without one (the person's is set later)."""
+        if self.password_generator is None:
+            raise ConnectorError(f"{self.name}: no password generator was wired into the connector; "
+                                 "a create without a password cannot be sent")
+        return self.password_generator()
 
     def option(self, key: str, default: Any = None, *, required: bool = False) -> Any:
         if key not in self.options:
@@ -72,8 +101,16 @@ class ConnectorContext:
         return self.options[key]
 
 
+def failed_result(change: Change, error: ConnectorError | str, *, retryable: bool | None = None) -> Result:
+    """The FAILED Result for a change the directory refused or could not be reached for."""
+    if isinstance(error, ConnectorError):
+        return Result(change.change_id, Outcome.FAILED, str(error),
+                      retryable=error.retryable if retryable is None else retryable)
+    return Result(change.change_id, Outcome.FAILED, error, retryable=bool(retryable))
+
+
 class Connector(ABC):
-    """One directory. Subclasses set `capabilities` and implement the two abstract methods."""
+    """One directory. Subclasses set `capabilities` and implement `from_config`, `snapshot` and `apply`."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()
     option_keys: ClassVar[frozenset[str]] = frozenset()
@@ -94,20 +131,20 @@ class Connector(ABC):
         """Every managed account and group, with the attributes the planner compares."""
 
     @abstractmethod
-    def apply_one(self, change: Change) -> Result:
-        """Apply one change; return ALREADY when the directory is already in the wanted state."""
-
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
-        """Apply changes in order, yielding one Result each. Overridden with real batching.
+        """Apply changes in order with the API's own batching, yielding one Result per change, in order;
+        ALREADY when the directory is already in the wanted state. A change that fails is a FAILED Result
+        (`failed_result`), never an exception.
 
         Called on a thread of this directory's own (the executor applies directories side by side),
         not the one that built the connector or read its snapshot; one call at a time per connector.
         """
-        for change in changes:
-            try:
-                yield self.apply_one(change)
-            except ConnectorError as error:
-                yield Result(change.change_id, Outcome.FAILED, str(error), retryable=error.retryable)
+
+    def apply_one(self, change: Change) -> Result:
+        """One change, sent through `apply` (a reset, an approval, a test)."""
+        for result in self.apply([change]):
+            return result
+        raise ConnectorError(f"{self.name}: apply gave no result for change {change.change_id}")
 
     def privileged_reason(self, key: str) -> str:
         """Why the object with this key holds a privileged role or group ("" when it holds none).

@@ -13,7 +13,20 @@ from importlib import resources
 from typing import Literal
 
 from idlifecycle.errors import UserError
-from idlifecycle.passwords.policy import DIGITS, LOWER, UPPER, CommonPasswords, Identity, Policy, check
+from idlifecycle.passwords.policy import (
+    DIGITS,
+    LOWER,
+    UPPER,
+    CommonPasswords,
+    Identity,
+    Policy,
+    Rules,
+    ad_rules,
+    check,
+    effective_policy,
+    entra_rules,
+    google_rules,
+)
 
 LOOKALIKES = frozenset("0Oo1lI|")
 """Characters confused with each other on a printed slip or a projector."""
@@ -69,3 +82,19 @@ def generate(policy: Policy, identity: Identity, *, style: Literal["random", "me
             return candidate
     raise UserError(f"could not generate a password for {identity.username} that meets the policy "
                     f"({policy.describe()}) in {attempts} tries: the rules contradict each other")
+
+
+THROWAWAY_LENGTH = 32
+
+
+@cache
+def _throwaway_policy() -> Policy:
+    # Every directory's rules at once, all four kinds of character: whichever directory receives it.
+    return effective_policy([entra_rules(), google_rules(), ad_rules({}),
+                             Rules("a throw-away password", min_length=THROWAWAY_LENGTH, classes=4)])
+
+
+def throwaway() -> str:
+    """A password nobody is told, for an account created before (or without) the person's own: the
+    connectors receive this generator in their context rather than writing their own."""
+    return generate(_throwaway_policy(), Identity("", ""), length=THROWAWAY_LENGTH)
