@@ -41,6 +41,8 @@ FIX = (f"put back a copy of the state database at least as new as the checkpoint
 class StateMismatch(GuardTripped):
     """The state database is not the one the checkpoint describes (exit 2); nothing was read or written."""
 
+    heading = "Stopped: the state database is not the one the last run left; nothing was read or applied:"
+
 
 def audit_key(config: JobConfig, found: Mapping[str, str]) -> bytes:
     """The audit chain's key: the school's secret; a demo job on the embedded sandbox makes its own.

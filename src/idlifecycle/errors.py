@@ -25,6 +25,9 @@ class FeedError(UserError):
 class GuardTripped(Exception):
     """A guard stopped the run; nothing was applied. The CLI exits 2."""
 
+    heading = "Stopped by a guard; nothing was applied:"
+    """The line the CLI prints above the reasons."""
+
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = reasons
         super().__init__("; ".join(reasons))

@@ -182,6 +182,9 @@ def test_a_restored_older_state_database_stops_the_next_sync(tmp_path):
         stopped = idl(tmp_path, *command)
         assert stopped.returncode == 2, stopped.stdout + stopped.stderr
         assert "is older than the last checkpoint (run 1 < 2): it was restored from a backup" in stopped.stderr
+        # Not a guard the network manager may override with --allow-destructive: its own heading says so.
+        assert "Stopped: the state database is not the one the last run left" in stopped.stderr
+        assert "Stopped by a guard" not in stopped.stderr
         assert "retention dates and never-reissue names since then would be lost" in stopped.stderr
 
 

@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except GuardTripped as tripped:
-        print("Stopped by a guard; nothing was applied:", file=sys.stderr)
+        print(tripped.heading, file=sys.stderr)
         for reason in tripped.reasons:
             print(f"  - {reason}", file=sys.stderr)
         return EXIT_GUARD
