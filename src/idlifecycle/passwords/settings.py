@@ -8,7 +8,7 @@ tables overriding any key for a range of year groups.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -156,19 +156,12 @@ def _band_range(name: str) -> tuple[int, int]:
     return YEAR_ORDER.index(first.strip()), YEAR_ORDER.index(last.strip())
 
 
-def parse_settings(data: Mapping[str, Any], *, source: str, base_dir: Path, key_prefix: str = "",
-                   default_slip_folder: Path | None = None) -> PasswordSettings:
-    """Validate the policy table; a mistake raises ConfigError naming `source` and the key."""
+Fail = Callable[[tuple[Any, ...], str], ConfigError]
+"""Builds the ConfigError for a key (as a location) and a message."""
 
-    def fail(loc: tuple[Any, ...], message: str) -> ConfigError:
-        return ConfigError(source, key_prefix + ".".join(str(p) for p in loc), message.removeprefix("Value error, "))
 
-    try:
-        raw = _Raw.model_validate(dict(data))
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise fail(first["loc"], first["msg"]) from None
-
+def _kind_policies(raw: _Raw, fail: Fail) -> tuple[dict[Kind, KindPolicy], list[Band]]:
+    """Each kind's policy, and the pupils' year bands, each band its kind's table with its own keys over it."""
     kinds: dict[Kind, KindPolicy] = {}
     bands: list[Band] = []
     for kind in Kind:
@@ -191,6 +184,40 @@ def parse_settings(data: Mapping[str, Any], *, source: str, base_dir: Path, key_
             except ValueError as error:
                 raise fail((kind.value, "bands", name), str(error)) from None
             bands.append(Band(low, high, name, policy))
+    return kinds, bands
+
+
+def _words(words_file: str | None, base_dir: Path, fail: Fail) -> tuple[str, ...]:
+    """The school's words for memorable passwords (`words_file`), or () for the shipped list."""
+    if words_file is None:
+        return ()
+    words_path = base_dir / words_file
+    try:
+        lines = words_path.read_text("utf-8").splitlines()
+    except OSError as error:
+        raise fail(("words_file",), f"cannot read {words_path}: {error.strerror}") from None
+    words = tuple(w.strip().lower() for w in lines if w.strip() and not w.startswith("#"))
+    odd = [w for w in words if not w.isascii() or not w.isalpha()]
+    if odd or not words:
+        raise fail(("words_file",), f"{words_path}: one plain a–z word a line, e.g. {odd[0]!r} is not"
+                   if odd else f"{words_path} has no words")
+    return words
+
+
+def parse_settings(data: Mapping[str, Any], *, source: str, base_dir: Path, key_prefix: str = "",
+                   default_slip_folder: Path | None = None) -> PasswordSettings:
+    """Validate the policy table; a mistake raises ConfigError naming `source` and the key."""
+
+    def fail(loc: tuple[Any, ...], message: str) -> ConfigError:
+        return ConfigError(source, key_prefix + ".".join(str(p) for p in loc), message.removeprefix("Value error, "))
+
+    try:
+        raw = _Raw.model_validate(dict(data))
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise fail(first["loc"], first["msg"]) from None
+
+    kinds, bands = _kind_policies(raw, fail)
     for policy in (*kinds.values(), *(b.policy for b in bands)):
         if policy.classes == 4 and not policy.symbols:
             raise fail(("symbols",), "4 kinds of character are required, so at least one symbol must be allowed")
@@ -199,18 +226,7 @@ def parse_settings(data: Mapping[str, Any], *, source: str, base_dir: Path, key_
     ):
         raise fail(("line_managers", "fallback"), "staff passwords are emailed to line managers: "
                                                   "give at least a fallback address")
-    words: tuple[str, ...] = ()
-    if raw.words_file is not None:
-        words_path = base_dir / raw.words_file
-        try:
-            lines = words_path.read_text("utf-8").splitlines()
-        except OSError as error:
-            raise fail(("words_file",), f"cannot read {words_path}: {error.strerror}") from None
-        words = tuple(w.strip().lower() for w in lines if w.strip() and not w.startswith("#"))
-        odd = [w for w in words if not w.isascii() or not w.isalpha()]
-        if odd or not words:
-            raise fail(("words_file",), f"{words_path}: one plain a–z word a line, e.g. {odd[0]!r} is not"
-                       if odd else f"{words_path} has no words")
+    words = _words(raw.words_file, base_dir, fail)
     return PasswordSettings(
         school_name=raw.school_name,
         words=words,

@@ -291,6 +291,25 @@ def _current_staff(person: Person | None, today: date) -> bool:
     return person is not None and person.kind is Kind.STAFF and not is_leaver(person, today)
 
 
+def _accounts_table(data: ReviewInput) -> Table:
+    by_id = {p.person_id: p for p in data.people}
+    account_rows: list[list[Value]] = []
+    for snapshot in _in_order(data.snapshots):
+        enabled = sum(1 for a in snapshot.accounts if a.enabled)
+        leavers = sum(1 for a in snapshot.accounts
+                      if a.anchor in by_id and is_leaver(by_id[a.anchor], data.today))
+        unmatched = sum(1 for a in snapshot.accounts if a.anchor not in by_id)
+        account_rows.append([snapshot.directory, enabled, len(snapshot.accounts) - enabled, leavers, unmatched,
+                             len(snapshot.accounts)])
+    number = ColumnKind.NUMBER
+    return Table(
+        (Column("Directory", 44), Column("Enabled", 13, number), Column("Disabled", 13, number),
+         Column("Of leavers", 13, number), Column("Matching nobody in the feed", 13, number),
+         Column("Total", 13, number)),
+        account_rows, title="Accounts in each directory",
+    )
+
+
 def _summary(data: ReviewInput, exceptions: Sequence[ExceptionRow]) -> Sheet:
     today = data.today
     start = review_year_start(today, data.options.year_starts)
@@ -299,7 +318,6 @@ def _summary(data: ReviewInput, exceptions: Sequence[ExceptionRow]) -> Sheet:
         f"Access review {start.year}/{(start.year + 1) % 100:02d}" + (f": {school}" if school else ""),
         f"Produced on {uk_date(today)}; changes since {uk_date(start)}.",
     )
-
     people_rows: list[list[Value]] = []
     for kind in Kind:
         of_kind = [p for p in data.people if p.kind is kind]
@@ -311,24 +329,8 @@ def _summary(data: ReviewInput, exceptions: Sequence[ExceptionRow]) -> Sheet:
          Column("Left", 13, ColumnKind.NUMBER), Column("Total", 13, ColumnKind.NUMBER)),
         people_rows, title="People in the MIS feed",
     )
-
-    by_id = {p.person_id: p for p in data.people}
-    account_rows: list[list[Value]] = []
-    for snapshot in _in_order(data.snapshots):
-        enabled = sum(1 for a in snapshot.accounts if a.enabled)
-        leavers = sum(1 for a in snapshot.accounts
-                      if a.anchor in by_id and is_leaver(by_id[a.anchor], today))
-        unmatched = sum(1 for a in snapshot.accounts if a.anchor not in by_id)
-        account_rows.append([snapshot.directory, enabled, len(snapshot.accounts) - enabled, leavers, unmatched,
-                             len(snapshot.accounts)])
+    accounts_table = _accounts_table(data)
     number = ColumnKind.NUMBER
-    accounts_table = Table(
-        (Column("Directory", 44), Column("Enabled", 13, number), Column("Disabled", 13, number),
-         Column("Of leavers", 13, number), Column("Matching nobody in the feed", 13, number),
-         Column("Total", 13, number)),
-        account_rows, title="Accounts in each directory",
-    )
-
     finding_rows: list[list[Value]] = [
         [f.title, f.found, f.impact, f.likelihood, f.score, score_band(f.score).capitalize(), f.action]
         for f in findings(data, exceptions)

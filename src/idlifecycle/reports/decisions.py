@@ -25,7 +25,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 
 from idlifecycle.access.records import AccessRecords
 from idlifecycle.errors import UserError
-from idlifecycle.model import Action, Change, Snapshot
+from idlifecycle.model import Account, Action, Change, Snapshot
 from idlifecycle.reports.access_review import CHANGE_EXPIRY, KEEP, REMOVE, RESTRICTED, RestrictedAccessRow
 from idlifecycle.store import AccessDecision, Store, utcnow
 
@@ -155,6 +155,40 @@ class Removals:
     """Every decision checked against the directories, with the account's own person ID and username."""
 
 
+def _checked_row(
+    d: Decision, *, snapshots: Mapping[str, Snapshot], accounts: Mapping[str, Mapping[str, Account]],
+    shares: Mapping[str, Mapping[str, str]], grants: Mapping[tuple[str, str], int], on: date,
+) -> tuple[Decision, Account] | str:
+    """The decided row with its account (a Change expiry row with its grant), or the row's problem."""
+    where = f"row {d.row}"
+    if d.share not in shares:
+        return (f"{where}: share {d.share!r} is not a restricted share of this job "
+                f"(known: {', '.join(sorted(shares)) or 'none'})")
+    if d.directory not in snapshots:
+        return (f"{where}: directory {d.directory!r} is not one of this job's directories "
+                f"({', '.join(sorted(snapshots))})")
+    expected = shares[d.share].get(d.directory)
+    if expected is None or expected != d.group:
+        return (f"{where}: group {d.group!r} is not the access group of share {d.share!r} in "
+                f"{d.directory} (expected {expected!r})")
+    account = accounts[d.directory].get(d.member_key)
+    if account is None:
+        return f"{where}: {d.directory} has no account with key {d.member_key!r} (username {d.username!r})"
+    if d.person_id is not None and account.anchor != d.person_id:
+        return (f"{where}: person ID {d.person_id!r} does not match account {account.username!r} "
+                f"in {d.directory} (its person ID is {account.anchor!r})")
+    if d.choice == CHANGE_EXPIRY:
+        grant_id = grants.get((d.share, account.anchor or ""))
+        if grant_id is None:
+            return (f"{where}: {account.username} holds no grant for {d.share!r} whose expiry could "
+                    f"change; mark {KEEP} or {REMOVE}")
+        if date.fromisoformat(d.expires) <= on:
+            return (f"{where}: the new expiry {d.expires} is not after today ({on.isoformat()}); "
+                    f"mark {REMOVE} to end the access now")
+        d = replace(d, grant_id=grant_id)
+    return d, account
+
+
 def plan_removals(
     path: Path, decisions: Sequence[Decision], *, snapshots: Mapping[str, Snapshot],
     shares: Mapping[str, Mapping[str, str]], siro: str, on: date,
@@ -176,47 +210,18 @@ def plan_removals(
     reason = f"removed at the access review by {siro} on {on.isoformat()}"
     accounts = {name: {a.key: a for a in s.accounts} for name, s in snapshots.items()}
     members = {name: {g.name: g.members for g in s.groups} for name, s in snapshots.items()}
-    for d in decisions:
-        where = f"row {d.row}"
-        snapshot = snapshots.get(d.directory)
-        if d.share not in shares:
-            problems.append(f"{where}: share {d.share!r} is not a restricted share of this job "
-                            f"(known: {', '.join(sorted(shares)) or 'none'})")
+    for row in decisions:
+        checked = _checked_row(row, snapshots=snapshots, accounts=accounts, shares=shares, grants=grants or {},
+                               on=on)
+        if isinstance(checked, str):
+            problems.append(checked)
             continue
-        if snapshot is None:
-            problems.append(f"{where}: directory {d.directory!r} is not one of this job's directories "
-                            f"({', '.join(sorted(snapshots))})")
-            continue
-        expected = shares[d.share].get(d.directory)
-        if expected is None or expected != d.group:
-            problems.append(f"{where}: group {d.group!r} is not the access group of share {d.share!r} in "
-                            f"{d.directory} (expected {expected!r})")
-            continue
-        account = accounts[d.directory].get(d.member_key)
-        if account is None:
-            problems.append(f"{where}: {d.directory} has no account with key {d.member_key!r} "
-                            f"(username {d.username!r})")
-            continue
-        if d.person_id is not None and account.anchor != d.person_id:
-            problems.append(f"{where}: person ID {d.person_id!r} does not match account {account.username!r} "
-                            f"in {d.directory} (its person ID is {account.anchor!r})")
-            continue
-        if d.choice == CHANGE_EXPIRY:
-            grant_id = (grants or {}).get((d.share, account.anchor or ""))
-            if grant_id is None:
-                problems.append(f"{where}: {account.username} holds no grant for {d.share!r} whose expiry could "
-                                f"change; mark {KEEP} or {REMOVE}")
-                continue
-            if date.fromisoformat(d.expires) <= on:
-                problems.append(f"{where}: the new expiry {d.expires} is not after today ({on.isoformat()}); "
-                                f"mark {REMOVE} to end the access now")
-                continue
-            d = replace(d, grant_id=grant_id)
+        d, account = checked
         decided.append(replace(d, person_id=account.anchor, username=account.username))
         if d.choice != REMOVE:
             continue
         if account.key not in members[d.directory].get(d.group, {}):
-            notes.append(f"{where}: {account.display_name} ({account.username}) is no longer in "
+            notes.append(f"row {d.row}: {account.display_name} ({account.username}) is no longer in "
                          f"{d.group} in {d.directory}: nothing to remove")
             continue
         if (d.directory, d.group, account.key) in seen:

@@ -170,8 +170,8 @@ def write_xlsx(sheets: Sequence[Sheet], path: Path) -> None:
     book.save(path)
 
 
-def _write_sheet(book: Workbook, sheet: Sheet) -> None:
-    ws = book.create_sheet(title=sheet.name)
+def _column_widths(sheet: Sheet) -> dict[int, float]:
+    """Each sheet column's width: the widest of the tables' unspanned columns there."""
     widths: dict[int, float] = {}
     for table in sheet.tables:
         for index, column in _positions(table.columns):
@@ -179,6 +179,10 @@ def _write_sheet(book: Workbook, sheet: Sheet) -> None:
                 widths[index] = max(widths.get(index, 0), column.width)
     if sheet.heading:
         widths[1] = max(widths.get(1, 0), 28)
+    return widths
+
+
+def _set_up_page(ws: Any, sheet: Sheet, widths: dict[int, float]) -> None:
     for index, width in widths.items():
         ws.column_dimensions[get_column_letter(index)].width = width
     # Landscape, one page wide, header row repeated: what a SIRO prints for the governors.
@@ -192,6 +196,25 @@ def _write_sheet(book: Workbook, sheet: Sheet) -> None:
         ws.freeze_panes = "A2"
         ws.print_title_rows = "1:1"
 
+
+def _add_choices(ws: Any, columns: Sequence[Column], first_row: int, last_row: int) -> None:
+    """A drop-down on rows `first_row`..`last_row` of each column that offers choices."""
+    for index, column in _positions(columns):
+        if column.choices:
+            letter = get_column_letter(index)
+            validation = DataValidation(
+                type="list", formula1='"' + ",".join(column.choices) + '"', allow_blank=True,
+                showErrorMessage=True, errorTitle=column.header,
+                error="Choose " + " or ".join(column.choices) + " from the list.",
+            )
+            validation.add(f"{letter}{first_row}:{letter}{last_row}")
+            ws.data_validations.append(validation)
+
+
+def _write_sheet(book: Workbook, sheet: Sheet) -> None:
+    ws = book.create_sheet(title=sheet.name)
+    widths = _column_widths(sheet)
+    _set_up_page(ws, sheet, widths)
     row_number = 0
 
     def append(cells: Sequence[Any]) -> None:
@@ -221,16 +244,7 @@ def _write_sheet(book: Workbook, sheet: Sheet) -> None:
             cells = list(_data_cells(ws, table.columns, values, boxed=boxed))
             append(_spread(table.columns, cells, ws, row_number + 1) if boxed else cells)
         last_row = max(row_number, header_row + 1)
-        for index, column in _positions(table.columns):
-            if column.choices:
-                letter = get_column_letter(index)
-                validation = DataValidation(
-                    type="list", formula1='"' + ",".join(column.choices) + '"', allow_blank=True,
-                    showErrorMessage=True, errorTitle=column.header,
-                    error="Choose " + " or ".join(column.choices) + " from the list.",
-                )
-                validation.add(f"{letter}{header_row + 1}:{letter}{last_row}")
-                ws.data_validations.append(validation)
+        _add_choices(ws, table.columns, header_row + 1, last_row)
         if sheet.is_list:
             ws.auto_filter = AutoFilter(ref=f"A{header_row}:{get_column_letter(len(table.columns))}{last_row}")
 

@@ -634,14 +634,7 @@ class _Handler(EmulatorHandler):
             return
         if emulator.latency:
             time.sleep(emulator.latency)
-        calls = (emulator.batch_paths(body) if path.startswith("/batch") else [(method, path)]) or [(method, path)]
-        connection_fault: Fault | None = None
-        with emulator.lock:
-            for action in ("drop", "hang", "lose_response"):
-                connection_fault = next((f for m, p in [(method, path), *calls]
-                                         for f in [emulator._take_fault(action, m, p)] if f), None)
-                if connection_fault:
-                    break
+        connection_fault = self._connection_fault(emulator, method, path, body)
         if connection_fault is not None and connection_fault.action in ("drop", "hang"):
             if connection_fault.action == "hang":
                 emulator._stopping.wait(connection_fault.delay)
@@ -660,6 +653,32 @@ class _Handler(EmulatorHandler):
         if drawn in ("reset_after", "hang"):
             # Applied below, then the reply is lost (at once, or after the caller's timeout).
             connection_fault = Fault(action="lose_response")
+        connection_fault = self._apply(emulator, method, path, body, connection_fault)
+        if connection_fault is not None:
+            emulator.write_log.lost()
+            if drawn == "hang":
+                time.sleep(emulator.injector.spec.hang)
+            self.close_connection = True
+        else:
+            emulator.write_log.answered()
+
+    @staticmethod
+    def _connection_fault(emulator: GoogleEmulator, method: str, path: str, body: bytes) -> Fault | None:
+        """A fault set for the connection (drop, hang, lose_response) that matches the request or a part of its
+        batch, taken (counted as fired)."""
+        calls = (emulator.batch_paths(body) if path.startswith("/batch") else [(method, path)]) or [(method, path)]
+        with emulator.lock:
+            for action in ("drop", "hang", "lose_response"):
+                fault = next((f for m, p in [(method, path), *calls]
+                              for f in [emulator._take_fault(action, m, p)] if f), None)
+                if fault:
+                    return fault
+        return None
+
+    def _apply(self, emulator: GoogleEmulator, method: str, path: str, body: bytes,
+               connection_fault: Fault | None) -> Fault | None:
+        """Applies the call and answers it, unless its answer is to be lost: the fault it was lost to, if any
+        (`connection_fault`, or a kill's freeze that began meanwhile)."""
         if path == "/token" and method == "POST":
             self._send_json(*emulator.issue_token(dict(parse_qsl(body.decode()))))
         elif path.startswith("/batch") and method == "POST":
@@ -677,13 +696,7 @@ class _Handler(EmulatorHandler):
                 connection_fault = Fault(action="lose_response")  # frozen for a kill: never answered
             if connection_fault is None:
                 self._send_json(status, answer)
-        if connection_fault is not None:
-            emulator.write_log.lost()
-            if drawn == "hang":
-                time.sleep(emulator.injector.spec.hang)
-            self.close_connection = True
-        else:
-            emulator.write_log.answered()
+        return connection_fault
 
     def _send_json(self, status: int, answer: Mapping[str, Any] | None, headers: Mapping[str, str] | None = None) \
             -> None:

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from idlifecycle.access._job import AccessJob
 from idlifecycle.access.messages import request_rows, when
 from idlifecycle.access.records import utcnow
-from idlifecycle.access.service import Access, Client
+from idlifecycle.access.service import Access, Client, Decision
 from idlifecycle.access.shares import WebLimits, web_settings
 from idlifecycle.access.tokens import LinkRefused, new_cookie_value
 from idlifecycle.errors import UserError
@@ -276,150 +276,195 @@ def with_cookie(response: Response, value: str, secure: bool) -> Response:
     return response
 
 
-def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = True,
-               form_limits: FormLimits | None = None) -> Starlette:
-    """The ASGI app; `job_factory` builds the job on the worker thread (e.g. `lambda: load_job(path)`)."""
-    worker = Worker(job_factory)
-    throttle = FormThrottle(form_limits or FormLimits())
+def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A route whose refusals and bad input become our pages, and whose failures a logged 500."""
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except LinkRefused as refused:
+            return refused_page(refused)
+        except UserError as error:
+            return page("That did not work", f'<p class="notice refused">{escape(str(error))}</p>', 400)
+        except Exception:
+            log.exception("%s %s failed", request.method, request.url.path)
+            return failed_page()
+    return wrapped
 
-    def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-        async def wrapped(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except LinkRefused as refused:
-                return refused_page(refused)
-            except UserError as error:
-                return page("That did not work", f'<p class="notice refused">{escape(str(error))}</p>', 400)
-            except Exception:
-                log.exception("%s %s failed", request.method, request.url.path)
-                return failed_page()
-        return wrapped
 
-    async def healthz(request: Request) -> Response:
-        await worker.run(lambda access: access.job.store.db.execute("SELECT 1").fetchone())
+def approval_body(access: Access, token: str, client: Client, cookie: str) -> str:
+    """The SIRO's page for the request behind `token`: its details and the approve/deny form."""
+    claims, access_request = access.check_link(token, client)
+    share = access.share(access_request.share)
+    csrf = access.signer.csrf_token(cookie, claims.nonce)
+    return (
+        f"<p>Dear {escape(access.settings.siro_name)}, please decide this request. Opening this page "
+        "has changed nothing.</p>"
+        + table(request_rows(access_request, share, access.person_kind(access_request.person_id)))
+        + f"<p>This link works once, until {escape(when(claims.expires))}.</p>"
+        '<form method="post" action="/approve">'
+        f'<input type="hidden" name="t" value="{escape(token, quote=True)}">'
+        f'<input type="hidden" name="csrf" value="{escape(csrf, quote=True)}">'
+        '<button class="approve" type="submit" name="decision" value="approve">Approve</button>'
+        '<button class="deny" type="submit" name="decision" value="deny">Deny</button>'
+        "</form>"
+    )
+
+
+def decision_body(result: Decision) -> str:
+    who = escape(result.request.person_name)
+    lines = "".join(f"<li>{escape(n)}</li>" for n in result.notes)
+    if result.grant is not None:
+        summary = (f"<p class=\"notice\">Approved: {who} has access to {escape(result.share.title)} until "
+                   f"{escape(when(result.grant.expires_at))} (grant #{result.grant.grant_id}).</p>")
+    else:
+        summary = (f"<p class=\"notice\">Denied: {who} has not been given access to "
+                   f"{escape(result.share.title)}.</p>")
+    return summary + (f"<ul>{lines}</ul>" if lines else "") + "<p>The requester has been told by email.</p>"
+
+
+def request_form_body(access: Access, csrf: str, message: str = "") -> str:
+    options = "".join(
+        f'<option value="{escape(s.name, quote=True)}">{escape(s.title)} ({escape(s.classification)}, '
+        f"up to {s.max_grant_days} days)</option>"
+        for s in sorted(access.registry.shares.values(), key=lambda s: s.title) if s.classification != "public"
+    )
+    return (
+        (f'<p class="notice refused">{escape(message)}</p>' if message else "")
+        + f"<p>Requests go to {escape(access.settings.siro_name)} (SIRO) for approval by email.</p>"
+        '<form method="post" action="/request">'
+        f'<input type="hidden" name="csrf" value="{escape(csrf, quote=True)}">'
+        '<label>Your school email<input name="requester" type="email" required></label>'
+        f'<label>Share<select name="share">{options}</select></label>'
+        '<label>Person (MIS id)<input name="person" required></label>'
+        '<label>Why is access needed?<textarea name="reason" rows="4" maxlength="1000" required></textarea></label>'
+        '<label>For how many days<input name="days" type="number" min="1" value="7" required></label>'
+        '<p><button class="approve" type="submit">Send to the SIRO</button></p></form>'
+    )
+
+
+def form_open(access: Access) -> None:
+    if not access.settings.requester_domains:
+        raise UserError("The request form is turned off: ask the IT team to make the request.")
+
+
+def too_many_requests(wait: float) -> HTMLResponse:
+    minutes = math.ceil(wait / 60)
+    return page("Too many requests", f'<p class="notice refused">The request form has been sent too often. '
+                f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.</p>", 429,
+                headers={"retry-after": str(math.ceil(wait))})
+
+
+@dataclass(frozen=True)
+class FormRequest:
+    """A request form that passed its checks: what is asked, by whom, and the SIRO who will decide."""
+
+    siro: str
+    share: str
+    person: str
+    reason: str
+    days: int
+    requester: str
+
+
+def checked_form(access: Access, form: dict[str, str], cookie: str | None, client: Client) -> FormRequest:
+    """The sent request form, refused (and the refusal recorded) unless it came from our page in this
+    browser, from a school address, for a share and length the registry allows."""
+    form_open(access)
+    if not access.signer.csrf_ok(cookie, REQUEST_FORM, form.get("csrf")):
+        refused = LinkRefused("csrf", 403, "This form did not come from the request page in this browser.")
+        access.refused(refused, client)
+        raise refused
+    requester = form.get("requester", "").strip().lower()
+    domain = requester.rpartition("@")[2]
+    if not valid_email(requester) or domain not in {d.lower() for d in access.settings.requester_domains}:
+        raise UserError("Use your school email address.")
+    try:
+        days = int(form.get("days", ""))
+    except ValueError:
+        raise UserError("Give the number of days as a whole number.") from None
+    share, reason = access.check_request(form.get("share", ""), form.get("reason", ""), days)
+    return FormRequest(access.settings.siro_name, share.name, form.get("person", "").strip(), reason, days,
+                       requester)
+
+
+class Routes:
+    """The app's routes, sharing the job's worker thread, the form's throttle and the cookie setting."""
+
+    def __init__(self, worker: Worker, throttle: FormThrottle, secure_cookies: bool) -> None:
+        self.worker = worker
+        self.throttle = throttle
+        self.secure_cookies = secure_cookies
+
+    async def healthz(self, request: Request) -> Response:
+        await self.worker.run(lambda access: access.job.store.db.execute("SELECT 1").fetchone())
         return JSONResponse({"status": "ok"})
 
-    async def style(request: Request) -> Response:
+    async def style(self, request: Request) -> Response:
         return Response(STYLE, media_type="text/css")
 
-    async def approval_page(request: Request) -> Response:
+    async def approval_page(self, request: Request) -> Response:
         token = request.query_params.get("t", "")
         client = client_of(request)
         cookie = request.cookies.get(CSRF_COOKIE) or new_cookie_value()
+        body = await self.worker.run(lambda access: approval_body(access, token, client, cookie))
+        return with_cookie(page("Access request", body), cookie, self.secure_cookies)
 
-        def view(access: Access) -> str:
-            claims, access_request = access.check_link(token, client)
-            share = access.share(access_request.share)
-            csrf = access.signer.csrf_token(cookie, claims.nonce)
-            return (
-                f"<p>Dear {escape(access.settings.siro_name)}, please decide this request. Opening this page "
-                "has changed nothing.</p>"
-                + table(request_rows(access_request, share, access.person_kind(access_request.person_id)))
-                + f"<p>This link works once, until {escape(when(claims.expires))}.</p>"
-                '<form method="post" action="/approve">'
-                f'<input type="hidden" name="t" value="{escape(token, quote=True)}">'
-                f'<input type="hidden" name="csrf" value="{escape(csrf, quote=True)}">'
-                '<button class="approve" type="submit" name="decision" value="approve">Approve</button>'
-                '<button class="deny" type="submit" name="decision" value="deny">Deny</button>'
-                "</form>"
-            )
-
-        body = await worker.run(view)
-        return with_cookie(page("Access request", body), cookie, secure_cookies)
-
-    async def decide(request: Request) -> Response:
+    async def decide(self, request: Request) -> Response:
         form = await form_of(request)
         client = client_of(request)
         cookie = request.cookies.get(CSRF_COOKIE)
-        result = await worker.run(lambda access: access.decide(
+        result = await self.worker.run(lambda access: access.decide(
             form.get("t", ""), form.get("decision", ""), cookie, form.get("csrf"), client))
-        who = escape(result.request.person_name)
-        lines = "".join(f"<li>{escape(n)}</li>" for n in result.notes)
-        if result.grant is not None:
-            summary = (f"<p class=\"notice\">Approved: {who} has access to {escape(result.share.title)} until "
-                       f"{escape(when(result.grant.expires_at))} (grant #{result.grant.grant_id}).</p>")
-        else:
-            summary = (f"<p class=\"notice\">Denied: {who} has not been given access to "
-                       f"{escape(result.share.title)}.</p>")
-        body = summary + (f"<ul>{lines}</ul>" if lines else "") + "<p>The requester has been told by email.</p>"
-        return page(f"Request #{result.request.request_id} {result.decision}", body)
+        return page(f"Request #{result.request.request_id} {result.decision}", decision_body(result))
 
-    def request_form_body(access: Access, csrf: str, message: str = "") -> str:
-        options = "".join(
-            f'<option value="{escape(s.name, quote=True)}">{escape(s.title)} ({escape(s.classification)}, '
-            f"up to {s.max_grant_days} days)</option>"
-            for s in sorted(access.registry.shares.values(), key=lambda s: s.title) if s.classification != "public"
-        )
-        return (
-            (f'<p class="notice refused">{escape(message)}</p>' if message else "")
-            + f"<p>Requests go to {escape(access.settings.siro_name)} (SIRO) for approval by email.</p>"
-            '<form method="post" action="/request">'
-            f'<input type="hidden" name="csrf" value="{escape(csrf, quote=True)}">'
-            '<label>Your school email<input name="requester" type="email" required></label>'
-            f'<label>Share<select name="share">{options}</select></label>'
-            '<label>Person (MIS id)<input name="person" required></label>'
-            '<label>Why is access needed?<textarea name="reason" rows="4" maxlength="1000" required></textarea></label>'
-            '<label>For how many days<input name="days" type="number" min="1" value="7" required></label>'
-            '<p><button class="approve" type="submit">Send to the SIRO</button></p></form>'
-        )
-
-    def form_open(access: Access) -> None:
-        if not access.settings.requester_domains:
-            raise UserError("The request form is turned off: ask the IT team to make the request.")
-
-    async def request_page(request: Request) -> Response:
+    async def request_page(self, request: Request) -> Response:
         cookie = request.cookies.get(CSRF_COOKIE) or new_cookie_value()
 
         def view(access: Access) -> str:
             form_open(access)
             return request_form_body(access, access.signer.csrf_token(cookie, REQUEST_FORM))
 
-        body = await worker.run(view)
-        return with_cookie(page("Ask for access to a share", body), cookie, secure_cookies)
+        body = await self.worker.run(view)
+        return with_cookie(page("Ask for access to a share", body), cookie, self.secure_cookies)
 
-    async def submit_request(request: Request) -> Response:
+    async def submit_request(self, request: Request) -> Response:
         client = client_of(request)
-        wait = throttle.wait(client.address)
+        wait = self.throttle.wait(client.address)
         if wait:
-            minutes = math.ceil(wait / 60)
-            return page("Too many requests", f'<p class="notice refused">The request form has been sent too often. '
-                        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.</p>", 429,
-                        headers={"retry-after": str(math.ceil(wait))})
+            return too_many_requests(wait)
         form = await form_of(request)
         cookie = request.cookies.get(CSRF_COOKIE)
-
-        def check(access: Access) -> tuple[str, str, str, str, int, str]:
-            form_open(access)
-            if not access.signer.csrf_ok(cookie, REQUEST_FORM, form.get("csrf")):
-                refused = LinkRefused("csrf", 403, "This form did not come from the request page in this browser.")
-                access.refused(refused, client)
-                raise refused
-            requester = form.get("requester", "").strip().lower()
-            domain = requester.rpartition("@")[2]
-            if not valid_email(requester) or domain not in {d.lower() for d in access.settings.requester_domains}:
-                raise UserError("Use your school email address.")
-            try:
-                days = int(form.get("days", ""))
-            except ValueError:
-                raise UserError("Give the number of days as a whole number.") from None
-            share, reason = access.check_request(form.get("share", ""), form.get("reason", ""), days)
-            return access.settings.siro_name, share.name, form.get("person", "").strip(), reason, days, requester
-
-        siro, share, person, reason, days, requester = await worker.run(check)
-
-        def ask(access: Access) -> None:
-            access.request_if_known(share, person, reason, days, requester, client)
+        asked = await self.worker.run(lambda access: checked_form(access, form, cookie, client))
 
         async def ask_after_answering() -> None:
             # After the answer has gone, so a known and an unknown id also take the same time to answer.
             try:
-                await worker.run(ask)
+                await self.worker.run(lambda access: access.request_if_known(
+                    asked.share, asked.person, asked.reason, asked.days, asked.requester, client))
             except Exception:
-                log.exception("the request for %s to %s from %s could not be sent", person[:64], share, requester)
+                log.exception("the request for %s to %s from %s could not be sent", asked.person[:64], asked.share,
+                              asked.requester)
 
-        response = page("Request received", f'<p class="notice">{escape(FORM_ANSWER.format(siro=siro))}</p>')
+        response = page("Request received", f'<p class="notice">{escape(FORM_ANSWER.format(siro=asked.siro))}</p>')
         response.background = BackgroundTask(ask_after_answering)
         return response
+
+    def route_table(self) -> list[Route]:
+        return [
+            Route("/healthz", self.healthz),
+            Route("/static/style.css", self.style),
+            Route("/approve", guarded(self.approval_page), methods=["GET"]),
+            Route("/approve", guarded(self.decide), methods=["POST"]),
+            Route("/request", guarded(self.request_page), methods=["GET"]),
+            Route("/request", guarded(self.submit_request), methods=["POST"]),
+        ]
+
+
+def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = True,
+               form_limits: FormLimits | None = None) -> Starlette:
+    """The ASGI app; `job_factory` builds the job on the worker thread (e.g. `lambda: load_job(path)`)."""
+    worker = Worker(job_factory)
+    routes = Routes(worker, FormThrottle(form_limits or FormLimits()), secure_cookies)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -427,14 +472,7 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
         worker.close()
 
     app = Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/static/style.css", style),
-            Route("/approve", guarded(approval_page), methods=["GET"]),
-            Route("/approve", guarded(decide), methods=["POST"]),
-            Route("/request", guarded(request_page), methods=["GET"]),
-            Route("/request", guarded(submit_request), methods=["POST"]),
-        ],
+        routes=routes.route_table(),
         lifespan=lifespan,
         exception_handlers={Exception: error_page, 404: error_page, 405: error_page},
     )

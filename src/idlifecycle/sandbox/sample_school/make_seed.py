@@ -46,6 +46,51 @@ def _user(upn: str, person: Person, **extra: Any) -> dict[str, Any]:
             "mail": upn, **extra}
 
 
+def _staff_user(person: Person, upn: str) -> dict[str, Any]:
+    if person.person_id == HYBRID_STAFF:
+        return _user(upn, person, employeeId=person.person_id, onPremisesSyncEnabled=True,
+                     jobTitle="IT Technician", employeeType="staff")
+    return _user(upn, person, jobTitle=(person.roles or ("",))[0])
+
+
+def _pupil_user(person: Person, upn: str, label: str) -> dict[str, Any]:
+    """A pupil with last year's details: the roll-over into this year was never applied."""
+    extra: dict[str, Any] = {"employeeId": person.person_id, "department": label, "jobTitle": "Pupil",
+                             "employeeType": "pupil"}
+    if person.person_id == RETURNED_PUPIL:
+        extra["accountEnabled"] = False
+    user = _user(upn, person, **extra)
+    if person.preferred_first_name and person.preferred_first_name != person.legal_first_name:
+        # An older tool used the legal forename: the display name has drifted from the MIS.
+        user["givenName"] = person.legal_first_name
+        user["displayName"] = f"{person.legal_first_name} {person.last_name}"
+    return user
+
+
+def _unmatched_users(staff_domain: str) -> list[dict[str, Any]]:
+    """Accounts nobody in the feed matches, and an admin outside the managed domains."""
+    return [
+        {"userPrincipalName": f"office@{staff_domain}", "givenName": "School", "surname": "Office",
+         "displayName": "School Office", "mail": f"office@{staff_domain}"},
+        {"userPrincipalName": f"exams.officer@{staff_domain}", "givenName": "Exams", "surname": "Officer",
+         "displayName": "Exams Officer"},
+        {"userPrincipalName": "it.admin@example.sch.uk", "givenName": "Ida", "surname": "Admin",
+         "displayName": "Ida Admin (IT)", "usageLocation": "GB"},
+    ]
+
+
+def _other_groups(staff_domain: str) -> list[dict[str, Any]]:
+    """The licence groups, marked as the tool's, and a group made by hand."""
+    return [
+        {"displayName": "Licence - Microsoft 365 A1 Students", "description": f"Group-based licensing. {MARKER}",
+         "members": []},
+        {"displayName": "Licence - Microsoft 365 A3 Faculty", "description": f"Group-based licensing. {MARKER}",
+         "members": []},
+        {"displayName": "Governors", "description": "Made by hand; not the tool's",
+         "members": [f"office@{staff_domain}"]},
+    ]
+
+
 def build() -> dict[str, Any]:
     rules = load_mapping([ROOT / "mappings" / "school.toml"])
     feed = read_feeds([FeedSpec("mis-csv", HERE / "pupils.csv", {"kind": "pupil", "date_order": "dmy"}),
@@ -64,49 +109,21 @@ def build() -> dict[str, Any]:
             if username == "jsmith":
                 continue
             upn = f"{username}@{staff_domain}"
-            if person.person_id == HYBRID_STAFF:
-                users.append(_user(upn, person, employeeId=person.person_id, onPremisesSyncEnabled=True,
-                                   jobTitle="IT Technician", employeeType="staff"))
-            else:
-                users.append(_user(upn, person, jobTitle=(person.roles or ("",))[0]))
+            users.append(_staff_user(person, upn))
             groups.setdefault("All Staff", []).append(upn)
             continue
         previous = _previous_year(person.year_group or "")
         if previous is None:
             continue
         upn = f"{pupil_names[person.person_id]}@{pupil_domain}"
-        # Last year's details: the roll-over into this year was never applied.
         label = year_label(previous)
-        extra: dict[str, Any] = {"employeeId": person.person_id, "department": label, "jobTitle": "Pupil",
-                                 "employeeType": "pupil"}
-        if person.person_id == RETURNED_PUPIL:
-            extra["accountEnabled"] = False
-        user = _user(upn, person, **extra)
-        if person.preferred_first_name and person.preferred_first_name != person.legal_first_name:
-            # An older tool used the legal forename: the display name has drifted from the MIS.
-            user["givenName"] = person.legal_first_name
-            user["displayName"] = f"{person.legal_first_name} {person.last_name}"
-        users.append(user)
+        users.append(_pupil_user(person, upn, label))
         groups.setdefault("All Pupils", []).append(upn)
         groups.setdefault(f"{label} Pupils", []).append(upn)
-    users += [
-        {"userPrincipalName": f"office@{staff_domain}", "givenName": "School", "surname": "Office",
-         "displayName": "School Office", "mail": f"office@{staff_domain}"},
-        {"userPrincipalName": f"exams.officer@{staff_domain}", "givenName": "Exams", "surname": "Officer",
-         "displayName": "Exams Officer"},
-        {"userPrincipalName": "it.admin@example.sch.uk", "givenName": "Ida", "surname": "Admin",
-         "displayName": "Ida Admin (IT)", "usageLocation": "GB"},
-    ]
+    users += _unmatched_users(staff_domain)
     group_list = [{"displayName": name, "description": MARKER, "members": sorted(members)}
                   for name, members in sorted(groups.items())]
-    group_list += [
-        {"displayName": "Licence - Microsoft 365 A1 Students", "description": f"Group-based licensing. {MARKER}",
-         "members": []},
-        {"displayName": "Licence - Microsoft 365 A3 Faculty", "description": f"Group-based licensing. {MARKER}",
-         "members": []},
-        {"displayName": "Governors", "description": "Made by hand; not the tool's",
-         "members": [f"office@{staff_domain}"]},
-    ]
+    group_list += _other_groups(staff_domain)
     return {
         "tenant_id": "5c3d1a2e-0000-4000-8000-5c4001000001",
         "domains": [staff_domain, pupil_domain, "example.sch.uk"],
