@@ -4,10 +4,7 @@ steps a run is made of (read the feed, snapshot the directories, plan, guard, ap
 from __future__ import annotations
 
 import fcntl
-import json
-import logging
 import os
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -19,7 +16,7 @@ from typing import Any
 from idlifecycle import access, checkpoint, passwords
 from idlifecycle.anchors import is_short_anchor, resolve_anchors
 from idlifecycle.config import JobConfig, Secrets, load_job_config
-from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorError, build_connector
+from idlifecycle.connectors.base import Connector, ConnectorContext, build_connector
 from idlifecycle.errors import ConfigError, FeedError, GuardTripped, StalePlan, UserError
 from idlifecycle.executor import Executor, PasswordFor, fresh_journal_id, saved_plan_journal_id
 from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, read_feeds
@@ -32,6 +29,7 @@ from idlifecycle.guards import (
     saved_targets_drift,
     stale_directories,
 )
+from idlifecycle.job.snapshots import read_snapshots
 from idlifecycle.model import Change, Outcome, Person, Plan, Result, RowError, Snapshot
 from idlifecycle.passwords.generator import throwaway
 from idlifecycle.planner import Held, PlanState, ShareGroupsLike
@@ -43,9 +41,6 @@ from idlifecycle.shape import (
     names_groups,
     protected_group_rows,
 )
-
-timing_log = logging.getLogger("idlifecycle.changes.timing")
-"""How long each directory's snapshot took to read (bench/night.py reads it; quiet under a progress bar)."""
 
 ResultHook = Callable[[Change, Result], None]
 
@@ -149,27 +144,20 @@ class Job:
         return result
 
     def snapshots(self, connectors: Mapping[str, Connector]) -> dict[str, Snapshot]:
-        """Each directory's snapshot, its accounts' anchors carrying full person ids.
+        """Each directory's snapshot (read side by side: `job.snapshots`), its accounts' anchors carrying
+        full person ids.
 
         A directory whose anchor attribute is shorter than some ids (Entra and AD: 16) holds short
         anchors for them (idlifecycle.anchors); they are resolved here, once, from every id the store
         has linked to an account and every id in the feed, so nothing after this sees them.
         """
-        snapshots: dict[str, Snapshot] = {}
+        snapshots = read_snapshots(connectors, self.store)  # side by side, a thread per directory
         known: set[str] | None = None
         for name, connector in connectors.items():
-            began = time.perf_counter()
-            try:
-                snapshot = connector.snapshot()
-            except ConnectorError as error:
-                raise UserError(f"{name}: could not read the directory: {error}") from None
-            timing_log.debug(json.dumps({"event": "snapshot-timing", "directory": name,
-                                        "seconds": round(time.perf_counter() - began, 3)}))
             limit = type(connector).capabilities.max_anchor_length
-            if limit is not None and any(is_short_anchor(a.anchor) for a in snapshot.accounts):
+            if limit is not None and any(is_short_anchor(a.anchor) for a in snapshots[name].accounts):
                 known = known if known is not None else self.store.known_person_ids() | self.feed_person_ids
-                snapshot = resolve_anchors(snapshot, known, limit)
-            snapshots[name] = snapshot
+                snapshots[name] = resolve_anchors(snapshots[name], known, limit)
         return snapshots
 
     def plan_state(self) -> PlanState:
