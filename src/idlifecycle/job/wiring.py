@@ -254,7 +254,7 @@ class Job:
     def plan_now(self, connectors: Mapping[str, Connector]) -> tuple[Plan, dict[str, Snapshot]]:
         """What the nightly run would plan now from the current feed and directories; nothing is applied.
 
-        The same steps as `_sync`'s planning, for checking a saved plan against the present.
+        The same steps as `night._sync`'s planning, for checking a saved plan against the present.
         """
         feed = self.read_people()
         snapshots = self.snapshots(connectors)
