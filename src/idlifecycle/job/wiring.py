@@ -1,12 +1,10 @@
-"""A job run: read the feed, snapshot the directories, plan, guard, apply, record (the imperative shell)."""
+"""The job of one command: its configuration, store and directories wired together (`open_job`), and the
+steps a run is made of (read the feed, snapshot the directories, plan, guard, apply)."""
 
 from __future__ import annotations
 
 import fcntl
-import json
-import logging
 import os
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -18,16 +16,9 @@ from typing import Any
 from idlifecycle import access, checkpoint, passwords
 from idlifecycle.anchors import is_short_anchor, resolve_anchors
 from idlifecycle.config import JobConfig, Secrets, load_job_config
-from idlifecycle.connectors.base import Connector, ConnectorContext, ConnectorError, build_connector
+from idlifecycle.connectors.base import Connector, ConnectorContext, build_connector
 from idlifecycle.errors import ConfigError, FeedError, GuardTripped, StalePlan, UserError
-from idlifecycle.executor import (
-    Executor,
-    PasswordFor,
-    fresh_journal_id,
-    reconcile_started,
-    run_journal_id,
-    saved_plan_journal_id,
-)
+from idlifecycle.executor import Executor, PasswordFor, fresh_journal_id, saved_plan_journal_id
 from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, read_feeds
 from idlifecycle.feeds.limits import check_lengths
 from idlifecycle.guards import (
@@ -38,30 +29,18 @@ from idlifecycle.guards import (
     saved_targets_drift,
     stale_directories,
 )
-from idlifecycle.model import Action, Change, Outcome, Person, Plan, Result, RowError, Snapshot
-from idlifecycle.notify import Mailer
+from idlifecycle.job.snapshots import read_snapshots
+from idlifecycle.model import Change, Outcome, Person, Plan, Result, RowError, Snapshot
 from idlifecycle.passwords.generator import throwaway
-from idlifecycle.passwords.owed import owed_changes, still_owed
 from idlifecycle.planner import Held, PlanState, ShareGroupsLike
 from idlifecycle.planner import plan as make_plan
-from idlifecycle.run_report import RunReport as RunReport  # re-exported: what run_sync returns
 from idlifecycle.shape import (
-    change_reasons,
     column_problems,
-    columns_profile,
-    feed_shape,
     leading_zero_problem,
     lost_leading_zeros,
     names_groups,
     protected_group_rows,
-    shape_reasons,
 )
-
-log = logging.getLogger("idlifecycle")
-feed_log = logging.getLogger("idlifecycle.feed")
-timing_log = logging.getLogger("idlifecycle.changes.timing")
-"""How long each directory's snapshot took to read (bench/night.py reads it; quiet under a progress bar)."""
-"""One structured line per refused feed row (the CLI quiets it in a terminal, where the plan shows them)."""
 
 ResultHook = Callable[[Change, Result], None]
 
@@ -70,7 +49,7 @@ class Job:
     """One configured job, with its store open: the composition root of a command (see `open_job`).
 
     The areas (access, passwords, reports, notify) receive it as Protocols of what they read and never
-    import this module, so nothing circles back here."""
+    import this package, so nothing circles back here."""
 
     def __init__(self, config: JobConfig, *, today: date | None = None, secrets: Secrets | None = None,
                  check_state: bool = True) -> None:
@@ -165,27 +144,20 @@ class Job:
         return result
 
     def snapshots(self, connectors: Mapping[str, Connector]) -> dict[str, Snapshot]:
-        """Each directory's snapshot, its accounts' anchors carrying full person ids.
+        """Each directory's snapshot (read side by side: `job.snapshots`), its accounts' anchors carrying
+        full person ids.
 
         A directory whose anchor attribute is shorter than some ids (Entra and AD: 16) holds short
         anchors for them (idlifecycle.anchors); they are resolved here, once, from every id the store
         has linked to an account and every id in the feed, so nothing after this sees them.
         """
-        snapshots: dict[str, Snapshot] = {}
+        snapshots = read_snapshots(connectors, self.store)  # side by side, a thread per directory
         known: set[str] | None = None
         for name, connector in connectors.items():
-            began = time.perf_counter()
-            try:
-                snapshot = connector.snapshot()
-            except ConnectorError as error:
-                raise UserError(f"{name}: could not read the directory: {error}") from None
-            timing_log.debug(json.dumps({"event": "snapshot-timing", "directory": name,
-                                        "seconds": round(time.perf_counter() - began, 3)}))
             limit = type(connector).capabilities.max_anchor_length
-            if limit is not None and any(is_short_anchor(a.anchor) for a in snapshot.accounts):
+            if limit is not None and any(is_short_anchor(a.anchor) for a in snapshots[name].accounts):
                 known = known if known is not None else self.store.known_person_ids() | self.feed_person_ids
-                snapshot = resolve_anchors(snapshot, known, limit)
-            snapshots[name] = snapshot
+                snapshots[name] = resolve_anchors(snapshots[name], known, limit)
         return snapshots
 
     def plan_state(self) -> PlanState:
@@ -282,7 +254,7 @@ class Job:
     def plan_now(self, connectors: Mapping[str, Connector]) -> tuple[Plan, dict[str, Snapshot]]:
         """What the nightly run would plan now from the current feed and directories; nothing is applied.
 
-        The same steps as `_sync`'s planning, for checking a saved plan against the present.
+        The same steps as `night._sync`'s planning, for checking a saved plan against the present.
         """
         feed = self.read_people()
         snapshots = self.snapshots(connectors)
@@ -311,6 +283,7 @@ class Job:
                        notes=plan.notes + tuple(note for s in snapshots.values() for note in s.notes)
                        + (shares.kept_out if shares is not None else ()))
         return plan, held, termly
+
 
 
 @contextmanager
@@ -351,194 +324,6 @@ def open_job(path: Path | str, *, today: date | None = None, secrets: Secrets | 
         job.close()
 
 
-def failures_of(plan: Plan, results: Sequence[Result]) -> tuple[str, ...]:
-    by_id = {c.change_id: c for c in plan.changes}
-    return tuple(
-        f"{by_id[r.change_id].directory}: {by_id[r.change_id].action} {by_id[r.change_id].username}: {r.detail}"
-        for r in results if r.outcome is Outcome.FAILED and r.change_id in by_id
-    )
-
-
-def run_sync(
-    job: Job,
-    *,
-    apply: bool = True,
-    allow_destructive: int | None = None,
-    actor: str = "nightly job",
-    on_plan: Callable[[Plan], None] | None = None,
-    on_result: ResultHook | None = None,
-    allow_date: date | None = None,
-) -> RunReport:
-    """The nightly job: plan, guard, apply, record, and mail the run summary.
-
-    Guards stop the run before anything is applied (GuardTripped). A run that only plans
-    (`apply=False`) sends no summary.
-    """
-    seen: list[Plan] = []
-
-    def planned(plan: Plan) -> None:
-        seen.append(plan)
-        if on_plan is not None:
-            on_plan(plan)
-
-    with job.lock():
-        mark_interrupted_runs(job, actor)
-        run_id = job.store.start_run(job.config.name)
-        try:
-            check_date(job, run_id, apply, allow_date, actor)
-            report = _sync(job, run_id, apply, allow_destructive, actor, planned, on_result)
-        except GuardTripped as tripped:
-            job.store.finish_run(run_id, "guard", None, {"reasons": tripped.reasons})
-            if apply:
-                empty = Plan(changes=(), fingerprints={})
-                _send_summary(job, RunReport(run_id, "guard", seen[-1] if seen else empty,
-                                             guard_reasons=tuple(tripped.reasons),
-                                             checkpoint=_checkpoint(job)))
-            raise
-        except UserError as error:
-            job.store.finish_run(run_id, "error", None, {"error": str(error)})
-            if apply:
-                _send_summary(job, RunReport(run_id, "error", Plan(changes=(), fingerprints={}),
-                                             failures=(str(error),), checkpoint=_checkpoint(job)))
-            raise
-        except BaseException as error:
-            job.store.finish_run(run_id, "error", None, {"error": type(error).__name__})
-            raise
-        if apply:
-            report = replace(report, owed_passwords=still_owed(job.store))
-        job.store.finish_run(run_id, report.status, report.plan.people_count,
-                             {"counts": report.counts(), "failures": len(report.failures),
-                              "passwords_owed": len(report.owed_passwords)})
-        if apply and report.feed_profile:
-            job.store.record_feed_profile(job.config.name, run_id, report.feed_profile)
-        if apply:
-            report = replace(report, checkpoint=_checkpoint(job))
-            _send_summary(job, report)
-        return report
-
-
-def _checkpoint(job: Job) -> Mapping[str, Any] | None:
-    """The checkpoint as the run finished, written before the summary that carries it is sent.
-
-    A checkpoint that cannot be written here (the disk that failed the run) leaves the summary without
-    it; `Job.close` tries again and says so.
-    """
-    try:
-        written = checkpoint.record(job.config, job.store)
-    except (UserError, OSError) as error:
-        log.warning(json.dumps({"event": "state-checkpoint-not-written", "reason": str(error)}))
-        return None
-    return None if written is None else written.to_json()
-
-
-def mark_interrupted_runs(job: Job, actor: str) -> list[int]:
-    """Runs left `running` (killed, or the machine stopped) are marked `interrupted`, audited and said.
-
-    Called holding the job lock, so none of them is alive. Their journals are never resumed by a
-    later run: it plans afresh from a new snapshot, so what the killed run had already done is simply
-    not planned again. What it had sent and not recorded is settled first (`reconcile_started`):
-    audited once as applied when the directory shows it done.
-    """
-    found = job.store.mark_interrupted(job.config.name)
-    for run_id, started_at in found:
-        job.store.audit("run-interrupted", {"run": run_id, "started_at": started_at}, actor=actor)
-        log.warning(f"run {run_id} (started {started_at}) did not finish and is marked interrupted; "
-                    f"this run plans afresh from the directories as they are now")
-    return [run_id for run_id, _ in found]
-
-
-def check_date(job: Job, run_id: int, apply: bool, allow_date: date | None, actor: str) -> None:
-    """An applying run whose date does not follow the last run's stops here (GuardTripped, exit 2).
-
-    A rehearsal (`plan --today`, which applies nothing) may take any date: it is told what a sync
-    on that date would do, and its date is not recorded as a run's.
-    """
-    last = job.store.last_run_day(job.config.name, before_run=run_id)
-    reasons = check_run_date(job.today, last, job.config.guards)
-    if reasons and not apply:
-        for reason in reasons:
-            log.warning(f"rehearsal only: a sync on this date would stop: {reason}")
-        return
-    if reasons and allow_date == job.today:
-        job.store.audit("guard-override", {"allow_date": job.today.isoformat(), "last_run": str(last),
-                                           "run": run_id}, actor=actor)
-    elif reasons:
-        job.store.audit("guard-tripped", {"reasons": reasons, "run": run_id}, actor=actor)
-        raise GuardTripped(reasons)
-    if apply:
-        job.store.set_run_day(run_id, job.today)
-
-
-def _send_summary(job: Job, report: RunReport) -> None:
-    """Mail the run summary; a mail problem is logged, never allowed to change the run's outcome."""
-    # Imported here: the reports package pulls in openpyxl, which a command that sends no summary never needs.
-    from idlifecycle.reports.summary import send_run_summary
-
-    try:
-        send_run_summary(job, report)
-    except (UserError, OSError) as error:
-        log.warning(json.dumps({"event": "run-summary-not-sent", "reason": str(error)}))
-
-
-def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, actor: str,
-          on_plan: Callable[[Plan], None] | None, on_result: ResultHook | None) -> RunReport:
-    feed = job.read_people()
-    uses_shares = bool(job.section("access"))
-    feed_errors = tuple(str(e) for e in feed.errors)
-    _report_refused_rows(job, run_id, feed.errors, actor)
-    with job.open_connectors() as connectors:
-        snapshots = job.snapshots(connectors)
-        if apply:
-            # What an interrupted run (or apply, reset, approval) sent and never recorded is settled
-            # against the directories as they are now, before anything is planned from them.
-            reconcile_started(job.store, snapshots, found_by=run_journal_id(run_id), actor=actor)
-        plan, held, termly = job.plan_from(feed, snapshots, connectors)
-        people = {p.person_id: p for p in feed.people if not held.holds(p.person_id)}
-        if apply:
-            owed = owed_changes(job.store, snapshots, people, plan.changes, holds=held.holds,
-                                absence_counts=not held.unidentified, actor=actor)
-            plan = replace(plan, changes=plan.changes + tuple(owed))
-        if plan.held:
-            job.store.audit("people-held", {"run": run_id, "held": list(plan.held)}, actor=actor)
-        if on_plan is not None:
-            on_plan(plan)
-        previous = job.store.feed_profile(job.config.name)
-        shape = feed_shape(list(people.values()), job.config.mapping, job.today)
-        group_sizes = {(name, g.name): len(g.members) for name, snap in snapshots.items() for g in snap.groups}
-        reasons = job.check_guards(plan, allow_destructive)
-        reasons += shape_reasons((previous or {}).get("shape"), shape, job.config.guards, job.today,
-                                 allow_destructive or 0)
-        reasons += change_reasons(plan.changes, group_sizes, plan.managed_counts, job.config.guards, job.today,
-                                  first_run=previous is None, allowed=allow_destructive or 0)
-        if reasons:
-            job.store.audit("guard-tripped", {"reasons": reasons, "run": run_id}, actor=actor)
-            raise GuardTripped(reasons)
-        profile = {"columns": columns_profile(feed.columns), "shape": shape.to_json()}
-        if not apply:
-            return RunReport(run_id, "planned", plan, feed_errors=feed_errors)
-        if not plan.changes:
-            quiet = RunReport(run_id, "nothing-to-do", plan, feed_errors=feed_errors, feed_profile=profile)
-            # Grants can expire on a quiet night too (their member removed by hand): end them.
-            if uses_shares:
-                quiet = replace(quiet, incidents=tuple(access.after_run(job, quiet, connectors)))
-            return quiet
-        if allow_destructive:
-            job.store.audit("guard-override", {"allow_destructive": allow_destructive, "run": run_id}, actor=actor)
-        issuer = passwords.PasswordIssuer.for_job(job, connectors)
-        results = job.execute(plan, connectors, actor=actor, on_result=on_result, journal_id=run_journal_id(run_id),
-                              password_for=issuer.password_for(people, plan.changes))
-        passwords.record_termly_results(job, termly, results)
-        given = passwords_set_in(plan, results)
-        issuer.deliver(Mailer.from_job(job), applied=set(given), set_in=given)
-        failures = failures_of(plan, results)
-        report = RunReport(run_id, "partial" if failures else "ok", plan, tuple(results),
-                           failures=failures, feed_errors=feed_errors, feed_profile=profile)
-        if uses_shares:
-            report = replace(report, incidents=tuple(access.after_run(job, report, connectors)))
-        log.info(json.dumps({"event": "run-finished", "run": run_id, "changes": len(results),
-                             "failed": len(failures), "incidents": len(report.incidents)}))
-        return report
-
 
 def held_rows(errors: Sequence[RowError]) -> Held:
     """The people the refused rows describe, by the id each row carries; rows without one, apart."""
@@ -552,24 +337,3 @@ def held_rows(errors: Sequence[RowError]) -> Held:
     return Held({pid: tuple(found) for pid, found in rows.items()}, tuple(unidentified.values()))
 
 
-def _report_refused_rows(job: Job, run_id: int, errors: Sequence[RowError], actor: str) -> None:
-    """Every refused row: one log event each, and one audit entry for the run."""
-    if not errors:
-        return
-    for error in errors:
-        feed_log.info(json.dumps({"event": "feed-row-refused", "run": run_id, "file": error.file,
-                                     "line": error.line, "field": error.field, "message": error.message,
-                                     "person_id": error.person_id}))
-    job.store.audit("feed-rows-refused", {"run": run_id, "rows": [str(e) for e in errors]}, actor=actor)
-
-
-def passwords_set_in(plan: Plan, results: Sequence[Result]) -> dict[str, set[str]]:
-    """person_id -> the directories that accepted their new password: only those people are handed one,
-    and only there is the password no longer owed once it is delivered."""
-    outcome = {r.change_id: r.outcome for r in results}
-    given: dict[str, set[str]] = {}
-    for c in plan.changes:
-        if c.person_id and c.action in (Action.CREATE, Action.SET_PASSWORD) \
-                and outcome.get(c.change_id) is Outcome.APPLIED:
-            given.setdefault(c.person_id, set()).add(c.directory)
-    return given
