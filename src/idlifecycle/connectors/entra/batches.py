@@ -47,7 +47,10 @@ async def run_groups(session: GraphSession, groups: Sequence[RequestGroup], *,
     async def send_batch(batch: list[RequestGroup]) -> None:
         nonlocal outstanding
         try:
-            outstanding -= await _send_batch(session, batch, requeue_later, max_attempts)
+            finished = await _send_batch(session, batch, requeue_later, max_attempts)
+            # Counted after the await, not `outstanding -= await …`: that reads `outstanding` before
+            # awaiting, and batches in flight side by side would each write back a stale count.
+            outstanding -= finished
             if outstanding == 0:
                 done.set()
         except Exception as error:  # surfaced after the pump stops; a hung run would hide it
