@@ -189,6 +189,7 @@ def _context(**options: Any) -> ConnectorContext:
     ({"timeout_secs": 5}, "connectors/entra.toml: timeout_secs: unknown option; did you mean 'timeout_seconds'?"),
     ({"domains": {"pupil": "nodot"}}, "connectors/entra.toml: domains: must be a table of kind = \"domain\""),
     ({"full_id_attribute": "extensionAttribute16"}, "connectors/entra.toml: full_id_attribute: must be one of"),
+    ({"group_marker": 5}, "connectors/entra.toml: group_marker: input should be a valid string, not 5"),
 ])
 def test_a_bad_option_is_one_config_error_naming_the_file_and_the_key(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as raised:
