@@ -9,7 +9,6 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
-from pathlib import Path
 from typing import ClassVar
 
 from idlifecycle.connectors.base import (
@@ -101,7 +100,7 @@ class EntraConnector(Connector):
             raise
         connector_type: type[EntraConnector] = _CloudOnlyEntraConnector if settings.hybrid == "off" else cls
         cache = (context.cache_dir or context.state_dir) / f"entra-{context.name}" / "directory-cache.json"
-        reader = Reader(context.name, session, settings, context.cursors, Path(cache))
+        reader = Reader(context.name, session, settings, context.cursors, cache)
         return connector_type(context.name, session, settings, reader, context.throwaway_password, stop)
 
     def close(self) -> None:
