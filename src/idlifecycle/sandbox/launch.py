@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from idlifecycle.connectors.base import Capabilities, Connector, ConnectorContext
-from idlifecycle.connectors.entra import EntraConnector
-from idlifecycle.connectors.entra_graph import Credentials
+from idlifecycle.connectors.entra import Credentials, EntraConnector
 from idlifecycle.connectors.google import SCOPES, GoogleConnector, GoogleOptions
 from idlifecycle.errors import ConfigError
 from idlifecycle.sandbox.google import GoogleEmulator, generate_service_account
@@ -54,7 +53,9 @@ class EntraSandbox(Connector):
 
     @classmethod
     def from_config(cls, context: ConnectorContext) -> EntraConnector:
-        settings = EntraConnector.read_settings(context)
+        # `seed` is the launcher's own key; the rest are the connector's, checked by its strict model.
+        settings = EntraConnector.read_settings(
+            replace(context, options={k: v for k, v in context.options.items() if k != "seed"}))
         credentials, graph_url, ca_file, stop = _start_graph(context, settings.domains.values())
         return EntraConnector.on_endpoint(context, settings, credentials, graph_url, ca_file, stop=stop)
 
