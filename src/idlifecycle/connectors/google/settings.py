@@ -33,7 +33,8 @@ def _text(value: Any) -> str:
 def _number(low: float, high: float, kind: Callable[[float], Any] = float) -> BeforeValidator:
     def check(value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            raise _refuse(f"must be a number from {low:g} to {high:g}")
+            # Whole bounds in full: `:g` alone printed the quota's as "1e+06".
+            raise _refuse(f"must be a number from {low:.0f} to {high:.0f}")
         return kind(value)
     return BeforeValidator(check)
 
