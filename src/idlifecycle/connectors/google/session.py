@@ -187,17 +187,13 @@ class Answer:
     verdict: Verdict
 
 
+STATUS_FALLBACK = {429: Verdict.RETRY, 401: Verdict.STOP, 409: Verdict.CONFLICT, 404: Verdict.NOT_FOUND}
+"""For a reason REASONS does not know (or a body that is not Google's JSON, e.g. a proxy): by status;
+any 5xx is RETRY, any other status REFUSED."""
+
+
 def _by_status(status: int) -> Verdict:
-    """For a reason the table does not know (or a body that is not Google's JSON, e.g. a proxy)."""
-    if status == 429 or status >= 500:
-        return Verdict.RETRY
-    if status == 401:
-        return Verdict.STOP
-    if status == 409:
-        return Verdict.CONFLICT
-    if status == 404:
-        return Verdict.NOT_FOUND
-    return Verdict.REFUSED
+    return Verdict.RETRY if status >= 500 else STATUS_FALLBACK.get(status, Verdict.REFUSED)
 
 
 def read_error(status: int, content: bytes | str) -> Answer:
@@ -431,7 +427,7 @@ class Session:
 
     def refused(self, answer: Answer) -> ConnectorError:
         """The error for an API answer that ends the call, from REFUSALS."""
-        return self._raise_as(refusal_for("api", answer.status, answer.reason, answer.message),
+        return self._error_for(refusal_for("api", answer.status, answer.reason, answer.message),
                               answer.status, answer.reason, answer.message)
 
     def sign_in_refused(self, error: RefreshError) -> ConnectorError:
@@ -439,9 +435,9 @@ class Session:
         data = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], Mapping) else {}
         code = str(data.get("error", "")) or str(error).split(":")[0]
         description = str(data.get("error_description", "")) or str(error)
-        return self._raise_as(refusal_for("sign-in", 0, code, description), 0, code, description)
+        return self._error_for(refusal_for("sign-in", 0, code, description), 0, code, description)
 
-    def _raise_as(self, refusal: Refusal, status: int, reason: str, message: str) -> ConnectorError:
+    def _error_for(self, refusal: Refusal, status: int, reason: str, message: str) -> ConnectorError:
         text = refusal.message.format(
             status=status, reason=reason, message=message, source=self.source, admin=self.options.admin,
             secret=self.options.secret, client_email=self.client_email, client_id=self.client_id,
