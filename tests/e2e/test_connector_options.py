@@ -48,8 +48,9 @@ def test_a_mistyped_connector_option_is_one_error_naming_the_file_and_the_key(
 
 
 def _keys_read(module: Path) -> set[str]:
-    # Every way the connectors read their table: context.option("key"), GoogleOptions' text()/number(),
-    # and `"key" in context.options`.
+    # Every way the connectors read their table outside an options model: context.option("key"), text()/
+    # number() helpers, and `"key" in context.options`. A pydantic model's keys are its fields, and its
+    # connector's option_keys are derived from them (tests/unit/test_google_settings.py).
     source = module.read_text(encoding="utf-8")
     return set(re.findall(r'\b(?:option|text|number)\("([a-z_]+)"', source)) | set(
         re.findall(r'"([a-z_]+)" in context\.options', source))
