@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from idlifecycle.connectors.base import ConnectorContext
 from idlifecycle.connectors.google import SCOPES, GoogleConnector, GoogleOptions
 from idlifecycle.model import Action, Change, Outcome
 from idlifecycle.sandbox.google import CONCURRENT_CALLS_PER_OPERATION, generate_service_account
@@ -62,11 +63,25 @@ def stats(url: str) -> dict[str, Any]:
         return result
 
 
+class NoCursors:
+    """The Google connector keeps no incremental-read state."""
+
+    def get_cursor(self, directory: str, name: str) -> str | None:
+        return None
+
+    def set_cursor(self, directory: str, name: str, value: str | None) -> None:
+        pass
+
+
 def connector(url: str, key: dict[str, str], quota: int, batch_size: int) -> GoogleConnector:
     options = GoogleOptions(admin=ADMIN, domains=(PUPILS, "staff.bench.example"), org_unit_root=ROOT,
                             group_domain="staff.bench.example", quota_per_minute=quota, batch_size=batch_size,
                             timeout=60, api_endpoint=url, secret="bench")
-    return GoogleConnector("google", options, key, source="bench", token_uri=url + "token")
+    # Built directly (not from a table) to hand it the token URI; every starter comes with a password,
+    # so no generator is wired in, and the connector keeps nothing in state_dir.
+    context = ConnectorContext(name="google", type="google", options={}, source="bench", cursors=NoCursors(),
+                               state_dir=Path(tempfile.gettempdir()))
+    return GoogleConnector(context, options, key, token_uri=url + "token")
 
 
 def starter(number: int) -> Change:

@@ -48,8 +48,9 @@ def test_a_mistyped_connector_option_is_one_error_naming_the_file_and_the_key(
 
 
 def _keys_read(module: Path) -> set[str]:
-    # Every way the connectors read their table: context.option("key"), GoogleOptions' text()/number(),
-    # and `"key" in context.options`.
+    # Every way the connectors read their table outside an options model: context.option("key"), text()/
+    # number() helpers, and `"key" in context.options`. A pydantic model's keys are its fields, and its
+    # connector's option_keys are derived from them (tests/unit/test_google_settings.py).
     source = module.read_text(encoding="utf-8")
     return set(re.findall(r'\b(?:option|text|number)\("([a-z_]+)"', source)) | set(
         re.findall(r'"([a-z_]+)" in context\.options', source))
@@ -59,9 +60,9 @@ def _keys_read(module: Path) -> set[str]:
 def test_every_option_a_connector_reads_and_every_shipped_key_is_declared(kind: str) -> None:
     declared = CONNECTORS[kind].option_keys
     connectors = ROOT / "src" / "idlifecycle" / "connectors"
-    # A connector is a module (connectors/ad.py) or a package (connectors/entra/): read every file of it.
-    modules = sorted(connectors.glob(f"{kind}*.py")) + sorted((connectors / kind).glob("*.py"))
-    assert modules, f"no source found for the {kind} connector"
+    # A connector is a module (kind.py, kind_*.py) or a package (kind/).
+    modules = sorted([*connectors.glob(f"{kind}*.py"), *(connectors / kind).rglob("*.py")])
+    assert modules, f"no module of the {kind} connector found"
     read = set().union(*(_keys_read(m) for m in modules))
     assert read - declared == set(), f"read by the {kind} connector but refused in its TOML table"
 

@@ -13,7 +13,7 @@ import pytest
 
 from idlifecycle.connectors.base import AuthError, ConnectorContext, build_connector
 from idlifecycle.connectors.google import SCOPES
-from idlifecycle.connectors.google_pacing import LIMITS, REASONS, Verdict
+from idlifecycle.connectors.google.session import LIMITS, REASONS, Verdict
 from idlifecycle.errors import UserError
 from idlifecycle.model import Action, Outcome
 from idlifecycle.passwords.generator import throwaway
@@ -72,7 +72,7 @@ def test_rate_limit_403s_429s_and_5xx_are_retried_until_every_starter_exists_onc
 
 @pytest.mark.parametrize("lost", [1, 2])
 def test_a_lost_answer_after_the_starters_were_created_never_duplicates_them(tenant: Tenant, lost: int) -> None:
-    # The transport sends each request once (google_transport), so the connector itself looks the
+    # The transport sends each request once (google.transport), so the connector itself looks the
     # starters up before creating them again, and Google's duplicate answer to its own resend (a
     # look-up that propagation still hides) reads as this run's create landing: applied, not "already so".
     tenant.emulator.inject(Fault(action="lose_response", method="POST", path="/admin/directory/v1/users", times=lost))
@@ -168,8 +168,13 @@ def test_a_deleted_key_is_refused_with_the_secret_to_replace(tenant: Tenant) -> 
 def test_a_missing_key_secret_says_where_to_put_it(tenant: Tenant) -> None:
     context = ConnectorContext(name="google", type="google", options=tenant.options(), source="google.toml",
                                cursors=MemoryCursors(), state_dir=tenant.tmp, secrets={})
-    with pytest.raises(UserError, match="IDLIFECYCLE_GOOGLE_SERVICE_ACCOUNT or the file google_service_account"):
+    # The contract's one message for a missing secret (ConnectorContext.secret), naming the file too.
+    with pytest.raises(UserError) as raised:
         build_connector(context)
+    assert str(raised.value) == (
+        "google.toml: missing the service-account key (secret 'google_service_account'): set "
+        "IDLIFECYCLE_GOOGLE_SERVICE_ACCOUNT or put it in a file named google_service_account in "
+        "$IDLIFECYCLE_SECRETS_DIR")
 
 
 def test_the_sandbox_tenant_keeps_the_first_runs_pupils_for_the_second(tmp_path: Path) -> None:
@@ -256,7 +261,7 @@ def test_an_account_google_is_still_finishing_after_the_wait_fails_for_the_next_
     assert "still finishing" in changed.detail and "the next run tries again" in changed.detail
 
 
-# -- every documented error reason classified (google_pacing.REASONS): one per class --
+# -- every documented error reason classified (google.session.REASONS): one per class --
 
 
 def test_the_error_table_names_a_source_for_every_reason_and_retries_every_limit_the_limits_page_lists() -> None:

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from idlifecycle.connectors.google_pacing import (
+from idlifecycle.connectors.google.session import (
     REASONS,
     WINDOW_SECONDS,
     Pacer,

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httplib2
 import pytest
 
-from idlifecycle.connectors.google_transport import OneSendHttp
+from idlifecycle.connectors.google.transport import OneSendHttp
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 

@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Collection
-from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -105,7 +104,7 @@ class GoogleSandbox(Connector):
         options = GoogleOptions.read(context)
         if "quota_per_minute" not in context.options:
             # The real default would make the demo wait on a tenant that lives in this very process.
-            options = replace(options, quota_per_minute=GOOGLE_QUOTA_PER_MINUTE)
+            options = options.model_copy(update={"quota_per_minute": GOOGLE_QUOTA_PER_MINUTE})
         folder = Path(context.state_dir) / "google-sandbox"
         folder.mkdir(parents=True, exist_ok=True)
         # The service's rules stay on (concurrency limit, propagation delay): the demo meets them too.
@@ -122,8 +121,8 @@ class GoogleSandbox(Connector):
                                        admin=True)
                 directory.add_orgunit_path(options.org_unit_root)
             emulator.mark_dirty()
-            return GoogleConnector(context.name, replace(options, api_endpoint=emulator.url), info,
-                                   source=context.source, token_uri=emulator.token_uri, on_close=emulator.stop)
+            return GoogleConnector(context, options.model_copy(update={"api_endpoint": emulator.url}), info,
+                                   token_uri=emulator.token_uri, on_close=emulator.stop)
         except BaseException:
             emulator.stop()
             raise

@@ -5,7 +5,7 @@ the module-level `httplib2.RETRIES` (2) times, and on a first `BadStatusLine` (w
 closed before the answer raises, as `RemoteDisconnected`) it tries again whatever RETRIES says. When
 the first send had landed, the resend meets "already exists" (409) and a create of this run's reads
 as "already so". The connector settles a lost answer itself (it looks the object up before sending
-again: `GoogleConnector._send_batch`), so the transport must not guess: one attempt, and a dropped
+again: `batches.BatchWriter.send_batch`), so the transport must not guess: one attempt, and a dropped
 connection is the caller's to settle.
 
 A subclass rather than `httplib2.RETRIES = 1`: the global is process-wide (other users of httplib2
