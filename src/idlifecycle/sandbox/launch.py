@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
