@@ -58,7 +58,10 @@ def _keys_read(module: Path) -> set[str]:
 @pytest.mark.parametrize("kind", sorted(CONNECTORS))
 def test_every_option_a_connector_reads_and_every_shipped_key_is_declared(kind: str) -> None:
     declared = CONNECTORS[kind].option_keys
-    modules = sorted((ROOT / "src" / "idlifecycle" / "connectors").glob(f"{kind}*.py"))
+    connectors = ROOT / "src" / "idlifecycle" / "connectors"
+    # A connector is a module (connectors/KIND*.py) or a package (connectors/KIND/).
+    modules = sorted(connectors.glob(f"{kind}*.py")) + sorted((connectors / kind).glob("*.py"))
+    assert modules, f"no source of the {kind} connector found"
     read = set().union(*(_keys_read(m) for m in modules))
     assert read - declared == set(), f"read by the {kind} connector but refused in its TOML table"
 
