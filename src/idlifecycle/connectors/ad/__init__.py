@@ -2,6 +2,5 @@
 "idlifecycle.connectors.ad:ADConnector". The parts are described in `connector`'s docstring."""
 
 from idlifecycle.connectors.ad.connector import ADConnector
-from idlifecycle.connectors.ad.settings import ADSettings
 
-__all__ = ["ADConnector", "ADSettings"]
+__all__ = ["ADConnector"]
