@@ -195,9 +195,7 @@ class ADConnector(Connector):
 
     def _guarded(self, change: Change) -> Result:
         """One change through its handler, retried on a fresh connection after a lost one; never raises."""
-        handler = HANDLERS.get(change.action)
-        if handler is None:
-            return failed_result(change, f"{change.action}: not an action the AD connector applies one by one")
+        handler = HANDLERS[change.action]  # apply sends MEMBERSHIPS per group, never here
         try:
             result: Result = self.session.retrying(lambda: handler(self.writer, change))
         except ConnectorError as error:
