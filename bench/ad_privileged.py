@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 from ldap3.utils.conv import escape_filter_chars  # noqa: E402
 
-from idlifecycle.connectors.ad import IN_CHAIN, ADConnector  # noqa: E402
+from idlifecycle.connectors.ad import ADConnector  # noqa: E402
+from idlifecycle.connectors.ad.privileged import IN_CHAIN, privileged_in_scope, protected_groups  # noqa: E402
 from idlifecycle.store import Store  # noqa: E402
 from tests.integration.samba import provision_template, running_copy, unavailable_reason  # noqa: E402
 
@@ -44,14 +45,14 @@ def main() -> int:
             ad.snapshot()
             started = time.perf_counter()
             for _ in range(args.rounds):
-                ad._privileged_in_scope()
+                privileged_in_scope(ad.session)
             walked = (time.perf_counter() - started) / args.rounds
-            groups = ad._protected_groups()
+            groups = protected_groups(ad.session)
             started = time.perf_counter()
             for _ in range(args.rounds):
                 for _, dn, _, _ in groups:
                     chain = f"(&(objectCategory=person)(memberOf:{IN_CHAIN}:={escape_filter_chars(dn)}))"
-                    list(ad._search(ad.settings.base_dn, chain, ["objectGUID"]))
+                    list(ad.session.search(ad.settings.base_dn, chain, ["objectGUID"]))
             in_chain = (time.perf_counter() - started) / args.rounds
         store.close()
     print(f"privileged accounts among {args.accounts} under base_dn: {walked * 1000:.0f} ms a snapshot "
