@@ -1,16 +1,17 @@
 """Applies a Plan through the connectors, journalling each change so a killed run resumes exactly once.
 
 Every change is written to the journal as `started` before it is sent and as applied / already-so /
-failed afterwards, each outcome as the connector yields it. With the `started` row, in the same
-transaction, goes what the directory cannot tell a later run: the username issued (the never-reissue
-record), a leaver's disable date (pending until the disable is seen), a password owed until it is
-delivered, and the audit entry's intent (`change-started`); the outcome's audit entry commits with
-the outcome. A run killed in between leaves `started` rows, which the next run settles against a
-fresh snapshot (`reconcile_started`): each change that landed is audited as applied exactly once.
-So does a change the connector reports `unconfirmed` (sent to a directory given up on before it
-answered): audited `change-unconfirmed` and left `started`, while the run reports it failed.
-Applying the same saved plan again re-sends what was only started; connectors answer ALREADY for
-those that had in fact landed (they look before they write), audited as the earlier attempt's.
+failed afterwards, each outcome as the connector yields it (`recorder`, on the store's thread). With
+the `started` row, in the same transaction, goes what the directory cannot tell a later run: the
+username issued (the never-reissue record), a leaver's disable date (pending until the disable is
+seen), a password owed until it is delivered, and the audit entry's intent (`change-started`); the
+outcome's audit entry commits with the outcome. A run killed in between leaves `started` rows, which
+the next run settles against a fresh snapshot (`reconcile_started`): each change that landed is
+audited as applied exactly once. So does a change the connector reports `unconfirmed` (sent to a
+directory given up on before it answered): audited `change-unconfirmed` and left `started`, while
+the run reports it failed. Applying the same saved plan again re-sends what was only started;
+connectors answer ALREADY for those that had in fact landed (they look before they write), audited
+as the earlier attempt's.
 
 A journal belongs to one piece of work, named by the caller: a nightly run (`run_journal_id`), one
 reset or decision (`fresh_journal_id`), or one saved plan file (`saved_plan_journal_id`). Only
@@ -43,12 +44,10 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
 from itertools import groupby
-from typing import Any
 
 from idlifecycle.connectors.base import Connector, ConnectorError
 from idlifecycle.handover import Handover, Inline, Stopped, Writer
@@ -56,10 +55,9 @@ from idlifecycle.model import Action, Change, Outcome, Plan, Result
 from idlifecycle.planner import phase
 from idlifecycle.reconcile import reconcile_started as reconcile_started  # where callers have always found it
 from idlifecycle.reconcile import shown_done as shown_done
+from idlifecycle.recorder import Recorder
 from idlifecycle.store import JournalEntry, Store
 
-changes_log = logging.getLogger("idlifecycle.changes")
-"""One structured line per applied change, for cron logs (the CLI quiets it under a progress bar)."""
 timing_log = logging.getLogger("idlifecycle.changes.timing")  # connector and store times, for bench/night.py
 
 PasswordFor = Callable[[Change], str]
@@ -97,17 +95,6 @@ def new_plan_id() -> str:
 def saved_plan_journal_id(plan: Plan) -> str:
     """The journal of a saved plan file: its own id, or (a file saved before files had one) its digest."""
     return plan.plan_id or f"file-{plan_id(plan)}"
-
-
-def sent_json(planned: Change, sent: Change) -> dict[str, Any]:
-    """The change as sent (an earlier create's key filled in), under its planned id; never a password."""
-    return {**sent.to_json(), "change_id": planned.change_id, "sent_as": sent.change_id}
-
-
-def audit_data(journal_id: str, planned: Change, sent: Change, target: str | None, detail: str) -> dict[str, Any]:
-    """An audit entry's body for one change: what, to whom, in which journal, and the id the directory saw."""
-    return {**planned.to_json(), "target": target, "detail": detail, "journal": journal_id,
-            "sent_as": sent.change_id}
 
 
 def _privileged_refusal(connector: Connector, change: Change) -> str:
@@ -149,9 +136,10 @@ def rounds(changes: Sequence[Change], order: Sequence[str]) -> list[dict[str, li
     return cut
 
 
-FIRST_CHUNK, LARGEST_CHUNK = 25, 400
+FIRST_CHUNK, LARGEST_CHUNK = 25, 200
 """A phase that issues passwords is sent in chunks, the first small and each twice the last: the first
-goes out as soon as its passwords are drawn, and the rest are drawn while earlier ones are sent."""
+goes out as soon as its passwords are drawn, and the rest are drawn while earlier ones are sent (the
+issuer draws up to 512 ahead, `passwords.ahead`: more than a chunk, so it never stops for want of room)."""
 
 
 def sending_chunks(ready: list[tuple[Change, Change]],
@@ -187,10 +175,10 @@ class Executor:
         self.today = today
         self.actor = actor
         self.password_for = password_for
-        self.on_result = on_result
-        # Timings: the store's thread starting and recording changes; the workers taking passwords (waiting
-        # for the issuer to draw one, a scrypt hash for the history, if it is not ready), under the lock.
-        self._store_seconds = self._store_cpu = self._password_seconds = 0.0
+        self.recorder = Recorder(store, today=today, actor=actor, on_result=on_result)  # the store's side
+        # Timings: the workers taking passwords (waiting for the issuer to draw one, a scrypt hash for the
+        # history, if it is not ready), under the lock; the recorder times the store's side.
+        self._password_seconds = 0.0
         self._issuing, self._issued_here = threading.Lock(), threading.local()
 
     def run(self, run_plan_id: str, changes: Sequence[Change]) -> list[Result]:
@@ -201,7 +189,7 @@ class Executor:
         settle) and takes no part in later rounds; the others run to their end, then the first such
         exception is raised here.
         """
-        began, self._store_seconds, self._store_cpu, self._password_seconds = time.perf_counter(), 0.0, 0.0, 0.0
+        began, self.recorder.seconds, self.recorder.cpu, self._password_seconds = time.perf_counter(), 0.0, 0.0, 0.0
         journal = self.store.journal_states(run_plan_id)
         # Keys of accounts created earlier in this journal, for later phases' (and rounds') changes.
         keys: dict[str, dict[tuple[str, str], str]] = {c.directory: {} for c in changes}
@@ -223,8 +211,8 @@ class Executor:
         if changes:
             timing_log.debug(json.dumps({
                 "event": "apply-timing", "changes": len(changes), "seconds": round(time.perf_counter() - began, 3),
-                "store_ms_per_change": round(1000 * self._store_seconds / len(changes), 4),
-                "store_cpu_ms_per_change": round(1000 * self._store_cpu / len(changes), 4),
+                "store_ms_per_change": round(1000 * self.recorder.seconds / len(changes), 4),
+                "store_cpu_ms_per_change": round(1000 * self.recorder.cpu / len(changes), 4),
                 "password_seconds": round(self._password_seconds, 3)}))
         for directory in keys:  # the first in the plan's order of directories
             if directory in raised:
@@ -239,7 +227,7 @@ class Executor:
         What a directory's worker raised goes into `raised` (that directory stops; the caller raises it)."""
         writer = Writer(self.store.transaction)  # outcomes queued up meanwhile commit together
         done: dict[str, list[Result]] = {}
-        store_seconds, store_cpu = self._store_seconds, self._store_cpu  # the earlier rounds'
+        store_seconds, store_cpu = self.recorder.seconds, self.recorder.cpu  # the earlier rounds'
 
         def work(directory: str, in_directory: list[Change]) -> None:
             try:
@@ -266,8 +254,8 @@ class Executor:
             for thread in threads:
                 thread.join()
             self.store.handover = None
-            self._store_seconds = store_seconds + writer.busy  # the groups' commits included
-            self._store_cpu = store_cpu + writer.busy_cpu
+            self.recorder.seconds = store_seconds + writer.busy  # the groups' commits included
+            self.recorder.cpu = store_cpu + writer.busy_cpu
         return [r for directory in by_directory for r in done.get(directory, [])]
 
     def _run_directory(self, run_plan_id: str, directory: str, changes: list[Change],
@@ -316,12 +304,12 @@ class Executor:
         if resolved is None:
             result = Result(change.change_id, Outcome.FAILED,
                             f"the account for {change.username} was not created, so this was not attempted")
-            writer.post(self._record, run_plan_id, change, change, result, None)
+            writer.post(self.recorder.record, run_plan_id, change, change, result, None)
             return result
         refusal = _privileged_refusal(connector, resolved)
         if refusal:
             result = Result(change.change_id, Outcome.FAILED, refusal)
-            writer.post(self._record, run_plan_id, change, resolved, result, resolved.target)
+            writer.post(self.recorder.record, run_plan_id, change, resolved, result, resolved.target)
             return result
         return resolved
 
@@ -351,7 +339,7 @@ class Executor:
         earlier = {c.change_id for c, _ in ready
                    if journal.get(c.change_id) is not None and journal[c.change_id].state == "started"}
         # Committed before anything is sent; the worker waits for it.
-        sending, owed_here = writer.call(self._start, run_plan_id, ready, earlier)
+        sending, owed_here = writer.call(self.recorder.start, run_plan_id, ready, earlier)
         originals = {item.change_id: planned for (planned, _), item in zip(ready, sending, strict=True)}
         sent = {item.change_id: item for item in sending}
         try:
@@ -362,7 +350,7 @@ class Executor:
                 mapped = replace(result, change_id=planned.change_id)
                 if planned.person_id and mapped.key and planned.action in (Action.CREATE, Action.ADOPT):
                     keys[(planned.directory, planned.person_id)] = mapped.key
-                writer.post(self._record, run_plan_id, planned, sent[result.change_id], mapped,
+                writer.post(self.recorder.record, run_plan_id, planned, sent[result.change_id], mapped,
                             self._target(planned, keys), earlier=planned.change_id in earlier,
                             owed=(planned.directory, planned.change_id) in owed_here)
                 results.append(mapped)
@@ -371,57 +359,10 @@ class Executor:
             # and the next run plans it afresh from a new snapshot.
             for item_id, planned in originals.items():
                 result = Result(planned.change_id, Outcome.FAILED, str(error), retryable=error.retryable)
-                writer.post(self._record, run_plan_id, planned, sent[item_id], result, self._target(planned, keys),
-                            owed=(planned.directory, planned.change_id) in owed_here)
+                writer.post(self.recorder.record, run_plan_id, planned, sent[item_id], result,
+                            self._target(planned, keys), owed=(planned.directory, planned.change_id) in owed_here)
                 results.append(result)
         return results
-
-    def _start(self, run_plan_id: str, ready: list[tuple[Change, Change]],
-               earlier: set[str]) -> tuple[list[Change], set[tuple[str, str]]]:
-        """A batch's write-ahead, on the store's thread; returns what to send and what is owed."""
-        sending = [resolved for _, resolved in ready]
-        # Write-ahead, in one transaction, before anything is sent: what the directory cannot tell the
-        # next run if this one dies after the request lands (the username issued, the leaver's disable
-        # date, a password owed) and the audit entry's intent. The outcome follows per change.
-        owed_here: set[tuple[str, str]] = set()
-        with self._store_clock(), self.store.transaction():
-            for (planned, _), item in zip(ready, sending, strict=True):
-                self.store.journal(run_plan_id, planned.change_id, planned.directory, planned.action,
-                                   planned.person_id, planned.username, "started", sent=sent_json(planned, item))
-                if self._write_ahead(planned, item):
-                    owed_here.add((planned.directory, planned.change_id))
-                if planned.change_id not in earlier:  # a resumed send carries on the intent already audited
-                    self.store.audit("change-started", audit_data(run_plan_id, planned, item, item.target, ""),
-                                     actor=self.actor)
-        return sending, owed_here
-
-    @contextmanager
-    def _store_clock(self) -> Iterator[None]:
-        """Times store work on this (the store's) thread, wall and CPU (a shared machine's wall time is
-        mostly waiting for a core); the side-by-side rounds take the writer's own figures instead."""
-        began, began_cpu = time.perf_counter(), time.thread_time()
-        try:
-            yield
-        finally:
-            self._store_seconds += time.perf_counter() - began
-            self._store_cpu += time.thread_time() - began_cpu
-
-    def _write_ahead(self, planned: Change, item: Change) -> bool:
-        """Records before sending what only this tool can know afterwards; True if a password is newly owed."""
-        pid = planned.person_id
-        if pid is None:
-            return False
-        if planned.action in (Action.CREATE, Action.ADOPT):
-            self.store.record_username(planned.username, pid)
-        elif planned.action is Action.RENAME:
-            self.store.record_username(str(planned.after["username"]), pid)
-        elif planned.action is Action.DISABLE and item.target is not None:
-            self.store.mark_disable_pending(planned.directory, pid, item.target, planned.username, self.today)
-        if planned.action in (Action.CREATE, Action.SET_PASSWORD) and item.password is not None:
-            # Owed until delivered: if this run dies after the directory took the password, nobody has it.
-            why = "new account" if planned.action is Action.CREATE else planned.reason
-            return self.store.owe_password(pid, planned.directory, planned.username, why)
-        return False
 
     @staticmethod
     def _target(change: Change, keys: Mapping[tuple[str, str], str]) -> str | None:
@@ -435,72 +376,3 @@ class Executor:
             return change
         target = self._target(change, keys)
         return None if target is None else replace(change, target=target)
-
-    def _record(self, run_plan_id: str, change: Change, sent: Change, result: Result, target: str | None, *,
-                earlier: bool = False, owed: bool = False) -> None:
-        """The outcome of one change, as it arrives: journal, store, and audit commit together."""
-        if result.unconfirmed and result.outcome is Outcome.FAILED:
-            self._record_unconfirmed(run_plan_id, change, sent, result, target)
-            return
-        event, detail = "change-" + str(result.outcome), result.detail
-        if earlier and result.outcome is Outcome.ALREADY:
-            # Our own write from the attempt that was killed: it is audited as applied, once, here.
-            event = "change-applied"
-            detail = "applied by an earlier attempt of this plan that was interrupted before recording it"
-        with self._store_clock():
-            with self.store.transaction():
-                self.store.journal(run_plan_id, change.change_id, change.directory, change.action,
-                                   change.person_id, change.username, result.outcome, result.detail, result.key)
-                if result.outcome is not Outcome.FAILED:
-                    self._remember(change, result, target)
-                elif owed and change.person_id is not None:
-                    # Nothing was set, so nothing is owed (an obligation from before stays). A failed
-                    # disable's pending date is kept: the next run sees whether it landed after all.
-                    self.store.settle_password(change.person_id, [change.directory])
-                self.store.audit(event, audit_data(run_plan_id, change, sent, target, detail), actor=self.actor)
-            self._told(change, result, str(result.outcome), result.detail)
-
-    def _record_unconfirmed(self, run_plan_id: str, change: Change, sent: Change, result: Result,
-                            target: str | None) -> None:
-        """Sent, and the directory was given up on before it answered: the change may have landed.
-
-        Not recorded failed: its journal row stays `started` (with what was written ahead: username,
-        disable date, password owed), so the next run's `reconcile_started` settles it against a
-        fresh snapshot and audits it applied exactly once if it landed. The run still reports it failed.
-        """
-        detail = f"{result.detail}; sent but not confirmed: the next run looks and settles it"
-        with self.store.transaction():
-            self.store.audit("change-unconfirmed", audit_data(run_plan_id, change, sent, target, detail),
-                             actor=self.actor)
-        self._told(change, result, "unconfirmed", detail)
-
-    def _told(self, change: Change, result: Result, outcome: str, detail: str) -> None:
-        """A recorded outcome's log line (for cron logs) and the caller's progress hook."""
-        if changes_log.isEnabledFor(logging.INFO):  # the line is built only for someone to read it
-            changes_log.info(json.dumps({
-                "event": "change", "directory": change.directory, "action": str(change.action),
-                "username": change.username, "group": change.group, "outcome": outcome,
-                "reason": change.reason, "detail": detail,
-            }))
-        if self.on_result is not None:
-            self.on_result(change, result)
-
-    def _remember(self, change: Change, result: Result, target: str | None) -> None:
-        pid = change.person_id
-        if pid is None:
-            return
-        if change.action in (Action.CREATE, Action.ADOPT) and result.key:
-            self.store.record_account(change.directory, pid, result.key, change.username)
-            self.store.record_username(change.username, pid)
-        elif change.action is Action.RENAME:
-            self.store.record_username(str(change.after["username"]), pid)
-        elif change.action is Action.DISABLE:
-            if target is not None:
-                self.store.record_account(change.directory, pid, target, change.username)
-            # The date written ahead of the send (this run's), or today's for a change done already.
-            if self.store.settle_disable(change.directory, pid, landed=True) is None:
-                self.store.mark_disabled(change.directory, pid, self.today)
-        elif change.action is Action.ENABLE:
-            self.store.mark_disabled(change.directory, pid, None)
-        elif change.action is Action.DELETE:
-            self.store.forget_account(change.directory, pid)

@@ -40,7 +40,7 @@ class Ahead:
     """Draws passwords for `person_ids`, in that order, on `threads` threads of its own."""
 
     def __init__(self, draw: Draw, person_ids: Iterable[str], *, threads: int | None = None,
-                 window: int = 256) -> None:
+                 window: int = 512) -> None:
         self._draw = draw
         self._waiting: deque[str] = deque(dict.fromkeys(person_ids))
         self._unclaimed = set(self._waiting)
