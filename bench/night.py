@@ -74,6 +74,8 @@ class Night:
     """One `sync` as measured from outside (wall, RSS, requests) and as the tool logged its own timings."""
 
     wall: float
+    cpu: float
+    """The sync process's user + system CPU seconds (the machine may be shared: wall time alone misleads)."""
     peak_rss_mb: float
     exit_code: int
     applied_line: str
@@ -81,6 +83,7 @@ class Night:
     snapshot: dict[str, float] = field(default_factory=dict)
     apply: dict[str, dict[str, float]] = field(default_factory=dict)
     store_ms_per_change: float | None = None
+    store_cpu_ms_per_change: float | None = None
     password_seconds: float = 0.0
     changes: int = 0
 
@@ -111,7 +114,7 @@ def run_night(school: SchoolNight, today: str) -> Night:
     if run.returncode not in (0, 3):
         errors = (school.folder / f"{today}.err").read_text().strip().splitlines()
         applied += f"; stderr: {errors[-1] if errors else '(nothing)'}"
-    night = Night(wall, usage.ru_maxrss / 1024, run.returncode, applied,
+    night = Night(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, run.returncode, applied,
                   {d: {k: after[d][k] - before[d][k] for k in after[d]} for d in after})
     read_timings(school.folder / f"{today}.err", night)
     return night
@@ -135,13 +138,14 @@ def read_timings(stderr: Path, night: Night) -> None:
                                                "changes": int(event["changes"])}
         elif event.get("event") == "apply-timing":
             night.store_ms_per_change = float(event["store_ms_per_change"])
+            night.store_cpu_ms_per_change = event.get("store_cpu_ms_per_change")
             night.password_seconds = float(event.get("password_seconds", 0.0))
             night.changes = int(event["changes"])
 
 
 def report(title: str, night: Night) -> None:
-    print(f"{title}: {night.wall:.1f} s wall, peak RSS {night.peak_rss_mb:.0f} MB (the sync process), "
-          f"exit {night.exit_code}; {night.applied_line}")
+    print(f"{title}: {night.wall:.1f} s wall, {night.cpu:.1f} s CPU, peak RSS {night.peak_rss_mb:.0f} MB (the sync "
+          f"process), exit {night.exit_code}; {night.applied_line}")
     connector_only: dict[str, float] = {}
     for directory, counts in night.requests.items():
         snapshot = night.snapshot.get(directory, 0.0)
@@ -157,9 +161,10 @@ def report(title: str, night: Night) -> None:
         print(f"  whole night / slowest directory's connector-only time ({slowest}, snapshot + apply "
               f"{connector_only[slowest]:.1f} s): {night.wall / connector_only[slowest]:.2f}")
     if night.store_ms_per_change is not None:
+        cpu = night.store_cpu_ms_per_change
         print(f"  executor overhead: {night.store_ms_per_change:.3f} ms per change (journal + audit + log, "
-              f"{night.changes:,} changes); issuing passwords (a scrypt hash each for the history) "
-              f"{night.password_seconds:.1f} s, on the workers")
+              f"{night.changes:,} changes{'' if cpu is None else f'; {cpu:.3f} ms of it CPU'}); the workers waited "
+              f"{night.password_seconds:.1f} s for passwords (drawn ahead: a scrypt hash each for the history)")
 
 
 def main() -> int:

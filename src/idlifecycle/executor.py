@@ -1,16 +1,17 @@
 """Applies a Plan through the connectors, journalling each change so a killed run resumes exactly once.
 
 Every change is written to the journal as `started` before it is sent and as applied / already-so /
-failed afterwards, each outcome as the connector yields it. With the `started` row, in the same
-transaction, goes what the directory cannot tell a later run: the username issued (the never-reissue
-record), a leaver's disable date (pending until the disable is seen), a password owed until it is
-delivered, and the audit entry's intent (`change-started`); the outcome's audit entry commits with
-the outcome. A run killed in between leaves `started` rows, which the next run settles against a
-fresh snapshot (`reconcile_started`): each change that landed is audited as applied exactly once.
-So does a change the connector reports `unconfirmed` (sent to a directory given up on before it
-answered): audited `change-unconfirmed` and left `started`, while the run reports it failed.
-Applying the same saved plan again re-sends what was only started; connectors answer ALREADY for
-those that had in fact landed (they look before they write), audited as the earlier attempt's.
+failed afterwards, each outcome as the connector yields it (`recorder`, on the store's thread). With
+the `started` row, in the same transaction, goes what the directory cannot tell a later run: the
+username issued (the never-reissue record), a leaver's disable date (pending until the disable is
+seen), a password owed until it is delivered, and the audit entry's intent (`change-started`); the
+outcome's audit entry commits with the outcome. A run killed in between leaves `started` rows, which
+the next run settles against a fresh snapshot (`reconcile_started`): each change that landed is
+audited as applied exactly once. So does a change the connector reports `unconfirmed` (sent to a
+directory given up on before it answered): audited `change-unconfirmed` and left `started`, while
+the run reports it failed. Applying the same saved plan again re-sends what was only started;
+connectors answer ALREADY for those that had in fact landed (they look before they write), audited
+as the earlier attempt's.
 
 A journal belongs to one piece of work, named by the caller: a nightly run (`run_journal_id`), one
 reset or decision (`fresh_journal_id`), or one saved plan file (`saved_plan_journal_id`). Only
@@ -25,8 +26,10 @@ the GIL is released. Only this (the calling) thread touches the store (`handover
 hands over each piece of store work in order, and waits for the one a send depends on (its
 batch's write-ahead rows, committed) before sending; outcomes are recorded as the worker goes on
 reading answers. So every guarantee above holds per change as before, and the journal and the
-audit chain have one writer. The workers issue passwords one at a time, under a lock: once per
-person for every directory of the plan (`PasswordFor`), whichever directory asks first; no other
+audit chain have one writer. The workers take passwords one at a time, under a lock: once per
+person for every directory of the plan (`PasswordFor`), whichever directory asks first (the issuer
+draws them ahead on threads of its own, and a phase that needs them is sent in chunks, so a
+worker rarely waits for one: `sending_chunks`, `passwords.ahead`); no other
 change of a plan depends on another directory's. A directory whose connector fails stops only
 itself (see `Executor.run`). One directory needs no thread and is applied on the calling thread.
 What the plan adds after its directories' own changes (fresh passwords owed) waits for all of them
@@ -45,16 +48,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
 from itertools import groupby
-from typing import Any
 
 from idlifecycle.connectors.base import Connector, ConnectorError
 from idlifecycle.handover import Handover, Inline, Stopped, Writer
-from idlifecycle.model import Action, Change, Outcome, Plan, Result, Snapshot
+from idlifecycle.model import Action, Change, Outcome, Plan, Result
 from idlifecycle.planner import phase
+from idlifecycle.reconcile import reconcile_started as reconcile_started  # where callers have always found it
+from idlifecycle.reconcile import shown_done as shown_done
+from idlifecycle.recorder import Recorder
 from idlifecycle.store import JournalEntry, Store
 
-changes_log = logging.getLogger("idlifecycle.changes")
-"""One structured line per applied change, for cron logs (the CLI quiets it under a progress bar)."""
 timing_log = logging.getLogger("idlifecycle.changes.timing")  # connector and store times, for bench/night.py
 
 PasswordFor = Callable[[Change], str]
@@ -92,126 +95,6 @@ def new_plan_id() -> str:
 def saved_plan_journal_id(plan: Plan) -> str:
     """The journal of a saved plan file: its own id, or (a file saved before files had one) its digest."""
     return plan.plan_id or f"file-{plan_id(plan)}"
-
-
-def sent_json(planned: Change, sent: Change) -> dict[str, Any]:
-    """The change as sent (an earlier create's key filled in), under its planned id; never a password."""
-    return {**sent.to_json(), "change_id": planned.change_id, "sent_as": sent.change_id}
-
-
-def audit_data(journal_id: str, planned: Change, sent: Change, target: str | None, detail: str) -> dict[str, Any]:
-    """An audit entry's body for one change: what, to whom, in which journal, and the id the directory saw."""
-    return {**planned.to_json(), "target": target, "detail": detail, "journal": journal_id,
-            "sent_as": sent.change_id}
-
-
-def shown_done(change: Change, snapshot: Snapshot) -> tuple[bool | None, str | None]:
-    """Whether a directory's snapshot shows the change made (and the new object's key); None: it cannot say.
-
-    A password set or a session revoked leaves nothing a snapshot shows; an account outside the
-    managed scope cannot be looked at.
-    """
-    after = change.after
-    if change.action is Action.CREATE:
-        anchor = after.get("anchor") or change.person_id
-        found = next((a for a in snapshot.accounts if a.anchor == anchor), None)
-        return found is not None, None if found is None else found.key
-    if change.action in (Action.CREATE_GROUP, Action.ADD_MEMBER, Action.REMOVE_MEMBER):
-        name = str(change.group or "").lower()
-        group = next((g for g in snapshot.groups if g.name.lower() == name), None)
-        if change.action is Action.CREATE_GROUP:
-            return group is not None, None if group is None else group.key
-        if group is None:
-            return change.action is Action.REMOVE_MEMBER, None
-        return (change.target in group.members) == (change.action is Action.ADD_MEMBER), None
-    accounts = {a.key: a for a in snapshot.accounts}
-    if change.action is Action.DELETE:
-        return change.target not in accounts, None
-    account = accounts.get(str(change.target))
-    if account is None or change.action in (Action.SET_PASSWORD, Action.REVOKE_SESSIONS):
-        return None, None
-    if change.action is Action.ADOPT:
-        return account.anchor == after.get("anchor"), account.key
-    if change.action in (Action.ENABLE, Action.DISABLE):
-        return account.enabled == (change.action is Action.ENABLE), None
-    if change.action is Action.RENAME:
-        return account.username.lower() == str(after.get("username", "")).lower(), None
-    if change.action is Action.MOVE:
-        return account.container == after.get("container"), None
-    if change.action is Action.REQUIRE_PASSWORD_CHANGE:
-        return account.must_change_password, None
-    if change.action is Action.UPDATE:
-        fields = account.__dict__
-        for name, value in after.items():
-            if name == "attributes" and isinstance(value, Mapping):
-                if any(account.attributes.get(k) != v for k, v in value.items()):
-                    return False, None
-            elif name not in fields:
-                return None, None
-            elif fields[name] != value:
-                return False, None
-        return True, None
-    return None, None
-
-
-def reconcile_started(store: Store, snapshots: Mapping[str, Snapshot], *, found_by: str, actor: str) -> int:
-    """Settles every change an interrupted run (or apply, reset, approval) started and never recorded.
-
-    Called holding the job lock with fresh snapshots, before planning. Each such change was sent, or
-    about to be; the directory now says whether it landed. One that did is audited `change-applied`
-    once, attributed to the work that sent it (its journal), and what the store keeps about it is
-    completed (the account's key, the disable date written ahead as pending; so is any pending disable
-    date of a disable that failed, by whether the account is disabled now). One that did not is
-    audited `change-not-applied`, and the plan made next does it afresh. A password set cannot be
-    seen: `change-outcome-unknown`, and its delivery stays owed, so a fresh one is set and delivered.
-    Returns how many were settled.
-    """
-    settled = 0
-    for started in store.started_changes():
-        sent = Change.from_json(started.change)
-        snapshot = snapshots.get(sent.directory)
-        if snapshot is None:
-            continue  # a directory not configured any more: left as it is
-        planned_id = started.change_id
-        done, key = shown_done(sent, snapshot)
-        pid = sent.person_id
-        if done:
-            state, event = str(Outcome.APPLIED), "change-applied"
-            detail = f"applied before {started.journal_id} was interrupted; found done by {found_by}"
-        elif done is None:
-            state, event = "unknown", "change-outcome-unknown"
-            detail = f"{started.journal_id} was interrupted; the directory cannot show whether this landed"
-        else:
-            state, event = "not-applied", "change-not-applied"
-            detail = f"{started.journal_id} was interrupted before this was applied; {found_by} plans afresh"
-        with store.transaction():
-            store.journal(started.journal_id, planned_id, sent.directory, sent.action, pid, sent.username,
-                          state, detail, key)
-            if pid is not None and sent.action is Action.DISABLE and done is not None:
-                store.settle_disable(sent.directory, pid, landed=done)
-            if pid is not None and done:
-                if sent.action in (Action.CREATE, Action.ADOPT) and key is not None:
-                    store.record_account(sent.directory, pid, key, sent.username)
-                    store.record_username(sent.username, pid)
-                elif sent.action is Action.RENAME:
-                    store.record_username(str(sent.after["username"]), pid)
-                elif sent.action is Action.ENABLE:
-                    store.mark_disabled(sent.directory, pid, None)
-                elif sent.action is Action.DELETE:
-                    store.forget_account(sent.directory, pid)
-            if pid is not None and sent.action is Action.CREATE and done is False:
-                store.settle_password(pid, [sent.directory])  # no account: its password reached nobody's account
-            body = {**started.change, "target": sent.target or key, "detail": detail, "journal": started.journal_id}
-            store.audit(event, body, actor=actor)
-        settled += 1
-    # A disable that failed (or whose answer was lost) may still have landed: its date was kept pending.
-    for directory, pid, key in store.pending_disables():
-        snapshot = snapshots.get(directory)
-        account = None if snapshot is None else next((a for a in snapshot.accounts if a.key == key), None)
-        if account is not None:
-            with store.transaction():
-                store.settle_disable(directory, pid, landed=not account.enabled)
-    return settled
 
 
 def _privileged_refusal(connector: Connector, change: Change) -> str:
@@ -253,6 +136,29 @@ def rounds(changes: Sequence[Change], order: Sequence[str]) -> list[dict[str, li
     return cut
 
 
+FIRST_CHUNK, LARGEST_CHUNK = 25, 200
+"""A phase that issues passwords is sent in chunks, the first small and each twice the last: the first
+goes out as soon as its passwords are drawn, and the rest are drawn while earlier ones are sent (the
+issuer draws up to 512 ahead, `passwords.ahead`: more than a chunk, so it never stops for want of room)."""
+
+
+def sending_chunks(ready: list[tuple[Change, Change]],
+                   needs_password: Callable[[Change], bool]) -> list[list[tuple[Change, Change]]]:
+    """A phase's changes cut into the connector calls that send them: one call unless passwords are issued.
+
+    A call's changes are written ahead together, so their passwords are issued before it; one call
+    for a phase of 2,000 new accounts would wait for all 2,000 before sending the first.
+    """
+    if not any(needs_password(resolved) for _, resolved in ready):
+        return [ready] if ready else []
+    chunks: list[list[tuple[Change, Change]]] = []
+    start, size = 0, FIRST_CHUNK
+    while start < len(ready):
+        chunks.append(ready[start:start + size])
+        start, size = start + size, min(2 * size, LARGEST_CHUNK)
+    return chunks
+
+
 class Executor:
     def __init__(
         self,
@@ -269,10 +175,10 @@ class Executor:
         self.today = today
         self.actor = actor
         self.password_for = password_for
-        self.on_result = on_result
-        # Timings: the store's thread starting and recording changes; the workers issuing passwords, the slow
-        # part of a new account's write-ahead (a scrypt hash for the history), one at a time under the lock.
-        self._store_seconds = self._password_seconds = 0.0
+        self.recorder = Recorder(store, today=today, actor=actor, on_result=on_result)  # the store's side
+        # Timings: the workers taking passwords (waiting for the issuer to draw one, a scrypt hash for the
+        # history, if it is not ready), under the lock; the recorder times the store's side.
+        self._password_seconds = 0.0
         self._issuing, self._issued_here = threading.Lock(), threading.local()
 
     def run(self, run_plan_id: str, changes: Sequence[Change]) -> list[Result]:
@@ -283,7 +189,7 @@ class Executor:
         settle) and takes no part in later rounds; the others run to their end, then the first such
         exception is raised here.
         """
-        began, self._store_seconds, self._password_seconds = time.perf_counter(), 0.0, 0.0
+        began, self.recorder.seconds, self.recorder.cpu, self._password_seconds = time.perf_counter(), 0.0, 0.0, 0.0
         journal = self.store.journal_states(run_plan_id)
         # Keys of accounts created earlier in this journal, for later phases' (and rounds') changes.
         keys: dict[str, dict[tuple[str, str], str]] = {c.directory: {} for c in changes}
@@ -305,7 +211,8 @@ class Executor:
         if changes:
             timing_log.debug(json.dumps({
                 "event": "apply-timing", "changes": len(changes), "seconds": round(time.perf_counter() - began, 3),
-                "store_ms_per_change": round(1000 * self._store_seconds / len(changes), 4),
+                "store_ms_per_change": round(1000 * self.recorder.seconds / len(changes), 4),
+                "store_cpu_ms_per_change": round(1000 * self.recorder.cpu / len(changes), 4),
                 "password_seconds": round(self._password_seconds, 3)}))
         for directory in keys:  # the first in the plan's order of directories
             if directory in raised:
@@ -320,7 +227,7 @@ class Executor:
         What a directory's worker raised goes into `raised` (that directory stops; the caller raises it)."""
         writer = Writer(self.store.transaction)  # outcomes queued up meanwhile commit together
         done: dict[str, list[Result]] = {}
-        store_seconds = self._store_seconds  # the earlier rounds'
+        store_seconds, store_cpu = self.recorder.seconds, self.recorder.cpu  # the earlier rounds'
 
         def work(directory: str, in_directory: list[Change]) -> None:
             try:
@@ -347,7 +254,8 @@ class Executor:
             for thread in threads:
                 thread.join()
             self.store.handover = None
-            self._store_seconds = store_seconds + writer.busy  # the groups' commits included
+            self.recorder.seconds = store_seconds + writer.busy  # the groups' commits included
+            self.recorder.cpu = store_cpu + writer.busy_cpu
         return [r for directory in by_directory for r in done.get(directory, [])]
 
     def _run_directory(self, run_plan_id: str, directory: str, changes: list[Change],
@@ -375,40 +283,63 @@ class Executor:
         results: list[Result] = []
         ready: list[tuple[Change, Change]] = []  # (as planned, as it will be sent)
         for change in batch:
-            entry = journal.get(change.change_id)
-            if entry is not None and entry.state in _DONE:
-                results.append(Result(change.change_id, Outcome(entry.state), "done in an earlier attempt",
-                                      key=entry.key))
-                continue
-            resolved = self._resolve(change, keys)
-            if resolved is None:
-                result = Result(change.change_id, Outcome.FAILED,
-                                f"the account for {change.username} was not created, so this was not attempted")
-                writer.post(self._record, run_plan_id, change, change, result, None)
-                results.append(result)
-                continue
-            refusal = _privileged_refusal(connector, resolved)
-            if refusal:
-                result = Result(change.change_id, Outcome.FAILED, refusal)
-                writer.post(self._record, run_plan_id, change, resolved, result, resolved.target)
-                results.append(result)
-                continue
-            if resolved.action in (Action.CREATE, Action.SET_PASSWORD) and resolved.password is None \
-                    and self.password_for is not None:
-                asked = time.perf_counter()
-                with self._issuing:  # one password per person, whichever directory asks first
-                    issuing, resolved = time.perf_counter(), replace(resolved, password=self.password_for(resolved))
-                    self._password_seconds += time.perf_counter() - issuing
-                self._issued_here.seconds = self._issued_here_seconds() + time.perf_counter() - asked
-            ready.append((change, resolved))
-        if not ready:
-            return results
+            screened = self._screen(run_plan_id, connector, change, journal, keys, writer)
+            if isinstance(screened, Result):
+                results.append(screened)
+            else:
+                ready.append((change, screened))
+        for chunk in sending_chunks(ready, self._needs_password):
+            # The chunk's passwords only now: the issuer draws them ahead meanwhile (`passwords.ahead`).
+            chunk = [(planned, self._with_password(resolved)) for planned, resolved in chunk]
+            results += self._send(run_plan_id, connector, chunk, journal, keys, writer)
+        return results
+
+    def _screen(self, run_plan_id: str, connector: Connector, change: Change, journal: Mapping[str, JournalEntry],
+                keys: Mapping[tuple[str, str], str], writer: Handover) -> Change | Result:
+        """The change as it will be sent, or its Result if it is not to be sent (done, no account, privileged)."""
+        entry = journal.get(change.change_id)
+        if entry is not None and entry.state in _DONE:
+            return Result(change.change_id, Outcome(entry.state), "done in an earlier attempt", key=entry.key)
+        resolved = self._resolve(change, keys)
+        if resolved is None:
+            result = Result(change.change_id, Outcome.FAILED,
+                            f"the account for {change.username} was not created, so this was not attempted")
+            writer.post(self.recorder.record, run_plan_id, change, change, result, None)
+            return result
+        refusal = _privileged_refusal(connector, resolved)
+        if refusal:
+            result = Result(change.change_id, Outcome.FAILED, refusal)
+            writer.post(self.recorder.record, run_plan_id, change, resolved, result, resolved.target)
+            return result
+        return resolved
+
+    def _needs_password(self, change: Change) -> bool:
+        return change.action in (Action.CREATE, Action.SET_PASSWORD) and change.password is None \
+            and self.password_for is not None
+
+    def _with_password(self, change: Change) -> Change:
+        """The change with its new password, issued once per person, whichever directory asks first."""
+        if not self._needs_password(change):
+            return change
+        assert self.password_for is not None
+        asked = time.perf_counter()
+        with self._issuing:
+            issuing, change = time.perf_counter(), replace(change, password=self.password_for(change))
+            self._password_seconds += time.perf_counter() - issuing
+        self._issued_here.seconds = self._issued_here_seconds() + time.perf_counter() - asked
+        return change
+
+    def _send(self, run_plan_id: str, connector: Connector, ready: list[tuple[Change, Change]],
+              journal: Mapping[str, JournalEntry], keys: dict[tuple[str, str], str],
+              writer: Handover) -> list[Result]:
+        """Writes ahead, sends, and hands over each outcome as the connector yields it."""
+        results: list[Result] = []
         # Started in an earlier attempt of this same journal (a saved plan applied again after a kill):
         # the directory answering "already so" for one of these is our own earlier write landing.
         earlier = {c.change_id for c, _ in ready
                    if journal.get(c.change_id) is not None and journal[c.change_id].state == "started"}
         # Committed before anything is sent; the worker waits for it.
-        sending, owed_here = writer.call(self._start, run_plan_id, ready, earlier)
+        sending, owed_here = writer.call(self.recorder.start, run_plan_id, ready, earlier)
         originals = {item.change_id: planned for (planned, _), item in zip(ready, sending, strict=True)}
         sent = {item.change_id: item for item in sending}
         try:
@@ -419,7 +350,7 @@ class Executor:
                 mapped = replace(result, change_id=planned.change_id)
                 if planned.person_id and mapped.key and planned.action in (Action.CREATE, Action.ADOPT):
                     keys[(planned.directory, planned.person_id)] = mapped.key
-                writer.post(self._record, run_plan_id, planned, sent[result.change_id], mapped,
+                writer.post(self.recorder.record, run_plan_id, planned, sent[result.change_id], mapped,
                             self._target(planned, keys), earlier=planned.change_id in earlier,
                             owed=(planned.directory, planned.change_id) in owed_here)
                 results.append(mapped)
@@ -428,47 +359,10 @@ class Executor:
             # and the next run plans it afresh from a new snapshot.
             for item_id, planned in originals.items():
                 result = Result(planned.change_id, Outcome.FAILED, str(error), retryable=error.retryable)
-                writer.post(self._record, run_plan_id, planned, sent[item_id], result, self._target(planned, keys),
-                            owed=(planned.directory, planned.change_id) in owed_here)
+                writer.post(self.recorder.record, run_plan_id, planned, sent[item_id], result,
+                            self._target(planned, keys), owed=(planned.directory, planned.change_id) in owed_here)
                 results.append(result)
         return results
-
-    def _start(self, run_plan_id: str, ready: list[tuple[Change, Change]],
-               earlier: set[str]) -> tuple[list[Change], set[tuple[str, str]]]:
-        """A batch's write-ahead, on the store's thread; returns what to send and what is owed."""
-        began, sending = time.perf_counter(), [resolved for _, resolved in ready]
-        # Write-ahead, in one transaction, before anything is sent: what the directory cannot tell the
-        # next run if this one dies after the request lands (the username issued, the leaver's disable
-        # date, a password owed) and the audit entry's intent. The outcome follows per change.
-        owed_here: set[tuple[str, str]] = set()
-        with self.store.transaction():
-            for (planned, _), item in zip(ready, sending, strict=True):
-                self.store.journal(run_plan_id, planned.change_id, planned.directory, planned.action,
-                                   planned.person_id, planned.username, "started", sent=sent_json(planned, item))
-                if self._write_ahead(planned, item):
-                    owed_here.add((planned.directory, planned.change_id))
-                if planned.change_id not in earlier:  # a resumed send carries on the intent already audited
-                    self.store.audit("change-started", audit_data(run_plan_id, planned, item, item.target, ""),
-                                     actor=self.actor)
-        self._store_seconds += time.perf_counter() - began
-        return sending, owed_here
-
-    def _write_ahead(self, planned: Change, item: Change) -> bool:
-        """Records before sending what only this tool can know afterwards; True if a password is newly owed."""
-        pid = planned.person_id
-        if pid is None:
-            return False
-        if planned.action in (Action.CREATE, Action.ADOPT):
-            self.store.record_username(planned.username, pid)
-        elif planned.action is Action.RENAME:
-            self.store.record_username(str(planned.after["username"]), pid)
-        elif planned.action is Action.DISABLE and item.target is not None:
-            self.store.mark_disable_pending(planned.directory, pid, item.target, planned.username, self.today)
-        if planned.action in (Action.CREATE, Action.SET_PASSWORD) and item.password is not None:
-            # Owed until delivered: if this run dies after the directory took the password, nobody has it.
-            why = "new account" if planned.action is Action.CREATE else planned.reason
-            return self.store.owe_password(pid, planned.directory, planned.username, why)
-        return False
 
     @staticmethod
     def _target(change: Change, keys: Mapping[tuple[str, str], str]) -> str | None:
@@ -482,73 +376,3 @@ class Executor:
             return change
         target = self._target(change, keys)
         return None if target is None else replace(change, target=target)
-
-    def _record(self, run_plan_id: str, change: Change, sent: Change, result: Result, target: str | None, *,
-                earlier: bool = False, owed: bool = False) -> None:
-        """The outcome of one change, as it arrives: journal, store, and audit commit together."""
-        if result.unconfirmed and result.outcome is Outcome.FAILED:
-            self._record_unconfirmed(run_plan_id, change, sent, result, target)
-            return
-        began, event = time.perf_counter(), "change-" + str(result.outcome)
-        detail = result.detail
-        if earlier and result.outcome is Outcome.ALREADY:
-            # Our own write from the attempt that was killed: it is audited as applied, once, here.
-            event = "change-applied"
-            detail = "applied by an earlier attempt of this plan that was interrupted before recording it"
-        with self.store.transaction():
-            self.store.journal(run_plan_id, change.change_id, change.directory, change.action, change.person_id,
-                               change.username, result.outcome, result.detail, result.key)
-            if result.outcome is not Outcome.FAILED:
-                self._remember(change, result, target)
-            else:
-                # A failed disable's pending date is kept: the next run sees whether it landed after all.
-                if owed and change.person_id is not None:
-                    # Nothing was set, so nothing is owed (an obligation from before stays).
-                    self.store.settle_password(change.person_id, [change.directory])
-            self.store.audit(event, audit_data(run_plan_id, change, sent, target, detail), actor=self.actor)
-        self._told(change, result, str(result.outcome), result.detail)
-        self._store_seconds += time.perf_counter() - began
-
-    def _record_unconfirmed(self, run_plan_id: str, change: Change, sent: Change, result: Result,
-                            target: str | None) -> None:
-        """Sent, and the directory was given up on before it answered: the change may have landed.
-
-        Not recorded failed: its journal row stays `started` (with what was written ahead: username,
-        disable date, password owed), so the next run's `reconcile_started` settles it against a
-        fresh snapshot and audits it applied exactly once if it landed. The run still reports it failed.
-        """
-        detail = f"{result.detail}; sent but not confirmed: the next run looks and settles it"
-        with self.store.transaction():
-            self.store.audit("change-unconfirmed", audit_data(run_plan_id, change, sent, target, detail),
-                             actor=self.actor)
-        self._told(change, result, "unconfirmed", detail)
-
-    def _told(self, change: Change, result: Result, outcome: str, detail: str) -> None:
-        """A recorded outcome's log line (for cron logs) and the caller's progress hook."""
-        changes_log.info(json.dumps({
-            "event": "change", "directory": change.directory, "action": str(change.action),
-            "username": change.username, "group": change.group, "outcome": outcome,
-            "reason": change.reason, "detail": detail,
-        }))
-        if self.on_result is not None:
-            self.on_result(change, result)
-
-    def _remember(self, change: Change, result: Result, target: str | None) -> None:
-        pid = change.person_id
-        if pid is None:
-            return
-        if change.action in (Action.CREATE, Action.ADOPT) and result.key:
-            self.store.record_account(change.directory, pid, result.key, change.username)
-            self.store.record_username(change.username, pid)
-        elif change.action is Action.RENAME:
-            self.store.record_username(str(change.after["username"]), pid)
-        elif change.action is Action.DISABLE:
-            if target is not None:
-                self.store.record_account(change.directory, pid, target, change.username)
-            # The date written ahead of the send (this run's), or today's for a change done already.
-            if self.store.settle_disable(change.directory, pid, landed=True) is None:
-                self.store.mark_disabled(change.directory, pid, self.today)
-        elif change.action is Action.ENABLE:
-            self.store.mark_disabled(change.directory, pid, None)
-        elif change.action is Action.DELETE:
-            self.store.forget_account(change.directory, pid)

@@ -159,3 +159,52 @@ def test_an_owed_password_of_a_directory_with_nothing_else_to_do_still_waits_for
     last_create = max(at for at, _, action in sent if action == "create")
     assert next(at for at, _, action in sent if action == "set-password") > last_create
     store.close()
+
+
+class Counting(Connector):
+    """Notes each call's size and how many passwords had been issued when its first change went out."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, name: str, issued: list[str]) -> None:
+        super().__init__(name)
+        self.issued = issued
+        self.calls: list[tuple[int, int]] = []
+
+    @classmethod
+    def from_config(cls, context: ConnectorContext) -> Connector:  # pragma: no cover - built directly
+        raise NotImplementedError
+
+    def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
+        return Snapshot(self.name, (), ())
+
+    def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+        self.calls.append((len(changes), len(self.issued)))
+        for change in changes:
+            if change.action is Action.CREATE:
+                assert change.password == f"Pass-{change.person_id}-4242"
+            yield Result(change.change_id, Outcome.APPLIED,
+                         key=f"k-{change.person_id}" if change.action is Action.CREATE else None)
+
+
+def test_new_accounts_go_out_in_growing_chunks_each_before_the_next_chunks_passwords_are_issued(
+        tmp_path: Path) -> None:
+    """One call for a whole phase would issue all its passwords before sending the first account."""
+    store = Store(tmp_path / "state.db")
+    issued: list[str] = []
+
+    def password_for(change: Change) -> str:
+        issued.append(str(change.person_id))
+        return f"Pass-{change.person_id}-4242"
+
+    directory = Counting("entra", issued)
+    people = [f"{n:03d}" for n in range(120)]
+    joins = [Change("entra", Action.ADD_MEMBER, pid, f"26p{pid}", "pupil", group="All Pupils") for pid in people]
+    results = Executor(store, {"entra": directory}, today=DAY, password_for=password_for).run(
+        run_journal_id(1), [*(_create("entra", pid) for pid in people), *joins])
+    assert [r.outcome for r in results] == [Outcome.APPLIED] * 240
+    assert directory.calls == [(25, 25), (50, 75), (45, 120), (120, 120)], "creates in chunks, joins in one call"
+    assert issued == people
+    states = store.journal_states(run_journal_id(1))
+    assert len(states) == 240 and {e.state for e in states.values()} == {"applied"}
+    store.close()

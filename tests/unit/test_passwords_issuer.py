@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import stat
 import subprocess
+import threading
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import pytest
 
 from idlifecycle.model import Action, Change, Kind, Person
 from idlifecycle.passwords.delivery import remove_old_slips
-from idlifecycle.passwords.history import PasswordHistory
+from idlifecycle.passwords.history import PasswordHistory, verify_password
 from idlifecycle.passwords.issuer import PasswordIssuer
 from idlifecycle.passwords.policy import ad_rules, entra_rules, google_rules
 from idlifecycle.passwords.settings import PasswordSettings, parse_settings
@@ -169,3 +171,37 @@ def test_two_deliveries_on_one_day_do_not_overwrite_each_other(store: Store, tmp
         issuing.issue(AMELIA, "asmith", ["ad"])
         issuing.deliver(None)
     assert sorted(p.name for p in (tmp_path / "slips").iterdir()) == ["2027-01-05_3B-2.pdf", "2027-01-05_3B.pdf"]
+
+
+class WatchedHistory(PasswordHistory):
+    """The real history, noting which thread hashes each new password (the slow part of issuing one)."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, cost=2**10)
+        self.hashed_on: list[str] = []
+
+    def hashed(self, password: str) -> str:
+        self.hashed_on.append(threading.current_thread().name)
+        return super().hashed(password)
+
+
+def test_a_plans_passwords_are_drawn_ahead_and_recorded_once_each_only_when_asked_for(
+        store: Store, tmp_path: Path) -> None:
+    people = {p.person_id: p for p in (AMELIA, BEN, CARA)}
+    usernames = {"P100": "asmith", "P101": "boster", "P102": "cjones"}
+    changes = [Change(d, Action.CREATE, pid, usernames[pid], "joined") for d in ("entra", "google") for pid in people]
+    history = WatchedHistory(store)
+    issuing = PasswordIssuer(school(tmp_path), store, RULES, TODAY, history=history)
+    give = issuing.password_for(people, changes)
+    deadline = time.monotonic() + 10
+    while len(history.hashed_on) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(history.hashed_on) == 3 and threading.current_thread().name not in history.hashed_on
+    assert store.db.execute("SELECT COUNT(*) FROM password_history").fetchone()[0] == 0, "recorded before asked"
+    given = {c.directory + c.person_id: give(c) for c in changes}
+    assert all(given["entra" + pid] == given["google" + pid] for pid in people)
+    for pid in people:
+        [stored] = [r[0] for r in store.db.execute("SELECT hash FROM password_history WHERE person_id=?", (pid,))]
+        assert verify_password(given["entra" + pid], stored), "the history holds the password handed out"
+    assert len(history.hashed_on) == 3, "each drawn once"
+    assert len(set(given.values())) == 3

@@ -75,6 +75,7 @@ class PasswordHistory:
         self._loaded = loaded
 
     def _recent(self, person_id: str, depth: int) -> list[str]:
+        # Read only from what `load` read when drawing ahead (`passwords.ahead`): no store on that thread.
         if self._loaded is not None and person_id in self._loaded:
             return self._loaded[person_id][:depth]
         return self.store.on_own_thread(self._recent_rows, person_id, depth)
@@ -89,9 +90,14 @@ class PasswordHistory:
         """True when the password matches any of the person's last `depth` passwords."""
         return any(verify_password(password, stored) for stored in self._recent(person_id, depth))
 
-    def record(self, person_id: str, password: str, keep: int) -> None:
-        """Remember a password just issued; hashes older than the last `keep` are dropped."""
-        hashed = hash_password(password, n=self.cost)  # the slow part: on the caller's thread
+    def hashed(self, password: str) -> str:
+        """A new history entry for this password (the slow part: scrypt, on the caller's thread)."""
+        return hash_password(password, n=self.cost)
+
+    def record(self, person_id: str, password: str, keep: int, *, hashed: str | None = None) -> None:
+        """Remember a password just issued (`hashed`: its entry, made ahead); hashes older than the last
+        `keep` are dropped."""
+        hashed = hashed or self.hashed(password)
         if self._loaded is not None and person_id in self._loaded:
             self._loaded[person_id] = [hashed, *self._loaded[person_id]][:max(keep, 1)]
             self.store.on_own_thread_later(self._keep, person_id, hashed, keep)

@@ -17,6 +17,7 @@ from idlifecycle.connectors.base import Connector, ConnectorError
 from idlifecycle.errors import UserError
 from idlifecycle.model import Action, Change, Person
 from idlifecycle.passwords._job import PasswordsJob
+from idlifecycle.passwords.ahead import Ahead, Drawn
 from idlifecycle.passwords.delivery import (
     NO_GROUP,
     Issued,
@@ -88,6 +89,7 @@ class PasswordIssuer:
         self.common = common if common is not None else CommonPasswords.shipped()
         self.history = history or PasswordHistory(store)
         self._issued: dict[str, Issued] = {}
+        self._ahead: Ahead | None = None
         self._banned = banned_words_for(settings.school_name, settings.banned)
 
     @classmethod
@@ -106,42 +108,72 @@ class PasswordIssuer:
 
     def issue(self, person: Person, username: str, directories: Sequence[str]) -> str:
         """The person's new password for this run: generated once, reused for every directory."""
-        identity = self.identity_of(person, username)
-        policy = self.policy_for(person, directories)
+        return self._issue(person, username, directories, lambda: self._draw(person, username, directories))
+
+    def _issue(self, person: Person, username: str, directories: Sequence[str], draw: Callable[[], Drawn]) -> str:
+        """Records the password `draw` gives (history) the first time the person is asked for; the same after."""
         known = self._issued.get(person.person_id)
         if known is not None:
-            if check(known.password, policy, identity, self.common):
+            if check(known.password, self.policy_for(person, directories), self.identity_of(person, username),
+                     self.common):
                 raise RuntimeError(f"password for {username} was issued for {', '.join(known.directories)} and "
                                    f"then asked for {', '.join(directories)}: pass all directories the first time")
             self._issued[person.person_id] = Issued(
                 person, username, known.password, tuple(dict.fromkeys((*known.directories, *directories))))
             return known.password
+        drawn = draw()
+        self.history.record(person.person_id, drawn.password, keep=self.settings.for_person(person).history,
+                            hashed=drawn.hashed)
+        self._issued[person.person_id] = Issued(person, username, drawn.password, tuple(directories))
+        return drawn.password
+
+    def _draw(self, person: Person, username: str, directories: Sequence[str]) -> Drawn:
+        """A password the person has not had lately, with its history entry. Touches no store: it runs on
+        `Ahead`'s threads too (the history was `load`ed)."""
+        identity = self.identity_of(person, username)
+        policy = self.policy_for(person, directories)
         configured = self.settings.for_person(person)
         for _ in range(100):
             password = generate(policy, identity, style=configured.style, length=configured.length,
                                 common=self.common, vocabulary=self.settings.words)
             if not self.history.used_recently(person.person_id, password, configured.history):
-                break
-        else:  # pragma: no cover - needs 100 collisions with a handful of stored hashes
-            raise RuntimeError(f"every password generated for {username} was one used before")
-        self.history.record(person.person_id, password, keep=configured.history)
-        self._issued[person.person_id] = Issued(person, username, password, tuple(directories))
-        return password
+                return Drawn(password, self.history.hashed(password))
+        # Needs 100 collisions with a handful of stored hashes.
+        raise RuntimeError(f"every password generated for {username} was one used before")  # pragma: no cover
 
     def password_for(self, people: Mapping[str, Person], changes: Sequence[Change]) -> Callable[[Change], str]:
         """The executor's `password_for` hook for a plan: each person gets one password, valid in
-        every directory where the plan creates them or sets their password."""
+        every directory where the plan creates them or sets their password.
+
+        The plan's passwords are drawn ahead, in its order, on threads of their own (`passwords.ahead`),
+        so a directory's worker asking for one takes it ready; each is still recorded when asked for."""
         directories: dict[str, list[str]] = {}
+        usernames: dict[str, str] = {}
         for change in changes:
             if change.action in (Action.CREATE, Action.SET_PASSWORD) and change.person_id is not None:
                 directories.setdefault(change.person_id, []).append(change.directory)
+                usernames.setdefault(change.person_id, change.username)
         self.history.load(directories)
+        if self._ahead is not None:
+            self._ahead.close()
+        wanted = [pid for pid in directories if pid in people]
+        ahead = self._ahead = Ahead(lambda pid: self._draw(people[pid], usernames[pid], directories[pid]), wanted)
+
+        def drawn(person: Person, username: str, person_directories: Sequence[str]) -> Drawn:
+            taken = ahead.take(person.person_id)
+            if username != usernames.get(person.person_id) and check(
+                    taken.password, self.policy_for(person, person_directories), self.identity_of(person, username),
+                    self.common):
+                return self._draw(person, username, person_directories)  # it names this directory's username
+            return taken
 
         def give(change: Change) -> str:
             if change.person_id is None or change.person_id not in people:
                 raise RuntimeError(f"{change.action} {change.username}: no person in the feed to issue a password for")
-            return self.issue(people[change.person_id], change.username, directories.get(change.person_id,
-                                                                                         [change.directory]))
+            person = people[change.person_id]
+            person_directories = directories.get(change.person_id, [change.directory])
+            return self._issue(person, change.username, person_directories,
+                               lambda: drawn(person, change.username, person_directories))
 
         return give
 
@@ -193,6 +225,9 @@ class PasswordIssuer:
                     self._delivered(item, "slip", str(folder), set_in)
         report.removed = remove_old_slips(folder, self.today, self.settings.slip_days)
         self._issued.clear()
+        if self._ahead is not None:  # the run is over: nothing more is drawn for it
+            self._ahead.close()
+            self._ahead = None
         return report
 
     def _delivered(self, item: Issued, method: str, to: str, set_in: Mapping[str, Collection[str]] | None) -> None:
