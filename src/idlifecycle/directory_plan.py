@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from itertools import chain
 from typing import Any, Protocol
 
 from idlifecycle.mapping import MappingRules
@@ -60,27 +62,12 @@ def _update_reason(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
 
 
 
-def _groups_by_member(snapshot: Snapshot, owned: set[str]) -> dict[str, set[str]]:
-    """Account key -> the names of the owned groups it is in.
-
-    Only owned groups are indexed: the planner reads nothing else of an account's membership, and the
-    names it owns later (groups it will create) have no members yet, so the index stays exact all run.
-    """
-    member_of: dict[str, set[str]] = {}
-    for group in snapshot.groups:
-        name = group.name
-        if name not in owned:
-            continue
-        for key in group.members:
-            held = member_of.get(key)
-            if held is None:
-                member_of[key] = {name}
-            else:
-                held.add(name)
-    return member_of
-
-
 _NO_GROUPS: frozenset[str] = frozenset()
+
+Roll = tuple[Person, str, str, str, str, str, str, int]
+"""An active person as every directory reads them, worked out once a run: the person, their id, username,
+sign-in, first name, surname, display name, and the number of their shape (kind, year, registration group,
+roles: what their OU, attributes and groups follow from)."""
 
 
 class DirectoryPlanner:
@@ -97,9 +84,66 @@ class DirectoryPlanner:
         self.restricted = shares.restricted.get(self.directory, frozenset())
         self.owned = ({g.name for g in snapshot.groups if g.managed}
                       | set(shares.managed.get(self.directory, frozenset())) | set(self.restricted))
-        self.member_of = _groups_by_member(snapshot, self.owned)
+        # Memberships are read from the owned groups as they are now: the names owned later (groups to be
+        # created) have no members yet, so what is read here stays exact all run.
+        self._owned_groups = [g for g in snapshot.groups if g.name in self.owned]
+        self._owned_by_name = {g.name: g for g in self._owned_groups}
+        self._membership_counts = Counter(chain.from_iterable(g.members for g in self._owned_groups))
+        self._members_of_all: dict[frozenset[str], Set[str]] = {}
+        self._member_of: dict[str, set[str]] = {}
+        self._indexed: set[str] = set()
         self.changes: list[Change] = []
         self.groups_to_create: dict[str, str] = {}
+
+    def index_members(self, keys: Set[str]) -> None:
+        """Reads which owned groups each of these accounts is in, for `current_groups`.
+
+        Only the accounts that may change are indexed: most nights nearly every account is already as
+        desired (`already_so`), and reading every membership of every account was most of a trust's night.
+        """
+        keys = set(keys) - self._indexed
+        if not keys:
+            return
+        member_of = self._member_of
+        for group in self._owned_groups:
+            for key in group.members.keys() & keys:
+                member_of.setdefault(key, set()).add(group.name)
+        self._indexed |= keys
+
+    def current_groups(self, key: str) -> Set[str]:
+        """The names of the owned groups the account is in now (read here if `index_members` was not told)."""
+        if key not in self._indexed:
+            self.index_members({key})
+        return self._member_of.get(key, _NO_GROUPS)
+
+    def members_of_all(self, groups: frozenset[str]) -> Set[str]:
+        """The accounts in every one of these owned groups (a name two groups share: those in the last read)."""
+        members = self._members_of_all.get(groups)
+        if members is None:
+            owned = self._owned_by_name
+            held = sorted((owned[name].members.keys() if name in owned else _NO_GROUPS for name in groups), key=len)
+            found: Set[str] = set(held[0]) if held else set()
+            for more in held[1:]:
+                found = more & found
+            members = self._members_of_all[groups] = found
+        return members
+
+    def already_so(self, account: Account, who: Roll, shape: tuple[str, Mapping[str, str], frozenset[str]],
+                   in_all: Set[str]) -> bool:
+        """True only when `update` would plan nothing for this account: enabled, not synced from on-premises
+        AD, named, described, placed and grouped as desired (in exactly the owned groups `shape` names, all of
+        whose members are `in_all`). A quick look on a night when nearly every account is already so; False
+        sends the caller to `update`, which decides (an adopted account is not asked)."""
+        _, _, username, login, first_name, last_name, display_name, _ = who
+        if not (account.enabled and account.username == username and account.login == login
+                and account.given_name == first_name and account.surname == last_name
+                and account.display_name == display_name and not account.synced_from_on_premises):
+            return False
+        container, attributes, groups = shape
+        key = account.key
+        # A count of owned memberships equal to the number of groups wanted, and a member of each: exactly those.
+        return (account.attributes == attributes and (not self.caps.containers or account.container == container)
+                and self._membership_counts.get(key, 0) == len(groups) and (not groups or key in in_all))
 
     def add(self, action: Action, person_id: str | None, username: str, reason: str, **kw: Any) -> None:
         self.changes.append(Change(self.directory, action, person_id, username, reason, **kw))
@@ -130,7 +174,7 @@ class DirectoryPlanner:
                      target=account.key, before={"anchor": None}, after={"anchor": pid})
         if not (account.synced_from_on_premises and self.caps.hybrid):
             self._align(desired, account, pid, name)
-        current = self.member_of.get(account.key, _NO_GROUPS)
+        current = self.current_groups(account.key)
         if current == desired.groups:  # as nearly every account is, most nights
             return
         for group in sorted(desired.groups - current):
@@ -194,7 +238,7 @@ class DirectoryPlanner:
         elif account.enabled:
             self.add(Action.DISABLE, pid, name, reason, target=account.key,
                      before={"enabled": True}, after={"enabled": False})
-        for group in sorted(self.member_of.get(account.key, _NO_GROUPS)):
+        for group in sorted(self.current_groups(account.key)):
             self.add(Action.REMOVE_MEMBER, pid, name, f"{reason}: removed from {group}", target=account.key,
                      group=group, restricted=group in self.restricted,
                      before={"member": True}, after={"member": False})

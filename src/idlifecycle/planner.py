@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import cached_property
 
-from idlifecycle.directory_plan import _PHASE, DirectoryPlanner, NoShareGroups, ShareGroupsLike, phase
+from idlifecycle.directory_plan import _PHASE, DirectoryPlanner, NoShareGroups, Roll, ShareGroupsLike, phase
 from idlifecycle.mapping import DesiredAccounts, MappingRules, Status, status
 from idlifecycle.matching import base_usernames, expected_logins, match_accounts, privileged_notes
 from idlifecycle.model import Account, Capabilities, Change, Person, Plan, Snapshot
@@ -155,6 +155,7 @@ class _Night:
     by_id: dict[str, Person]
     active: list[Person]
     staying: set[str]
+    desired_accounts: DesiredAccounts
     matched: dict[str, dict[str, Account]] = field(default_factory=dict)
     adopted: dict[str, set[str]] = field(default_factory=dict)
     blocked: dict[str, set[str]] = field(default_factory=dict)
@@ -163,6 +164,9 @@ class _Night:
     held_lines: dict[str, list[str]] = field(default_factory=dict)
     unidentified_waits: list[str] = field(default_factory=list)
     listed_waits: list[str] = field(default_factory=list)
+    roll: list[Roll] = field(default_factory=list)
+    """Each active person as every directory reads them: worked out once, not once a directory."""
+    shape_count: int = 0
 
 
 def _read_night(people: list[Person], snapshots: Mapping[str, Snapshot], rules: MappingRules, state: PlanState,
@@ -174,7 +178,7 @@ def _read_night(people: list[Person], snapshots: Mapping[str, Snapshot], rules: 
         by_id={p.person_id: p for p in people},
         active=[p for p in people if statuses[p.person_id] is Status.ACTIVE],
         staying={pid for pid, found in statuses.items() if found is Status.ACTIVE or found is Status.FUTURE},
-        held_lines={key: [] for key in held.rows},
+        held_lines={key: [] for key in held.rows}, desired_accounts=DesiredAccounts(rules),
     )
     bases = base_usernames(people, rules, today)
     logins = expected_logins(people, rules, today, bases)
@@ -184,8 +188,23 @@ def _read_night(people: list[Person], snapshots: Mapping[str, Snapshot], rules: 
         night.matched[directory], night.adopted[directory], found = match_accounts(
             people, snapshot, rules, statuses, logins)
         night.notes.extend(found)
-    night.names = choose_usernames(people, night.active, night.matched, snapshots, rules, state, today, bases)
+    night.names = names = choose_usernames(people, night.active, night.matched, snapshots, rules, state, today, bases)
+    night.roll, night.shape_count = _roll(night.active, names, night.desired_accounts)
     return night
+
+
+def _roll(active: Sequence[Person], names: Mapping[str, str],
+          desired_accounts: DesiredAccounts) -> tuple[list[Roll], int]:
+    """Each active person as every directory reads them, and how many shapes (kind, year, registration group,
+    roles) there are: hundreds of pupils share one, so each directory works out each shape's account once."""
+    shape_ids: dict[tuple[object, ...], int] = {}
+    login = desired_accounts.login
+    roll: list[Roll] = []
+    for p in active:
+        pid = p.person_id
+        shape_id = shape_ids.setdefault((p.kind, p.year_group, p.registration_group, p.roles), len(shape_ids))
+        roll.append((p, pid, names[pid], login(p, names[pid]), p.first_name, p.last_name, p.display_name, shape_id))
+    return roll, len(shape_ids)
 
 
 @_collector_paused()  # a ContextDecorator: each call pauses the collector afresh
@@ -209,10 +228,9 @@ def plan(
     people_count = len(people) + len(set(held.keys) - read_ids) + len(held.unidentified)
     readable = [p for p in people if not held.holds(p.person_id)] if held.keys else list(people)
     night = _read_night(readable, snapshots, rules, state, today, shares, held)
-    desired_accounts = DesiredAccounts(rules)
     changes: list[Change] = []
     for directory, snapshot in snapshots.items():
-        changes.extend(_plan_directory(night, snapshot, capabilities[directory], desired_accounts))
+        changes.extend(_plan_directory(night, snapshot, capabilities[directory]))
     return Plan(
         changes=tuple(changes),
         fingerprints={d: s.fingerprint() for d, s in snapshots.items()},
@@ -224,8 +242,7 @@ def plan(
     )
 
 
-def _plan_directory(night: _Night, snapshot: Snapshot, caps: Capabilities,
-                    desired_accounts: DesiredAccounts) -> list[Change]:
+def _plan_directory(night: _Night, snapshot: Snapshot, caps: Capabilities) -> list[Change]:
     directory, held, matched_here = snapshot.directory, night.held, night.matched[snapshot.directory]
     planner = DirectoryPlanner(snapshot, caps, night.rules, night.shares, night.today)
     # Held accounts stay in the managed set (so restricted-group policing leaves them be) but get no changes.
@@ -234,29 +251,56 @@ def _plan_directory(night: _Night, snapshot: Snapshot, caps: Capabilities,
         kept = matched_here.pop(person_id)
         managed_keys.add(kept.key)
         night.held_lines[held.keys[normalise_id(person_id)]].append(f"{directory} {kept.username}")
-    _plan_active(night, planner, snapshot, caps, desired_accounts)
+    _plan_active(night, planner, snapshot, caps)
     _plan_leavers(night, planner, directory, managed_keys)
     planner.police_restricted(managed_keys)
     return planner.finish()
 
 
-def _plan_active(night: _Night, planner: DirectoryPlanner, snapshot: Snapshot, caps: Capabilities,
-                 desired_accounts: DesiredAccounts) -> None:
-    """Each person on roll: their account created, or brought to what the mapping says."""
-    directory = snapshot.directory
-    # Looked up once a directory rather than once a person: this loop runs for every person in every directory.
-    blocked_here, matched_here, adopted_here = night.blocked[directory], night.matched[directory], \
-        night.adopted[directory]
-    account_for, share_groups, names, notes = desired_accounts.account, night.shares.desired, night.names, night.notes
-    for person in night.active:
-        pid = person.person_id
+def _not_already_so(night: _Night, planner: DirectoryPlanner, directory: str,
+                    caps: Capabilities) -> list[tuple[Person, Account | None]]:
+    """The people on roll whose account here may need a change (or is missing), in roll order.
+
+    A quick look first: on an ordinary night nearly every account is already as desired, and working out
+    and comparing a whole desired account for each of them was most of the night's planning.
+    """
+    blocked_here, adopted_here = night.blocked[directory], night.adopted[directory]
+    matched_get, already_so, share_groups = night.matched[directory].get, planner.already_so, night.shares.desired
+    shapes: list[tuple[tuple[str, dict[str, str], frozenset[str]], Set[str]] | None] = [None] * night.shape_count
+    needing: list[tuple[Person, Account | None]] = []
+    for who in night.roll:
+        person, pid, shape_id = who[0], who[1], who[7]
         if pid in blocked_here:
             continue
+        account = matched_get(pid)
+        if account is not None and pid not in adopted_here \
+                and not (share_groups and share_groups.get(pid, {}).get(directory)):
+            found = shapes[shape_id]
+            if found is None:
+                shape = night.desired_accounts.shape(person, caps)
+                found = shapes[shape_id] = (shape, planner.members_of_all(shape[2]))
+            if already_so(account, who, *found):
+                continue
+        needing.append((person, account))
+    return needing
+
+
+def _plan_active(night: _Night, planner: DirectoryPlanner, snapshot: Snapshot, caps: Capabilities) -> None:
+    """Each person on roll: their account created, or brought to what the mapping says."""
+    directory = snapshot.directory
+    needing = _not_already_so(night, planner, directory, caps)
+    matched_here, adopted_here = night.matched[directory], night.adopted[directory]
+    # The memberships of just the accounts that may change: these, and the leavers' (planned next).
+    planner.index_members({account.key for _, account in needing if account is not None}
+                          | {account.key for pid, account in matched_here.items() if pid not in night.staying})
+    account_for, share_groups, names, notes = night.desired_accounts.account, night.shares.desired, night.names, \
+        night.notes
+    for person, account in needing:
+        pid = person.person_id
         desired = account_for(person, names[pid], directory, caps)
         extra = share_groups.get(pid, {}).get(directory, frozenset()) if share_groups else frozenset()
         if extra:
             desired = replace(desired, groups=desired.groups | extra)
-        account = matched_here.get(pid)
         if account is None:
             planner.create(desired, person)
             continue
