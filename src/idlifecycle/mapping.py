@@ -110,25 +110,32 @@ class DesiredAccounts:
         self.rules = rules
         self._shapes: dict[tuple[object, ...], tuple[str, dict[str, str], frozenset[str]]] = {}
 
-    def account(self, person: Person, username: str, directory: str, capabilities: Capabilities) -> DesiredAccount:
-        kind_rules = self.rules.kinds[person.kind]
+    def shape(self, person: Person, capabilities: Capabilities) -> tuple[str, dict[str, str], frozenset[str]]:
+        """The OU, attributes and groups of the person's account in a directory with these capabilities."""
         # Everything template_values and desired_groups read from the person and the directory.
         key = (person.kind, person.year_group, person.registration_group, person.roles, capabilities.containers,
                capabilities.licence_groups)
         shape = self._shapes.get(key)
         if shape is None:
+            kind_rules = self.rules.kinds[person.kind]
             values = template_values(person)
             container = (expand_template(kind_rules.container, values) or "") if capabilities.containers else ""
             attributes = {k: v for k, v in ((k, expand_template(t, values)) for k, t in kind_rules.attributes.items())
                           if v}
             shape = self._shapes[key] = (container, attributes, desired_groups(person, self.rules, capabilities))
-        container, attributes, groups = shape
+        return shape
+
+    def login(self, person: Person, username: str) -> str:
+        return f"{username}@{self.rules.kinds[person.kind].domain}"
+
+    def account(self, person: Person, username: str, directory: str, capabilities: Capabilities) -> DesiredAccount:
+        container, attributes, groups = self.shape(person, capabilities)
         return DesiredAccount(
             directory=directory,
             person_id=person.person_id,
             kind=person.kind,
             username=username,
-            login=f"{username}@{kind_rules.domain}",
+            login=self.login(person, username),
             given_name=person.first_name,
             surname=person.last_name,
             display_name=person.display_name,
