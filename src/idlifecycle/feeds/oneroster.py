@@ -21,10 +21,10 @@ from __future__ import annotations
 import re
 
 from idlifecycle.errors import FeedError
-from idlifecycle.feeds._csv import read_table, require_columns
+from idlifecycle.feeds._csv import Row, read_table, require_columns
 from idlifecycle.feeds._fields import RowCheck, duplicates
 from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options, folder_files
-from idlifecycle.model import Kind, Person
+from idlifecycle.model import Kind, Person, RowError
 
 FILES = ("users.csv", "orgs.csv")
 
@@ -76,52 +76,48 @@ def read(spec: FeedSpec) -> FeedResult:
             skipped_ids.add(row.get("sourcedId"))
             continue
         rows += 1
-        check = RowCheck(users.file, row.line, options.date_order, options.grades(), person_id=row.get("sourcedId"),
-                         years=options.years)
-        person_id = check.required("sourcedId", row.get("sourcedId"))
-        role = check.required("role", row.get("role"))
-        kind = Kind.PUPIL if role.lower() in PUPIL_ROLES else Kind.STAFF if role.lower() in STAFF_ROLES else None
-        if role and kind is None and role.lower() not in OTHER_ROLES:
-            check.error("role", f"unknown role '{role}'; expected student, teacher, administrator, aide or proctor")
-        check.required("orgSourcedIds", row.get("orgSourcedIds"))
-        unknown = [org for org in user_orgs if org not in org_ids]
-        if unknown:
-            check.error("orgSourcedIds", f"{', '.join(repr(org) for org in unknown)} not in orgs.csv")
-        given = check.name("givenName", row.get("givenName"))
-        family = check.name("familyName", row.get("familyName"))
-        preferred = check.name("preferredFirstName", row.get("preferredFirstName"), required=False)
-        first_grade = next((grade.strip() for grade in row.get("grades").split(",") if grade.strip()), "")
-        year = check.year_group("grades", first_grade, required=True) if kind is Kind.PUPIL else None
-        upns = [value for label, value in USER_ID.findall(row.get("userIds")) if label.lower() == "upn"]
-        upn = check.upn("userIds", upns[0]) if upns and kind is Kind.PUPIL else None
-        leaving = row.get("status").lower() == "tobedeleted" or row.get("enabledUser").lower() == "false"
-        marked = check.date("dateLastModified", row.get("dateLastModified")) if leaving else None
-        username, domain = check.username("username", row.get("username"))
-        errors += check.errors
-        if check.errors or kind is None or not given or not family or row.line in dup_lines:
-            continue
-        if leaving and marked is None:
-            continue
-        people.append(
-            Person(
-                person_id=person_id,
-                kind=kind,
-                legal_first_name=given,
-                last_name=family,
-                preferred_first_name=preferred if preferred and preferred != given else None,
-                year_group=year,
-                roles=() if kind is Kind.PUPIL else (role,),
-                leave_date=marked,
-                upn=upn,
-                email=row.get("email") or None,
-                username=username,
-                username_domain=domain,
-                source=check.source,
-            )
-        )
+        person, row_errors = _person(row, users.file, options, user_orgs, org_ids, row.line in dup_lines)
+        errors += row_errors
+        if person is not None:
+            people.append(person)
     if school is not None and not rows:
         raise FeedError(f"{users.file}: no user belongs to org {school!r}; check the school option")
     mapping = {name: column for name, column in COLUMNS.items() if column in users.header}
     described = options.columns(users.file, None, mapping, users.header,
                                 used=("orgSourcedIds", "status", "enabledUser", "dateLastModified"))
     return FeedResult(tuple(people), tuple(errors), rows, (described,), skipped, frozenset(skipped_ids))
+
+
+def _person(row: Row, file: str, options: Options, user_orgs: list[str], org_ids: set[str],
+            duplicate: bool) -> tuple[Person | None, list[RowError]]:
+    """One user row read and checked: the person, or None when the row is refused (or a leaver without
+    a date), with the row's errors."""
+    check = RowCheck(file, row.line, options.date_order, options.grades(), person_id=row.get("sourcedId"),
+                     years=options.years)
+    person_id = check.required("sourcedId", row.get("sourcedId"))
+    role = check.required("role", row.get("role"))
+    kind = Kind.PUPIL if role.lower() in PUPIL_ROLES else Kind.STAFF if role.lower() in STAFF_ROLES else None
+    if role and kind is None and role.lower() not in OTHER_ROLES:
+        check.error("role", f"unknown role '{role}'; expected student, teacher, administrator, aide or proctor")
+    check.required("orgSourcedIds", row.get("orgSourcedIds"))
+    unknown = [org for org in user_orgs if org not in org_ids]
+    if unknown:
+        check.error("orgSourcedIds", f"{', '.join(repr(org) for org in unknown)} not in orgs.csv")
+    given = check.name("givenName", row.get("givenName"))
+    family = check.name("familyName", row.get("familyName"))
+    preferred = check.name("preferredFirstName", row.get("preferredFirstName"), required=False)
+    first_grade = next((grade.strip() for grade in row.get("grades").split(",") if grade.strip()), "")
+    year = check.year_group("grades", first_grade, required=True) if kind is Kind.PUPIL else None
+    upns = [value for label, value in USER_ID.findall(row.get("userIds")) if label.lower() == "upn"]
+    upn = check.upn("userIds", upns[0]) if upns and kind is Kind.PUPIL else None
+    leaving = row.get("status").lower() == "tobedeleted" or row.get("enabledUser").lower() == "false"
+    marked = check.date("dateLastModified", row.get("dateLastModified")) if leaving else None
+    username, domain = check.username("username", row.get("username"))
+    if check.errors or kind is None or not given or not family or duplicate or (leaving and marked is None):
+        return None, list(check.errors)
+    return Person(
+        person_id=person_id, kind=kind, legal_first_name=given, last_name=family,
+        preferred_first_name=preferred if preferred and preferred != given else None, year_group=year,
+        roles=() if kind is Kind.PUPIL else (role,), leave_date=marked, upn=upn, email=row.get("email") or None,
+        username=username, username_domain=domain, source=check.source,
+    ), list(check.errors)
