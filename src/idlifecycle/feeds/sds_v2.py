@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 
 from idlifecycle.errors import FeedError
-from idlifecycle.feeds._csv import Table, read_table, require_columns
+from idlifecycle.feeds._csv import Row, Table, read_table, require_columns
 from idlifecycle.feeds._fields import RowCheck, duplicates, settle_date_order
 from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options, folder_files
 from idlifecycle.model import Kind, Person, RowError
@@ -124,16 +124,7 @@ def read(spec: FeedSpec) -> FeedResult:
             continue
         in_scope += 1
         check = RowCheck(users.file, row.line, date_order, grades, person_id=user_id)
-        check.required("sourcedId", user_id)
-        given = check.name("givenName", row.get("givenName"))
-        family = check.name("familyName", row.get("familyName"))
-        preferred = check.name("preferredGivenName", row.get("preferredGivenName"), required=False)
-        username, domain = check.username("username", row.get("username"))
-        person = None
-        if user_id not in bad_users and row.line not in dup_lines:
-            person = build_person(
-                check, user_id, given, family, preferred, mine, row.get("email") or None, username, domain,
-            )
+        person = _user(check, row, user_id, mine, user_id not in bad_users and row.line not in dup_lines)
         errors += check.errors
         if person is not None and not check.errors:
             people.append(person)
@@ -146,6 +137,19 @@ def read(spec: FeedSpec) -> FeedResult:
     )
     return FeedResult(tuple(people), tuple(errors), in_scope, described, skipped, frozenset(skipped_ids))
 
+
+
+def _user(check: RowCheck, row: Row, user_id: str, mine: list[RoleLine], sound: bool) -> Person | None:
+    """One users.csv row checked into `check`: the person, or None when the user's roles or id were refused
+    (`sound` false) and the row's own fields are checked only to report them."""
+    check.required("sourcedId", user_id)
+    given = check.name("givenName", row.get("givenName"))
+    family = check.name("familyName", row.get("familyName"))
+    preferred = check.name("preferredGivenName", row.get("preferredGivenName"), required=False)
+    username, domain = check.username("username", row.get("username"))
+    if not sound:
+        return None
+    return build_person(check, user_id, given, family, preferred, mine, row.get("email") or None, username, domain)
 
 def _contacts(spec: FeedSpec, options: Options) -> dict[str, str]:
     """Guardians and relatives by sourcedId -> their relationshipRole, from the optional relationships.csv.

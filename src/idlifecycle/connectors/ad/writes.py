@@ -107,6 +107,7 @@ class Writer:
         """The new account's key is left for the caller to read back (`ADConnector._with_keys`, one search
         for a chunk of creates)."""
         username = str(change.after["username"])
+        requests.login_for(self.settings, username, change.after.get("login"))  # refused before any OU is made
         parent = self.ensure_container(str(change.after.get("container") or ""))
         try:
             self.add(requests.account_add(change, self.settings, parent))
