@@ -92,13 +92,10 @@ def read(spec: FeedSpec) -> FeedResult:
         roles.file, (row.get(column) for row in roles.rows for column in ("roleStartDate", "roleEndDate")),
         options.date_order, options.date_order_set,
     )
-    role_lines, role_errors, bad_users, other_roles = _roles(
-        roles, org_ids, user_ids, school, date_order, grades, options,
-    )
+    role_lines, role_errors, bad_users, other_roles = _roles(roles, org_ids, user_ids, school, date_order, grades,
+                                                              options)
     errors += role_errors
-    dup_errors, dup_lines = duplicates(
-        users.file, "sourcedId", ((row.line, row.get("sourcedId")) for row in users.rows),
-    )
+    dup_errors, dup_lines = duplicates(users.file, "sourcedId", ((r.line, r.get("sourcedId")) for r in users.rows))
     errors += dup_errors
 
     people: list[Person] = []
@@ -110,15 +107,8 @@ def read(spec: FeedSpec) -> FeedResult:
         if school is not None and user_id not in role_lines and user_id not in bad_users:
             continue  # a user of another school in a trust-wide export
         mine = role_lines.get(user_id, [])
-        if user_id and not mine and user_id not in bad_users and row.line not in dup_lines:
-            # Not someone this tool provisions: a guardian or relative (Microsoft's own sample lists
-            # them in users.csv, linked to pupils by relationships.csv, with no roles.csv row at all),
-            # or a user with no role. Neither is a bad row: nothing in it is wrong, and refusing it
-            # would count every parent of the school against max_bad_rows_percent. Counted and
-            # reported instead. A pupil who lost their role row by mistake is then missing from the
-            # feed: many at once trip the feed-drop guard, and `skipped_ids` names each of them so
-            # the run can leave their accounts alone rather than treat them as leavers.
-            why = other_roles.get(user_id) or contacts.get(user_id, NO_ROLE)
+        why = _not_provisioned(user_id, mine, user_id in bad_users or row.line in dup_lines, other_roles, contacts)
+        if why is not None:
             skipped[why] = skipped.get(why, 0) + 1
             skipped_ids.add(user_id)
             continue
@@ -138,6 +128,21 @@ def read(spec: FeedSpec) -> FeedResult:
     return FeedResult(tuple(people), tuple(errors), in_scope, described, skipped, frozenset(skipped_ids))
 
 
+
+
+def _not_provisioned(user_id: str, mine: list[RoleLine], refused: bool, other_roles: dict[str, str],
+                     contacts: dict[str, str]) -> str | None:
+    """Why a user is not someone this tool provisions, or None when they are (or their row was refused).
+
+    A guardian or relative (Microsoft's own sample lists them in users.csv, linked to pupils by
+    relationships.csv, with no roles.csv row at all), or a user with no role. Neither is a bad row: nothing
+    in it is wrong, and refusing it would count every parent of the school against max_bad_rows_percent.
+    Counted and reported instead. A pupil who lost their role row by mistake is then missing from the feed:
+    many at once trip the feed-drop guard, and `skipped_ids` names each of them so the run can leave their
+    accounts alone rather than treat them as leavers."""
+    if not user_id or mine or refused:
+        return None
+    return other_roles.get(user_id) or contacts.get(user_id, NO_ROLE)
 
 def _user(check: RowCheck, row: Row, user_id: str, mine: list[RoleLine], sound: bool) -> Person | None:
     """One users.csv row checked into `check`: the person, or None when the user's roles or id were refused
