@@ -88,6 +88,8 @@ def read_feeds(specs: Sequence[FeedSpec]) -> FeedResult:
     if not specs:
         raise FeedError("no feed is configured; add a [[feeds]] entry to the job file")
     results = [read_feed(spec) for spec in specs]
+    if len(results) == 1:
+        return results[0]  # read_feed has refused the ids its feed shares within itself
     people, errors = _without_shared_ids(person for result in results for person in result.people)
     skipped: Counter[str] = Counter()
     for result in results:

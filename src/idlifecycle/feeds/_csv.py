@@ -12,6 +12,8 @@ import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
+from operator import itemgetter
 from pathlib import Path
 
 from idlifecycle.errors import FeedError
@@ -24,15 +26,19 @@ _BOMS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
 class Row:
-    """One data row: the line it starts on and its values keyed by the file's own header."""
+    """One data row: the line it starts on and its cells (`Table.records`), read by header name."""
 
-    line: int
-    values: Mapping[str, str]
+    __slots__ = ("cells", "line", "positions")
+
+    def __init__(self, line: int, cells: tuple[str, ...], positions: Mapping[str, int]) -> None:
+        self.line = line
+        self.cells = cells
+        self.positions = positions
+        """The table's header name -> cell index (shared by all its rows)."""
 
     def get(self, column: str | None) -> str:
-        return self.values.get(column, "") if column else ""
+        return self.cells[self.positions.get(column, -1)] if column else ""
 
 
 @dataclass
@@ -41,11 +47,31 @@ class Table:
 
     file: str
     header: tuple[str, ...]
-    rows: list[Row]
+    lines: list[int]
+    """The line each data row starts on."""
+    records: list[tuple[str, ...]]
+    """Each data row's cells in header order, and one more, always "": the cell a column the file does
+    not have reads (`position` gives -1 for it). A reader resolves its columns once per file and reads
+    a row with one itemgetter; tuples of strings, which the garbage collector stops walking."""
     errors: list[RowError] = field(default_factory=list)
     encoding: str = "utf-8"
     refused: dict[int, tuple[str, ...]] = field(default_factory=dict)
     """The values of rows refused while parsing (too many fields), by line, to find their id."""
+    positions: dict[str, int] = field(default_factory=dict)
+    """Each header name's cell index; a repeated name reads its first column, as find_column does."""
+
+    @cached_property
+    def rows(self) -> list[Row]:
+        """The data rows as Row values, for readers that look values up by header name."""
+        return [Row(line, cells, self.positions) for line, cells in zip(self.lines, self.records, strict=True)]
+
+    def position(self, column: str | None) -> int:
+        """The cell index of `column`; -1 (the empty last cell of every row) when the file has none."""
+        return self.positions.get(column, -1) if column else -1
+
+    def column(self, name: str | None) -> list[str]:
+        """The cells of one column, row by row ("" for each row when the file has no such column)."""
+        return list(map(itemgetter(self.position(name)), self.records))
 
     def row_errors(self, id_column: str | None) -> list[RowError]:
         """The parse errors, each with the person id its row carries in `id_column` (if readable)."""
@@ -128,49 +154,52 @@ def read_table(path: Path, display: str | None = None, encoding: str | None = No
         skipped = 1
     start = skipped + 1
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(first_line), strict=True)
-    header: list[str] | None = None
-    repeated = False
-    rows: list[Row] = []
+    lines: list[int] = []
+    records: list[tuple[str, ...]] = []
     errors: list[RowError] = []
     refused: dict[int, tuple[str, ...]] = {}
-    width = 0
     strip = str.strip
     try:
+        header: list[str] | None = None
+        for record in reader:  # blank lines before the header are skipped
+            start = skipped + reader.line_num + 1
+            header = list(map(strip, record))
+            if any(header):
+                break
+            header = None
+        if header is None:
+            raise FeedError(f"{file}: the file is empty; expected a header line and data rows")
+        width = len(header)
+        positions: dict[str, int] = {}
+        for position, column in enumerate(header):
+            if column:
+                positions.setdefault(column, position)
         for record in reader:
             line, start = start, skipped + reader.line_num + 1
-            values = list(map(strip, record))
-            if not any(values):
+            record.append("")  # the cell an absent column reads
+            # A tuple of strings: the collector stops looking at it, however many rows stay in memory.
+            cells = tuple(map(strip, record))
+            if not any(cells):
                 continue
-            if header is None:
-                header = values
-                width = len(header)
-                repeated = len(set(header)) < len(header)
-                continue
-            if len(values) > width and any(values[width:]):
-                errors.append(
-                    RowError(
-                        file, line, "row",
-                        f"has {len(values)} fields but the header has {len(header)} "
-                        "(an unquoted comma in a value?)",
+            count = len(cells) - 1
+            if count != width:
+                if count > width and any(cells[width:]):
+                    errors.append(
+                        RowError(
+                            file, line, "row",
+                            f"has {count} fields but the header has {width} (an unquoted comma in a value?)",
+                        )
                     )
-                )
-                refused[line] = tuple(values)
-                continue
-            if not repeated:
-                rows.append(Row(line, dict(zip(header, values, strict=False))))
-                continue
-            named: dict[str, str] = {}
-            for column, value in zip(header, values, strict=False):
-                # A repeated header name reads its first column, as find_column does.
-                named.setdefault(column, value)
-            rows.append(Row(line, named))
+                    refused[line] = cells[:-1]
+                    continue
+                cells = (cells[:width] + ("",) * (width - count)) if count < width else cells[: width + 1]
+            lines.append(line)
+            records.append(cells)
     except csv.Error as error:
         raise FeedError(f"{file}:{start}: the CSV is broken ({error}); is a quote left open?") from None
-    if header is None:
-        raise FeedError(f"{file}: the file is empty; expected a header line and data rows")
-    if not rows and not errors:
+    if not records and not errors:
         raise FeedError(f"{file}: has a header but no data rows; refusing to treat that as nobody")
-    return Table(file, tuple(header), rows, errors, used, refused)
+    return Table(file, tuple(header), lines, records, errors, used, refused, positions)
 
 
 def _delimiter(first_line: str) -> str:

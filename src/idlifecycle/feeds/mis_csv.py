@@ -18,13 +18,27 @@ Options (job file):
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
+from operator import itemgetter
 
 from idlifecycle.errors import ConfigError, FeedError
 from idlifecycle.feeds._csv import Row, Table, find_column, read_table
-from idlifecycle.feeds._fields import RowCheck, duplicates, repeated, settle_date_order
+from idlifecycle.feeds._fields import (
+    RowCheck,
+    YearRange,
+    duplicates,
+    normalise_year_group,
+    parse_date,
+    plain_names,
+    plain_upn,
+    repeated,
+    settle_date_order,
+)
 from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options
-from idlifecycle.model import Kind, Person
+from idlifecycle.model import Kind, Person, RowError
 
 PUPIL_IDS = (
     "Admission Number", "Adno", "Admission No", "Adm No", "Pupil ID", "Student ID", "Pupil Number", "Student Number",
@@ -100,35 +114,13 @@ def read(spec: FeedSpec) -> FeedResult:
     _require(table, columns, fixed_kind)
 
     id_column = columns["person_id"] or ""
-    rows = table.rows
-    lines = [row.line for row in rows]
-    ids = [row.get(id_column) for row in rows]
+    ids = table.column(id_column)
     errors = table.row_errors(id_column)
-    duplicate_errors, bad_lines = duplicates(table.file, id_column, zip(lines, ids, strict=True))
+    duplicate_errors, bad_lines = _duplicates(table, columns, ids)
     errors += duplicate_errors
-    upn_column = columns["upn"]
-    if upn_column:
-        upns = [row.get(upn_column).upper() for row in rows]
-        upn_errors, upn_lines = duplicates(
-            table.file, upn_column, zip(lines, upns, strict=True),
-            # Only a repeated UPN needs its rows' ids, for the message: most exports have none.
-            ids=dict(zip(lines, ids, strict=True)) if repeated(upns) else {},
-        )
-        errors += upn_errors
-        bad_lines |= upn_lines
-    date_columns = [column for column in (columns["start_date"], columns["leave_date"]) if column]
-    date_order = settle_date_order(
-        table.file, (row.get(column) for row in rows for column in date_columns),
-        options.date_order, options.date_order_set,
-    )
-    people: list[Person] = []
-    row_columns = tuple(columns[name] or "" for name in _ROW_FIELDS)
-    for row, person_id in zip(rows, ids, strict=True):
-        check = RowCheck(table.file, row.line, date_order, person_id=person_id, years=options.years)
-        person = _person(check, row, row_columns, fixed_kind)
-        errors += check.errors
-        if person is not None and row.line not in bad_lines:
-            people.append(person)
+    date_order = settle_date_order(table.file, _dates(table, columns), options.date_order, options.date_order_set)
+    people, row_errors = _read_rows(table, columns, fixed_kind, date_order, options.years, ids, bad_lines)
+    errors += row_errors
     # Only the columns this file's rows are read from: a kind column is unused once the kind is
     # known for the whole file, a role column in a pupil report, a year column in a staff one.
     unused: dict[Kind | None, set[str]] = {
@@ -137,14 +129,130 @@ def read(spec: FeedSpec) -> FeedResult:
     used = {name: column for name, column in columns.items() if name not in unused[fixed_kind]}
     described = options.columns(table.file, fixed_kind.value if fixed_kind else None, used, table.header)
     return FeedResult(
-        tuple(people), tuple(sorted(errors, key=lambda e: e.line)), len(table.rows) + len(table.errors),
+        tuple(people), tuple(sorted(errors, key=lambda e: e.line)), len(table.records) + len(table.errors),
         (described,),
     )
 
 
+def _duplicates(table: Table, columns: dict[str, str | None], ids: list[str]) -> tuple[list[RowError], set[int]]:
+    """Errors for every row whose id or UPN another row also has, and those rows' lines.
+
+    Most exports have neither: one set each tells so, before any list of lines is made.
+    """
+    upn_column = columns["upn"]
+    upns = list(map(str.upper, table.column(upn_column))) if upn_column else []
+    errors: list[RowError] = []
+    bad_lines: set[int] = set()
+    ids_repeat, upns_repeat = repeated(ids), repeated(upns)
+    lines = table.lines
+    if ids_repeat:
+        errors, bad_lines = duplicates(table.file, columns["person_id"] or "", zip(lines, ids, strict=True))
+    if upn_column and upns_repeat:
+        upn_errors, upn_lines = duplicates(
+            table.file, upn_column, zip(lines, upns, strict=True), ids=dict(zip(lines, ids, strict=True)),
+        )
+        errors += upn_errors
+        bad_lines |= upn_lines
+    return errors, bad_lines
+
+
+def _dates(table: Table, columns: dict[str, str | None]) -> Iterable[str]:
+    """Every start and leaving date as written, row by row (the order `settle_date_order` quotes from)."""
+    positions = [table.position(columns[name]) for name in ("start_date", "leave_date") if columns[name]]
+    if len(positions) == 1:
+        return map(itemgetter(positions[0]), table.records)
+    return chain.from_iterable(map(itemgetter(*positions), table.records)) if positions else ()
+
+
+def _read_rows(
+    table: Table, columns: dict[str, str | None], fixed_kind: Kind | None, date_order: str,
+    years: YearRange | None, ids: list[str], bad_lines: set[int],
+) -> tuple[list[Person], list[RowError]]:
+    """The people of the file's rows, and the errors of the rows that are refused.
+
+    Most rows are plainly good and are read by `plain_reader`; a row it doubts goes through the
+    full checks (`RowCheck`), which name what is wrong with it, if anything is.
+    """
+    plain = plain_reader(table, columns, fixed_kind, date_order, years)
+    row_columns = tuple(columns[name] or "" for name in _ROW_FIELDS)
+    people: list[Person] = []
+    errors: list[RowError] = []
+    for line, cells, person_id in zip(table.lines, table.records, ids, strict=True):
+        person = plain(line, cells)
+        if person is None:
+            check = RowCheck(table.file, line, date_order, person_id=person_id, years=years)
+            person = _person(check, Row(line, cells, table.positions), row_columns, fixed_kind)
+            errors += check.errors
+        if person is not None and line not in bad_lines:
+            people.append(person)
+    return people, errors
+
+
 _ROW_FIELDS = ("kind", "person_id", "legal_first_name", "preferred_first_name", "last_name", "year_group", "upn",
                "start_date", "leave_date", "roles", "registration_group", "email", "username")
-"""The fields `_person` reads, in the order it unpacks their columns."""
+"""The fields a row is read for, in the order `_person` and `plain_reader` unpack them."""
+
+
+def plain_reader(
+    table: Table, columns: Mapping[str, str | None], fixed_kind: Kind | None, date_order: str,
+    years: YearRange | None,
+) -> Callable[[int, tuple[str, ...]], Person | None]:
+    """One file's fast row reader: the row's Person when every value is plainly good, else None.
+
+    Made once per file, with the file's columns resolved to cell positions; each distinct year group
+    and date is parsed once. It accepts only rows the full checks (`_person`) accept, reading them to
+    the same Person; anything else (an empty required value, a name with a control character, a bad
+    UPN, a date it cannot read) it leaves to those checks, which say what is wrong.
+    """
+    cells_of = itemgetter(*(table.position(columns[name]) for name in _ROW_FIELDS))
+    file = table.file
+    year_groups: dict[str, str] = {}
+    dates: dict[str, dt.date] = {}
+
+    def year_group(text: str) -> str | None:
+        try:
+            year = normalise_year_group(text)
+        except ValueError:
+            return None
+        if years is not None and year not in years:
+            return None
+        year_groups[text] = year
+        return year
+
+    def date(text: str) -> dt.date | None:
+        try:
+            dates[text] = parse_date(text, date_order)
+        except ValueError:
+            return None
+        return dates[text]
+
+    def read(line: int, cells: tuple[str, ...]) -> Person | None:
+        (kind_text, person_id, legal, preferred, last, year_text, upn_text, start_text, leave_text, roles_text,
+         registration_group, email, username) = cells_of(cells)
+        kind = fixed_kind or KIND_WORDS.get(kind_text.lower())
+        if kind is None or not person_id or not plain_names(legal, last, preferred):
+            return None
+        pupil = kind is Kind.PUPIL
+        year = upn = None
+        if pupil:
+            year = year_groups.get(year_text) or year_group(year_text)
+            upn = upn_text.upper() or None
+            if year is None or (upn is not None and not plain_upn(upn)):
+                return None
+        start = (dates.get(start_text) or date(start_text)) if start_text else None
+        leave = (dates.get(leave_text) or date(leave_text)) if leave_text else None
+        if (start_text and start is None) or (leave_text and leave is None) or (start and leave and leave < start):
+            return None
+        return Person(
+            person_id=person_id, kind=kind, legal_first_name=legal, last_name=last,
+            preferred_first_name=preferred if preferred and preferred != legal else None,
+            year_group=year, registration_group=(registration_group or None) if pupil else None,
+            roles=() if pupil else tuple(part for part in ROLE_SEPARATORS.split(roles_text) if part),
+            start_date=start, leave_date=leave, upn=upn, email=email or None, username=username or None,
+            source=f"{file}:{line}",
+        )
+
+    return read
 
 
 def _person(check: RowCheck, row: Row, columns: tuple[str, ...], fixed_kind: Kind | None) -> Person | None:
@@ -154,24 +262,21 @@ def _person(check: RowCheck, row: Row, columns: tuple[str, ...], fixed_kind: Kin
     """
     (kind_column, id_column, legal_column, preferred_column, last_column, year_column, upn_column, start_column,
      leave_column, roles_column, reg_column, email_column, username_column) = columns
-    get = row.values.get
-    kind = fixed_kind or _row_kind(check, kind_column, get(kind_column, "") if kind_column else "")
-    person_id = check.required(id_column, get(id_column, "") if id_column else "")
-    legal = check.name(legal_column, get(legal_column, "") if legal_column else "")
-    preferred = check.name(preferred_column, get(preferred_column, "") if preferred_column else "", required=False)
-    last = check.name(last_column, get(last_column, "") if last_column else "")
+    get = row.get
+    kind = fixed_kind or _row_kind(check, kind_column, get(kind_column))
+    person_id = check.required(id_column, get(id_column))
+    legal = check.name(legal_column, get(legal_column))
+    preferred = check.name(preferred_column, get(preferred_column), required=False)
+    last = check.name(last_column, get(last_column))
     pupil = kind is Kind.PUPIL
-    year = (
-        check.year_group(year_column or "year_group", get(year_column, "") if year_column else "", required=True)
-        if pupil else None
-    )
-    upn = check.upn(upn_column, get(upn_column, "")) if pupil and upn_column else None
-    start = check.date(start_column, get(start_column, "") if start_column else "")
-    leave = check.date(leave_column, get(leave_column, "") if leave_column else "")
+    year = check.year_group(year_column or "year_group", get(year_column), required=True) if pupil else None
+    upn = check.upn(upn_column, get(upn_column)) if pupil and upn_column else None
+    start = check.date(start_column, get(start_column))
+    leave = check.date(leave_column, get(leave_column))
     check.period(start_column, start, leave_column, leave)
     if check.errors or kind is None or not legal or not last:
         return None
-    roles = () if pupil or not roles_column else tuple(part for part in ROLE_SEPARATORS.split(get(roles_column, ""))
+    roles = () if pupil or not roles_column else tuple(part for part in ROLE_SEPARATORS.split(get(roles_column))
                                                        if part)
     return Person(
         person_id=person_id,
@@ -180,13 +285,13 @@ def _person(check: RowCheck, row: Row, columns: tuple[str, ...], fixed_kind: Kin
         last_name=last,
         preferred_first_name=preferred if preferred and preferred != legal else None,
         year_group=year,
-        registration_group=((get(reg_column, "") if reg_column else "") or None) if pupil else None,
+        registration_group=(get(reg_column) or None) if pupil else None,
         roles=roles,
         start_date=start,
         leave_date=leave,
         upn=upn,
-        email=(get(email_column, "") if email_column else "") or None,
-        username=(get(username_column, "") if username_column else "") or None,
+        email=get(email_column) or None,
+        username=get(username_column) or None,
         source=check.source,
     )
 
