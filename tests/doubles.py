@@ -33,6 +33,19 @@ CREATE TABLE IF NOT EXISTS initial_passwords (account_key TEXT PRIMARY KEY, hash
 """
 
 
+class SendOnly(Connector):
+    """A directory a test builds itself and only sends changes to: never built from a file, never read."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    @classmethod
+    def from_config(cls, context: ConnectorContext) -> Connector:  # pragma: no cover - built directly
+        raise NotImplementedError
+
+    def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
+        return Snapshot(self.name, (), ())
+
+
 class FileDirectory(Connector):
     capabilities: ClassVar[Capabilities] = Capabilities(containers=True, max_username_length=20)
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
-from idlifecycle.connectors.base import Capabilities, Connector, ConnectorContext
 from idlifecycle.connectors.entra import EntraConnector
 from idlifecycle.executor import Executor, run_journal_id
-from idlifecycle.model import Action, Change, Outcome, Result, Snapshot
+from idlifecycle.model import Action, Change, Outcome, Result
 from idlifecycle.sandbox.graph import GraphEmulator
 from idlifecycle.store import Store
+from tests.doubles import SendOnly
 from tests.integration import google_fixtures as google_tenant
 from tests.integration.google_fixtures import Tenant, tenant_fixture  # noqa: F401
 from tests.integration.graph_fixtures import *  # noqa: F403
@@ -93,17 +93,8 @@ def test_two_directories_are_written_at_the_same_time_each_in_its_own_phase_orde
     assert states == {"applied"} and recorded_on == {"entra", "google"}
 
 
-class Raising(Connector):
+class Raising(SendOnly):
     """A directory whose connector breaks (a bug, not a refusal) as soon as it is asked to write."""
-
-    capabilities: ClassVar[Capabilities] = Capabilities()
-
-    @classmethod
-    def from_config(cls, context: ConnectorContext) -> Connector:  # pragma: no cover - built directly
-        raise NotImplementedError
-
-    def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
-        return Snapshot(self.name, (), ())
 
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
         raise RuntimeError("the connector broke")

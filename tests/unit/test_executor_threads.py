@@ -12,34 +12,26 @@ from collections.abc import Iterator, Sequence
 from datetime import date
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from idlifecycle.connectors.base import Capabilities, Connector, ConnectorContext, CursorStore
+from idlifecycle.connectors.base import CursorStore
 from idlifecycle.executor import Executor, run_journal_id
-from idlifecycle.model import Action, Change, Outcome, Result, Snapshot
+from idlifecycle.model import Action, Change, Outcome, Result
 from idlifecycle.passwords.history import PasswordHistory
 from idlifecycle.store import Store
+from tests.doubles import SendOnly
 
 DAY = date(2026, 12, 2)
 
 
-class Peeking(Connector):
+class Peeking(SendOnly):
     """Looks in the state database from its own thread, through its own connection, as each change arrives."""
-
-    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, name: str, state_db: Path, cursors: CursorStore) -> None:
         super().__init__(name)
         self.state_db = state_db
         self.cursors = cursors
         self.seen: list[dict[str, Any]] = []
-
-    @classmethod
-    def from_config(cls, context: ConnectorContext) -> Connector:  # pragma: no cover - built directly
-        raise NotImplementedError
-
-    def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
-        return Snapshot(self.name, (), ())
 
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
         own = sqlite3.connect(self.state_db)  # committed rows only: this is not the writer's connection
@@ -99,22 +91,13 @@ def test_each_send_waits_for_its_started_row_to_be_committed_by_the_one_writer(t
     store.close()
 
 
-class Timed(Connector):
+class Timed(SendOnly):
     """Answers each change after `pause` seconds, noting when it was sent, on a clock both directories share."""
-
-    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, name: str, pause: float, sent: list[tuple[float, str, str]]) -> None:
         super().__init__(name)
         self.pause = pause
         self.sent = sent
-
-    @classmethod
-    def from_config(cls, context: ConnectorContext) -> Connector:  # pragma: no cover - built directly
-        raise NotImplementedError
-
-    def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
-        return Snapshot(self.name, (), ())
 
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
         for change in changes:
@@ -161,22 +144,13 @@ def test_an_owed_password_of_a_directory_with_nothing_else_to_do_still_waits_for
     store.close()
 
 
-class Counting(Connector):
+class Counting(SendOnly):
     """Notes each call's size and how many passwords had been issued when its first change went out."""
-
-    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, name: str, issued: list[str]) -> None:
         super().__init__(name)
         self.issued = issued
         self.calls: list[tuple[int, int]] = []
-
-    @classmethod
-    def from_config(cls, context: ConnectorContext) -> Connector:  # pragma: no cover - built directly
-        raise NotImplementedError
-
-    def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
-        return Snapshot(self.name, (), ())
 
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
         self.calls.append((len(changes), len(self.issued)))

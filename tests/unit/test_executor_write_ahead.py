@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import date
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
-from idlifecycle.connectors.base import Capabilities, Connector, ConnectorContext
 from idlifecycle.executor import Executor, reconcile_started, run_journal_id
 from idlifecycle.model import Action, Change, Group, Outcome, Result, Snapshot
 from idlifecycle.store import Store
+from tests.doubles import SendOnly
 from tests.factories import account
 
 DAY = date(2026, 11, 24)
@@ -21,22 +21,13 @@ NEW = {"username": "26zbrown", "login": "26zbrown@pupils.example.sch.uk", "given
        "attributes": {}, "must_change_password": True}
 
 
-class Watching(Connector):
+class Watching(SendOnly):
     """A directory that, as each change arrives, writes down what the store already holds about it."""
-
-    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, store: Store) -> None:
         super().__init__("ad")
         self.store = store
         self.seen: list[dict[str, Any]] = []
-
-    @classmethod
-    def from_config(cls, context: ConnectorContext) -> Connector:  # pragma: no cover - built directly
-        raise NotImplementedError
-
-    def snapshot(self) -> Snapshot:  # pragma: no cover - not read here
-        return Snapshot("ad", (), ())
 
     def apply_one(self, change: Change) -> Result:
         db = self.store.db
