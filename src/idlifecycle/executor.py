@@ -50,7 +50,7 @@ from datetime import date
 from itertools import groupby
 
 from idlifecycle.connectors.base import Connector, ConnectorError
-from idlifecycle.handover import Handover, Inline, Stopped, Writer
+from idlifecycle.handover import Handover, Inline, Stopped, Writer, beside_the_store
 from idlifecycle.model import Action, Change, Outcome, Plan, Result
 from idlifecycle.planner import phase
 from idlifecycle.reconcile import reconcile_started as reconcile_started  # where callers have always found it
@@ -229,31 +229,20 @@ class Executor:
         done: dict[str, list[Result]] = {}
         store_seconds, store_cpu = self.recorder.seconds, self.recorder.cpu  # the earlier rounds'
 
-        def work(directory: str, in_directory: list[Change]) -> None:
-            try:
-                done[directory] = self._run_directory(run_plan_id, directory, in_directory, journal,
-                                                      keys[directory], writer)
-            except Stopped:
-                pass
-            except BaseException as error:  # this directory stops; the others go on
-                raised[directory] = error
-            finally:
-                writer.finished()
+        def sender(directory: str, in_directory: list[Change]) -> Callable[[], None]:
+            def work() -> None:
+                try:
+                    done[directory] = self._run_directory(run_plan_id, directory, in_directory, journal,
+                                                          keys[directory], writer)
+                except Stopped:
+                    pass  # the store failed: the workers send nothing more; what they sent stays `started`
+                except BaseException as error:  # this directory stops; the others go on
+                    raised[directory] = error
+            return work
 
-        threads = [threading.Thread(target=work, args=item, name=f"apply-{item[0]}", daemon=True)
-                   for item in by_directory.items()]
-        self.store.handover = writer  # a connector's cursor read or write from its worker thread
         try:
-            for thread in threads:
-                thread.start()
-            writer.serve(len(threads))
-        except BaseException:
-            writer.stopped.set()  # the workers send nothing more; what they sent stays `started`
-            raise
+            beside_the_store(self.store, writer, {d: sender(d, c) for d, c in by_directory.items()}, "apply")
         finally:
-            for thread in threads:
-                thread.join()
-            self.store.handover = None
             self.recorder.seconds = store_seconds + writer.busy  # the groups' commits included
             self.recorder.cpu = store_cpu + writer.busy_cpu
         return [r for directory in by_directory for r in done.get(directory, [])]

@@ -151,3 +151,36 @@ class Writer:
             self.busy_cpu += time.thread_time() - began_cpu
         for future, answer in answers:
             future.set_result(answer)
+
+
+class HandsOver(Protocol):
+    """What `beside_the_store` needs of the store: where its work from other threads is handed."""
+
+    handover: Handover | None
+
+
+def beside_the_store(store: HandsOver, writer: Writer, work: dict[str, Callable[[], None]], name: str) -> None:
+    """Run each piece of `work` on a thread of its own (`{name}-{key}`) while this thread serves their store
+    work through `writer`; return once every thread has ended. If serving fails (the store did), the
+    threads are stopped at their next store work and still waited for, and the failure is raised.
+    Each piece catches what it must report itself: the thread only tells the writer it has finished."""
+    def run(piece: Callable[[], None]) -> None:
+        try:
+            piece()
+        finally:
+            writer.finished()
+
+    threads = [threading.Thread(target=run, args=(piece,), name=f"{name}-{key}", daemon=True)
+               for key, piece in work.items()]
+    store.handover = writer  # a connector's cursor read or write from one of these threads
+    try:
+        for thread in threads:
+            thread.start()
+        writer.serve(len(threads))
+    except BaseException:
+        writer.stopped.set()
+        raise
+    finally:
+        for thread in threads:
+            thread.join()
+        store.handover = None

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from idlifecycle.connectors.base import Connector, ConnectorError
 from idlifecycle.errors import UserError
-from idlifecycle.handover import Writer
+from idlifecycle.handover import Writer, beside_the_store
 from idlifecycle.model import Snapshot
 from idlifecycle.store import Store
 
@@ -64,26 +63,12 @@ def _side_by_side(connectors: Mapping[str, Connector], store: Store) -> dict[str
     writer = Writer(store.transaction)
     read: dict[str, Read] = {}
 
-    def work(name: str, connector: Connector) -> None:
-        try:
+    def reader(name: str, connector: Connector) -> Callable[[], None]:
+        def work() -> None:
             read[name] = _read(name, connector)
-        finally:
-            writer.finished()
+        return work
 
-    threads = [threading.Thread(target=work, args=item, name=f"snapshot-{item[0]}", daemon=True)
-               for item in connectors.items()]
-    store.handover = writer  # a connector's cursor read or write from its reading thread
-    try:
-        for thread in threads:
-            thread.start()
-        writer.serve(len(threads))
-    except BaseException:
-        writer.stopped.set()  # the store failed: a read waiting on it stops there
-        raise
-    finally:
-        for thread in threads:
-            thread.join()
-        store.handover = None
+    beside_the_store(store, writer, {name: reader(name, c) for name, c in connectors.items()}, "snapshot")
     return read
 
 
