@@ -49,7 +49,7 @@ from dataclasses import replace
 from datetime import date
 from itertools import groupby
 
-from idlifecycle.connectors.base import Connector, ConnectorError
+from idlifecycle.connectors.base import Connector, ConnectorError, failed_result
 from idlifecycle.handover import Handover, Inline, Stopped, Writer, beside_the_store
 from idlifecycle.model import Action, Change, Outcome, Plan, Result
 from idlifecycle.planner import phase
@@ -347,7 +347,7 @@ class Executor:
             # The batch could not go on (e.g. the directory went away): what was not answered failed,
             # and the next run plans it afresh from a new snapshot.
             for item_id, planned in originals.items():
-                result = Result(planned.change_id, Outcome.FAILED, str(error), retryable=error.retryable)
+                result = failed_result(planned, error)
                 writer.post(self.recorder.record, run_plan_id, planned, sent[item_id], result,
                             self._target(planned, keys), owed=(planned.directory, planned.change_id) in owed_here)
                 results.append(result)
