@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
@@ -47,6 +47,22 @@ class MappingRules:
     role_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Staff role (case-insensitive) -> extra groups."""
     use_feed_usernames: bool = False
+
+
+def statuses(people: Iterable[Person], rules: MappingRules, today: date) -> dict[str, Status]:
+    """person_id -> `status` for everyone, with each kind's two cut-off days worked out once, not once a
+    person (a trust's night asks for 100,000)."""
+    cutoffs = {kind: (today - timedelta(days=k.grace_days), today + timedelta(days=k.create_days_before_start))
+               for kind, k in rules.kinds.items()}
+    found: dict[str, Status] = {}
+    for person in people:
+        left_by, starts_after = cutoffs[person.kind]
+        leave, start = person.leave_date, person.start_date
+        # The same tests as `status`: today >= leave + grace, today < start - days before.
+        found[person.person_id] = (Status.LEFT if leave is not None and leave <= left_by
+                                   else Status.FUTURE if start is not None and start > starts_after
+                                   else Status.ACTIVE)
+    return found
 
 
 def status(person: Person, rules: KindRules, today: date) -> Status:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import date
+from operator import attrgetter
 
 from idlifecycle.mapping import MappingRules, Status
 from idlifecycle.model import Account, Person, Snapshot
@@ -74,6 +75,9 @@ def expected_logins(people: Sequence[Person], rules: MappingRules, today: date,
     return {pid: login for pid, login in logins.items() if counts[login] == 1}
 
 
+_BY_KEY = attrgetter("key")
+
+
 def match_accounts(
     people: Sequence[Person], snapshot: Snapshot, rules: MappingRules, statuses: Mapping[str, Status],
     logins: Mapping[str, str] | None = None,
@@ -86,8 +90,12 @@ def match_accounts(
     logins = logins or {}
     notes: list[str] = []
     matched: dict[str, Account] = {}
-    for account in sorted(snapshot.accounts, key=lambda a: a.key):
-        if account.anchor is None or account.privileged:
+    unanchored: list[Account] = []
+    for account in sorted(snapshot.accounts, key=_BY_KEY):
+        if account.privileged:
+            continue
+        if account.anchor is None:
+            unanchored.append(account)
             continue
         if account.anchor in matched:
             notes.append(
@@ -96,8 +104,6 @@ def match_accounts(
             )
             continue
         matched[account.anchor] = account
-    unanchored = sorted((a for a in snapshot.accounts if a.anchor is None and not a.privileged),
-                        key=lambda a: a.key)
     index = _Unanchored(unanchored)
     adopted: set[str] = set()
     claimed: set[str] = set()

@@ -10,7 +10,8 @@ from datetime import date
 from functools import cached_property
 
 from idlifecycle.directory_plan import _PHASE, DirectoryPlanner, NoShareGroups, Roll, ShareGroupsLike, phase
-from idlifecycle.mapping import DesiredAccounts, MappingRules, Status, status
+from idlifecycle.mapping import DesiredAccounts, MappingRules, Status
+from idlifecycle.mapping import statuses as person_statuses
 from idlifecycle.matching import base_usernames, expected_logins, match_accounts, privileged_notes
 from idlifecycle.model import Account, Capabilities, Change, Person, Plan, Snapshot
 from idlifecycle.naming import assign_usernames, reserved_clash
@@ -172,7 +173,7 @@ class _Night:
 def _read_night(people: list[Person], snapshots: Mapping[str, Snapshot], rules: MappingRules, state: PlanState,
                 today: date, shares: ShareGroupsLike, held: Held) -> _Night:
     """Statuses, each directory's matched accounts and privileged notes, and everybody's username."""
-    statuses = {p.person_id: status(p, rules.kinds[p.kind], today) for p in people}
+    statuses = person_statuses(people, rules, today)
     night = _Night(
         rules=rules, state=state, today=today, shares=shares, held=held, people=people, statuses=statuses,
         by_id={p.person_id: p for p in people},

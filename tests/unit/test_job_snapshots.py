@@ -89,6 +89,9 @@ def test_the_directories_are_read_at_the_same_time_and_come_back_in_directory_or
     timings = [json.loads(r.getMessage()) for r in caplog.records if r.name == "idlifecycle.changes.timing"]
     assert sorted(t["directory"] for t in timings if t["event"] == "snapshot-timing") == ["ad", "entra", "google"]
     assert job.store.handover is None  # the store is this thread's alone again
+    # Each fingerprint was made in its directory's reading thread, not left to the planner.
+    assert all("_fingerprint" in s.__dict__ for s in snapshots.values())
+    assert all("fingerprint_seconds" in t for t in timings if t["event"] == "snapshot-timing")
 
 
 def test_the_first_directory_in_order_that_fails_is_raised_and_the_others_are_said_with_it(job: Job) -> None:

@@ -48,6 +48,17 @@ def test_a_fingerprint_is_the_digest_of_each_accounts_json():
     assert snapshot.fingerprint() == digest.hexdigest()[:32]
 
 
+def test_a_fingerprint_is_made_once_and_a_changed_copy_gets_its_own():
+    account = Account("entra", "k-1", "19asmith", "19asmith@pupils.example.sch.uk", "Zoë", "Adams", "Zoë Adams",
+                      "000231", True)
+    snapshot = Snapshot("entra", (account,), ())
+    made = snapshot.fingerprint()
+    assert snapshot.__dict__["_fingerprint"] == made and snapshot.fingerprint() == made
+    disabled = dataclasses.replace(snapshot, accounts=(dataclasses.replace(account, enabled=False),))
+    assert disabled.fingerprint() != made
+    assert snapshot == Snapshot("entra", (account,), ())  # the cache is no field: equality is the values'
+
+
 @pytest.mark.parametrize("cls", [Person, DesiredAccount])
 def test_values_made_through_their_slots_take_the_dataclass_parameters(cls):
     parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
