@@ -34,7 +34,9 @@ def test_a_upn_with_its_own_check_letter_passes_and_any_other_letter_fails(digit
     ]
 
 
-@pytest.mark.parametrize("value", ["B8012000050011", "I801200005001", "B80120000500O", "B8012000A5001"])
+# The last two: Arabic-Indic and full-width digits, which `\\d` and int() take as 0-9 (the DfE's UPN is ASCII).
+@pytest.mark.parametrize("value", ["B8012000050011", "I801200005001", "B80120000500O", "B8012000A5001",
+                                   "B80120000500\u0661", "B8012000\uff10\uff15001"])
 def test_upns_of_the_wrong_shape_are_refused(value):
     assert upn_errors(value) == [
         f"pupils.csv:2: UPN: '{value}' is not a UPN (13 characters: a check letter, 11 digits, a digit or letter)"
@@ -54,7 +56,7 @@ def test_year_group_spellings_normalise(written, year):
     assert normalise_year_group(written) == year
 
 
-@pytest.mark.parametrize("written", ["Year 15", "0", "X", "Sixth Form", "Year 7A", "N3", "-1"])
+@pytest.mark.parametrize("written", ["Year 15", "0", "X", "Sixth Form", "Year 7A", "N3", "-1", "Year \u0667", "\uff17"])
 def test_unknown_year_groups_are_refused(written):
     with pytest.raises(ValueError):
         normalise_year_group(written)
@@ -73,7 +75,11 @@ def test_dates_in_the_forms_uk_exports_use(written, when):
     assert parse_date(written) == when
 
 
-@pytest.mark.parametrize("written", ["31/02/2026", "22/07/26", "July 2026", "2026/07/22", "yesterday"])
+@pytest.mark.parametrize("written", ["31/02/2026", "22/07/26", "July 2026", "2026/07/22", "yesterday",
+                                     # digits of other scripts, which \\d and int() would read as 0-9
+                                     "\u0662\u0662/\u0660\u0667/\u0662\u0660\u0662\u0666",
+                                     "22/07/\uff12\uff10\uff12\uff16",
+                                     "\u0662\u0660\u0662\u0666-07-22", "2\u0660260901"])
 def test_things_that_are_not_dates_are_refused(written):
     with pytest.raises(ValueError):
         parse_date(written)

@@ -44,7 +44,7 @@ _YEAR_WORDS = {
 _US_GRADES = {"kg": "1", "tk": "R", "pk": "R", "pr": "N2", "it": "N1"}
 """CEDS grade codes, when a feed counts US-style: kindergarten is a UK Year 1."""
 
-YEAR_PREFIX = re.compile(r"^(?:nationalcurriculumyear|ncyear|yeargroup|year|yr|y)(?=\d)")
+YEAR_PREFIX = re.compile(r"^(?:nationalcurriculumyear|ncyear|yeargroup|year|yr|y)(?=[0-9])")
 
 YEAR_ORDER = ("N1", "N2", "R", *(str(n) for n in range(1, 15)))
 """Normalised year groups in school order, so `years = "R-6"` means R and 1 to 6."""
@@ -56,7 +56,8 @@ GRADE_SCHEMES = ("uk", "us")
 _UPN_VALUES = {**{str(digit): digit for digit in range(10)}, **{char: n for n, char in enumerate(UPN_CHECK_LETTERS)}}
 """Each UPN character's value in the check-letter sum, looked up rather than worked out for every pupil."""
 
-UPN_SHAPE = re.compile(rf"[{UPN_CHECK_LETTERS}]\d{{11}}[\d{UPN_CHECK_LETTERS}]")
+UPN_SHAPE = re.compile(rf"[{UPN_CHECK_LETTERS}][0-9]{{11}}[0-9{UPN_CHECK_LETTERS}]")
+"""ASCII digits only: `\\d` would take a digit of any script ("١"), which int() reads as its value."""
 
 
 def upn_check_letter(upn: str) -> str:
@@ -64,7 +65,7 @@ def upn_check_letter(upn: str) -> str:
     try:
         first, second, third, fourth = _upn_chunk_sums()
         total = first[upn[1:4]] + second[upn[4:7]] + third[upn[7:10]] + fourth[upn[10:13]]
-    except KeyError:  # a letter among the digits, or a digit of another script, which \d lets through
+    except KeyError:  # a letter among the digits or a digit of another script: not a UPN (UPN_SHAPE refuses it)
         total = sum((int(char) if char.isdigit() else UPN_CHECK_LETTERS.index(char)) * position
                     for position, char in enumerate(upn[1:13], start=2))
     return UPN_CHECK_LETTERS[total % 23]
@@ -91,8 +92,8 @@ def plain_upn(upn: str) -> bool:
     """Whether an upper-cased UPN is one `RowCheck.upn` accepts as it is: 13 characters, a check letter,
     11 ASCII digits, a digit or letter, and the check letter right.
 
-    The sums' look-ups check the characters: any other (a digit of another script, which `\\d` lets
-    through) is not plain, and the full check decides.
+    The sums' look-ups check the characters: any other (a digit of another script) is not plain, and the
+    full check refuses it.
     """
     first, second, third, fourth = _upn_chunk_sums()
     try:
@@ -115,7 +116,7 @@ def plain_names(first: str, last: str, preferred: str) -> bool:
             and len(preferred) <= MAX_NAME_LENGTH and names.isprintable() and "\ufffd" not in names)
 
 
-NUMERIC_DATE = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
+NUMERIC_DATE = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?", re.ASCII)
 """dd/mm/yyyy or mm/dd/yyyy, with an optional time: the only shape whose order can be in doubt."""
 
 
@@ -128,12 +129,12 @@ def parse_date(text: str, date_order: str = "dmy") -> dt.date:
         first, second, year = (int(part) for part in numeric.groups())
         day, month = (second, first) if date_order == "mdy" else (first, second)
         return dt.date(year, month, day)
-    if re.fullmatch(r"\d{8}", value):
+    if re.fullmatch(r"\d{8}", value, re.ASCII):
         return dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
-    named = re.fullmatch(r"(\d{1,2})[ -]([A-Za-z]{3})[A-Za-z]*[ -](\d{4})", value)
+    named = re.fullmatch(r"(\d{1,2})[ -]([A-Za-z]{3})[A-Za-z]*[ -](\d{4})", value, re.ASCII)
     if named and named.group(2).lower() in _MONTHS:
         return dt.date(int(named.group(3)), _MONTHS[named.group(2).lower()], int(named.group(1)))
-    if re.match(r"\d{4}-\d{2}-\d{2}", value):
+    if re.match(r"\d{4}-\d{2}-\d{2}", value, re.ASCII) and value.isascii():
         return dt.datetime.fromisoformat(value).date()
     raise ValueError(value)
 
@@ -153,9 +154,10 @@ def normalise_year_group(text: str, grades: str = "uk") -> str:
     if key in _YEAR_WORDS:
         return _YEAR_WORDS[key]
     # Only a bare grade number counts US-style; "Year 8" is a UK year whatever the scheme.
-    shift = 1 if grades == "us" and key.isdigit() else 0
+    # ASCII digits only: str.isdigit and int() also take other scripts' digits ("٧" is 7).
+    shift = 1 if grades == "us" and key.isascii() and key.isdigit() else 0
     key = YEAR_PREFIX.sub("", key)
-    if key.isdigit() and 1 <= int(key) + shift <= 14:
+    if key.isascii() and key.isdigit() and 1 <= int(key) + shift <= 14:
         return str(int(key) + shift)
     raise ValueError(text)
 
