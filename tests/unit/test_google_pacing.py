@@ -189,6 +189,13 @@ def test_user_creation_not_complete_is_waited_for_not_failed() -> None:
     assert read_error(400, shouted).verdict is Verdict.NOT_YET
 
 
+def test_an_error_written_as_text_is_said_not_lost() -> None:
+    assert read_error(400, b'{"error": "invalid_grant", "error_description": "Invalid JWT"}').message == \
+        "invalid_grant: Invalid JWT"
+    assert read_error(403, b'{"error": "access denied by the proxy"}').message == "access denied by the proxy"
+    assert read_error(403, b'{"error": "access denied by the proxy"}').verdict is Verdict.REFUSED
+
+
 def test_a_server_error_is_retried_whatever_its_reason_says() -> None:
     assert read_error(503, google_error(503, "badRequest")).verdict is Verdict.RETRY
     assert read_error(500, google_error(500, "dailyLimitExceeded")).verdict is Verdict.RETRY

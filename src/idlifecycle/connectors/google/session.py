@@ -200,11 +200,16 @@ def read_error(status: int, content: bytes | str) -> Answer:
     """Classify an error answer by Google's `error.errors[0].reason` (REASONS), else by its status."""
     reason, message = "", ""
     try:
-        error = json.loads(content or b"{}").get("error", {})
+        body = json.loads(content or b"{}")
+        error = body.get("error", {})
         if isinstance(error, dict):
             message = str(error.get("message", ""))
             details = error.get("errors") or [{}]
             reason = str(details[0].get("reason", ""))
+        elif isinstance(error, str):
+            # OAuth's shape ({"error": "invalid_grant", "error_description": "..."}) or a bare text: said, not
+            # an empty message.
+            message = f"{error}: {body['error_description']}" if body.get("error_description") else error
     except (ValueError, AttributeError, IndexError, KeyError, TypeError):
         # Not Google's shape (a proxy's page, `errors` as an object or a number): read by status, never
         # raise here, where an escaping KeyError would end the run with a traceback instead of one line.
