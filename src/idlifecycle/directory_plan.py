@@ -47,6 +47,14 @@ def phase(change: Change) -> int:
     return _PHASE[change.action]
 
 
+def _order(change: Change) -> tuple[int, str, str, str]:
+    """A directory's changes in phase order, then by username, group and action (`phase`, written out here
+    because a trust's night sorts 65,000 changes by it)."""
+    action = change.action
+    step = 9 if action is Action.MOVE and change.after.get("leaver") else _PHASE[action]
+    return step, change.username.lower(), change.group or "", action
+
+
 def _d(day: date) -> str:
     return day.strftime("%d/%m/%Y")
 
@@ -284,4 +292,4 @@ class DirectoryPlanner:
         unique: dict[str, Change] = {}
         for change in self.changes:
             unique.setdefault(change.change_id, change)
-        return sorted(unique.values(), key=lambda c: (phase(c), c.username.lower(), c.group or "", c.action))
+        return sorted(unique.values(), key=_order)

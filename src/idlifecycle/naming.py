@@ -190,25 +190,30 @@ _FIELD_VALUES: dict[str, Callable[[Person, date], str]] = {
 
 
 @lru_cache(maxsize=64)
-def _template_fields(template: str) -> tuple[tuple[str, Callable[[Person, date], str]], ...] | None:
-    """The fields a username template names, or None when it names anything else (then it is formatted with
-    every value, and fails as it always did)."""
-    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    if not all(name in _FIELD_VALUES for name in names):
+def _template_fields(template: str) -> tuple[str, tuple[Callable[[Person, date], str], ...]] | None:
+    """The template with its fields numbered ("{0}{1}{2}") and the function of each field, or None when it
+    names anything else or formats a field (then it is formatted with every value, and fails as it always did).
+    """
+    parts = list(string.Formatter().parse(template))
+    names = list(dict.fromkeys(name for _, name, _, _ in parts if name is not None))
+    if not all(name in _FIELD_VALUES for name in names) \
+            or any(spec or conversion for _, name, spec, conversion in parts if name is not None):
         return None
-    return tuple((name, _FIELD_VALUES[name]) for name in dict.fromkeys(names))
+    numbered = "".join(literal.replace("{", "{{").replace("}", "}}")
+                       + ("" if name is None else f"{{{names.index(name)}}}") for literal, name, _, _ in parts)
+    return numbered, tuple(_FIELD_VALUES[name] for name in names)
 
 
 def base_username(person: Person, rules: NamingRules, today: date) -> str:
-    # Only the fields the template names are worked out: this runs for every person on every night, and a
-    # field the template does not use (a person id in "{intake_year}{first_initial}{surname}") costs as much.
+    # Only the fields the template names are worked out, passed by position: this runs for every person on
+    # every night, and a field the template does not use (a person id in "{intake_year}{first_initial}
+    # {surname}") or a dict of them costs as much as the name itself.
     template = rules.templates[person.kind]
     fields = _template_fields(template)
     if fields is None:
-        values = template_values(person, today)
-    else:
-        values = {name: value(person, today) for name, value in fields}
-    return template.format(**values)[: rules.max_length]
+        return template.format(**template_values(person, today))[: rules.max_length]
+    numbered, values = fields
+    return numbered.format(*[value(person, today) for value in values])[: rules.max_length]
 
 
 def assign_usernames(

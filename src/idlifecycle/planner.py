@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import cached_property
+from operator import attrgetter
 
 from idlifecycle.directory_plan import _PHASE, DirectoryPlanner, NoShareGroups, Roll, ShareGroupsLike, phase
 from idlifecycle.mapping import DesiredAccounts, MappingRules, Status
@@ -72,6 +73,9 @@ class Held:
         return person_id is not None and bool(self.keys) and normalise_id(person_id) in self.keys
 
 
+_USERNAME = attrgetter("username")
+
+
 def choose_usernames(
     people: Sequence[Person],
     active: Sequence[Person],
@@ -108,8 +112,8 @@ def choose_usernames(
         names[pid] = held[0]  # the first directory that has the person's account names them
     taken = set(state.issued_usernames) | {n.lower() for n in names.values()}
     for snapshot in snapshots.values():
-        taken.update(a.username.lower() for a in snapshot.accounts)
-        taken.update(n.lower() for n in snapshot.names_outside_scope)
+        taken.update(map(str.lower, map(_USERNAME, snapshot.accounts)))
+        taken.update(map(str.lower, snapshot.names_outside_scope))
     needing: list[Person] = []
     for person in active:
         current = names.get(person.person_id)

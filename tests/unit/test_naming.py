@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from idlifecycle.config import DEFAULT_RESERVED
 from idlifecycle.model import Kind, Person
-from idlifecycle.naming import NamingRules, ascii_name, assign_usernames, intake_year
+from idlifecycle.naming import NamingRules, ascii_name, assign_usernames, base_username, intake_year, template_values
 from tests.factories import TODAY, pupil, staff
 
 RULES = NamingRules({Kind.PUPIL: "{intake_year}{first_initial}{surname}", Kind.STAFF: "{first_initial}{surname}"},
@@ -104,3 +104,19 @@ def test_no_two_people_ever_get_the_same_username_nor_a_taken_one(names, taken):
     assert not set(values) & {t.lower() for t in taken}
     assert not set(values) & RULES.reserved
     assert all(0 < len(v) <= 20 and v.isascii() and v.isalnum() for v in values)
+
+
+FIELDS = ("first_name", "first_initial", "legal_first_name", "surname", "surname_initial", "intake_year",
+          "start_year", "person_id")
+
+
+@given(st.lists(st.sampled_from([*(f"{{{name}}}" for name in FIELDS), ".", "-", "{{", "}}", "x", "{surname:.3}"]),
+                min_size=1, max_size=6),
+       st.sampled_from(["Zoë", "Łukasz", "Seán", "Ann"]), st.sampled_from(["O'Brien", "Nguyễn", "Lee"]))
+def test_a_base_username_is_the_template_formatted_with_every_value(parts, first, last):
+    # base_username formats only the fields the template names, by position: it must give what formatting
+    # the template with every value gives, whatever literals, repeats and format specs it holds.
+    template = "".join(parts)
+    rules = NamingRules({Kind.PUPIL: template, Kind.STAFF: template}, max_length=64)
+    for person in (pupil("000231", first, last, year="7"), staff("S-12", first, last)):
+        assert base_username(person, rules, TODAY) == template.format(**template_values(person, TODAY))[:64]
