@@ -6,7 +6,7 @@ import re
 import string
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cache, lru_cache
 
@@ -91,6 +91,8 @@ class NamingRules:
     templates: Mapping[Kind, str]
     max_length: int = 20
     reserved: frozenset[str] = frozenset()
+    extra_templates: Mapping[str, str] = field(default_factory=dict)
+    """Username templates of the kinds of people outside the MIS ([extra.<kind>].username)."""
 
 
 @cache
@@ -202,7 +204,8 @@ def _template_fields(template: str) -> tuple[tuple[str, Callable[[Person, date],
 def base_username(person: Person, rules: NamingRules, today: date) -> str:
     # Only the fields the template names are worked out: this runs for every person on every night, and a
     # field the template does not use (a person id in "{intake_year}{first_initial}{surname}") costs as much.
-    template = rules.templates[person.kind]
+    template = (rules.templates[person.kind] if person.extra_kind is None
+                else rules.extra_templates[person.extra_kind])
     fields = _template_fields(template)
     if fields is None:
         values = template_values(person, today)

@@ -96,7 +96,7 @@ def choose_usernames(
             held.append(state.person_usernames[pid])
         if not held:
             continue
-        if rules.kinds[person.kind].rename_on_name_change:
+        if rules.for_person(person).rename_on_name_change:
             # A rename half made (one directory renamed, another not yet: a run given up on or
             # killed) is finished with the name already issued to this person, not a third one.
             base = bases[pid].rstrip("0123456789")
@@ -172,7 +172,7 @@ class _Night:
 def _read_night(people: list[Person], snapshots: Mapping[str, Snapshot], rules: MappingRules, state: PlanState,
                 today: date, shares: ShareGroupsLike, held: Held) -> _Night:
     """Statuses, each directory's matched accounts and privileged notes, and everybody's username."""
-    statuses = {p.person_id: status(p, rules.kinds[p.kind], today) for p in people}
+    statuses = {p.person_id: status(p, rules.for_person(p), today) for p in people}
     night = _Night(
         rules=rules, state=state, today=today, shares=shares, held=held, people=people, statuses=statuses,
         by_id={p.person_id: p for p in people},
