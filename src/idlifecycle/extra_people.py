@@ -3,9 +3,10 @@
 The file ([job] extra_people, e.g. mappings/extra-people.toml) is the one source of truth: a reviewable
 text file beside the mappings, in the school's configuration backup, that `idlifecycle people add`
 appends to. Each `[[person]]` has a kind ([extra.<kind>] in the mapping), a sponsor (a member of staff on
-the feed), a start and a required end date no further than the kind's `max_days` after the start. They
-become Person values with `extra_kind` and `sponsor` set and `leave_date` = end date, so the planner
-provisions them and disables them at the end date like any leaver.
+the feed), a start and a required end date (`people add` holds it to the kind's `max_days` after the
+start; the access review flags an entry past it). They become Person values with `extra_kind` and
+`sponsor` set and `leave_date` = end date, so the planner provisions them and disables them at the end
+date like any leaver.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ class ExtraPerson:
                       extra_kind=self.kind, sponsor=self.sponsor)
 
 
-def check_dates(kind: str, start: date, end: date | None, rules: MappingRules) -> None:
-    """Refuses an end date that is missing, before the start or past the kind's maximum length."""
+def check_dates(kind: str, start: date, end: date | None, rules: MappingRules, *, maximum: bool = True) -> None:
+    """Refuses an end date that is missing, before the start or (with `maximum`) past the kind's maximum length."""
     if kind not in rules.extra:
         known = ", ".join(sorted(rules.extra)) or "none are configured ([extra.<kind>] in the mapping)"
         raise UserError(f"unknown kind of extra person {kind!r}; known kinds: {known}")
@@ -63,7 +64,7 @@ def check_dates(kind: str, start: date, end: date | None, rules: MappingRules) -
     if end < start:
         raise UserError(f"the end date {end} is before the start {start}")
     max_days = rules.extra[kind].max_days
-    if max_days is not None and (end - start).days > max_days:
+    if maximum and max_days is not None and (end - start).days > max_days:
         raise UserError(f"the end date {end} is {(end - start).days} days after the start; a {kind} may be given "
                         f"at most {max_days} days (max_days in [extra.{kind}])")
 
@@ -96,7 +97,9 @@ def _entry(raw: Mapping[str, Any], where: str, rules: MappingRules) -> ExtraPers
     if not _ID.match(raw["id"]):
         raise UserError(f"{where}: id {raw['id']!r} is not an extra person's id (X- and eight hex digits)")
     try:
-        check_dates(raw["kind"], raw["start"], raw.get("end"), rules)
+        # The maximum is held at `people add`; an entry past it (a hand edit, max_days lowered since) still
+        # ends on its end date, and the access review lists it under Exceptions for someone to decide.
+        check_dates(raw["kind"], raw["start"], raw.get("end"), rules, maximum=False)
     except UserError as error:
         raise UserError(f"{where}: {error}") from None
     return ExtraPerson(person_id=raw["id"], kind=raw["kind"], first=raw["first"].strip(), last=raw["last"].strip(),
@@ -177,4 +180,28 @@ def append(path: Path, person: ExtraPerson, added_at: datetime) -> None:
         raise
 
 
-__all__ = ["ExtraPerson", "append", "check_dates", "check_sponsor", "merge", "new_id", "read_extra_people"]
+def review_note(person: Person) -> str:
+    """What the access review adds to an extra person's status: who vouches for them and when they end."""
+    if person.extra_kind is None or person.leave_date is None:
+        return ""
+    return f"; outside the MIS, sponsor {person.sponsor}, ends {person.leave_date.strftime('%d/%m/%Y')}"
+
+
+def past_maximum(person: Person, max_days: Mapping[str, int]) -> str:
+    """Why an extra person's end date is further from their start than their kind allows ("" when it is
+    not): `people add` refuses that, so someone went round it (a hand edit, or max_days lowered since)."""
+    limit = max_days.get(person.extra_kind or "")
+    if limit is None or person.start_date is None or person.leave_date is None:
+        return ""
+    days = (person.leave_date - person.start_date).days
+    if days <= limit:
+        return ""
+    return (f"{person.extra_kind} from {person.start_date.strftime('%d/%m/%Y')} to "
+            f"{person.leave_date.strftime('%d/%m/%Y')}: {days} days, over the {limit} a {person.extra_kind} "
+            f"may have (sponsor {person.sponsor})")
+
+
+__all__ = [
+    "ExtraPerson", "append", "check_dates", "check_sponsor", "merge", "new_id", "past_maximum", "read_extra_people",
+    "review_note",
+]
