@@ -5,6 +5,7 @@ tests/integration/test_extra_people_job.py)."""
 from __future__ import annotations
 
 import stat
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -14,10 +15,11 @@ from idlifecycle import extra_people
 from idlifecycle.config import load_mapping
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.mapping import DesiredAccounts, Status, status
-from idlifecycle.model import Kind, Snapshot
+from idlifecycle.model import Action, Kind, Snapshot
 from idlifecycle.naming import base_username
+from idlifecycle.planner import PlanState, plan
 from idlifecycle.reports.access_review import ExceptionKind, ReviewInput, _people_and_accounts, find_exceptions
-from tests.factories import ENTRA_LIKE, ROOT, account, school_rules, staff
+from tests.factories import AD_LIKE, ENTRA_LIKE, ROOT, account, school_rules, staff
 from tests.unit.test_report_school import OPTIONS
 
 RULES = school_rules()
@@ -140,3 +142,19 @@ def test_the_review_lists_an_extra_person_with_kind_sponsor_and_end_and_flags_on
     rows = {row[0]: row for row in _people_and_accounts(data).tables[0].rows}
     assert rows[within.person_id][2] == "supply"
     assert rows[within.person_id][5] == "Current; outside the MIS, sponsor S001, ends 23/10/2026"
+
+
+def test_an_ended_extra_person_leaves_by_their_kinds_rules_not_their_base_kinds() -> None:
+    supply = replace(RULES.extra["supply"], leavers_container="Leavers/Supply", retention_days=30)
+    rules = replace(RULES, extra={**RULES.extra, "supply": supply})
+    person = extra_people.merge((), [rose()], rules)[0]
+    acct = account("k1", "rtyler", anchor=person.person_id, container="Staff/Supply", domain="staff.example.sch.uk")
+    ended = plan([person], {"ad": Snapshot("ad", (acct,), ())}, {"ad": AD_LIKE}, rules, PlanState(),
+                 date(2026, 10, 23))
+    assert [(c.action, c.after.get("container")) for c in ended.changes] == [
+        (Action.DISABLE, None), (Action.MOVE, "Leavers/Supply")]
+    disabled = replace(acct, enabled=False, container="Leavers/Supply")
+    late = plan([person], {"ad": Snapshot("ad", (disabled,), ())}, {"ad": AD_LIKE}, rules,
+                PlanState(disabled_on={("ad", person.person_id): date(2026, 10, 23)}), date(2026, 11, 23))
+    assert [c.action for c in late.changes] == [Action.DELETE]
+    assert "30-day retention ended" in late.changes[0].reason
