@@ -158,6 +158,8 @@ class JobModel(_Strict):
     """Where each run's state checkpoint is kept; default `<state_dir>.checkpoint.json`, beside the folder."""
     syslog: str = "/dev/log"
     """The system log socket each checkpoint is also sent to ("" for none); skipped quietly when absent."""
+    extra_people: str | None = None
+    """The file of people outside the MIS (mappings/extra-people.toml), kept by `idlifecycle people add`."""
 
 
 class KindModel(_Strict):
@@ -175,6 +177,14 @@ class KindModel(_Strict):
     match: list[str] = ["email"]
 
 
+class ExtraKindModel(KindModel):
+    """[extra.<kind>]: one kind of person outside the MIS, provisioned as `base` (staff or pupil)."""
+
+    base: Kind = Kind.STAFF
+    max_days: int = Field(ge=1)
+    create_days_before_start: int = Field(0, ge=0)
+
+
 class NamingModel(_Strict):
     max_length: int = Field(default=20, ge=3, le=64)
     reserved: list[str] = list(DEFAULT_RESERVED)
@@ -186,6 +196,7 @@ class MappingModel(_Strict):
     staff: KindModel | None = None
     pupil: KindModel | None = None
     role_groups: dict[str, list[str]] = {}
+    extra: dict[str, ExtraKindModel] = {}
 
 
 @dataclass(frozen=True)
@@ -210,6 +221,8 @@ class JobConfig:
     checkpoint_path: Path = Path()
     """The state checkpoint file, outside the state database (checkpoint.py)."""
     syslog_address: str = ""
+    extra_people_path: Path | None = None
+    """[job] extra_people: the file of people outside the MIS; None when the job has none."""
 
     @property
     def sandbox_only(self) -> bool:
@@ -238,31 +251,42 @@ def load_mapping(paths: list[Path]) -> MappingRules:
     templates: dict[Kind, str] = {}
     for kind in Kind:
         kind_model: KindModel | None = getattr(model, str(kind))
-        if kind_model is None:
-            continue
-        problem = check_template(kind_model.username)
-        if problem:
-            raise ConfigError(str(source), f"{kind}.username", problem)
-        for rule in kind_model.match:
-            if rule not in ("login", "email", "username", "employee_number"):
-                raise ConfigError(str(source), f"{kind}.match",
-                                  f"unknown rule {rule!r}; use login, email, username or employee_number")
-        templates[kind] = kind_model.username
-        kinds[kind] = KindRules(
-            domain=kind_model.domain, container=kind_model.container, groups=tuple(kind_model.groups),
-            licences=tuple(kind_model.licences), attributes=dict(kind_model.attributes),
-            create_days_before_start=kind_model.create_days_before_start, grace_days=kind_model.grace_days,
-            retention_days=kind_model.retention_days, leavers_container=kind_model.leavers_container,
-            rename_on_name_change=kind_model.rename_on_name_change, match=tuple(kind_model.match),
-        )
+        if kind_model is not None:
+            templates[kind] = kind_model.username
+            kinds[kind] = _kind_rules(kind_model, str(kind), source)
+    extra = {name: _kind_rules(extra_model, f"extra.{name}", source) for name, extra_model in model.extra.items()}
+    for name, extra_model in model.extra.items():
+        if extra_model.base not in kinds:
+            raise ConfigError(str(source), f"extra.{name}.base", f"there is no [{extra_model.base}] table to build on")
     if not kinds:
         raise ConfigError(str(source), "staff / pupil", "no [staff] or [pupil] table: nobody could be given an account")
     return MappingRules(
         kinds=kinds,
         naming=NamingRules(templates=templates, max_length=model.naming.max_length,
-                           reserved=frozenset(r.lower() for r in model.naming.reserved)),
+                           reserved=frozenset(r.lower() for r in model.naming.reserved),
+                           extra_templates={name: m.username for name, m in model.extra.items()}),
         role_groups={k: tuple(v) for k, v in model.role_groups.items()},
         use_feed_usernames=model.naming.use_feed_usernames,
+        extra=extra,
+        extra_base={name: m.base for name, m in model.extra.items()},
+    )
+
+
+def _kind_rules(kind_model: KindModel, where: str, source: Path) -> KindRules:
+    problem = check_template(kind_model.username)
+    if problem:
+        raise ConfigError(str(source), f"{where}.username", problem)
+    for rule in kind_model.match:
+        if rule not in ("login", "email", "username", "employee_number"):
+            raise ConfigError(str(source), f"{where}.match",
+                              f"unknown rule {rule!r}; use login, email, username or employee_number")
+    return KindRules(
+        domain=kind_model.domain, container=kind_model.container, groups=tuple(kind_model.groups),
+        licences=tuple(kind_model.licences), attributes=dict(kind_model.attributes),
+        create_days_before_start=kind_model.create_days_before_start, grace_days=kind_model.grace_days,
+        retention_days=kind_model.retention_days, leavers_container=kind_model.leavers_container,
+        rename_on_name_change=kind_model.rename_on_name_change, match=tuple(kind_model.match),
+        max_days=getattr(kind_model, "max_days", None),
     )
 
 
@@ -310,6 +334,7 @@ def load_job_config(path: Path | str) -> JobConfig:
         checkpoint_path=resolve(job.checkpoint) if job.checkpoint else default_checkpoint(resolve(job.state_dir),
                                                                                        connectors),
         syslog_address=job.syslog,
+        extra_people_path=resolve(job.extra_people) if job.extra_people else None,
     )
 
 

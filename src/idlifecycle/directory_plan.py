@@ -234,7 +234,7 @@ class DirectoryPlanner:
         name = account.username
         reason = f"left on {_d(person.leave_date)}" if person and person.leave_date else "no longer in the feed"
         kind = person.kind if person else self._kind_of(account)
-        kind_rules = self.rules.kinds[kind]
+        kind_rules = self.rules.for_person(person) if person else self.rules.kinds[kind]
         if adopted and person is not None:
             self.add(Action.ADOPT, pid, name, f"existing account matched to {person.display_name} ({pid})",
                      target=account.key, before={"anchor": None}, after={"anchor": pid})

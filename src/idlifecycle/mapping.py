@@ -38,6 +38,8 @@ class KindRules:
     match: tuple[str, ...] = ("email",)
     """How a first run finds existing accounts with no anchor: "login" (the sign-in the naming convention
     gives), "email" (the MIS email), "username" (the feed's username), "employee_number"."""
+    max_days: int | None = None
+    """Extra kinds only: the longest an extra person's end date may be after their start."""
 
 
 @dataclass(frozen=True)
@@ -47,16 +49,29 @@ class MappingRules:
     role_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Staff role (case-insensitive) -> extra groups."""
     use_feed_usernames: bool = False
+    extra: Mapping[str, KindRules] = field(default_factory=dict)
+    """Kinds of people outside the MIS ([extra.supply], [extra.governor] …) -> their rules."""
+    extra_base: Mapping[str, Kind] = field(default_factory=dict)
+    """Each extra kind's feed kind (staff or pupil), which the rest of the model knows them by."""
+
+    def for_person(self, person: Person) -> KindRules:
+        """The rules for this person: their extra kind's when they have one, else their feed kind's."""
+        if person.extra_kind is not None:
+            return self.extra[person.extra_kind]
+        return self.kinds[person.kind]
 
 
 def statuses(people: Iterable[Person], rules: MappingRules, today: date) -> dict[str, Status]:
     """person_id -> `status` for everyone, with each kind's two cut-off days worked out once, not once a
     person (a trust's night asks for 100,000)."""
-    cutoffs = {kind: (today - timedelta(days=k.grace_days), today + timedelta(days=k.create_days_before_start))
-               for kind, k in rules.kinds.items()}
+    def cutoffs(k: KindRules) -> tuple[date, date]:
+        return today - timedelta(days=k.grace_days), today + timedelta(days=k.create_days_before_start)
+
+    by_kind = {kind: cutoffs(k) for kind, k in rules.kinds.items()}
+    by_extra = {extra: cutoffs(k) for extra, k in rules.extra.items()}
     found: dict[str, Status] = {}
     for person in people:
-        left_by, starts_after = cutoffs[person.kind]
+        left_by, starts_after = by_kind[person.kind] if person.extra_kind is None else by_extra[person.extra_kind]
         leave, start = person.leave_date, person.start_date
         # The same tests as `status`: today >= leave + grace, today < start - days before.
         found[person.person_id] = (Status.LEFT if leave is not None and leave <= left_by
@@ -96,7 +111,7 @@ def expand_template(template: str, values: Mapping[str, str]) -> str | None:
 
 
 def desired_groups(person: Person, rules: MappingRules, capabilities: Capabilities) -> frozenset[str]:
-    kind_rules = rules.kinds[person.kind]
+    kind_rules = rules.for_person(person)
     values = template_values(person)
     names = {g for g in (expand_template(t, values) for t in kind_rules.groups) if g}
     for role in person.roles:
@@ -129,11 +144,11 @@ class DesiredAccounts:
     def shape(self, person: Person, capabilities: Capabilities) -> tuple[str, dict[str, str], frozenset[str]]:
         """The OU, attributes and groups of the person's account in a directory with these capabilities."""
         # Everything template_values and desired_groups read from the person and the directory.
-        key = (person.kind, person.year_group, person.registration_group, person.roles, capabilities.containers,
-               capabilities.licence_groups)
+        key = (person.kind, person.extra_kind, person.year_group, person.registration_group, person.roles,
+               capabilities.containers, capabilities.licence_groups)
         shape = self._shapes.get(key)
         if shape is None:
-            kind_rules = self.rules.kinds[person.kind]
+            kind_rules = self.rules.for_person(person)
             values = template_values(person)
             container = (expand_template(kind_rules.container, values) or "") if capabilities.containers else ""
             attributes = {k: v for k, v in ((k, expand_template(t, values)) for k, t in kind_rules.attributes.items())
@@ -142,7 +157,7 @@ class DesiredAccounts:
         return shape
 
     def login(self, person: Person, username: str) -> str:
-        return f"{username}@{self.rules.kinds[person.kind].domain}"
+        return f"{username}@{self.rules.for_person(person).domain}"
 
     def account(self, person: Person, username: str, directory: str, capabilities: Capabilities) -> DesiredAccount:
         container, attributes, groups = self.shape(person, capabilities)

@@ -111,7 +111,7 @@ def match_accounts(
         # Leavers the feed still names are matched too, so their old accounts get disabled.
         if person.person_id in matched or statuses[person.person_id] is Status.FUTURE:
             continue
-        for rule in rules.kinds[person.kind].match:
+        for rule in rules.for_person(person).match:
             found = [a for a in index.candidates(rule, person, logins.get(person.person_id))
                      if a.key not in claimed and _match_rule(rule, person, a, logins.get(person.person_id))]
             if len(found) == 1:
@@ -145,7 +145,7 @@ def privileged_notes(people: Sequence[Person], snapshot: Snapshot, rules: Mappin
                      "changes here until it holds no privileged role")
         else:
             would = next((p for p in people if any(
-                _match_rule(rule, p, account, logins.get(p.person_id)) for rule in rules.kinds[p.kind].match)), None)
+                _match_rule(rule, p, account, logins.get(p.person_id)) for rule in rules.for_person(p).match)), None)
             whose = (f"; not adopted for {would.display_name} ({would.person_id}), who gets an account of their own"
                      if would is not None and account.anchor is None else "")
         notes.append(f"{snapshot.directory}: privileged, not managed: {account.login or account.username} "

@@ -109,6 +109,11 @@ class Person:
     """The domain of a feed username written as a UPN, for messages and matching; never a login."""
     source: str = ""
     """Where the person was read from, as `file:line`, for messages."""
+    extra_kind: str | None = None
+    """For someone the MIS does not know (extra_people.py): the configured kind ("supply", "governor"),
+    whose [extra.<kind>] rules the mapping uses; None for feed people."""
+    sponsor: str | None = None
+    """The person_id of the member of staff who vouches for an extra person; None for feed people."""
 
     @property
     def first_name(self) -> str:

@@ -6,7 +6,7 @@ import re
 import string
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cache, lru_cache
 
@@ -91,6 +91,8 @@ class NamingRules:
     templates: Mapping[Kind, str]
     max_length: int = 20
     reserved: frozenset[str] = frozenset()
+    extra_templates: Mapping[str, str] = field(default_factory=dict)
+    """Username templates of the kinds of people outside the MIS ([extra.<kind>].username)."""
 
 
 @cache
@@ -208,7 +210,8 @@ def base_username(person: Person, rules: NamingRules, today: date) -> str:
     # Only the fields the template names are worked out, passed by position: this runs for every person on
     # every night, and a field the template does not use (a person id in "{intake_year}{first_initial}
     # {surname}") or a dict of them costs as much as the name itself.
-    template = rules.templates[person.kind]
+    template = (rules.templates[person.kind] if person.extra_kind is None
+                else rules.extra_templates[person.extra_kind])
     fields = _template_fields(template)
     if fields is None:
         return template.format(**template_values(person, today))[: rules.max_length]

@@ -101,7 +101,7 @@ def choose_usernames(
             held.append(state.person_usernames[pid])
         if not held:
             continue
-        if rules.kinds[person.kind].rename_on_name_change:
+        if rules.for_person(person).rename_on_name_change:
             # A rename half made (one directory renamed, another not yet: a run given up on or
             # killed) is finished with the name already issued to this person, not a third one.
             base = bases[pid].rstrip("0123456789")

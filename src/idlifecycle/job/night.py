@@ -177,7 +177,8 @@ def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, act
         if on_plan is not None:
             on_plan(plan)
         previous = job.store.feed_profile(job.config.name)
-        shape = feed_shape(list(people.values()), job.config.mapping, job.today)
+        # The feed's shape is the MIS's: people outside it (extra_people) are not counted in it.
+        shape = feed_shape([p for p in people.values() if p.extra_kind is None], job.config.mapping, job.today)
         group_sizes = {(name, g.name): len(g.members) for name, snap in snapshots.items() for g in snap.groups}
         reasons = job.check_guards(plan, allow_destructive)
         reasons += shape_reasons((previous or {}).get("shape"), shape, job.config.guards, job.today,

@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from idlifecycle import access, checkpoint, passwords
+from idlifecycle import access, checkpoint, extra_people, passwords
 from idlifecycle.anchors import is_short_anchor, resolve_anchors
 from idlifecycle.config import JobConfig, Secrets, load_job_config
 from idlifecycle.connectors.base import Connector, ConnectorContext, build_connector
@@ -141,7 +141,16 @@ class Job:
         check_bad_rows(result, self.config.guards.max_bad_rows_percent)
         if problems:
             raise FeedError("; ".join(problems) + "; nothing was changed")
+        # People outside the MIS join after the feed's own checks: they are not feed rows, so they count
+        # towards neither its bad rows nor its columns (and plan_from keeps them out of the drop guard).
+        extra = self.extra_people()
+        if extra:
+            result = replace(result, people=extra_people.merge(result.people, extra, self.config.mapping))
         return result
+
+    def extra_people(self) -> list[extra_people.ExtraPerson]:
+        path = self.config.extra_people_path
+        return [] if path is None else extra_people.read_extra_people(path, self.config.mapping)
 
     def snapshots(self, connectors: Mapping[str, Connector]) -> dict[str, Snapshot]:
         """Each directory's snapshot (read side by side: `job.snapshots`), its accounts' anchors carrying
@@ -278,7 +287,9 @@ class Job:
         people = {p.person_id: p for p in feed.people if not held.holds(p.person_id)}
         # A held person's accounts are left as they are: no termly flag or cleared "never expires" either.
         termly = [c for c in passwords.termly_changes(self, snapshots, people) if not held.holds(c.person_id)]
-        plan = replace(plan, changes=plan.changes + tuple(termly),
+        # The feed drop guard compares feed people with the last run's: extra people are not the MIS's.
+        extras = sum(1 for p in feed.people if p.extra_kind is not None)
+        plan = replace(plan, changes=plan.changes + tuple(termly), people_count=plan.people_count - extras,
                        rejected_rows=tuple(str(error) for error in feed.errors),
                        notes=plan.notes + tuple(note for s in snapshots.values() for note in s.notes)
                        + (shares.kept_out if shares is not None else ()))

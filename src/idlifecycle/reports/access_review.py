@@ -15,6 +15,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+from idlifecycle import extra_people
 from idlifecycle.model import Account, Kind, Person, RoleHolder, Snapshot
 from idlifecycle.reports.workbook import Column, ColumnKind, Sheet, Table, Value, score_band
 from idlifecycle.store import AccessDecision, AuditEntry
@@ -113,6 +114,7 @@ class ReviewInput:
     options: ReportOptions
     password_limits: Mapping[str, int] = field(default_factory=dict)
     """person_id -> maximum password age in days from the password policy; wins over the options."""
+    extra_max_days: Mapping[str, int] = field(default_factory=dict)  # [extra.<kind>] -> its max_days
 
 
 class ExceptionKind(StrEnum):
@@ -122,6 +124,7 @@ class ExceptionKind(StrEnum):
     NO_SIGN_IN = "No sign-in for a long time"
     PASSWORD_OLD = "Password older than policy"  # noqa: S105 - a finding's name, not a secret
     PASSWORD_NEVER_EXPIRES = "Password never expires"  # noqa: S105 - a finding's name
+    EXTRA_PAST_MAXIMUM = "Outside the MIS past its maximum"
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,8 @@ def find_exceptions(data: ReviewInput) -> list[ExceptionRow]:
                 found.append(ExceptionRow(
                     ExceptionKind.LEAVER_ENABLED, account,
                     f"left on {uk_date(person.leave_date)} ({(today - person.leave_date).days} days ago)"))
+            if person is not None and (past := extra_people.past_maximum(person, data.extra_max_days)):
+                found.append(ExceptionRow(ExceptionKind.EXTRA_PAST_MAXIMUM, account, past))
             starter = person is not None and person.start_date is not None and person.start_date > today
             if account.enabled and not starter:
                 idle = _days_since(account.last_sign_in, today)
@@ -242,14 +247,8 @@ def _groups_by_member(snapshot: Snapshot) -> dict[str, list[str]]:
 def build_review(data: ReviewInput) -> list[Sheet]:
     """The six sheets of the access-review workbook, in the order the SIRO reads them."""
     exceptions = find_exceptions(data)
-    return [
-        _summary(data, exceptions),
-        _people_and_accounts(data),
-        _restricted(data),
-        _privileged(data),
-        _exceptions(exceptions),
-        _changes(data),
-    ]
+    return [_summary(data, exceptions), _people_and_accounts(data), _restricted(data), _privileged(data),
+            _exceptions(exceptions), _changes(data)]
 
 
 def findings(data: ReviewInput, exceptions: Sequence[ExceptionRow]) -> list[Finding]:
@@ -395,8 +394,8 @@ def _people_and_accounts(data: ReviewInput) -> Sheet:
     rows: list[list[Value]] = []
     for person in sorted(data.people, key=lambda p: (p.last_name.lower(), p.first_name.lower(), p.person_id)):
         person_cells: list[Value] = [
-            person.person_id, person.display_name, person.kind.value, person.year_group,
-            person.registration_group, feed_status(person, today),
+            person.person_id, person.display_name, person.extra_kind or person.kind.value, person.year_group,
+            person.registration_group, feed_status(person, today) + extra_people.review_note(person),
         ]
         accounts = sorted(by_anchor.get(person.person_id, []), key=lambda a: a.directory)
         if not accounts:

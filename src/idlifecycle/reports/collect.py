@@ -227,5 +227,7 @@ def collect_review(job: ReviewJob,
         today=job.today, people=people, snapshots=snapshots, role_holders=role_holders(connectors),
         restricted=restricted, audit=job.store.audit_entries(since=audit_since(job.today, options)),
         options=options, password_limits=password_limits(job, people),
+        extra_max_days={kind: rules.max_days for kind, rules in job.config.mapping.extra.items()
+                        if rules.max_days is not None},
     )
     return review, groups
