@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, c
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from idlifecycle.connectors.base import SANDBOX_TYPES, type_named
+from idlifecycle.dormant import MIN_DORMANT_DAYS
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.guards import GuardLimits
 from idlifecycle.mapping import KindRules, MappingRules
@@ -173,6 +174,8 @@ class KindModel(_Strict):
     leavers_container: str = "Leavers"
     rename_on_name_change: bool = False
     match: list[str] = ["email"]
+    dormant_days: int | None = None
+    dormant_exempt_groups: list[str] = []
 
 
 class NamingModel(_Strict):
@@ -247,6 +250,10 @@ def load_mapping(paths: list[Path]) -> MappingRules:
             if rule not in ("login", "email", "username", "employee_number"):
                 raise ConfigError(str(source), f"{kind}.match",
                                   f"unknown rule {rule!r}; use login, email, username or employee_number")
+        if kind_model.dormant_days is not None and kind_model.dormant_days < MIN_DORMANT_DAYS:
+            raise ConfigError(str(source), f"{kind}.dormant_days",
+                              f"must be at least {MIN_DORMANT_DAYS}: AD updates lastLogonTimestamp only every "
+                              "9-14 days, so a shorter period would disable people who signed in recently")
         templates[kind] = kind_model.username
         kinds[kind] = KindRules(
             domain=kind_model.domain, container=kind_model.container, groups=tuple(kind_model.groups),
@@ -254,6 +261,7 @@ def load_mapping(paths: list[Path]) -> MappingRules:
             create_days_before_start=kind_model.create_days_before_start, grace_days=kind_model.grace_days,
             retention_days=kind_model.retention_days, leavers_container=kind_model.leavers_container,
             rename_on_name_change=kind_model.rename_on_name_change, match=tuple(kind_model.match),
+            dormant_days=kind_model.dormant_days, dormant_exempt_groups=tuple(kind_model.dormant_exempt_groups),
         )
     if not kinds:
         raise ConfigError(str(source), "staff / pupil", "no [staff] or [pupil] table: nobody could be given an account")

@@ -38,6 +38,10 @@ class KindRules:
     match: tuple[str, ...] = ("email",)
     """How a first run finds existing accounts with no anchor: "login" (the sign-in the naming convention
     gives), "email" (the MIS email), "username" (the feed's username), "employee_number"."""
+    dormant_days: int | None = None
+    """Disable an active person's account nobody has signed in to for this many days (`dormant`); None: off."""
+    dormant_exempt_groups: tuple[str, ...] = ()
+    """Members of these groups are never disabled as dormant."""
 
 
 @dataclass(frozen=True)
