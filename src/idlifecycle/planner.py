@@ -255,6 +255,8 @@ def _plan_directory(night: _Night, snapshot: Snapshot, caps: Capabilities) -> li
     _plan_active(night, planner, snapshot, caps)
     _plan_leavers(night, planner, directory, managed_keys)
     planner.police_restricted(managed_keys)
+    if not any(kind.dormant_days for kind in night.rules.kinds.values()):
+        return planner.finish()
     on_roll = {p.person_id for p in night.active} - night.blocked[directory]
     changes, found = disable_dormant(planner.finish(), snapshot, {
         pid: (account, night.rules.kinds[night.by_id[pid].kind])
