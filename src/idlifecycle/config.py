@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, c
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from idlifecycle.connectors.base import SANDBOX_TYPES, type_named
+from idlifecycle.dormant import MIN_DORMANT_DAYS
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.guards import GuardLimits
 from idlifecycle.mapping import KindRules, MappingRules
@@ -175,6 +176,8 @@ class KindModel(_Strict):
     leavers_container: str = "Leavers"
     rename_on_name_change: bool = False
     match: list[str] = ["email"]
+    dormant_days: int | None = None
+    dormant_exempt_groups: list[str] = []
 
 
 class ExtraKindModel(KindModel):
@@ -280,6 +283,10 @@ def _kind_rules(kind_model: KindModel, where: str, source: Path) -> KindRules:
         if rule not in ("login", "email", "username", "employee_number"):
             raise ConfigError(str(source), f"{where}.match",
                               f"unknown rule {rule!r}; use login, email, username or employee_number")
+    if kind_model.dormant_days is not None and kind_model.dormant_days < MIN_DORMANT_DAYS:
+        raise ConfigError(str(source), f"{where}.dormant_days",
+                          f"must be at least {MIN_DORMANT_DAYS}: AD updates lastLogonTimestamp only every "
+                          "9-14 days, so a shorter period would disable people who signed in recently")
     return KindRules(
         domain=kind_model.domain, container=kind_model.container, groups=tuple(kind_model.groups),
         licences=tuple(kind_model.licences), attributes=dict(kind_model.attributes),
@@ -287,6 +294,7 @@ def _kind_rules(kind_model: KindModel, where: str, source: Path) -> KindRules:
         retention_days=kind_model.retention_days, leavers_container=kind_model.leavers_container,
         rename_on_name_change=kind_model.rename_on_name_change, match=tuple(kind_model.match),
         max_days=getattr(kind_model, "max_days", None),
+        dormant_days=kind_model.dormant_days, dormant_exempt_groups=tuple(kind_model.dormant_exempt_groups),
     )
 
 

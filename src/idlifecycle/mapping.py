@@ -40,6 +40,10 @@ class KindRules:
     gives), "email" (the MIS email), "username" (the feed's username), "employee_number"."""
     max_days: int | None = None
     """Extra kinds only: the longest an extra person's end date may be after their start."""
+    dormant_days: int | None = None
+    """Disable an active person's account nobody has signed in to for this many days (`dormant`); None: off."""
+    dormant_exempt_groups: tuple[str, ...] = ()
+    """Members of these groups are never disabled as dormant."""
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,9 @@ class Snapshot:
     notes: tuple[str, ...] = ()
     """What the school should know about how the directory was read (a refused delta link meant a
     full read; sign-in dates unavailable): carried into the plan's notes and the run summary."""
+    sign_ins_unknown: str = ""
+    """Why the accounts' last sign-in dates could not be read ("" when they were): `dormant` then
+    disables nobody here, since an unread date looks the same as "never signed in"."""
 
     def fingerprint(self) -> str:
         """A digest of everything the planner reads, so a stale plan can be refused.

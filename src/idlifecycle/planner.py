@@ -11,6 +11,7 @@ from functools import cached_property
 from operator import attrgetter
 
 from idlifecycle.directory_plan import _PHASE, DirectoryPlanner, NoShareGroups, Roll, ShareGroupsLike, phase
+from idlifecycle.dormant import disable_dormant
 from idlifecycle.mapping import DesiredAccounts, MappingRules, Status
 from idlifecycle.mapping import statuses as person_statuses
 from idlifecycle.matching import base_usernames, expected_logins, match_accounts, privileged_notes
@@ -259,7 +260,14 @@ def _plan_directory(night: _Night, snapshot: Snapshot, caps: Capabilities) -> li
     _plan_active(night, planner, snapshot, caps)
     _plan_leavers(night, planner, directory, managed_keys)
     planner.police_restricted(managed_keys)
-    return planner.finish()
+    if not any(kind.dormant_days for kind in [*night.rules.kinds.values(), *night.rules.extra.values()]):
+        return planner.finish()
+    on_roll = {p.person_id for p in night.active} - night.blocked[directory]
+    changes, found = disable_dormant(planner.finish(), snapshot, {
+        pid: (account, night.rules.for_person(night.by_id[pid]))
+        for pid, account in matched_here.items() if pid in on_roll}, night.today)
+    night.notes.extend(found)
+    return changes
 
 
 def _not_already_so(night: _Night, planner: DirectoryPlanner, directory: str,

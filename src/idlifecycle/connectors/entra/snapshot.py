@@ -54,6 +54,8 @@ class Reader:
         self.cache: Cache | None = None
         self.notes: list[str] = []
         """Notes of the snapshot being read (Snapshot.notes)."""
+        self.sign_ins_unknown = ""
+        """Why last sign-in dates were not read this snapshot ("" when they were): see Snapshot.sign_ins_unknown."""
         self.roles = Roles(name, session, self.domains, self.note)
         self.licence_debt: dict[str, float] | None = None
         """Accounts created without their direct licence -> when (epoch seconds); kept in the store."""
@@ -66,6 +68,8 @@ class Reader:
     def snapshot(self) -> Snapshot:
         self.notes = []
         cache = self.refresh()
+        self.sign_ins_unknown = "" if self.settings.sign_in_activity else \
+            "sign_in_activity is off in the connector (it needs Entra ID P1 and AuditLog.Read.All)"
         sign_ins = self.session.run(self._sign_ins()) if self.settings.sign_in_activity else {}
         privileged = self.roles.read_privileged(cache)
         accounts: list[Account] = []
@@ -101,7 +105,8 @@ class Reader:
         )
         managed_names = {a.username.lower() for a in accounts}
         return Snapshot(self.name, tuple(sorted(accounts, key=lambda a: a.key)), groups,
-                        frozenset(outside - managed_names), notes=tuple(self.notes))
+                        frozenset(outside - managed_names), notes=tuple(self.notes),
+                        sign_ins_unknown=self.sign_ins_unknown)
 
     def owed_licences(self, cache: Cache) -> dict[str, float]:
         """Accounts this tool created whose direct licence is still to be assigned (kept in the store).
@@ -264,6 +269,7 @@ class Reader:
                         "last sign-in dates; the access review is made without them", self.name)
             self.notes.append(f"{self.name}: no last sign-in dates (sign_in_activity needs Entra ID P1, which "
                               "the tenant does not have)")
+            self.sign_ins_unknown = "the tenant has no Entra ID P1 licence, so Graph gives no sign-in dates"
             return {}
         return {str(u["id"]): when((u.get("signInActivity") or {}).get("lastSignInDateTime")) for u in items}
 
