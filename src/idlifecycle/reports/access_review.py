@@ -113,6 +113,8 @@ class ReviewInput:
     options: ReportOptions
     password_limits: Mapping[str, int] = field(default_factory=dict)
     """person_id -> maximum password age in days from the password policy; wins over the options."""
+    data_going: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """(directory, account key) -> a leaver's delete or licence removal due within 30 days (`leavers_data`)."""
 
 
 class ExceptionKind(StrEnum):
@@ -122,6 +124,7 @@ class ExceptionKind(StrEnum):
     NO_SIGN_IN = "No sign-in for a long time"
     PASSWORD_OLD = "Password older than policy"  # noqa: S105 - a finding's name, not a secret
     PASSWORD_NEVER_EXPIRES = "Password never expires"  # noqa: S105 - a finding's name
+    DATA_GOING = "Leaver's data goes within 30 days"
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,9 @@ def find_exceptions(data: ReviewInput) -> list[ExceptionRow]:
             if account.password_never_expires:
                 found.append(ExceptionRow(ExceptionKind.PASSWORD_NEVER_EXPIRES, account,
                                           "the account is set so its password never expires"))
+            going = data.data_going.get((snapshot.directory, account.key))
+            if going:
+                found.append(ExceptionRow(ExceptionKind.DATA_GOING, account, going))
     return found
 
 

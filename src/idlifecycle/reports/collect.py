@@ -26,6 +26,7 @@ from idlifecycle.reports.access_review import (
     audit_since,
 )
 from idlifecycle.reports.decisions import REVIEWED_EVENT
+from idlifecycle.reports.leavers_data import data_going
 from idlifecycle.store import AccessDecision
 
 
@@ -227,5 +228,6 @@ def collect_review(job: ReviewJob,
         today=job.today, people=people, snapshots=snapshots, role_holders=role_holders(connectors),
         restricted=restricted, audit=job.store.audit_entries(since=audit_since(job.today, options)),
         options=options, password_limits=password_limits(job, people),
+        data_going=data_going(people, snapshots, job.config.mapping, job.store.disabled_on(), job.today),
     )
     return review, groups
