@@ -173,6 +173,7 @@ class KindModel(_Strict):
     create_days_before_start: int = Field(14, ge=0)
     grace_days: int = Field(0, ge=0)
     retention_days: int = Field(270, ge=0)
+    licence_kept_days: int = Field(0, ge=0)
     leavers_container: str = "Leavers"
     rename_on_name_change: bool = False
     match: list[str] = ["email"]
@@ -291,7 +292,8 @@ def _kind_rules(kind_model: KindModel, where: str, source: Path) -> KindRules:
         domain=kind_model.domain, container=kind_model.container, groups=tuple(kind_model.groups),
         licences=tuple(kind_model.licences), attributes=dict(kind_model.attributes),
         create_days_before_start=kind_model.create_days_before_start, grace_days=kind_model.grace_days,
-        retention_days=kind_model.retention_days, leavers_container=kind_model.leavers_container,
+        retention_days=kind_model.retention_days, licence_kept_days=kind_model.licence_kept_days,
+        leavers_container=kind_model.leavers_container,
         rename_on_name_change=kind_model.rename_on_name_change, match=tuple(kind_model.match),
         max_days=getattr(kind_model, "max_days", None),
         dormant_days=kind_model.dormant_days, dormant_exempt_groups=tuple(kind_model.dormant_exempt_groups),

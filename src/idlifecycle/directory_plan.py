@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from itertools import chain
 from typing import Any, Protocol
 
-from idlifecycle.mapping import MappingRules
+from idlifecycle.mapping import KindRules, MappingRules
 from idlifecycle.model import Account, Action, Capabilities, Change, DesiredAccount, Group, Kind, Person, Snapshot
 
 
@@ -246,7 +246,8 @@ class DirectoryPlanner:
         elif account.enabled:
             self.add(Action.DISABLE, pid, name, reason, target=account.key,
                      before={"enabled": True}, after={"enabled": False})
-        for group in sorted(self.current_groups(account.key)):
+        kept = self._licences_kept(account, person, disabled_on, kind_rules)
+        for group in sorted(self.current_groups(account.key) - kept):
             self.add(Action.REMOVE_MEMBER, pid, name, f"{reason}: removed from {group}", target=account.key,
                      group=group, restricted=group in self.restricted,
                      before={"member": True}, after={"member": False})
@@ -262,6 +263,31 @@ class DirectoryPlanner:
                 self.add(Action.DELETE, pid, name,
                          f"disabled on {_d(disabled_on)}; {kind_rules.retention_days}-day retention ended",
                          target=account.key)
+
+    def _licences_kept(self, account: Account, person: Person | None, disabled_on: date | None,
+                       kind_rules: KindRules) -> frozenset[str]:
+        """The licence groups a leaver stays in tonight: all of the kind's until `licence_kept_days` after the
+        disable (at most the retention period), so the mailbox and OneDrive survive until then.
+
+        The disable day is the one the store recorded (the night the delete also counts from), or tonight for
+        an account still enabled; failing both (disabled by hand before the tool knew) the leave date and
+        grace, as `status` counts; with no leave date either there is nothing to count from and the licence
+        goes now, as it always did. On the night of the delete the groups are left for the delete to take.
+        """
+        if not (self.caps.licence_groups and kind_rules.licences and kind_rules.licence_kept_days):
+            return _NO_GROUPS
+        recorded = disabled_on is not None and not account.enabled
+        if disabled_on is None and account.enabled:
+            disabled_on = self.today
+        elif disabled_on is None and person is not None and person.leave_date is not None:
+            disabled_on = person.leave_date + timedelta(days=kind_rules.grace_days)
+        if disabled_on is None:
+            return _NO_GROUPS
+        deleted_tonight = recorded and self.today >= disabled_on + timedelta(days=kind_rules.retention_days)
+        kept_until = disabled_on + timedelta(days=min(kind_rules.licence_kept_days, kind_rules.retention_days))
+        if self.today >= kept_until and not deleted_tonight:
+            return _NO_GROUPS
+        return frozenset(kind_rules.licences)
 
     def _kind_of(self, account: Account) -> Kind:
         domain = account.login.rsplit("@", 1)[-1].lower()

@@ -33,6 +33,10 @@ class KindRules:
     create_days_before_start: int = 14
     grace_days: int = 0
     retention_days: int = 270
+    licence_kept_days: int = 0
+    """Days after the disable that a leaver stays in the licence groups (0: out at the disable). Exchange Online
+    disconnects a mailbox when its licence goes and keeps it only 30 days, so a school that keeps staff mail for
+    the retention period sets this to retention_days (or more): the licence then goes with the delete."""
     leavers_container: str = "Leavers"
     rename_on_name_change: bool = False
     match: tuple[str, ...] = ("email",)

@@ -4,6 +4,7 @@ import pytest
 
 from idlifecycle.config import Secrets, load_mapping
 from idlifecycle.errors import ConfigError, UserError
+from idlifecycle.model import Kind
 
 
 def test_a_secret_comes_from_the_environment(monkeypatch, tmp_path):
@@ -51,3 +52,14 @@ def test_a_mapping_typo_is_one_message_naming_the_key(tmp_path):
     with pytest.raises(ConfigError) as raised:
         load_mapping([mapping])
     assert str(raised.value) == f"{mapping}: staff.retention_dayz: Extra inputs are not permitted"
+
+
+def test_licence_kept_days_is_read_per_kind_and_a_negative_one_is_refused(tmp_path):
+    mapping = tmp_path / "school.toml"
+    head = '[staff]\nusername = "{first_initial}{surname}"\ndomain = "s.example"\n'
+    mapping.write_text(head + "licence_kept_days = 365\n")
+    assert load_mapping([mapping]).kinds[Kind.STAFF].licence_kept_days == 365
+    mapping.write_text(head + "licence_kept_days = -1\n")
+    with pytest.raises(ConfigError) as raised:
+        load_mapping([mapping])
+    assert str(raised.value).startswith(f"{mapping}: staff.licence_kept_days: ")

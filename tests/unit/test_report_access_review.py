@@ -12,7 +12,6 @@ import pytest
 from openpyxl.worksheet.worksheet import Worksheet
 
 from idlifecycle.reports.access_review import (
-    CHANGES,
     EXCEPTIONS,
     PEOPLE,
     PRIVILEGED,
@@ -21,6 +20,7 @@ from idlifecycle.reports.access_review import (
     build_review,
     review_year_start,
 )
+from idlifecycle.reports.changes_sheet import CHANGES
 from idlifecycle.reports.workbook import csv_file_name, write_csv, write_xlsx
 from tests.unit.test_report_school import INJECTION_NAMES, TODAY, review_input
 

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
 
 from idlifecycle import extra_people
 from idlifecycle.model import Account, Kind, Person, RoleHolder, Snapshot
+from idlifecycle.reports.changes_sheet import changes_sheet
 from idlifecycle.reports.workbook import Column, ColumnKind, Sheet, Table, Value, score_band
 from idlifecycle.store import AccessDecision, AuditEntry
 
@@ -26,7 +26,6 @@ RESTRICTED = "Restricted access"
 PRIVILEGED = "Privileged roles"
 PRIVILEGED_NOT_MANAGED = "privileged, not managed"
 EXCEPTIONS = "Exceptions"
-CHANGES = "Changes this year"
 
 KEEP = "Keep"
 REMOVE = "Remove"
@@ -115,6 +114,8 @@ class ReviewInput:
     password_limits: Mapping[str, int] = field(default_factory=dict)
     """person_id -> maximum password age in days from the password policy; wins over the options."""
     extra_max_days: Mapping[str, int] = field(default_factory=dict)  # [extra.<kind>] -> its max_days
+    data_going: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """(directory, account key) -> a leaver's delete or licence removal due within 30 days (`leavers_data`)."""
 
 
 class ExceptionKind(StrEnum):
@@ -125,6 +126,7 @@ class ExceptionKind(StrEnum):
     PASSWORD_OLD = "Password older than policy"  # noqa: S105 - a finding's name, not a secret
     PASSWORD_NEVER_EXPIRES = "Password never expires"  # noqa: S105 - a finding's name
     EXTRA_PAST_MAXIMUM = "Outside the MIS past its maximum"
+    DATA_GOING = "Leaver's data goes within 30 days"
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,9 @@ def find_exceptions(data: ReviewInput) -> list[ExceptionRow]:
             if account.password_never_expires:
                 found.append(ExceptionRow(ExceptionKind.PASSWORD_NEVER_EXPIRES, account,
                                           "the account is set so its password never expires"))
+            going = data.data_going.get((snapshot.directory, account.key))
+            if going:
+                found.append(ExceptionRow(ExceptionKind.DATA_GOING, account, going))
     return found
 
 
@@ -248,7 +253,7 @@ def build_review(data: ReviewInput) -> list[Sheet]:
     """The six sheets of the access-review workbook, in the order the SIRO reads them."""
     exceptions = find_exceptions(data)
     return [_summary(data, exceptions), _people_and_accounts(data), _restricted(data), _privileged(data),
-            _exceptions(exceptions), _changes(data)]
+            _exceptions(exceptions), changes_sheet(data.audit)]
 
 
 def findings(data: ReviewInput, exceptions: Sequence[ExceptionRow]) -> list[Finding]:
@@ -463,32 +468,6 @@ def _exceptions(exceptions: Sequence[ExceptionRow]) -> Sheet:
     columns = (Column("Exception", 28), Column("Directory", 11), Column("Username", 18), Column("Name", 24),
                Column("Person ID", 12), Column("Account status", 14), Column("Detail", 50))
     return Sheet(EXCEPTIONS, (Table(columns, rows),))
-
-
-AUDIT_COLUMNS = ("directory", "action", "username", "person_id", "group", "reason")
-HIDDEN_AUDIT_WORDS = ("password", "secret", "token")
-"""Audit data never holds secrets; this is a second lock on the door for the workbook."""
-
-
-def _audit_detail(data: Mapping[str, Any]) -> str:
-    return "; ".join(
-        f"{k}: {v}" for k, v in sorted(data.items())
-        if k not in AUDIT_COLUMNS and not any(word in k.lower() for word in HIDDEN_AUDIT_WORDS)
-    )
-
-
-def _changes(data: ReviewInput) -> Sheet:
-    rows: list[list[Value]] = []
-    for entry in data.audit:
-        fields = [entry.data.get(k) for k in AUDIT_COLUMNS]
-        rows.append([
-            datetime.fromisoformat(entry.at), entry.event, entry.actor,
-            *(None if v is None else str(v) for v in fields), _audit_detail(entry.data),
-        ])
-    columns = (Column("When", 16, ColumnKind.DATETIME), Column("Event", 18), Column("By", 18), Column("Directory", 11),
-               Column("Action", 16), Column("Username", 18), Column("Person ID", 12), Column("Group", 20),
-               Column("Reason", 40), Column("Detail", 40))
-    return Sheet(CHANGES, (Table(columns, rows),))
 
 
 def audit_since(today: date, options: ReportOptions) -> str:

@@ -26,6 +26,7 @@ from idlifecycle.reports.access_review import (
     audit_since,
 )
 from idlifecycle.reports.decisions import REVIEWED_EVENT
+from idlifecycle.reports.leavers_data import data_going
 from idlifecycle.store import AccessDecision
 
 
@@ -229,5 +230,6 @@ def collect_review(job: ReviewJob,
         options=options, password_limits=password_limits(job, people),
         extra_max_days={kind: rules.max_days for kind, rules in job.config.mapping.extra.items()
                         if rules.max_days is not None},
+        data_going=data_going(people, snapshots, job.config.mapping, job.store.disabled_on(), job.today),
     )
     return review, groups
