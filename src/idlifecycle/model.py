@@ -209,6 +209,21 @@ class RoleHolder:
     username: str
     display_name: str
     anchor: str | None = None
+    second_factor: str = ""
+    """SECOND_FACTOR_ENFORCED / _REGISTERED / _NONE as the directory reports it, "unknown — <why>" when it
+    cannot, "" when it was not asked (the review says "unknown" then)."""
+
+
+SECOND_FACTOR_ENFORCED = "enforced"
+"""The directory makes the account use a second factor (Google: enrolled and enforced in 2-Step Verification)."""
+SECOND_FACTOR_REGISTERED = "registered"
+"""A second factor is registered, but the directory does not say it is required."""
+SECOND_FACTOR_NONE = "none"
+"""The directory says the account has no second factor: a finding on the access review."""
+
+
+def second_factor_unknown(why: str) -> str:
+    return f"unknown — {why}"
 
 
 @dataclass(frozen=True)
