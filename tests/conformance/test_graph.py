@@ -507,3 +507,43 @@ def test_pim_eligibilities_need_a_pim_or_role_management_permission_not_director
     inner = json.loads(error["message"])
     assert inner["errorCode"] == "PermissionScopeNotGranted"
     assert "RoleEligibilitySchedule.Read.Directory" in inner["message"]
+
+
+def test_the_registration_report_needs_audit_log_read_all_and_entra_id_p1_and_takes_no_select(
+        make_emulator: Callable[..., GraphEmulator]) -> None:
+    """`GET /reports/authenticationMethods/userRegistrationDetails`: application permission AuditLog.Read.All,
+    only $filter and $orderBy; without Entra ID P1/P2 in the tenant, 403
+    Authentication_RequestFromNonPremiumTenantOrB2CTenant.
+
+    Sources: https://learn.microsoft.com/en-us/graph/api/authenticationmethodsroot-list-userregistrationdetails
+    (permissions, query parameters, the response's fields), https://learn.microsoft.com/en-us/graph/api/resources/
+    userregistrationdetails (licence requirements) and
+    https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/8777 (the 403 without premium).
+    """
+    report = "/reports/authenticationMethods/userRegistrationDetails"
+    seed = school_seed()
+    seed["users"][0]["_registration"] = {"isMfaRegistered": True, "isMfaCapable": True,
+                                         "methodsRegistered": ["microsoftAuthenticatorPush"]}
+    emulator = make_emulator(seed)
+    with _client(emulator) as graph:
+        listed = graph.get(report)
+        selected = graph.get(report, params={"$select": "id,isMfaRegistered"})
+    assert listed.status_code == 200, listed.text
+    details = {d["userPrincipalName"]: d for d in listed.json()["value"]}
+    assert {k: details[f"jsmith@{STAFF}"][k] for k in ("isMfaRegistered", "isMfaCapable", "isAdmin")} == {
+        "isMfaRegistered": True, "isMfaCapable": True, "isAdmin": False}
+    admin = details["it.admin@example.org"]
+    assert (admin["isAdmin"], admin["isMfaRegistered"], admin["methodsRegistered"]) == (True, False, [])
+    assert not any(k.startswith("_") for d in details.values() for k in d)
+    assert selected.status_code == 400
+
+    emulator.register_application(CLIENT_ID, secret=CLIENT_SECRET, roles=("User.ReadWrite.All",))
+    with _client(emulator) as graph:
+        unpermitted = graph.get(report)
+    assert unpermitted.status_code == 403 and _error(unpermitted)["code"] == "Authorization_RequestDenied"
+
+    basic = make_emulator({**school_seed(), "premium": False})
+    with _client(basic) as graph:
+        unlicensed = graph.get(report)
+    assert unlicensed.status_code == 403
+    assert _error(unlicensed)["code"] == "Authentication_RequestFromNonPremiumTenantOrB2CTenant"

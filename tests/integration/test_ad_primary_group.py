@@ -75,5 +75,7 @@ def test_a_primary_group_nested_in_a_protected_group_makes_the_account_privilege
         assert ad.privileged_reason(account.key) == f"member of {role}"
         # And the access review's Privileged roles sheet lists the account under the role.
         assert (role, sam) in {(h.role, h.username) for h in ad.privileged_roles()}
+        # AD cannot tell whether an admin has a second factor, and the sheet says so rather than guess.
+        assert {h.second_factor for h in ad.privileged_roles()} == {"unknown — AD does not record a second factor"}
     finally:
         ad.close()

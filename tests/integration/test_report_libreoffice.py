@@ -75,6 +75,21 @@ def test_libreoffice_shows_formula_looking_names_as_the_text_they_are(review: Pa
     assert not any(v.startswith(("#NAME", "Err:")) for v in texts["people"] + texts["changes"])
 
 
+def test_libreoffice_shows_each_admins_second_factor_and_the_flag_on_privileged_roles(
+        review: Path, tmp_path: Path) -> None:
+    spec = "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,4"  # Privileged roles
+    done = soffice(tmp_path, "--convert-to", spec, "--outdir", str(tmp_path), str(review))
+    assert done.returncode == 0, done.stderr
+    [exported] = list(tmp_path.glob("*.csv"))
+    with exported.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    header = rows[0]
+    shown = {row[header.index("Username")]: (row[header.index("Second factor")], row[header.index("Flag")])
+             for row in rows[1:]}
+    assert shown == {"bcox": ("unknown — AD does not record a second factor", ""), "alovelace": ("registered", ""),
+                     "breakglass": ("none", "Admin without a second factor")}
+
+
 HOSTILE_REASON = '\x01=HYPERLINK("http://evil.example/","Approve here")'
 """A reason typed into the anonymous request form, as the audit log keeps it."""
 HOSTILE_SURNAME = "\u200b+1+1"

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from idlifecycle.model import Account, Action, Change, DesiredAccount, Group, Kind, Person, Snapshot, _json_encoder
+from idlifecycle.model import Account, Action, Change, DesiredAccount, Group, Kind, Person, Snapshot
+from idlifecycle.values import json_encoder
 
 SCALARS = (st.text() | st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
            | st.dates() | st.datetimes())
@@ -21,8 +22,8 @@ VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.di
 
 @given(VALUES)
 def test_the_encoder_writes_what_json_dumps_writes(value):
-    assert _json_encoder()([value]) == json.dumps([value], default=str)
-    assert _json_encoder(sort_keys=True)([value]) == json.dumps([value], default=str, sort_keys=True)
+    assert json_encoder()([value]) == json.dumps([value], default=str)
+    assert json_encoder(sort_keys=True)([value]) == json.dumps([value], default=str, sort_keys=True)
 
 
 def test_a_change_id_is_the_digest_of_its_json():

@@ -133,13 +133,18 @@ def test_the_restricted_access_sheet_lists_each_member_with_why_and_a_keep_remov
     assert ws["O1"].value == "Decision"
 
 
-def test_admin_roles_show_who_holds_them_and_whether_they_are_still_staff(workbook: openpyxl.Workbook) -> None:
-    rows = [(r["Directory"], r["Role"], r["Username"], r["In the MIS feed as"], r["Managed by idlifecycle"])
+def test_admin_roles_show_who_holds_them_whether_they_are_still_staff_and_their_second_factor(
+        workbook: openpyxl.Workbook) -> None:
+    rows = [(r["Directory"], r["Role"], r["Username"], r["In the MIS feed as"], r["Second factor"], r["Flag"],
+             r["Managed by idlifecycle"])
             for r in records(workbook[PRIVILEGED])]
     assert rows == [
-        ("ad", "Domain Admins", "bcox", "Staff: Left 03/04/2026", "privileged, not managed"),
-        ("entra", "Global Administrator", "alovelace", "Staff: Current", "privileged, not managed"),
-        ("entra", "Global Administrator", "breakglass", "No person ID", "privileged, not managed"),
+        ("ad", "Domain Admins", "bcox", "Staff: Left 03/04/2026", "unknown — AD does not record a second factor",
+         None, "privileged, not managed"),
+        ("entra", "Global Administrator", "alovelace", "Staff: Current", "registered", None,
+         "privileged, not managed"),
+        ("entra", "Global Administrator", "breakglass", "No person ID", "none", "Admin without a second factor",
+         "privileged, not managed"),
     ]
 
 
@@ -175,6 +180,8 @@ def test_the_summary_counts_people_and_accounts_and_scores_each_finding_out_of_n
     assert findings["Administrator roles held by someone not on the current staff list"] == [2, 3, 2, 6]
     assert findings["Accounts without a person ID"] == [1, 2, 2, 4]
     assert findings["Passwords older than the policy allows"] == [1, 2, 2, 4]
+    # breakglass has none; "unknown" (AD) is not counted as none, nor as fine: it says why on the sheet.
+    assert findings["Admin accounts without a second factor"] == [1, 3, 2, 6]
     score = next(c for row in ws.iter_rows() for c in row if c.value == 6)
     assert score.fill.fgColor.rgb.endswith("FFC7CE")  # high: red
     assert ["Senior Information Risk Owner (SIRO)"] in lines

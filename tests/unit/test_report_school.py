@@ -81,9 +81,11 @@ def snapshots() -> dict[str, Snapshot]:
 
 def role_holders() -> dict[str, list[RoleHolder]]:
     return {
-        "entra": [RoleHolder("entra", "Global Administrator", "alovelace", "Ada Lovelace", "S001"),
-                  RoleHolder("entra", "Global Administrator", "breakglass", "Break Glass", None)],
-        "ad": [RoleHolder("ad", "Domain Admins", "bcox", "Brian Cox", "S002")],
+        "entra": [RoleHolder("entra", "Global Administrator", "alovelace", "Ada Lovelace", "S001",
+                             second_factor="registered"),
+                  RoleHolder("entra", "Global Administrator", "breakglass", "Break Glass", None, second_factor="none")],
+        "ad": [RoleHolder("ad", "Domain Admins", "bcox", "Brian Cox", "S002",
+                          second_factor="unknown — AD does not record a second factor")],
     }
 
 

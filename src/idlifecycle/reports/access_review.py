@@ -17,6 +17,13 @@ from enum import StrEnum
 from idlifecycle import extra_people
 from idlifecycle.model import Account, Kind, Person, RoleHolder, Snapshot
 from idlifecycle.reports.changes_sheet import changes_sheet
+from idlifecycle.reports.privileged import (
+    NO_SECOND_FACTOR_FINDING,
+    all_role_holders,
+    flag,
+    second_factor_cell,
+    without_second_factor,
+)
 from idlifecycle.reports.workbook import Column, ColumnKind, Sheet, Table, Value, score_band
 from idlifecycle.store import AccessDecision, AuditEntry
 
@@ -288,6 +295,8 @@ def findings(data: ReviewInput, exceptions: Sequence[ExceptionRow]) -> list[Find
                 "Decide Keep or Remove for each row on the Restricted access sheet."),
         Finding("Administrator roles held by someone not on the current staff list", admin_not_staff, 3,
                 "Confirm each is a named member of staff or a documented break-glass account."),
+        Finding(NO_SECOND_FACTOR_FINDING, without_second_factor(all_role_holders(data.role_holders, data.snapshots)), 3,
+                "Register a second factor for each (and enforce it); see the Privileged roles sheet."),
     ]
 
 
@@ -424,24 +433,10 @@ def _restricted(data: ReviewInput) -> Sheet:
     return Sheet(RESTRICTED, (Table(RESTRICTED_COLUMNS, rows),))
 
 
-def _all_role_holders(data: ReviewInput) -> dict[str, list[RoleHolder]]:
-    """The directories' role holders, plus every account a snapshot marks privileged that they do not list
-    (e.g. eligible for a role through PIM, or privileged by adminCount=1 alone)."""
-    holders = {d: list(h) for d, h in data.role_holders.items()}
-    for snapshot in _in_order(data.snapshots):
-        listed = {h.username.lower() for h in holders.get(snapshot.directory, [])}
-        for account in snapshot.accounts:
-            if account.privileged and not {account.username.lower(), account.login.lower()} & listed:
-                holders.setdefault(snapshot.directory, []).append(RoleHolder(
-                    snapshot.directory, account.privileged, account.login or account.username,
-                    account.display_name, account.anchor))
-    return holders
-
-
 def _privileged(data: ReviewInput) -> Sheet:
     people = {p.person_id: p for p in data.people}
     rows: list[list[Value]] = []
-    role_holders = _all_role_holders(data)
+    role_holders = all_role_holders(data.role_holders, data.snapshots)
     for directory in sorted(role_holders):
         for holder in sorted(role_holders[directory], key=lambda h: (h.role.lower(), h.username.lower())):
             person = people.get(holder.anchor) if holder.anchor else None
@@ -453,9 +448,10 @@ def _privileged(data: ReviewInput) -> Sheet:
                 on_feed = f"{person.kind.value.capitalize()}: {feed_status(person, data.today)}"
             # Whatever the feed says, the tool leaves every role holder alone (README "Safety").
             rows.append([directory, holder.role, holder.username, holder.display_name, holder.anchor, on_feed,
-                         PRIVILEGED_NOT_MANAGED])
+                         second_factor_cell(holder), flag(holder), PRIVILEGED_NOT_MANAGED])
     columns = (Column("Directory", 11), Column("Role", 32), Column("Username", 20), Column("Name", 26),
-               Column("Person ID", 12), Column("In the MIS feed as", 24), Column("Managed by idlifecycle", 24))
+               Column("Person ID", 12), Column("In the MIS feed as", 24), Column("Second factor", 24),
+               Column("Flag", 28), Column("Managed by idlifecycle", 24))
     return Sheet(PRIVILEGED, (Table(columns, rows),))
 
 

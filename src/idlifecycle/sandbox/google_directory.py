@@ -294,6 +294,9 @@ class Directory:
                      "displayName": name.get("displayName") or f"{name['givenName']} {name['familyName']}"},
             "isAdmin": False,
             "isDelegatedAdmin": False,
+            # Output only, as the user resource documents them: a new user is in neither.
+            "isEnrolledIn2Sv": False,
+            "isEnforcedIn2Sv": False,
             "lastLoginTime": NEVER,
             "creationTime": _now(),
             "agreedToTerms": False,

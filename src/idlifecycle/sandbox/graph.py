@@ -16,6 +16,8 @@ otherwise, FACTS.md section 2). One port serves both parts:
   `directory/deletedItems` (list, restore, purge), `revokeSignInSessions`, `assignLicense`,
   `directoryRoles` + members, `roleManagement/directory/roleAssignments` and (seed `"pim": true`, Entra ID
   P2) `roleEligibilityScheduleInstances` from the same roles (seed `eligible` members), `subscribedSkus`,
+  `reports/authenticationMethods/userRegistrationDetails` (Entra ID P1, AuditLog.Read.All, no `$select`;
+  a seed user's `_registration` holds its isMfaRegistered / isMfaCapable / methodsRegistered),
   JSON `$batch` (more than 20 -> 400; absolute item URLs -> per-item 400; `dependsOn` -> 424 when
   the dependency failed; a batch that is neither fully sequential nor fully parallel -> 400 for the
   whole batch). Each token carries the app's consented application permissions; a call without one
@@ -117,6 +119,7 @@ from idlifecycle.sandbox.graph_directory import (
     Reply,
     bad_request,
     compile_filter,
+    matches,
     not_found,
     project,
     service_principal_id,
@@ -829,6 +832,36 @@ def _role_eligibilities(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str
                          "The tenant needs an AAD Premium 2 license to use Privileged Identity Management.")
     return em.page(em.directory.role_assignments(_filter(q), eligible=True), q, h,
                    "roleManagement/directory/roleEligibilityScheduleInstances")
+
+
+REGISTRATION_REPORT = ("https://learn.microsoft.com/en-us/graph/api/"
+                       "authenticationmethodsroot-list-userregistrationdetails")
+
+
+@route("GET", r"/reports/authenticationMethods/userRegistrationDetails", "users.signins")
+def _registration_details(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str],
+                          b: Any) -> Reply:
+    # REGISTRATION_REPORT: AuditLog.Read.All (application), only $filter and $orderBy; the report needs Entra ID
+    # P1 or P2 (userRegistrationDetails resource: "license requirements"), refused without it as users report
+    # (https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/8777). A seed user's
+    # `_registration` holds its isMfaRegistered / isMfaCapable / methodsRegistered.
+    if "$select" in q:
+        raise bad_request("Query option '$select' is not allowed.", "BadRequest")
+    if not em.directory.state.get("premium"):
+        raise GraphError(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                         "Neither tenant is B2C or tenant doesn't have premium license")
+    with em.directory.lock:
+        admins = {m for r in em.directory.state["roles"].values() for m in r["members"]}
+        details = [{
+            "id": u["id"], "userPrincipalName": u["userPrincipalName"], "userDisplayName": u.get("displayName"),
+            "isAdmin": u["id"] in admins, "userType": u.get("userType") or "member",
+            "isMfaRegistered": bool((u.get("_registration") or {}).get("isMfaRegistered", False)),
+            "isMfaCapable": bool((u.get("_registration") or {}).get("isMfaCapable", False)),
+            "methodsRegistered": list((u.get("_registration") or {}).get("methodsRegistered", [])),
+        } for u in em.directory.state["users"].values()]
+    clauses = _filter(q)
+    return em.page([d for d in details if matches(d, clauses)], q, h,
+                   "reports/authenticationMethods/userRegistrationDetails")
 
 
 @route("GET", r"/subscribedSkus", "licences")

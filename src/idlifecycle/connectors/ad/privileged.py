@@ -15,7 +15,10 @@ from ldap3.utils.conv import escape_filter_chars
 
 from idlifecycle.connectors.ad.dn import RDNs, dn_parts, key_of, plain_dn, text
 from idlifecycle.connectors.ad.session import ADSession
-from idlifecycle.model import RoleHolder
+from idlifecycle.model import RoleHolder, second_factor_unknown
+
+AD_SECOND_FACTOR = second_factor_unknown("AD does not record a second factor")
+"""An AD account's second factor lives in whatever sits in front of it (smart cards, an MFA agent), not in AD."""
 
 PROTECTED_GROUPS = (
     ("Domain Admins", "domain", 512), ("Enterprise Admins", "root", 519), ("Schema Admins", "root", 518),
@@ -153,5 +156,6 @@ def role_holders(session: ADSession, directory: str) -> list[RoleHolder]:
         found = f"(&(objectCategory=person)(|{chain}{rids}))"
         for _, raw in session.search(domain, found, ["sAMAccountName", "displayName", "employeeID"]):
             holders.append(RoleHolder(directory, role, text(raw, "sAMAccountName") or "",
-                                      text(raw, "displayName") or "", text(raw, "employeeID")))
+                                      text(raw, "displayName") or "", text(raw, "employeeID"),
+                                      second_factor=AD_SECOND_FACTOR))
     return holders

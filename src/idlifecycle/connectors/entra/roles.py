@@ -13,7 +13,7 @@ from typing import Any
 from idlifecycle.connectors.entra.cache import Cache
 from idlifecycle.connectors.entra.graph import GraphResponse, ResponseError
 from idlifecycle.connectors.entra.session import GraphSession, response_refused
-from idlifecycle.model import RoleHolder
+from idlifecycle.model import SECOND_FACTOR_NONE, SECOND_FACTOR_REGISTERED, RoleHolder, second_factor_unknown
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 999
@@ -21,6 +21,8 @@ FRESH_ROLES_SECONDS = 5.0
 """How long directory roles read for an account the snapshot did not hold serve further such checks."""
 PASSWORD_ROLES = ("User Administrator", "Privileged Authentication Administrator", "Global Administrator")
 REVIEW_SELECT = "$select=id,userPrincipalName,displayName,employeeId"
+REGISTRATION_REPORT = "/reports/authenticationMethods/userRegistrationDetails"
+"""Each user's registered authentication methods (AuditLog.Read.All, Entra ID P1 or P2): only $filter and $orderBy."""
 
 
 class Roles:
@@ -165,8 +167,28 @@ class Roles:
         except ResponseError as error:
             raise response_refused(("review", "as-is"), error) from None
 
+    async def second_factors(self) -> Callable[[str], str]:
+        """User id -> its second factor from the registration report: "registered" when it has a strong method
+        the policy allows (isMfaCapable), else "none"; "unknown — <why>" for all when Graph refuses the report."""
+        try:
+            # All of it, not `isAdmin eq true`: whether Graph's isAdmin counts a role held through a
+            # role-assignable group is not documented, and an admin left out would read "unknown".
+            details, _ = await self.session.read_all(REGISTRATION_REPORT)
+        except ResponseError as error:
+            if error.response.status != 403:
+                raise
+            why = ("the tenant has no Entra ID P1 or P2 licence for the registration report"
+                   if error.response.error_code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+                   else "the app lacks the application permission AuditLog.Read.All")
+            return lambda key: second_factor_unknown(why)
+        capable = {str(d.get("id")): bool(d.get("isMfaCapable")) for d in details}
+        missing = second_factor_unknown("not in Entra's registration report")
+        return lambda key: missing if key not in capable else (
+            SECOND_FACTOR_REGISTERED if capable[key] else SECOND_FACTOR_NONE)
+
     async def _review(self) -> list[RoleHolder]:
         roles, _ = await self.session.read_all("/directoryRoles")
+        second_factor = await self.second_factors()
         holders: list[RoleHolder] = []
         for role in roles:
             members, _ = await self.session.read_all(f"/directoryRoles/{role['id']}/members?{REVIEW_SELECT}")
@@ -187,7 +209,8 @@ class Roles:
                     continue
                 holders.append(RoleHolder(
                     self.name, held, str(member.get("userPrincipalName") or member.get("displayName") or member["id"]),
-                    str(member.get("displayName") or ""), member.get("employeeId") or None))
+                    str(member.get("displayName") or ""), member.get("employeeId") or None,
+                    second_factor=second_factor(str(member["id"]))))
         return holders
 
     async def may_not_set_passwords(self) -> str:

@@ -24,7 +24,7 @@ from idlifecycle.connectors.google.requests import Request
 from idlifecycle.connectors.google.session import Pacer, Session, read_key
 from idlifecycle.connectors.google.settings import OPTION_KEYS, GoogleOptions
 from idlifecycle.connectors.google.snapshot import ScopeReader
-from idlifecycle.model import Action, Change, DeletedAccount, Result, Snapshot
+from idlifecycle.model import Action, Change, DeletedAccount, Result, RoleHolder, Snapshot
 
 
 class GoogleConnector(Connector):
@@ -84,6 +84,9 @@ class GoogleConnector(Connector):
 
     def privileged_reason(self, key: str) -> str:
         return self.reader.privileged_reason(key)
+
+    def privileged_roles(self) -> Sequence[RoleHolder]:
+        return self.reader.admins()
 
     # -- writing --
 
