@@ -9,8 +9,9 @@ subprocess; printed per night: wall time, the sync process's peak RSS, HTTP requ
 each emulator served, each directory's snapshot and apply times as the tool logged them, the
 night's wall time divided by the slowest directory's connector-only time (its snapshot plus its
 apply, less the time it waited for the store's thread), and the executor's overhead per change
-(journal, audit and log, on the store's thread). AD (Samba) is not driven by this bench yet: a
-note says so.
+(journal, audit and log, on the store's thread). Where Samba can run (root, samba installed) a
+throw-away Samba AD DC of the run's own is a third directory (`bench/night_ad.py`), with no latency
+added; its LDAP operations are not counted. Elsewhere one line says why and the night has no AD.
 
     .venv/bin/python bench/night.py                   # 20,000 people (long: the services' write limits)
     .venv/bin/python bench/night.py --people 2000
@@ -30,6 +31,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from night_ad import add_to_job, start_dc  # bench/, the script's own folder, is first on sys.path
 
 from idlifecycle.feeds._fields import upn_check_letter
 from idlifecycle.sandbox.night import SAMPLE, SchoolNight
@@ -147,15 +150,17 @@ def report(title: str, night: Night) -> None:
     print(f"{title}: {night.wall:.1f} s wall, {night.cpu:.1f} s CPU, peak RSS {night.peak_rss_mb:.0f} MB (the sync "
           f"process), exit {night.exit_code}; {night.applied_line}")
     connector_only: dict[str, float] = {}
-    for directory, counts in night.requests.items():
+    for directory in [*night.requests, *(d for d in night.snapshot if d not in night.requests)]:
         snapshot = night.snapshot.get(directory, 0.0)
         applied = night.apply.get(directory)
         connector_only[directory] = snapshot + (applied["connector"] if applied else 0.0)
         apply_text = (f"apply {applied['seconds']:.1f} s for {applied['changes']:.0f} changes (connector "
                       f"{applied['connector']:.1f} s, getting passwords {applied['passwords']:.1f} s)"
                       if applied else "nothing to apply")
-        print(f"  {directory:7}: {counts['requests']:6,} HTTP requests ({counts['writes']:,} writes); "
-              f"snapshot {snapshot:.1f} s, {apply_text}")
+        counts = night.requests.get(directory)
+        asked = (f"{counts['requests']:6,} HTTP requests ({counts['writes']:,} writes)" if counts
+                 else "LDAP operations not counted")
+        print(f"  {directory:7}: {asked}; snapshot {snapshot:.1f} s, {apply_text}")
     slowest = max(connector_only, key=lambda d: connector_only[d])
     if connector_only[slowest] > 0:
         print(f"  whole night / slowest directory's connector-only time ({slowest}, snapshot + apply "
@@ -174,21 +179,30 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the working folder (its path is printed)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="night-bench-"))
+    work.chmod(0o700)
     pupils = write_pupils(work / "pupils.csv", args.people)
     staff = len((SAMPLE / "staff.csv").read_text(encoding="utf-8-sig").splitlines()) - 1
-    print(f"{pupils:,} pupils and {staff} staff, each in Entra and "
-          f"Google; {args.latency * 1000:.0f} ms latency; Graph {GRAPH_WRITE_LIMIT[0]:,} writes per "
+    dc, ad_line = start_dc(work)
+    print(f"{pupils:,} pupils and {staff} staff, each in Entra, Google{' and AD' if dc else ''}; "
+          f"{args.latency * 1000:.0f} ms latency; Graph {GRAPH_WRITE_LIMIT[0]:,} writes per "
           f"{GRAPH_WRITE_LIMIT[1]:.0f} s, Google {GOOGLE_QUOTA:,} calls a minute", flush=True)
-    print("  AD: not in this bench yet (bench/ad_apply.py drives Samba alone)")
-    school = SchoolNight.start(work / "night", google=True, latency=args.latency, write_limit_per_second=20,
-                               graph_write_limit=GRAPH_WRITE_LIMIT, google_quota=GOOGLE_QUOTA, timeout_seconds=30,
-                               feeds={"pupil": work / "pupils.csv", "staff": SAMPLE / "staff.csv"})
-    school.env["IDLIFECYCLE_AUDIT_KEY"] = secrets.token_hex(32)  # a fresh school's own key
+    print(ad_line, flush=True)
+    school = None
     try:
+        school = SchoolNight.start(work / "night", google=True, latency=args.latency, write_limit_per_second=20,
+                                   graph_write_limit=GRAPH_WRITE_LIMIT, google_quota=GOOGLE_QUOTA,
+                                   timeout_seconds=30, feeds={"pupil": work / "pupils.csv",
+                                                              "staff": SAMPLE / "staff.csv"})
+        school.env["IDLIFECYCLE_AUDIT_KEY"] = secrets.token_hex(32)  # a fresh school's own key
+        if dc is not None:
+            add_to_job(school, dc)
         report("first night", run_night(school, FIRST_NIGHT))
         report("no-change night", run_night(school, NEXT_NIGHT))
     finally:
-        school.stop()
+        if school is not None:
+            school.stop()
+        if dc is not None:
+            dc.stop()
         if args.keep:
             print(f"kept {work}")
         else:
