@@ -183,6 +183,8 @@ class ExtraKindModel(KindModel):
     base: Kind = Kind.STAFF
     max_days: int = Field(ge=1)
     create_days_before_start: int = Field(0, ge=0)
+    warn_days_before_end: int = Field(7, ge=0)
+    """The sponsor is emailed this many days before the end date (0: never), with a link to extend it."""
 
 
 class NamingModel(_Strict):
@@ -287,6 +289,7 @@ def _kind_rules(kind_model: KindModel, where: str, source: Path) -> KindRules:
         retention_days=kind_model.retention_days, leavers_container=kind_model.leavers_container,
         rename_on_name_change=kind_model.rename_on_name_change, match=tuple(kind_model.match),
         max_days=getattr(kind_model, "max_days", None),
+        warn_days_before_end=getattr(kind_model, "warn_days_before_end", 0),
     )
 
 

@@ -40,6 +40,8 @@ class KindRules:
     gives), "email" (the MIS email), "username" (the feed's username), "employee_number"."""
     max_days: int | None = None
     """Extra kinds only: the longest an extra person's end date may be after their start."""
+    warn_days_before_end: int = 0
+    """Extra kinds only: how many days before the end date the sponsor is told (0: not told)."""
 
 
 @dataclass(frozen=True)
