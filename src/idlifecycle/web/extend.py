@@ -7,6 +7,7 @@ stale links, a date past the kind's maximum) are one page each and change nothin
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from html import escape
 
@@ -15,26 +16,43 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from idlifecycle import sponsors
+from idlifecycle.access._job import AccessJob
 from idlifecycle.access.records import utcnow
-from idlifecycle.access.service import Access, Client
-from idlifecycle.access.tokens import ExtendClaims, LinkRefused, new_cookie_value
+from idlifecycle.access.service import Client
+from idlifecycle.access.tokens import ExtendClaims, LinkRefused, Signer, new_cookie_value
 from idlifecycle.errors import UserError
 from idlifecycle.extra_people import ExtraPerson
 from idlifecycle.web.pages import CSRF_COOKIE, Worker, client_of, form_of, guarded, page, table, with_cookie
 
+log = logging.getLogger(__name__)
 
-def _checked(access: Access, token: str, client: Client) -> tuple[ExtendClaims, ExtraPerson]:
+
+def _signer(job: AccessJob) -> Signer:
+    return Signer(job.secrets["approval_signing_key"])
+
+
+def _checked(job: AccessJob, token: str, client: Client) -> tuple[ExtendClaims, ExtraPerson]:
     try:
-        return sponsors.check_link(access.job, access.signer, token, utcnow())
+        return sponsors.check_link(job, _signer(job), token, utcnow())
     except LinkRefused as refused:
-        access.refused(refused, client)
+        _refused(job, refused, client)
         raise
 
 
-def extend_body(access: Access, token: str, client: Client, cookie: str) -> str:
-    claims, person = _checked(access, token, client)
-    latest = sponsors.latest_end(person, access.job.config.mapping)
-    csrf = access.signer.csrf_token(cookie, claims.nonce)
+def _refused(job: AccessJob, refused: LinkRefused, client: Client) -> None:
+    """A link that is ours but may not be used is audited; a forged one only logged, since anyone can send
+    those and one audit row each would let them flood the log."""
+    if "forged" in refused.reason:
+        log.warning("extend link refused (%s) from %s", refused.reason, client.address)
+        return
+    job.store.audit("extend-link-refused", {"reason": refused.reason, "client": client.address,
+                                            "user_agent": client.user_agent[:200]}, actor="web")
+
+
+def extend_body(job: AccessJob, token: str, client: Client, cookie: str) -> str:
+    claims, person = _checked(job, token, client)
+    latest = sponsors.latest_end(person, job.config.mapping)
+    csrf = _signer(job).csrf_token(cookie, claims.nonce)
     rows = [("Person", f"{person.first} {person.last} ({person.person_id})"), ("Kind", person.kind),
             ("Sponsor", person.sponsor), ("Started", f"{person.start:%d %b %Y}"),
             ("Access ends", f"{person.end:%d %b %Y}")]
@@ -52,19 +70,19 @@ def extend_body(access: Access, token: str, client: Client, cookie: str) -> str:
     )
 
 
-def extend_now(access: Access, form: dict[str, str], cookie: str | None, client: Client) -> str:
+def extend_now(job: AccessJob, form: dict[str, str], cookie: str | None, client: Client) -> str:
     token = form.get("t", "")
-    claims, _ = _checked(access, token, client)
-    if not access.signer.csrf_ok(cookie, claims.nonce, form.get("csrf")):
+    claims, _ = _checked(job, token, client)
+    if not _signer(job).csrf_ok(cookie, claims.nonce, form.get("csrf")):
         refused = LinkRefused("extend-csrf", 403, "This form did not come from the extend page in this browser. "
                               "Open the link from the email again.")
-        access.refused(refused, client)
+        _refused(job, refused, client)
         raise refused
     try:
         new_end = date.fromisoformat(form.get("end", "").strip())
     except ValueError:
         raise UserError("Give the new end date as a date (YYYY-MM-DD).") from None
-    before, after = sponsors.extend_by_link(access.job, access.signer, token, new_end, utcnow(), client.address)
+    before, after = sponsors.extend_by_link(job, _signer(job), token, new_end, utcnow(), client.address)
     return (f'<p class="notice">{escape(before.first)} {escape(before.last)}\'s access now ends on '
             f"{after:%d %b %Y} (it was {before.end:%d %b %Y}). The IT team's records show you extended it.</p>")
 
@@ -80,14 +98,14 @@ class ExtendRoutes:
         token = request.query_params.get("t", "")
         client = client_of(request)
         cookie = request.cookies.get(CSRF_COOKIE) or new_cookie_value()
-        body = await self.worker.run(lambda access: extend_body(access, token, client, cookie))
+        body = await self.worker.run_job(lambda job: extend_body(job, token, client, cookie))
         return with_cookie(page("Extend access", body), cookie, self.secure_cookies)
 
     async def extend(self, request: Request) -> Response:
         form = await form_of(request)
         client = client_of(request)
         cookie = request.cookies.get(CSRF_COOKIE)
-        body = await self.worker.run(lambda access: extend_now(access, form, cookie, client))
+        body = await self.worker.run_job(lambda job: extend_now(job, form, cookie, client))
         return page("Access extended", body)
 
     def route_table(self) -> list[Route]:

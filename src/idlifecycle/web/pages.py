@@ -44,10 +44,16 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idlifecycle-web")
         self._local = threading.local()
 
+    def _job(self) -> AccessJob:
+        job: AccessJob | None = getattr(self._local, "job", None)
+        if job is None:
+            job = self._local.job = self._factory()
+        return job
+
     def _access(self) -> Access:
         access: Access | None = getattr(self._local, "access", None)
         if access is None:
-            access = Access(self._factory())
+            access = Access(self._job())
             self._local.access = access
         return access
 
@@ -59,12 +65,18 @@ class Worker:
 
         return await asyncio.wrap_future(self._pool.submit(job))
 
+    async def run_job(self, fn: Callable[[AccessJob], T]) -> T:
+        """`fn` on the job alone, for pages that work without an [access] table (the extend page)."""
+        return await asyncio.wrap_future(self._pool.submit(lambda: fn(self._job())))
+
     def close(self) -> None:
         def close_store() -> None:
             access: Access | None = getattr(self._local, "access", None)
             if access is not None:
                 access.flush_refusals()
-                access.job.store.close()
+            job: AccessJob | None = getattr(self._local, "job", None)
+            if job is not None:
+                job.store.close()
 
         self._pool.submit(close_store).result()
         self._pool.shutdown()
