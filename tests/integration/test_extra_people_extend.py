@@ -1,7 +1,7 @@
 """A supply teacher's whole life past her first end date: added, provisioned by the nightly job in the Graph
 emulator, her sponsor warned a week before by a real SMTP server (aiosmtpd), the emailed link opened and the form
 sent in Debian's headless Chromium, the next night not disabling her on the old end date, disabled on the new one.
-And the links that must not work: forged, reused, an approval link, a date past the kind's max_days.
+And the links that must not work: forged, expired, reused, an approval link, a date past max_days.
 
 The web app checks links against the real clock, so the dates here are counted from today.
 """
@@ -186,6 +186,19 @@ def test_a_supply_teacher_is_warned_extended_in_a_browser_and_disabled_on_her_ne
     assert not by_anchor(snap)[rose].enabled
 
 
+def issued_link(job_file: Path, person_id: str, end: date, expires: datetime) -> str:
+    """A genuine extend link, recorded as the nightly warning records one, that expired a minute ago."""
+    token, claims = Signer(SIGNING_KEY).mint_extend(person_id, "JDO", end, expires)
+    job = load_job(job_file)
+    try:
+        job.store.db.execute("INSERT INTO extend_links VALUES (?,?,?,?,?,?,NULL)",
+                             (claims.nonce, person_id, "JDO", end.isoformat(), expires.isoformat(),
+                              expires.isoformat()))
+    finally:
+        job.close()
+    return token
+
+
 def refused(response: httpx.Response) -> str:
     assert "Traceback" not in response.text
     return response.text
@@ -208,6 +221,9 @@ def test_forged_reused_approval_and_too_long_extend_requests_are_refused_and_cha
         approval, _ = Signer(SIGNING_KEY).mint(1, "siro@school.example.org", datetime.now(UTC) + timedelta(days=1))
         response = browser.get(f"{app.base_url}/extend", params={"t": approval})
         assert response.status_code == 400 and "not an extend link" in refused(response)
+        expired = issued_link(job, rose, day(10), datetime.now(UTC) - timedelta(minutes=1))
+        response = browser.get(f"{app.base_url}/extend", params={"t": expired})
+        assert response.status_code == 410 and "has expired" in refused(response)
 
         page = browser.get(link)
         assert page.status_code == 200, page.text
