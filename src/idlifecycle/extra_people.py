@@ -11,12 +11,14 @@ date like any leaver.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import secrets
 import tempfile
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import pairwise
@@ -169,19 +171,32 @@ def entry_text(person: ExtraPerson, added_at: datetime) -> str:
             f"added_at = {added_at.strftime('%Y-%m-%dT%H:%M:%SZ')}\n")
 
 
+@contextmanager
+def _editing(path: Path) -> Iterator[None]:
+    """Held while the file is read and written back: `people add` and an extend (the web page, `people
+    extend`) at the same moment would otherwise each write their own copy and one change would be lost."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
+
+
 def append(path: Path, person: ExtraPerson, added_at: datetime) -> None:
     """Adds one entry, keeping the file's text (comments included); written atomically (`_write`)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = HEADER
-    _write(path, text + entry_text(person, added_at))
+    with _editing(path):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = HEADER
+        _write(path, text + entry_text(person, added_at))
 
 
 def _write(path: Path, text: str) -> None:
     """Written whole to a 0600 file beside it and renamed over it, so a crash leaves the old file or the new
     one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -222,14 +237,17 @@ def with_end(text: str, person_id: str, end: date) -> str:
 def set_end(path: Path, person_id: str, end: date, rules: MappingRules) -> None:
     """Changes one entry's end date in the file, atomically, keeping the rest of its text; the new text is
     read back first, so a file that would not say exactly that is never written."""
-    text = path.read_text(encoding="utf-8")
-    changed = with_end(text, person_id, end)
-    before = {p.person_id: p for p in read_text(text, str(path), rules)}
-    after = {p.person_id: p for p in read_text(changed, str(path), rules)}
-    if after.get(person_id) is None or after[person_id].end != end or \
-            {k: v for k, v in after.items() if k != person_id} != {k: v for k, v in before.items() if k != person_id}:
-        raise UserError(f"{path}: changing {person_id}'s end date would change more than that; change it by hand")
-    _write(path, changed)
+    with _editing(path):
+        text = path.read_text(encoding="utf-8")
+        changed = with_end(text, person_id, end)
+        before = {p.person_id: p for p in read_text(text, str(path), rules)}
+        after = {p.person_id: p for p in read_text(changed, str(path), rules)}
+        others_before = {k: v for k, v in before.items() if k != person_id}
+        if after.get(person_id) is None or after[person_id].end != end or \
+                {k: v for k, v in after.items() if k != person_id} != others_before:
+            raise UserError(f"{path}: changing {person_id}'s end date would change more than that; "
+                            "change it by hand")
+        _write(path, changed)
 
 
 def review_note(person: Person) -> str:
