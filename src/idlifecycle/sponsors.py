@@ -94,7 +94,7 @@ def warning_email(w: Warning, sponsor_name: str, fallback: bool, rules: MappingR
              f"{p.end:%d %b %Y}.",
              "If they still need access, extend the end date with the link below"
              + (f" (at the latest to {latest:%d %b %Y})." if latest else ".")
-             + f" The link works once, until {p.end:%d %b %Y}. If they no longer need access, do nothing."]
+             + f" The link works once, until {p.end:%d %b %Y} 00:00 UTC. If they no longer need access, do nothing."]
     if not w.url:
         lines[-1] = "To extend the end date, ask the IT team (`idlifecycle people extend`)."
     text = "\n\n".join(lines) + (f"\n\nExtend the end date:\n{w.url}\n" if w.url else "\n")
