@@ -187,6 +187,8 @@ class ExtraKindModel(KindModel):
     base: Kind = Kind.STAFF
     max_days: int = Field(ge=1)
     create_days_before_start: int = Field(0, ge=0)
+    warn_days_before_end: int = Field(7, ge=0)
+    """The sponsor is emailed this many days before the end date (0: never), with a link to extend it."""
 
 
 class NamingModel(_Strict):
@@ -297,6 +299,7 @@ def _kind_rules(kind_model: KindModel, where: str, source: Path) -> KindRules:
         rename_on_name_change=kind_model.rename_on_name_change, match=tuple(kind_model.match),
         max_days=getattr(kind_model, "max_days", None),
         dormant_days=kind_model.dormant_days, dormant_exempt_groups=tuple(kind_model.dormant_exempt_groups),
+        warn_days_before_end=getattr(kind_model, "warn_days_before_end", 0),
     )
 
 

@@ -11,14 +11,17 @@ date like any leaver.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import secrets
 import tempfile
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +114,19 @@ def read_extra_people(path: Path, rules: MappingRules) -> list[ExtraPerson]:
     """Every entry of the file, checked; a missing file is nobody. One bad entry stops the run: a typo must
     not quietly leave someone's account open past their end date."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not readable TOML: {error}") from None
+    return read_text(text, str(path), rules)
+
+
+def read_text(text: str, path: str, rules: MappingRules) -> list[ExtraPerson]:
+    """The entries of an extra-people file's text, checked as `read_extra_people` does."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path}: not readable TOML: {error}") from None
     entries = data.get("person", [])
     if set(data) - {"person"} or not isinstance(entries, list):
@@ -159,18 +171,36 @@ def entry_text(person: ExtraPerson, added_at: datetime) -> str:
             f"added_at = {added_at.strftime('%Y-%m-%dT%H:%M:%SZ')}\n")
 
 
-def append(path: Path, person: ExtraPerson, added_at: datetime) -> None:
-    """Adds one entry, keeping the file's text (comments included); written whole to a 0600 file beside it
-    and renamed over it, so a crash leaves the old file or the new one, never half of one."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = HEADER
+@contextmanager
+def _editing(path: Path) -> Iterator[None]:
+    """Held while the file is read and written back: `people add` and an extend (the web page, `people
+    extend`) at the same moment would otherwise each write their own copy and one change would be lost."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
+
+
+def append(path: Path, person: ExtraPerson, added_at: datetime) -> None:
+    """Adds one entry, keeping the file's text (comments included); written atomically (`_write`)."""
+    with _editing(path):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = HEADER
+        _write(path, text + entry_text(person, added_at))
+
+
+def _write(path: Path, text: str) -> None:
+    """Written whole to a 0600 file beside it and renamed over it, so a crash leaves the old file or the new
+    one, never half of one."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text + entry_text(person, added_at))
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temporary, 0o600)
@@ -178,6 +208,46 @@ def append(path: Path, person: ExtraPerson, added_at: datetime) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+_TABLE = re.compile(r"^\s*\[")
+_END = re.compile(r"^(\s*end\s*=\s*)(\d{4}-\d{2}-\d{2})(.*)$")
+
+
+def with_end(text: str, person_id: str, end: date) -> str:
+    """The file's text with one entry's `end = …` line changed and every other line (comments included) as it
+    was; UserError when the entry or its end line cannot be found exactly once."""
+    lines = text.splitlines(keepends=True)
+    starts = [n for n, line in enumerate(lines) if _TABLE.match(line)] + [len(lines)]
+    id_line = re.compile(r'^\s*id\s*=\s*"' + re.escape(person_id) + r'"\s*(#.*)?$')
+    blocks = [(a, b) for a, b in pairwise(starts)
+              if lines[a].strip().startswith("[[person]]") and any(id_line.match(x) for x in lines[a:b])]
+    ends = [n for a, b in blocks for n in range(a, b) if _END.match(lines[n].rstrip("\r\n"))]
+    if len(blocks) != 1 or len(ends) != 1:
+        raise UserError(f"{person_id}: its entry's end line could not be found exactly once in the "
+                        "extra-people file; change it by hand")
+    line = lines[ends[0]]
+    body = line.rstrip("\r\n")
+    match = _END.match(body)
+    assert match is not None
+    lines[ends[0]] = f"{match.group(1)}{end.isoformat()}{match.group(3)}{line[len(body):]}"
+    return "".join(lines)
+
+
+def set_end(path: Path, person_id: str, end: date, rules: MappingRules) -> None:
+    """Changes one entry's end date in the file, atomically, keeping the rest of its text; the new text is
+    read back first, so a file that would not say exactly that is never written."""
+    with _editing(path):
+        text = path.read_text(encoding="utf-8")
+        changed = with_end(text, person_id, end)
+        before = {p.person_id: p for p in read_text(text, str(path), rules)}
+        after = {p.person_id: p for p in read_text(changed, str(path), rules)}
+        others_before = {k: v for k, v in before.items() if k != person_id}
+        if after.get(person_id) is None or after[person_id].end != end or \
+                {k: v for k, v in after.items() if k != person_id} != others_before:
+            raise UserError(f"{path}: changing {person_id}'s end date would change more than that; "
+                            "change it by hand")
+        _write(path, changed)
 
 
 def review_note(person: Person) -> str:
@@ -203,5 +273,5 @@ def past_maximum(person: Person, max_days: Mapping[str, int]) -> str:
 
 __all__ = [
     "ExtraPerson", "append", "check_dates", "check_sponsor", "merge", "new_id", "past_maximum", "read_extra_people",
-    "review_note",
+    "read_text", "review_note", "set_end", "with_end",
 ]

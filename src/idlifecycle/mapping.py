@@ -48,6 +48,8 @@ class KindRules:
     """Disable an active person's account nobody has signed in to for this many days (`dormant`); None: off."""
     dormant_exempt_groups: tuple[str, ...] = ()
     """Members of these groups are never disabled as dormant."""
+    warn_days_before_end: int = 0
+    """Extra kinds only: how many days before the end date the sponsor is told (0: not told)."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ class RunReport:
     """The feed's columns and group sizes, kept when the run succeeds for the next run's shape guards."""
     owed_passwords: tuple[str, ...] = ()
     """Everyone still waiting for a password after this run (`passwords.owed.still_owed`)."""
+    sponsor_notes: tuple[str, ...] = ()
+    """End-date warnings to sponsors that went elsewhere or not at all (`sponsors.warn_sponsors`)."""
     checkpoint: Mapping[str, Any] | None = None
     """The state checkpoint written as the run finished, for the summary (a copy kept off the machine)."""
 

@@ -14,7 +14,7 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from idlifecycle.errors import UserError
 
@@ -25,6 +25,17 @@ MIN_KEY_LENGTH = 32
 class LinkClaims:
     request_id: int
     approver: str
+    nonce: str
+    expires: datetime
+
+
+@dataclass(frozen=True)
+class ExtendClaims:
+    """An extend link: the extra person, the sponsor it was sent to and the end date it was sent about."""
+
+    person_id: str
+    sponsor: str
+    end: date
     nonce: str
     expires: datetime
 
@@ -56,6 +67,8 @@ class Signer:
         root = key.encode()
         self._link_key = hmac.new(root, b"idlifecycle approval link v1", hashlib.sha256).digest()
         self._csrf_key = hmac.new(root, b"idlifecycle csrf v1", hashlib.sha256).digest()
+        # Its own key and prefix: an approval link can never extend someone's end date, nor the reverse.
+        self._extend_key = hmac.new(root, b"idlifecycle extend link v1", hashlib.sha256).digest()
 
     def mint(self, request_id: int, approver: str, expires: datetime) -> tuple[str, LinkClaims]:
         claims = LinkClaims(request_id, approver.lower(), secrets.token_hex(16), expires)
@@ -88,6 +101,31 @@ class Signer:
                               datetime.fromtimestamp(int(body["e"]), UTC))
         except (ValueError, KeyError, TypeError):
             raise LinkRefused("forged", 400, "This is not an approval link from this service.") from None
+
+    def mint_extend(self, person_id: str, sponsor: str, end: date, expires: datetime) -> tuple[str, ExtendClaims]:
+        claims = ExtendClaims(person_id, sponsor, end, secrets.token_hex(16), expires)
+        body = json.dumps({"p": person_id, "s": sponsor, "d": end.isoformat(), "n": claims.nonce,
+                           "e": int(expires.timestamp())}, separators=(",", ":"), sort_keys=True).encode()
+        payload = _b64(body)
+        return f"x1.{payload}.{_b64(hmac.new(self._extend_key, payload.encode(), hashlib.sha256).digest())}", claims
+
+    def verify_extend(self, token: str) -> ExtendClaims:
+        """The claims of an extend link this server signed; LinkRefused("forged…") for anything else,
+        an approval link included."""
+        parts = token.split(".")
+        if len(parts) != 3 or parts[0] != "x1":
+            raise LinkRefused("extend-forged", 400, "This is not an extend link from this service.")
+        _, payload, signature = parts
+        expected = _b64(hmac.new(self._extend_key, payload.encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(expected, signature):
+            raise LinkRefused("extend-forged-or-altered", 403,
+                              "This extend link was not issued by this service, or it has been changed.")
+        try:
+            body = json.loads(_unb64(payload))
+            return ExtendClaims(str(body["p"]), str(body["s"]), date.fromisoformat(body["d"]), str(body["n"]),
+                                datetime.fromtimestamp(int(body["e"]), UTC))
+        except (ValueError, KeyError, TypeError):
+            raise LinkRefused("extend-forged", 400, "This is not an extend link from this service.") from None
 
     def csrf_token(self, cookie: str, nonce: str) -> str:
         """The form field that must accompany the browser's CSRF cookie for the link with `nonce`."""

@@ -8,7 +8,7 @@ import os
 from datetime import UTC, date, datetime
 from typing import Any
 
-from idlifecycle import extra_people
+from idlifecycle import extra_people, sponsors
 from idlifecycle.cli import add_command, today_arg
 from idlifecycle.errors import UserError
 from idlifecycle.job import open_job
@@ -55,6 +55,16 @@ def cmd_people_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_people_extend(args: argparse.Namespace) -> int:
+    with open_job(args.config, today=args.today) as job:
+        if args.end is None:
+            raise UserError("give the new end date: --end YYYY-MM-DD")
+        before = sponsors.extend(job, args.person_id, args.end, actor=_actor(), via="people extend")
+    print(f"extended {before.person_id} ({before.first} {before.last}, {before.kind}) from {before.end} to "
+          f"{args.end}")
+    return 0
+
+
 def _date(value: str) -> date:
     return today_arg(value)
 
@@ -73,6 +83,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--job", dest="config", default=argparse.SUPPRESS, metavar="FILE",
                    help="the job file (as --config)")
     p.set_defaults(handler=cmd_people_add)
+    p = people.add_parser("extend", help="move an extra person's end date later (within their kind's max_days)")
+    p.add_argument("person_id", metavar="PERSON_ID", help="their X-… id (people list)")
+    p.add_argument("--end", type=_date, default=None, metavar="YYYY-MM-DD", help="the new end date (required)")
+    p.add_argument("--job", dest="config", default=argparse.SUPPRESS, metavar="FILE")
+    p.set_defaults(handler=cmd_people_extend)
     p = people.add_parser("list", help="the people outside the MIS, by end date")
     p.add_argument("--job", dest="config", default=argparse.SUPPRESS, metavar="FILE")
     p.set_defaults(handler=cmd_people_list)

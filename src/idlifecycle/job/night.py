@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from idlifecycle import access, checkpoint, passwords
+from idlifecycle import access, checkpoint, passwords, sponsors
 from idlifecycle.errors import GuardTripped, UserError
 from idlifecycle.executor import reconcile_started, run_journal_id
 from idlifecycle.guards import check_run_date
@@ -79,7 +79,7 @@ def run_sync(
             job.store.finish_run(run_id, "error", None, {"error": type(error).__name__})
             raise
         if apply:
-            report = replace(report, owed_passwords=still_owed(job.store))
+            report = replace(report, owed_passwords=still_owed(job.store), sponsor_notes=_warn_sponsors(job))
         job.store.finish_run(run_id, report.status, report.plan.people_count,
                              {"counts": report.counts(), "failures": len(report.failures),
                               "passwords_owed": len(report.owed_passwords)})
@@ -89,6 +89,17 @@ def run_sync(
             report = replace(report, checkpoint=_checkpoint(job))
             _send_summary(job, report)
         return report
+
+
+def _warn_sponsors(job: Job) -> tuple[str, ...]:
+    """Tonight's end-date warnings to sponsors; a problem with them is reported, never fails the run."""
+    if job.config.extra_people_path is None:
+        return ()
+    try:
+        return tuple(sponsors.warn_sponsors(job, job.read_people().people))
+    except (UserError, OSError) as error:
+        log.warning(json.dumps({"event": "sponsor-warnings-not-sent", "reason": str(error)}))
+        return (f"sponsors were not told of end dates: {error}",)
 
 
 def _checkpoint(job: Job) -> Mapping[str, Any] | None:

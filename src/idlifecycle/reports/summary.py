@@ -45,6 +45,7 @@ def run_summary(job_name: str, report: RunReport) -> tuple[str, str]:
         ("Stopped by a guard (run `idlifecycle plan` to review; `--allow-destructive N` to override):",
          report.guard_reasons),
         ("Security incidents:", report.incidents),
+        ("People outside the MIS, end-date warnings:", report.sponsor_notes),
         ("Failures (the next run retries them):", report.failures),
         ("Rows of the feed that were refused (fix them in the MIS):", report.feed_errors or report.plan.rejected_rows),
         ("Held: nothing was created, changed, disabled or removed for them:", report.plan.held),

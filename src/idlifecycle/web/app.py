@@ -13,21 +13,16 @@ the MIS knows and one it does not, and sends mail only for known ones, after the
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import math
-import threading
 import time
-import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from html import escape
 from importlib.resources import files
 from typing import TypeVar
-from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -38,30 +33,30 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from idlifecycle.access._job import AccessJob
 from idlifecycle.access.messages import request_rows, when
-from idlifecycle.access.records import utcnow
 from idlifecycle.access.service import Access, Client, Decision
 from idlifecycle.access.shares import WebLimits, web_settings
 from idlifecycle.access.tokens import LinkRefused, new_cookie_value
 from idlifecycle.errors import UserError
 from idlifecycle.notify import valid_email
+from idlifecycle.web.extend import ExtendRoutes
+from idlifecycle.web.pages import (
+    CSRF_COOKIE,
+    SECURITY_HEADERS,
+    Worker,
+    client_of,
+    failed_page,
+    form_of,
+    guarded,
+    page,
+    table,
+    with_cookie,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-CSRF_COOKIE = "idl_csrf"
-MAX_BODY = 16 * 1024
-MAX_FIELDS = 20
 FORM_ANSWER = ("If this person is known to the school's records, {siro} (SIRO) will be asked to decide, and "
                "you will get an email when it is decided. If you get no email within a day, ask the IT team.")
 REQUEST_FORM = "request-form"
-SECURITY_HEADERS = {
-    "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
-    "referrer-policy": "no-referrer",
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "cache-control": "no-store",
-    "cross-origin-opener-policy": "same-origin",
-}
 STYLE = files("idlifecycle.web").joinpath("static/style.css").read_bytes()
 
 
@@ -173,57 +168,6 @@ class FormThrottle:
             del self.addresses[address]
 
 
-class Worker:
-    """One thread that owns the job: the store's SQLite connection may not cross threads."""
-
-    def __init__(self, job_factory: Callable[[], AccessJob]) -> None:
-        self._factory = job_factory
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idlifecycle-web")
-        self._local = threading.local()
-
-    def _access(self) -> Access:
-        access: Access | None = getattr(self._local, "access", None)
-        if access is None:
-            access = Access(self._factory())
-            self._local.access = access
-        return access
-
-    async def run(self, fn: Callable[[Access], T]) -> T:
-        def job() -> T:
-            access = self._access()
-            access.flush_refusals(utcnow())  # a minute's grouped refusals are written once it is over
-            return fn(access)
-
-        return await asyncio.wrap_future(self._pool.submit(job))
-
-    def close(self) -> None:
-        def close_store() -> None:
-            access: Access | None = getattr(self._local, "access", None)
-            if access is not None:
-                access.flush_refusals()
-                access.job.store.close()
-
-        self._pool.submit(close_store).result()
-        self._pool.shutdown()
-
-
-def page(title: str, body: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
-    return HTMLResponse(
-        "<!DOCTYPE html><html lang=\"en-GB\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{escape(title)}</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>"
-        f"<body><h1>{escape(title)}</h1>{body}</body></html>",
-        status_code=status, headers=headers,
-    )
-
-
-def failed_page() -> HTMLResponse:
-    """An internal error, said without its details (they go to the log), with the security headers set
-    here as well: Starlette answers an unhandled error outside every middleware."""
-    return page("Something went wrong", '<p class="notice refused">The service could not finish this. The '
-                "IT team can see why in its log; try again later.</p>", 500, headers=dict(SECURITY_HEADERS))
-
-
 def error_page(request: Request, error: Exception) -> Response:
     """Starlette's 404, 405 and the like as our page, so they look like the service and not a framework."""
     status = int(getattr(error, "status_code", 500))
@@ -232,63 +176,6 @@ def error_page(request: Request, error: Exception) -> Response:
         return failed_page()
     return page("That did not work", f'<p class="notice refused">{escape(str(getattr(error, "detail", "")))}'
                 "</p>", status)
-
-
-def refused_page(refused: LinkRefused) -> HTMLResponse:
-    return page("This link cannot be used",
-                f'<p class="notice refused">{escape(refused.message)}</p>'
-                "<p>Nothing has been changed. This attempt has been recorded.</p>", refused.status)
-
-
-def table(rows: list[tuple[str, str]]) -> str:
-    reason = ' class="reason"'
-    cells = "".join(
-        f"<tr><th>{escape(k)}</th><td{reason if k == 'Reason' else ''}>{escape(v)}</td></tr>" for k, v in rows
-    )
-    return f"<table>{cells}</table>"
-
-
-def client_of(request: Request) -> Client:
-    return Client(request.client.host if request.client else "", request.headers.get("user-agent", ""))
-
-
-async def form_of(request: Request) -> dict[str, str]:
-    """An urlencoded form (the only kind our pages send), capped in size and fields, without control
-    characters (a NUL in an address once reached the mailer as a 500)."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise UserError(f"The form is larger than {MAX_BODY // 1024} KB; shorten the reason and send it again.")
-    try:
-        fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
-    except ValueError:
-        raise UserError(f"The form has more than {MAX_FIELDS} fields; send it from the page itself.") from None
-    form = {k: v[0] for k, v in fields.items()}
-    for name, value in form.items():
-        if any(unicodedata.category(c) == "Cc" and c not in "\r\n\t" for c in name + value):
-            raise UserError(f"The field {name[:40]!r} holds a control character; type it again without it.")
-    return form
-
-
-def with_cookie(response: Response, value: str, secure: bool) -> Response:
-    response.set_cookie(CSRF_COOKIE, value, max_age=3600, httponly=True, samesite="strict", secure=secure)
-    return response
-
-
-def guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """A route whose refusals and bad input become our pages, and whose failures a logged 500."""
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except LinkRefused as refused:
-            return refused_page(refused)
-        except UserError as error:
-            return page("That did not work", f'<p class="notice refused">{escape(str(error))}</p>', 400)
-        except Exception:
-            log.exception("%s %s failed", request.method, request.url.path)
-            return failed_page()
-    return wrapped
 
 
 def approval_body(access: Access, token: str, client: Client, cookie: str) -> str:
@@ -472,7 +359,7 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
         worker.close()
 
     app = Starlette(
-        routes=routes.route_table(),
+        routes=routes.route_table() + ExtendRoutes(worker, secure_cookies).route_table(),
         lifespan=lifespan,
         exception_handlers={Exception: error_page, 404: error_page, 405: error_page},
     )
