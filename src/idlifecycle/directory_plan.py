@@ -47,7 +47,7 @@ def phase(change: Change) -> int:
     return _PHASE[change.action]
 
 
-def _order(change: Change) -> tuple[int, str, str, str]:
+def change_order(change: Change) -> tuple[int, str, str, str]:
     """A directory's changes in phase order, then by username, group and action (`phase`, written out here
     because a trust's night sorts 65,000 changes by it)."""
     action = change.action
@@ -318,4 +318,4 @@ class DirectoryPlanner:
         unique: dict[str, Change] = {}
         for change in self.changes:
             unique.setdefault(change.change_id, change)
-        return sorted(unique.values(), key=_order)
+        return sorted(unique.values(), key=change_order)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 
-from idlifecycle.directory_plan import phase
+from idlifecycle.directory_plan import change_order
 from idlifecycle.mapping import KindRules
 from idlifecycle.model import Account, Action, Change, Snapshot
 
@@ -85,4 +85,4 @@ def disable_dormant(
     if not new:
         return kept, notes
     # Where DirectoryPlanner.finish puts a disable: after the account's other changes.
-    return sorted(kept + new, key=lambda c: (phase(c), c.username.lower(), c.group or "", c.action)), notes
+    return sorted(kept + new, key=change_order), notes
