@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
+from idlifecycle.dormant import is_dormant_disable
 from idlifecycle.model import Action, Change, Outcome, Result
 from idlifecycle.store import Store
 
@@ -147,6 +148,10 @@ class Recorder:
             # The date written ahead of the send (this run's), or today's for a change done already.
             if self.store.settle_disable(change.directory, pid, landed=True) is None:
                 self.store.mark_disabled(change.directory, pid, self.today)
+            if is_dormant_disable(change) and target is not None:
+                # Remembered so a hand re-enable gets its grace rather than tomorrow's disable, and someone is told.
+                self.store.mark_dormant_disabled(change.directory, pid, target, change.username, change.reason,
+                                                 self.today)
         elif change.action is Action.ENABLE:
             self.store.mark_disabled(change.directory, pid, None)
         elif change.action is Action.DELETE:
