@@ -67,9 +67,9 @@ def shown_done(change: Change, snapshot: Snapshot) -> tuple[bool | None, str | N
 def _complete(store: Store, sent: Change, pid: str, key: str | None, done: bool | None) -> None:
     """What the store keeps about a change an interrupted run sent, now that the directory shows its outcome."""
     if sent.action is Action.DISABLE and done is not None:
-        on = store.settle_disable(sent.directory, pid, landed=done)
-        if on is not None and sent.target is not None and is_dormant_disable(sent):
-            store.mark_dormant_disabled(sent.directory, pid, sent.target, sent.username, sent.reason, on)
+        store.settle_disable(sent.directory, pid, landed=done)
+        if is_dormant_disable(sent):
+            store.settle_dormant(sent.directory, pid, landed=done)
     if not done:
         return
     if sent.action in (Action.CREATE, Action.ADOPT) and key is not None:
@@ -130,4 +130,5 @@ def reconcile_started(store: Store, snapshots: Mapping[str, Snapshot], *, found_
         if account is not None:
             with store.transaction():
                 store.settle_disable(directory, pid, landed=not account.enabled)
+                store.settle_dormant(directory, pid, landed=not account.enabled)
     return settled

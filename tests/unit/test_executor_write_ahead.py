@@ -180,3 +180,23 @@ def test_a_dormant_disable_an_interrupted_run_sent_is_remembered_as_dormant_once
     reconcile_started(store, {"ad": snapshot}, found_by="run-2", actor="nightly job")
     assert store.dormant_marks() == {("ad", "000100"): (DAY, None)}
     assert [(d, p, u) for d, p, u, _ in store.dormant_untold()] == [("ad", "000100", "16abrown")]
+
+
+@pytest.mark.parametrize("landed", [True, False])
+def test_a_dormant_disable_whose_answer_was_lost_counts_only_once_seen_landed(tmp_path, landed):
+    store = Store(tmp_path / "state.db")
+    dormant = Change("ad", Action.DISABLE, "000100", "16abrown", "no sign-in since 2026-06-01", target="k-old",
+                     before={"enabled": True}, after={"enabled": False})
+
+    class LostReply(Watching):
+        def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+            for change in changes:
+                yield Result(change.change_id, Outcome.FAILED, "connection reset", retryable=True)
+
+    Executor(store, {"ad": LostReply(store)}, today=DAY).run(run_journal_id(1), [dormant])
+    # Pending: not yet a dormant disable the planner would give a grace to, nor one to tell anybody of.
+    assert store.dormant_marks() == {} and store.dormant_untold() == []
+    later = Snapshot("ad", (account("k-old", "16abrown", anchor="000100", enabled=not landed),), ())
+    reconcile_started(store, {"ad": later}, found_by="run-2", actor="nightly job")
+    assert store.dormant_marks() == ({("ad", "000100"): (DAY, None)} if landed else {})
+    assert store.db.execute("SELECT COUNT(*) FROM dormant_disables").fetchone()[0] == int(landed)
