@@ -11,7 +11,7 @@ from functools import cached_property
 from operator import attrgetter
 
 from idlifecycle.directory_plan import _PHASE, DirectoryPlanner, NoShareGroups, Roll, ShareGroupsLike, phase
-from idlifecycle.dormant import disable_dormant
+from idlifecycle.dormant import DormantMark, disable_dormant
 from idlifecycle.mapping import DesiredAccounts, MappingRules, Status
 from idlifecycle.mapping import statuses as person_statuses
 from idlifecycle.matching import base_usernames, expected_logins, match_accounts, privileged_notes
@@ -35,6 +35,10 @@ class PlanState:
     """lower-cased username -> person_id, for every name ever issued (never reissued to someone else)."""
     disabled_on: Mapping[tuple[str, str], date] = field(default_factory=dict)
     """(directory, person_id) -> the day the tool disabled the account (starts the retention clock)."""
+    dormant_marks: Mapping[tuple[str, str], DormantMark] = field(default_factory=dict)
+    """(directory, person_id) -> the tool's last dormant disable of that account (a hand re-enable's grace)."""
+    keep_active: Mapping[str, date] = field(default_factory=dict)
+    """person_id -> the last day `people keep-active` keeps their accounts from a dormant disable."""
 
 
 def normalise_id(person_id: str) -> str:
@@ -265,7 +269,8 @@ def _plan_directory(night: _Night, snapshot: Snapshot, caps: Capabilities) -> li
     on_roll = {p.person_id for p in night.active} - night.blocked[directory]
     changes, found = disable_dormant(planner.finish(), snapshot, {
         pid: (account, night.rules.for_person(night.by_id[pid]))
-        for pid, account in matched_here.items() if pid in on_roll}, night.today)
+        for pid, account in matched_here.items() if pid in on_roll}, night.today,
+        {pid: mark for (d, pid), mark in night.state.dormant_marks.items() if d == directory}, night.state.keep_active)
     night.notes.extend(found)
     return changes
 

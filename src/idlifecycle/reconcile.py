@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from idlifecycle.dormant import is_dormant_disable
 from idlifecycle.model import Action, Change, Outcome, Snapshot
 from idlifecycle.store import Store
 
@@ -63,6 +64,25 @@ def shown_done(change: Change, snapshot: Snapshot) -> tuple[bool | None, str | N
     return None, None
 
 
+def _complete(store: Store, sent: Change, pid: str, key: str | None, done: bool | None) -> None:
+    """What the store keeps about a change an interrupted run sent, now that the directory shows its outcome."""
+    if sent.action is Action.DISABLE and done is not None:
+        store.settle_disable(sent.directory, pid, landed=done)
+        if is_dormant_disable(sent):
+            store.settle_dormant(sent.directory, pid, landed=done)
+    if not done:
+        return
+    if sent.action in (Action.CREATE, Action.ADOPT) and key is not None:
+        store.record_account(sent.directory, pid, key, sent.username)
+        store.record_username(sent.username, pid)
+    elif sent.action is Action.RENAME:
+        store.record_username(str(sent.after["username"]), pid)
+    elif sent.action is Action.ENABLE:
+        store.mark_disabled(sent.directory, pid, None)
+    elif sent.action is Action.DELETE:
+        store.forget_account(sent.directory, pid)
+
+
 def reconcile_started(store: Store, snapshots: Mapping[str, Snapshot], *, found_by: str, actor: str) -> int:
     """Settles every change an interrupted run (or apply, reset, approval) started and never recorded.
 
@@ -96,18 +116,8 @@ def reconcile_started(store: Store, snapshots: Mapping[str, Snapshot], *, found_
         with store.transaction():
             store.journal(started.journal_id, planned_id, sent.directory, sent.action, pid, sent.username,
                           state, detail, key)
-            if pid is not None and sent.action is Action.DISABLE and done is not None:
-                store.settle_disable(sent.directory, pid, landed=done)
-            if pid is not None and done:
-                if sent.action in (Action.CREATE, Action.ADOPT) and key is not None:
-                    store.record_account(sent.directory, pid, key, sent.username)
-                    store.record_username(sent.username, pid)
-                elif sent.action is Action.RENAME:
-                    store.record_username(str(sent.after["username"]), pid)
-                elif sent.action is Action.ENABLE:
-                    store.mark_disabled(sent.directory, pid, None)
-                elif sent.action is Action.DELETE:
-                    store.forget_account(sent.directory, pid)
+            if pid is not None:
+                _complete(store, sent, pid, key, done)
             if pid is not None and sent.action is Action.CREATE and done is False:
                 store.settle_password(pid, [sent.directory])  # no account: its password reached nobody's account
             body = {**started.change, "target": sent.target or key, "detail": detail, "journal": started.journal_id}
@@ -120,4 +130,5 @@ def reconcile_started(store: Store, snapshots: Mapping[str, Snapshot], *, found_
         if account is not None:
             with store.transaction():
                 store.settle_disable(directory, pid, landed=not account.enabled)
+                store.settle_dormant(directory, pid, landed=not account.enabled)
     return settled

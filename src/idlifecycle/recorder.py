@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
+from idlifecycle.dormant import is_dormant_disable
 from idlifecycle.model import Action, Change, Outcome, Result
 from idlifecycle.store import Store
 
@@ -79,6 +80,9 @@ class Recorder:
             self.store.record_username(str(planned.after["username"]), pid)
         elif planned.action is Action.DISABLE and item.target is not None:
             self.store.mark_disable_pending(planned.directory, pid, item.target, planned.username, self.today)
+            if is_dormant_disable(planned):
+                self.store.mark_dormant_pending(planned.directory, pid, item.target, planned.username,
+                                                planned.reason, self.today)
         if planned.action in (Action.CREATE, Action.SET_PASSWORD) and item.password is not None:
             # Owed until delivered: if this run dies after the directory took the password, nobody has it.
             why = "new account" if planned.action is Action.CREATE else planned.reason
@@ -147,6 +151,9 @@ class Recorder:
             # The date written ahead of the send (this run's), or today's for a change done already.
             if self.store.settle_disable(change.directory, pid, landed=True) is None:
                 self.store.mark_disabled(change.directory, pid, self.today)
+            if is_dormant_disable(change):
+                # Remembered so a hand re-enable gets its grace rather than tomorrow's disable, and someone is told.
+                self.store.settle_dormant(change.directory, pid, landed=True)
         elif change.action is Action.ENABLE:
             self.store.mark_disabled(change.directory, pid, None)
         elif change.action is Action.DELETE:

@@ -30,6 +30,8 @@ class RunReport:
     """Everyone still waiting for a password after this run (`passwords.owed.still_owed`)."""
     sponsor_notes: tuple[str, ...] = ()
     """End-date warnings to sponsors that went elsewhere or not at all (`sponsors.warn_sponsors`)."""
+    dormant_disabled: tuple[str, ...] = ()
+    """"username, directory, reason" of each dormant disable not told to a sponsor (`dormant_notice.tell`)."""
     checkpoint: Mapping[str, Any] | None = None
     """The state checkpoint written as the run finished, for the summary (a copy kept off the machine)."""
 

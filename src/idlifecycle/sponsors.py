@@ -128,7 +128,7 @@ def warn_sponsors(job: SponsorJob, feed: Sequence[Person], *, now: datetime | No
     mailer = Mailer.from_job(job)
     if mailer is None:
         return [f"{len(todo)} sponsor(s) not told of an end date: the job has no [mail] table"]
-    summary_to = [a for a in job.section("report").get("summary_to", []) if valid_email(str(a))]
+    summary_to = summary_addresses(job)
     staff = {p.person_id: p for p in feed if p.extra_kind is None}
     signer = Signer(job.secrets["approval_signing_key"]) if _base_url(job) else None
     lines: list[str] = []
@@ -137,11 +137,20 @@ def warn_sponsors(job: SponsorJob, feed: Sequence[Person], *, now: datetime | No
     return lines
 
 
-def _warn_one(job: SponsorJob, mailer: Mailer, signer: Signer | None, person: ExtraPerson, sponsor: Person | None,
-              summary_to: list[str], now: datetime) -> list[str]:
+def summary_addresses(job: SponsorJob) -> list[str]:
+    return [str(a) for a in job.section("report").get("summary_to", []) if valid_email(str(a))]
+
+
+def sponsor_recipients(sponsor: Person | None, summary_to: list[str]) -> tuple[list[str], bool]:
+    """Who gets a mail meant for a sponsor: their feed email, or (True: a fallback) `[report] summary_to`."""
     email = (sponsor.email or "").lower() if sponsor is not None else ""
     fallback = not valid_email(email)
-    to = summary_to if fallback else [email]
+    return (summary_to if fallback else [email]), fallback
+
+
+def _warn_one(job: SponsorJob, mailer: Mailer, signer: Signer | None, person: ExtraPerson, sponsor: Person | None,
+              summary_to: list[str], now: datetime) -> list[str]:
+    to, fallback = sponsor_recipients(sponsor, summary_to)
     who = f"{person.first} {person.last} ({person.person_id})"
     if not to:
         return [f"the sponsor {person.sponsor} of {who} has no email on the feed and [report] summary_to is "

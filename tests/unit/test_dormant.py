@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from idlifecycle.config import load_mapping
-from idlifecycle.dormant import dormant_reason
+from idlifecycle.dormant import DormantMark, dormant_reason, is_dormant_disable
 from idlifecycle.errors import ConfigError
 from idlifecycle.guards import GuardLimits, check_plan, counted_by_destructive_guard
 from idlifecycle.model import Action, Group, Kind, Snapshot
@@ -29,9 +29,9 @@ def teacher_account(key, pid, **kw):
                    created=ago(400), **kw)
 
 
-def plan_for(people, accounts, groups=(), rules=RULES, **snapshot):
+def plan_for(people, accounts, groups=(), rules=RULES, state=None, today=TODAY, **snapshot):
     snap = Snapshot("ad", tuple(accounts), tuple(groups), **snapshot)
-    return plan(people, {"ad": snap}, {"ad": AD_LIKE}, rules, PlanState(), TODAY)
+    return plan(people, {"ad": snap}, {"ad": AD_LIKE}, rules, state or PlanState(), today)
 
 
 def status_changes(p):
@@ -105,3 +105,44 @@ def test_the_mapping_carries_dormant_days_and_exempt_groups(tmp_path):
                        'dormant_days = 120\ndormant_exempt_groups = ["Maternity"]\n')
     rules = load_mapping([mapping]).kinds[Kind.STAFF]
     assert (rules.dormant_days, rules.dormant_exempt_groups) == (120, ("Maternity",))
+
+
+def test_an_account_enabled_by_hand_after_a_dormant_disable_has_dormant_days_to_sign_in_then_goes_again():
+    person = [staff("1", "Ann", "Dormant")]
+    back = [teacher_account("k1", "1", last_sign_in=ago(120))]  # an admin enabled it; still no sign-in
+    disabled_on = TODAY - timedelta(days=5)
+    # The first night it is seen enabled (not yet recorded): the grace counts from tonight.
+    first = plan_for(person, back, state=PlanState(dormant_marks={("ad", "1"): DormantMark(disabled_on)}))
+    assert status_changes(first) == []
+    last_day = (TODAY + timedelta(days=89)).isoformat()
+    assert f"ad: t1 is dormant (no sign-in since {(TODAY - timedelta(days=120)).isoformat()}) but left enabled " \
+           f"until {last_day} (enabled again by hand after a dormant disable)" in first.notes
+    seen = PlanState(dormant_marks={("ad", "1"): DormantMark(disabled_on, seen_enabled_on=TODAY)})
+    assert status_changes(plan_for(person, back, state=seen, today=TODAY + timedelta(days=89))) == []
+    later = plan_for(person, back, state=seen, today=TODAY + timedelta(days=90))
+    assert [(c.action, c.reason) for c in later.changes if c.action is Action.DISABLE] == [
+        (Action.DISABLE, f"no sign-in since {(TODAY - timedelta(days=120)).isoformat()}")]
+    # A mark on another directory's account, or on a still-disabled one, spares nothing.
+    other = PlanState(dormant_marks={("entra", "1"): DormantMark(disabled_on)})
+    assert [c[0] for c in status_changes(plan_for(person, back, state=other))] == [Action.DISABLE]
+    still = [teacher_account("k1", "1", enabled=False, last_sign_in=ago(120))]
+    assert status_changes(plan_for(person, still, state=seen)) == []
+
+
+def test_keep_active_spares_the_account_until_its_day_and_lets_a_dormant_disabled_one_be_enabled():
+    person = [staff("1", "Ann", "Dormant")]
+    kept = PlanState(keep_active={"1": TODAY + timedelta(days=10)})
+    assert status_changes(plan_for(person, [teacher_account("k1", "1", last_sign_in=ago(120))], state=kept)) == []
+    off = [teacher_account("k1", "1", enabled=False, last_sign_in=ago(120))]
+    assert [c[0] for c in status_changes(plan_for(person, off, state=kept))] == [Action.ENABLE]
+    after = plan_for(person, [teacher_account("k1", "1", last_sign_in=ago(120))], state=kept,
+                     today=TODAY + timedelta(days=11))
+    assert [c[0] for c in status_changes(after)] == [Action.DISABLE]
+
+
+def test_a_dormant_disable_is_told_apart_from_a_leavers_by_its_reason():
+    p = plan_for([staff("1", "Ann", "Dormant"), staff("2", "Ned", "Never")],
+                 [teacher_account("k1", "1", last_sign_in=ago(120)), teacher_account("k2", "2"),
+                  teacher_account("k3", "3")])
+    assert sorted((c.username, is_dormant_disable(c)) for c in p.changes if c.action is Action.DISABLE) == [
+        ("t1", True), ("t2", True), ("t3", False)]

@@ -159,3 +159,44 @@ def test_a_change_sent_to_a_directory_given_up_on_is_left_for_the_next_run_to_se
     assert store.db.execute("SELECT key FROM accounts WHERE person_id='000231'").fetchone()[0] == "k-new"
     assert [o.person_id for o in store.owed_passwords()] == ["000231"], "delivered by the next run, afresh"
     assert store.verify_audit() == []
+
+
+def test_a_dormant_disable_an_interrupted_run_sent_is_remembered_as_dormant_once_seen_landed(tmp_path):
+    store = Store(tmp_path / "state.db")
+    dormant = Change("ad", Action.DISABLE, "000100", "16abrown", "no sign-in since 2026-06-01", target="k-old",
+                     before={"enabled": True}, after={"enabled": False})
+    leaver = Change("ad", Action.DISABLE, "000101", "16cbrown", "left on 22/07/2026", target="k-left",
+                    before={"enabled": True}, after={"enabled": False})
+
+    class Killed(Watching):
+        def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+            raise SystemExit("killed")
+
+    with pytest.raises(SystemExit):
+        Executor(store, {"ad": Killed(store)}, today=DAY).run(run_journal_id(1), [dormant, leaver])
+    assert store.dormant_marks() == {}  # not before the directory shows it landed
+    snapshot = Snapshot("ad", (account("k-old", "16abrown", anchor="000100", enabled=False),
+                               account("k-left", "16cbrown", anchor="000101", enabled=False)), ())
+    reconcile_started(store, {"ad": snapshot}, found_by="run-2", actor="nightly job")
+    assert store.dormant_marks() == {("ad", "000100"): (DAY, None)}
+    assert [(d, p, u) for d, p, u, _ in store.dormant_untold()] == [("ad", "000100", "16abrown")]
+
+
+@pytest.mark.parametrize("landed", [True, False])
+def test_a_dormant_disable_whose_answer_was_lost_counts_only_once_seen_landed(tmp_path, landed):
+    store = Store(tmp_path / "state.db")
+    dormant = Change("ad", Action.DISABLE, "000100", "16abrown", "no sign-in since 2026-06-01", target="k-old",
+                     before={"enabled": True}, after={"enabled": False})
+
+    class LostReply(Watching):
+        def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+            for change in changes:
+                yield Result(change.change_id, Outcome.FAILED, "connection reset", retryable=True)
+
+    Executor(store, {"ad": LostReply(store)}, today=DAY).run(run_journal_id(1), [dormant])
+    # Pending: not yet a dormant disable the planner would give a grace to, nor one to tell anybody of.
+    assert store.dormant_marks() == {} and store.dormant_untold() == []
+    later = Snapshot("ad", (account("k-old", "16abrown", anchor="000100", enabled=not landed),), ())
+    reconcile_started(store, {"ad": later}, found_by="run-2", actor="nightly job")
+    assert store.dormant_marks() == ({("ad", "000100"): (DAY, None)} if landed else {})
+    assert store.db.execute("SELECT COUNT(*) FROM dormant_disables").fetchone()[0] == int(landed)

@@ -49,3 +49,11 @@ def test_people_still_waiting_for_a_password_are_listed() -> None:
     assert ("Passwords not yet delivered (the next run sets a fresh one for each and delivers it):\n"
             "  - jdoe (ad): email to office@school.example.org failed: connection refused, waiting since 2026-11-23"
             ) in text
+
+
+def test_dormant_disables_not_told_to_a_sponsor_have_their_own_section() -> None:
+    report = RunReport(10, "ok", Plan((), {}), dormant_disabled=("ksmith, entra, no sign-in since 2026-06-01",))
+    _, text = run_summary("nightly", report)
+    assert "\nDisabled as dormant (no sign-in for the kind's dormant_days; `idlifecycle people keep-active` " \
+           "exempts):\n  - ksmith, entra, no sign-in since 2026-06-01\n" in text
+    assert "Disabled as dormant" not in run_summary("nightly", RunReport(11, "ok", Plan((), {})))[1]

@@ -46,7 +46,7 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("access", "run the approval web app (behind a reverse proxy)"),
     "report": Command("report", "the SIRO's access review"),
     "state": Command("state", "the state database: rebuild it from the directories"),
-    "people": Command("people", "people outside the MIS (supply, governors …): add, list, extend"),
+    "people": Command("people", "people outside the MIS (supply, governors …): add, list, extend; keep-active"),
 }
 """Every top-level command, in the order `--help` lists them. Building the parser from every area would
 import every SDK (msgraph, googleapiclient, ldap3, openpyxl, starlette), a second of CPU that a cron line,

@@ -1,4 +1,5 @@
-"""`people add` and `people list`: people outside the MIS, kept in the job's extra-people file."""
+"""`people add`, `list` and `extend`: people outside the MIS, kept in the job's extra-people file; and
+`people keep-active`: anyone's accounts kept from a dormant disable for a while."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 from datetime import UTC, date, datetime
 from typing import Any
 
-from idlifecycle import extra_people, sponsors
+from idlifecycle import dormant_notice, extra_people, sponsors
 from idlifecycle.cli import add_command, today_arg
 from idlifecycle.errors import UserError
 from idlifecycle.job import open_job
@@ -65,6 +66,25 @@ def cmd_people_extend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_people_keep_active(args: argparse.Namespace) -> int:
+    with open_job(args.config, today=args.today) as job:
+        until = dormant_notice.kept_until(job.today, args.days)
+        why = " ".join(args.why.split())
+        if not why:
+            raise UserError("say why with --why (e.g. \"maternity leave, back in April\"): it goes in the audit log")
+        known = {p.person_id for p in job.read_people().people} | job.store.known_person_ids()
+        if args.person_id not in known:
+            raise UserError(f"no one with id {args.person_id!r} in the feed, the extra-people file or the store")
+        actor = _actor()
+        with job.store.transaction():
+            job.store.keep_active_until(args.person_id, until, actor, why)
+            job.store.audit("dormant-keep-active", {"person_id": args.person_id, "until": str(until), "why": why},
+                            actor=actor)
+    print(f"{args.person_id}: accounts not disabled as dormant until {until} (inclusive); an account already "
+          "disabled as dormant is enabled again by the next sync")
+    return 0
+
+
 def _date(value: str) -> date:
     return today_arg(value)
 
@@ -88,6 +108,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--end", type=_date, default=None, metavar="YYYY-MM-DD", help="the new end date (required)")
     p.add_argument("--job", dest="config", default=argparse.SUPPRESS, metavar="FILE")
     p.set_defaults(handler=cmd_people_extend)
+    p = people.add_parser("keep-active", help="keep a person's accounts from being disabled as dormant for N days "
+                                              "(audited)")
+    p.add_argument("person_id", metavar="PERSON_ID", help="their MIS id, or X-… id")
+    p.add_argument("--days", type=int, required=True, metavar="N", help="1 to 366, counted from today")
+    p.add_argument("--why", default="", help="the reason, for the audit log (required)")
+    p.add_argument("--job", dest="config", default=argparse.SUPPRESS, metavar="FILE")
+    p.set_defaults(handler=cmd_people_keep_active)
     p = people.add_parser("list", help="the people outside the MIS, by end date")
     p.add_argument("--job", dest="config", default=argparse.SUPPRESS, metavar="FILE")
     p.set_defaults(handler=cmd_people_list)

@@ -9,12 +9,12 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from idlifecycle import access, checkpoint, passwords, sponsors
+from idlifecycle import access, checkpoint, dormant_notice, passwords, sponsors
 from idlifecycle.errors import GuardTripped, UserError
 from idlifecycle.executor import reconcile_started, run_journal_id
 from idlifecycle.guards import check_run_date
 from idlifecycle.job.wiring import Job, ResultHook
-from idlifecycle.model import Action, Outcome, Plan, Result, RowError
+from idlifecycle.model import Action, Outcome, Plan, Result, RowError, Snapshot
 from idlifecycle.notify import Mailer
 from idlifecycle.passwords.owed import owed_changes, still_owed
 from idlifecycle.run_report import RunReport
@@ -79,7 +79,9 @@ def run_sync(
             job.store.finish_run(run_id, "error", None, {"error": type(error).__name__})
             raise
         if apply:
-            report = replace(report, owed_passwords=still_owed(job.store), sponsor_notes=_warn_sponsors(job))
+            dormant, told = _tell_dormant(job, actor)
+            report = replace(report, owed_passwords=still_owed(job.store), dormant_disabled=dormant,
+                             sponsor_notes=_warn_sponsors(job) + told)
         job.store.finish_run(run_id, report.status, report.plan.people_count,
                              {"counts": report.counts(), "failures": len(report.failures),
                               "passwords_owed": len(report.owed_passwords)})
@@ -100,6 +102,15 @@ def _warn_sponsors(job: Job) -> tuple[str, ...]:
     except (UserError, OSError) as error:
         log.warning(json.dumps({"event": "sponsor-warnings-not-sent", "reason": str(error)}))
         return (f"sponsors were not told of end dates: {error}",)
+
+
+def _tell_dormant(job: Job, actor: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Tonight's dormant disables told (`dormant_notice.tell`); a problem with that never fails the run."""
+    try:
+        return dormant_notice.tell(job, job.read_people().people, actor)
+    except (UserError, OSError) as error:
+        log.warning(json.dumps({"event": "dormant-notices-not-sent", "reason": str(error)}))
+        return (), (f"dormant disables were not told: {error}",)
 
 
 def _checkpoint(job: Job) -> Mapping[str, Any] | None:
@@ -165,6 +176,14 @@ def _send_summary(job: Job, report: RunReport) -> None:
         log.warning(json.dumps({"event": "run-summary-not-sent", "reason": str(error)}))
 
 
+def _settle(job: Job, snapshots: Mapping[str, Snapshot], run_id: int, actor: str) -> None:
+    """What the directories show tonight of earlier runs, settled in the store before anything is planned."""
+    # What an interrupted run (or apply, reset, approval) sent and never recorded, against the directories now.
+    reconcile_started(job.store, snapshots, found_by=run_journal_id(run_id), actor=actor)
+    # A dormant disable undone by hand since the last run: its grace counts from tonight.
+    dormant_notice.note_enabled_again(job, snapshots, actor)
+
+
 def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, actor: str,
           on_plan: Callable[[Plan], None] | None, on_result: ResultHook | None) -> RunReport:
     feed = job.read_people()
@@ -174,9 +193,7 @@ def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, act
     with job.open_connectors() as connectors:
         snapshots = job.snapshots(connectors)
         if apply:
-            # What an interrupted run (or apply, reset, approval) sent and never recorded is settled
-            # against the directories as they are now, before anything is planned from them.
-            reconcile_started(job.store, snapshots, found_by=run_journal_id(run_id), actor=actor)
+            _settle(job, snapshots, run_id, actor)
         plan, held, termly = job.plan_from(feed, snapshots, connectors)
         people = {p.person_id: p for p in feed.people if not held.holds(p.person_id)}
         if apply:

@@ -17,6 +17,7 @@ from idlifecycle import access, checkpoint, extra_people, passwords
 from idlifecycle.anchors import is_short_anchor, resolve_anchors
 from idlifecycle.config import JobConfig, Secrets, load_job_config
 from idlifecycle.connectors.base import Connector, ConnectorContext, build_connector
+from idlifecycle.dormant import DormantMark
 from idlifecycle.errors import ConfigError, FeedError, GuardTripped, StalePlan, UserError
 from idlifecycle.executor import Executor, PasswordFor, fresh_journal_id, saved_plan_journal_id
 from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, read_feeds
@@ -171,7 +172,9 @@ class Job:
 
     def plan_state(self) -> PlanState:
         return PlanState(person_usernames=self.store.person_usernames(),
-                         issued_usernames=self.store.issued_usernames(), disabled_on=self.store.disabled_on())
+                         issued_usernames=self.store.issued_usernames(), disabled_on=self.store.disabled_on(),
+                         dormant_marks={k: DormantMark(*v) for k, v in self.store.dormant_marks().items()},
+                         keep_active=self.store.keep_active())
 
     def plan(self, people: Sequence[Person], snapshots: Mapping[str, Snapshot],
              connectors: Mapping[str, Connector], shares: ShareGroupsLike | None = None,

@@ -45,6 +45,8 @@ def run_summary(job_name: str, report: RunReport) -> tuple[str, str]:
         ("Stopped by a guard (run `idlifecycle plan` to review; `--allow-destructive N` to override):",
          report.guard_reasons),
         ("Security incidents:", report.incidents),
+        ("Disabled as dormant (no sign-in for the kind's dormant_days; `idlifecycle people keep-active` exempts):",
+         report.dormant_disabled),
         ("People outside the MIS, end-date warnings:", report.sponsor_notes),
         ("Failures (the next run retries them):", report.failures),
         ("Rows of the feed that were refused (fix them in the MIS):", report.feed_errors or report.plan.rejected_rows),

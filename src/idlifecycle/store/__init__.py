@@ -5,7 +5,8 @@ Feature modules (passwords, access) keep their own tables in the same file throu
 
 `Store` is one class made of one part per concern, each a module here over the same connection
 (`base.StoreBase`): the tables and their migrations (schema), cursors, people (usernames and
-accounts), runs, the journal, passwords owed, the audit log, the access-review decisions.
+accounts), runs, the journal, passwords owed, the audit log, the access-review decisions, the dormant
+disables and keep-active exemptions.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from idlifecycle.store.access_decisions import ACCESS_DECISIONS_SCHEMA, AccessDe
 from idlifecycle.store.audit import GENESIS, Audit, AuditEntry, chain_mac
 from idlifecycle.store.base import StorageError, StoreBase, storage_problem, utcnow
 from idlifecycle.store.cursors import Cursors
+from idlifecycle.store.dormant import Dormant
 from idlifecycle.store.journal import Journal, JournalEntry, StartedChange
 from idlifecycle.store.owed import Owed, OwedPassword
 from idlifecycle.store.people import People
@@ -26,7 +28,7 @@ __all__ = [
 ]
 
 
-class Store(Cursors, People, Runs, Journal, Owed, Audit, AccessDecisions, StoreBase):
+class Store(Cursors, People, Runs, Journal, Owed, Audit, AccessDecisions, Dormant, StoreBase):
     """One SQLite file. Not shared between threads: open one per thread.
 
     With `audit_key` (the secret `audit_key`, never stored here) each audit entry is chained to the one
