@@ -60,6 +60,9 @@ from idlifecycle.sandbox.google_directory import (
     parse_fields,
     project,
 )
+from idlifecycle.sandbox.google_transfers import API_PREFIX as TRANSFERS_PREFIX
+from idlifecycle.sandbox.google_transfers import DataTransfers
+from idlifecycle.sandbox.google_transfers import method_scopes as transfer_scopes
 from idlifecycle.sandbox.http import EmulatorHandler
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -202,6 +205,8 @@ class GoogleEmulator:
         else:
             self.directory = Directory(domains=list(domains or ["school.example"]))
         self.directory.replication_window = replication_window
+        self.data_transfers = DataTransfers(self.directory)
+        """The Data Transfer API's transfers (google_transfers); not kept in the state file."""
         self.faults: list[Fault] = []
         self.injector = FaultInjector(faults or FaultSpec())
         """Random faults at a rate (`idlifecycle.sandbox.faults`), beside the scripted `faults` above."""
@@ -209,7 +214,7 @@ class GoogleEmulator:
         self.stats = Stats()
         self.tokens: dict[str, Token] = {}
         self._window: deque[float] = deque()
-        self._scopes = _method_scopes()
+        self._scopes = _method_scopes() | transfer_scopes()
         self._dirty = False
         self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
@@ -460,6 +465,8 @@ class GoogleEmulator:
         return None
 
     def _route(self, method: str, path: str) -> tuple[str, Any] | None:
+        if path.startswith(TRANSFERS_PREFIX):
+            return self.data_transfers.route(method, path)
         if not path.startswith(API_PREFIX):
             return None
         parts = path[len(API_PREFIX):].split("/")
@@ -573,6 +580,8 @@ class GoogleEmulator:
                 for name in ("latency", "quota_per_minute", "daily_quota", "rate_limit_status", "concurrent_limit"):
                     if name in settings:
                         setattr(self, name, settings[name])
+                if "transfer_polls" in settings:
+                    self.data_transfers.polls_to_complete = int(settings["transfer_polls"])
                 if "replication_window" in settings:
                     self.directory.replication_window = float(settings["replication_window"])
                 if settings.get("reset_stats"):
