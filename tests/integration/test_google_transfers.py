@@ -4,15 +4,20 @@ The real google-api-python-client and google-auth, over HTTP to the emulator."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from idlifecycle.connectors.base import ConnectorContext
 from idlifecycle.connectors.google import SCOPES
 from idlifecycle.connectors.google.session import DATATRANSFER_SCOPE
 from idlifecycle.model import Action, Outcome
-from idlifecycle.sandbox.google import Fault
-from tests.integration.google_fixtures import ROOT, Tenant, change, tenant_fixture  # noqa: F401
+from idlifecycle.passwords.generator import throwaway
+from idlifecycle.sandbox.google import Fault, GoogleEmulator
+from idlifecycle.sandbox.launch import GoogleSandbox
+from tests.integration.google_fixtures import ROOT, MemoryCursors, Tenant, change, tenant_fixture  # noqa: F401
 
 ARCHIVE = "archive@school.example"
 DRIVE, CALENDAR = "55656082996", "435070579839"
@@ -104,3 +109,37 @@ def test_transfer_to_naming_no_user_fails_the_delete_with_one_clear_line(tenant:
     assert result.detail == ("transfer_to = 'nobody@school.example' is not a user of this Google Workspace, so "
                              "leavers' data has nowhere to go; the delete was not sent")
     assert tenant.emulator.directory.find_user(leaver) is not None
+
+
+def test_the_sandbox_tenant_keeps_a_leavers_transfer_from_one_night_to_the_next(tmp_path: Path) -> None:
+    """The demo's tenant lives in a state file and a new emulator each night: the transfer must outlive it,
+    or the second night would start another one."""
+    folder = tmp_path / "state" / "google-sandbox"
+    folder.mkdir(parents=True)
+    with GoogleEmulator(domains=["staff.example.sch.uk"], state_file=folder / "directory.json",
+                        replication_window=0) as seeded:
+        seeded.directory.add_orgunit_path("/School/Leavers")
+        leaver = str(seeded.directory.add_user("j.doe@staff.example.sch.uk", "Jo", "Doe", "Leaver-pass-1",
+                                               org_unit="/School/Leavers")["id"])
+        seeded.directory.users[leaver]["suspended"] = True
+        seeded.data_transfers.polls_to_complete = 1
+        seeded.mark_dirty()
+    context = ConnectorContext(
+        name="google", type="google-sandbox", source="connectors/google-sandbox.toml", cursors=MemoryCursors(),
+        state_dir=tmp_path / "state", password_generator=throwaway,
+        options={"admin": "it.admin@staff.example.sch.uk", "domains": {"staff": "staff.example.sch.uk"},
+                 "org_unit_root": "/School", "transfer_to": "archive@staff.example.sch.uk"})
+
+    def night() -> Any:
+        with GoogleSandbox.from_config(context) as google:
+            [result] = google.apply([change(Action.DELETE, leaver, "j.doe")])
+        return result, json.loads((folder / "directory.json").read_text())
+
+    first, saved = night()
+    assert first.outcome is Outcome.FAILED and "the delete waits for Data Transfer" in first.detail, first.detail
+    assert leaver in saved["directory"]["users"]
+    [started] = saved["data_transfers"]["transfers"]
+    second, saved = night()
+    assert second.outcome is Outcome.APPLIED, second.detail
+    assert list(saved["data_transfers"]["transfers"]) == [started]  # the same transfer, not a second
+    assert saved["data_transfers"]["inserted"] == 1 and leaver not in saved["directory"]["users"]

@@ -200,13 +200,14 @@ class GoogleEmulator:
         if state_file is not None and state_file.exists():
             saved = json.loads(state_file.read_text())
             self.directory = Directory.from_json(saved["directory"])
+            self.data_transfers = DataTransfers.from_json(self.directory, saved.get("data_transfers", {}))
             self.service_accounts = {sa["client_email"]: ServiceAccountGrant(**sa)
                                      for sa in saved["service_accounts"]}
         else:
             self.directory = Directory(domains=list(domains or ["school.example"]))
+            self.data_transfers = DataTransfers(self.directory)
+            """The Data Transfer API's transfers (google_transfers)."""
         self.directory.replication_window = replication_window
-        self.data_transfers = DataTransfers(self.directory)
-        """The Data Transfer API's transfers (google_transfers); not kept in the state file."""
         self.faults: list[Fault] = []
         self.injector = FaultInjector(faults or FaultSpec())
         """Random faults at a rate (`idlifecycle.sandbox.faults`), beside the scripted `faults` above."""
@@ -274,6 +275,7 @@ class GoogleEmulator:
             if not self._dirty and self.state_file.exists():
                 return
             text = json.dumps({"directory": self.directory.to_json(),
+                               "data_transfers": self.data_transfers.to_json(),
                                "service_accounts": [asdict(sa) for sa in self.service_accounts.values()]})
             self._dirty = False
         # Atomic and 0600: a kill mid-save leaves the previous tenant, never a torn file.
@@ -433,6 +435,8 @@ class GoogleEmulator:
             refused_before = self.directory.replication_refusals
             status, answer = handler(params, payload)
             self.stats.replication_refusals += self.directory.replication_refusals - refused_before
+            # A transfer moves on when it is looked at (google_transfers): a GET changes the tenant too.
+            self._dirty = self._dirty or name.startswith("datatransfer.transfers")
             if method != "GET" and status < 300:
                 self._dirty = True
                 made = answer.get("id") if isinstance(answer, dict) else None

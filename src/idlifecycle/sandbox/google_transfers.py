@@ -5,7 +5,8 @@ applications.list, and transfers.insert / get / list with the documented DataTra
 newOwnerUserId, applicationDataTransfers[{applicationId, applicationTransferParams,
 applicationTransferStatus}], overallTransferStatusCode, requestTime. A transfer is "new" when
 inserted, "inProgress" once it has been looked at, and "completed" after `polls_to_complete` looks
-(0: completed at once); one whose leaver is in `fail_for` ends "failed" instead. Owners are user ids of
+(0: completed at once); one whose leaver is in `fail_for` ends "failed" instead. They are kept in
+the tenant's state file with the directory. Owners are user ids of
 the tenant: an id Google does not know is refused (400), as is an application it does not offer.
 The scope check (admin.datatransfer, 403 without it) is the emulator's, from the discovery document.
 """
@@ -116,6 +117,16 @@ class DataTransfers:
         if params.get("status"):
             found = [t for t in found if t["overallTransferStatusCode"] == params["status"]]
         return 200, {"kind": "admin#datatransfer#dataTransfersList", "dataTransfers": found}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"polls_to_complete": self.polls_to_complete, "fail_for": sorted(self.fail_for),
+                "transfers": self.transfers, "polls": self.polls, "inserted": self.inserted}
+
+    @classmethod
+    def from_json(cls, directory: Directory, data: Mapping[str, Any]) -> DataTransfers:
+        """Kept in the tenant's state file: a leaver's transfer outlives the night that started it, as at Google."""
+        return cls(directory, int(data.get("polls_to_complete", 0)), set(data.get("fail_for", ())),
+                   dict(data.get("transfers", {})), dict(data.get("polls", {})), int(data.get("inserted", 0)))
 
     def fail(self, old_owner: str) -> None:
         """Make old_owner's transfers end failed (one already running fails at its next look)."""
