@@ -274,3 +274,81 @@ def test_show_deleted_lists_only_the_deleted_users_paged_with_their_deletion_tim
     live = service.users().list(customer="my_customer", maxResults=500).execute()["users"]
     assert f"stays@{PUPILS}" in {u["primaryEmail"] for u in live}
     assert not {u["primaryEmail"] for u in live} & {u["primaryEmail"] for u in found}
+
+
+# -- the Data Transfer API (leavers' data) --
+
+DATA_TRANSFER_INSERT = "https://developers.google.com/workspace/admin/data-transfer/reference/rest/v1/transfers/insert"
+DATATRANSFER_SCOPE = "https://www.googleapis.com/auth/admin.datatransfer"
+
+
+def _transfers(tenant: Tenant, scopes: list[str]) -> Any:
+    credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+        tenant.key, scopes=scopes).with_subject(ADMIN)
+    return build("admin", "datatransfer_v1", http=AuthorizedHttp(credentials, http=httplib2.Http(timeout=10)),
+                 static_discovery=True, client_options={"api_endpoint": tenant.emulator.url})
+
+
+@pytest.fixture(name="owners")
+def owners_fixture(tenant: Tenant) -> tuple[str, str]:
+    tenant.emulator.add_service_account(tenant.key, [*SCOPES, DATATRANSFER_SCOPE])
+    directory = tenant.emulator.directory
+    old = directory.add_user("leaver@school.example", "Lee", "Ver", "Leaver-pass-1")
+    new = directory.add_user("archive@school.example", "School", "Archive", "Archive-pass-1")
+    return str(old["id"]), str(new["id"])
+
+
+def test_a_transfer_is_the_documented_data_transfer_resource_and_is_listed_by_old_owner(
+        tenant: Tenant, owners: tuple[str, str]) -> None:
+    """transfers.insert answers "a newly created instance of DataTransfer" with id, oldOwnerUserId,
+    newOwnerUserId, applicationDataTransfers[{applicationId, applicationTransferParams,
+    applicationTransferStatus}], overallTransferStatusCode, kind, etag and requestTime (the REST
+    resource: https://developers.google.com/workspace/admin/data-transfer/reference/rest/v1/transfers,
+    insert: DATA_TRANSFER_INSERT); applications.list gives Drive and Docs 55656082996 and Calendar
+    435070579839 (https://developers.google.com/workspace/admin/data-transfer/v1/parameters); transfers.list
+    filters by oldOwnerUserId (.../rest/v1/transfers/list)."""
+    old, new = owners
+    service = _transfers(tenant, [DATATRANSFER_SCOPE])
+    applications = service.applications().list().execute()["applications"]
+    assert {(a["id"], a["name"]) for a in applications} >= {("55656082996", "Drive and Docs"),
+                                                            ("435070579839", "Calendar")}
+    body = {"oldOwnerUserId": old, "newOwnerUserId": new, "applicationDataTransfers": [
+        {"applicationId": "55656082996", "applicationTransferParams": [{"key": "PRIVACY_LEVEL",
+                                                                        "value": ["SHARED", "PRIVATE"]}]}]}
+    transfer = service.transfers().insert(body=body).execute()
+    assert {"kind", "id", "oldOwnerUserId", "newOwnerUserId", "applicationDataTransfers",
+            "overallTransferStatusCode", "requestTime"} <= set(transfer)
+    assert transfer["kind"] == "admin#datatransfer#DataTransfer"
+    assert (transfer["oldOwnerUserId"], transfer["newOwnerUserId"]) == (old, new)
+    [drive] = transfer["applicationDataTransfers"]
+    assert drive["applicationId"] == "55656082996" and "applicationTransferStatus" in drive
+    assert service.transfers().get(dataTransferId=transfer["id"]).execute()["id"] == transfer["id"]
+    listed = service.transfers().list(oldOwnerUserId=old).execute()["dataTransfers"]
+    assert [t["id"] for t in listed] == [transfer["id"]]
+    assert service.transfers().list(oldOwnerUserId=new).execute().get("dataTransfers", []) == []
+
+
+@pytest.mark.parametrize("role", ["oldOwnerUserId", "newOwnerUserId"])
+def test_a_transfer_naming_an_owner_google_does_not_know_is_refused_400(
+        tenant: Tenant, owners: tuple[str, str], role: str) -> None:
+    """Owners are user ids ("ID of the user whose data is being transferred", "ID of the user to whom
+    the data is being transferred": DATA_TRANSFER_INSERT's DataTransfer resource), and "the user
+    receiving the data must belong to your domain" (https://developers.google.com/workspace/admin/data-transfer);
+    a request naming another is a bad request, 400 (Google's pages name no reason; the global domain's
+    is "invalid": https://cloud.google.com/resource-manager/docs/core_errors)."""
+    old, new = owners
+    body = {"oldOwnerUserId": old, "newOwnerUserId": new, role: "leaver@school.example",
+            "applicationDataTransfers": [{"applicationId": "435070579839"}]}
+    status, error = _refused(_transfers(tenant, [DATATRANSFER_SCOPE]).transfers().insert(body=body))
+    assert status == 400 and error["errors"][0]["reason"] == "invalid"
+    assert tenant.emulator.data_transfers.transfers == {}
+
+
+def test_the_data_transfer_api_without_its_scope_is_refused_403(tenant: Tenant, owners: tuple[str, str]) -> None:
+    """Every transfers and applications method needs admin.datatransfer (or, for reads, its
+    .readonly): DATA_TRANSFER_INSERT, "Authorization scopes"; a token without it is 403
+    "Request had insufficient authentication scopes." (insufficientPermissions,
+    https://cloud.google.com/resource-manager/docs/core_errors#FORBIDDEN)."""
+    service = _transfers(tenant, list(SCOPES))
+    status, error = _refused(service.transfers().list(oldOwnerUserId=owners[0]))
+    assert status == 403 and error["errors"][0]["reason"] == "insufficientPermissions"

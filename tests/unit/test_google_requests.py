@@ -160,3 +160,51 @@ def test_org_unit_paths_and_containers_are_read_under_the_root(root: str, path: 
 
 def test_every_action_has_a_handler_row() -> None:
     assert set(GoogleConnector.HANDLERS) == set(Action)
+
+
+# -- leavers' data: the Data Transfer API --
+
+APPLICATIONS = [{"id": "55656082996", "name": "Drive and Docs"}, {"id": "435070579839", "name": "Calendar"},
+                {"id": "553547912911", "name": "Looker Studio"}]
+
+
+def test_the_transfer_asks_for_the_leavers_drive_shared_and_private_and_their_calendar() -> None:
+    ids = build.application_ids(APPLICATIONS)
+    assert build.transfer_body("111", "222", ids) == {
+        "oldOwnerUserId": "111", "newOwnerUserId": "222", "applicationDataTransfers": [
+            {"applicationId": "55656082996",
+             "applicationTransferParams": [{"key": "PRIVACY_LEVEL", "value": ["SHARED", "PRIVATE"]}]},
+            {"applicationId": "435070579839"}]}
+
+
+def test_drive_and_calendar_are_found_by_googles_ids_when_their_names_differ_and_a_missing_one_is_said() -> None:
+    renamed = [{"id": "55656082996", "name": "Drive"}, {"id": "435070579839", "name": "Google Calendar"}]
+    assert build.application_ids(renamed) == {build.DRIVE: "55656082996", build.CALENDAR: "435070579839"}
+    with pytest.raises(ConnectorError, match=r"lists no Calendar application.*the delete was not sent"):
+        build.application_ids(APPLICATIONS[:1])
+
+
+def test_the_existing_transfer_is_the_latest_to_the_same_new_owner() -> None:
+    transfers = [{"id": "old", "oldOwnerUserId": "111", "newOwnerUserId": "222", "requestTime": "2026-01-01T00:00:00Z"},
+                 {"id": "new", "oldOwnerUserId": "111", "newOwnerUserId": "222", "requestTime": "2026-03-01T00:00:00Z"},
+                 {"id": "elsewhere", "oldOwnerUserId": "111", "newOwnerUserId": "999",
+                  "requestTime": "2026-04-01T00:00:00Z"}]
+    assert build.existing_transfer(transfers, "111", "222") == transfers[1]
+    assert build.existing_transfer(transfers, "333", "222") is None
+
+
+@pytest.mark.parametrize("status", ["new", "inProgress", ""])
+def test_a_delete_waits_while_the_transfer_has_not_completed_and_the_next_run_asks_again(status: str) -> None:
+    with pytest.raises(ConnectorError) as raised:
+        build.after_transfer({"id": "T1", "overallTransferStatusCode": status}, "111", "archive@school.example")
+    assert raised.value.retryable
+    assert "the delete waits for Data Transfer T1 of 111's Drive and Calendar to archive@school.example" in str(
+        raised.value)
+
+
+def test_a_completed_transfer_lets_the_delete_go_and_a_failed_one_keeps_the_account() -> None:
+    assert build.after_transfer({"id": "T1", "overallTransferStatusCode": "completed"}, "111", "a@school.example") == [
+        build.delete_user("111")]
+    with pytest.raises(ConnectorError, match=r"Data Transfer T2 .* failed, so the account was not deleted") as raised:
+        build.after_transfer({"id": "T2", "overallTransferStatusCode": "failed"}, "111", "a@school.example")
+    assert not raised.value.retryable

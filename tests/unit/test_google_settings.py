@@ -10,7 +10,15 @@ from pydantic import ValidationError
 
 from idlifecycle.connectors.base import AuthError, ConnectorContext, ConnectorError
 from idlifecycle.connectors.google import GoogleConnector, GoogleOptions
-from idlifecycle.connectors.google.session import API_DISABLED, QUOTA_USED_UP, TOKEN_REFUSED, refusal_for
+from idlifecycle.connectors.google.session import (
+    API_DISABLED,
+    DATATRANSFER_SCOPE,
+    QUOTA_USED_UP,
+    SCOPES,
+    TOKEN_REFUSED,
+    refusal_for,
+    scopes_for,
+)
 from idlifecycle.errors import ConfigError
 from idlifecycle.sandbox.launch import GoogleSandbox
 
@@ -43,6 +51,13 @@ def test_the_defaults_and_the_normalised_values() -> None:
     assert read(api_endpoint="http://127.0.0.1:8080").api_endpoint == "http://127.0.0.1:8080/"
     assert read(leavers="/Leavers/").leavers == "Leavers" and read(org_unit_root="/").org_unit_root == "/"
     assert read(quota_per_minute=600.0).quota_per_minute == 600
+    assert options.transfer_to is None and read(transfer_to=" Archive@School.example ").transfer_to == \
+        "archive@school.example"
+
+
+def test_the_data_transfer_scope_is_asked_for_only_when_leavers_data_is_transferred() -> None:
+    assert scopes_for(read()) == SCOPES and DATATRANSFER_SCOPE not in SCOPES
+    assert scopes_for(read(transfer_to="archive@school.example")) == (*SCOPES, DATATRANSFER_SCOPE)
 
 
 @pytest.mark.parametrize(("options", "error"), [
@@ -60,6 +75,9 @@ def test_the_defaults_and_the_normalised_values() -> None:
     ({"timeout": "30"}, "timeout: must be a number from 1 to 600"),
     ({"replication_wait": 601}, "replication_wait: must be a number from 0 to 600"),
     ({"token_uri": "http://127.0.0.1/token"}, "token_uri: is only for the sandbox; remove it"),
+    ({"transfer_to": "archive"}, "transfer_to: 'archive' is not an email address: name the account that receives "
+                                 "leavers' Drive and Calendar data"),
+    ({"transfer_to": ""}, "transfer_to: must be a non-empty string"),
 ])
 def test_each_mistake_is_one_error_naming_the_file_and_key(options: dict[str, Any], error: str) -> None:
     with pytest.raises(ConfigError) as raised:

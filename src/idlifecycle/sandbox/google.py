@@ -60,6 +60,9 @@ from idlifecycle.sandbox.google_directory import (
     parse_fields,
     project,
 )
+from idlifecycle.sandbox.google_transfers import API_PREFIX as TRANSFERS_PREFIX
+from idlifecycle.sandbox.google_transfers import DataTransfers
+from idlifecycle.sandbox.google_transfers import method_scopes as transfer_scopes
 from idlifecycle.sandbox.http import EmulatorHandler
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -197,10 +200,13 @@ class GoogleEmulator:
         if state_file is not None and state_file.exists():
             saved = json.loads(state_file.read_text())
             self.directory = Directory.from_json(saved["directory"])
+            self.data_transfers = DataTransfers.from_json(self.directory, saved.get("data_transfers", {}))
             self.service_accounts = {sa["client_email"]: ServiceAccountGrant(**sa)
                                      for sa in saved["service_accounts"]}
         else:
             self.directory = Directory(domains=list(domains or ["school.example"]))
+            self.data_transfers = DataTransfers(self.directory)
+            """The Data Transfer API's transfers (google_transfers)."""
         self.directory.replication_window = replication_window
         self.faults: list[Fault] = []
         self.injector = FaultInjector(faults or FaultSpec())
@@ -209,7 +215,7 @@ class GoogleEmulator:
         self.stats = Stats()
         self.tokens: dict[str, Token] = {}
         self._window: deque[float] = deque()
-        self._scopes = _method_scopes()
+        self._scopes = _method_scopes() | transfer_scopes()
         self._dirty = False
         self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
@@ -269,6 +275,7 @@ class GoogleEmulator:
             if not self._dirty and self.state_file.exists():
                 return
             text = json.dumps({"directory": self.directory.to_json(),
+                               "data_transfers": self.data_transfers.to_json(),
                                "service_accounts": [asdict(sa) for sa in self.service_accounts.values()]})
             self._dirty = False
         # Atomic and 0600: a kill mid-save leaves the previous tenant, never a torn file.
@@ -428,6 +435,8 @@ class GoogleEmulator:
             refused_before = self.directory.replication_refusals
             status, answer = handler(params, payload)
             self.stats.replication_refusals += self.directory.replication_refusals - refused_before
+            # A transfer moves on when it is looked at (google_transfers): a GET changes the tenant too.
+            self._dirty = self._dirty or name.startswith("datatransfer.transfers")
             if method != "GET" and status < 300:
                 self._dirty = True
                 made = answer.get("id") if isinstance(answer, dict) else None
@@ -460,6 +469,8 @@ class GoogleEmulator:
         return None
 
     def _route(self, method: str, path: str) -> tuple[str, Any] | None:
+        if path.startswith(TRANSFERS_PREFIX):
+            return self.data_transfers.route(method, path)
         if not path.startswith(API_PREFIX):
             return None
         parts = path[len(API_PREFIX):].split("/")
@@ -573,6 +584,8 @@ class GoogleEmulator:
                 for name in ("latency", "quota_per_minute", "daily_quota", "rate_limit_status", "concurrent_limit"):
                     if name in settings:
                         setattr(self, name, settings[name])
+                if "transfer_polls" in settings:
+                    self.data_transfers.polls_to_complete = int(settings["transfer_polls"])
                 if "replication_window" in settings:
                     self.directory.replication_window = float(settings["replication_window"])
                 if settings.get("reset_stats"):

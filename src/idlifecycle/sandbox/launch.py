@@ -24,7 +24,8 @@ from typing import ClassVar
 
 from idlifecycle.connectors.base import Capabilities, Connector, ConnectorContext
 from idlifecycle.connectors.entra import Credentials, EntraConnector
-from idlifecycle.connectors.google import SCOPES, GoogleConnector, GoogleOptions
+from idlifecycle.connectors.google import GoogleConnector, GoogleOptions
+from idlifecycle.connectors.google.session import scopes_for
 from idlifecycle.errors import ConfigError
 from idlifecycle.sandbox.google import GoogleEmulator, generate_service_account
 from idlifecycle.sandbox.graph import GraphEmulator, open_directory
@@ -114,12 +115,15 @@ class GoogleSandbox(Connector):
                                   replication_window=GOOGLE_REPLICATION_WINDOW)
         emulator.start()
         try:
-            info = _google_key(folder / "service_account.json", emulator)
+            info = _google_key(folder / "service_account.json", emulator, scopes_for(options))
             directory = emulator.directory
             with emulator.lock:
                 if directory.find_user(options.admin) is None:
                     directory.add_user(options.admin, "School", "Administrator", secrets.token_urlsafe(18),
                                        admin=True)
+                if options.transfer_to and directory.find_user(options.transfer_to) is None:
+                    # The demo's archive account: leavers' Drive and Calendar go there before their delete.
+                    directory.add_user(options.transfer_to, "School", "Archive", secrets.token_urlsafe(18))
                 directory.add_orgunit_path(options.org_unit_root)
             emulator.mark_dirty()
             return GoogleConnector(context, options.model_copy(update={"api_endpoint": emulator.url}), info,
@@ -129,7 +133,7 @@ class GoogleSandbox(Connector):
             raise
 
 
-def _google_key(key_file: Path, emulator: GoogleEmulator) -> dict[str, str]:
+def _google_key(key_file: Path, emulator: GoogleEmulator, scopes: tuple[str, ...]) -> dict[str, str]:
     """The sandbox's service-account key, trusted by its tenant: made once, then read.
 
     The tenant is told of the key every start, and saved before the key file is written (both
@@ -138,12 +142,12 @@ def _google_key(key_file: Path, emulator: GoogleEmulator) -> dict[str, str]:
     """
     if key_file.exists():
         info: dict[str, str] = json.loads(key_file.read_text())
-        emulator.add_service_account(info, list(SCOPES))
+        emulator.add_service_account(info, list(scopes))
         return info
     made = key_file.with_name(key_file.name + ".new")
     info = generate_service_account(made, client_email="idlifecycle@school-sandbox.iam.gserviceaccount.com",
                                     token_uri=emulator.token_uri)
-    emulator.add_service_account(info, list(SCOPES))
+    emulator.add_service_account(info, list(scopes))
     emulator.save()
     os.replace(made, key_file)
     return info

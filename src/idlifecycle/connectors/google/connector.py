@@ -1,7 +1,8 @@
 """The Google Workspace connector: the Admin SDK Directory API through google-api-python-client.
 
 A thin class over its parts: the session (sign-in, pacing, retries, what errors mean), the scope
-reader (snapshot), the pure request builders, and the batch writer. What each action sends is one
+reader (snapshot), the pure request builders, the batch writer, and (with `transfer_to`) the Data
+Transfer API asked before a delete (transfers). What each action sends is one
 row of HANDLERS; a handler reads what its request needs (a group's key, a user's address or current
 externalIds) and hands it to a builder in `requests`.
 """
@@ -24,6 +25,7 @@ from idlifecycle.connectors.google.requests import Request
 from idlifecycle.connectors.google.session import Pacer, Session, read_key
 from idlifecycle.connectors.google.settings import OPTION_KEYS, GoogleOptions
 from idlifecycle.connectors.google.snapshot import ScopeReader
+from idlifecycle.connectors.google.transfers import DataTransfers
 from idlifecycle.model import Action, Change, DeletedAccount, Result, RoleHolder, Snapshot
 
 
@@ -42,6 +44,8 @@ class GoogleConnector(Connector):
         self.session = Session(context.name, options, key_info, source=context.source, token_uri=token_uri)
         self.reader = ScopeReader(context.name, self.session, context.source)
         self.writer = BatchWriter(self.session, self.reader, self._requests_for)
+        self.transfers = DataTransfers(self.session, options.transfer_to) if options.transfer_to else None
+        """Leavers' Drive and Calendar go to transfer_to before their delete (None: deleted as they are)."""
 
     @classmethod
     def from_config(cls, context: ConnectorContext) -> GoogleConnector:
@@ -140,6 +144,8 @@ class GoogleConnector(Connector):
         return build.disable(str(change.target), leavers)
 
     def _delete(self, change: Change) -> list[Request]:
+        if self.transfers is not None:
+            return self.transfers.before_delete(str(change.target))
         return [build.delete_user(str(change.target))]
 
     def _revoke_sessions(self, change: Change) -> list[Request]:

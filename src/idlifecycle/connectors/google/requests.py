@@ -9,7 +9,7 @@ a list it is sent whole, so a patch of either keeps the entries the tool does no
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,3 +198,57 @@ def add_member(group_key: str, key: str, email: str) -> Request:
 
 def remove_member(group_key: str, key: str) -> Request:
     return Request("members.delete", {"groupKey": group_key, "memberKey": key}, "delete-member")
+
+
+# -- leavers' data: the Data Transfer API --
+
+DRIVE, CALENDAR = "Drive and Docs", "Calendar"
+"""The applications a leaver's data is transferred from, by the names applications.list gives them."""
+
+KNOWN_IDS = {"55656082996": DRIVE, "435070579839": CALENDAR}
+"""Google's ids for the two, which are the same for every customer: found by id when a name differs."""
+
+DRIVE_PRIVACY = [{"key": "PRIVACY_LEVEL", "value": ["SHARED", "PRIVATE"]}]
+"""Drive's transfer parameter: the files shared with others and the private ones alike (Transfer
+parameters, developers.google.com/workspace/admin/data-transfer/v1/parameters)."""
+
+TRANSFER_DONE, TRANSFER_FAILED = "completed", "failed"
+
+
+def application_ids(applications: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Drive's and Calendar's ids from applications.list; ConnectorError naming the one missing."""
+    by_name = {KNOWN_IDS.get(str(a.get("id")), str(a.get("name", ""))): str(a.get("id", "")) for a in applications}
+    missing = [name for name in (DRIVE, CALENDAR) if not by_name.get(name)]
+    if missing:
+        raise ConnectorError(f"Google's Data Transfer API lists no {' or '.join(missing)} application for this "
+                             "customer, so leavers' data cannot be transferred; the delete was not sent")
+    return {DRIVE: by_name[DRIVE], CALENDAR: by_name[CALENDAR]}
+
+
+def transfer_body(old_owner: str, new_owner: str, applications: Mapping[str, str]) -> dict[str, Any]:
+    """transfers.insert's body: the leaver's Drive (shared and private files) and Calendar to new_owner."""
+    return {"oldOwnerUserId": old_owner, "newOwnerUserId": new_owner, "applicationDataTransfers": [
+        {"applicationId": applications[DRIVE], "applicationTransferParams": DRIVE_PRIVACY},
+        {"applicationId": applications[CALENDAR]}]}
+
+
+def existing_transfer(transfers: Sequence[Mapping[str, Any]], old_owner: str,
+                      new_owner: str) -> Mapping[str, Any] | None:
+    """The latest transfer of old_owner's data to new_owner (None when there is none): never start a second."""
+    mine = [t for t in transfers if t.get("oldOwnerUserId") == old_owner and t.get("newOwnerUserId") == new_owner]
+    return max(mine, key=lambda t: str(t.get("requestTime", "")), default=None)
+
+
+def after_transfer(transfer: Mapping[str, Any], key: str, new_owner_email: str) -> list[Request]:
+    """The delete once the transfer has completed; else ConnectorError: retryable while it runs (the
+    account stays, disabled, and the next run asks again), not retryable when it failed."""
+    status = str(transfer.get("overallTransferStatusCode", ""))
+    named = f"Data Transfer {transfer.get('id')} of {key}'s Drive and Calendar to {new_owner_email}"
+    if status == TRANSFER_DONE:
+        return [delete_user(key)]
+    if status == TRANSFER_FAILED:
+        raise ConnectorError(f"{named} failed, so the account was not deleted (it stays suspended): look at the "
+                             "transfer in the Admin console (Data migration > Transfer ownership), transfer the "
+                             "data by hand, then delete the account")
+    raise ConnectorError(f"the delete waits for {named} ({status or 'no status'}); the account stays suspended and "
+                         "the next run deletes it once the transfer has completed", retryable=True)

@@ -55,6 +55,15 @@ SCOPES = (
 )
 """The scopes to authorise for the client ID under domain-wide delegation, and no more."""
 
+DATATRANSFER_SCOPE = "https://www.googleapis.com/auth/admin.datatransfer"
+"""Asked for only when `transfer_to` is set: a token request naming a scope the school has not
+authorised for the client ID is refused (unauthorized_client), so it cannot be asked for always."""
+
+
+def scopes_for(options: GoogleOptions) -> tuple[str, ...]:
+    """The scopes this connector's options need (SCOPES, and the Data Transfer API's when it transfers)."""
+    return SCOPES + ((DATATRANSFER_SCOPE,) if options.transfer_to else ())
+
 MAX_ATTEMPTS = 7
 
 TRANSPORT_ERRORS = (httplib2.HttpLib2Error, OSError, socket.timeout, http.client.HTTPException, BatchError,
@@ -334,10 +343,11 @@ class Session:
         self.name, self.options, self.source = name, options, source
         self.client_email = str(key_info.get("client_email", "?"))
         self.client_id = str(key_info.get("client_id", "?"))
+        self.scopes = scopes_for(options)
         info = dict(key_info) | ({"token_uri": token_uri} if token_uri else {})
         try:
             credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-                info, scopes=list(SCOPES))
+                info, scopes=list(self.scopes))
         except (ValueError, KeyError) as error:
             raise UserError(f"{source}: secret {options.secret}: not a service-account key ({error}); "
                             "download a JSON key for the service account from the Cloud console") from None
@@ -375,9 +385,11 @@ class Session:
         """The client's HttpRequest for a built request (made anew for each send)."""
         return self._methods[request.method](**request.params)
 
-    def execute(self, request: Callable[[], HttpRequest], *, missing_ok: bool = False) -> Any:
-        """One paced call with retries; returns the parsed answer (None for 404 when missing_ok)."""
-        for attempt in range(MAX_ATTEMPTS):
+    def execute(self, request: Callable[[], HttpRequest], *, missing_ok: bool = False,
+                attempts: int = MAX_ATTEMPTS) -> Any:
+        """One paced call with retries; returns the parsed answer (None for 404 when missing_ok).
+        attempts=1 for a write that must not be sent twice blind (the caller looks before sending again)."""
+        for attempt in range(attempts):
             if self.stopped or self.given_up():
                 raise ConnectorError(str(self.stopped), retryable=True)
             self.pacer.acquire(1)
@@ -391,13 +403,13 @@ class Session:
                 answer = read_error(error.resp.status, error.content)
                 if answer.verdict is Verdict.NOT_FOUND and missing_ok:
                     return None
-                if answer.verdict not in (Verdict.RETRY, Verdict.NOT_YET) or attempt == MAX_ATTEMPTS - 1:
+                if answer.verdict not in (Verdict.RETRY, Verdict.NOT_YET) or attempt == attempts - 1:
                     raise self.refused(answer) from None
                 self.rate_limited += answer.status in (403, 429)
             except RefreshError as error:
                 raise self.sign_in_refused(error) from None
             except TRANSPORT_ERRORS as error:
-                if attempt == MAX_ATTEMPTS - 1:
+                if attempt == attempts - 1:
                     raise ConnectorError(f"cannot reach Google: {error}", retryable=True) from None
             finally:
                 self.calls_sent += 1
@@ -446,7 +458,7 @@ class Session:
         text = refusal.message.format(
             status=status, reason=reason, message=message, source=self.source, admin=self.options.admin,
             secret=self.options.secret, client_email=self.client_email, client_id=self.client_id,
-            scopes=",".join(SCOPES), scope_list=", ".join(SCOPES))
+            scopes=",".join(self.scopes), scope_list=", ".join(self.scopes))
         retryable = status >= 500 if refusal.retryable is None else refusal.retryable
         return refusal.error(text, retryable=retryable)
 

@@ -70,6 +70,16 @@ def _leavers(value: Any) -> str | None:
     return value.strip("/")
 
 
+def _transfer_to(value: Any) -> str | None:
+    if value is None:
+        return None
+    account = _text(value).lower()
+    if "@" not in account:
+        raise _refuse(f"{account!r} is not an email address: name the account that receives leavers' Drive "
+                      "and Calendar data, e.g. \"archive@school.example\"")
+    return account
+
+
 def _endpoint(value: Any) -> str:
     endpoint = _text(value)
     return endpoint if endpoint.endswith("/") else endpoint + "/"
@@ -92,6 +102,9 @@ class GoogleOptions(BaseModel):
     domains: Annotated[tuple[str, ...], BeforeValidator(_domains)]
     org_unit_root: Annotated[str, BeforeValidator(_org_unit_root)]
     leavers: Annotated[str | None, BeforeValidator(_leavers)] = None
+    transfer_to: Annotated[str | None, BeforeValidator(_transfer_to)] = None
+    """The account a leaver's Drive and Calendar data is transferred to (Data Transfer API) before the
+    delete; None: deleted without a transfer, as before. Setting it adds the admin.datatransfer scope."""
     api_endpoint: Annotated[str, BeforeValidator(_endpoint)] = "https://admin.googleapis.com/"
     customer: Text = "my_customer"
     group_domain: Annotated[str, BeforeValidator(lambda v: _text(v).lower())] = ""
