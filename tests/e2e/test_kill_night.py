@@ -199,9 +199,10 @@ def test_a_first_night_with_a_fifth_of_requests_faulted_ends_as_the_clean_one_an
     seconds = time.monotonic() - began
     # A change the faults left undecided may fail, retryably, and only that: a group whose create
     # reply was lost and that replication still hides is not sent twice (no twin), so its members
-    # wait. The run says so, and running again (faults still on) finishes the night.
+    # wait. The run says so, and running again (faults still on) finishes the night. Up to five runs: a
+    # group create can be left undecided on two runs in a row (seen on CI: Teaching Staff after three).
     attempts = 1
-    while "0 failed" not in run.stdout and attempts < 3:
+    while "0 failed" not in run.stdout and attempts < 5:
         assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-2000:]
         run = night.run(TODAY)
         attempts += 1
