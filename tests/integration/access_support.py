@@ -46,6 +46,20 @@ SIRO = "siro@school.example.org"
 REQUESTER = "office@school.example.org"
 
 
+def smtp_mail_table(mailbox: Mailbox) -> str:
+    """A job file's [mail] table sending through the test's SMTP server (STARTTLS, its CA, SMTP_USER)."""
+    return f"""
+[mail]
+transport = "smtp"
+from_address = "{SMTP_USER}"
+smtp_host = "127.0.0.1"
+smtp_port = {mailbox.port}
+security = "starttls"
+smtp_username = "{SMTP_USER}"
+ca_file = "{mailbox.ca_file}"
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

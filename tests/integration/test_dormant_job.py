@@ -8,7 +8,6 @@ The emulator stamps createdDateTime with the real clock, so the nights are count
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -18,15 +17,14 @@ import pytest
 from idlifecycle.cli import main
 from idlifecycle.reports.summary import run_summary
 from idlifecycle.sandbox.graph import GraphEmulator
-from tests.integration.access_support import SMTP_PASSWORD, SMTP_USER, Mailbox, Received, mailbox
+from tests.integration.access_support import SMTP_PASSWORD, Mailbox, Received, mailbox, smtp_mail_table
 from tests.integration.graph_fixtures import *  # noqa: F403
-from tests.integration.graph_fixtures import CLIENT_SECRET, STAFF
-from tests.integration.test_entra_job import STAFF_HEADER, by_anchor, night, seed
-from tests.integration.test_extra_people_extend import audit
+from tests.integration.graph_fixtures import CLIENT_SECRET
+from tests.integration.test_entra_job import by_anchor, night, seed
+from tests.integration.test_extra_people_extend import SPONSOR_EMAIL, audit, write_sponsors
 from tests.integration.test_extra_people_job import supply_school
 
 __all__ = ["mailbox"]
-SPONSOR_EMAIL = f"jane.doe@{STAFF}"
 SUMMARY_TO = "it@school.example.org"
 TODAY = datetime.now(UTC).date()
 
@@ -37,30 +35,15 @@ def day(n: int) -> date:
 
 def school(tmp: Path, emulator: GraphEmulator, mailbox: Mailbox) -> Path:
     job = supply_school(tmp, emulator)
-    with (tmp / "staff.csv").open("w", newline="", encoding="utf-8-sig") as handle:
-        csv.writer(handle).writerows([
-            [*STAFF_HEADER, "Staff Email"],
-            ["JDO", "Mrs", "Jane", "Doe", "Teacher", "01/09/2019", "", SPONSOR_EMAIL],
-            ["KSM", "Mr", "Karl", "Smith", "Teacher", "01/09/2019", "", ""],
-        ])
+    write_sponsors(tmp)
     mapping = (tmp / "mapping.toml").read_text(encoding="utf-8")
-    mapping = mapping.replace('match = ["email"]\n"""', 'match = ["email"]\n')  # (no-op unless quoted)
     mapping = mapping.replace("[staff]\n", "[staff]\ndormant_days = 30\n", 1)
     mapping = mapping.replace("[extra.supply]\n", "[extra.supply]\ndormant_days = 30\n", 1)
     (tmp / "mapping.toml").write_text(mapping, encoding="utf-8")
     (tmp / "entra.toml").write_text((tmp / "entra.toml").read_text(encoding="utf-8")
                                     + "sign_in_activity = true\n", encoding="utf-8")
     with job.open("a", encoding="utf-8") as out:
-        out.write(f"""
-[mail]
-transport = "smtp"
-from_address = "{SMTP_USER}"
-smtp_host = "127.0.0.1"
-smtp_port = {mailbox.port}
-security = "starttls"
-smtp_username = "{SMTP_USER}"
-ca_file = "{mailbox.ca_file}"
-
+        out.write(smtp_mail_table(mailbox) + f"""
 [report]
 summary_to = ["{SUMMARY_TO}"]
 """)

@@ -26,13 +26,13 @@ from idlifecycle.sandbox.graph import GraphEmulator
 from tests.integration.access_support import (
     SIGNING_KEY,
     SMTP_PASSWORD,
-    SMTP_USER,
     Mailbox,
     Received,
     ServedApp,
     free_port,
     mailbox,
     serve,
+    smtp_mail_table,
     stop,
 )
 from tests.integration.graph_fixtures import *  # noqa: F403
@@ -53,25 +53,21 @@ def day(n: int) -> date:
     return TODAY + timedelta(days=n)
 
 
-def school(tmp: Path, emulator: GraphEmulator, mailbox: Mailbox, base_url: str) -> Path:
-    job = supply_school(tmp, emulator)
+def write_sponsors(tmp: Path) -> None:
+    """The school's staff: Jane Doe (JDO) with an email in the MIS, Karl Smith (KSM) without one."""
     with (tmp / "staff.csv").open("w", newline="", encoding="utf-8-sig") as handle:
         csv.writer(handle).writerows([
             [*STAFF_HEADER, "Staff Email"],
             ["JDO", "Mrs", "Jane", "Doe", "Teacher", "01/09/2019", "", SPONSOR_EMAIL],
             ["KSM", "Mr", "Karl", "Smith", "Teacher", "01/09/2019", "", ""],  # no email in the MIS
         ])
-    with job.open("a", encoding="utf-8") as out:
-        out.write(f"""
-[mail]
-transport = "smtp"
-from_address = "{SMTP_USER}"
-smtp_host = "127.0.0.1"
-smtp_port = {mailbox.port}
-security = "starttls"
-smtp_username = "{SMTP_USER}"
-ca_file = "{mailbox.ca_file}"
 
+
+def school(tmp: Path, emulator: GraphEmulator, mailbox: Mailbox, base_url: str) -> Path:
+    job = supply_school(tmp, emulator)
+    write_sponsors(tmp)
+    with job.open("a", encoding="utf-8") as out:
+        out.write(smtp_mail_table(mailbox) + f"""
 [web]
 public_base_url = "{base_url}"
 
