@@ -12,9 +12,10 @@ from typing import Any
 from idlifecycle import access, checkpoint, dormant_notice, passwords, sponsors
 from idlifecycle.errors import GuardTripped, UserError
 from idlifecycle.executor import reconcile_started, run_journal_id
+from idlifecycle.feeds import FeedResult
 from idlifecycle.guards import check_run_date
 from idlifecycle.job.wiring import Job, ResultHook
-from idlifecycle.model import Action, Outcome, Plan, Result, RowError, Snapshot
+from idlifecycle.model import Action, Outcome, Person, Plan, Result, RowError, Snapshot
 from idlifecycle.notify import Mailer
 from idlifecycle.passwords.owed import owed_changes, still_owed
 from idlifecycle.run_report import RunReport
@@ -60,7 +61,8 @@ def run_sync(
         run_id = job.store.start_run(job.config.name)
         try:
             check_date(job, run_id, apply, allow_date, actor)
-            report = _sync(job, run_id, apply, allow_destructive, actor, planned, on_result)
+            feed = job.read_people()
+            report = _sync(job, feed, run_id, apply, allow_destructive, actor, planned, on_result)
         except GuardTripped as tripped:
             job.store.finish_run(run_id, "guard", None, {"reasons": tripped.reasons})
             if apply:
@@ -79,9 +81,10 @@ def run_sync(
             job.store.finish_run(run_id, "error", None, {"error": type(error).__name__})
             raise
         if apply:
-            dormant, told = _tell_dormant(job, actor)
+            # Tonight's feed, as planned from: not read again for the notices.
+            dormant, told = _tell_dormant(job, feed.people, actor)
             report = replace(report, owed_passwords=still_owed(job.store), dormant_disabled=dormant,
-                             sponsor_notes=_warn_sponsors(job) + told)
+                             sponsor_notes=_warn_sponsors(job, feed.people) + told)
         job.store.finish_run(run_id, report.status, report.plan.people_count,
                              {"counts": report.counts(), "failures": len(report.failures),
                               "passwords_owed": len(report.owed_passwords)})
@@ -93,21 +96,21 @@ def run_sync(
         return report
 
 
-def _warn_sponsors(job: Job) -> tuple[str, ...]:
+def _warn_sponsors(job: Job, people: Sequence[Person]) -> tuple[str, ...]:
     """Tonight's end-date warnings to sponsors; a problem with them is reported, never fails the run."""
     if job.config.extra_people_path is None:
         return ()
     try:
-        return tuple(sponsors.warn_sponsors(job, job.read_people().people))
+        return tuple(sponsors.warn_sponsors(job, people))
     except (UserError, OSError) as error:
         log.warning(json.dumps({"event": "sponsor-warnings-not-sent", "reason": str(error)}))
         return (f"sponsors were not told of end dates: {error}",)
 
 
-def _tell_dormant(job: Job, actor: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _tell_dormant(job: Job, people: Sequence[Person], actor: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Tonight's dormant disables told (`dormant_notice.tell`); a problem with that never fails the run."""
     try:
-        return dormant_notice.tell(job, job.read_people().people, actor)
+        return dormant_notice.tell(job, people, actor)
     except (UserError, OSError) as error:
         log.warning(json.dumps({"event": "dormant-notices-not-sent", "reason": str(error)}))
         return (), (f"dormant disables were not told: {error}",)
@@ -184,9 +187,8 @@ def _settle(job: Job, snapshots: Mapping[str, Snapshot], run_id: int, actor: str
     dormant_notice.note_enabled_again(job, snapshots, actor)
 
 
-def _sync(job: Job, run_id: int, apply: bool, allow_destructive: int | None, actor: str,
+def _sync(job: Job, feed: FeedResult, run_id: int, apply: bool, allow_destructive: int | None, actor: str,
           on_plan: Callable[[Plan], None] | None, on_result: ResultHook | None) -> RunReport:
-    feed = job.read_people()
     uses_shares = bool(job.section("access"))
     feed_errors = tuple(str(e) for e in feed.errors)
     _report_refused_rows(job, run_id, feed.errors, actor)
