@@ -7,6 +7,7 @@ member, and only those answers count for its changes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from idlifecycle.connectors.entra import requests
 from idlifecycle.connectors.entra.creates import group_key
@@ -125,7 +126,8 @@ class _Membership:
                 return Result(change.change_id, Outcome.ALREADY)
             if reply.status == 404:
                 return Result(change.change_id, Outcome.FAILED, f"account {change.target} no longer exists")
-            return requests.write_failure(change, reply)
+            # After the PATCH carrying it went unanswered, that PATCH may have added it: the next run looks.
+            return replace(requests.write_failure(change, reply), unconfirmed=after_lost)
 
         step = Step(change, [requests.add_member(self.writes.session.graph_url, key, str(change.target))], interpret)
         return step

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from idlifecycle.connectors.base import ConnectorError, failed_result
 from idlifecycle.connectors.entra import requests
@@ -138,8 +138,18 @@ async def _settle(pending: list[Step], group: RequestGroup, emit: Emit) -> None:
                 step.result = failed_result(step.change, error)
             failed_before = step.result.outcome is Outcome.FAILED
         for extra in step.extra.values():
-            emit(extra)
-        emit(step.result)
+            emit(_doubtful_if_lost(step, extra))
+        emit(_doubtful_if_lost(step, step.result))
+
+
+def _doubtful_if_lost(step: Step, result: Result) -> Result:
+    """A change that failed after one of its sends went unanswered (a lost reply or a 5xx, then the tries
+    ran out) may have landed all the same: unconfirmed, so the executor leaves it `started` and the next
+    run's fresh look settles it (and audits it applied, once, if it did). Recorded failed instead, a
+    removal that landed was in no audit entry: the next plan no longer had it to do (seen on CI)."""
+    if result.outcome is Outcome.FAILED and step.lost and not result.unconfirmed:
+        return replace(result, unconfirmed=True)
+    return result
 
 
 def _spans(pending: list[Step]) -> list[tuple[int, Step]]:

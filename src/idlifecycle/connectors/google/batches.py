@@ -138,8 +138,10 @@ class BatchWriter:
         failed = next((c for c in item.calls if c.outcome is Outcome.FAILED or c.outcome is None), None)
         if failed is not None:
             detail = failed.detail or stopped or "not sent"
-            # Given up on with a send unanswered, or after some of its calls landed: the next run's look settles it.
-            unconfirmed = any(c.unconfirmed for c in item.calls) or (
+            # Given up on with a send unanswered, failed after an earlier send's answer was lost (the tries
+            # ran out, or Google refused the resend), or after some of its calls landed: it may have
+            # landed, so the next run's look settles it (and audits it, once, if it did).
+            unconfirmed = any(c.unconfirmed for c in item.calls) or failed.lost or (
                 stopped is not None and detail == stopped and any(c.outcome is Outcome.APPLIED for c in item.calls))
             return Result(change_id, Outcome.FAILED, detail, retryable=failed.retryable or failed.outcome is None,
                           unconfirmed=unconfirmed)
