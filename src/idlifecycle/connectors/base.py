@@ -167,6 +167,11 @@ class Connector(ABC):
         """Holders of administrative roles, for the access review; empty where not supported."""
         return ()
 
+    def data_kept_at_delete(self) -> str:
+        """What of a leaver's data the directory hands on before their delete, in words for the SIRO's review
+        ("Drive and Calendar transferred to …"); "" when the delete takes everything."""
+        return ""
+
     def password_constraints(self) -> Mapping[str, Any]:
         """The directory's own password rules as it reports them (AD reads them from the domain):
         keys `min_length`, `max_length`, `complexity` (bool), `history`; empty where fixed by the service."""

@@ -92,6 +92,12 @@ class GoogleConnector(Connector):
     def privileged_roles(self) -> Sequence[RoleHolder]:
         return self.reader.admins()
 
+    def data_kept_at_delete(self) -> str:
+        if not self.options.transfer_to:
+            return ""
+        # The Data Transfer API moves Drive and Calendar only: the mailbox goes with the account.
+        return f"Drive and Calendar transferred to {self.options.transfer_to} before the delete (Gmail is not)"
+
     # -- writing --
 
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
