@@ -11,11 +11,14 @@ from pathlib import Path
 
 import openpyxl
 
+from idlifecycle.connectors.base import ConnectorContext
 from idlifecycle.connectors.google import SCOPES
 from idlifecycle.connectors.google.roles import ROLES_SCOPE
 from idlifecycle.reports.access_review import PRIVILEGED, ReportOptions, ReviewInput, build_review
+from idlifecycle.passwords.generator import throwaway
 from idlifecycle.reports.workbook import write_xlsx
-from tests.integration.google_fixtures import ADMIN, DOMAINS, ROOT, Tenant, tenant_fixture
+from idlifecycle.sandbox.launch import GoogleSandbox
+from tests.integration.google_fixtures import ADMIN, DOMAINS, ROOT, MemoryCursors, Tenant, tenant_fixture
 
 __all__ = ["tenant_fixture"]
 DOMAIN = DOMAINS["staff"]
@@ -75,3 +78,15 @@ def test_without_read_admin_roles_no_role_is_read(tenant: Tenant, tmp_path: Path
     _helpers(tenant)
     assert _roles_on_the_sheet(tenant, tmp_path) == {
         (ADMIN, "super admin"), (f"helper@{DOMAIN}", "delegated admin"), (f"office@{DOMAIN}", "delegated admin")}
+
+
+def test_the_sandbox_tenant_authorises_the_roles_scope_when_the_connector_reads_roles(tmp_path: Path) -> None:
+    """The demo's delegation holds every scope its options ask for: read_admin_roles reads, not "not read"."""
+    context = ConnectorContext(
+        name="google", type="google-sandbox", source="connectors/google-sandbox.toml", cursors=MemoryCursors(),
+        state_dir=tmp_path / "state", password_generator=throwaway,
+        options={"admin": f"it.admin@{DOMAIN}", "domains": {"staff": DOMAIN}, "org_unit_root": "/School",
+                 "read_admin_roles": True})
+    with GoogleSandbox.from_config(context) as google:
+        assert [(h.username, h.role) for h in google.privileged_roles()] == [(f"it.admin@{DOMAIN}", "super admin")]
+        assert google.role_names is not None and google.role_names.by_user() == {}
