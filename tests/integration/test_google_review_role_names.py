@@ -14,8 +14,8 @@ import openpyxl
 from idlifecycle.connectors.base import ConnectorContext
 from idlifecycle.connectors.google import SCOPES
 from idlifecycle.connectors.google.roles import ROLES_SCOPE
-from idlifecycle.reports.access_review import PRIVILEGED, ReportOptions, ReviewInput, build_review
 from idlifecycle.passwords.generator import throwaway
+from idlifecycle.reports.access_review import PRIVILEGED, ReportOptions, ReviewInput, build_review
 from idlifecycle.reports.workbook import write_xlsx
 from idlifecycle.sandbox.launch import GoogleSandbox
 from tests.integration.google_fixtures import ADMIN, DOMAINS, ROOT, MemoryCursors, Tenant, tenant_fixture
