@@ -163,6 +163,13 @@ class JobModel(_Strict):
     """The file of people outside the MIS (mappings/extra-people.toml), kept by `idlifecycle people add`."""
 
 
+class DirectoryKindModel(_Strict):
+    """[<kind>.directories.<connector name>]: what one directory does differently for this kind."""
+
+    licence_kept_days: int | None = Field(None, ge=0)
+    """None: the kind's own."""
+
+
 class KindModel(_Strict):
     username: str
     domain: str
@@ -179,6 +186,7 @@ class KindModel(_Strict):
     match: list[str] = ["email"]
     dormant_days: int | None = None
     dormant_exempt_groups: list[str] = []
+    directories: dict[str, DirectoryKindModel] = {}
 
 
 class ExtraKindModel(KindModel):
@@ -295,6 +303,8 @@ def _kind_rules(kind_model: KindModel, where: str, source: Path) -> KindRules:
         licences=tuple(kind_model.licences), attributes=dict(kind_model.attributes),
         create_days_before_start=kind_model.create_days_before_start, grace_days=kind_model.grace_days,
         retention_days=kind_model.retention_days, licence_kept_days=kind_model.licence_kept_days,
+        licence_kept_days_in={name: d.licence_kept_days for name, d in kind_model.directories.items()
+                              if d.licence_kept_days is not None},
         leavers_container=kind_model.leavers_container,
         rename_on_name_change=kind_model.rename_on_name_change, match=tuple(kind_model.match),
         max_days=getattr(kind_model, "max_days", None),
@@ -335,13 +345,16 @@ def load_job_config(path: Path | str) -> JobConfig:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(str(job_path), "job.connectors", f"two connectors are named {duplicates[0]!r}")
+    mapping_paths = [resolve(m) for m in job.mappings]
+    mapping = load_mapping(mapping_paths)
+    _check_directories(mapping, names, mapping_paths)
     return JobConfig(
         name=job.name,
         path=job_path,
         state_dir=resolve(job.state_dir),
         feeds=tuple(job.feeds),
         connectors=connectors,
-        mapping=load_mapping([resolve(m) for m in job.mappings]),
+        mapping=mapping,
         guards=GuardLimits(**guards.model_dump()),
         sections={k: v for k, v in data.items() if isinstance(v, dict)},
         checkpoint_path=resolve(job.checkpoint) if job.checkpoint else default_checkpoint(resolve(job.state_dir),
@@ -349,6 +362,18 @@ def load_job_config(path: Path | str) -> JobConfig:
         syslog_address=job.syslog,
         extra_people_path=resolve(job.extra_people) if job.extra_people else None,
     )
+
+
+def _check_directories(mapping: MappingRules, names: list[str], paths: list[Path]) -> None:
+    """Every `[<kind>.directories.<name>]` names one of the job's connectors: a misspelt name would otherwise
+    leave that directory on the kind's own licence_kept_days without a word."""
+    source = paths[-1] if len(paths) == 1 else Path(", ".join(str(p) for p in paths))
+    kinds = [(str(kind), rules) for kind, rules in mapping.kinds.items()]
+    kinds += [(f"extra.{name}", rules) for name, rules in mapping.extra.items()]
+    for where, rules in kinds:
+        for directory in sorted(set(rules.licence_kept_days_in) - set(names)):
+            raise ConfigError(str(source), f"{where}.directories.{directory}",
+                              f"the job has no connector named {directory!r} (its connectors: {', '.join(names)})")
 
 
 def sandbox_only(connectors: tuple[ConnectorSpec, ...]) -> bool:

@@ -266,15 +266,17 @@ class DirectoryPlanner:
 
     def _licences_kept(self, account: Account, person: Person | None, disabled_on: date | None,
                        kind_rules: KindRules) -> frozenset[str]:
-        """The licence groups a leaver stays in tonight: all of the kind's until `licence_kept_days` after the
-        disable (at most the retention period), so the mailbox and OneDrive survive until then.
+        """The licence groups a leaver stays in tonight: all of the kind's until `licence_kept_days` (this
+        directory's own where the mapping sets one) after the disable (at most the retention period), so the
+        mailbox and OneDrive survive until then.
 
         The disable day is the one the store recorded (the night the delete also counts from), or tonight for
         an account still enabled; failing both (disabled by hand before the tool knew) the leave date and
         grace, as `status` counts; with no leave date either there is nothing to count from and the licence
         goes now, as it always did. On the night of the delete the groups are left for the delete to take.
         """
-        if not (self.caps.licence_groups and kind_rules.licences and kind_rules.licence_kept_days):
+        kept_days = kind_rules.licence_days(self.directory)
+        if not (self.caps.licence_groups and kind_rules.licences and kept_days):
             return _NO_GROUPS
         recorded = disabled_on is not None and not account.enabled
         if disabled_on is None and account.enabled:
@@ -284,7 +286,7 @@ class DirectoryPlanner:
         if disabled_on is None:
             return _NO_GROUPS
         deleted_tonight = recorded and self.today >= disabled_on + timedelta(days=kind_rules.retention_days)
-        kept_until = disabled_on + timedelta(days=min(kind_rules.licence_kept_days, kind_rules.retention_days))
+        kept_until = disabled_on + timedelta(days=min(kept_days, kind_rules.retention_days))
         if self.today >= kept_until and not deleted_tonight:
             return _NO_GROUPS
         return frozenset(kind_rules.licences)

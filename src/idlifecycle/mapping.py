@@ -37,6 +37,9 @@ class KindRules:
     """Days after the disable that a leaver stays in the licence groups (0: out at the disable). Exchange Online
     disconnects a mailbox when its licence goes and keeps it only 30 days, so a school that keeps staff mail for
     the retention period sets this to retention_days (or more): the licence then goes with the delete."""
+    licence_kept_days_in: Mapping[str, int] = field(default_factory=dict)
+    """Directory (connector name) -> its own licence_kept_days (`[<kind>.directories.<name>]`): one tenant may
+    keep a leaver's mailbox for the retention period while another (a trust's second tenant) drops it at once."""
     leavers_container: str = "Leavers"
     rename_on_name_change: bool = False
     match: tuple[str, ...] = ("email",)
@@ -50,6 +53,10 @@ class KindRules:
     """Members of these groups are never disabled as dormant."""
     warn_days_before_end: int = 0
     """Extra kinds only: how many days before the end date the sponsor is told (0: not told)."""
+
+    def licence_days(self, directory: str) -> int:
+        """licence_kept_days in this directory: its own where the mapping sets one, else the kind's."""
+        return self.licence_kept_days_in.get(directory, self.licence_kept_days)
 
 
 @dataclass(frozen=True)

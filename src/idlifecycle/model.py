@@ -371,6 +371,9 @@ class Outcome(StrEnum):
     APPLIED = "applied"
     ALREADY = "already-so"
     FAILED = "failed"
+    WAITING = "waiting"
+    """Not made, and not a failure: the directory is still busy with something the change must wait for (a
+    Google leaver's Data Transfer before the delete). Nothing was written; the next run plans it again."""
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ class Recorder:
             with self.store.transaction():
                 self.store.journal(run_plan_id, change.change_id, change.directory, change.action,
                                    change.person_id, change.username, result.outcome, result.detail, result.key)
-                if result.outcome is not Outcome.FAILED:
+                if result.outcome in (Outcome.APPLIED, Outcome.ALREADY):
                     self._remember(change, result, target)
                 elif owed and change.person_id is not None:
                     # Nothing was set, so nothing is owed (an obligation from before stays). A failed

@@ -23,6 +23,8 @@ class RunReport:
     guard_reasons: tuple[str, ...] = ()
     incidents: tuple[str, ...] = ()
     failures: tuple[str, ...] = ()
+    waiting: tuple[str, ...] = ()
+    """Changes not made yet because the directory is still busy (Outcome.WAITING): not failures; tried next run."""
     feed_errors: tuple[str, ...] = field(default=())
     feed_profile: Mapping[str, Any] = field(default_factory=dict)
     """The feed's columns and group sizes, kept when the run succeeds for the next run's shape guards."""

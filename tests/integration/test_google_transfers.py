@@ -53,13 +53,21 @@ def test_the_delete_follows_a_completed_transfer_of_drive_and_calendar(tenant: T
     assert tenant.emulator.directory.find_user(leaver) is None and leaver in tenant.emulator.directory.deleted
 
 
+def test_the_connector_tells_the_review_what_a_delete_hands_on_only_with_transfer_to(tenant: Tenant) -> None:
+    with tenant.connector(transfer_to=ARCHIVE) as google:
+        assert google.data_kept_at_delete() == (f"Drive and Calendar transferred to {ARCHIVE} before the delete "
+                                                "(Gmail is not)")
+    with tenant.connector() as google:
+        assert google.data_kept_at_delete() == ""
+
+
 def test_the_delete_waits_while_the_transfer_runs_and_the_next_night_deletes_once_it_completed(
         tenant: Tenant, leaver: str) -> None:
     transfers = tenant.emulator.data_transfers
     transfers.polls_to_complete = 2
     for night in ("started", "inProgress"):
         result = _delete(tenant, leaver)
-        assert result.outcome is Outcome.FAILED and result.retryable, night
+        assert result.outcome is Outcome.WAITING and result.retryable, night
         assert "the delete waits for Data Transfer" in result.detail and ARCHIVE in result.detail
         assert tenant.user(leaver)["suspended"] is True
     [transfer] = transfers.transfers.values()
@@ -136,7 +144,7 @@ def test_the_sandbox_tenant_keeps_a_leavers_transfer_from_one_night_to_the_next(
         return result, json.loads((folder / "directory.json").read_text())
 
     first, saved = night()
-    assert first.outcome is Outcome.FAILED and "the delete waits for Data Transfer" in first.detail, first.detail
+    assert first.outcome is Outcome.WAITING and "the delete waits for Data Transfer" in first.detail, first.detail
     assert leaver in saved["directory"]["users"]
     [started] = saved["data_transfers"]["transfers"]
     second, saved = night()

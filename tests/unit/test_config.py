@@ -2,9 +2,10 @@
 
 import pytest
 
-from idlifecycle.config import Secrets, load_mapping
+from idlifecycle.config import Secrets, load_job_config, load_mapping
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.model import Kind
+from tests.jobfiles import write_connector, write_job
 
 
 def test_a_secret_comes_from_the_environment(monkeypatch, tmp_path):
@@ -63,3 +64,28 @@ def test_licence_kept_days_is_read_per_kind_and_a_negative_one_is_refused(tmp_pa
     with pytest.raises(ConfigError) as raised:
         load_mapping([mapping])
     assert str(raised.value).startswith(f"{mapping}: staff.licence_kept_days: ")
+
+
+def test_licence_kept_days_can_differ_per_directory_and_a_misspelt_key_there_is_refused(tmp_path):
+    mapping = tmp_path / "school.toml"
+    head = ('[staff]\nusername = "{first_initial}{surname}"\ndomain = "s.example"\nlicence_kept_days = 365\n'
+            "[staff.directories.trust]\n")
+    mapping.write_text(head + "licence_kept_days = 0\n")
+    staff_rules = load_mapping([mapping]).kinds[Kind.STAFF]
+    assert (staff_rules.licence_days("entra"), staff_rules.licence_days("trust")) == (365, 0)
+    mapping.write_text(head + "licence_kept_dayz = 0\n")
+    with pytest.raises(ConfigError) as raised:
+        load_mapping([mapping])
+    assert str(raised.value) == f"{mapping}: staff.directories.trust.licence_kept_dayz: Extra inputs are not permitted"
+
+
+def test_a_directory_the_job_has_no_connector_for_is_refused_naming_the_mapping_and_key(tmp_path):
+    mapping = tmp_path / "school.toml"
+    mapping.write_text('[staff]\nusername = "{first_initial}{surname}"\ndomain = "s.example"\n'
+                       "[staff.directories.entra2]\nlicence_kept_days = 0\n")
+    write_connector(tmp_path / "entra.toml", "entra", "entra", {})
+    job = write_job(tmp_path / "job.toml", connectors=["entra.toml"], mappings=["school.toml"])
+    with pytest.raises(ConfigError) as raised:
+        load_job_config(job)
+    assert str(raised.value) == (f"{mapping}: staff.directories.entra2: the job has no connector named 'entra2' "
+                                 "(its connectors: entra)")

@@ -68,3 +68,20 @@ def test_a_directory_without_group_based_licensing_keeps_nothing_back():
     p = plan([leaver], {"ad": Snapshot("ad", (acct,), groups, frozenset())},
              {"ad": replace(ENTRA_LIKE, licence_groups=False, containers=True)}, rules, PlanState(), DISABLED)
     assert removed(p) == [LICENCE]
+
+
+def test_a_directory_of_its_own_keeps_its_own_days_the_other_the_kinds():
+    """licence_kept_days = 90 for staff, and 0 in the trust's second tenant: kept in one, gone at once there."""
+    rules = rules_keeping(90)
+    staff_rules = replace(rules.kinds[Kind.STAFF], licence_kept_days_in={"trust": 0})
+    rules = replace(rules, kinds={**rules.kinds, Kind.STAFF: staff_rules})
+    leaver = staff("S1", "Jane", "Doe", leave_date=DISABLED)
+    snapshots = {}
+    for directory in ("entra", "trust"):
+        acct = account("k1", "jdoe", anchor="S1", directory=directory, domain="staff.example.sch.uk")
+        groups = (Group(directory, "g1", "All Staff", {"k1": "Jane Doe"}, managed=True),
+                  Group(directory, "g2", LICENCE, {"k1": "Jane Doe"}, managed=True))
+        snapshots[directory] = Snapshot(directory, (acct,), groups, frozenset())
+    p = plan([leaver], snapshots, {"entra": ENTRA_LIKE, "trust": ENTRA_LIKE}, rules, PlanState(), DISABLED)
+    removed_in = sorted((c.directory, c.group) for c in p.changes if c.action is Action.REMOVE_MEMBER)
+    assert removed_in == [("entra", "All Staff"), ("trust", "All Staff"), ("trust", LICENCE)]

@@ -108,7 +108,7 @@ def after_run(job: AccessJob, report: RunOutcome, connectors: Mapping[str, Any] 
         share = access.registry.share_of_group(change.directory, change.group)
         share_name = share.name if share is not None else "?"
         result = results.get(change.change_id)
-        removed = result is not None and result.outcome is not Outcome.FAILED
+        removed = result is not None and result.outcome in (Outcome.APPLIED, Outcome.ALREADY)
         if not removed:
             unfinished.add((change.person_id, share_name))
         if held.get((change.person_id, share_name)):

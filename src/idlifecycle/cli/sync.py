@@ -27,7 +27,7 @@ from idlifecycle.feeds import (
     read_feeds,
 )
 from idlifecycle.job import failures_of, open_job, passwords_set_in, run_sync
-from idlifecycle.model import Action, Change, Plan, Result, plan_from_json, plan_to_json
+from idlifecycle.model import Action, Change, Outcome, Plan, Result, plan_from_json, plan_to_json
 from idlifecycle.notify import Mailer
 from idlifecycle.passwords.issuer import PasswordIssuer
 from idlifecycle.passwords.owed import still_owed
@@ -126,7 +126,9 @@ def _report_results(plan: Plan, results: list[Result] | tuple[Result, ...]) -> i
     failures = failures_of(plan, results)
     applied = Counter(str(r.outcome) for r in results)
     print(f"Applied: {applied.get('applied', 0)} applied, {applied.get('already-so', 0)} already so, "
-          f"{applied.get('failed', 0)} failed.")
+          f"{applied.get('failed', 0)} failed" + (f", {applied['waiting']} waiting." if applied["waiting"] else "."))
+    for waiting in failures_of(plan, results, Outcome.WAITING):
+        print(f"  waiting: {waiting}")
     for failure in failures:
         print(f"  failed: {failure}", file=sys.stderr)
     return 1 if failures else 0

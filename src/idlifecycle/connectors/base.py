@@ -32,6 +32,14 @@ class ConnectorError(Exception):
         super().__init__(message)
 
 
+class Waiting(ConnectorError):
+    """The change cannot be made yet: the directory is still doing what it must wait for (a Google leaver's
+    Data Transfer before the delete). Its Result is WAITING, not FAILED; nothing was sent for it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
 class Conflict(ConnectorError):
     """The object already exists and is not ours (e.g. a duplicate name with another anchor)."""
 
@@ -102,7 +110,10 @@ class ConnectorContext:
 
 
 def failed_result(change: Change, error: ConnectorError | str, *, retryable: bool | None = None) -> Result:
-    """The FAILED Result for a change the directory refused or could not be reached for."""
+    """The FAILED Result for a change the directory refused or could not be reached for (WAITING for a
+    `Waiting`: a change that must wait for the directory is not a failure)."""
+    if isinstance(error, Waiting):
+        return Result(change.change_id, Outcome.WAITING, str(error), retryable=True)
     if isinstance(error, ConnectorError):
         return Result(change.change_id, Outcome.FAILED, str(error),
                       retryable=error.retryable if retryable is None else retryable)
@@ -166,6 +177,11 @@ class Connector(ABC):
     def privileged_roles(self) -> Sequence[RoleHolder]:
         """Holders of administrative roles, for the access review; empty where not supported."""
         return ()
+
+    def data_kept_at_delete(self) -> str:
+        """What of a leaver's data the directory hands on before their delete, in words for the SIRO's review
+        ("Drive and Calendar transferred to …"); "" when the delete takes everything."""
+        return ""
 
     def password_constraints(self) -> Mapping[str, Any]:
         """The directory's own password rules as it reports them (AD reads them from the domain):

@@ -26,11 +26,12 @@ feed_log = logging.getLogger("idlifecycle.feed")
 """One structured line per refused feed row (the CLI quiets it in a terminal, where the plan shows them)."""
 
 
-def failures_of(plan: Plan, results: Sequence[Result]) -> tuple[str, ...]:
+def failures_of(plan: Plan, results: Sequence[Result], outcome: Outcome = Outcome.FAILED) -> tuple[str, ...]:
+    """"directory: action username: detail" of each change with this outcome (the failures, or those waiting)."""
     by_id = {c.change_id: c for c in plan.changes}
     return tuple(
         f"{by_id[r.change_id].directory}: {by_id[r.change_id].action} {by_id[r.change_id].username}: {r.detail}"
-        for r in results if r.outcome is Outcome.FAILED and r.change_id in by_id
+        for r in results if r.outcome is outcome and r.change_id in by_id
     )
 
 
@@ -87,7 +88,7 @@ def run_sync(
                              sponsor_notes=_warn_sponsors(job, feed.people) + told)
         job.store.finish_run(run_id, report.status, report.plan.people_count,
                              {"counts": report.counts(), "failures": len(report.failures),
-                              "passwords_owed": len(report.owed_passwords)})
+                              "waiting": len(report.waiting), "passwords_owed": len(report.owed_passwords)})
         if apply and report.feed_profile:
             job.store.record_feed_profile(job.config.name, run_id, report.feed_profile)
         if apply:
@@ -236,8 +237,10 @@ def _sync(job: Job, feed: FeedResult, run_id: int, apply: bool, allow_destructiv
         given = passwords_set_in(plan, results)
         issuer.deliver(Mailer.from_job(job), applied=set(given), set_in=given)
         failures = failures_of(plan, results)
-        report = RunReport(run_id, "partial" if failures else "ok", plan, tuple(results),
-                           failures=failures, feed_errors=feed_errors, feed_profile=profile)
+        # A change waiting for its directory (a Google delete for its transfer) is a normal wait, not a failure.
+        report = RunReport(run_id, "partial" if failures else "ok", plan, tuple(results), failures=failures,
+                           waiting=failures_of(plan, results, Outcome.WAITING), feed_errors=feed_errors,
+                           feed_profile=profile)
         if uses_shares:
             report = replace(report, incidents=tuple(access.after_run(job, report, connectors)))
         log.info(json.dumps({"event": "run-finished", "run": run_id, "changes": len(results),

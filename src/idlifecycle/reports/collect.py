@@ -230,6 +230,9 @@ def collect_review(job: ReviewJob,
         options=options, password_limits=password_limits(job, people),
         extra_max_days={kind: rules.max_days for kind, rules in job.config.mapping.extra.items()
                         if rules.max_days is not None},
-        data_going=data_going(people, snapshots, job.config.mapping, job.store.disabled_on(), job.today),
+        data_going=data_going(
+            people, snapshots, job.config.mapping, job.store.disabled_on(), job.today,
+            licensed_by_group={name for name, c in connectors.items() if c.capabilities.licence_groups},
+            kept_at_delete={name: c.data_kept_at_delete() for name, c in connectors.items()}),
     )
     return review, groups

@@ -49,6 +49,8 @@ def run_summary(job_name: str, report: RunReport) -> tuple[str, str]:
          report.dormant_disabled),
         ("People outside the MIS, end-date warnings:", report.sponsor_notes),
         ("Failures (the next run retries them):", report.failures),
+        ("Waiting, not failed (nothing was changed; the next run looks again and makes each once it can):",
+         report.waiting),
         ("Rows of the feed that were refused (fix them in the MIS):", report.feed_errors or report.plan.rejected_rows),
         ("Held: nothing was created, changed, disabled or removed for them:", report.plan.held),
         ("Passwords not yet delivered (the next run sets a fresh one for each and delivers it):",

@@ -60,6 +60,7 @@ from idlifecycle.sandbox.google_directory import (
     parse_fields,
     project,
 )
+from idlifecycle.sandbox.google_roles import AdminRoles
 from idlifecycle.sandbox.google_transfers import API_PREFIX as TRANSFERS_PREFIX
 from idlifecycle.sandbox.google_transfers import DataTransfers
 from idlifecycle.sandbox.google_transfers import method_scopes as transfer_scopes
@@ -208,6 +209,8 @@ class GoogleEmulator:
             self.data_transfers = DataTransfers(self.directory)
             """The Data Transfer API's transfers (google_transfers)."""
         self.directory.replication_window = replication_window
+        self.admin_roles = AdminRoles(self.directory)
+        """roles and roleAssignments (google_roles); not kept in the state file: the demo assigns none."""
         self.faults: list[Fault] = []
         self.injector = FaultInjector(faults or FaultSpec())
         """Random faults at a rate (`idlifecycle.sandbox.faults`), beside the scripted `faults` above."""
@@ -506,6 +509,8 @@ class GoogleEmulator:
                     "POST": ("members.insert", lambda p, b: d.insert_member(group, b))}.get(method)
         if head == "groups" and len(parts) == 4 and parts[2] == "members" and method == "DELETE":
             return "members.delete", lambda p, b: d.delete_member(parts[1], parts[3])
+        if head == "customer" and len(parts) == 3 and parts[2] in ("roles", "roleassignments"):
+            return self.admin_roles.route(method, parts[1], parts[2])
         if head == "customer" and len(parts) >= 3 and parts[2] == "orgunits":
             customer = parts[1]
             if len(parts) == 3:

@@ -25,6 +25,7 @@ from typing import ClassVar
 from idlifecycle.connectors.base import Capabilities, Connector, ConnectorContext
 from idlifecycle.connectors.entra import Credentials, EntraConnector
 from idlifecycle.connectors.google import GoogleConnector, GoogleOptions
+from idlifecycle.connectors.google.roles import ROLES_SCOPE
 from idlifecycle.connectors.google.session import scopes_for
 from idlifecycle.errors import ConfigError
 from idlifecycle.sandbox.google import GoogleEmulator, generate_service_account
@@ -115,7 +116,9 @@ class GoogleSandbox(Connector):
                                   replication_window=GOOGLE_REPLICATION_WINDOW)
         emulator.start()
         try:
-            info = _google_key(folder / "service_account.json", emulator, scopes_for(options))
+            # The demo's delegation holds every scope its options ask for, the review's own one too.
+            scopes = scopes_for(options) + ((ROLES_SCOPE,) if options.read_admin_roles else ())
+            info = _google_key(folder / "service_account.json", emulator, scopes)
             directory = emulator.directory
             with emulator.lock:
                 if directory.find_user(options.admin) is None:

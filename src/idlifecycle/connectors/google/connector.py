@@ -22,6 +22,7 @@ from idlifecycle.connectors.base import (
 from idlifecycle.connectors.google import requests as build
 from idlifecycle.connectors.google.batches import BatchWriter
 from idlifecycle.connectors.google.requests import Request
+from idlifecycle.connectors.google.roles import RoleNames
 from idlifecycle.connectors.google.session import Pacer, Session, read_key
 from idlifecycle.connectors.google.settings import OPTION_KEYS, GoogleOptions
 from idlifecycle.connectors.google.snapshot import ScopeReader
@@ -44,6 +45,8 @@ class GoogleConnector(Connector):
         self.session = Session(context.name, options, key_info, source=context.source, token_uri=token_uri)
         self.reader = ScopeReader(context.name, self.session, context.source)
         self.writer = BatchWriter(self.session, self.reader, self._requests_for)
+        self.role_names = RoleNames(self.session, key_info, token_uri) if options.read_admin_roles else None
+        """With read_admin_roles: delegated admins' roles, through a sign-in of their own (roles)."""
         self.transfers = DataTransfers(self.session, options.transfer_to) if options.transfer_to else None
         """Leavers' Drive and Calendar go to transfer_to before their delete (None: deleted as they are)."""
 
@@ -90,7 +93,13 @@ class GoogleConnector(Connector):
         return self.reader.privileged_reason(key)
 
     def privileged_roles(self) -> Sequence[RoleHolder]:
-        return self.reader.admins()
+        return self.reader.admins(self.role_names.by_user() if self.role_names is not None else None)
+
+    def data_kept_at_delete(self) -> str:
+        if not self.options.transfer_to:
+            return ""
+        # The Data Transfer API moves Drive and Calendar only: the mailbox goes with the account.
+        return f"Drive and Calendar transferred to {self.options.transfer_to} before the delete (Gmail is not)"
 
     # -- writing --
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from idlifecycle.connectors.base import ConnectorError
+from idlifecycle.connectors.base import ConnectorError, Waiting
 from idlifecycle.model import Change
 
 ATTRIBUTES = {"department": "department", "jobTitle": "title", "employeeType": "description",
@@ -240,8 +240,8 @@ def existing_transfer(transfers: Sequence[Mapping[str, Any]], old_owner: str,
 
 
 def after_transfer(transfer: Mapping[str, Any], key: str, new_owner_email: str) -> list[Request]:
-    """The delete once the transfer has completed; else ConnectorError: retryable while it runs (the
-    account stays, disabled, and the next run asks again), not retryable when it failed."""
+    """The delete once the transfer has completed; `Waiting` while it is new or in progress (the account
+    stays, suspended, and the next run asks again); ConnectorError, not retryable, when it failed."""
     status = str(transfer.get("overallTransferStatusCode", ""))
     named = f"Data Transfer {transfer.get('id')} of {key}'s Drive and Calendar to {new_owner_email}"
     if status == TRANSFER_DONE:
@@ -250,5 +250,5 @@ def after_transfer(transfer: Mapping[str, Any], key: str, new_owner_email: str) 
         raise ConnectorError(f"{named} failed, so the account was not deleted (it stays suspended): look at the "
                              "transfer in the Admin console (Data migration > Transfer ownership), transfer the "
                              "data by hand, then delete the account")
-    raise ConnectorError(f"the delete waits for {named} ({status or 'no status'}); the account stays suspended and "
-                         "the next run deletes it once the transfer has completed", retryable=True)
+    raise Waiting(f"the delete waits for {named} ({status or 'no status'}); the account stays suspended and "
+                  "the next run deletes it once the transfer has completed")

@@ -105,6 +105,9 @@ class GoogleOptions(BaseModel):
     transfer_to: Annotated[str | None, BeforeValidator(_transfer_to)] = None
     """The account a leaver's Drive and Calendar data is transferred to (Data Transfer API) before the
     delete; None: deleted without a transfer, as before. Setting it adds the admin.datatransfer scope."""
+    read_admin_roles: bool = False
+    """The access review names each delegated admin's roles (roles, roleAssignments), through a sign-in of
+    its own with admin.directory.rolemanagement.readonly; refused, the sheet says so and the review goes on."""
     api_endpoint: Annotated[str, BeforeValidator(_endpoint)] = "https://admin.googleapis.com/"
     customer: Text = "my_customer"
     group_domain: Annotated[str, BeforeValidator(lambda v: _text(v).lower())] = ""

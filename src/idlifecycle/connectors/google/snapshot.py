@@ -9,7 +9,7 @@ that follow, so that a member add or a patch does not read the same user again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -170,18 +170,27 @@ class ScopeReader:
                                         parse_time(user.get("deletionTime"))))
         return found
 
-    def admins(self) -> list[RoleHolder]:
+    def admins(self, role_names: Mapping[str, Sequence[str]] | str | None = None) -> list[RoleHolder]:
         """Every super and delegated admin of the customer, in the managed org units or not, with their
-        2-Step Verification state (the access review's Privileged roles sheet)."""
+        2-Step Verification state (the access review's Privileged roles sheet).
+
+        `role_names` (`roles.RoleNames.by_user`): user id -> role names, a delegated admin then listed once per
+        role; or why they could not be read, said in each delegated admin's role cell; None: not asked."""
         holders = []
         for user in self.session.pages(self.session.users.list, "users", customer=self.options.customer,
                                        maxResults=500, projection="basic", fields=ADMIN_FIELDS):
             role = admin_role(user)
-            if role:
-                name = user.get("name", {})
-                holders.append(RoleHolder(self.name, role, str(user["primaryEmail"]),
-                                          str(name.get("displayName") or name.get("fullName", "")),
-                                          anchor_of(user), second_factor=second_factor(user)))
+            if not role:
+                continue
+            roles = [role]
+            if role == "delegated admin" and isinstance(role_names, str):
+                roles = [f"delegated admin ({role_names})"]
+            elif role == "delegated admin" and isinstance(role_names, Mapping):
+                roles = [f"delegated admin: {name}" for name in role_names.get(str(user["id"]), ())] or roles
+            name = user.get("name", {})
+            holders += [RoleHolder(self.name, held, str(user["primaryEmail"]),
+                                   str(name.get("displayName") or name.get("fullName", "")),
+                                   anchor_of(user), second_factor=second_factor(user)) for held in roles]
         return holders
 
     def privileged_reason(self, key: str) -> str:
