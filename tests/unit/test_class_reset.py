@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -19,7 +20,7 @@ import pytest
 
 from idlifecycle.errors import ConfigError, UserError
 from idlifecycle.job import Job, open_job
-from idlifecycle.model import Kind, Person
+from idlifecycle.model import Kind, Person, Plan
 from idlifecycle.passwords.class_reset import (
     ClassResetOutcome,
     ClassResetSettings,
@@ -32,6 +33,9 @@ from idlifecycle.passwords.class_reset import (
     teacher_of,
 )
 from idlifecycle.passwords.history import PasswordHistory
+from idlifecycle.reports.class_resets_sheet import class_resets_sheet
+from idlifecycle.reports.summary import run_summary
+from idlifecycle.run_report import RunReport
 from tests import jobfiles
 from tests.doubles import FileDirectory
 from tests.e2e.school import write_pupils
@@ -289,3 +293,33 @@ def test_each_refusal_has_its_reason() -> None:
     assert refusal(teacher, person("P9", reg="9A"), (), admin_account) == "A P9 (P9) is not in a group A JDO " \
                                                                            "teaches", "nothing told of admin roles"
     assert refusal(teacher, pupil, ACCOUNTS) is None
+
+
+# --- where the SIRO and the network manager see them ------------------------------------------------
+
+def test_the_run_summary_lists_the_resets_since_the_last_run(job: Job) -> None:
+    reset(job, JANE, "000001")
+    first = job.store.start_run("nightly")
+    reset(job, OLU, "000002")  # made while the night ran: in the next night's summary too
+    second = job.store.start_run("nightly")
+    assert [r.pupil_id for r in job.store.class_resets_before_run("nightly", first)] == ["000001", "000002"]
+    assert [r.pupil_id for r in job.store.class_resets_before_run("nightly", second)] == ["000002"]
+    _, text = run_summary("nightly", RunReport(second, "ok", Plan((), {})),
+                          job.store.class_resets_before_run("nightly", second))
+    assert "Passwords reset by teachers since the last run" in text
+    assert re.search(r"UTC: OFF reset 000002 \(20pnumber2\), set in ad, google, from 192\.0\.2\.10\n", text)
+    assert "000001" not in text
+
+
+def test_the_access_review_lists_who_reset_whom_and_the_refusals(tmp_path: Path, job: Job) -> None:
+    done = reset(job, JANE, "000001")
+    with pytest.raises(UserError):
+        reset(job, JANE, "000003")
+    sheet = class_resets_sheet(job.store.audit_entries())
+    [table] = sheet.tables
+    assert sheet.name == "Password resets"
+    assert [row[1:] for row in table.rows] == [
+        [JANE.username, "JDO", "000001", "20pnumber1", "set in ad, google", FROM, ""],
+        [JANE.username, "JDO", "000003", "", "refused: Pupil Number3 (000003) is not in a group Jane Doe teaches",
+         FROM, ""]]
+    assert done.slips[0].password not in str(table.rows)

@@ -59,3 +59,10 @@ class ClassResets(StoreBase):
         return [ClassReset(str(r["teacher"]), str(r["pupil_id"]), str(r["username"]), datetime.fromisoformat(r["at"]),
                            str(r["from_address"]), str(r["operator"]),
                            tuple(d for d in str(r["directories"]).split(",") if d)) for r in rows]
+
+    def class_resets_before_run(self, job: str, run_id: int) -> list[ClassReset]:
+        """The resets since the job's run before `run_id` started (every one, before its first run): what the
+        run summary of `run_id` lists."""
+        row = self.db.execute("SELECT started_at FROM runs WHERE job = ? AND run_id < ? ORDER BY run_id DESC LIMIT 1",
+                              (job, run_id)).fetchone()
+        return self.class_resets(None if row is None else datetime.fromisoformat(row[0]))
