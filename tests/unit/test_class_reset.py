@@ -25,6 +25,7 @@ from idlifecycle.passwords.class_reset import (
     ClassResetOutcome,
     ClassResetSettings,
     Teacher,
+    class_lists,
     may_reset,
     refusal,
     reset_pupils,
@@ -323,3 +324,20 @@ def test_the_access_review_lists_who_reset_whom_and_the_refusals(tmp_path: Path,
         [JANE.username, "JDO", "000003", "", "refused: Pupil Number3 (000003) is not in a group Jane Doe teaches",
          FROM, ""]]
     assert done.slips[0].password not in str(table.rows)
+
+
+def test_the_page_lists_only_the_teachers_own_groups(job: Job) -> None:
+    with job.open_connectors() as connectors:
+        teacher, groups = class_lists(job, connectors, JANE, from_address=FROM)
+        assert teacher.person.person_id == "JDO"
+        assert {g: [p.person_id for p in ps] for g, ps in groups.items()} == {"8A": ["000001", "000006"]}
+        _, every = class_lists(job, connectors, OLU, from_address=FROM)
+        assert sorted(every) == ["10A", "11A", "7A", "8A", "9A"], "a password admin sees every registration group"
+        with pytest.raises(UserError, match="20pnumber2 is not a member of staff"):
+            class_lists(job, connectors, SignedIn("20pnumber2", "P"), from_address=FROM)
+
+
+def test_a_username_that_names_two_people_is_refused(tmp_path: Path, job: Job) -> None:
+    # A pupil account whose username is a member of staff's id: neither is taken for the other.
+    directory(tmp_path, "ad").put(account("ad-p5", "jdo", anchor="000005", directory="ad"))
+    assert "JDO names more than one person (000005, JDO)" in refused(job, tmp_path, SignedIn("JDO", "J"), "000001")

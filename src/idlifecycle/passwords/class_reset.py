@@ -185,15 +185,39 @@ def reset_pupils(job: ResetJob, connectors: Mapping[str, Connector], actor: Acto
 
 def _signed_in_teacher(request: _Request, people: Mapping[str, Person], snapshots: Mapping[str, Snapshot],
                        settings: ClassResetSettings) -> Teacher:
+    """The member of staff the actor's username names; nobody, a pupil or two people are refusals (a pupil's
+    username equal to a staff id must not make the pupil that teacher)."""
     wanted = request.actor.username.strip().lower()
-    for person in people.values():
-        names = staff_names(person, snapshots)
-        if wanted in names:
-            if person.kind is not Kind.STAFF:
-                raise request.audit_refusal(person.person_id, f"{request.actor.username} is not a member of staff")
-            return teacher_of(person, names, settings)
-    raise request.audit_refusal(request.actor.username,
-                                f"{request.actor.username} is not a member of staff in the feed")
+    matches = [(person, names) for person in people.values()
+               if wanted in (names := staff_names(person, snapshots))]
+    if len(matches) > 1:
+        who = ", ".join(sorted(person.person_id for person, _ in matches))
+        raise request.audit_refusal(request.actor.username,
+                                    f"{request.actor.username} names more than one person ({who})")
+    if not matches:
+        raise request.audit_refusal(request.actor.username,
+                                    f"{request.actor.username} is not a member of staff in the feed")
+    [(person, names)] = matches
+    if person.kind is not Kind.STAFF:
+        raise request.audit_refusal(person.person_id, f"{request.actor.username} is not a member of staff")
+    return teacher_of(person, names, settings)
+
+
+def class_lists(job: ResetJob, connectors: Mapping[str, Connector], actor: Actor, *,
+                from_address: str) -> tuple[Teacher, dict[str, list[Person]]]:
+    """What the reset page shows `actor`: each group they teach and its pupils on roll, in name order (a
+    password admin also sees every other registration group). Refused, and audited, as a reset is for
+    someone who is not a member of staff."""
+    request = _Request(job, actor, from_address, "")
+    people = {p.person_id: p for p in job.read_people().people}
+    teacher = _signed_in_teacher(request, people, job.snapshots(connectors), load_settings(job))
+    groups: dict[str, list[Person]] = {}
+    for pupil in sorted((p for p in people.values() if p.kind is Kind.PUPIL),
+                        key=lambda p: (p.last_name, p.first_name, p.person_id)):
+        for group in pupil_groups(pupil):
+            if group in teacher.groups or (teacher.admin and group == pupil.registration_group):
+                groups.setdefault(group, []).append(pupil)
+    return teacher, dict(sorted(groups.items()))
 
 
 def _targets(request: _Request, teacher: Teacher, people: Mapping[str, Person], pupil_ids: list[str],
