@@ -341,3 +341,18 @@ def test_a_username_that_names_two_people_is_refused(tmp_path: Path, job: Job) -
     # A pupil account whose username is a member of staff's id: neither is taken for the other.
     directory(tmp_path, "ad").put(account("ad-p5", "jdo", anchor="000005", directory="ad"))
     assert "JDO names more than one person (000005, JDO)" in refused(job, tmp_path, SignedIn("JDO", "J"), "000001")
+
+
+def test_members_of_a_password_admin_group_may_reset_any_managed_pupil(tmp_path: Path) -> None:
+    seed(tmp_path)
+    directory(tmp_path, "google").put_group("IT Technicians", members=("google-ABE",))
+    admins = {"class_resets": {"password_admin_groups": ["IT Technicians"]}}
+    with open_job(school(tmp_path, admins), today=TODAY) as job:
+        assert [s.pupil.person_id for s in reset(job, AL, "000003").slips] == ["000003"], "Al is in the group"
+        with pytest.raises(UserError, match="is not in a group Jane Doe teaches"):
+            reset(job, JANE, "000003")
+    typo = {"class_resets": {"password_admin_groups": ["IT Technicans"]}}
+    with (open_job(school(tmp_path, typo), today=TODAY) as job,
+          pytest.raises(ConfigError, match=r"class_resets.password_admin_groups: no directory holds a group named "
+                                           r"'it technicans'")):
+        reset(job, JANE, "000001")

@@ -47,10 +47,12 @@ class Actor(Protocol):
 
 @dataclass(frozen=True)
 class ClassResetSettings:
-    """The job's `[class_resets]` (password_admins, per_hour) and `[teaching]` (group -> staff) tables."""
+    """The job's `[class_resets]` (password_admins, password_admin_groups, per_hour) and `[teaching]` tables."""
 
     password_admins: frozenset[str] = frozenset()
     """Staff usernames or ids, lower case, who may reset any managed pupil (the office, IT technicians)."""
+    password_admin_groups: frozenset[str] = frozenset()
+    """Directory groups (names, lower case) whose members are password admins, e.g. "IT Technicians"."""
     per_hour: int = DEFAULT_PER_HOUR
     teaching: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Registration group or class -> the staff ids or usernames (lower case) who teach it."""
@@ -60,16 +62,18 @@ def load_settings(job: ResetJob) -> ClassResetSettings:
     """The two tables checked: a wrong type is one ConfigError naming the job file and key."""
     source = str(job.config.path)
     table = dict(job.section("class_resets"))
-    unknown = sorted(set(table) - {"password_admins", "per_hour"})
+    known = ("password_admins", "password_admin_groups", "per_hour")
+    unknown = sorted(set(table) - set(known))
     if unknown:
-        raise ConfigError(source, f"class_resets.{unknown[0]}", "is not a setting; known: password_admins, per_hour")
+        raise ConfigError(source, f"class_resets.{unknown[0]}", f"is not a setting; known: {', '.join(known)}")
     admins = _names(source, "class_resets.password_admins", table.get("password_admins", []))
+    admin_groups = _names(source, "class_resets.password_admin_groups", table.get("password_admin_groups", []))
     per_hour = table.get("per_hour", DEFAULT_PER_HOUR)
     if not isinstance(per_hour, int) or isinstance(per_hour, bool) or per_hour < 1:
         raise ConfigError(source, "class_resets.per_hour", "must be a whole number of pupils an hour, at least 1")
     teaching = {str(group): _names(source, f"teaching.{group}", refs)
                 for group, refs in job.section("teaching").items()}
-    return ClassResetSettings(admins, per_hour, teaching)
+    return ClassResetSettings(admins, admin_groups, per_hour, teaching)
 
 
 def _names(source: str, key: str, value: Any) -> frozenset[str]:
@@ -96,10 +100,28 @@ def staff_names(person: Person, snapshots: Mapping[str, Snapshot]) -> frozenset[
     return frozenset(n.lower() for n in names if n)
 
 
-def teacher_of(person: Person, names: frozenset[str], settings: ClassResetSettings) -> Teacher:
+def teacher_of(person: Person, names: frozenset[str], settings: ClassResetSettings,
+               in_admin_group: bool = False) -> Teacher:
     """The groups a member of staff teaches: the feed's (`Person.teaches`) and the `[teaching]` table's."""
     groups = set(person.teaches) | {group for group, refs in settings.teaching.items() if refs & names}
-    return Teacher(person, names, frozenset(groups), admin=bool(names & settings.password_admins))
+    return Teacher(person, names, frozenset(groups),
+                   admin=in_admin_group or bool(names & settings.password_admins))
+
+
+def in_admin_group(person_id: str, snapshots: Mapping[str, Snapshot], settings: ClassResetSettings,
+                   source: str) -> bool:
+    """Whether one of the person's accounts is a member of a `password_admin_groups` group, in the directory
+    that holds the group. A configured group that no directory holds is a ConfigError (a typo would
+    otherwise quietly make nobody an admin, and the office's resets would be refused for no clear reason)."""
+    if not settings.password_admin_groups:
+        return False
+    groups = [g for snap in snapshots.values() for g in snap.groups if g.name.lower() in settings.password_admin_groups]
+    missing = sorted(settings.password_admin_groups - {g.name.lower() for g in groups})
+    if missing:
+        raise ConfigError(source, "class_resets.password_admin_groups", f"no directory holds a group named "
+                                  f"{missing[0]!r} (only the groups in the managed scope are read)")
+    keys = {(a.directory, a.key) for snap in snapshots.values() for a in snap.accounts if a.anchor == person_id}
+    return any((g.directory, key) in keys for g in groups for key in g.members)
 
 
 def pupil_groups(pupil: Person) -> frozenset[str]:
@@ -200,7 +222,8 @@ def _signed_in_teacher(request: _Request, people: Mapping[str, Person], snapshot
     [(person, names)] = matches
     if person.kind is not Kind.STAFF:
         raise request.audit_refusal(person.person_id, f"{request.actor.username} is not a member of staff")
-    return teacher_of(person, names, settings)
+    return teacher_of(person, names, settings, in_admin_group(person.person_id, snapshots, settings,
+                                                              str(request.job.config.path)))
 
 
 def class_lists(job: ResetJob, connectors: Mapping[str, Connector], actor: Actor, *,
