@@ -54,6 +54,11 @@ class Person:
     whose [extra.<kind>] rules the mapping uses; None for feed people."""
     sponsor: str | None = None
     """The person_id of the member of staff who vouches for an extra person; None for feed people."""
+    classes: tuple[str, ...] = ()
+    """A pupil's classes as the feed's enrolments name them (SDS v2.1 / OneRoster classes.csv titles); the
+    registration group stays in `registration_group`. Read so a teacher may reset their own pupils' passwords."""
+    teaches: tuple[str, ...] = ()
+    """The classes a member of staff is enrolled in as a teacher (or aide), by the same names as `classes`."""
 
     @property
     def first_name(self) -> str:

@@ -21,6 +21,7 @@ from idlifecycle.reports.access_review import (
     review_year_start,
 )
 from idlifecycle.reports.changes_sheet import CHANGES
+from idlifecycle.reports.class_resets_sheet import CLASS_RESETS
 from idlifecycle.reports.workbook import csv_file_name, write_csv, write_xlsx
 from tests.unit.test_report_school import INJECTION_NAMES, TODAY, review_input
 
@@ -40,7 +41,7 @@ def records(ws: Worksheet) -> list[dict[str, Any]]:
 
 
 def test_the_workbook_has_the_six_sheets_in_the_order_the_siro_reads_them(workbook: openpyxl.Workbook) -> None:
-    assert workbook.sheetnames == [SUMMARY, PEOPLE, RESTRICTED, PRIVILEGED, EXCEPTIONS, CHANGES]
+    assert workbook.sheetnames == [SUMMARY, PEOPLE, RESTRICTED, PRIVILEGED, EXCEPTIONS, CHANGES, CLASS_RESETS]
 
 
 def test_every_account_in_every_directory_is_on_the_people_sheet_as_the_directory_holds_it(

@@ -101,6 +101,7 @@ def read_feeds(specs: Sequence[FeedSpec]) -> FeedResult:
         tuple(columns for result in results for columns in result.columns),
         dict(skipped),
         frozenset().union(*(result.skipped_ids for result in results)),
+        tuple(note for result in results for note in result.notes),
     )
 
 
@@ -151,6 +152,7 @@ def format_report(result: FeedResult) -> str:
             for why, count in sorted(result.skipped.items(), key=lambda item: (-item[1], item[0]))
         ))
     lines += [str(error) for error in result.errors]
+    lines += [f"note: {note}" for note in result.notes]
     bad = _bad_rows(result)
     share = 100.0 * bad / result.rows if result.rows else 0.0
     lines.append(

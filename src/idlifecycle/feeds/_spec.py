@@ -63,6 +63,9 @@ class FeedResult:
     """Readable users this tool does not provision, counted by why ("guardian", "no role")."""
     skipped_ids: frozenset[str] = frozenset()
     """Their ids: an account anchored to one of them is someone the export still lists."""
+    notes: tuple[str, ...] = ()
+    """Warnings that refuse no row: an enrolment naming an unknown class or user (feeds/teaching.py). They
+    only narrow whom a teacher may reset, so they never hold anyone's account."""
 
 
 class Options:

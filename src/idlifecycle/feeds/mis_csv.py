@@ -4,6 +4,8 @@ Headers match case-insensitively and ignoring spaces and punctuation, and each f
 the names those systems use ("Adno", "Admission No", "Legal Forename", "NC Year", "Reg" …).
 Options (job file):
 
+- A staff file's registration group column ("Tutor Group", "Form", "Class"; "7A; 7B" for two) is the
+  groups that member of staff teaches (`Person.teaches`), whose pupils they may reset the passwords of.
 - `kind = "pupil" | "staff"`: what the file lists. Without it, a kind column ("Kind", "Type",
   "Person Type") decides per row, else the id column's name does ("Adno" → pupils,
   "Staff Code" → staff).
@@ -124,7 +126,7 @@ def read(spec: FeedSpec) -> FeedResult:
     # Only the columns this file's rows are read from: a kind column is unused once the kind is
     # known for the whole file, a role column in a pupil report, a year column in a staff one.
     unused: dict[Kind | None, set[str]] = {
-        Kind.PUPIL: {"kind", "roles"}, Kind.STAFF: {"kind", "upn", "year_group", "registration_group"}, None: set(),
+        Kind.PUPIL: {"kind", "roles"}, Kind.STAFF: {"kind", "upn", "year_group"}, None: set(),
     }
     used = {name: column for name, column in columns.items() if name not in unused[fixed_kind]}
     described = options.columns(table.file, fixed_kind.value if fixed_kind else None, used, table.header)
@@ -249,7 +251,7 @@ def plain_reader(
             year_group=year, registration_group=(registration_group or None) if pupil else None,
             roles=() if pupil else tuple(part for part in ROLE_SEPARATORS.split(roles_text) if part),
             start_date=start, leave_date=leave, upn=upn, email=email or None, username=username or None,
-            source=f"{file}:{line}",
+            source=f"{file}:{line}", teaches=() if pupil else tutor_groups(registration_group),
         )
 
     return read
@@ -293,7 +295,14 @@ def _person(check: RowCheck, row: Row, columns: tuple[str, ...], fixed_kind: Kin
         email=get(email_column) or None,
         username=get(username_column) or None,
         source=check.source,
+        teaches=() if pupil else tutor_groups(get(reg_column)),
     )
+
+
+def tutor_groups(text: str) -> tuple[str, ...]:
+    """A staff row's registration group column ("Tutor Group", "Form", "Class"): the groups they teach,
+    "7A; 7B" for two, which a teacher may reset the pupils of (passwords/class_reset.py)."""
+    return tuple(part for part in ROLE_SEPARATORS.split(text) if part) if text else ()
 
 
 def _kind_option(options: Options) -> Kind | None:

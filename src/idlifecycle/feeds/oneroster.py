@@ -12,6 +12,9 @@ reads as "no longer on roll" (subject to the grace period and guards).
 A student without `grades` is a row error (it would otherwise become this year's intake).
 Guardians, parents and relatives are counted in FeedResult.skipped, not provisioned.
 
+Classes: the optional classes.csv and enrollments.csv (role student / teacher, `status`) give pupils
+their classes and teachers theirs (feeds/teaching.py); a bad enrolment is a note, never a refused row.
+
 Options: `school` (an org sourcedId: read only users of that org), `grades = "uk" | "us"`,
 `years`, `absent`, `encoding`, `date_order`.
 """
@@ -24,6 +27,7 @@ from idlifecycle.errors import FeedError
 from idlifecycle.feeds._csv import Row, read_table, require_columns
 from idlifecycle.feeds._fields import RowCheck, duplicates
 from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options, folder_files
+from idlifecycle.feeds.teaching import read_enrolments, with_classes
 from idlifecycle.model import Kind, Person, RowError
 
 FILES = ("users.csv", "orgs.csv")
@@ -85,7 +89,10 @@ def read(spec: FeedSpec) -> FeedResult:
     mapping = {name: column for name, column in COLUMNS.items() if column in users.header}
     described = options.columns(users.file, None, mapping, users.header,
                                 used=("orgSourcedIds", "status", "enabledUser", "dateLastModified"))
-    return FeedResult(tuple(people), tuple(errors), rows, (described,), skipped, frozenset(skipped_ids))
+    enrolments = read_enrolments(spec.path, {person.person_id: person.kind for person in people},
+                                 (row.get("sourcedId") for row in users.rows), options.encoding)
+    return FeedResult(with_classes(people, enrolments), tuple(errors), rows, (described,), skipped,
+                      frozenset(skipped_ids), enrolments.notes)
 
 
 def _person(row: Row, file: str, options: Options, user_orgs: list[str], org_ids: set[str],

@@ -10,6 +10,9 @@ Users with no roles.csv row, or only roles of other kinds, are not provisioned a
 they are counted in FeedResult.skipped ("guardian", "no role"). `username` is a UPN in SDS;
 Person.username is its local part and Person.username_domain its domain.
 
+Classes: the optional classes.csv and enrollments.csv give pupils their classes and teachers theirs
+(feeds/teaching.py); a bad enrolment is a note, never a refused row.
+
 Options: `school` (an orgSourcedId: read only roles in that org), `grades = "uk" | "us"`
 (numeric grades are UK years, or US grades one below the UK year), `years`, `absent`, `encoding`,
 `date_order = "dmy" | "mdy"`.
@@ -23,7 +26,8 @@ from datetime import date
 from idlifecycle.errors import FeedError
 from idlifecycle.feeds._csv import Row, Table, read_table, require_columns
 from idlifecycle.feeds._fields import RowCheck, duplicates, settle_date_order
-from idlifecycle.feeds._spec import FeedResult, FeedSpec, Options, folder_files
+from idlifecycle.feeds._spec import FeedColumns, FeedResult, FeedSpec, Options, folder_files
+from idlifecycle.feeds.teaching import read_enrolments, with_classes
 from idlifecycle.model import Kind, Person, RowError
 
 FILES = ("orgs.csv", "users.csv", "roles.csv")
@@ -120,12 +124,18 @@ def read(spec: FeedSpec) -> FeedResult:
             people.append(person)
     if school is not None and not in_scope:
         raise FeedError(f"{roles.file}: no user has a role in school {school!r}; check the school option")
-    described = (
+    enrolments = read_enrolments(spec.path, {person.person_id: person.kind for person in people}, user_ids,
+                                 options.encoding)
+    return FeedResult(with_classes(people, enrolments), tuple(errors), in_scope, _described(options, users, roles),
+                      skipped, frozenset(skipped_ids), enrolments.notes)
+
+
+def _described(options: Options, users: Table, roles: Table) -> tuple[FeedColumns, ...]:
+    return (
         options.columns(users.file, None, _present(USER_COLUMNS, users), users.header),
         options.columns(roles.file, None, _present(ROLE_COLUMNS, roles), roles.header,
                         used=("orgSourcedId", "isPrimary")),
     )
-    return FeedResult(tuple(people), tuple(errors), in_scope, described, skipped, frozenset(skipped_ids))
 
 
 

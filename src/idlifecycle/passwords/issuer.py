@@ -230,6 +230,22 @@ class PasswordIssuer:
             self._ahead = None
         return report
 
+    def hand_over(self, applied: Collection[str], to: str,
+                  set_in: Mapping[str, Collection[str]]) -> list[Issued]:
+        """The passwords issued to the `applied` people, handed to the caller to show once (a teacher's class
+        reset: on screen and as a slip the teacher prints), instead of a slip sheet on disk or an email.
+
+        Handing over is their delivery: each ends the person's password obligation in the directories
+        `set_in` names, audited (`password-delivered`, method "shown", to whom) with no password in it."""
+        handed = [item for person_id, item in sorted(self._issued.items()) if person_id in applied]
+        for item in handed:
+            self._delivered(item, "shown", to, set_in)
+        self._issued.clear()
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
+        return handed
+
     def _delivered(self, item: Issued, method: str, to: str, set_in: Mapping[str, Collection[str]] | None) -> None:
         person_id = item.person.person_id
         directories = list(item.directories if set_in is None else set_in.get(person_id, ()))

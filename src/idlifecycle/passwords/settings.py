@@ -41,6 +41,9 @@ class KindPolicy(_Strict):
     max_age_days: int | None = Field(None, ge=1)
     termly_change: bool = False
     delivery: Literal["slips", "email"] = "slips"
+    change_at_sign_in: bool = True
+    """Whether a password a teacher resets must be changed at the next sign-in: off for the youngest pupils,
+    who cannot choose one yet (`[pupil.bands."R-2"] change_at_sign_in = false`)."""
 
     @field_validator("symbols")
     @classmethod

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from idlifecycle.access._job import AccessJob
 from idlifecycle.errors import ConfigError
 from idlifecycle.notify import MailJob
+from idlifecycle.store import Store
 
 
 class JobSections(Protocol):
@@ -28,4 +29,8 @@ class ReviewJob(AccessJob, Protocol):
 
 
 class SummaryJob(MailJob, JobSections, Protocol):
-    """The job as the run summary reads it: its name (`config.name`), `[report]` and `[mail]` and secrets."""
+    """The job as the run summary reads it: its name (`config.name`), `[report]` and `[mail]` and secrets, and
+    the store (the teachers' class resets since the last run)."""
+
+    @property
+    def store(self) -> Store: ...

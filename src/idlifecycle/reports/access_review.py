@@ -17,6 +17,7 @@ from enum import StrEnum
 from idlifecycle import extra_people
 from idlifecycle.model import Account, Kind, Person, RoleHolder, Snapshot
 from idlifecycle.reports.changes_sheet import changes_sheet
+from idlifecycle.reports.class_resets_sheet import class_resets_sheet
 from idlifecycle.reports.privileged import (
     NO_SECOND_FACTOR_FINDING,
     all_role_holders,
@@ -257,10 +258,10 @@ def _groups_by_member(snapshot: Snapshot) -> dict[str, list[str]]:
 
 
 def build_review(data: ReviewInput) -> list[Sheet]:
-    """The six sheets of the access-review workbook, in the order the SIRO reads them."""
+    """The seven sheets of the access-review workbook, in the order the SIRO reads them."""
     exceptions = find_exceptions(data)
     return [_summary(data, exceptions), _people_and_accounts(data), _restricted(data), _privileged(data),
-            _exceptions(exceptions), changes_sheet(data.audit)]
+            _exceptions(exceptions), changes_sheet(data.audit), class_resets_sheet(data.audit)]
 
 
 def findings(data: ReviewInput, exceptions: Sequence[ExceptionRow]) -> list[Finding]:

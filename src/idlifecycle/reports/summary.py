@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Sequence
 
 from idlifecycle.notify import Mailer
 from idlifecycle.reports._job import SummaryJob
 from idlifecycle.reports.collect import report_options
 from idlifecycle.run_report import RunReport
+from idlifecycle.store import ClassReset
 
 log = logging.getLogger("idlifecycle")
 
@@ -24,8 +26,19 @@ HEADLINES = {
 }
 
 
-def run_summary(job_name: str, report: RunReport) -> tuple[str, str]:
-    """(subject, text) of the summary for one run."""
+def class_reset_lines(resets: Sequence[ClassReset]) -> list[str]:
+    """One line per pupil whose password a teacher (or the IT desk for one) reset: who, whom, when, from where."""
+    lines = []
+    for reset in resets:
+        where = f"set in {', '.join(reset.directories)}" if reset.directories else "set nowhere (refused)"
+        entered = f", entered by {reset.operator}" if reset.operator else ""
+        lines.append(f"{reset.at:%d/%m/%Y %H:%M} UTC: {reset.teacher} reset {reset.pupil_id} ({reset.username}), "
+                     f"{where}, from {reset.from_address}{entered}")
+    return lines
+
+
+def run_summary(job_name: str, report: RunReport, class_resets: Sequence[ClassReset] = ()) -> tuple[str, str]:
+    """(subject, text) of the summary for one run; `class_resets` are those since the job's last run."""
     headline = HEADLINES.get(report.status, report.status)
     applied = report.counts()
     subject = f"[idlifecycle] {job_name}: {headline}"
@@ -55,6 +68,8 @@ def run_summary(job_name: str, report: RunReport) -> tuple[str, str]:
         ("Held: nothing was created, changed, disabled or removed for them:", report.plan.held),
         ("Passwords not yet delivered (the next run sets a fresh one for each and delivers it):",
          report.owed_passwords),
+        ("Passwords reset by teachers since the last run (`passwords reset-class`, the reset page):",
+         class_reset_lines(class_resets)),
         ("Notes:", report.plan.notes),
     )
     for title, items in sections:
@@ -77,6 +92,7 @@ def send_run_summary(job: SummaryJob, report: RunReport) -> None:
     mailer = Mailer.from_job(job)
     if mailer is None:
         raise job.config_error("mail", "add a [mail] table: [report] summary_to needs it to send the run summary")
-    subject, text = run_summary(job.config.name, report)
+    subject, text = run_summary(job.config.name, report, job.store.class_resets_before_run(job.config.name,
+                                                                                            report.run_id))
     mailer.send(to, subject, text)
     log.info("run summary sent to %s", ", ".join(to))
