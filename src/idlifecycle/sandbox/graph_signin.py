@@ -27,19 +27,15 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-
-    from idlifecycle.sandbox.graph import GraphEmulator
 
 Reply = tuple[int, dict[str, str], Any]
 CODE_SECONDS = 600
@@ -50,6 +46,17 @@ FORM_FIELDS = ("client_id", "redirect_uri", "response_type", "response_mode", "s
 PAGE_STYLE = ("body{font-family:sans-serif;max-width:28rem;margin:2rem auto;padding:0 1rem}"
               "label,input,button{display:block;width:100%;font-size:1.1rem;margin:.4rem 0}"
               "input,button{padding:.7rem;box-sizing:border-box}.error{color:#a00}")
+
+
+class Tenant(Protocol):
+    """What the sign-in needs of the Graph emulator (stated here: graph.py imports this module)."""
+
+    url: str
+    directory: Any
+    signing_key: bytes
+
+    @property
+    def tenant_id(self) -> str: ...
 
 
 @dataclass
@@ -72,7 +79,7 @@ def _b64(data: bytes) -> str:
 class EntraSignIn:
     """The identity-provider side of one Graph emulator (its tenant's users, its app registrations)."""
 
-    def __init__(self, emulator: GraphEmulator, aad_error: Callable[[int, str, str], Reply]) -> None:
+    def __init__(self, emulator: Tenant, aad_error: Callable[[int, str, str], Reply]) -> None:
         self.emulator = emulator
         self.aad_error = aad_error
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
