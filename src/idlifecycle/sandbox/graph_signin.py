@@ -86,6 +86,9 @@ class EntraSignIn:
         self.kid = _b64(hashlib.sha256(str(self.key.public_key().public_numbers().n).encode()).digest()[:16])
         self.codes: dict[str, IssuedCode] = {}
         self.code_seconds = CODE_SECONDS
+        self.tamper: dict[str, Any] = {}
+        """For the client's security tests: ID token claims overridden (None: left out), and the key
+        "signature": "other-key" signs with a key the jwks_uri does not serve."""
         self._lock = threading.Lock()
 
     @property
@@ -173,7 +176,12 @@ class EntraSignIn:
         }
         if issued.nonce is not None:
             claims["nonce"] = issued.nonce
-        id_token = jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid, "typ": "JWT"})
+        tamper = dict(self.tamper)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048) \
+            if tamper.pop("signature", None) == "other-key" else self.key
+        claims.update(tamper)
+        claims = {k: v for k, v in claims.items() if v is not None}
+        id_token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": self.kid, "typ": "JWT"})
         access = jwt.encode({"aud": "00000003-0000-0000-c000-000000000000", "iss": f"{self.emulator.url}/{tenant}/",
                              "tid": tenant, "oid": oid, "scp": "openid profile User.Read", "iat": now, "nbf": now,
                              "exp": now + ID_TOKEN_SECONDS}, self.emulator.signing_key, algorithm="HS256")

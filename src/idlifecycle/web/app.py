@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from html import escape
 from importlib.resources import files
 from typing import TypeVar
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -51,6 +52,7 @@ from idlifecycle.web.pages import (
     table,
     with_cookie,
 )
+from idlifecycle.web.signin import SignedIn, SignIn, signed_in
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -178,14 +180,17 @@ def error_page(request: Request, error: Exception) -> Response:
                 "</p>", status)
 
 
-def approval_body(access: Access, token: str, client: Client, cookie: str) -> str:
-    """The SIRO's page for the request behind `token`: its details and the approve/deny form."""
+def approval_body(access: Access, token: str, client: Client, cookie: str, who: SignedIn | None = None) -> str:
+    """The SIRO's page for the request behind `token`: its details and the approve/deny form. With staff
+    sign-in, `who` is the signed-in person, refused (and audited) unless the SIRO or a deputy."""
     claims, access_request = access.check_link(token, client)
+    deputy = who is not None and access.may_decide(who.username, claims.request_id, client)
     share = access.share(access_request.share)
     csrf = access.signer.csrf_token(cookie, claims.nonce)
+    greeting = (f"{escape(who.name)}, you are deciding as a deputy for {escape(access.settings.siro_name)} (SIRO)"
+                if who is not None and deputy else f"Dear {escape(access.settings.siro_name)}, please decide")
     return (
-        f"<p>Dear {escape(access.settings.siro_name)}, please decide this request. Opening this page "
-        "has changed nothing.</p>"
+        f"<p>{greeting} this request. Opening this page has changed nothing.</p>"
         + table(request_rows(access_request, share, access.person_kind(access_request.person_id)))
         + f"<p>This link works once, until {escape(when(claims.expires))}.</p>"
         '<form method="post" action="/approve">'
@@ -277,10 +282,11 @@ def checked_form(access: Access, form: dict[str, str], cookie: str | None, clien
 class Routes:
     """The app's routes, sharing the job's worker thread, the form's throttle and the cookie setting."""
 
-    def __init__(self, worker: Worker, throttle: FormThrottle, secure_cookies: bool) -> None:
+    def __init__(self, worker: Worker, throttle: FormThrottle, secure_cookies: bool, sign_in: SignIn) -> None:
         self.worker = worker
         self.throttle = throttle
         self.secure_cookies = secure_cookies
+        self.sign_in = sign_in
 
     async def healthz(self, request: Request) -> Response:
         await self.worker.run(lambda access: access.job.store.db.execute("SELECT 1").fetchone())
@@ -293,16 +299,25 @@ class Routes:
         token = request.query_params.get("t", "")
         client = client_of(request)
         cookie = request.cookies.get(CSRF_COOKIE) or new_cookie_value()
-        body = await self.worker.run(lambda access: approval_body(access, token, client, cookie))
-        return with_cookie(page("Access request", body), cookie, self.secure_cookies)
+        who = signed_in(request)
+        if who is None and await self.sign_in.provider() is not None:
+            # The link's token waits server-side in the sign-in under way, never in the identity provider's URL.
+            return self.sign_in.sign_in_redirect(f"/approve?t={quote(token, safe='')}")
+        body = await self.worker.run(lambda access: approval_body(access, token, client, cookie, who))
+        return with_cookie(page("Access request", self.sign_in.bar(request) + body), cookie, self.secure_cookies)
 
     async def decide(self, request: Request) -> Response:
         form = await form_of(request)
         client = client_of(request)
         cookie = request.cookies.get(CSRF_COOKIE)
+        who = signed_in(request)
+        if who is None and await self.sign_in.provider() is not None:
+            raise LinkRefused("not-signed-in", 403, "Sign in first: open the link from the email again.")
         result = await self.worker.run(lambda access: access.decide(
-            form.get("t", ""), form.get("decision", ""), cookie, form.get("csrf"), client))
-        return page(f"Request #{result.request.request_id} {result.decision}", decision_body(result))
+            form.get("t", ""), form.get("decision", ""), cookie, form.get("csrf"), client,
+            signed_in_as=who.username if who is not None else None))
+        return page(f"Request #{result.request.request_id} {result.decision}",
+                    self.sign_in.bar(request) + decision_body(result))
 
     async def request_page(self, request: Request) -> Response:
         cookie = request.cookies.get(CSRF_COOKIE) or new_cookie_value()
@@ -351,7 +366,8 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
                form_limits: FormLimits | None = None) -> Starlette:
     """The ASGI app; `job_factory` builds the job on the worker thread (e.g. `lambda: load_job(path)`)."""
     worker = Worker(job_factory)
-    routes = Routes(worker, FormThrottle(form_limits or FormLimits()), secure_cookies)
+    sign_in = SignIn(worker, secure_cookies)
+    routes = Routes(worker, FormThrottle(form_limits or FormLimits()), secure_cookies, sign_in)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -359,10 +375,11 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
         worker.close()
 
     app = Starlette(
-        routes=routes.route_table() + ExtendRoutes(worker, secure_cookies).route_table(),
+        routes=routes.route_table() + ExtendRoutes(worker, secure_cookies).route_table() + sign_in.route_table(),
         lifespan=lifespan,
         exception_handlers={Exception: error_page, 404: error_page, 405: error_page},
     )
+    app.state.sign_in = sign_in  # what `signin.signed_in(request)` reads
     app.add_middleware(SecurityHeaders)
     return app
 
