@@ -72,7 +72,8 @@ def sign_in_job(root: Path, idp: GraphEmulator, mailbox: Mailbox, base_url: str,
                              "upn_suffix": DOMAIN}
     job_path = write_school(root, options, mailbox, base_url, staff_csv=STAFF_CSV)
     text = job_path.read_text().replace('siro_email = "siro@school.example.org"',
-                                        f'siro_email = "{SIRO}"\nsiro_deputies = ["{DEPUTY}"]')
+                                        f'siro_email = "{SIRO}"\nsiro_deputies = ["{DEPUTY}"]').replace(
+        'siro_name = "Dr Ada Okafor"', 'siro_name = "Helen Carter"')
     host = idp.url.removeprefix("https://")
     text += f"""sign_in = "entra"
 

@@ -7,6 +7,8 @@ approver fails even though its signature is good. A link is a bearer credential:
 forwarded to could use it once, before it expires. That is why it works once, expires (72 h by
 default), and every decision is confirmed by email to the SIRO and the requester, so a decision the
 SIRO did not make is noticed at once; the audit log records the browser's address and user agent.
+With staff sign-in (`[web] sign_in`), the web app also passes who is signed in, and only the SIRO or a
+deputy (`siro_deputies`) may decide (`may_decide`): a forwarded link is then refused.
 """
 
 from __future__ import annotations
@@ -286,7 +288,7 @@ class Access:
             "request_id": request_id, "signed_in_as": who, "client": client.address,
             "user_agent": client.user_agent[:200]}, actor=who)
         raise LinkRefused("not-the-approver", 403, "Only the SIRO or a deputy the school has named can decide "
-                          "this request. This link may have been forwarded to you: nothing has been changed.",
+                          "this request. This link may have been forwarded to you.",
                           request_id)
 
     def decide(self, token: str, decision: str, csrf_cookie: str | None, csrf_field: str | None,

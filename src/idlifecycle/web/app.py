@@ -187,10 +187,11 @@ def approval_body(access: Access, token: str, client: Client, cookie: str, who: 
     deputy = who is not None and access.may_decide(who.username, claims.request_id, client)
     share = access.share(access_request.share)
     csrf = access.signer.csrf_token(cookie, claims.nonce)
-    greeting = (f"{escape(who.name)}, you are deciding as a deputy for {escape(access.settings.siro_name)} (SIRO)"
-                if who is not None and deputy else f"Dear {escape(access.settings.siro_name)}, please decide")
+    greeting = (f"{escape(who.name)}, please decide this request as deputy for {escape(access.settings.siro_name)}"
+                " (SIRO)" if who is not None and deputy
+                else f"Dear {escape(access.settings.siro_name)}, please decide this request")
     return (
-        f"<p>{greeting} this request. Opening this page has changed nothing.</p>"
+        f"<p>{greeting}. Opening this page has changed nothing.</p>"
         + table(request_rows(access_request, share, access.person_kind(access_request.person_id)))
         + f"<p>This link works once, until {escape(when(claims.expires))}.</p>"
         '<form method="post" action="/approve">'
