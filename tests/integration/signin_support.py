@@ -37,18 +37,22 @@ SIRO = f"hcarter@{DOMAIN}"
 DEPUTY = f"sevans@{DOMAIN}"
 TEACHER = f"tbrown@{DOMAIN}"
 PUPIL = f"22jjones@{DOMAIN}"
+LEAVER = f"lleft@{DOMAIN}"
 PASSWORDS = {SIRO: "Siro-Pass-2026!", DEPUTY: "Deputy-Pass-2026!", TEACHER: "Teacher-Pass-2026!",
-             PUPIL: "Pupil-Pass-2026!"}
+             PUPIL: "Pupil-Pass-2026!", LEAVER: "Leaver-Pass-2026!"}
 STAFF_CSV = f"""Staff Code,Forename,Surname,Role,Start Date,End Date,School Email
 HCA,Helen,Carter,Head Teacher,01/09/2015,,{SIRO}
 SEV,Siân,Evans,SENCo,01/09/2018,,{DEPUTY}
 TBR,Tom,Brown,Teacher,01/09/2020,,{TEACHER}
+LLE,Lee,Left,Teacher,01/09/2010,31/08/2025,{LEAVER}
 """
-"""The staff feed, with the school email each signs in with; the pupil is in the tenant, not on it."""
+"""The staff feed, with the school email each signs in with (Lee left in 2025; the account is still enabled);
+the pupil is in the tenant, not on it."""
 
 
 def tenant_seed() -> dict[str, Any]:
-    names = {SIRO: ("Helen", "Carter"), DEPUTY: ("Siân", "Evans"), TEACHER: ("Tom", "Brown"), PUPIL: ("Jo", "Jones")}
+    names = {SIRO: ("Helen", "Carter"), DEPUTY: ("Siân", "Evans"), TEACHER: ("Tom", "Brown"), PUPIL: ("Jo", "Jones"),
+             LEAVER: ("Lee", "Left")}
     return {"tenant_id": TENANT, "domains": [DOMAIN], "users": [
         {"userPrincipalName": upn, "givenName": given, "surname": surname, "displayName": f"{given} {surname}",
          "passwordProfile": {"password": PASSWORDS[upn]}} for upn, (given, surname) in names.items()]}

@@ -17,13 +17,15 @@ import pytest
 from idlifecycle.access.service import Access
 from idlifecycle.job import load_job
 from idlifecycle.sandbox.graph import GraphEmulator
+from idlifecycle.web.app import create_app
 from idlifecycle.web.entra_signin import EntraSignIn, SignInRefused, nonce_hash
 from idlifecycle.web.sessions import Sessions
 from idlifecycle.web.signin import PENDING_COOKIE, SESSION_COOKIE
-from tests.integration.access_support import CSRF_FIELD, REQUESTER, Mailbox, link_in, mailbox
+from tests.integration.access_support import CSRF_FIELD, REQUESTER, Mailbox, free_port, link_in, mailbox, serve, stop
 from tests.integration.signin_support import (
     CLIENT_ID,
     DEPUTY,
+    LEAVER,
     PUPIL,
     SIRO,
     TEACHER,
@@ -148,12 +150,29 @@ def test_the_apps_own_check_refuses_what_msal_might_not(school: SignInSchool, id
                         "flow-nonce")
 
 
-def test_a_pupil_of_the_tenant_is_refused_and_audited(school: SignInSchool) -> None:
+@pytest.mark.parametrize("login", [PUPIL, LEAVER], ids=["pupil", "staff-leaver"])
+def test_an_account_outside_the_managed_staff_is_refused_and_audited(school: SignInSchool, login: str) -> None:
+    """A pupil of the tenant, and a teacher whose end date in the feed has passed (their account not yet
+    disabled): the identity provider signs them in, the app does not."""
     with school.browser() as browser:
-        answer = sign_in(browser, school.base_url, PUPIL)
+        answer = sign_in(browser, school.base_url, login)
         assert answer.status_code == 403 and "Only staff of the school" in answer.text
         assert SESSION_COOKIE not in answer.cookies
-    assert audit(school, "sign-in-refused")[-1]["username"] == PUPIL
+    assert audit(school, "sign-in-refused")[-1]["username"] == login
+
+
+def test_behind_tls_the_sign_in_cookies_are_secure(school: SignInSchool) -> None:
+    """An app whose cookies are Secure (a https public_base_url, `app_for_job`): the sign-in's cookie says so."""
+    port = free_port()
+    served = serve(school.job_path, port, create_app(lambda: load_job(school.job_path), secure_cookies=True))
+    try:
+        with school.browser() as browser:
+            start = browser.get(f"http://127.0.0.1:{port}/signin")
+            assert start.status_code == 303
+            cookie = next(h for h in start.headers.get_list("set-cookie") if h.startswith(f"{PENDING_COOKIE}="))
+            assert "secure" in cookie.lower() and "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
+    finally:
+        stop(served)
 
 
 def test_sign_out_ends_the_session_on_the_server_and_needs_its_csrf_token(school: SignInSchool) -> None:

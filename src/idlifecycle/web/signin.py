@@ -60,8 +60,8 @@ def staff_identity(job: AccessJob, claims: dict[str, Any], provider: str) -> Sig
     address = str(claims.get("preferred_username", "")).strip().lower()
     usernames = job.store.person_usernames()
     for person in job.read_people().people:
-        if person.kind is not Kind.STAFF:
-            continue
+        if person.kind is not Kind.STAFF or (person.leave_date is not None and person.leave_date < job.today):
+            continue  # pupils, and staff whose last day has passed: not in the managed staff scope
         username = usernames.get(person.person_id)
         login = f"{username}@{job.config.mapping.for_person(person).domain}".lower() if username else ""
         if address and address in ((person.email or "").lower(), login):
