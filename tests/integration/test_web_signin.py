@@ -250,3 +250,28 @@ def test_the_link_only_mode_is_unchanged(tmp_path: Path) -> None:
     assert WebSettings.model_validate({"public_base_url": "https://idl.example.org"}).sign_in == "link-only"
     with pytest.raises(ValueError, match=r"\[web.entra\]"):
         WebSettings.model_validate({"public_base_url": "https://idl.example.org", "sign_in": "entra"})
+
+
+def test_the_request_form_takes_the_requester_from_the_sign_in(school: SignInSchool) -> None:
+    """With sign-in on, the form is for signed-in staff only, and the requester is who signed in: a
+    requester field sent anyway is ignored (nobody asks in a colleague's name)."""
+    with school.browser() as browser:
+        assert browser.get(f"{school.base_url}/request").headers["location"] == "/signin?next=%2Frequest"
+        posted = browser.post(f"{school.base_url}/request", data={"share": "sen-records", "person": "TBR"})
+        assert posted.status_code == 403 and "Sign in first" in posted.text
+        sign_in(browser, school.base_url, TEACHER, "/request")
+        form = browser.get(f"{school.base_url}/request")
+        assert form.status_code == 200 and f"Requested by Tom Brown ({TEACHER})" in form.text
+        assert 'name="requester"' not in form.text
+        csrf = CSRF_FIELD.search(form.text.split('action="/request"', 1)[1])  # not the sign-out form's
+        assert csrf is not None
+        without = browser.post(f"{school.base_url}/request", data={
+            "share": "sen-records", "person": "SEV", "reason": "Cover", "days": "3"})
+        assert without.status_code == 403  # CSRF on this POST too
+        sent = browser.post(f"{school.base_url}/request", data={
+            "csrf": csrf.group(1), "requester": "head@school.example.org", "share": "sen-records", "person": "SEV",
+            "reason": "Covering Siân's SEN reviews", "days": "3"})
+        assert sent.status_code == 200, sent.text
+    mail = school.mailbox.wait_for(SIRO, "Access request #", text_contains="Covering Siân's SEN reviews")
+    assert TEACHER in mail.text and "head@school.example.org" not in mail.text
+    school.mailbox.wait_for(TEACHER, "Access request #")  # the requester's own confirmation

@@ -215,7 +215,8 @@ def decision_body(result: Decision) -> str:
     return summary + (f"<ul>{lines}</ul>" if lines else "") + "<p>The requester has been told by email.</p>"
 
 
-def request_form_body(access: Access, csrf: str, message: str = "") -> str:
+def request_form_body(access: Access, csrf: str, message: str = "", who: SignedIn | None = None) -> str:
+    """The request form; with staff sign-in the requester is `who`, shown, not asked for."""
     options = "".join(
         f'<option value="{escape(s.name, quote=True)}">{escape(s.title)} ({escape(s.classification)}, '
         f"up to {s.max_grant_days} days)</option>"
@@ -226,8 +227,9 @@ def request_form_body(access: Access, csrf: str, message: str = "") -> str:
         + f"<p>Requests go to {escape(access.settings.siro_name)} (SIRO) for approval by email.</p>"
         '<form method="post" action="/request">'
         f'<input type="hidden" name="csrf" value="{escape(csrf, quote=True)}">'
-        '<label>Your school email<input name="requester" type="email" required></label>'
-        f'<label>Share<select name="share">{options}</select></label>'
+        + (f"<p>Requested by {escape(who.name)} ({escape(who.username)})</p>" if who is not None else
+           '<label>Your school email<input name="requester" type="email" required></label>')
+        + f'<label>Share<select name="share">{options}</select></label>'
         '<label>Person (MIS id)<input name="person" required></label>'
         '<label>Why is access needed?<textarea name="reason" rows="4" maxlength="1000" required></textarea></label>'
         '<label>For how many days<input name="days" type="number" min="1" value="7" required></label>'
@@ -259,17 +261,20 @@ class FormRequest:
     requester: str
 
 
-def checked_form(access: Access, form: dict[str, str], cookie: str | None, client: Client) -> FormRequest:
+def checked_form(access: Access, form: dict[str, str], cookie: str | None, client: Client,
+                 who: SignedIn | None = None) -> FormRequest:
     """The sent request form, refused (and the refusal recorded) unless it came from our page in this
-    browser, from a school address, for a share and length the registry allows."""
+    browser, from a school address, for a share and length the registry allows. With staff sign-in the
+    requester is the signed-in member of staff, whatever the form says."""
     form_open(access)
     if not access.signer.csrf_ok(cookie, REQUEST_FORM, form.get("csrf")):
         refused = LinkRefused("csrf", 403, "This form did not come from the request page in this browser.")
         access.refused(refused, client)
         raise refused
-    requester = form.get("requester", "").strip().lower()
+    requester = who.username if who is not None else form.get("requester", "").strip().lower()
     domain = requester.rpartition("@")[2]
-    if not valid_email(requester) or domain not in {d.lower() for d in access.settings.requester_domains}:
+    if who is None and (not valid_email(requester)
+                        or domain not in {d.lower() for d in access.settings.requester_domains}):
         raise UserError("Use your school email address.")
     try:
         days = int(form.get("days", ""))
@@ -322,22 +327,29 @@ class Routes:
 
     async def request_page(self, request: Request) -> Response:
         cookie = request.cookies.get(CSRF_COOKIE) or new_cookie_value()
+        who = signed_in(request)
+        if who is None and await self.sign_in.provider() is not None:
+            return self.sign_in.sign_in_redirect("/request")
 
         def view(access: Access) -> str:
             form_open(access)
-            return request_form_body(access, access.signer.csrf_token(cookie, REQUEST_FORM))
+            return request_form_body(access, access.signer.csrf_token(cookie, REQUEST_FORM), who=who)
 
         body = await self.worker.run(view)
-        return with_cookie(page("Ask for access to a share", body), cookie, self.secure_cookies)
+        return with_cookie(page("Ask for access to a share", self.sign_in.bar(request) + body), cookie,
+                           self.secure_cookies)
 
     async def submit_request(self, request: Request) -> Response:
         client = client_of(request)
         wait = self.throttle.wait(client.address)
         if wait:
             return too_many_requests(wait)
+        who = signed_in(request)
+        if who is None and await self.sign_in.provider() is not None:
+            raise LinkRefused("not-signed-in", 403, "Sign in first: open the request page again.")
         form = await form_of(request)
         cookie = request.cookies.get(CSRF_COOKIE)
-        asked = await self.worker.run(lambda access: checked_form(access, form, cookie, client))
+        asked = await self.worker.run(lambda access: checked_form(access, form, cookie, client, who))
 
         async def ask_after_answering() -> None:
             # After the answer has gone, so a known and an unknown id also take the same time to answer.
