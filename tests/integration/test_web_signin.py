@@ -83,6 +83,13 @@ def test_staff_sign_in_gives_a_new_session_id_with_safe_cookie_flags(school: Sig
     assert audit(school, "signed-in")[-1]["username"] == TEACHER
 
 
+@pytest.mark.parametrize("elsewhere", ["//evil.example/x", "https://evil.example/", "/\\evil.example"])
+def test_after_sign_in_the_browser_stays_on_this_service(school: SignInSchool, elsewhere: str) -> None:
+    """`next` is a path of this app only: a sign-in link cannot be made to end on another site."""
+    with school.browser() as browser:
+        assert sign_in(browser, school.base_url, TEACHER, elsewhere).headers["location"] == "/request"
+
+
 def test_a_replayed_state_signs_nobody_in(school: SignInSchool) -> None:
     """The identity provider's answer works once: the same callback again finds no sign-in under way."""
     with school.browser() as browser:
