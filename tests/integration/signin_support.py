@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from idlifecycle.sandbox.google import GoogleEmulator
 from idlifecycle.sandbox.graph import GraphEmulator
 from idlifecycle.sandbox.graph_directory import Directory
 from tests.integration.access_support import (
@@ -58,18 +59,62 @@ def tenant_seed() -> dict[str, Any]:
          "passwordProfile": {"password": PASSWORDS[upn]}} for upn, (given, surname) in names.items()]}
 
 
-@pytest.fixture(scope="module")
-def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GraphEmulator]:
-    emulator = GraphEmulator(Directory.from_seed(tenant_seed()), tls_dir=tmp_path_factory.mktemp("idp-tls"))
-    with emulator:
-        yield emulator
+IdentityProvider = GraphEmulator | GoogleEmulator
+"""The school's identity provider in these tests: either emulator (each has `.url` and `.sign_in`, whose
+`tamper` makes it send a bad ID token)."""
 
 
-def sign_in_job(root: Path, idp: GraphEmulator, mailbox: Mailbox, base_url: str,
+def google_tenant() -> GoogleEmulator:
+    emulator = GoogleEmulator(domains=[DOMAIN])
+    for user in tenant_seed()["users"]:
+        emulator.directory.add_user(user["userPrincipalName"], user["givenName"], user["surname"],
+                                    user["passwordProfile"]["password"])
+    return emulator
+
+
+@pytest.fixture(scope="module", params=["entra", "google"])
+def idp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityProvider]:
+    """Every sign-in test runs against both providers: `[web] sign_in = "entra"` and `"google"`."""
+    emulator: IdentityProvider = (
+        GraphEmulator(Directory.from_seed(tenant_seed()), tls_dir=tmp_path_factory.mktemp("idp-tls"))
+        if request.param == "entra" else google_tenant())
+    with pytest.MonkeyPatch.context() as env:
+        # Only the Google sandbox's issuer is plain http on 127.0.0.1; Authlib refuses that unless told.
+        if request.param == "google":
+            env.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
+        with emulator:
+            yield emulator
+
+
+def sign_in_table(idp: IdentityProvider, base_url: str) -> str:
+    """The job's `sign_in` and its provider's table, for `idp` (registering the app there)."""
+    callback = f"{base_url}/signin/callback"
+    if isinstance(idp, GoogleEmulator):
+        idp.sign_in.register_client(CLIENT_ID, CLIENT_SECRET, (callback,))
+        return f"""sign_in = "google"
+
+[web.google]
+client_id = "{CLIENT_ID}"
+hosted_domain = "{DOMAIN}"
+redirect_uri = "{callback}"
+issuer = "{idp.url.rstrip("/")}"
+"""
+    assert idp.certificate is not None
+    idp.register_application(CLIENT_ID, secret=CLIENT_SECRET, redirect_uris=(callback,))
+    return f"""sign_in = "entra"
+
+[web.entra]
+client_id = "{CLIENT_ID}"
+tenant = "{TENANT}"
+redirect_uri = "{callback}"
+authority_host = "{idp.url.removeprefix("https://")}"
+ca_file = "{idp.certificate.cert}"
+"""
+
+
+def sign_in_job(root: Path, idp: IdentityProvider, mailbox: Mailbox, base_url: str,
                 dc_options: dict[str, Any] | None = None) -> Path:
     """The access test school with staff sign-in through `idp`, Helen the SIRO and Siân her deputy."""
-    assert idp.certificate is not None
-    idp.register_application(CLIENT_ID, secret=CLIENT_SECRET, redirect_uris=(f"{base_url}/signin/callback",))
     # Without a DC (the sign-in tests change no directory): a server nobody listens on.
     options = dc_options or {"servers": ["ldaps://127.0.0.1:1"], "bind_dn": "CN=x,DC=test,DC=example,DC=com",
                              "base_dn": "OU=Managed,DC=test,DC=example,DC=com", "groups_container": "Groups",
@@ -78,17 +123,7 @@ def sign_in_job(root: Path, idp: GraphEmulator, mailbox: Mailbox, base_url: str,
     text = job_path.read_text().replace('siro_email = "siro@school.example.org"',
                                         f'siro_email = "{SIRO}"\nsiro_deputies = ["{DEPUTY}"]').replace(
         'siro_name = "Dr Ada Okafor"', 'siro_name = "Helen Carter"')
-    host = idp.url.removeprefix("https://")
-    text += f"""sign_in = "entra"
-
-[web.entra]
-client_id = "{CLIENT_ID}"
-tenant = "{TENANT}"
-redirect_uri = "{base_url}/signin/callback"
-authority_host = "{host}"
-ca_file = "{idp.certificate.cert}"
-"""
-    job_path.write_text(text)
+    job_path.write_text(text + sign_in_table(idp, base_url))
     (root / "mapping.toml").write_text(
         f'[staff]\nusername = "{{first_initial}}{{surname}}"\ndomain = "{DOMAIN}"\ncontainer = "Staff"\n'
         'groups = []\nlicences = []\n')
@@ -105,7 +140,7 @@ class SignInSchool:
     job_path: Path
     app: ServedApp
     mailbox: Mailbox
-    idp: GraphEmulator
+    idp: IdentityProvider
 
     @property
     def base_url(self) -> str:
@@ -113,11 +148,12 @@ class SignInSchool:
 
     def browser(self) -> httpx.Client:
         """A browser of its own (cookies), trusting the identity provider's certificate; redirects by hand."""
-        assert self.idp.certificate is not None
-        return httpx.Client(verify=ssl.create_default_context(cafile=str(self.idp.certificate.cert)), timeout=30)
+        certificate = getattr(self.idp, "certificate", None)
+        trust = ssl.create_default_context(cafile=str(certificate.cert)) if certificate else True
+        return httpx.Client(verify=trust, timeout=30)
 
 
-def running_sign_in_school(idp: GraphEmulator, mailbox: Mailbox, root: Path,
+def running_sign_in_school(idp: IdentityProvider, mailbox: Mailbox, root: Path,
                            dc_options: dict[str, Any] | None = None,
                            bind_password: str = "unused-bind-password") -> Iterator[SignInSchool]:
     port = free_port()

@@ -331,14 +331,15 @@ class Access:
                                f"grant #{grant.grant_id} approved by {approver} until "
                                f"{grant.expires_at:%Y-%m-%d}")
         result = Decision(access_request, share, outcome, grant, notes)
-        self._tell_decision(result, address)
+        self._tell_decision(result, address, approver)
         return result
 
-    def _tell_decision(self, result: Decision, approver: str) -> None:
+    def _tell_decision(self, result: Decision, approver: str, decided_by: str | None = None) -> None:
         mailer = self.mailer
         if mailer is None:
             return
-        email = decided(result.request, result.share, result.decision, approver, result.grant, result.notes)
+        email = decided(result.request, result.share, result.decision, decided_by or approver, result.grant,
+                        result.notes)
         recipients = [approver] if approver == self.siro else [approver, self.siro]  # a deputy's: the SIRO is told
         if valid_email(result.request.requester) and result.request.requester.lower() != approver:
             recipients.append(result.request.requester)

@@ -192,6 +192,28 @@ class EntraSignInSettings(BaseModel):
         return value
 
 
+class GoogleSignInSettings(BaseModel):
+    """The job's `[web.google]` table: the OAuth client (type "Web application") staff sign in through; its
+    secret is the secret `sign_in_client_secret`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(min_length=1)
+    hosted_domain: str = Field(min_length=3)
+    """The school's Google Workspace domain: an ID token's `hd` must be it (a personal Gmail has none)."""
+    redirect_uri: str
+    issuer: str = "https://accounts.google.com"
+    """Google's; the sandbox's own address for the demo and the tests."""
+
+    @field_validator("issuer")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname and _loopback(parts.hostname)):
+            raise ValueError("must be an https address (plain http only for the sandbox on 127.0.0.1)")
+        return value.rstrip("/")
+
+
 class WebSettings(BaseModel):
     """The job's `[web]` table."""
 
@@ -204,10 +226,11 @@ class WebSettings(BaseModel):
     forwarded_allow_ips: str = "127.0.0.1"
     """The reverse proxy's address, trusted for X-Forwarded-For / -Proto."""
     limits: WebLimits = Field(default_factory=WebLimits)
-    sign_in: Literal["link-only", "entra"] = "link-only"
-    """"entra": staff sign in with the school's Microsoft 365 account and only the SIRO (or a deputy)
-    signed in may decide; "link-only": whoever holds an approval link may (see the README)."""
+    sign_in: Literal["link-only", "entra", "google"] = "link-only"
+    """"entra" / "google": staff sign in with the school's Microsoft 365 / Google account and only the SIRO
+    (or a deputy) signed in may decide; "link-only": whoever holds an approval link may (see the README)."""
     entra: EntraSignInSettings | None = None
+    google: GoogleSignInSettings | None = None
     session_minutes: int = Field(default=60, ge=5, le=12 * 60)
     """A signed-in session ends this long after sign-in, however busy."""
     idle_minutes: int = Field(default=15, ge=1, le=120)
@@ -217,6 +240,8 @@ class WebSettings(BaseModel):
     def _entra_when_signing_in(self) -> WebSettings:
         if self.sign_in == "entra" and self.entra is None:
             raise ValueError('sign_in = "entra" needs a [web.entra] table: client_id, tenant, redirect_uri')
+        if self.sign_in == "google" and self.google is None:
+            raise ValueError('sign_in = "google" needs a [web.google] table: client_id, hosted_domain, redirect_uri')
         return self
 
     @field_validator("public_base_url")

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -30,6 +31,7 @@ from idlifecycle.access._job import AccessJob
 from idlifecycle.access.shares import web_settings
 from idlifecycle.model import Kind
 from idlifecycle.web.entra_signin import EntraSignIn, SignInRefused
+from idlifecycle.web.google_signin import GoogleSignIn
 from idlifecycle.web.pages import Worker, client_of, form_of, guarded, page
 from idlifecycle.web.sessions import PENDING_SECONDS, Sessions
 
@@ -44,6 +46,16 @@ class SignedIn:
     username: str
     name: str
     provider: str
+
+
+class Provider(Protocol):
+    """An identity provider's client: `entra_signin.EntraSignIn`, `google_signin.GoogleSignIn`."""
+
+    provider: str
+
+    def begin(self) -> dict[str, Any]: ...
+
+    def finish(self, flow: dict[str, Any], answer: Mapping[str, str]) -> dict[str, Any]: ...
 
 
 def signed_in(request: Request) -> SignedIn | None:
@@ -84,20 +96,22 @@ class SignIn:
         self.worker = worker
         self.secure_cookies = secure_cookies
         self.sessions: Sessions[SignedIn] = Sessions(lifetime=3600, idle=900)
-        self._provider: EntraSignIn | None = None
+        self._provider: Provider | None = None
         self._read = False
 
-    async def provider(self) -> EntraSignIn | None:
+    async def provider(self) -> Provider | None:
         """The job's identity provider, or None when `[web] sign_in` is "link-only"."""
         if not self._read:
             self._provider = await self.worker.run_job(self._from_job)
             self._read = True
         return self._provider
 
-    def _from_job(self, job: AccessJob) -> EntraSignIn | None:
+    def _from_job(self, job: AccessJob) -> Provider | None:
         settings = web_settings(job)
         self.sessions.lifetime = settings.session_minutes * 60
         self.sessions.idle = settings.idle_minutes * 60
+        if settings.sign_in == "google" and settings.google is not None:
+            return GoogleSignIn(settings.google, job.secrets["sign_in_client_secret"])
         if settings.sign_in != "entra" or settings.entra is None:
             return None
         ca_file = str(job.resolve_path(settings.entra.ca_file)) if settings.entra.ca_file else None
@@ -166,7 +180,7 @@ class SignIn:
             who = session.who.username
             await self.worker.run_job(lambda job: job.store.audit("signed-out", {"username": who}, actor=who))
         response = page("Signed out", "<p class=\"notice\">You are signed out of this service. To sign out of "
-                        "your school account everywhere, sign out of Microsoft 365 as well.</p>")
+                        "your school account everywhere, sign out of Microsoft 365 or Google as well.</p>")
         response.delete_cookie(SESSION_COOKIE)
         return response
 
