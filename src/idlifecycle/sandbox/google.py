@@ -725,7 +725,9 @@ class _Handler(EmulatorHandler):
     def _sign_in(self, emulator: GoogleEmulator, method: str, path: str, body: bytes) \
             -> tuple[int, dict[str, str], Any] | None:
         """The OpenID Connect provider's paths (`google_signin`), or None for the rest."""
-        form = dict(parse_qsl(body.decode())) if method == "POST" else {}
+        if path not in ("/.well-known/openid-configuration", "/oauth2/v3/certs", "/o/oauth2/v2/auth", "/token"):
+            return None  # the Directory API's bodies are not forms: never parsed here
+        form = dict(parse_qsl(body.decode("utf-8", "replace"))) if method == "POST" else {}
         if path == "/.well-known/openid-configuration":
             return emulator.sign_in.configuration()
         if path == "/oauth2/v3/certs":
