@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 
@@ -21,20 +22,33 @@ from idlifecycle.web.app import create_app
 from idlifecycle.web.entra_signin import EntraSignIn, SignInRefused, nonce_hash
 from idlifecycle.web.sessions import Sessions
 from idlifecycle.web.signin import PENDING_COOKIE, SESSION_COOKIE
-from tests.integration.access_support import CSRF_FIELD, REQUESTER, Mailbox, free_port, link_in, mailbox, serve, stop
+from tests.integration.access_support import (
+    CSRF_FIELD,
+    REQUESTER,
+    Mailbox,
+    free_port,
+    link_in,
+    mailbox,
+    serve,
+    stop,
+    write_school,
+)
 from tests.integration.signin_support import (
     CLIENT_ID,
     DEPUTY,
+    DOMAIN,
     LEAVER,
     PUPIL,
     SIRO,
     TEACHER,
+    TENANT,
     IdentityProvider,
     SignInSchool,
     at_identity_provider,
     idp,
     running_sign_in_school,
     sign_in,
+    sign_in_secrets,
     to_identity_provider,
 )
 
@@ -287,3 +301,28 @@ def test_the_request_form_takes_the_requester_from_the_sign_in(school: SignInSch
                                    text_contains=f"Covering Siân's SEN reviews, ref {school.app.server.config.port}")
     assert TEACHER in mail.text and "head@school.example.org" not in mail.text
     school.mailbox.wait_for(TEACHER, "Access request #")  # the requester's own confirmation
+
+
+def test_an_unreachable_identity_provider_is_a_clear_page(tmp_path: Path, mailbox: Mailbox) -> None:
+    """A provider that does not answer: the sign-in page says so (503), not an internal error."""
+    port = free_port()
+    job_path = write_school(tmp_path, {"servers": ["ldaps://127.0.0.1:1"], "bind_dn": "CN=x", "base_dn": "OU=M",
+                                       "groups_container": "Groups", "upn_suffix": DOMAIN},
+                            mailbox, f"http://127.0.0.1:{port}")
+    job_path.write_text(job_path.read_text() + f"""sign_in = "entra"
+
+[web.entra]
+client_id = "{CLIENT_ID}"
+tenant = "{TENANT}"
+redirect_uri = "http://127.0.0.1:{port}/signin/callback"
+authority_host = "127.0.0.1:{free_port()}"
+""")
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in sign_in_secrets().items():
+            env.setenv(name, value)
+        served = serve(job_path, port)
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{port}/signin")
+            assert answer.status_code == 503 and "cannot be reached" in answer.text
+        finally:
+            stop(served)

@@ -125,7 +125,11 @@ class SignIn:
         if provider is None:
             return page("Sign-in is not set up", '<p class="notice refused">This service does not use sign-in.</p>',
                         404)
-        flow = await asyncio.to_thread(provider.begin)
+        try:
+            flow = await asyncio.to_thread(provider.begin)
+        except SignInRefused as refused:  # the identity provider cannot be reached: say so, not a 500
+            log.warning("sign-in could not start: %s", refused.reason)
+            return self._refused(refused.message, 503)
         key = self.sessions.pend(flow, safe_next(request.query_params.get("next", "/request")))
         response = RedirectResponse(str(flow["auth_uri"]), status_code=303)
         response.set_cookie(PENDING_COOKIE, key, max_age=PENDING_SECONDS, path="/signin", httponly=True,
