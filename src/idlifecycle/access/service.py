@@ -7,6 +7,8 @@ approver fails even though its signature is good. A link is a bearer credential:
 forwarded to could use it once, before it expires. That is why it works once, expires (72 h by
 default), and every decision is confirmed by email to the SIRO and the requester, so a decision the
 SIRO did not make is noticed at once; the audit log records the browser's address and user agent.
+With staff sign-in (`[web] sign_in`), the web app also passes who is signed in, and only the SIRO or a
+deputy (`siro_deputies`) may decide (`may_decide`): a forwarded link is then refused.
 """
 
 from __future__ import annotations
@@ -274,9 +276,27 @@ class Access:
                     "reason": reason, "count": tally.count, "first": tally.first.isoformat(),
                     "last": tally.last.isoformat(), "clients": sorted(tally.clients)}, actor="web")
 
+    def may_decide(self, signed_in_as: str, request_id: int, client: Client) -> bool:
+        """With staff sign-in: whether the signed-in person decides as a deputy (False: as the SIRO);
+        anyone else is refused, and that is audited in full (they are signed in, so not a flood)."""
+        who = signed_in_as.lower()
+        if who == self.siro:
+            return False
+        if who in {d.lower() for d in self.settings.siro_deputies}:
+            return True
+        self.job.store.audit("approval-refused-signed-in", {
+            "request_id": request_id, "signed_in_as": who, "client": client.address,
+            "user_agent": client.user_agent[:200]}, actor=who)
+        raise LinkRefused("not-the-approver", 403, "Only the SIRO or a deputy the school has named can decide "
+                          "this request. This link may have been forwarded to you.",
+                          request_id)
+
     def decide(self, token: str, decision: str, csrf_cookie: str | None, csrf_field: str | None,
-               client: Client, *, now: datetime | None = None) -> Decision:
-        """Approve or deny through a link (POST only): CSRF checked, link spent, grant applied, people told."""
+               client: Client, *, now: datetime | None = None, signed_in_as: str | None = None) -> Decision:
+        """Approve or deny through a link (POST only): CSRF checked, link spent, grant applied, people told.
+
+        `signed_in_as` (with staff sign-in): who decides, who must be the SIRO or a deputy; the decision
+        and the grant then name them (and "deputy for the SIRO"). Without it, the link's approver."""
         now = now or utcnow()
         if decision not in ("approve", "deny"):
             raise LinkRefused("bad-decision", 400, "Choose Approve or Deny.")
@@ -286,36 +306,41 @@ class Access:
                                   "Open the link from the email again.", claims.request_id)
             self.refused(refused, client)
             raise refused
+        address = (signed_in_as or claims.approver).lower()
+        deputy = signed_in_as is not None and self.may_decide(signed_in_as, claims.request_id, client)
+        approver = f"{address} (deputy for the SIRO)" if deputy else address
         outcome = "approved" if decision == "approve" else "denied"
-        if not self.records.use_link(claims.nonce, claims.request_id, outcome, claims.approver, now):
+        if not self.records.use_link(claims.nonce, claims.request_id, outcome, approver, now):
             refused = LinkRefused("replayed", 409, "This request has just been decided.", claims.request_id)
             self.refused(refused, client)
             raise refused
         share = self.share(access_request.share)
         self.job.store.audit(f"access-{outcome}", {
             "request_id": access_request.request_id, "share": share.name, "person_id": access_request.person_id,
-            "client": client.address, "user_agent": client.user_agent[:200]}, actor=claims.approver)
+            "client": client.address, "user_agent": client.user_agent[:200],
+            **({"signed_in_as": address, "as_deputy": deputy} if signed_in_as else {})}, actor=address)
         grant = None
         notes: list[str] = []
         if outcome == "approved":
-            grant = self.records.add_grant(access_request, claims.approver, now,
+            grant = self.records.add_grant(access_request, approver, now,
                                            now + timedelta(days=access_request.days))
             self.job.store.audit("grant-recorded", {
                 "grant_id": grant.grant_id, "request_id": access_request.request_id, "share": share.name,
-                "person_id": grant.person_id, "expires": grant.expires_at.isoformat()}, actor=claims.approver)
-            notes = self.apply(share, grant.person_id, Action.ADD_MEMBER, claims.approver,
-                               f"grant #{grant.grant_id} approved by {claims.approver} until "
+                "person_id": grant.person_id, "expires": grant.expires_at.isoformat()}, actor=address)
+            notes = self.apply(share, grant.person_id, Action.ADD_MEMBER, address,
+                               f"grant #{grant.grant_id} approved by {approver} until "
                                f"{grant.expires_at:%Y-%m-%d}")
         result = Decision(access_request, share, outcome, grant, notes)
-        self._tell_decision(result, claims.approver)
+        self._tell_decision(result, address, approver)
         return result
 
-    def _tell_decision(self, result: Decision, approver: str) -> None:
+    def _tell_decision(self, result: Decision, approver: str, decided_by: str | None = None) -> None:
         mailer = self.mailer
         if mailer is None:
             return
-        email = decided(result.request, result.share, result.decision, approver, result.grant, result.notes)
-        recipients = [approver]
+        email = decided(result.request, result.share, result.decision, decided_by or approver, result.grant,
+                        result.notes)
+        recipients = [approver] if approver == self.siro else [approver, self.siro]  # a deputy's: the SIRO is told
         if valid_email(result.request.requester) and result.request.requester.lower() != approver:
             recipients.append(result.request.requester)
         for recipient in recipients:

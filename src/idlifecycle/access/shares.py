@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from idlifecycle.access._job import AccessJob
 from idlifecycle.errors import ConfigError
@@ -135,6 +135,9 @@ class AccessSettings(BaseModel):
     """How long an approval link works."""
     requester_domains: tuple[str, ...] = ()
     """Email domains whose staff may use the web request form; empty turns the form off."""
+    siro_deputies: tuple[str, ...] = ()
+    """Who may decide in the SIRO's place when staff sign in (`[web] sign_in`): their sign-in addresses.
+    The decision and the access review say that a deputy made it."""
 
 
 class WebLimits(BaseModel):
@@ -165,6 +168,52 @@ class WebLimits(BaseModel):
         return value
 
 
+class EntraSignInSettings(BaseModel):
+    """The job's `[web.entra]` table: the app registration staff sign in through (its secret is the secret
+    `sign_in_client_secret`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(min_length=1)
+    tenant: str = Field(min_length=1)
+    """The school's tenant id or its domain; never "common" or "organizations": only the school's own staff."""
+    redirect_uri: str
+    """The address registered on the app as a Web redirect URI: `<public_base_url>/signin/callback`."""
+    authority_host: str = "login.microsoftonline.com"
+    ca_file: str = ""
+    """A CA file to trust for the authority (the sandbox's self-signed certificate); empty: the system's."""
+
+    @field_validator("tenant")
+    @classmethod
+    def _one_tenant(cls, value: str) -> str:
+        if value.lower() in ("common", "organizations", "consumers"):
+            raise ValueError("name the school's own tenant (its id or domain): any other organisation's users "
+                             "could sign in through a multi-tenant authority")
+        return value
+
+
+class GoogleSignInSettings(BaseModel):
+    """The job's `[web.google]` table: the OAuth client (type "Web application") staff sign in through; its
+    secret is the secret `sign_in_client_secret`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(min_length=1)
+    hosted_domain: str = Field(min_length=3)
+    """The school's Google Workspace domain: an ID token's `hd` must be it (a personal Gmail has none)."""
+    redirect_uri: str
+    issuer: str = "https://accounts.google.com"
+    """Google's; the sandbox's own address for the demo and the tests."""
+
+    @field_validator("issuer")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname and _loopback(parts.hostname)):
+            raise ValueError("must be an https address (plain http only for the sandbox on 127.0.0.1)")
+        return value.rstrip("/")
+
+
 class WebSettings(BaseModel):
     """The job's `[web]` table."""
 
@@ -177,6 +226,23 @@ class WebSettings(BaseModel):
     forwarded_allow_ips: str = "127.0.0.1"
     """The reverse proxy's address, trusted for X-Forwarded-For / -Proto."""
     limits: WebLimits = Field(default_factory=WebLimits)
+    sign_in: Literal["link-only", "entra", "google"] = "link-only"
+    """"entra" / "google": staff sign in with the school's Microsoft 365 / Google account and only the SIRO
+    (or a deputy) signed in may decide; "link-only": whoever holds an approval link may (see the README)."""
+    entra: EntraSignInSettings | None = None
+    google: GoogleSignInSettings | None = None
+    session_minutes: int = Field(default=60, ge=5, le=12 * 60)
+    """A signed-in session ends this long after sign-in, however busy."""
+    idle_minutes: int = Field(default=15, ge=1, le=120)
+    """…and sooner when nothing is asked of it for this long."""
+
+    @model_validator(mode="after")
+    def _entra_when_signing_in(self) -> WebSettings:
+        if self.sign_in == "entra" and self.entra is None:
+            raise ValueError('sign_in = "entra" needs a [web.entra] table: client_id, tenant, redirect_uri')
+        if self.sign_in == "google" and self.google is None:
+            raise ValueError('sign_in = "google" needs a [web.google] table: client_id, hosted_domain, redirect_uri')
+        return self
 
     @field_validator("public_base_url")
     @classmethod

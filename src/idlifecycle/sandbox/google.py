@@ -8,7 +8,8 @@ googleapiclient writes and parses them, a per-minute quota over a sliding window
 concurrent requests for one operation (403 quotaExceeded), the propagation delay after a create
 (412 "User creation is not complete.", 404 on member adds), the documented name lengths, and a token
 endpoint that verifies a service account's RS256-signed JWT (domain-wide delegation: `sub` must
-be a user, every requested scope must be authorised for the client).
+be a user, every requested scope must be authorised for the client). It is also Google's OpenID Connect
+provider for staff sign-in (`google_signin`: authorize, sign-in form, the code grant on `/token`, keys).
 
 Plain HTTP on 127.0.0.1: google-auth accepts an http `token_uri`, and nothing here leaves the
 machine. The `/_emulator/...` paths let a test or the bench inject faults and read counters
@@ -61,6 +62,7 @@ from idlifecycle.sandbox.google_directory import (
     project,
 )
 from idlifecycle.sandbox.google_roles import AdminRoles
+from idlifecycle.sandbox.google_signin import GoogleSignIn
 from idlifecycle.sandbox.google_transfers import API_PREFIX as TRANSFERS_PREFIX
 from idlifecycle.sandbox.google_transfers import DataTransfers
 from idlifecycle.sandbox.google_transfers import method_scopes as transfer_scopes
@@ -217,6 +219,8 @@ class GoogleEmulator:
         self.write_log = WriteLog()
         self.stats = Stats()
         self.tokens: dict[str, Token] = {}
+        self.sign_in = GoogleSignIn(self)
+        """Google's OpenID Connect provider for this tenant's users (google_signin)."""
         self._window: deque[float] = deque()
         self._scopes = _method_scopes() | transfer_scopes()
         self._dirty = False
@@ -697,7 +701,14 @@ class _Handler(EmulatorHandler):
                connection_fault: Fault | None) -> Fault | None:
         """Applies the call and answers it, unless its answer is to be lost: the fault it was lost to, if any
         (`connection_fault`, or a kill's freeze that began meanwhile)."""
-        if path == "/token" and method == "POST":
+        sign_in = self._sign_in(emulator, method, path, body)
+        if sign_in is not None:
+            status, headers, answer = sign_in
+            if isinstance(answer, bytes):
+                self._send(status, "text/html; charset=utf-8", answer, headers)
+            else:
+                self._send_json(status, answer, headers)
+        elif path == "/token" and method == "POST":
             self._send_json(*emulator.issue_token(dict(parse_qsl(body.decode()))))
         elif path.startswith("/batch") and method == "POST":
             with emulator.lock:
@@ -715,6 +726,24 @@ class _Handler(EmulatorHandler):
             if connection_fault is None:
                 self._send_json(status, answer)
         return connection_fault
+
+    def _sign_in(self, emulator: GoogleEmulator, method: str, path: str, body: bytes) \
+            -> tuple[int, dict[str, str], Any] | None:
+        """The OpenID Connect provider's paths (`google_signin`), or None for the rest."""
+        if path not in ("/.well-known/openid-configuration", "/oauth2/v3/certs", "/o/oauth2/v2/auth", "/token"):
+            return None  # the Directory API's bodies are not forms: never parsed here
+        form = dict(parse_qsl(body.decode("utf-8", "replace"))) if method == "POST" else {}
+        if path == "/.well-known/openid-configuration":
+            return emulator.sign_in.configuration()
+        if path == "/oauth2/v3/certs":
+            return emulator.sign_in.keys()
+        if path == "/o/oauth2/v2/auth" and method in ("GET", "POST"):
+            params = {**dict(parse_qsl(urlsplit(self.path).query)), **form}
+            return emulator.sign_in.authorize(method, params)
+        if path == "/token" and method == "POST" and form.get("grant_type") == "authorization_code":
+            status, answer = emulator.sign_in.redeem(form)
+            return status, {}, answer
+        return None
 
     def _send_json(self, status: int, answer: Mapping[str, Any] | None, headers: Mapping[str, str] | None = None) \
             -> None:

@@ -124,6 +124,7 @@ from idlifecycle.sandbox.graph_directory import (
     project,
     service_principal_id,
 )
+from idlifecycle.sandbox.graph_signin import EntraSignIn
 from idlifecycle.sandbox.http import EmulatorHandler
 from idlifecycle.sandbox.tls import CertificateFiles, ensure_certificate
 
@@ -286,6 +287,8 @@ class GraphEmulator:
         exactly once" against; iterating it gives (monotonic time, method, path, status) of each."""
         self.stats: dict[str, int] = {"requests": 0, "writes": 0, "throttled": 0, "batches": 0}
         self.signing_key = secrets.token_bytes(32)
+        self.sign_in = EntraSignIn(self, _aad_error)
+        """The tenant as an identity provider (authorize, the code grant, the ID token keys)."""
         self._stats_lock = threading.Lock()
         self.certificate: CertificateFiles | None = None
         self._server = _Server((host, port), _Handler)
@@ -317,11 +320,13 @@ class GraphEmulator:
                              roles: tuple[str, ...] = ("User.ReadWrite.All", "GroupMember.ReadWrite.All",
                                                        "Group.Create", "RoleManagement.Read.Directory",
                                                        "LicenseAssignment.ReadWrite.All", "AuditLog.Read.All"),
-                             directory_roles: tuple[str, ...] = ("User Administrator",)) -> None:
+                             directory_roles: tuple[str, ...] = ("User Administrator",),
+                             redirect_uris: tuple[str, ...] = ()) -> None:
         """An app registration with admin consent for `roles`; only the secret's hash is kept.
 
         `directory_roles` are the Entra roles its service principal holds: setting passwords
-        app-only needs User Administrator or higher (see `_patch_user`).
+        app-only needs User Administrator or higher (see `_patch_user`). `redirect_uris` are the web
+        platform's redirect URIs a sign-in may come back to.
         """
         self.directory.assign_app_roles(app_id, directory_roles)
         with self.directory.lock:
@@ -333,6 +338,7 @@ class GraphEmulator:
             if certificate_pem is not None and certificate_pem not in app["certificates"]:
                 app["certificates"].append(certificate_pem)
             app["roles"] = list(roles)
+            app["redirect_uris"] = sorted({*app.get("redirect_uris", []), *redirect_uris})
             self.directory.dirty = True
 
     def start(self) -> GraphEmulator:
@@ -400,6 +406,8 @@ class GraphEmulator:
     def issue_token(self, tenant: str, form: Mapping[str, str]) -> Reply:
         if tenant != self.tenant_id:
             return _aad_error(400, "invalid_tenant", f"AADSTS90002: Tenant '{tenant}' not found.")
+        if form.get("grant_type") == "authorization_code":
+            return self.sign_in.redeem(tenant, form)
         if form.get("grant_type") != "client_credentials":
             return _aad_error(400, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant "
                               "type.")
@@ -875,6 +883,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     emulator: GraphEmulator
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that does not trust the self-signed certificate ends the handshake at once (the sign-in
+        tests' Chromium, before it is told to go on): not an emulator fault worth a traceback."""
+        if isinstance(sys.exc_info()[1], ssl.SSLError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(EmulatorHandler):
     server: _Server
@@ -928,6 +943,14 @@ class _Handler(EmulatorHandler):
             return _control(emulator, method, path, raw)
         if match := re.match(r"^/([^/]+)/v2\.0/\.well-known/openid-configuration$", path):
             return emulator.openid_configuration(match.group(1))
+        if match := re.match(r"^/([^/]+)/discovery/v2\.0/keys$", path):
+            return emulator.sign_in.keys()
+        if method in ("GET", "POST") and (match := re.match(r"^/([^/]+)/oauth2/v2\.0/authorize$", path)):
+            if match.group(1) != emulator.tenant_id:
+                return emulator.openid_configuration(match.group(1))  # AADSTS90002 for an unknown tenant
+            params = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            params.update({k: v[-1] for k, v in parse_qs(raw.decode()).items()})
+            return emulator.sign_in.authorize(match.group(1), method, params)
         if method == "POST" and (match := re.match(r"^/([^/]+)/oauth2/v2\.0/token$", path)):
             form = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
             return emulator.issue_token(match.group(1), form)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from html import escape
 from importlib.resources import files
 from typing import TypeVar
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -51,6 +52,7 @@ from idlifecycle.web.pages import (
     table,
     with_cookie,
 )
+from idlifecycle.web.signin import SignedIn, SignIn, signed_in
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -178,14 +180,18 @@ def error_page(request: Request, error: Exception) -> Response:
                 "</p>", status)
 
 
-def approval_body(access: Access, token: str, client: Client, cookie: str) -> str:
-    """The SIRO's page for the request behind `token`: its details and the approve/deny form."""
+def approval_body(access: Access, token: str, client: Client, cookie: str, who: SignedIn | None = None) -> str:
+    """The SIRO's page for the request behind `token`: its details and the approve/deny form. With staff
+    sign-in, `who` is the signed-in person, refused (and audited) unless the SIRO or a deputy."""
     claims, access_request = access.check_link(token, client)
+    deputy = who is not None and access.may_decide(who.username, claims.request_id, client)
     share = access.share(access_request.share)
     csrf = access.signer.csrf_token(cookie, claims.nonce)
+    greeting = (f"{escape(who.name)}, please decide this request as deputy for {escape(access.settings.siro_name)}"
+                " (SIRO)" if who is not None and deputy
+                else f"Dear {escape(access.settings.siro_name)}, please decide this request")
     return (
-        f"<p>Dear {escape(access.settings.siro_name)}, please decide this request. Opening this page "
-        "has changed nothing.</p>"
+        f"<p>{greeting}. Opening this page has changed nothing.</p>"
         + table(request_rows(access_request, share, access.person_kind(access_request.person_id)))
         + f"<p>This link works once, until {escape(when(claims.expires))}.</p>"
         '<form method="post" action="/approve">'
@@ -209,7 +215,8 @@ def decision_body(result: Decision) -> str:
     return summary + (f"<ul>{lines}</ul>" if lines else "") + "<p>The requester has been told by email.</p>"
 
 
-def request_form_body(access: Access, csrf: str, message: str = "") -> str:
+def request_form_body(access: Access, csrf: str, message: str = "", who: SignedIn | None = None) -> str:
+    """The request form; with staff sign-in the requester is `who`, shown, not asked for."""
     options = "".join(
         f'<option value="{escape(s.name, quote=True)}">{escape(s.title)} ({escape(s.classification)}, '
         f"up to {s.max_grant_days} days)</option>"
@@ -220,8 +227,9 @@ def request_form_body(access: Access, csrf: str, message: str = "") -> str:
         + f"<p>Requests go to {escape(access.settings.siro_name)} (SIRO) for approval by email.</p>"
         '<form method="post" action="/request">'
         f'<input type="hidden" name="csrf" value="{escape(csrf, quote=True)}">'
-        '<label>Your school email<input name="requester" type="email" required></label>'
-        f'<label>Share<select name="share">{options}</select></label>'
+        + (f"<p>Requested by {escape(who.name)} ({escape(who.username)})</p>" if who is not None else
+           '<label>Your school email<input name="requester" type="email" required></label>')
+        + f'<label>Share<select name="share">{options}</select></label>'
         '<label>Person (MIS id)<input name="person" required></label>'
         '<label>Why is access needed?<textarea name="reason" rows="4" maxlength="1000" required></textarea></label>'
         '<label>For how many days<input name="days" type="number" min="1" value="7" required></label>'
@@ -253,17 +261,20 @@ class FormRequest:
     requester: str
 
 
-def checked_form(access: Access, form: dict[str, str], cookie: str | None, client: Client) -> FormRequest:
+def checked_form(access: Access, form: dict[str, str], cookie: str | None, client: Client,
+                 who: SignedIn | None = None) -> FormRequest:
     """The sent request form, refused (and the refusal recorded) unless it came from our page in this
-    browser, from a school address, for a share and length the registry allows."""
+    browser, from a school address, for a share and length the registry allows. With staff sign-in the
+    requester is the signed-in member of staff, whatever the form says."""
     form_open(access)
     if not access.signer.csrf_ok(cookie, REQUEST_FORM, form.get("csrf")):
         refused = LinkRefused("csrf", 403, "This form did not come from the request page in this browser.")
         access.refused(refused, client)
         raise refused
-    requester = form.get("requester", "").strip().lower()
+    requester = who.username if who is not None else form.get("requester", "").strip().lower()
     domain = requester.rpartition("@")[2]
-    if not valid_email(requester) or domain not in {d.lower() for d in access.settings.requester_domains}:
+    if who is None and (not valid_email(requester)
+                        or domain not in {d.lower() for d in access.settings.requester_domains}):
         raise UserError("Use your school email address.")
     try:
         days = int(form.get("days", ""))
@@ -277,10 +288,11 @@ def checked_form(access: Access, form: dict[str, str], cookie: str | None, clien
 class Routes:
     """The app's routes, sharing the job's worker thread, the form's throttle and the cookie setting."""
 
-    def __init__(self, worker: Worker, throttle: FormThrottle, secure_cookies: bool) -> None:
+    def __init__(self, worker: Worker, throttle: FormThrottle, secure_cookies: bool, sign_in: SignIn) -> None:
         self.worker = worker
         self.throttle = throttle
         self.secure_cookies = secure_cookies
+        self.sign_in = sign_in
 
     async def healthz(self, request: Request) -> Response:
         await self.worker.run(lambda access: access.job.store.db.execute("SELECT 1").fetchone())
@@ -293,35 +305,51 @@ class Routes:
         token = request.query_params.get("t", "")
         client = client_of(request)
         cookie = request.cookies.get(CSRF_COOKIE) or new_cookie_value()
-        body = await self.worker.run(lambda access: approval_body(access, token, client, cookie))
-        return with_cookie(page("Access request", body), cookie, self.secure_cookies)
+        who = signed_in(request)
+        if who is None and await self.sign_in.provider() is not None:
+            # The link's token waits server-side in the sign-in under way, never in the identity provider's URL.
+            return self.sign_in.sign_in_redirect(f"/approve?t={quote(token, safe='')}")
+        body = await self.worker.run(lambda access: approval_body(access, token, client, cookie, who))
+        return with_cookie(page("Access request", self.sign_in.bar(request) + body), cookie, self.secure_cookies)
 
     async def decide(self, request: Request) -> Response:
         form = await form_of(request)
         client = client_of(request)
         cookie = request.cookies.get(CSRF_COOKIE)
+        who = signed_in(request)
+        if who is None and await self.sign_in.provider() is not None:
+            raise LinkRefused("not-signed-in", 403, "Sign in first: open the link from the email again.")
         result = await self.worker.run(lambda access: access.decide(
-            form.get("t", ""), form.get("decision", ""), cookie, form.get("csrf"), client))
-        return page(f"Request #{result.request.request_id} {result.decision}", decision_body(result))
+            form.get("t", ""), form.get("decision", ""), cookie, form.get("csrf"), client,
+            signed_in_as=who.username if who is not None else None))
+        return page(f"Request #{result.request.request_id} {result.decision}",
+                    self.sign_in.bar(request) + decision_body(result))
 
     async def request_page(self, request: Request) -> Response:
         cookie = request.cookies.get(CSRF_COOKIE) or new_cookie_value()
+        who = signed_in(request)
+        if who is None and await self.sign_in.provider() is not None:
+            return self.sign_in.sign_in_redirect("/request")
 
         def view(access: Access) -> str:
             form_open(access)
-            return request_form_body(access, access.signer.csrf_token(cookie, REQUEST_FORM))
+            return request_form_body(access, access.signer.csrf_token(cookie, REQUEST_FORM), who=who)
 
         body = await self.worker.run(view)
-        return with_cookie(page("Ask for access to a share", body), cookie, self.secure_cookies)
+        return with_cookie(page("Ask for access to a share", self.sign_in.bar(request) + body), cookie,
+                           self.secure_cookies)
 
     async def submit_request(self, request: Request) -> Response:
         client = client_of(request)
         wait = self.throttle.wait(client.address)
         if wait:
             return too_many_requests(wait)
+        who = signed_in(request)
+        if who is None and await self.sign_in.provider() is not None:
+            raise LinkRefused("not-signed-in", 403, "Sign in first: open the request page again.")
         form = await form_of(request)
         cookie = request.cookies.get(CSRF_COOKIE)
-        asked = await self.worker.run(lambda access: checked_form(access, form, cookie, client))
+        asked = await self.worker.run(lambda access: checked_form(access, form, cookie, client, who))
 
         async def ask_after_answering() -> None:
             # After the answer has gone, so a known and an unknown id also take the same time to answer.
@@ -351,7 +379,8 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
                form_limits: FormLimits | None = None) -> Starlette:
     """The ASGI app; `job_factory` builds the job on the worker thread (e.g. `lambda: load_job(path)`)."""
     worker = Worker(job_factory)
-    routes = Routes(worker, FormThrottle(form_limits or FormLimits()), secure_cookies)
+    sign_in = SignIn(worker, secure_cookies)
+    routes = Routes(worker, FormThrottle(form_limits or FormLimits()), secure_cookies, sign_in)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -359,10 +388,11 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
         worker.close()
 
     app = Starlette(
-        routes=routes.route_table() + ExtendRoutes(worker, secure_cookies).route_table(),
+        routes=routes.route_table() + ExtendRoutes(worker, secure_cookies).route_table() + sign_in.route_table(),
         lifespan=lifespan,
         exception_handlers={Exception: error_page, 404: error_page, 405: error_page},
     )
+    app.state.sign_in = sign_in  # what `signin.signed_in(request)` reads
     app.add_middleware(SecurityHeaders)
     return app
 
