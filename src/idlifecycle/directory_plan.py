@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import chain
@@ -72,6 +72,9 @@ def _update_reason(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
 
 _NO_GROUPS: frozenset[str] = frozenset()
 
+Shape = tuple[str, Mapping[str, str], frozenset[str]]
+"""The OU, attributes and groups of an account of one shape of person (`DesiredAccounts.shape`)."""
+
 Roll = tuple[Person, str, str, str, str, str, str, int]
 """An active person as every directory reads them, worked out once a run: the person, their id, username,
 sign-in, first name, surname, display name, and the number of their shape (kind, year, registration group,
@@ -136,22 +139,39 @@ class DirectoryPlanner:
             members = self._members_of_all[groups] = found
         return members
 
-    def already_so(self, account: Account, who: Roll, shape: tuple[str, Mapping[str, str], frozenset[str]],
-                   in_all: Set[str]) -> bool:
-        """True only when `update` would plan nothing for this account: enabled, not synced from on-premises
-        AD, named, described, placed and grouped as desired (in exactly the owned groups `shape` names, all of
-        whose members are `in_all`). A quick look on a night when nearly every account is already so; False
-        sends the caller to `update`, which decides (an adopted account is not asked)."""
-        _, _, username, login, first_name, last_name, display_name, _ = who
-        if not (account.enabled and account.username == username and account.login == login
-                and account.given_name == first_name and account.surname == last_name
-                and account.display_name == display_name and not account.synced_from_on_premises):
-            return False
-        container, attributes, groups = shape
-        key = account.key
-        # A count of owned memberships equal to the number of groups wanted, and a member of each: exactly those.
-        return (account.attributes == attributes and (not self.caps.containers or account.container == container)
-                and self._membership_counts.get(key, 0) == len(groups) and (not groups or key in in_all))
+    def may_change(self, roll: Sequence[Roll], matched: Mapping[str, Account], blocked: Set[str],
+                   looked_at: Set[str], shape_of: Callable[[Person], Shape],
+                   shape_count: int) -> list[tuple[Person, Account | None]]:
+        """The people on roll, less `blocked`, whose account here may need a change (or is missing), in roll order.
+
+        A quick look, on a night when nearly every account is already as desired: an account is passed over
+        only when `update` would plan nothing for it: enabled, not synced from on-premises AD, named, described,
+        placed and grouped as desired (as many owned memberships as groups wanted, and a member of each:
+        exactly those). The accounts of `looked_at` (adopted, given share groups) always go to `update`. One
+        loop, the comparisons written out: it runs for everybody on roll in every directory.
+        """
+        matched_get, counts_get, containers = matched.get, self._membership_counts.get, self.caps.containers
+        shapes: list[tuple[str, Mapping[str, str], int, Set[str]] | None] = [None] * shape_count
+        needing: list[tuple[Person, Account | None]] = []
+        for person, pid, username, login, first_name, last_name, display_name, shape_id in roll:
+            if pid in blocked:
+                continue
+            account = matched_get(pid)
+            if (account is not None and pid not in looked_at and account.enabled and account.username == username
+                    and account.login == login and account.given_name == first_name
+                    and account.surname == last_name and account.display_name == display_name
+                    and not account.synced_from_on_premises):
+                found = shapes[shape_id]
+                if found is None:
+                    container, attributes, groups = shape_of(person)
+                    found = shapes[shape_id] = (container, attributes, len(groups), self.members_of_all(groups))
+                container, attributes, wanted, in_all = found
+                key = account.key
+                if (account.attributes == attributes and (not containers or account.container == container)
+                        and counts_get(key, 0) == wanted and (not wanted or key in in_all)):
+                    continue
+            needing.append((person, account))
+        return needing
 
     def add(self, action: Action, person_id: str | None, username: str, reason: str, **kw: Any) -> None:
         self.changes.append(Change(self.directory, action, person_id, username, reason, **kw))

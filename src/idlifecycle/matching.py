@@ -94,23 +94,24 @@ def match_accounts(
     for account in sorted(snapshot.accounts, key=_BY_KEY):
         if account.privileged:
             continue
-        if account.anchor is None:
+        anchor = account.anchor
+        if anchor is None:
             unanchored.append(account)
-            continue
-        if account.anchor in matched:
+        elif anchor in matched:
             notes.append(
-                f"{snapshot.directory}: {account.login} carries the anchor {account.anchor} which "
-                f"{matched[account.anchor].login} carries too; left unchanged"
+                f"{snapshot.directory}: {account.login} carries the anchor {anchor} which "
+                f"{matched[anchor].login} carries too; left unchanged"
             )
-            continue
-        matched[account.anchor] = account
+        else:
+            matched[anchor] = account
     index = _Unanchored(unanchored)
     adopted: set[str] = set()
     claimed: set[str] = set()
-    for person in people:
-        # Leavers the feed still names are matched too, so their old accounts get disabled.
+    # Leavers the feed still names are matched too, so their old accounts get disabled. Only the people no
+    # anchor matched are tried, and none when every account carries an anchor (nothing left to adopt).
+    for person in [p for p in people if p.person_id not in matched] if unanchored else []:
         if person.person_id in matched or statuses[person.person_id] is Status.FUTURE:
-            continue
+            continue  # (in matched: named twice in the feed, and adopted for the first)
         for rule in rules.for_person(person).match:
             found = [a for a in index.candidates(rule, person, logins.get(person.person_id))
                      if a.key not in claimed and _match_rule(rule, person, a, logins.get(person.person_id))]
@@ -134,10 +135,12 @@ def privileged_notes(people: Sequence[Person], snapshot: Snapshot, rules: Mappin
                      logins: Mapping[str, str]) -> tuple[set[str], list[str]]:
     """The people whose anchor a privileged account carries (planned nothing here), and one note per
     privileged account: "privileged, not managed", with whom it would otherwise have been matched to."""
-    people_by_id = {p.person_id: p for p in people}
+    privileged = sorted((a for a in snapshot.accounts if a.privileged), key=lambda a: a.login.lower())
     blocked: set[str] = set()
     notes: list[str] = []
-    for account in sorted((a for a in snapshot.accounts if a.privileged), key=lambda a: a.login.lower()):
+    # Looked up by id only when the directory shows a privileged account in scope (most show none).
+    people_by_id = {p.person_id: p for p in people} if privileged else {}
+    for account in privileged:
         person = people_by_id.get(account.anchor) if account.anchor else None
         if person is not None:
             blocked.add(person.person_id)

@@ -46,8 +46,12 @@ def academic_year_start(today: date) -> int:
     return today.year if today.month >= 9 else today.year - 1
 
 
+@lru_cache(maxsize=256)
 def intake_year(year_group: str | None, today: date) -> str:
-    """Two-digit calendar year in which the cohort started Reception: stable across roll-overs."""
+    """Two-digit calendar year in which the cohort started Reception: stable across roll-overs.
+
+    Cached: every pupil's base username asks it, and a night has a few dozen year groups and one day.
+    """
     if not year_group:
         return f"{academic_year_start(today) % 100:02d}"
     return f"{(academic_year_start(today) - year_index(year_group)) % 100:02d}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping, Sequence, Set
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -98,39 +98,67 @@ def choose_usernames(
         bases = base_usernames(active, rules, today)
     names: dict[str, str] = {}
     renaming: set[str] = set()
+    needing: list[Person] = []
     found_in = list(matched.values())
+    remembered = state.person_usernames
+    renames_kinds = {kind for kind, kind_rules in rules.kinds.items() if kind_rules.rename_on_name_change}
+    renames_extra = {kind for kind, kind_rules in rules.extra.items() if kind_rules.rename_on_name_change}
     for person in active:
         pid = person.person_id
-        held = [accounts[pid].username for accounts in found_in if pid in accounts]
-        if pid in state.person_usernames:
-            held.append(state.person_usernames[pid])
-        if not held:
-            continue
-        if rules.for_person(person).rename_on_name_change:
-            # A rename half made (one directory renamed, another not yet: a run given up on or
-            # killed) is finished with the name already issued to this person, not a third one.
-            base = bases[pid].rstrip("0123456789")
-            fitting = [n for n in held if n.rstrip("0123456789").startswith(base)]
-            if not fitting:
-                renaming.add(pid)
-            held = fitting or held
-        names[pid] = held[0]  # the first directory that has the person's account names them
+        name: str | None = None
+        if person.kind in renames_kinds if person.extra_kind is None else person.extra_kind in renames_extra:
+            name = _kept_through_rename(pid, bases[pid], found_in, remembered, renaming)
+        else:
+            # The first directory that has the person's account names them (a loop, not a list a person: this
+            # runs for everybody on roll, and nearly all of them keep the name they have).
+            for accounts in found_in:
+                account = accounts.get(pid)
+                if account is not None:
+                    name = account.username
+                    break
+            else:
+                name = remembered.get(pid)
+        if name is None:
+            needing.append(person)  # in roll order, as they are named below
+        else:
+            names[pid] = name
+            if pid in renaming:
+                needing.append(person)
     taken = set(state.issued_usernames) | {n.lower() for n in names.values()}
     for snapshot in snapshots.values():
         taken.update(map(str.lower, map(_USERNAME, snapshot.accounts)))
         taken.update(map(str.lower, snapshot.names_outside_scope))
-    needing: list[Person] = []
-    for person in active:
-        current = names.get(person.person_id)
-        if current is None or person.person_id in renaming:
-            wanted = person.username if rules.use_feed_usernames else None
-            if wanted and wanted.lower() not in taken and not reserved_clash(wanted, rules.naming.reserved):
-                names[person.person_id] = wanted
-                taken.add(wanted.lower())
-            else:
-                needing.append(person)
+    wanted_too: list[Person] = []
+    for person in needing:
+        wanted = person.username if rules.use_feed_usernames else None
+        if wanted and wanted.lower() not in taken and not reserved_clash(wanted, rules.naming.reserved):
+            names[person.person_id] = wanted
+            taken.add(wanted.lower())
+        else:
+            wanted_too.append(person)
+    needing = wanted_too
     names.update(assign_usernames(needing, rules.naming, taken, today))
     return names
+
+
+def _kept_through_rename(pid: str, base: str, found_in: Sequence[Mapping[str, Account]],
+                         remembered: Mapping[str, str], renaming: set[str]) -> str | None:
+    """The name a person of a kind renamed on a name change has now (None: no account anywhere and no name
+    remembered); `pid` is added to `renaming` when no name they hold fits their name any more.
+
+    A rename half made (one directory renamed, another not yet: a run given up on or killed) is finished with
+    the name already issued to this person, not a third one.
+    """
+    held = [accounts[pid].username for accounts in found_in if pid in accounts]
+    if pid in remembered:
+        held.append(remembered[pid])
+    if not held:
+        return None
+    stem = base.rstrip("0123456789")
+    fitting = [n for n in held if n.rstrip("0123456789").startswith(stem)]
+    if not fitting:
+        renaming.add(pid)
+    return (fitting or held)[0]
 
 
 @contextmanager
@@ -205,15 +233,21 @@ def _read_night(people: list[Person], snapshots: Mapping[str, Snapshot], rules: 
 
 def _roll(active: Sequence[Person], names: Mapping[str, str],
           desired_accounts: DesiredAccounts) -> tuple[list[Roll], int]:
-    """Each active person as every directory reads them, and how many shapes (kind, year, registration group,
-    roles) there are: hundreds of pupils share one, so each directory works out each shape's account once."""
+    """Each active person as every directory reads them, and how many shapes (kind, extra kind, year,
+    registration group, roles: all `DesiredAccounts.shape` reads of a person) there are: hundreds of pupils
+    share one, so each directory works out each shape's account once."""
     shape_ids: dict[tuple[object, ...], int] = {}
-    login = desired_accounts.login
+    domains: dict[tuple[object, ...], str] = {}  # a sign-in's domain per kind, as DesiredAccounts.login finds it
+    for_person = desired_accounts.rules.for_person
     roll: list[Roll] = []
     for p in active:
-        pid = p.person_id
-        shape_id = shape_ids.setdefault((p.kind, p.year_group, p.registration_group, p.roles), len(shape_ids))
-        roll.append((p, pid, names[pid], login(p, names[pid]), p.first_name, p.last_name, p.display_name, shape_id))
+        pid, name, extra_kind = p.person_id, names[p.person_id], p.extra_kind
+        shape_id = shape_ids.setdefault((p.kind, extra_kind, p.year_group, p.registration_group, p.roles),
+                                        len(shape_ids))
+        domain = domains.get((p.kind, extra_kind))
+        if domain is None:
+            domain = domains[p.kind, extra_kind] = for_person(p).domain
+        roll.append((p, pid, name, f"{name}@{domain}", p.first_name, p.last_name, p.display_name, shape_id))
     return roll, len(shape_ids)
 
 
@@ -256,14 +290,19 @@ def _plan_directory(night: _Night, snapshot: Snapshot, caps: Capabilities) -> li
     directory, held, matched_here = snapshot.directory, night.held, night.matched[snapshot.directory]
     planner = DirectoryPlanner(snapshot, caps, night.rules, night.shares, night.today)
     # Held accounts stay in the managed set (so restricted-group policing leaves them be) but get no changes.
-    managed_keys = {a.key for a in matched_here.values()}
+    held_keys: set[str] = set()
     for person_id in [pid for pid in matched_here if held.holds(pid)] if held.keys else []:
         kept = matched_here.pop(person_id)
-        managed_keys.add(kept.key)
+        held_keys.add(kept.key)
         night.held_lines[held.keys[normalise_id(person_id)]].append(f"{directory} {kept.username}")
-    _plan_active(night, planner, snapshot, caps)
-    _plan_leavers(night, planner, directory, managed_keys)
-    planner.police_restricted(managed_keys)
+    staying = night.staying
+    leaving = [(pid, account) for pid, account in matched_here.items() if pid not in staying]
+    _plan_active(night, planner, snapshot, caps, leaving)
+    _plan_leavers(night, planner, directory, leaving)
+    if planner.restricted:
+        # Every matched account is managed, the held and the leavers left waiting too: the set is made only
+        # where there is a restricted group to police (a school without restricted shares has none).
+        planner.police_restricted({account.key for account in matched_here.values()} | held_keys)
     if not any(kind.dormant_days for kind in [*night.rules.kinds.values(), *night.rules.extra.values()]):
         return planner.finish()
     on_roll = {p.person_id for p in night.active} - night.blocked[directory]
@@ -279,38 +318,24 @@ def _not_already_so(night: _Night, planner: DirectoryPlanner, directory: str,
                     caps: Capabilities) -> list[tuple[Person, Account | None]]:
     """The people on roll whose account here may need a change (or is missing), in roll order.
 
-    A quick look first: on an ordinary night nearly every account is already as desired, and working out
-    and comparing a whole desired account for each of them was most of the night's planning.
+    A quick look first (`DirectoryPlanner.may_change`): on an ordinary night nearly every account is already as
+    desired, and working out and comparing a whole desired account for each of them was most of the planning.
     """
-    blocked_here, adopted_here = night.blocked[directory], night.adopted[directory]
-    matched_get, already_so, share_groups = night.matched[directory].get, planner.already_so, night.shares.desired
-    shapes: list[tuple[tuple[str, dict[str, str], frozenset[str]], Set[str]] | None] = [None] * night.shape_count
-    needing: list[tuple[Person, Account | None]] = []
-    for who in night.roll:
-        person, pid, shape_id = who[0], who[1], who[7]
-        if pid in blocked_here:
-            continue
-        account = matched_get(pid)
-        if account is not None and pid not in adopted_here \
-                and not (share_groups and share_groups.get(pid, {}).get(directory)):
-            found = shapes[shape_id]
-            if found is None:
-                shape = night.desired_accounts.shape(person, caps)
-                found = shapes[shape_id] = (shape, planner.members_of_all(shape[2]))
-            if already_so(account, who, *found):
-                continue
-        needing.append((person, account))
-    return needing
+    share_groups = night.shares.desired
+    looked_at = night.adopted[directory] | {pid for pid, wanted in share_groups.items() if wanted.get(directory)}
+    return planner.may_change(night.roll, night.matched[directory], night.blocked[directory], looked_at,
+                              lambda person: night.desired_accounts.shape(person, caps), night.shape_count)
 
 
-def _plan_active(night: _Night, planner: DirectoryPlanner, snapshot: Snapshot, caps: Capabilities) -> None:
+def _plan_active(night: _Night, planner: DirectoryPlanner, snapshot: Snapshot, caps: Capabilities,
+                 leaving: Sequence[tuple[str, Account]]) -> None:
     """Each person on roll: their account created, or brought to what the mapping says."""
     directory = snapshot.directory
     needing = _not_already_so(night, planner, directory, caps)
-    matched_here, adopted_here = night.matched[directory], night.adopted[directory]
+    adopted_here = night.adopted[directory]
     # The memberships of just the accounts that may change: these, and the leavers' (planned next).
     planner.index_members({account.key for _, account in needing if account is not None}
-                          | {account.key for pid, account in matched_here.items() if pid not in night.staying})
+                          | {account.key for _, account in leaving})
     account_for, share_groups, names, notes = night.desired_accounts.account, night.shares.desired, night.names, \
         night.notes
     for person, account in needing:
@@ -328,19 +353,16 @@ def _plan_active(night: _Night, planner: DirectoryPlanner, snapshot: Snapshot, c
         planner.update(desired, account, person, pid in adopted_here)
 
 
-def _plan_leavers(night: _Night, planner: DirectoryPlanner, directory: str, managed_keys: set[str]) -> None:
+def _plan_leavers(night: _Night, planner: DirectoryPlanner, directory: str,
+                  leaving: Sequence[tuple[str, Account]]) -> None:
     """Each matched account whose person is not staying: disabled, moved and deleted in time, unless they may
     still be on roll (named in the export without a role, or possibly one of the unreadable rows)."""
     held, by_id = night.held, night.by_id
-    for person_id, account in night.matched[directory].items():
-        if person_id in night.staying:
-            continue
+    for person_id, account in leaving:
         if person_id not in by_id and normalise_id(person_id) in held.listed_keys:
-            managed_keys.add(account.key)
             night.listed_waits.append(f"{directory} {account.username} ({person_id})")
             continue
         if person_id not in by_id and held.unidentified:
-            managed_keys.add(account.key)
             night.unidentified_waits.append(f"{directory} {account.username} ({person_id})")
             continue
         planner.leave(account, by_id.get(person_id), night.state.disabled_on.get((directory, person_id)),
