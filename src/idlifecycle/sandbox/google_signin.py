@@ -15,7 +15,6 @@ shown by Google itself, `invalid_grant` for a used, expired or mis-verified code
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -30,7 +29,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from idlifecycle.sandbox.graph_signin import _form, _page, _redirect
+from idlifecycle.sandbox.graph_signin import IssuedCode, _b64, _form, _page, _redirect
 
 Answer = tuple[int, dict[str, str], Any]
 CODE_SECONDS = 600
@@ -50,22 +49,6 @@ class Tenant(Protocol):
 class OAuthClient:
     secret_sha256: str
     redirect_uris: tuple[str, ...]
-
-
-@dataclass
-class IssuedCode:
-    client_id: str
-    redirect_uri: str
-    user_id: str
-    nonce: str | None
-    challenge: str | None
-    method: str
-    expires: float
-    redeemed: bool = False
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 @dataclass
@@ -121,7 +104,8 @@ class GoogleSignIn:
             return _form(params, "Wrong password. Try again or click Forgot password to reset it.")
         code = "4/" + secrets.token_urlsafe(48)
         with self._lock:
-            self.codes[code] = IssuedCode(params["client_id"], redirect, str(user["id"]), params.get("nonce"),
+            self.codes[code] = IssuedCode(params["client_id"], redirect, str(user["id"]), params.get("scope", ""),
+                                          params.get("nonce"),
                                           params.get("code_challenge") or None,
                                           params.get("code_challenge_method") or "plain", time.time() + CODE_SECONDS)
         return _redirect(redirect, params, {"code": code, "scope": params.get("scope", "")})
