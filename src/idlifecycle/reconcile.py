@@ -24,7 +24,8 @@ def shown_done(change: Change, snapshot: Snapshot) -> tuple[bool | None, str | N
     after = change.after
     if change.action is Action.CREATE:
         anchor = after.get("anchor") or change.person_id
-        found = next((a for a in snapshot.accounts if a.anchor == anchor), None)
+        # A privileged account given the anchor since (a colleague's edit) is never taken for ours.
+        found = next((a for a in snapshot.accounts if a.anchor == anchor and not a.privileged), None)
         return found is not None, None if found is None else found.key
     if change.action in (Action.CREATE_GROUP, Action.ADD_MEMBER, Action.REMOVE_MEMBER):
         name = str(change.group or "").lower()

@@ -200,3 +200,21 @@ def test_a_dormant_disable_whose_answer_was_lost_counts_only_once_seen_landed(tm
     reconcile_started(store, {"ad": later}, found_by="run-2", actor="nightly job")
     assert store.dormant_marks() == ({("ad", "000100"): (DAY, None)} if landed else {})
     assert store.db.execute("SELECT COUNT(*) FROM dormant_disables").fetchone()[0] == int(landed)
+
+
+def test_a_privileged_account_given_the_anchor_since_is_not_taken_for_a_create_that_landed(tmp_path):
+    """A colleague gave a Global Admin the starter's anchor while our create's answer was lost: the next
+    run's look must not take the admin for the create landing (nor record it as the starter's account)."""
+    store = Store(tmp_path / "state.db")
+    create = Change("ad", Action.CREATE, "000231", "26zbrown", "new pupil on roll", after=NEW)
+
+    class Lost(Watching):
+        def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
+            yield Result(changes[0].change_id, Outcome.FAILED, "503", retryable=True, unconfirmed=True)
+
+    Executor(store, {"ad": Lost(store)}, today=DAY, password_for=lambda c: "Secret-Pass-1234").run(
+        run_journal_id(1), [create])
+    admin = account("k-admin", "gadmin", anchor="000231", privileged="Global Administrator")
+    assert reconcile_started(store, {"ad": Snapshot("ad", (admin,), ())}, found_by="run-2", actor="nightly job") == 1
+    assert [e.event for e in store.audit_entries()][-1] == "change-not-applied"
+    assert store.db.execute("SELECT key FROM accounts WHERE person_id='000231'").fetchone() is None
