@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from idlifecycle.guards import GuardLimits
@@ -48,6 +49,9 @@ class ColumnsLike(Protocol):
 
     @property
     def absent(self) -> tuple[str, ...]: ...
+
+    @property
+    def feed(self) -> str: ...
 
 
 def _uses(rules: MappingRules, kind: Kind, name: str) -> bool:
@@ -87,19 +91,13 @@ def column_problems(
 ) -> list[str]:
     """Why the feed's columns cannot be trusted: a column lost since the last good run, or one the mapping needs."""
     problems: list[str] = []
+    feeds: dict[str, list[ColumnsLike]] = {}
     for file in columns:
-        kinds = [Kind(file.kind)] if file.kind else [kind for kind in rules.kinds]
+        feeds.setdefault(file.feed or file.file, []).append(file)
+    for files in feeds.values():
+        problems += _needed_missing(files, rules)
+    for file in columns:
         declared = set(file.absent)
-        for kind in kinds:
-            if kind not in rules.kinds:
-                continue
-            for name in needed_fields(rules, kind):
-                if name not in file.mapping and name not in declared:
-                    problems.append(
-                        f"{file.file}: no column for {name}, which the mapping needs for {kind} accounts; "
-                        f"add it to the export, name its header with columns.{name}, or, if the export really "
-                        f"has none, say so with absent = [\"{name}\"] in the feed's entry in the job file"
-                    )
         before = previous.get(file.file, ()) if previous else ()
         for name in sorted(set(before) - set(file.mapping) - declared):
             problems.append(
@@ -108,6 +106,31 @@ def column_problems(
                 f"Restore it, or name the new header with columns.{name} in the job file"
             )
     return list(dict.fromkeys(problems))
+
+
+def _needed_missing(files: Sequence[ColumnsLike], rules: MappingRules) -> list[str]:
+    """The fields the mapping needs that none of one feed's files has (for the kinds those files list).
+
+    A field is the feed's when any file of it that lists the kind has it: SDS v2.1 keeps the year
+    group, role and leaving date in roles.csv, beside the names in users.csv.
+    """
+    problems: list[str] = []
+    kinds = [kind for kind in rules.kinds
+             if any(file.kind is None or Kind(file.kind) is kind for file in files)]
+    for kind in kinds:
+        listing = [file for file in files if file.kind is None or Kind(file.kind) is kind]
+        present = {name for file in listing for name in file.mapping}
+        declared = {name for file in listing for name in file.absent}
+        where = listing[0].file if len(listing) == 1 else (
+            f"{listing[0].feed} ({', '.join(Path(file.file).name for file in listing)})")
+        for name in needed_fields(rules, kind):
+            if name not in present and name not in declared:
+                problems.append(
+                    f"{where}: no column for {name}, which the mapping needs for {kind} accounts; "
+                    f"add it to the export, name its header with columns.{name}, or, if the export really "
+                    f"has none, say so with absent = [\"{name}\"] in the feed's entry in the job file"
+                )
+    return problems
 
 
 def columns_profile(columns: Iterable[ColumnsLike]) -> dict[str, list[str]]:

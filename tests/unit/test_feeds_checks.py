@@ -105,7 +105,7 @@ def test_a_mis_report_says_which_header_each_field_came_from_and_which_it_ignore
                 "registration_group": "Reg Group", "start_date": "Admission Date", "leave_date": "Leaving Date",
             },
             ignored=("Gender", "DOB", "Ethnicity"),
-            absent=("leave_date",),
+            absent=("leave_date",), feed=str(SIMS_PUPILS),
         ),
     )
 

@@ -159,3 +159,16 @@ def test_sds_roles_dates_in_doubt_stop_the_feed_until_the_job_file_says(tmp_path
         read("sds-v2", folder)
     assert str(caught.value).startswith(f"{roles}: every date could be dd/mm or mm/dd (e.g. 9/1/2026)")
     assert read("sds-v2", folder, date_order="mdy").people[0].start_date == date(2026, 9, 1)
+
+
+def test_microsofts_sds_layout_meets_the_schools_mapping_once_the_missing_tutor_group_is_declared():
+    """SDS v2.1 has the year group, role and leaving date in roles.csv, not users.csv: the school's own
+    mapping (mappings/school.toml) is met by the feed as a whole. Only the registration group, which
+    SDS v2.1 has no column for, must be declared absent."""
+    from idlifecycle.shape import column_problems
+    from tests.factories import school_rules
+
+    rules = school_rules()
+    [problem] = column_problems(read("sds-v2", MICROSOFT).columns, rules, None)
+    assert f"{MICROSOFT} (users.csv, roles.csv): no column for registration_group" in problem
+    assert column_problems(read("sds-v2", MICROSOFT, absent=["registration_group"]).columns, rules, None) == []

@@ -31,6 +31,7 @@ class Columns:
     absent: tuple[str, ...] = ()
     format: str = "mis-csv"
     ignored: tuple[str, ...] = field(default=())
+    feed: str = ""
 
 
 PUPIL_COLUMNS = {"person_id": "Adno", "legal_first_name": "Forename", "last_name": "Surname", "year_group": "Year",
@@ -173,3 +174,34 @@ def test_a_whole_year_group_missing_stops_a_school_of_any_size(years, size, data
     reasons = shape_reasons(before, now, LIMITS, TODAY)
     assert reasons and reasons[0].startswith(f"year group {year_label(lost)}: {size} on the last good run, none now")
     assert shape_reasons(before, now, LIMITS, TODAY, allowed=size) == []
+
+
+# A feed of several files: SDS v2.1 keeps names in users.csv and the year group, role and leaving date
+# in roles.csv, so the fields the mapping needs are the feed's, not each file's.
+
+def test_a_field_one_of_a_feeds_files_has_is_the_feeds():
+    users = Columns("sds/users.csv", None, {"person_id": "sourcedId", "legal_first_name": "givenName"}, feed="sds")
+    roles = Columns("sds/roles.csv", None, {"person_id": "userSourcedId", "year_group": "grade", "roles": "role",
+                                            "leave_date": "roleEndDate", "registration_group": "homeroom"},
+                    feed="sds")
+    assert column_problems([users, roles], RULES, None) == []
+
+
+def test_a_field_none_of_a_feeds_files_has_is_named_once_for_the_feed_and_its_files():
+    users = Columns("sds/users.csv", None, {"person_id": "sourcedId"}, feed="sds")
+    roles = Columns("sds/roles.csv", None, {"person_id": "userSourcedId", "year_group": "grade", "roles": "role",
+                                            "leave_date": "roleEndDate"}, feed="sds")
+    [problem] = column_problems([users, roles], RULES, None)
+    assert problem.startswith("sds (users.csv, roles.csv): no column for registration_group, which the mapping "
+                              "needs for pupil accounts")
+    declared = [Columns(c.file, None, c.mapping, ("registration_group",), feed="sds") for c in (users, roles)]
+    assert column_problems(declared, RULES, None) == []
+
+
+def test_two_feeds_are_checked_apart_even_when_one_has_the_field():
+    pupils = Columns("pupils.csv", "pupil", {"person_id": "Adno", "year_group": "Year", "leave_date": "Leaving",
+                                             "registration_group": "Reg"}, feed="pupils.csv")
+    others = Columns("more.csv", "pupil", {"person_id": "Adno", "year_group": "Year", "leave_date": "Leaving"},
+                     feed="more.csv")
+    [problem] = column_problems([pupils, others], RULES, None)
+    assert problem.startswith("more.csv: no column for registration_group")

@@ -47,6 +47,9 @@ class FeedColumns:
     """Headers the file has that no field uses."""
     absent: tuple[str, ...] = ()
     """Fields the job file says this export does not have (the `absent` option)."""
+    feed: str = ""
+    """The feed this file is part of (its folder for SDS and OneRoster): a field one of a feed's files
+    has (SDS v2.1 keeps the leaving date and role in roles.csv, not users.csv) is the feed's."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ class Options:
         found = {name: column for name, column in mapping.items() if column}
         taken = set(found.values()) | set(used)
         ignored = tuple(column for column in header if column and column not in taken)
-        return FeedColumns(file, self.spec.format, kind, found, ignored, self.absent)
+        return FeedColumns(file, self.spec.format, kind, found, ignored, self.absent, str(self.spec.path))
 
     def grades(self) -> str:
         return self.choice("grades", GRADE_SCHEMES, "uk")
