@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -311,3 +312,41 @@ def test_a_deleted_answer_to_a_delete_is_already_gone(tenant: Tenant) -> None:
     with tenant.connector() as google:
         [result] = google.apply([change(Action.DELETE, old["id"])])
     assert result.outcome is Outcome.ALREADY
+
+
+@dataclass
+class RefusedAfter(Fault):
+    """An error answer from the `after`-th matching call on (the first sends go through)."""
+
+    after: int = 1
+    seen: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        if not super().matches(method, path):
+            return False
+        self.seen += 1
+        return self.seen > self.after
+
+
+@pytest.mark.parametrize("lost_first", [True, False], ids=["answer-lost-then-refused", "refused-only"])
+def test_a_removal_whose_answer_was_lost_and_whose_resend_was_refused_is_unconfirmed(
+        tenant: Tenant, lost_first: bool) -> None:
+    """The removal landed but its answer was lost; Google refused the resend. Recorded plainly failed, the
+    next plan has nothing left to do and no audit entry would ever name the removal that happened: so it
+    is unconfirmed, for the next run's look. Refused without an earlier lost answer, it plainly failed."""
+    emulator = tenant.emulator
+    with tenant.connector() as google:
+        [made] = google.apply([starter("U01", "gone.member")])
+        [group] = google.apply([change(Action.CREATE_GROUP, "", group="Year 7 pupils")])
+        assert group.outcome is Outcome.APPLIED, group.detail
+        [added] = google.apply([change(Action.ADD_MEMBER, str(made.key), group="Year 7 pupils")])
+        assert added.outcome is Outcome.APPLIED
+        if lost_first:
+            emulator.inject(Fault(action="lose_response", method="DELETE", path="/members", times=1))
+        emulator.inject(RefusedAfter(status=400, reason="invalid", message="Invalid Input: memberKey",
+                                     method="DELETE", path="/members", times=1, after=int(lost_first)))
+        [removal] = google.apply([change(Action.REMOVE_MEMBER, str(made.key), group="Year 7 pupils")])
+    assert removal.outcome is Outcome.FAILED, removal.detail
+    assert removal.unconfirmed is lost_first, removal.detail
+    members = emulator.directory.member_emails("year-7-pupils@school.example")
+    assert members == ([] if lost_first else ["gone.member@pupils.school.example"])
