@@ -167,6 +167,18 @@ def test_an_empty_export_is_a_feed_error_never_an_empty_school(tmp_path):
     assert str(caught.value) == f"{header_only}: has a header but no data rows; refusing to treat that as nobody"
 
 
+@pytest.mark.parametrize(("start", "what"), [(b"PK\x03\x04\x14\x00\x06\x00", "an Excel workbook (.xlsx)"),
+                                            (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel workbook (.xls)")])
+def test_a_workbook_saved_in_place_of_the_csv_is_named_for_what_it_is(tmp_path, start, what):
+    """Read as text a workbook looks like "a header but no data rows"; the office needs to hear it is Excel."""
+    path = tmp_path / "pupils.csv"
+    path.write_bytes(start + bytes(range(256)) * 4)
+    with pytest.raises(FeedError) as caught:
+        read(path, kind="pupil")
+    assert str(caught.value).startswith(f"{path}: is {what}")
+    assert "not a CSV file; in Excel use File > Save As > CSV UTF-8" in str(caught.value)
+
+
 def test_a_missing_file_is_a_feed_error(tmp_path):
     with pytest.raises(FeedError) as caught:
         read(tmp_path / "pupils.csv", kind="pupil")

@@ -86,6 +86,11 @@ class Table:
         return found
 
 
+_WORKBOOKS = ((b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip file"),
+              (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel workbook (.xls)"))
+"""The first bytes of files an office saves by mistake in place of the CSV export."""
+
+
 def decode(path: Path, display: str, encoding: str | None = None) -> tuple[str, str]:
     """The file's text and the encoding used: a BOM wins, then UTF-8, then Windows-1252.
 
@@ -100,6 +105,11 @@ def decode(path: Path, display: str, encoding: str | None = None) -> tuple[str, 
         raise FeedError(f"{display}: is a folder, but this feed format reads one CSV file") from None
     except OSError as error:
         raise FeedError(f"{display}: cannot read the file ({error.strerror})") from None
+    for signature, what in _WORKBOOKS:
+        if data.startswith(signature):
+            # Read as text it looks like "a header but no data rows": say what it is and how to export it.
+            raise FeedError(f"{display}: is {what}, not a CSV file; in Excel use File > Save As > "
+                            "CSV UTF-8 (Comma delimited), or export the MIS report as CSV")
     candidates: list[str]
     if encoding:
         candidates = [encoding]
