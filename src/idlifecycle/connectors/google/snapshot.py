@@ -2,7 +2,8 @@
 their members, the org units, and the recycle bin.
 
 The Directory API has no change feed for users and groups, so every snapshot is a full read (500
-users a page, with a `fields=` projection); there is no incremental read and no cursor. What a read
+users a page, with a `fields=` projection); there is no incremental read and no cursor, so the lists
+travel together, a batch a round (`listing.py`). What a read
 learns (addresses, externalIds and organizations, admin roles, group keys) is kept for the writes
 that follow, so that a member add or a patch does not read the same user again.
 """
@@ -14,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from idlifecycle.connectors.base import ConnectorError
+from idlifecycle.connectors.google.listing import Listing, read_together
 from idlifecycle.connectors.google.requests import ANCHOR_TYPE, ATTRIBUTES, container_of
 from idlifecycle.connectors.google.session import Session
 from idlifecycle.errors import ConfigError
@@ -110,8 +112,30 @@ class ScopeReader:
         self.emails.clear()
         self.raw.clear()
         self.privileged.clear()
-        for user in self.session.pages(self.session.users.list, "users", customer=self.options.customer, maxResults=500,
-                                       projection="basic", fields=f"nextPageToken,users({USER_FIELDS})"):
+        self.groups = {}
+        customer, members_of = self.options.customer, self.session.members.list
+        managed: list[tuple[dict[str, Any], Listing]] = []
+
+        def members(listing: Listing) -> list[Listing]:
+            """Once the groups are listed: a members listing for each managed one, read in the same rounds."""
+            found = []
+            for group in listing.items:
+                if self.options.managed_group_marker not in str(group.get("description", "")):
+                    continue
+                self.remember_group(group)
+                found.append(Listing(f"the members of {group.get('email')}", members_of, "members",
+                                     {"groupKey": group["id"], "maxResults": 200,
+                                      "fields": "nextPageToken,members(id,email,type)"}))
+                managed.append((group, found[-1]))
+            return found
+
+        users = Listing("users.list", self.session.users.list, "users",
+                        {"customer": customer, "maxResults": 500, "projection": "basic",
+                         "fields": f"nextPageToken,users({USER_FIELDS})"})
+        read_together(self.session, [users, Listing("groups.list", self.session.groups.list, "groups",
+                                                    {"customer": customer, "maxResults": 200,
+                                                     "fields": GROUP_FIELDS}, then=members)])
+        for user in users.items:
             local, _, domain = str(user["primaryEmail"]).lower().partition("@")
             container = self.container(str(user.get("orgUnitPath", "/")))
             for alias in user.get("aliases", []):
@@ -123,7 +147,14 @@ class ScopeReader:
                     outside.add(local)
                 continue
             accounts.append(self._remember_user(user, container))
-        return Snapshot(self.name, tuple(accounts), tuple(self._managed_groups(accounts)), frozenset(outside))
+        by_key = {a.key: a for a in accounts}
+        # Every member with an id (users anywhere, nested groups, the whole customer): a restricted
+        # share's group is held to its approved members, so none may be left out of sight.
+        groups = [Group(self.name, str(group["id"]), str(group.get("name") or group["email"]),
+                        {str(m["id"]): by_key[m["id"]].display_name if m["id"] in by_key
+                         else str(m.get("email", m["id"])) for m in listing.items if "id" in m})
+                  for group, listing in managed]
+        return Snapshot(self.name, tuple(accounts), tuple(groups), frozenset(outside))
 
     def _remember_user(self, user: Mapping[str, Any], container: str) -> Account:
         read = account(self.name, user, container)
@@ -132,25 +163,6 @@ class ScopeReader:
                               "organizations": user.get("organizations") or []}
         self.privileged[read.key] = read.privileged
         return read
-
-    def _managed_groups(self, accounts: list[Account]) -> list[Group]:
-        by_key = {a.key: a for a in accounts}
-        groups = []
-        self.groups = {}
-        for group in self.session.pages(self.session.groups.list, "groups", customer=self.options.customer,
-                                        maxResults=200, fields=GROUP_FIELDS):
-            if self.options.managed_group_marker not in str(group.get("description", "")):
-                continue
-            self.remember_group(group)
-            # Every member with an id (users anywhere, nested groups, the whole customer): a restricted
-            # share's group is held to its approved members, so none may be left out of sight.
-            members = {
-                str(m["id"]): by_key[m["id"]].display_name if m["id"] in by_key else str(m.get("email", m["id"]))
-                for m in self.session.pages(self.session.members.list, "members", groupKey=group["id"],
-                                            maxResults=200, fields="nextPageToken,members(id,email,type)")
-                if "id" in m}
-            groups.append(Group(self.name, str(group["id"]), str(group.get("name") or group["email"]), members))
-        return groups
 
     def recycle_bin(self) -> list[DeletedAccount]:
         """The deleted users (restorable for 20 days) whose primary email is in one of `domains`.
