@@ -547,3 +547,33 @@ def test_the_registration_report_needs_audit_log_read_all_and_entra_id_p1_and_ta
         unlicensed = graph.get(report)
     assert unlicensed.status_code == 403
     assert _error(unlicensed)["code"] == "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+
+
+def test_users_filter_on_last_sign_in_ge_and_le_alone(emulator: GraphEmulator, graph: httpx.Client) -> None:
+    """`$filter=signInActivity/lastSignInDateTime ge|le <time>` lists the users whose last sign-in is on or after
+    (before) it; a user who never signed in matches neither; combined with another property it is a 400.
+
+    Sources: https://learn.microsoft.com/en-us/graph/api/resources/user (signInActivity: "Supports $filter (eq,
+    ne, not, ge, le) but not with any other filterable properties"), and the user-list example "Get users
+    including their last sign-in time" (https://learn.microsoft.com/en-us/graph/api/user-list).
+    """
+    users = emulator.directory.state["users"]
+    early, late, never = list(users)[:3]
+    users[early]["signInActivity"] = {"lastSignInDateTime": "2026-09-01T08:00:00Z"}
+    users[late]["signInActivity"] = {"lastSignInDateTime": "2026-11-20T08:00:00Z"}
+    users[never]["signInActivity"] = None
+    select = "id,signInActivity"
+
+    def ids(expression: str) -> set[str]:
+        answer = graph.get("/users", params={"$select": select, "$filter": expression})
+        assert answer.status_code == 200, answer.text
+        return {u["id"] for u in answer.json()["value"]}
+
+    after = ids("signInActivity/lastSignInDateTime ge 2026-11-01T00:00:00Z")
+    before = ids("signInActivity/lastSignInDateTime le 2026-11-01T00:00:00Z")
+    combined = graph.get("/users", params={"$select": select, "$filter": (
+        "signInActivity/lastSignInDateTime ge 2026-11-01T00:00:00Z and accountEnabled eq true")})
+
+    assert late in after and early not in after and never not in after
+    assert early in before and late not in before and never not in before
+    assert combined.status_code == 400

@@ -286,6 +286,8 @@ class GraphEmulator:
         """Every write the directory carried out (2xx), batch items included: what tests count "applied
         exactly once" against; iterating it gives (monotonic time, method, path, status) of each."""
         self.stats: dict[str, int] = {"requests": 0, "writes": 0, "throttled": 0, "batches": 0}
+        self.reads: deque[str] = deque(maxlen=10_000)
+        """The path and query of each Graph GET, the latest 10,000 (what tests count reads by)."""
         self.signing_key = secrets.token_bytes(32)
         self.sign_in = EntraSignIn(self, _aad_error)
         """The tenant as an identity provider (authorize, the code grant, the ID token keys)."""
@@ -651,10 +653,12 @@ def _next_page(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h
 @route("GET", r"/users", "users.read")
 def _list_users(em: GraphEmulator, args: tuple[str, ...], q: Mapping[str, str], h: Mapping[str, str], b: Any) -> Reply:
     select = _select(q)
-    if select and "signInActivity" in select and not {"AuditLog.Read.All"} & set(h.get("x-roles", "").split()):
+    # "$select=signInActivity or $filter=signInActivity" both read it (the user resource, signInActivity).
+    sign_ins = bool(select and "signInActivity" in select) or "signInActivity/" in q.get("$filter", "")
+    if sign_ins and not {"AuditLog.Read.All"} & set(h.get("x-roles", "").split()):
         raise GraphError(403, "Authorization_RequestDenied", "Calling principal does not have required MSGraph "
                          "permissions AuditLog.Read.All")
-    if select and "signInActivity" in select and not em.directory.state.get("premium"):
+    if sign_ins and not em.directory.state.get("premium"):
         # signInActivity needs Entra ID P1/P2 in the tenant (https://learn.microsoft.com/en-us/graph/api/resources/
         # signinactivity; the 403 as reported in https://github.com/microsoftgraph/microsoft-graph-docs/issues/12772).
         raise GraphError(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
@@ -910,6 +914,8 @@ class _Handler(EmulatorHandler):
         emulator = self.server.emulator
         if self.path.startswith("/v1.0/"):
             emulator.count("requests")
+            if method == "GET":
+                emulator.reads.append(unquote(self.path))
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         if not self.path.startswith("/_emulator/") and emulator.write_log.hold():

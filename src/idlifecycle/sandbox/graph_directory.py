@@ -154,13 +154,24 @@ def _odata_literal(raw: str) -> Any:
 _CLAUSE_EQ = re.compile(r"^\s*(\w+)\s+(eq|ne)\s+(.+?)\s*$")
 _CLAUSE_STARTS = re.compile(r"^\s*startswith\(\s*(\w+)\s*,\s*('(?:[^']|'')*')\s*\)\s*$", re.IGNORECASE)
 _CLAUSE_IN = re.compile(r"^\s*(\w+)\s+in\s+\((.*)\)\s*$")
+_CLAUSE_SIGN_IN = re.compile(r"^\s*signInActivity/(lastSignInDateTime|lastNonInteractiveSignInDateTime)\s+(ge|le)\s+"
+                             r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)\s*$")
+SIGN_IN_FILTER = "https://learn.microsoft.com/en-us/graph/api/resources/user (signInActivity)"
+"""signInActivity: "Supports $filter (eq, ne, not, ge, le) but not with any other filterable properties"."""
 
 
 def compile_filter(expression: str) -> list[tuple[str, str, Any]]:
     """`a eq 'x' and startswith(b,'y') and c in ('p','q')` -> clauses; anything else is a 400."""
     clauses: list[tuple[str, str, Any]] = []
-    for part in re.split(r"\s+and\s+", expression.strip()):
-        if match := _CLAUSE_STARTS.match(part):
+    parts = re.split(r"\s+and\s+", expression.strip())
+    for part in parts:
+        if match := _CLAUSE_SIGN_IN.match(part):
+            if len(parts) > 1:  # SIGN_IN_FILTER: not with any other filterable property
+                raise bad_request("Invalid filter clause: signInActivity cannot be combined with other properties.",
+                                  "BadRequest")
+            clauses.append(("signInActivity/" + match.group(1), match.group(2),
+                            datetime.fromisoformat(match.group(3).replace("Z", "+00:00"))))
+        elif match := _CLAUSE_STARTS.match(part):
             clauses.append((match.group(1), "startswith", _odata_literal(match.group(2))))
         elif match := _CLAUSE_IN.match(part):
             values = [_odata_literal(v) for v in re.findall(r"'(?:[^']|'')*'", match.group(2))]
@@ -178,6 +189,14 @@ def _fold(value: Any) -> Any:
 
 def matches(obj: Mapping[str, Any], clauses: list[tuple[str, str, Any]]) -> bool:
     for prop, op, value in clauses:
+        if prop.startswith("signInActivity/"):
+            stamp = (obj.get("signInActivity") or {}).get(prop.partition("/")[2])
+            if not stamp:
+                return False  # never signed in: neither ge nor le a date
+            moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+            if (op == "ge" and moment < value) or (op == "le" and moment > value):
+                return False
+            continue
         actual = _fold(obj.get(prop))
         if op == "eq" and actual != _fold(value):
             return False

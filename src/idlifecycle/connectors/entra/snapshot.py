@@ -26,6 +26,7 @@ from idlifecycle.connectors.entra.graph import ResponseError
 from idlifecycle.connectors.entra.roles import MAX_PAGE, Roles
 from idlifecycle.connectors.entra.session import GraphSession, response_refused
 from idlifecycle.connectors.entra.settings import EntraSettings
+from idlifecycle.connectors.entra.sign_ins import SignInRecord, read_url
 from idlifecycle.model import Account, DeletedAccount, Group, Snapshot
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class Reader:
         self.cache: Cache | None = None
         self.notes: list[str] = []
         """Notes of the snapshot being read (Snapshot.notes)."""
+        self.read_whole = True
+        """Whether the last refresh read the users whole (the sign-in dates are then read whole too)."""
         self.sign_ins_unknown = ""
         """Why last sign-in dates were not read this snapshot ("" when they were): see Snapshot.sign_ins_unknown."""
         self.roles = Roles(name, session, self.domains, self.note)
@@ -70,7 +73,7 @@ class Reader:
         cache = self.refresh()
         self.sign_ins_unknown = "" if self.settings.sign_in_activity else \
             "sign_in_activity is off in the connector (it needs Entra ID P1 and AuditLog.Read.All)"
-        sign_ins = self.session.run(self._sign_ins()) if self.settings.sign_in_activity else {}
+        sign_ins = self._sign_ins() if self.settings.sign_in_activity else {}
         privileged = self.roles.read_privileged(cache)
         accounts: list[Account] = []
         outside: set[str] = set()
@@ -223,6 +226,7 @@ class Reader:
             self.notes.append(f"{self.name}: Graph refused the stored delta links for {' and '.join(sorted(refused))}"
                               " (they expire after about 7 days without a run): the whole directory was read "
                               "once instead")
+        self.read_whole = users_full
         if users_full:
             cache.users, cache.deleted = {}, {}
         if groups_full:
@@ -258,9 +262,21 @@ class Reader:
             return link
         return self.session.graph_url + parts.path[len(version):] + (f"?{parts.query}" if parts.query else "")
 
-    async def _sign_ins(self) -> dict[str, datetime | None]:
+    def _sign_ins(self) -> dict[str, datetime | None]:
+        """Each user's last sign-in: read whole once, then only the users who signed in since (sign_ins.py).
+        The record is read and kept here, not in the coroutine: the store belongs to this thread."""
+        record = SignInRecord(self.name, self.cursors)
+        since = record.since(read_whole=self.read_whole)
+        began = record.clock()
+        items = self.session.run(self._read_sign_ins(read_url(since, MAX_PAGE)))
+        if items is None:
+            return {}
+        record.merge(items, whole=since is None, began=began)
+        return {key: when(value) for key, value in record.last.items()}
+
+    async def _read_sign_ins(self, url: str) -> list[Any] | None:
         try:
-            items, _ = await self.session.read_all(f"/users?$select=id,signInActivity&$top={MAX_PAGE}")
+            items, _ = await self.session.read_all(url)
         except ResponseError as error:
             if error.response.error_code != "Authentication_RequestFromNonPremiumTenantOrB2CTenant":
                 raise
@@ -270,8 +286,8 @@ class Reader:
             self.notes.append(f"{self.name}: no last sign-in dates (sign_in_activity needs Entra ID P1, which "
                               "the tenant does not have)")
             self.sign_ins_unknown = "the tenant has no Entra ID P1 licence, so Graph gives no sign-in dates"
-            return {}
-        return {str(u["id"]): when((u.get("signInActivity") or {}).get("lastSignInDateTime")) for u in items}
+            return None
+        return items
 
     def users_select(self) -> str:
         return ",".join(dict.fromkeys((*USER_FIELDS, *self.settings.attributes)))
