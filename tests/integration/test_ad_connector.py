@@ -353,6 +353,38 @@ def test_incremental_snapshot_sees_changes_made_behind_the_tools_back(
     conn.unbind()
 
 
+def test_an_ou_edited_or_created_keeps_the_read_incremental_and_one_moved_into_the_tree_does_not(
+        ad: ADConnector, samba_dc: DomainController) -> None:
+    create(ad, "ouinc1")
+    ad.snapshot()
+    conn = samba_dc.connection()
+    # A description (or a linked GPO) changes the OU's uSNChanged but not one DN under it.
+    conn.modify(f"OU=Year 7,OU=Pupils,{samba_dc.managed_dn}",
+                {"description": [(ldap3.MODIFY_REPLACE, ["Year 7, 2026 intake"])]})
+    # A new OU with a new account in it: nothing old can be under it.
+    conn.add(f"OU=Year 12,OU=Pupils,{samba_dc.managed_dn}", ["top", "organizationalUnit"])
+    conn.add(f"CN=sixth1,OU=Year 12,OU=Pupils,{samba_dc.managed_dn}", ["top", "person", "organizationalPerson", "user"],
+             {"sAMAccountName": "sixth1", "userAccountControl": 514})
+    conn.unbind()
+    edited = ad.snapshot()
+    assert ad.last_read == "incremental"
+    assert {a.username: a.container for a in edited.accounts}["sixth1"] == "Pupils/Year 12"
+    # An OU from outside moved in, with an account whose uSNChanged does not move: only a full read sees it.
+    conn = samba_dc.connection()
+    conn.add(f"OU=Archive,{samba_dc.domain_dn}", ["top", "organizationalUnit"])
+    conn.add(f"CN=archived1,OU=Archive,{samba_dc.domain_dn}", ["top", "person", "organizationalPerson", "user"],
+             {"sAMAccountName": "archived1", "userAccountControl": 514})
+    conn.unbind()
+    ad.snapshot()
+    assert ad.last_read == "incremental"
+    conn = samba_dc.connection()
+    conn.modify_dn(f"OU=Archive,{samba_dc.domain_dn}", "OU=Archive", new_superior=samba_dc.managed_dn)
+    conn.unbind()
+    moved = ad.snapshot()
+    assert ad.last_read == "full"
+    assert {a.username: a.container for a in moved.accounts}["archived1"] == "Archive"
+
+
 def test_domain_password_rules_and_privileged_role_holders(ad: ADConnector, samba_dc: DomainController) -> None:
     assert ad.password_constraints() == {"min_length": 7, "max_length": 256, "complexity": True, "history": 3}
     key = create(ad, "itadmin1", container="Staff")

@@ -6,8 +6,11 @@ sAMAccountName in the domain (names outside the scope). The result is kept, comp
 store with the DC's invocationId and highestCommittedUSN. The next read on the same DC only fetches
 objects with a higher uSNChanged, plus tombstones (show-deleted control) for deletions; an object
 whose new DN is outside the tree has moved out. A renamed or moved OU changes the DNs of objects whose
-uSNChanged does not move, so any changed OU or container forces a full read, as do a new invocationId
-(a restored DC), a different DC or changed settings.
+uSNChanged does not move, so the state keeps every OU and container of the tree by objectGUID and DN:
+a changed one that kept its DN (a linked GPO, a description) or is new since the last read (uSNCreated
+above it: nothing old can be under it unchanged) keeps the read incremental; one whose DN moved, or
+one of the tree the state does not know, forces a full read, as do a new invocationId (a restored DC),
+a different DC or changed settings.
 """
 
 from __future__ import annotations
@@ -40,12 +43,14 @@ EXTENDED_DN_CONTROL = ("1.2.840.113556.1.4.529", False, None)
 SHOW_DELETED_CONTROL = ("1.2.840.113556.1.4.417", False, None)
 GROUP_ATTRIBUTES = ["objectGUID", "cn", "sAMAccountName", "member", "objectClass"]
 SCOPE_FILTER = "(|(&(objectCategory=person)(objectClass=user))(objectClass=group))"
+CONTAINER_FILTER = "(|(objectClass=organizationalUnit)(objectClass=container))"
 RECORDED = ("sAMAccountName", "userPrincipalName", "givenName", "sn", "displayName", "employeeID",
             "userAccountControl", "pwdLastSet", "whenCreated", "lastLogonTimestamp")
 """An account's attributes as the cached state keeps them (text, as the DC sent them)."""
 
 State = dict[str, Any]
-"""{"objects": objectGUID -> record, "outside": objectGUID -> sAMAccountName, "invocation", "usn", "settings"}."""
+"""{"objects": objectGUID -> record, "outside": objectGUID -> sAMAccountName, "containers": objectGUID -> DN
+(the tree's OUs and containers), "invocation", "usn", "settings"}."""
 
 
 class ScopeReader:
@@ -105,14 +110,36 @@ class ScopeReader:
                                            ["objectGUID", "sAMAccountName"]):
             if not within(dn, self.settings.base_dn):
                 outside[key_of(raw)] = text(raw, "sAMAccountName") or ""
-        return {"objects": objects, "outside": outside}
+        containers = {key_of(raw): plain_dn(dn) for dn, raw in self.session.search(
+            self.settings.base_dn, CONTAINER_FILTER, ["objectGUID"])}
+        return {"objects": objects, "outside": outside, "containers": containers}
+
+    def _containers_unmoved(self, state: State, since: str) -> bool:
+        """Whether no OU or container moved since the last read, so every unchanged object kept its DN."""
+        known: dict[str, str] | None = state.get("containers")
+        if known is None:
+            return False  # a state from before containers were kept
+        usn = int(state["usn"])
+        for dn, raw in self.session.search(self.session.domain_dn(), f"(&{CONTAINER_FILTER}{since})",
+                                           ["objectGUID", "uSNCreated"]):
+            key, dn = key_of(raw), plain_dn(dn)
+            inside = within(dn, self.settings.base_dn)
+            if key in known:
+                if known[key].lower() != dn.lower():
+                    return False  # renamed or moved: what is under it moved without a uSN
+            elif inside and int(text(raw, "uSNCreated") or 0) <= usn:
+                return False  # an old container come into the tree, with whatever is under it
+            if inside:
+                known[key] = dn
+            else:
+                known.pop(key, None)
+        return True
 
     def _incremental_read(self, state: State) -> bool:
         """Bring a cached snapshot up to date; False when only a full read can be trusted."""
         since = f"(uSNChanged>={int(state['usn']) + 1})"
         domain = self.session.domain_dn()
-        for _ in self.session.search(domain, f"(&(|(objectClass=organizationalUnit)(objectClass=container)){since})",
-                                     ["objectGUID"]):
+        if not self._containers_unmoved(state, since):
             return False
         objects: dict[str, dict[str, Any]] = state["objects"]
         outside: dict[str, str] = state["outside"]
