@@ -96,6 +96,8 @@ class Night:
     store_cpu_ms_per_change: float | None = None
     password_seconds: float = 0.0
     changes: int = 0
+    after_changes: dict[str, float] = field(default_factory=dict)
+    """Seconds each directory took to read the run's own writes back after applying (Connector.after_changes)."""
 
 
 def counters(school: SchoolNight) -> dict[str, dict[str, int]]:
@@ -146,6 +148,8 @@ def read_timings(stderr: Path, night: Night) -> None:
                                                "connector": float(event["connector_seconds"]),
                                                "passwords": float(event.get("password_seconds", 0.0)),
                                                "changes": int(event["changes"])}
+        elif event.get("event") == "after-changes-timing":
+            night.after_changes[event["directory"]] = float(event["seconds"])
         elif event.get("event") == "apply-timing":
             night.store_ms_per_change = float(event["store_ms_per_change"])
             night.store_cpu_ms_per_change = event.get("store_cpu_ms_per_change")
@@ -160,17 +164,20 @@ def report(title: str, night: Night, new_passwords: int = 0) -> None:
     for directory in [*night.requests, *(d for d in night.snapshot if d not in night.requests)]:
         snapshot = night.snapshot.get(directory, 0.0)
         applied = night.apply.get(directory)
-        connector_only[directory] = snapshot + (applied["connector"] if applied else 0.0)
+        connector_only[directory] = snapshot + (applied["connector"] if applied else 0.0) + \
+            night.after_changes.get(directory, 0.0)
         apply_text = (f"apply {applied['seconds']:.1f} s for {applied['changes']:.0f} changes (connector "
                       f"{applied['connector']:.1f} s, getting passwords {applied['passwords']:.1f} s)"
                       if applied else "nothing to apply")
         counts = night.requests.get(directory)
         asked = (f"{counts['requests']:6,} HTTP requests ({counts['writes']:,} writes)" if counts
                  else "LDAP operations not counted")
-        print(f"  {directory:7}: {asked}; snapshot {snapshot:.1f} s, {apply_text}")
+        read_back = night.after_changes.get(directory)
+        read_back_text = "" if read_back is None else f"; its writes read back after {read_back:.1f} s"
+        print(f"  {directory:7}: {asked}; snapshot {snapshot:.1f} s, {apply_text}{read_back_text}")
     slowest = max(connector_only, key=lambda d: connector_only[d])
     if connector_only[slowest] > 0:
-        print(f"  whole night / slowest directory's connector-only time ({slowest}, snapshot + apply "
+        print(f"  whole night / slowest directory's connector-only time ({slowest}, snapshot + apply + read back "
               f"{connector_only[slowest]:.1f} s): {night.wall / connector_only[slowest]:.2f}")
     if new_passwords and connector_only[slowest] > 0:
         hashing_share(night, new_passwords, connector_only[slowest])

@@ -188,6 +188,12 @@ class Connector(ABC):
         keys `min_length`, `max_length`, `complexity` (bool), `history`; empty where fixed by the service."""
         return {}
 
+    def after_changes(self) -> None:
+        """Called once a run's changes have been applied (on the calling thread, store work allowed): bring
+        what the connector keeps between runs (a delta link, a cached state) up to date with the run's own
+        writes, so that the next run reads what changed after this one, not this run's writes again.
+        Never raises: a failure only leaves that reading to the next run."""
+
     def close(self) -> None:
         """Release connections (and stop an embedded sandbox)."""
 

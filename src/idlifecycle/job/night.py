@@ -14,6 +14,7 @@ from idlifecycle.errors import GuardTripped, UserError
 from idlifecycle.executor import reconcile_started, run_journal_id
 from idlifecycle.feeds import FeedResult
 from idlifecycle.guards import check_run_date
+from idlifecycle.job.snapshots import read_back_after_changes
 from idlifecycle.job.wiring import Job, ResultHook
 from idlifecycle.model import Action, Outcome, Person, Plan, Result, RowError, Snapshot
 from idlifecycle.notify import Mailer
@@ -243,10 +244,10 @@ def _sync(job: Job, feed: FeedResult, run_id: int, apply: bool, allow_destructiv
                            feed_profile=profile)
         if uses_shares:
             report = replace(report, incidents=tuple(access.after_run(job, report, connectors)))
+        read_back_after_changes(connectors, job.store)
         log.info(json.dumps({"event": "run-finished", "run": run_id, "changes": len(results),
                              "failed": len(failures), "incidents": len(report.incidents)}))
         return report
-
 
 
 def _report_refused_rows(job: Job, run_id: int, errors: Sequence[RowError], actor: str) -> None:

@@ -76,6 +76,29 @@ def _side_by_side(connectors: Mapping[str, Connector], store: Store) -> dict[str
     return read
 
 
+def read_back_after_changes(connectors: Mapping[str, Connector], store: Store) -> None:
+    """Each directory reads the run's own writes back (`Connector.after_changes`, which never raises), side by
+    side like the snapshots, so the next night reads only what changed after this run."""
+    def back(name: str, connector: Connector) -> Callable[[], None]:
+        def work() -> None:
+            began = time.perf_counter()
+            try:
+                connector.after_changes()
+            except Exception as error:  # the night's changes are made: this read is only ahead of time
+                log.warning(f"{name}: reading the run's own writes back failed ({_said(error)}); the next run reads "
+                            "them instead")
+            timing_log.debug(json.dumps({"event": "after-changes-timing", "directory": name,
+                                         "seconds": round(time.perf_counter() - began, 3)}))
+        return work
+
+    work = {name: back(name, c) for name, c in connectors.items()}
+    if len(work) > 1:
+        beside_the_store(store, Writer(store.transaction), work, "read back")
+    else:
+        for one in work.values():
+            one()
+
+
 def _snapshots_or_first_failure(read: Mapping[str, Read]) -> dict[str, Snapshot]:
     snapshots = {name: r for name, r in read.items() if isinstance(r, Snapshot)}
     failed = [(name, r) for name, r in read.items() if not isinstance(r, Snapshot)]

@@ -24,6 +24,7 @@ connector named "ad").
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -47,6 +48,7 @@ from idlifecycle.connectors.base import (
 )
 from idlifecycle.model import Action, Change, DeletedAccount, Outcome, Result, RoleHolder, Snapshot
 
+log = logging.getLogger(__name__)
 CREATE_CHUNK = 50
 """Creates applied before their keys are read back in one search (and their Results yielded)."""
 MEMBERSHIPS = frozenset({Action.ADD_MEMBER, Action.REMOVE_MEMBER})
@@ -119,6 +121,15 @@ class ADConnector(Connector):
             self._privileged = privileged.privileged_in_scope(self.session)
             return self.reader.snapshot_from(state, self._privileged)
         return self.session.read(self.settings.base_dn, read)
+
+    def after_changes(self) -> None:
+        """Read what this run wrote into the cached state (an incremental read: what changed since the
+        snapshot), so that the next night reads only what changed after this run."""
+        try:
+            self.session.read(self.settings.base_dn, self.reader.read)
+        except ConnectorError as error:
+            log.warning("%s: the tree could not be read again after the run's changes (%s); the next run reads "
+                        "them instead", self.name, error)
 
     def privileged_reason(self, key: str) -> str:
         """Why the account with this objectGUID is privileged ("" if it is not), read afresh when no
