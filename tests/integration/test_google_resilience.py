@@ -41,7 +41,7 @@ def _people(tenant: Tenant) -> dict[str, int]:
 
 def test_pacing_spreads_september_starters_under_the_quota_without_rate_limit_errors(tenant: Tenant) -> None:
     tenant.emulator.quota_per_minute = 1200
-    with tenant.connector(quota_per_minute=1200, batch_size=20) as google:
+    with tenant.connector(quota_per_minute=1200, batch_size=20, burst_seconds=0) as google:
         started = time.monotonic()
         results = list(google.apply([starter(f"P{n:03d}", f"pace.n{n:03d}") for n in range(100)]))
         elapsed = time.monotonic() - started

@@ -85,3 +85,18 @@ def test_a_part_refused_for_good_ends_the_read_with_googles_reason(tenant: Tenan
                                  path="/members", times=1))
     with tenant.connector() as google, pytest.raises(ConnectorError, match=r"forbidden|Not Authorized"):
         google.snapshot()
+
+
+def test_a_snapshot_within_the_burst_is_not_held_back_and_google_refuses_none_of_it(tenant: Tenant) -> None:
+    """Ten seconds of a 600-a-minute quota (100 calls) go at once; spread evenly, these ten calls would wait 0.9 s."""
+    expected = _seed(tenant)
+    tenant.emulator.quota_per_minute = 600
+    with tenant.connector(quota_per_minute=600, burst_seconds=10) as google:
+        snapshot = google.snapshot()
+        waited = google.pacer.waited
+    with tenant.connector(quota_per_minute=600, burst_seconds=0) as spread:
+        spread.snapshot()
+        spread_waited = spread.pacer.waited
+    assert _members(snapshot) == expected
+    assert waited == 0 and spread_waited >= 0.8
+    assert tenant.emulator.stats.rate_limited == 0

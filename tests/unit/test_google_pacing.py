@@ -92,6 +92,34 @@ def test_a_batch_larger_than_the_quota_is_counted_as_one_whole_minute() -> None:
     assert clock.sleeps == [pytest.approx(WINDOW_SECONDS)]
 
 
+def test_a_burst_goes_at_once_then_calls_are_spread_and_idle_time_earns_no_more_than_the_burst() -> None:
+    clock = Clock()
+    pacing = Pacer(60, burst=10, clock=clock, sleep=clock.sleep)  # one a second, ten ahead of the spread
+    for _ in range(11):
+        pacing.acquire(1)
+        pacing.record(1)
+    assert clock.sleeps == [], "the burst and the first call's own turn"
+    pacing.acquire(1)
+    assert clock.sleeps == [pytest.approx(1.0)]
+    clock.now += 600  # ten quiet minutes
+    for _ in range(11):
+        pacing.acquire(1)
+    assert len(clock.sleeps) == 1, "a burst again, no bigger"
+    pacing.acquire(1)
+    assert clock.sleeps[1:] == [pytest.approx(1.0)]
+
+
+def test_a_burst_never_lets_a_window_hold_more_than_the_quota() -> None:
+    clock = Clock()
+    pacing = Pacer(10, burst=10, clock=clock, sleep=clock.sleep)
+    sent: list[float] = []
+    for _ in range(40):
+        pacing.acquire(1)
+        sent.append(clock.now)
+        pacing.record(1)
+    assert max(sum(1 for t in sent if start <= t < start + WINDOW_SECONDS) for start in sent) <= 10
+
+
 # --- the sliding 60-second record ------------------------------------------------------------------
 
 def test_a_full_minute_of_recorded_calls_holds_the_next_until_the_oldest_leaves_the_window() -> None:

@@ -115,6 +115,8 @@ class GoogleOptions(BaseModel):
     managed_group_marker: Text = "[managed by idlifecycle]"
     quota_per_minute: Annotated[int, _number(1, 1_000_000, int)] = 2400
     batch_size: Annotated[int, _number(1, 1000, int)] = 100
+    burst_seconds: Annotated[float, _number(0, 60, float)] = 10.0
+    """Seconds' worth of the quota that may be sent at once before calls are spread (0: always spread)."""
     timeout: Annotated[float, _number(1, 600)] = 30.0
     """Seconds for each socket operation (connecting, and each read of an answer)."""
     give_up_after: Annotated[float, _number(1, 3600)] = 120.0
