@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
@@ -40,6 +40,7 @@ class AccessJob(Protocol):
     def snapshots(self, connectors: Mapping[str, Connector]) -> dict[str, Snapshot]: ...
 
     def apply_changes(self, changes: Sequence[Change], connectors: Mapping[str, Connector], *, actor: str,
-                      allow_destructive: int | None = None) -> list[Result]: ...
+                      allow_destructive: int | None = None,
+                      password_for: Callable[[Change], str] | None = None) -> list[Result]: ...
 
     def read_people(self) -> Any: ...

@@ -1,4 +1,5 @@
-"""The approval web app (ASGI): the SIRO's decision page, the staff request form and a health check.
+"""The approval web app (ASGI): the SIRO's decision page, the staff request form, the sponsor's extend page,
+the teacher's class reset page (`class_reset.py`) and a health check.
 
 GET never changes a request or a grant (mail scanners open links); decisions are POSTs carrying
 the link's token and a CSRF token tied to a SameSite=Strict cookie. Every page is built here with
@@ -39,6 +40,7 @@ from idlifecycle.access.shares import WebLimits, web_settings
 from idlifecycle.access.tokens import LinkRefused, new_cookie_value
 from idlifecycle.errors import UserError
 from idlifecycle.notify import valid_email
+from idlifecycle.web.class_reset import ClassResetRoutes
 from idlifecycle.web.extend import ExtendRoutes
 from idlifecycle.web.pages import (
     CSRF_COOKIE,
@@ -388,7 +390,8 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
         worker.close()
 
     app = Starlette(
-        routes=routes.route_table() + ExtendRoutes(worker, secure_cookies).route_table() + sign_in.route_table(),
+        routes=(routes.route_table() + ExtendRoutes(worker, secure_cookies).route_table()
+                + ClassResetRoutes(worker, secure_cookies, sign_in).route_table() + sign_in.route_table()),
         lifespan=lifespan,
         exception_handlers={Exception: error_page, 404: error_page, 405: error_page},
     )
