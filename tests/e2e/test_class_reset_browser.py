@@ -21,7 +21,7 @@ import pytest
 from idlifecycle.job import load_job
 from idlifecycle.model import Action, Change, Kind
 from tests.e2e.school import write_pupils
-from tests.e2e.test_signin_browser import browser, new_page, signs_in
+from tests.e2e.test_signin_browser import audit, browser, new_page, signs_in
 from tests.integration.access_support import Mailbox, free_port, mailbox, serve, stop
 from tests.integration.samba import DomainController, samba_dc, samba_template
 from tests.integration.signin_support import (
@@ -104,14 +104,6 @@ def school(samba_dc: DomainController, idp: IdentityProvider, mailbox: Mailbox,
             yield SignInSchool(job_path, app, mailbox, idp)
         finally:
             stop(app)
-
-
-def audit(school: SignInSchool, event: str) -> list[dict[str, Any]]:
-    job = load_job(school.job_path)
-    try:
-        return [e.data for e in job.store.audit_entries() if e.event == event]
-    finally:
-        job.close()
 
 
 def signs_in_with(dc: DomainController, username: str, password: str) -> bool:

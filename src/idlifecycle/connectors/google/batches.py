@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.auth.exceptions import RefreshError
 from googleapiclient.errors import HttpError
-from googleapiclient.http import BatchHttpRequest
 
 from idlifecycle.connectors.base import ConnectorError, failed_result
+from idlifecycle.connectors.google.listing import WholeBatchRetry, send_parts
 from idlifecycle.connectors.google.requests import ANCHOR_TYPE, INSERTS, Request, already_so
 from idlifecycle.connectors.google.session import (
     MAX_ATTEMPTS,
@@ -189,32 +188,14 @@ class BatchWriter:
 
     def send_batch(self, chunk: list[Call]) -> list[Call]:
         """One batch; returns the calls to send again."""
-        session = self.session
-        answers: dict[str, tuple[Any, HttpError | None]] = {}
-        batch = BatchHttpRequest(callback=lambda rid, body, error: answers.__setitem__(rid, (body, error)),
-                                 batch_uri=session.batch_uri)
-        for number, call in enumerate(chunk):
-            batch.add(session.prepare(call.request), request_id=str(number))
-        session.pacer.acquire(len(chunk))
-        session.sending()
         try:
-            batch.execute(http=session.http)
-            session.answered()
-        except RefreshError as error:
-            raise session.sign_in_refused(error) from None
-        except HttpError as error:
-            session.answered()
-            answer = read_error(error.resp.status, error.content)
-            if answer.verdict is not Verdict.RETRY:
-                raise session.refused(answer) from None
+            answers = send_parts(self.session, [self.session.prepare(call.request) for call in chunk])
+        except WholeBatchRetry:
             return chunk
         except TRANSPORT_ERRORS as error:
             if isinstance(error, ConnectionRefusedError):
                 return chunk  # refused at connect: nothing was sent, so nothing can have landed
             return self._after_lost_answer(chunk)
-        finally:
-            session.calls_sent += len(chunk)
-            session.pacer.record(len(chunk))
         return self._read_answers(chunk, answers)
 
     def _after_lost_answer(self, chunk: list[Call]) -> list[Call]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,17 +103,21 @@ def _count_attempt(listing: Listing, why: str) -> None:
         raise ConnectorError(f"{why}; tried {MAX_ATTEMPTS} times", retryable=True)
 
 
-def _send(session: Session, chunk: list[Listing]) -> dict[str, tuple[Any, HttpError | None]] | None:
-    """One batch of page reads, paced for all its parts; its answers by part, or None when they were lost."""
+class WholeBatchRetry(Exception):
+    """Google answered the batch itself with one to send again (a rate limit, a 5xx)."""
+
+
+def send_parts(session: Session, requests: Sequence[HttpRequest]) -> dict[str, tuple[Any, HttpError | None]]:
+    """One multipart batch of `requests`, paced and counted for all its parts; each part's answer by its number.
+
+    Raises the sign-in's or Google's refusal, WholeBatchRetry when Google asks for the whole batch again,
+    and a transport error (TRANSPORT_ERRORS) as it came: what a lost answer means is the caller's to say."""
     answers: dict[str, tuple[Any, HttpError | None]] = {}
-    if len(chunk) == 1:
-        # A batch of one is one call: sent plain, with the single call's own retries, as before batches.
-        return {"0": (session.execute(chunk[0].request), None)}
     batch = BatchHttpRequest(callback=lambda rid, body, error: answers.__setitem__(rid, (body, error)),
                              batch_uri=session.batch_uri)
-    for number, listing in enumerate(chunk):
-        batch.add(listing.request(), request_id=str(number))
-    session.pacer.acquire(len(chunk))
+    for number, request in enumerate(requests):
+        batch.add(request, request_id=str(number))
+    session.pacer.acquire(len(requests))
     session.sending()
     try:
         batch.execute(http=session.http)
@@ -125,10 +129,19 @@ def _send(session: Session, chunk: list[Listing]) -> dict[str, tuple[Any, HttpEr
         answer = read_error(error.resp.status, error.content)
         if answer.verdict is not Verdict.RETRY:
             raise session.refused(answer) from None
-        return None
-    except TRANSPORT_ERRORS:
-        return None
+        raise WholeBatchRetry from None
     finally:
-        session.calls_sent += len(chunk)
-        session.pacer.record(len(chunk))
+        session.calls_sent += len(requests)
+        session.pacer.record(len(requests))
     return answers
+
+
+def _send(session: Session, chunk: list[Listing]) -> dict[str, tuple[Any, HttpError | None]] | None:
+    """One batch of page reads; its answers by part, or None when they must all be read again."""
+    if len(chunk) == 1:
+        # A batch of one is one call: sent plain, with the single call's own retries, as before batches.
+        return {"0": (session.execute(chunk[0].request), None)}
+    try:
+        return send_parts(session, [listing.request() for listing in chunk])
+    except (WholeBatchRetry, *TRANSPORT_ERRORS):
+        return None  # reads are safe to send again
