@@ -31,7 +31,7 @@ person for every directory of the plan (`PasswordFor`), whichever directory asks
 draws them ahead on threads of its own, and a phase that needs them is sent in chunks, so a
 worker rarely waits for one: `sending_chunks`, `passwords.ahead`); no other
 change of a plan depends on another directory's. A directory whose connector fails stops only
-itself (see `Executor.run`). One directory needs no thread and is applied on the calling thread.
+itself (see `Executor.run`). One directory has its worker thread too, so its outcomes share commits.
 What the plan adds after its directories' own changes (fresh passwords owed) waits for all of them
 (`rounds`, even for a directory with nothing else to do): it is set just before the run delivers it.
 """
@@ -50,7 +50,7 @@ from datetime import date
 from itertools import groupby
 
 from idlifecycle.connectors.base import Connector, ConnectorError, failed_result
-from idlifecycle.handover import Handover, Inline, Stopped, Writer, beside_the_store
+from idlifecycle.handover import Handover, Stopped, Writer, beside_the_store
 from idlifecycle.model import Action, Change, Outcome, Plan, Result
 from idlifecycle.planner import phase
 from idlifecycle.reconcile import reconcile_started as reconcile_started  # where callers have always found it
@@ -201,12 +201,8 @@ class Executor:
         raised: dict[str, BaseException] = {}
         for by_directory in rounds(changes, list(self.connectors)):
             going = {d: in_directory for d, in_directory in by_directory.items() if d not in raised}
-            if len(going) == 1:
-                # One directory needs no thread: applied on this one, which owns the store.
-                [(directory, in_directory)] = going.items()
-                results += self._run_directory(run_plan_id, directory, in_directory, journal, keys[directory],
-                                               Inline())
-            elif going:
+            # One directory gets a worker thread too: its outcomes then share commits (`handover.Writer`).
+            if going:
                 results += self._side_by_side(run_plan_id, going, journal, keys, raised)
         if changes:
             timing_log.debug(json.dumps({

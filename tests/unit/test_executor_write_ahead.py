@@ -30,15 +30,19 @@ class Watching(SendOnly):
         self.seen: list[dict[str, Any]] = []
 
     def apply_one(self, change: Change) -> Result:
+        # Sent from the directory's worker thread: the store is read on its own thread (`handover`).
+        self.seen.append(self.store.on_own_thread(self.look))
+        return Result(change.change_id, Outcome.APPLIED, key="k-new" if change.action is Action.CREATE else None)
+
+    def look(self) -> dict[str, Any]:
         db = self.store.db
-        self.seen.append({
+        return {
             "issued": self.store.issued_usernames(),
             "pending": dict(db.execute("SELECT person_id, disable_pending FROM accounts "
                                        "WHERE disable_pending IS NOT NULL").fetchall()),
             "owed": [(o.person_id, o.reason) for o in self.store.owed_passwords()],
             "last_audit": [(e.event, e.data["action"]) for e in self.store.audit_entries()][-1],
-        })
-        return Result(change.change_id, Outcome.APPLIED, key="k-new" if change.action is Action.CREATE else None)
+        }
 
     def apply(self, changes: Sequence[Change]) -> Iterator[Result]:
         for change in changes:
