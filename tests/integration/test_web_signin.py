@@ -114,6 +114,21 @@ def test_a_replayed_state_signs_nobody_in(school: SignInSchool) -> None:
     with school.browser() as other:  # the answer copied into another browser
         again = other.get(callback)
         assert again.status_code == 400 and SESSION_COOKIE not in again.cookies
+    assert any(r["reason"] == "no-sign-in-under-way" and r["client"] == "127.0.0.1"
+               for r in audit(school, "sign-in-answer-refused"))
+
+
+def test_a_flood_of_refused_answers_is_not_a_flood_of_audit_rows(school: SignInSchool) -> None:
+    """Refused sign-in answers need no account to send: the first of a kind in a minute is audited in full, the
+    rest counted into one row (written when the minute has passed), so they cannot flood the audit log."""
+    def in_full() -> int:
+        return sum(r["reason"] == "no-sign-in-under-way" for r in audit(school, "sign-in-answer-refused"))
+
+    before = in_full()
+    with school.browser() as browser:
+        for n in range(20):
+            assert browser.get(f"{school.base_url}/signin/callback", params={"code": n, "state": n}).status_code == 400
+    assert in_full() - before <= 1  # at most a new minute's first
 
 
 def test_an_answer_with_another_sign_ins_state_is_refused(school: SignInSchool) -> None:
@@ -141,6 +156,9 @@ def test_an_id_token_that_fails_its_checks_signs_nobody_in(school: SignInSchool,
         assert answer.status_code == 403 and "Sign-in did not work" in answer.text
         assert SESSION_COOKIE not in answer.cookies
         assert browser.get(f"{school.base_url}/approve", params={"t": "v1.x.y"}).status_code == 303  # still signed out
+    # Audited (the first of its kind in a minute in full; a kind already seen this minute is counted).
+    assert any(r["reason"].startswith(("id token", "refused by msal", "identity provider", "token endpoint"))
+               for r in audit(school, "sign-in-answer-refused"))
 
 
 def _verifier(school: SignInSchool, idp: IdentityProvider) -> EntraSignIn:

@@ -21,6 +21,7 @@ from functools import cached_property
 from idlifecycle.access._job import AccessJob
 from idlifecycle.access.messages import Email, approval_request, decided, grant_ended, request_received
 from idlifecycle.access.records import AccessRecords, AccessRequest, Grant, utcnow
+from idlifecycle.access.refusals import CappedRefusals
 from idlifecycle.access.shares import (
     AccessSettings,
     Registry,
@@ -71,22 +72,11 @@ class Holding:
 
 
 
-@dataclass
-class RefusalTally:
-    """Refusals of one kind counted after the first of its minute, not yet written."""
-
-    first: datetime
-    last: datetime
-    count: int = 0
-    clients: set[str] = field(default_factory=set)
-
-
 class Access:
     """The access area of one job (use from one thread: it holds the job's store)."""
 
     def __init__(self, job: AccessJob) -> None:
         self.job = job
-        self._refusals: dict[str, RefusalTally] = {}
         self.settings: AccessSettings = access_settings(job)
         self.registry: Registry = registry_for(job, self.settings)
         self.records = AccessRecords(job.store)
@@ -243,38 +233,21 @@ class Access:
                               claims.request_id)
         return claims, access_request
 
-    def refused(self, refused: LinkRefused, client: Client, *, now: datetime | None = None) -> None:
-        """Audit a refused link or form, grouped: the first refusal of a kind in a window (`[web.limits]
-        refused_audit_window_seconds`, a minute) is written in full, the rest of that window as one
-        `links-refused` row with their count.
+    @cached_property
+    def _refusals(self) -> CappedRefusals:
+        return CappedRefusals("approval-link-refused", "links-refused", self.limits.refused_audit_window_seconds,
+                              self.limits.refused_audit_clients)
 
-        Anyone can send forged links, and one row per attempt would let them flood the audit log.
-        """
-        now = now or utcnow()
-        self.flush_refusals(now)
-        tally = self._refusals.get(refused.reason)
-        if tally is not None:
-            tally.count += 1
-            tally.last = now
-            if len(tally.clients) < self.limits.refused_audit_clients:
-                tally.clients.add(client.address)
-            return
-        self._refusals[refused.reason] = RefusalTally(now, now)
-        self.job.store.audit("approval-link-refused", {
-            "reason": refused.reason, "request_id": refused.request_id,
-            "client": client.address, "user_agent": client.user_agent[:200]}, actor="web")
+    def refused(self, refused: LinkRefused, client: Client, *, now: datetime | None = None) -> None:
+        """Audit a refused link or form, capped (`refusals.CappedRefusals`): the first refusal of a kind
+        in a window is written in full, the rest of that window as one `links-refused` row with their count."""
+        self._refusals.record(self.job.store, refused.reason, client.address, {
+            "request_id": refused.request_id, "user_agent": client.user_agent[:200]}, now or utcnow())
 
     def flush_refusals(self, now: datetime | None = None) -> None:
-        """Write the count of each kind's refusals whose minute has passed (all of them when `now` is None)."""
-        for reason, tally in list(self._refusals.items()):
-            window = timedelta(seconds=self.limits.refused_audit_window_seconds)
-            if now is not None and now - tally.first < window:
-                continue
-            del self._refusals[reason]
-            if tally.count:
-                self.job.store.audit("links-refused", {
-                    "reason": reason, "count": tally.count, "first": tally.first.isoformat(),
-                    "last": tally.last.isoformat(), "clients": sorted(tally.clients)}, actor="web")
+        """Write the count of each kind's refusals whose window has passed (all of them when `now` is None)."""
+        if "_refusals" in self.__dict__:  # nothing refused yet: no need to read [web.limits]
+            self._refusals.flush(self.job.store, now)
 
     def may_decide(self, signed_in_as: str, request_id: int, client: Client) -> bool:
         """With staff sign-in: whether the signed-in person decides as a deputy (False: as the SIRO);

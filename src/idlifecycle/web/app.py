@@ -387,6 +387,7 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await sign_in.close()
         worker.close()
 
     app = Starlette(

@@ -28,7 +28,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from idlifecycle.access._job import AccessJob
-from idlifecycle.access.shares import web_settings
+from idlifecycle.access.records import utcnow
+from idlifecycle.access.refusals import CappedRefusals
+from idlifecycle.access.shares import web_limits, web_settings
 from idlifecycle.model import Kind
 from idlifecycle.web.entra_signin import EntraSignIn, SignInRefused
 from idlifecycle.web.google_signin import GoogleSignIn
@@ -98,6 +100,7 @@ class SignIn:
         self.sessions: Sessions[SignedIn] = Sessions(lifetime=3600, idle=900)
         self._provider: Provider | None = None
         self._read = False
+        self._refusals: CappedRefusals | None = None  # built and used on the worker thread only
 
     async def provider(self) -> Provider | None:
         """The job's identity provider, or None when `[web] sign_in` is "link-only"."""
@@ -143,11 +146,13 @@ class SignIn:
         if provider is None or pending is None:
             log.warning("sign-in answer without a sign-in under way (replayed or another browser's) from %s",
                         client.address)
+            await self._audit_refused("no-sign-in-under-way", client.address)
             return self._refused("This sign-in has already been used or has expired. Sign in again.", 400)
         try:
             claims = await asyncio.to_thread(provider.finish, pending.flow, dict(request.query_params))
         except SignInRefused as refused:
             log.warning("sign-in refused (%s) from %s", refused.reason, client.address)
+            await self._audit_refused(refused.reason, client.address)
             return self._refused(refused.message, 403)
         who = await self.worker.run_job(lambda job: self._staff_or_audit(job, claims, provider.provider, client))
         if who is None:
@@ -160,7 +165,27 @@ class SignIn:
                             samesite="lax", secure=self.secure_cookies)
         return response
 
+    async def _audit_refused(self, reason: str, address: str) -> None:
+        """A sign-in answer refused before anyone was identified (a tampered, expired or replayed answer),
+        audited capped: whoever sends them needs no account, so they must not be able to flood the audit log."""
+        def audit(job: AccessJob) -> None:
+            if self._refusals is None:
+                limits = web_limits(job)
+                self._refusals = CappedRefusals("sign-in-answer-refused", "sign-in-answers-refused",
+                                                limits.refused_audit_window_seconds, limits.refused_audit_clients)
+            self._refusals.record(job.store, reason, address, {}, utcnow())
+
+        await self.worker.run_job(audit)
+
+    async def close(self) -> None:
+        """Write the counts of refused sign-in answers not yet written (when the app stops)."""
+        if self._refusals is not None:
+            refusals = self._refusals
+            await self.worker.run_job(lambda job: refusals.flush(job.store))
+
     def _staff_or_audit(self, job: AccessJob, claims: dict[str, Any], provider: str, client: Any) -> SignedIn | None:
+        if self._refusals is not None:
+            self._refusals.flush(job.store, utcnow())  # a window of refused answers that has passed
         who = staff_identity(job, claims, provider)
         username = str(claims.get("preferred_username", ""))[:200]
         if who is None:
