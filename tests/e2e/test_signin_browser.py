@@ -204,3 +204,30 @@ def test_a_forwarded_link_is_refused_to_other_staff_and_a_deputy_approves_as_dep
     assert main(["--config", str(school.job_path), "report", "access-review", "--out", str(review)]) == 0
     row = next(r for r in review_rows(review, RESTRICTED) if r["Share"] == "sen-records" and r["Person ID"] == "HCA")
     assert row["Approver"] == f"{DEPUTY} (deputy for the SIRO)"
+
+
+def test_a_teacher_asks_for_a_colleague_found_by_name_and_the_siro_is_asked(school: SignInSchool, browser: Any,
+                                                                            tmp_path: Path) -> None:
+    """The request form with sign-in: the requester is who signed in, the person is chosen from a search of the
+    roll (no MIS id typed or shown), and the SIRO's email names them."""
+    reason = f"Covering Siân's reviews from the browser, ref {school.app.server.config.port}"
+    page = new_page(browser)
+    page.goto(f"{school.base_url}/request")
+    signs_in(page, TEACHER)
+    assert page.url == f"{school.base_url}/request" and "Requested by Tom Brown" in page.content()
+    page.get_by_label("Who is the access for? Search by name").fill("sian")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_load_state()
+    choice = page.get_by_label("Siân Evans (staff)")
+    assert choice.is_checked()  # the only match is chosen already
+    assert "SEV" not in page.content()
+    page.select_option("select[name=share]", "sen-records")
+    page.get_by_label("Why is access needed?").fill(reason)
+    page.screenshot(path=str(tmp_path / "request-search-page.png"), full_page=True)
+    page.get_by_role("button", name="Send to the SIRO").click()
+    page.wait_for_load_state()
+    assert page.locator("h1").inner_text() == "Request received"
+    print(f"screenshot: {tmp_path / 'request-search-page.png'}")
+    mail = school.mailbox.wait_for(SIRO, "Access request #", text_contains=reason)
+    assert "Siân Evans" in mail.text or "Sian Evans" in mail.text
+    assert any(r["person_id"] == "SEV" and r["requester"] == TEACHER for r in audit(school, "access-requested"))

@@ -6,6 +6,7 @@ Each refusal is shown as the browser sees it (the answer and whether a session c
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -311,8 +312,12 @@ def test_the_request_form_takes_the_requester_from_the_sign_in(school: SignInSch
         without = browser.post(f"{school.base_url}/request", data={
             "share": "sen-records", "person": "SEV", "reason": "Cover", "days": "3"})
         assert without.status_code == 403  # CSRF on this POST too
+        found = re.search(r'name="person" value="([^"]+)"', browser.get(f"{school.base_url}/request",
+                                                                        params={"q": "Siân"}).text)
+        assert found is not None  # the person is chosen from a search (test_request_search.py)
         sent = browser.post(f"{school.base_url}/request", data={
-            "csrf": csrf.group(1), "requester": "head@school.example.org", "share": "sen-records", "person": "SEV",
+            "csrf": csrf.group(1), "requester": "head@school.example.org", "share": "sen-records",
+            "person": found.group(1),
             "reason": f"Covering Siân's SEN reviews, ref {school.app.server.config.port}", "days": "3"})
         assert sent.status_code == 200, sent.text
     mail = school.mailbox.wait_for(SIRO, "Access request #",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from idlifecycle.access.refusals import CappedRefusals
 from idlifecycle.store import Store
 
-T0 = datetime(2026, 12, 4, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 
 
 def rows(store: Store) -> list[tuple[str, dict[str, object]]]:

@@ -154,6 +154,10 @@ class WebLimits(BaseModel):
     form_per_address_per_hour: int = Field(default=20, ge=1, le=100_000)
     form_burst_total: int = Field(default=30, ge=1, le=100_000)
     form_total_per_hour: int = Field(default=120, ge=1, le=1_000_000)
+    search_burst_per_account: int = Field(default=30, ge=1, le=10_000)
+    """The request form's person search, per signed-in account: a burst of this many searches ..."""
+    search_per_account_per_hour: int = Field(default=300, ge=1, le=100_000)
+    """... refilling at this rate, so a person can search freely and a script cannot list the roll."""
     refused_audit_window_seconds: int = Field(default=60, ge=1, le=24 * 3600)
     refused_audit_clients: int = Field(default=20, ge=0, le=1000)
     """Client addresses named in one grouped row of refusals, at most."""

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
 from importlib.resources import files
 from typing import TypeVar
@@ -54,7 +54,8 @@ from idlifecycle.web.pages import (
     table,
     with_cookie,
 )
-from idlifecycle.web.signin import SignedIn, SignIn, signed_in
+from idlifecycle.web.request_form import SearchThrottle, chosen, request_form_body
+from idlifecycle.web.signin import SignedIn, SignIn, session_of, signed_in
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ class FormLimits:
     per_address_per_hour: int = 20
     burst_total: int = 30
     total_per_hour: int = 120
+    search_burst_per_account: int = 30
+    search_per_account_per_hour: int = 300
     max_addresses: int = 10_000
     """Addresses remembered at once; the fullest (idlest) are forgotten first, so spoofed addresses
     cannot grow memory without bound."""
@@ -105,7 +108,9 @@ class FormLimits:
         """The job's `[web.limits]` (defaults as here)."""
         return cls(burst_per_address=limits.form_burst_per_address,
                    per_address_per_hour=limits.form_per_address_per_hour,
-                   burst_total=limits.form_burst_total, total_per_hour=limits.form_total_per_hour)
+                   burst_total=limits.form_burst_total, total_per_hour=limits.form_total_per_hour,
+                   search_burst_per_account=limits.search_burst_per_account,
+                   search_per_account_per_hour=limits.search_per_account_per_hour)
 
 
 class TokenBucket:
@@ -217,36 +222,15 @@ def decision_body(result: Decision) -> str:
     return summary + (f"<ul>{lines}</ul>" if lines else "") + "<p>The requester has been told by email.</p>"
 
 
-def request_form_body(access: Access, csrf: str, message: str = "", who: SignedIn | None = None) -> str:
-    """The request form; with staff sign-in the requester is `who`, shown, not asked for."""
-    options = "".join(
-        f'<option value="{escape(s.name, quote=True)}">{escape(s.title)} ({escape(s.classification)}, '
-        f"up to {s.max_grant_days} days)</option>"
-        for s in sorted(access.registry.shares.values(), key=lambda s: s.title) if s.classification != "public"
-    )
-    return (
-        (f'<p class="notice refused">{escape(message)}</p>' if message else "")
-        + f"<p>Requests go to {escape(access.settings.siro_name)} (SIRO) for approval by email.</p>"
-        '<form method="post" action="/request">'
-        f'<input type="hidden" name="csrf" value="{escape(csrf, quote=True)}">'
-        + (f"<p>Requested by {escape(who.name)} ({escape(who.username)})</p>" if who is not None else
-           '<label>Your school email<input name="requester" type="email" required></label>')
-        + f'<label>Share<select name="share">{options}</select></label>'
-        '<label>Person (MIS id)<input name="person" required></label>'
-        '<label>Why is access needed?<textarea name="reason" rows="4" maxlength="1000" required></textarea></label>'
-        '<label>For how many days<input name="days" type="number" min="1" value="7" required></label>'
-        '<p><button class="approve" type="submit">Send to the SIRO</button></p></form>'
-    )
-
-
 def form_open(access: Access) -> None:
     if not access.settings.requester_domains:
         raise UserError("The request form is turned off: ask the IT team to make the request.")
 
 
-def too_many_requests(wait: float) -> HTMLResponse:
+def too_many_requests(wait: float, title: str = "Too many requests",
+                      what: str = "The request form has been sent too often.") -> HTMLResponse:
     minutes = math.ceil(wait / 60)
-    return page("Too many requests", f'<p class="notice refused">The request form has been sent too often. '
+    return page(title, f'<p class="notice refused">{escape(what)} '
                 f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.</p>", 429,
                 headers={"retry-after": str(math.ceil(wait))})
 
@@ -290,9 +274,11 @@ def checked_form(access: Access, form: dict[str, str], cookie: str | None, clien
 class Routes:
     """The app's routes, sharing the job's worker thread, the form's throttle and the cookie setting."""
 
-    def __init__(self, worker: Worker, throttle: FormThrottle, secure_cookies: bool, sign_in: SignIn) -> None:
+    def __init__(self, worker: Worker, throttle: FormThrottle, secure_cookies: bool, sign_in: SignIn,
+                 searches: SearchThrottle) -> None:
         self.worker = worker
         self.throttle = throttle
+        self.searches = searches
         self.secure_cookies = secure_cookies
         self.sign_in = sign_in
 
@@ -333,9 +319,17 @@ class Routes:
         if who is None and await self.sign_in.provider() is not None:
             return self.sign_in.sign_in_redirect("/request")
 
+        session = session_of(request)
+        query = request.query_params.get("q", "")
+        if query.strip() and who is not None:
+            wait = self.searches.wait(who.username.lower())
+            if wait:
+                return too_many_requests(wait, "Too many searches", "You have searched very often.")
+
         def view(access: Access) -> str:
             form_open(access)
-            return request_form_body(access, access.signer.csrf_token(cookie, REQUEST_FORM), who=who)
+            return request_form_body(access, access.signer.csrf_token(cookie, REQUEST_FORM), who=who,
+                                     session=session, query=query)
 
         body = await self.worker.run(view)
         return with_cookie(page("Ask for access to a share", self.sign_in.bar(request) + body), cookie,
@@ -351,7 +345,15 @@ class Routes:
             raise LinkRefused("not-signed-in", 403, "Sign in first: open the request page again.")
         form = await form_of(request)
         cookie = request.cookies.get(CSRF_COOKIE)
-        asked = await self.worker.run(lambda access: checked_form(access, form, cookie, client, who))
+        session = session_of(request)
+
+        def check(access: Access) -> FormRequest:
+            asked = checked_form(access, form, cookie, client, who)
+            if who is None or session is None:
+                return asked
+            return replace(asked, person=chosen(access, session, form.get("person", ""), client.address))
+
+        asked = await self.worker.run(check)
 
         async def ask_after_answering() -> None:
             # After the answer has gone, so a known and an unknown id also take the same time to answer.
@@ -382,7 +384,9 @@ def create_app(job_factory: Callable[[], AccessJob], *, secure_cookies: bool = T
     """The ASGI app; `job_factory` builds the job on the worker thread (e.g. `lambda: load_job(path)`)."""
     worker = Worker(job_factory)
     sign_in = SignIn(worker, secure_cookies)
-    routes = Routes(worker, FormThrottle(form_limits or FormLimits()), secure_cookies, sign_in)
+    limits = form_limits or FormLimits()
+    routes = Routes(worker, FormThrottle(limits), secure_cookies, sign_in,
+                    SearchThrottle(limits.search_burst_per_account, limits.search_per_account_per_hour))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -13,7 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 PENDING_SECONDS = 600
@@ -33,6 +33,9 @@ class Session(Generic[W]):
     seen: float
     csrf: str
     """The sign-out form's token: a POST without it is not from our page."""
+    choices: dict[str, str] = field(default_factory=dict)
+    """Opaque references this session was shown (the request form's person search) -> what each stands for;
+    they end with the session, and a reference another session was shown means nothing here."""
 
 
 @dataclass(frozen=True)

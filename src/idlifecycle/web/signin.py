@@ -35,7 +35,7 @@ from idlifecycle.model import Kind
 from idlifecycle.web.entra_signin import EntraSignIn, SignInRefused
 from idlifecycle.web.google_signin import GoogleSignIn
 from idlifecycle.web.pages import Worker, client_of, form_of, guarded, page
-from idlifecycle.web.sessions import PENDING_SECONDS, Sessions
+from idlifecycle.web.sessions import PENDING_SECONDS, Session, Sessions
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "idl_session"
@@ -62,11 +62,14 @@ class Provider(Protocol):
 
 def signed_in(request: Request) -> SignedIn | None:
     """Who is signed in on this request (staff of the managed scope), or None."""
-    state: SignIn | None = getattr(request.app.state, "sign_in", None)
-    if state is None:
-        return None
-    session = state.sessions.get(request.cookies.get(SESSION_COOKIE))
+    session = session_of(request)
     return session.who if session is not None else None
+
+
+def session_of(request: Request) -> Session[SignedIn] | None:
+    """The signed-in session of this request, or None."""
+    state: SignIn | None = getattr(request.app.state, "sign_in", None)
+    return state.sessions.get(request.cookies.get(SESSION_COOKIE)) if state is not None else None
 
 
 def staff_identity(job: AccessJob, claims: dict[str, Any], provider: str) -> SignedIn | None:
