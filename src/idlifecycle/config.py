@@ -24,6 +24,7 @@ from idlifecycle.guards import GuardLimits
 from idlifecycle.mapping import KindRules, MappingRules
 from idlifecycle.model import Kind
 from idlifecycle.naming import NamingRules, check_template
+from idlifecycle.schools import School, SchoolModel, schools_of
 
 DEFAULT_RESERVED = (
     "admin", "administrator", "root", "head", "headteacher", "office", "admin1", "support", "it", "helpdesk",
@@ -151,7 +152,8 @@ class GuardModel(_Strict):
 class JobModel(_Strict):
     name: str = "nightly"
     state_dir: str = "state"
-    feeds: list[FeedModel] = Field(min_length=1)
+    feeds: list[FeedModel] = []
+    """A single school's feeds; a trust's job lists `[[schools]]`, each with its own, instead."""
     connectors: list[str] = Field(min_length=1)
     mappings: list[str] = Field(min_length=1)
     lock: str | None = None
@@ -237,6 +239,8 @@ class JobConfig:
     syslog_address: str = ""
     extra_people_path: Path | None = None
     """[job] extra_people: the file of people outside the MIS; None when the job has none."""
+    schools: tuple[School, ...] = ()
+    """A trust's `[[schools]]`, each with its feeds (`feeds` is then empty); none for a single school's job."""
 
     @property
     def sandbox_only(self) -> bool:
@@ -340,6 +344,7 @@ def load_job_config(path: Path | str) -> JobConfig:
         p = Path(value).expanduser()
         return p if p.is_absolute() else (job_path.parent / p).resolve()
 
+    schools = _schools(job_path, data, job)
     connectors = tuple(load_connector(resolve(c)) for c in job.connectors)
     names = [c.name for c in connectors]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -361,7 +366,33 @@ def load_job_config(path: Path | str) -> JobConfig:
                                                                                        connectors),
         syslog_address=job.syslog,
         extra_people_path=resolve(job.extra_people) if job.extra_people else None,
+        schools=schools,
     )
+
+
+def _schools(job_path: Path, data: Mapping[str, Any], job: JobModel) -> tuple[School, ...]:
+    """The job's `[[schools]]`, checked: a job has them or `[[job.feeds]]`, never both or neither."""
+    listed = data.get("schools")
+    if listed is None:
+        if not job.feeds:
+            raise ConfigError(str(job_path), "job.feeds", "no feed is configured: add [[job.feeds]] entries (one "
+                              "school) or [[schools]] with their feeds (a trust)")
+        return ()
+    if job.feeds:
+        raise ConfigError(str(job_path), "job.feeds", "a job with [[schools]] gives each school's feeds in its "
+                          "[[schools.feeds]]; move these there")
+    if not isinstance(listed, list) or not listed:
+        raise ConfigError(str(job_path), "schools", "must be one or more [[schools]] tables")
+    models = []
+    for index, entry in enumerate(listed):
+        try:
+            models.append(SchoolModel.model_validate(entry))
+        except ValidationError as error:
+            raise _validation_error(job_path, error, f"schools.{index}") from None
+    try:
+        return schools_of(models)
+    except ValueError as error:
+        raise ConfigError(str(job_path), "schools", str(error)) from None
 
 
 def _check_directories(mapping: MappingRules, names: list[str], paths: list[Path]) -> None:

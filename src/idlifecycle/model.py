@@ -59,6 +59,10 @@ class Person:
     registration group stays in `registration_group`. Read so a teacher may reset their own pupils' passwords."""
     teaches: tuple[str, ...] = ()
     """The classes a member of staff is enrolled in as a teacher (or aide), by the same names as `classes`."""
+    school: str = ""
+    """The code of the person's school in a trust's job (`[[schools]]`); "" in a single school's job."""
+    mis_id: str | None = None
+    """The MIS's own id when `person_id` is scoped by school (`URN:id`, schools.py); None when it is the id."""
 
     @property
     def first_name(self) -> str:

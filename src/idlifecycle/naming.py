@@ -78,7 +78,7 @@ def template_values(person: Person, today: date) -> dict[str, str]:
         "surname_initial": surname[0],
         "intake_year": intake_year(person.year_group if person.kind is Kind.PUPIL else None, today),
         "start_year": f"{(person.start_date or today).year % 100:02d}",
-        "person_id": ascii_name(person.person_id),
+        "person_id": ascii_name(person.mis_id or person.person_id),  # the MIS's id, not the school scope
     }
 
 
@@ -190,7 +190,7 @@ _FIELD_VALUES: dict[str, Callable[[Person, date], str]] = {
     "surname_initial": lambda person, today: (ascii_name(person.last_name) or "x")[0],
     "intake_year": lambda person, today: intake_year(person.year_group if person.kind is Kind.PUPIL else None, today),
     "start_year": lambda person, today: f"{(person.start_date or today).year % 100:02d}",
-    "person_id": lambda person, today: ascii_name(person.person_id),
+    "person_id": lambda person, today: ascii_name(person.mis_id or person.person_id),
 }
 """Each template field as template_values works it out, one at a time."""
 

@@ -87,7 +87,11 @@ def read_feeds(specs: Sequence[FeedSpec]) -> FeedResult:
     """Read several feeds (pupils.csv and staff.csv) as one; an id in two feeds is a row error."""
     if not specs:
         raise FeedError("no feed is configured; add a [[feeds]] entry to the job file")
-    results = [read_feed(spec) for spec in specs]
+    return merge_results([read_feed(spec) for spec in specs])
+
+
+def merge_results(results: Sequence[FeedResult]) -> FeedResult:
+    """Several feeds' results as one; an id two of them hold is a row error in each."""
     if len(results) == 1:
         return results[0]  # read_feed has refused the ids its feed shares within itself
     people, errors = _without_shared_ids(person for result in results for person in result.people)
@@ -212,6 +216,7 @@ __all__ = [
     "FeedSpec",
     "check_bad_rows",
     "format_report",
+    "merge_results",
     "read_feed",
     "read_feeds",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from idlifecycle import access, checkpoint, extra_people, passwords
 from idlifecycle.anchors import is_short_anchor, resolve_anchors
-from idlifecycle.config import JobConfig, Secrets, load_job_config
+from idlifecycle.config import FeedModel, JobConfig, Secrets, load_job_config
 from idlifecycle.connectors.base import Connector, ConnectorContext, build_connector
 from idlifecycle.dormant import DormantMark
 from idlifecycle.errors import ConfigError, FeedError, GuardTripped, StalePlan, UserError
@@ -35,6 +35,7 @@ from idlifecycle.model import Change, Outcome, Person, Plan, Result, RowError, S
 from idlifecycle.passwords.generator import throwaway
 from idlifecycle.planner import Held, PlanState, ShareGroupsLike
 from idlifecycle.planner import plan as make_plan
+from idlifecycle.schools import SchoolFeedModel, read_schools
 from idlifecycle.shape import (
     column_problems,
     leading_zero_problem,
@@ -106,12 +107,24 @@ class Job:
                 connectors[spec.name] = connector
             yield connectors
 
-    def feed_specs(self) -> list[FeedSpec]:
+    def feed_specs(self, feeds: Sequence[FeedModel | SchoolFeedModel] | None = None) -> list[FeedSpec]:
+        """The job's feeds (every school's, in a trust's job), or `feeds` (one school's), as the readers take them."""
+        if feeds is None:
+            feeds = [*self.config.feeds, *(feed for school in self.config.schools for feed in school.feeds)]
         return [
             FeedSpec(format=f.format, path=self.resolve_path(f.path),
                      options={k: v for k, v in (f.model_extra or {}).items()}, source=str(self.config.path))
-            for f in self.config.feeds
+            for f in feeds
         ]
+
+    def read_feed_rows(self) -> FeedResult:
+        """The feed as read: a single school's feeds as one, or each of a trust's schools on its own with
+        its people's ids scoped by school (schools.py)."""
+        schools = self.config.schools
+        if not schools:
+            return read_feeds(self.feed_specs())
+        return read_schools(schools, [self.feed_specs(school.feeds) for school in schools],
+                            self.config.guards.max_bad_rows_percent)
 
     def check_feed(self) -> tuple[FeedResult, list[str]]:
         """The feed as a run reads it, and why its columns cannot be trusted (empty when they can).
@@ -120,7 +133,7 @@ class Job:
         refused here, before they can fail a create half-way or open a share: their people are held.
         """
         mapping = self.config.mapping
-        result = check_lengths(read_feeds(self.feed_specs()), [spec.type for spec in self.config.connectors],
+        result = check_lengths(self.read_feed_rows(), [spec.type for spec in self.config.connectors],
                                roles_name_groups=names_groups(mapping, "role"))
         share_groups: set[str] = set()
         if self.section("access"):
