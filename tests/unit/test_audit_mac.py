@@ -115,3 +115,28 @@ def test_the_run_summary_carries_the_checkpoint_for_keeping_off_the_server():
     _, text = run_summary("nightly", RunReport(57, "ok", Plan((), {}), checkpoint=checkpoint))
     assert "State checkpoint (keep this mail: `idlifecycle audit verify --checkpoint FILE`" in text
     assert '"audit_seq": 1203' in text and '"head_mac": "' + "ab" * 32 + '"' in text
+
+
+def test_entries_written_in_one_transaction_chain_on_each_other_and_a_rolled_back_one_is_not_chained_on(tmp_path):
+    """The newest entry is remembered within a transaction (a group commit writes hundreds): the chain still
+    verifies, and after a rollback the next entry follows the last committed one, not the one rolled back."""
+    store = Store(tmp_path / "state.db", audit_key=KEY)
+    store.audit("first", {"n": 0})
+    with store.transaction():
+        for n in range(1, 6):
+            store.audit("change-applied", {"n": n})
+    try:
+        with store.transaction():
+            store.audit("rolled-back", {"n": 99})
+            raise RuntimeError("the run died before its commit")
+    except RuntimeError:
+        pass
+    store.audit("after", {"n": 6})
+    assert [(e.seq, e.event) for e in store.audit_entries()][-2:] == [(6, "change-applied"), (7, "after")]
+    assert store.verify_audit() == []
+    # Another connection (the web app) writes between two of this one's transactions: still one chain.
+    Store(tmp_path / "state.db", audit_key=KEY).audit("from-the-web-app", {})
+    with store.transaction():
+        store.audit("next-night", {})
+    assert [e.event for e in store.audit_entries()][-2:] == ["from-the-web-app", "next-night"]
+    assert store.verify_audit() == []

@@ -81,6 +81,10 @@ class StoreBase:
         db.store_path = self.path
         self.db: sqlite3.Connection = db
         self._thread = threading.get_ident()
+        self.transactions = 0
+        """Outer transactions begun on this connection: what a value read inside one is valid for."""
+        self.newest_audit: tuple[int, int, str, bool] | None = None
+        """(transaction, seq, MAC, keyed) of the newest audit entry as this transaction wrote it (store/audit.py)."""
         self.handover: Handover | None = None
         """Set while directories are applied on threads of their own: how a connector's cursor read or
         write made on such a thread reaches this connection's thread (`idlifecycle.handover`)."""
@@ -103,6 +107,7 @@ class StoreBase:
             yield self.db
             return
         self.db.execute("BEGIN IMMEDIATE")
+        self.transactions += 1
         try:
             yield self.db
         except BaseException:
