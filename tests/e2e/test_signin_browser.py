@@ -39,6 +39,7 @@ from tests.integration.signin_support import (
     TEACHER,
     IdentityProvider,
     SignInSchool,
+    audit,
     idp,
     running_sign_in_school,
 )
@@ -74,14 +75,6 @@ def ask(school: SignInSchool, person: str, reason: str) -> tuple[int, str]:
     # The mailbox serves both providers' schools, whose request numbers both start at 1.
     return request_id, link_in(school.mailbox.wait_for(SIRO, f"Access request #{request_id}:",
                                                        text_contains=school.base_url))
-
-
-def audit(school: SignInSchool, event: str) -> list[dict[str, Any]]:
-    job = load_job(school.job_path)
-    try:
-        return [e.data for e in job.store.audit_entries() if e.event == event]
-    finally:
-        job.close()
 
 
 def status(school: SignInSchool, request_id: int) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from idlifecycle.job import load_job
 from idlifecycle.sandbox.google import GoogleEmulator
 from idlifecycle.sandbox.graph import GraphEmulator
 from idlifecycle.sandbox.graph_directory import Directory
@@ -191,3 +192,12 @@ def sign_in(browser: httpx.Client, base_url: str, login: str, next_path: str = "
     """The whole sign-in as a browser does it; the app's answer to the callback."""
     callback = at_identity_provider(browser, to_identity_provider(browser, base_url, next_path), login)
     return browser.get(callback)
+
+
+def audit(school: SignInSchool, event: str) -> list[dict[str, Any]]:
+    """The data of every audit entry of `event` in the school's store, oldest first."""
+    job = load_job(school.job_path)
+    try:
+        return [e.data for e in job.store.audit_entries() if e.event == event]
+    finally:
+        job.close()

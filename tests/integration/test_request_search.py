@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
-from idlifecycle.job import load_job
 from tests.integration.access_support import CSRF_FIELD, Mailbox, mailbox
 from tests.integration.signin_support import (
     DEPUTY,
@@ -18,6 +16,7 @@ from tests.integration.signin_support import (
     TEACHER,
     IdentityProvider,
     SignInSchool,
+    audit,
     idp,
     running_sign_in_school,
     sign_in,
@@ -30,14 +29,6 @@ CHOICE = re.compile(r'name="person" value="([^"]+)"[^>]*> ([^<]+)</label>')
 @pytest.fixture(scope="module")
 def school(idp: IdentityProvider, mailbox: Mailbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignInSchool]:
     yield from running_sign_in_school(idp, mailbox, tmp_path_factory.mktemp("search"))
-
-
-def audit(school: SignInSchool, event: str) -> list[dict[str, Any]]:
-    job = load_job(school.job_path)
-    try:
-        return [e.data for e in job.store.audit_entries() if e.event == event]
-    finally:
-        job.close()
 
 
 def search(browser: httpx.Client, school: SignInSchool, query: str) -> tuple[httpx.Response, dict[str, str]]:

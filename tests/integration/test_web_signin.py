@@ -46,6 +46,7 @@ from tests.integration.signin_support import (
     IdentityProvider,
     SignInSchool,
     at_identity_provider,
+    audit,
     idp,
     running_sign_in_school,
     sign_in,
@@ -66,14 +67,6 @@ def honest_idp(idp: IdentityProvider) -> Iterator[None]:
     idp.sign_in.tamper = {}
     yield
     idp.sign_in.tamper = {}
-
-
-def audit(school: SignInSchool, event: str) -> list[dict[str, Any]]:
-    job = load_job(school.job_path)
-    try:
-        return [e.data for e in job.store.audit_entries() if e.event == event]
-    finally:
-        job.close()
 
 
 def request_link(school: SignInSchool) -> str:

@@ -315,11 +315,11 @@ class Routes:
 
     async def request_page(self, request: Request) -> Response:
         cookie = request.cookies.get(CSRF_COOKIE) or new_cookie_value()
-        who = signed_in(request)
+        session = session_of(request)  # one look: who is signed in and the session their choices are kept in
+        who = session.who if session is not None else None
         if who is None and await self.sign_in.provider() is not None:
             return self.sign_in.sign_in_redirect("/request")
 
-        session = session_of(request)
         query = request.query_params.get("q", "")
         if query.strip() and who is not None:
             wait = self.searches.wait(who.username.lower())
@@ -340,17 +340,17 @@ class Routes:
         wait = self.throttle.wait(client.address)
         if wait:
             return too_many_requests(wait)
-        who = signed_in(request)
+        session = session_of(request)
+        who = session.who if session is not None else None
         if who is None and await self.sign_in.provider() is not None:
             raise LinkRefused("not-signed-in", 403, "Sign in first: open the request page again.")
         form = await form_of(request)
         cookie = request.cookies.get(CSRF_COOKIE)
-        session = session_of(request)
 
         def check(access: Access) -> FormRequest:
             asked = checked_form(access, form, cookie, client, who)
-            if who is None or session is None:
-                return asked
+            if session is None:
+                return asked  # link-only: the typed MIS id, answered alike whether known or not
             return replace(asked, person=chosen(access, session, form.get("person", ""), client.address))
 
         asked = await self.worker.run(check)

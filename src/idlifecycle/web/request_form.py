@@ -130,7 +130,7 @@ def request_form_body(access: Access, csrf: str, message: str = "", who: SignedI
         for s in sorted(access.registry.shares.values(), key=lambda s: s.title) if s.classification != "public"
     )
     box, person = ("", '<label>Person (MIS id)<input name="person" required></label>')
-    if who is not None and session is not None:
+    if session is not None:
         box, person = search_body(access, session, query)
         if not person:
             person = "<p>Search for the person above first.</p>"
