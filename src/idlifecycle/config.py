@@ -24,7 +24,7 @@ from idlifecycle.guards import GuardLimits
 from idlifecycle.mapping import KindRules, MappingRules
 from idlifecycle.model import Kind
 from idlifecycle.naming import NamingRules, check_template
-from idlifecycle.schools import School, SchoolModel, schools_of
+from idlifecycle.schools import FeedModel, School, SchoolModel, schools_of
 
 DEFAULT_RESERVED = (
     "admin", "administrator", "root", "head", "headteacher", "office", "admin1", "support", "it", "helpdesk",
@@ -126,12 +126,6 @@ def _validation_error(source: Path, error: ValidationError, prefix: str = "") ->
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FeedModel(_Strict):
-    format: str
-    path: str
-    model_config = ConfigDict(extra="allow", frozen=True)
 
 
 class GuardModel(_Strict):

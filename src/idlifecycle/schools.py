@@ -29,8 +29,9 @@ from idlifecycle.feeds import FeedResult, FeedSpec, check_bad_rows, merge_result
 from idlifecycle.model import RowError
 
 
-class SchoolFeedModel(BaseModel):
-    """One of a school's feeds: the same keys as a `[[job.feeds]]` entry."""
+class FeedModel(BaseModel):
+    """One feed of the job file: a `[[job.feeds]]` entry, or one of a school's `[[schools.feeds]]` (format options
+    beyond `format` and `path` are the readers' to check)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     format: str
@@ -46,7 +47,7 @@ class SchoolModel(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     urn: str = Field(pattern=r"^[0-9]{6,7}$")
     """The DfE URN (6 digits) or establishment number (7): the scope of the school's people's ids."""
-    feeds: list[SchoolFeedModel] = Field(min_length=1)
+    feeds: list[FeedModel] = Field(min_length=1)
     ids: Literal["scoped", "bare"] = "scoped"
     """"bare" for the school the job had before it listed schools: its ids (and accounts) stay as they are."""
 
@@ -56,7 +57,7 @@ class School:
     code: str
     name: str
     urn: str
-    feeds: tuple[SchoolFeedModel, ...]
+    feeds: tuple[FeedModel, ...]
     bare_ids: bool
 
     def scoped_id(self, mis_id: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from idlifecycle import access, checkpoint, extra_people, passwords
 from idlifecycle.anchors import is_short_anchor, resolve_anchors
-from idlifecycle.config import FeedModel, JobConfig, Secrets, load_job_config
+from idlifecycle.config import JobConfig, Secrets, load_job_config
 from idlifecycle.connectors.base import Connector, ConnectorContext, build_connector
 from idlifecycle.dormant import DormantMark
 from idlifecycle.errors import ConfigError, FeedError, GuardTripped, StalePlan, UserError
@@ -35,7 +35,7 @@ from idlifecycle.model import Change, Outcome, Person, Plan, Result, RowError, S
 from idlifecycle.passwords.generator import throwaway
 from idlifecycle.planner import Held, PlanState, ShareGroupsLike
 from idlifecycle.planner import plan as make_plan
-from idlifecycle.schools import SchoolFeedModel, read_schools
+from idlifecycle.schools import FeedModel, read_schools
 from idlifecycle.shape import (
     column_problems,
     leading_zero_problem,
@@ -107,7 +107,7 @@ class Job:
                 connectors[spec.name] = connector
             yield connectors
 
-    def feed_specs(self, feeds: Sequence[FeedModel | SchoolFeedModel] | None = None) -> list[FeedSpec]:
+    def feed_specs(self, feeds: Sequence[FeedModel] | None = None) -> list[FeedSpec]:
         """The job's feeds (every school's, in a trust's job), or `feeds` (one school's), as the readers take them."""
         if feeds is None:
             feeds = [*self.config.feeds, *(feed for school in self.config.schools for feed in school.feeds)]

@@ -91,7 +91,7 @@ class Audit(StoreBase):
                 "INSERT INTO audit (seq, at, event, actor, data, prev_hash, hash, keyed) VALUES (?,?,?,?,?,?,?,?)",
                 (seq, at, event, actor, body, prev, digest, int(self.audit_key is not None)),
             )
-            self.newest_audit = (self.transactions, seq, digest, self.audit_key is not None)
+            self.newest_audit = (self.transactions, seq, digest)
 
     def audit_entries(self, since: str | None = None) -> list[AuditEntry]:
         rows = self.db.execute("SELECT * FROM audit WHERE at >= ? ORDER BY seq", (since or "",))

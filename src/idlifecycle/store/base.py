@@ -83,8 +83,8 @@ class StoreBase:
         self._thread = threading.get_ident()
         self.transactions = 0
         """Outer transactions begun on this connection: what a value read inside one is valid for."""
-        self.newest_audit: tuple[int, int, str, bool] | None = None
-        """(transaction, seq, MAC, keyed) of the newest audit entry as this transaction wrote it (store/audit.py)."""
+        self.newest_audit: tuple[int, int, str] | None = None
+        """(transaction, seq, MAC) of the newest audit entry as this transaction wrote it (store/audit.py)."""
         self.handover: Handover | None = None
         """Set while directories are applied on threads of their own: how a connector's cursor read or
         write made on such a thread reaches this connection's thread (`idlifecycle.handover`)."""

@@ -54,7 +54,7 @@ from idlifecycle.web.pages import (
     table,
     with_cookie,
 )
-from idlifecycle.web.request_form import SearchThrottle, chosen, request_form_body
+from idlifecycle.web.request_form import chosen, request_form_body
 from idlifecycle.web.signin import SignedIn, SignIn, session_of, signed_in
 
 T = TypeVar("T")
@@ -131,6 +131,20 @@ class TokenBucket:
             self.tokens -= 1
             return 0.0
         return (1 - self.tokens) / self.rate if self.rate else 3600.0
+
+
+class SearchThrottle:
+    """The request form's person search: a token bucket per signed-in account. Used from the event loop only."""
+
+    def __init__(self, burst: int, per_hour: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst, self.per_hour, self.clock = burst, per_hour, clock
+        self._accounts: dict[str, TokenBucket] = {}
+
+    def wait(self, account: str) -> float:
+        """0 when `account` may search now (counted), else the seconds until it may."""
+        now = self.clock()
+        bucket = self._accounts.setdefault(account, TokenBucket(self.burst, self.per_hour, now))
+        return bucket.take(now)
 
 
 def _client_key(address: str) -> str:
@@ -328,8 +342,8 @@ class Routes:
 
         def view(access: Access) -> str:
             form_open(access)
-            return request_form_body(access, access.signer.csrf_token(cookie, REQUEST_FORM), who=who,
-                                     session=session, query=query)
+            return request_form_body(access, access.signer.csrf_token(cookie, REQUEST_FORM), session=session,
+                                     query=query)
 
         body = await self.worker.run(view)
         return with_cookie(page("Ask for access to a share", self.sign_in.bar(request) + body), cookie,

@@ -14,9 +14,7 @@ would tell anyone with the address who is on the school's roll.
 from __future__ import annotations
 
 import secrets
-import time
 import unicodedata
-from collections.abc import Callable
 from html import escape
 
 from idlifecycle.access.service import Access, Client
@@ -31,25 +29,6 @@ MAX_CHOICES = 200
 """References one session remembers; the oldest are forgotten first (a session cannot grow memory)."""
 MIN_QUERY = 2
 MAX_QUERY = 100
-
-
-class SearchThrottle:
-    """A token bucket per signed-in account (used from the event loop only, so no lock)."""
-
-    def __init__(self, burst: int, per_hour: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.burst, self.rate, self.clock = burst, per_hour / 3600, clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # account -> (tokens, at)
-
-    def wait(self, account: str) -> float:
-        """0 when `account` may search now (counted), else the seconds until it may."""
-        now = self.clock()
-        tokens, at = self._buckets.get(account, (float(self.burst), now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
-        if tokens >= 1:
-            self._buckets[account] = (tokens - 1, now)
-            return 0.0
-        self._buckets[account] = (tokens, now)
-        return (1 - tokens) / self.rate
 
 
 def _folded(text: str) -> str:
@@ -120,10 +99,11 @@ def search_body(access: Access, session: Session[SignedIn], query: str) -> tuple
     return box, f"<fieldset><legend>Person</legend>{note}{choices}</fieldset>"
 
 
-def request_form_body(access: Access, csrf: str, message: str = "", who: SignedIn | None = None,
-                      session: Session[SignedIn] | None = None, query: str = "") -> str:
-    """The request form; with staff sign-in the requester is `who`, shown, not asked for, and the person is
-    chosen from a search; without it the person's MIS id is typed."""
+def request_form_body(access: Access, csrf: str, message: str = "", session: Session[SignedIn] | None = None,
+                      query: str = "") -> str:
+    """The request form; with staff sign-in (`session`) the requester is who signed in, shown, not asked for,
+    and the person is chosen from a search; without it the person's MIS id is typed."""
+    who = session.who if session is not None else None
     options = "".join(
         f'<option value="{escape(s.name, quote=True)}">{escape(s.title)} ({escape(s.classification)}, '
         f"up to {s.max_grant_days} days)</option>"
