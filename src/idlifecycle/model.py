@@ -90,6 +90,27 @@ class RowError:
 
 
 @dataclass(frozen=True)
+class StoppedSchool:
+    """A trust's school left out of tonight's run: its feed could not be trusted (schools.py), so nothing is
+    created, changed, disabled or removed for its people while the other schools' nights go on."""
+
+    code: str
+    name: str
+    scope: str | None
+    """What its people's ids begin with (`URN:`); None for the school that keeps bare ids (no colon)."""
+    reason: str
+    people: int = 0
+    """Its people on the last good run: still counted as the trust's, so the feed-drop guard is not tripped
+    by a school that was held rather than emptied."""
+
+    def holds(self, person_id: str) -> bool:
+        return ":" not in person_id if self.scope is None else person_id.startswith(self.scope)
+
+    def __str__(self) -> str:
+        return f"school {self.code} ({self.name}): {self.reason}"
+
+
+@dataclass(frozen=True)
 class Account:
     """One directory object for one person, as a connector's snapshot sees it."""
 

@@ -106,6 +106,7 @@ def merge_results(results: Sequence[FeedResult]) -> FeedResult:
         dict(skipped),
         frozenset().union(*(result.skipped_ids for result in results)),
         tuple(note for result in results for note in result.notes),
+        tuple(stopped for result in results for stopped in result.stopped),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from idlifecycle.errors import ConfigError, FeedError
 from idlifecycle.feeds._fields import GRADE_SCHEMES, YearRange, parse_years
-from idlifecycle.model import Person, RowError
+from idlifecycle.model import Person, RowError, StoppedSchool
 
 PERSON_FIELDS = (
     "person_id", "kind", "upn", "legal_first_name", "preferred_first_name", "last_name", "year_group",
@@ -69,6 +69,8 @@ class FeedResult:
     notes: tuple[str, ...] = ()
     """Warnings that refuse no row: an enrolment naming an unknown class or user (feeds/teaching.py). They
     only narrow whom a teacher may reset, so they never hold anyone's account."""
+    stopped: tuple[StoppedSchool, ...] = ()
+    """A trust's schools whose feeds were not read tonight, and why (schools.py): their people are held."""
 
 
 class Options:

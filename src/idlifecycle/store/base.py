@@ -66,6 +66,11 @@ class _Connection(sqlite3.Connection):
             raise storage_problem(self.store_path, error) or error from None
 
 
+_ROWS_PER_STATEMENT = 100
+"""Rows a deferred insert writes per statement (`StoreBase.later`): at most 100 x 11 parameters, well inside
+SQLite's limit, and few distinct statement texts for its statement cache."""
+
+
 class StoreBase:
     """The connection every part of `Store` works through; the parts are mixins of this (store/__init__)."""
 
@@ -85,6 +90,8 @@ class StoreBase:
         """Outer transactions begun on this connection: what a value read inside one is valid for."""
         self.newest_audit: tuple[int, int, str] | None = None
         """(transaction, seq, MAC) of the newest audit entry as this transaction wrote it (store/audit.py)."""
+        self._later: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        """Rows waiting to be inserted before this transaction commits (`later`), by statement."""
         self.handover: Handover | None = None
         """Set while directories are applied on threads of their own: how a connector's cursor read or
         write made on such a thread reaches this connection's thread (`idlifecycle.handover`)."""
@@ -110,11 +117,37 @@ class StoreBase:
         self.transactions += 1
         try:
             yield self.db
+            self.write_later_rows()
         except BaseException:
+            self._later.clear()
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def later(self, head: str, tail: str, row: tuple[Any, ...]) -> None:
+        """Inserts `row` (`head` VALUES (row) `tail`) when this transaction commits, or now outside one.
+
+        A night's group commit writes hundreds of journal rows and audit entries at once: many rows to one
+        statement instead of one each, because each SQLite call lets another thread take the GIL, and the
+        store's thread, which every directory's worker waits on, then waits for it back (on a busy machine
+        most of its time). Rows of one statement go in in the order given (a journal row's `started` and
+        its outcome in one group commit upsert in turn). Whatever reads those tables calls
+        `write_later_rows` first."""
+        if not self.db.in_transaction:
+            self.db.execute(f"{head} VALUES ({','.join('?' * len(row))}) {tail}", row)
+            return
+        self._later.setdefault((head, tail), []).append(row)
+
+    def write_later_rows(self) -> None:
+        """Inserts the rows `later` kept for this transaction."""
+        for (head, tail), rows in self._later.items():
+            one = f"({','.join('?' * len(rows[0]))})"
+            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                chunk = rows[start:start + _ROWS_PER_STATEMENT]
+                self.db.execute(f"{head} VALUES {','.join([one] * len(chunk))} {tail}",
+                                [value for row in chunk for value in row])
+        self._later.clear()
 
     def on_own_thread(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Runs `work` (which uses this connection) on the connection's own thread: here, or handed over
